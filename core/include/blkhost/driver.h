@@ -1,0 +1,129 @@
+/*
+ * BhDriver: the vtable a driver plugin fills.
+ *
+ * A driver is either a protocol (BH_DRIVER_PROTOCOL: it opens the filename
+ * itself — file, null, memory, an NBD client) or a format (raw, qcow2),
+ * which never touches a file descriptor and does all its I/O on its "file"
+ * child with bh_node_pread() & co.  The core opens that child before
+ * calling open(), and the driver gets it with bh_node_child(bs, "file").
+ *
+ * What the core does so the driver does not have to:
+ *  - range checks (offset + len within bh_node_size(), no overflow) and the
+ *    read-only check, before any callback runs; growable children (the file
+ *    under a format) accept writes past their end;
+ *  - NULL callbacks: write_zeroes -> writes of zeros (ENOTSUP for
+ *    BH_IO_FAST_ZERO); flush -> success; discard -> success (advisory);
+ *    block_status -> all data; FUA without BH_CAP_FUA -> write + flush;
+ *  - cache, discard and detect-zeroes modes, image locking (the file
+ *    driver calls bh_lock_apply()), serialization of BH_THREAD_SERIALIZE.
+ * A write_zeroes callback may return -ENOTSUP to fall back to writing zeros.
+ *
+ * Versioning: struct_size first; new callbacks only at the end.  The core
+ * treats callbacks beyond the plugin's struct_size as NULL.
+ */
+#ifndef BLKHOST_DRIVER_H
+#define BLKHOST_DRIVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <glib.h>
+
+#include <blkhost/error.h>
+#include <blkhost/info.h>
+#include <blkhost/node.h>
+#include <blkhost/opts.h>
+#include <blkhost/plugin.h>
+
+G_BEGIN_DECLS
+
+/* BhDriver.flags */
+#define BH_DRIVER_PROTOCOL  (1u << 0) /* opens filename itself, no child */
+#define BH_DRIVER_NO_PROBE  (1u << 1) /* only opened when named */
+
+/* open() flags */
+#define BH_OPEN_RDWR      (1u << 0)
+#define BH_OPEN_DIRECT    (1u << 1) /* O_DIRECT (cache=none/directsync) */
+#define BH_OPEN_NO_LOCK   (1u << 2) /* locking=off */
+#define BH_OPEN_GROWABLE  (1u << 3) /* child of a format: may grow */
+
+/* Capabilities a driver sets with bh_node_set_caps() in open(). */
+#define BH_CAP_FUA        (1u << 0) /* honours BH_IO_FUA natively */
+#define BH_CAP_DISCARD    (1u << 1) /* discard really frees space */
+#define BH_CAP_ZERO       (1u << 2) /* write_zeroes is fast (no data I/O) */
+
+typedef struct BhDriver {
+    uint32_t struct_size; /* sizeof(BhDriver) at build time */
+    uint32_t flags;       /* BH_DRIVER_* */
+
+    /* Formats: how sure (0..100) that buf (the first len bytes, len may be
+     * short) is this format.  raw answers 1. */
+    int (*probe)(const uint8_t *buf, size_t len, const char *filename);
+
+    /* Set up bs: parse opts with bh_opts_get_*() (unused keys are refused
+     * by the core afterwards), store state with bh_node_set_opaque(), set
+     * caps and limits.  Returns 0 or -errno with *errp set. */
+    int (*open)(BhNode *bs, const char *filename, BhOpts *opts,
+                uint32_t open_flags, GError **errp);
+    void (*close)(BhNode *bs);
+    int64_t (*get_length)(BhNode *bs);
+
+    int (*pread)(BhNode *bs, void *buf, uint64_t offset, size_t len,
+                 uint32_t flags, GError **errp);
+    int (*pwrite)(BhNode *bs, const void *buf, uint64_t offset, size_t len,
+                  uint32_t flags, GError **errp);
+    int (*flush)(BhNode *bs, GError **errp);
+    int (*discard)(BhNode *bs, uint64_t offset, uint64_t len, GError **errp);
+    int (*write_zeroes)(BhNode *bs, uint64_t offset, uint64_t len,
+                        uint32_t flags, GError **errp);
+    int (*block_status)(BhNode *bs, uint64_t offset, uint64_t len,
+                        uint64_t *pnum, uint32_t *status, GError **errp);
+    int (*truncate)(BhNode *bs, uint64_t size, GError **errp);
+
+    /* Optional extras for `blkhost info`. */
+    void (*info)(BhNode *bs, BhInfo *info);
+    int64_t (*get_allocated_size)(BhNode *bs);
+
+    /* Image creation.  Protocols get file == NULL and create filename;
+     * formats get their freshly created, empty, writable file node. */
+    int (*create)(const char *filename, BhNode *file, BhOpts *opts,
+                  GError **errp);
+
+    /* New callbacks go here, at the end. */
+} BhDriver;
+
+/* ---- what a driver may call on its own node ---- */
+void bh_node_set_opaque(BhNode *bs, void *opaque);
+void *bh_node_get_opaque(const BhNode *bs);
+void bh_node_set_caps(BhNode *bs, uint32_t caps);
+void bh_node_set_block_limits(BhNode *bs, uint32_t min, uint32_t pref,
+                              uint32_t max);
+/* Tell the core the virtual size changed (after a resize). */
+void bh_node_refresh_size(BhNode *bs);
+
+/* Open filename as a child of bs under role ("backing", ...), inheriting
+ * bs's cache mode and locking, read-only unless opts says readonly=off.
+ * The child is owned by bs and returned borrowed. */
+BhNode *bh_node_open_child(BhNode *bs, const char *role, const char *filename,
+                           const BhOpts *opts, GError **errp);
+/* Detach and drop a child (e.g. before replacing it). */
+void bh_node_drop_child(BhNode *bs, const char *role);
+
+/* ---- QEMU-compatible image locking, for protocol drivers with an fd ---- */
+/* Permission bits, as QEMU numbers them (lock bytes 100+i and 200+i). */
+#define BH_PERM_CONSISTENT_READ (1u << 0)
+#define BH_PERM_WRITE           (1u << 1)
+#define BH_PERM_WRITE_UNCHANGED (1u << 2)
+#define BH_PERM_RESIZE          (1u << 3)
+#define BH_PERM_ALL             0xfu
+
+/* Check that nobody else's locks conflict with holding perms while sharing
+ * shared, then take the locks (OFD, so per open file description).  On
+ * conflict: -EAGAIN and a message naming the file, the permission and,
+ * where /proc tells, the process holding it. */
+int bh_lock_apply(int fd, const char *filename, uint32_t perms,
+                  uint32_t shared, GError **errp);
+
+G_END_DECLS
+
+#endif

@@ -1,0 +1,81 @@
+/*
+ * BhFrontend: the vtable an export frontend plugin fills (nbd-server,
+ * nbd-kernel, ...), and BhExport, the named window onto a node that
+ * frontends serve.
+ *
+ * Lifecycle: create(opts) -> add_export()* -> start() -> ... -> stop() ->
+ * destroy().  Frontends run their own threads for I/O; anything that must
+ * run on the main thread (Lua callbacks, "last client left") goes through
+ * bh_loop_invoke() and bh_loop_hold()/bh_loop_release() (loop.h).
+ * Versioning as for BhDriver: struct_size first, new callbacks at the end.
+ */
+#ifndef BLKHOST_FRONTEND_H
+#define BLKHOST_FRONTEND_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <glib.h>
+
+#include <blkhost/info.h>
+#include <blkhost/node.h>
+#include <blkhost/opts.h>
+
+G_BEGIN_DECLS
+
+typedef struct BhExport {
+    char *name;          /* "" is the default export */
+    char *description;   /* may be NULL */
+    BhNode *node;        /* a reference is held by the export */
+    bool readonly;       /* served read-only even if the node is writable */
+} BhExport;
+
+BhExport *bh_export_new(BhNode *node, const char *name,
+                        const char *description, bool readonly);
+void bh_export_free(BhExport *exp);
+
+/* Called on the main thread for frontend events ("connect",
+ * "disconnect", ...) with details such as the peer address. */
+typedef void (*BhFrontendEventFn)(void *data, const char *event,
+                                  const BhInfo *details);
+
+typedef struct BhFrontend {
+    uint32_t struct_size;
+    uint32_t flags;
+
+    void *(*create)(BhOpts *opts, GError **errp);
+    int (*add_export)(void *fe, BhExport *exp, GError **errp); /* takes exp */
+    int (*start)(void *fe, GError **errp);
+    /* Graceful: stop accepting, finish in-flight requests, flush, remove
+     * sockets.  May be called more than once. */
+    void (*stop)(void *fe);
+    void (*destroy)(void *fe);
+    /* A URI a client would use for export name (NULL: default). */
+    char *(*uri)(void *fe, const char *export_name);
+    void (*status)(void *fe, BhInfo *info);
+    void (*set_event_cb)(void *fe, BhFrontendEventFn cb, void *data);
+
+    /* New callbacks go here, at the end. */
+} BhFrontend;
+
+/* ---- a running frontend instance (core side; what Lua holds) ---- */
+typedef struct BhFrontendHandle BhFrontendHandle;
+
+/* Create an instance of the frontend plugin called name; opts keys that
+ * the plugin did not take are refused, named. */
+BhFrontendHandle *bh_frontend_new(const char *name, BhOpts *opts,
+                                  GError **errp);
+/* Takes ownership of exp in all cases. */
+int bh_frontend_add_export(BhFrontendHandle *h, BhExport *exp, GError **errp);
+int bh_frontend_start(BhFrontendHandle *h, GError **errp);
+void bh_frontend_stop(BhFrontendHandle *h);
+/* Stops (if started) and frees. */
+void bh_frontend_free(BhFrontendHandle *h);
+char *bh_frontend_uri(BhFrontendHandle *h, const char *export_name);
+void bh_frontend_status(BhFrontendHandle *h, BhInfo *info);
+void bh_frontend_set_event_cb(BhFrontendHandle *h, BhFrontendEventFn cb,
+                              void *data);
+const char *bh_frontend_name(const BhFrontendHandle *h);
+
+G_END_DECLS
+
+#endif

@@ -1,0 +1,47 @@
+/*
+ * BhInfo: an ordered list of typed key/value facts about a node or a
+ * frontend ("format"="qcow2", "cluster-size"=65536, ...).  Drivers and
+ * frontends fill it in their info/status callbacks; the CLI prints it as
+ * text or JSON and Lua gets a table.
+ */
+#ifndef BLKHOST_INFO_H
+#define BLKHOST_INFO_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+typedef enum {
+    BH_INFO_STR = 0,
+    BH_INFO_INT = 1,
+    BH_INFO_BOOL = 2,
+} BhInfoType;
+
+typedef struct BhInfoItem {
+    char *key;
+    BhInfoType type;
+    char *s;
+    int64_t i;
+    bool b;
+} BhInfoItem;
+
+typedef struct BhInfo BhInfo;
+
+BhInfo *bh_info_new(void);
+void bh_info_free(BhInfo *info);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(BhInfo, bh_info_free)
+
+/* Adding a key that exists replaces its value in place. */
+void bh_info_add_str(BhInfo *info, const char *key, const char *value);
+void bh_info_add_int(BhInfo *info, const char *key, int64_t value);
+void bh_info_add_bool(BhInfo *info, const char *key, bool value);
+
+size_t bh_info_count(const BhInfo *info);
+const BhInfoItem *bh_info_item(const BhInfo *info, size_t i);
+const BhInfoItem *bh_info_find(const BhInfo *info, const char *key);
+
+G_END_DECLS
+
+#endif

@@ -1,0 +1,135 @@
+/*
+ * BhNode: one open block device.
+ *
+ * A node is a driver instance with its children: a format (qcow2, raw) sits
+ * over a "file" child opened with a protocol driver (file, null, memory),
+ * and may have a "backing" child.  Everybody — Lua, frontends, drivers
+ * reading their own children — does I/O through the bh_node_* calls below,
+ * which check ranges and permissions once and emulate what a driver lacks
+ * (zeroes by writing zeros, FUA by flush, detect-zeroes, discard=ignore,
+ * cache=writethrough/unsafe).  Nodes are reference counted and thread-safe
+ * to call; a driver that declared BH_THREAD_SERIALIZE is serialized here.
+ *
+ * I/O calls return 0 or -errno; errp may be NULL (the NBD hot path passes
+ * NULL so that nothing is allocated).  Errors follow NBD's choices: a read,
+ * discard or status past the end is EINVAL, a write past the end ENOSPC, a
+ * write to a read-only node EPERM.
+ */
+#ifndef BLKHOST_NODE_H
+#define BLKHOST_NODE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <glib.h>
+
+#include <blkhost/opts.h>
+#include <blkhost/info.h>
+
+G_BEGIN_DECLS
+
+typedef struct BhNode BhNode;
+
+/* Request flags for pwrite / write_zeroes. */
+#define BH_IO_FUA        (1u << 0) /* durable before returning */
+#define BH_IO_MAY_UNMAP  (1u << 1) /* write_zeroes may deallocate */
+#define BH_IO_FAST_ZERO  (1u << 2) /* write_zeroes: fail ENOTSUP if slow */
+
+/* block_status results (same bits as NBD base:allocation). */
+#define BH_BLOCK_HOLE    (1u << 0) /* not allocated in storage */
+#define BH_BLOCK_ZERO    (1u << 1) /* reads as zeros */
+
+/* Cache modes, with qemu's meanings. */
+typedef enum {
+    BH_CACHE_WRITEBACK = 0,  /* page cache, flush honoured (default) */
+    BH_CACHE_NONE,           /* O_DIRECT, flush honoured */
+    BH_CACHE_WRITETHROUGH,   /* page cache, every write durable */
+    BH_CACHE_DIRECTSYNC,     /* O_DIRECT, every write durable */
+    BH_CACHE_UNSAFE,         /* page cache, flush ignored */
+} BhCacheMode;
+
+typedef enum { BH_DISCARD_IGNORE = 0, BH_DISCARD_UNMAP } BhDiscardMode;
+typedef enum {
+    BH_DETECT_ZEROES_OFF = 0,
+    BH_DETECT_ZEROES_ON,
+    BH_DETECT_ZEROES_UNMAP,
+} BhDetectZeroes;
+
+/*
+ * Open a node.  Options the core takes (all optional):
+ *   format         driver name; probed from the first bytes when absent
+ *                  (raw is the fallback).  A protocol driver name (file,
+ *                  null, memory) opens that driver directly.
+ *   readonly       bool
+ *   cache          writeback|none|writethrough|directsync|unsafe
+ *   discard        ignore|unmap      (default ignore)
+ *   detect-zeroes  off|on|unmap      (unmap needs discard=unmap)
+ *   locking        on|off            (QEMU-compatible OFD locks; default on)
+ *   file.KEY       passed to the protocol child
+ * Every other key goes to the format driver; a key nobody takes is refused.
+ * opts may be NULL; it is not modified.
+ */
+BhNode *bh_node_open(const char *filename, const BhOpts *opts, GError **errp);
+
+/* Open driver "format" over an existing node, which becomes its "file"
+ * child (a reference is taken).  Used for windows and partitions:
+ * bh_node_open_over(disk, "raw", {offset=, size=, readonly=}). */
+BhNode *bh_node_open_over(BhNode *child, const char *format,
+                          const BhOpts *opts, GError **errp);
+
+/* Create an image.  For a format driver the core creates (truncates) the
+ * file with the file driver and passes it to the driver's create. */
+bool bh_create(const char *filename, const char *format, const BhOpts *opts,
+               GError **errp);
+
+BhNode *bh_node_ref(BhNode *bs);
+void bh_node_unref(BhNode *bs);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(BhNode, bh_node_unref)
+
+int bh_node_pread(BhNode *bs, void *buf, uint64_t offset, size_t len,
+                  uint32_t flags, GError **errp);
+int bh_node_pwrite(BhNode *bs, const void *buf, uint64_t offset, size_t len,
+                   uint32_t flags, GError **errp);
+int bh_node_flush(BhNode *bs, GError **errp);
+int bh_node_discard(BhNode *bs, uint64_t offset, uint64_t len, GError **errp);
+int bh_node_write_zeroes(BhNode *bs, uint64_t offset, uint64_t len,
+                         uint32_t flags, GError **errp);
+/* Status of [offset, offset+*pnum): *pnum gets how many bytes from offset
+ * share *status (at least 1, at most len). */
+int bh_node_block_status(BhNode *bs, uint64_t offset, uint64_t len,
+                         uint64_t *pnum, uint32_t *status, GError **errp);
+/* Change the size (file and formats that can).  Not range checked. */
+int bh_node_truncate(BhNode *bs, uint64_t size, GError **errp);
+
+int64_t bh_node_size(BhNode *bs);
+bool bh_node_is_readonly(const BhNode *bs);
+const char *bh_node_filename(const BhNode *bs);
+const char *bh_node_driver_name(const BhNode *bs);
+/* Bytes used on the host by the bottom-most file, -1 if unknown. */
+int64_t bh_node_allocated_size(BhNode *bs);
+BhCacheMode bh_node_cache_mode(const BhNode *bs);
+BhDiscardMode bh_node_discard_mode(const BhNode *bs);
+BhDetectZeroes bh_node_detect_zeroes(const BhNode *bs);
+
+/* Child by role ("file", "backing"); borrowed, NULL if none. */
+BhNode *bh_node_child(const BhNode *bs, const char *role);
+
+/* Capabilities a frontend advertises. */
+bool bh_node_can_fua(const BhNode *bs);      /* native or emulated: true */
+bool bh_node_can_zero(const BhNode *bs);     /* driver zeroes natively */
+bool bh_node_can_discard(const BhNode *bs);  /* discard=unmap and driver can */
+bool bh_node_can_block_status(const BhNode *bs);
+bool bh_node_is_parallel(const BhNode *bs);  /* whole chain thread-safe */
+
+/* min: smallest useful request (1, 512 with O_DIRECT); pref: preferred
+ * (e.g. cluster size); max: largest single request the node wants. */
+void bh_node_block_limits(const BhNode *bs, uint32_t *min, uint32_t *pref,
+                          uint32_t *max);
+
+/* Facts for `blkhost info`: format, virtual-size, disk-size, filename,
+ * read-only, plus the driver's own (cluster-size, ...). */
+void bh_node_info(BhNode *bs, BhInfo *info);
+
+G_END_DECLS
+
+#endif

@@ -1,0 +1,9 @@
+/* The version of the headers a plugin was built with.  meson.build checks
+ * that BLKHOST_VERSION equals the project version. */
+#ifndef BLKHOST_VERSION_H
+#define BLKHOST_VERSION_H
+#define BLKHOST_VERSION "0.1.0"
+#define BLKHOST_VERSION_MAJOR 0
+#define BLKHOST_VERSION_MINOR 1
+#define BLKHOST_VERSION_MICRO 0
+#endif

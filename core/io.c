@@ -1,0 +1,276 @@
+/*
+ * The I/O path every caller goes through.  Checks happen here once —
+ * ranges, overflow, read-only — and so does the emulation of what a driver
+ * lacks, so drivers stay short:
+ *   - FUA without BH_CAP_FUA: the write, then a flush;
+ *   - cache=writethrough/directsync: every write is FUA;
+ *   - cache=unsafe: flushes and FUA are dropped;
+ *   - write_zeroes missing or -ENOTSUP: zeros are written (unless the
+ *     caller asked for a fast zero, which then fails with ENOTSUP);
+ *   - discard=ignore (the default, as in qemu): discards succeed unseen;
+ *   - detect-zeroes: a write of all zeros becomes write_zeroes.
+ * Nothing here allocates on the success path.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <string.h>
+
+#include "core-priv.h"
+
+#define ZERO_CHUNK (1024 * 1024)
+
+static const uint8_t *io_zero_buffer(void)
+{
+    static gsize once;
+    static uint8_t *zeros;
+    if (g_once_init_enter(&once)) {
+        zeros = g_malloc0(ZERO_CHUNK);
+        g_once_init_leave(&once, 1);
+    }
+    return zeros;
+}
+
+static inline void io_lock(BhNode *bs)
+{
+    if (bs->serialize)
+        g_mutex_lock(&bs->serial_lock);
+}
+
+static inline void io_unlock(BhNode *bs)
+{
+    if (bs->serialize)
+        g_mutex_unlock(&bs->serial_lock);
+}
+
+/* Refuse [offset, offset+len) unless it lies within the node.  Growable
+ * nodes (the file under a format) only refuse overflow. */
+static int io_check_range(BhNode *bs, const char *what, uint64_t offset,
+                          uint64_t len, int err, GError **errp)
+{
+    if (offset + len < offset)
+        return bh_error_set(errp, EINVAL, "%s on '%s': offset %" PRIu64
+                            " + length %" PRIu64 " overflows", what,
+                            bs->filename, offset, len);
+    if (bs->growable)
+        return 0;
+    uint64_t size = (uint64_t)MAX(bs->size, 0);
+    if (offset > size || len > size - offset)
+        return bh_error_set(errp, err, "%s past the end of '%s': offset %"
+                            PRIu64 " + length %" PRIu64 " > size %" PRIu64,
+                            what, bs->filename, offset, len, size);
+    return 0;
+}
+
+static int io_check_writable(BhNode *bs, const char *what, GError **errp)
+{
+    if (bs->readonly)
+        return bh_error_set(errp, EPERM, "%s on '%s': the node is read-only",
+                            what, bs->filename);
+    return 0;
+}
+
+static bool io_is_zero(const void *buf, size_t len)
+{
+    const uint8_t *p = buf;
+    /* Check a short head byte by byte, then let memcmp compare the buffer
+     * with itself shifted: all-zero iff the head is zero and it matches. */
+    size_t head = MIN(len, 16);
+    for (size_t i = 0; i < head; i++)
+        if (p[i])
+            return false;
+    return len <= 16 || memcmp(p, p + 16, len - 16) == 0;
+}
+
+/* Flush the driver (or, lacking a callback, its children). */
+static int io_flush_raw(BhNode *bs, GError **errp)
+{
+    if (bs->cache == BH_CACHE_UNSAFE)
+        return 0;
+    if (!bs->drv->flush)
+        return bh_node_flush_children(bs, errp);
+    io_lock(bs);
+    int r = bs->drv->flush(bs, errp);
+    io_unlock(bs);
+    return r;
+}
+
+int bh_node_flush_children(BhNode *bs, GError **errp)
+{
+    for (guint i = 0; i < bs->children->len; i++) {
+        BhChild *c = bs->children->pdata[i];
+        if (c->node->readonly)
+            continue;
+        int r = bh_node_flush(c->node, errp);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+/* Which FUA a driver call gets, and whether the core must flush after. */
+static uint32_t io_fua_flags(BhNode *bs, uint32_t flags, bool *flush_after)
+{
+    *flush_after = false;
+    if (bs->cache == BH_CACHE_WRITETHROUGH || bs->cache == BH_CACHE_DIRECTSYNC)
+        flags |= BH_IO_FUA;
+    if (bs->cache == BH_CACHE_UNSAFE)
+        flags &= ~BH_IO_FUA;
+    if ((flags & BH_IO_FUA) && !(bs->caps & BH_CAP_FUA)) {
+        flags &= ~BH_IO_FUA;
+        *flush_after = true;
+    }
+    return flags;
+}
+
+int bh_node_pread(BhNode *bs, void *buf, uint64_t offset, size_t len,
+                  uint32_t flags, GError **errp)
+{
+    int r = io_check_range(bs, "read", offset, len, EINVAL, errp);
+    if (r < 0 || len == 0)
+        return r;
+    io_lock(bs);
+    r = bs->drv->pread(bs, buf, offset, len, flags, errp);
+    io_unlock(bs);
+    return r;
+}
+
+/* Zeroes for [offset, offset+len), by the driver or by writing zeros. */
+static int io_write_zeroes(BhNode *bs, uint64_t offset, uint64_t len,
+                           uint32_t flags, GError **errp)
+{
+    bool flush_after;
+    int r = -ENOTSUP;
+
+    if (bs->discard != BH_DISCARD_UNMAP)
+        flags &= ~BH_IO_MAY_UNMAP;
+    flags = io_fua_flags(bs, flags, &flush_after);
+    if (bs->drv->write_zeroes) {
+        io_lock(bs);
+        r = bs->drv->write_zeroes(bs, offset, len, flags, errp);
+        io_unlock(bs);
+    }
+    if (r == -ENOTSUP) {
+        if (flags & BH_IO_FAST_ZERO)
+            return bh_error_set(errp, ENOTSUP, "fast zeroing is not "
+                                "supported by '%s'", bs->filename);
+        if (errp)
+            g_clear_error(errp);
+        const uint8_t *zeros = io_zero_buffer();
+        uint32_t wflags = flags & BH_IO_FUA;
+        r = 0;
+        for (uint64_t done = 0; done < len && r == 0;) {
+            size_t n = (size_t)MIN(len - done, (uint64_t)ZERO_CHUNK);
+            io_lock(bs);
+            r = bs->drv->pwrite(bs, zeros, offset + done, n, wflags, errp);
+            io_unlock(bs);
+            done += n;
+        }
+    }
+    if (r == 0 && flush_after)
+        r = io_flush_raw(bs, errp);
+    return r;
+}
+
+int bh_node_pwrite(BhNode *bs, const void *buf, uint64_t offset, size_t len,
+                   uint32_t flags, GError **errp)
+{
+    int r = io_check_writable(bs, "write", errp);
+    if (r < 0)
+        return r;
+    r = io_check_range(bs, "write", offset, len, ENOSPC, errp);
+    if (r < 0 || len == 0)
+        return r;
+    if (bs->detect_zeroes != BH_DETECT_ZEROES_OFF && io_is_zero(buf, len)) {
+        uint32_t zflags = flags & BH_IO_FUA;
+        if (bs->detect_zeroes == BH_DETECT_ZEROES_UNMAP)
+            zflags |= BH_IO_MAY_UNMAP;
+        return io_write_zeroes(bs, offset, len, zflags, errp);
+    }
+    bool flush_after;
+    flags = io_fua_flags(bs, flags, &flush_after);
+    io_lock(bs);
+    r = bs->drv->pwrite(bs, buf, offset, len, flags, errp);
+    io_unlock(bs);
+    if (r == 0 && flush_after)
+        r = io_flush_raw(bs, errp);
+    return r;
+}
+
+int bh_node_write_zeroes(BhNode *bs, uint64_t offset, uint64_t len,
+                         uint32_t flags, GError **errp)
+{
+    int r = io_check_writable(bs, "write zeroes", errp);
+    if (r < 0)
+        return r;
+    r = io_check_range(bs, "write zeroes", offset, len, ENOSPC, errp);
+    if (r < 0 || len == 0)
+        return r;
+    return io_write_zeroes(bs, offset, len, flags, errp);
+}
+
+int bh_node_flush(BhNode *bs, GError **errp)
+{
+    if (bs->readonly)
+        return 0;
+    return io_flush_raw(bs, errp);
+}
+
+int bh_node_discard(BhNode *bs, uint64_t offset, uint64_t len, GError **errp)
+{
+    int r = io_check_writable(bs, "discard", errp);
+    if (r < 0)
+        return r;
+    r = io_check_range(bs, "discard", offset, len, EINVAL, errp);
+    if (r < 0 || len == 0)
+        return r;
+    /* Discard is advisory: ignoring it (the default, as in qemu) or having
+     * no callback is success. */
+    if (bs->discard != BH_DISCARD_UNMAP || !bs->drv->discard)
+        return 0;
+    io_lock(bs);
+    r = bs->drv->discard(bs, offset, len, errp);
+    io_unlock(bs);
+    if (r == -ENOTSUP) {
+        if (errp)
+            g_clear_error(errp);
+        r = 0;
+    }
+    return r;
+}
+
+int bh_node_block_status(BhNode *bs, uint64_t offset, uint64_t len,
+                         uint64_t *pnum, uint32_t *status, GError **errp)
+{
+    int r = io_check_range(bs, "block status", offset, len, EINVAL, errp);
+    if (r < 0)
+        return r;
+    *pnum = len;
+    *status = 0;
+    if (len == 0 || !bs->drv->block_status)
+        return 0;
+    io_lock(bs);
+    r = bs->drv->block_status(bs, offset, len, pnum, status, errp);
+    io_unlock(bs);
+    if (r < 0)
+        return r;
+    /* A driver must make progress and stay inside the request. */
+    if (*pnum == 0 || *pnum > len)
+        *pnum = *pnum ? len : 1;
+    return 0;
+}
+
+int bh_node_truncate(BhNode *bs, uint64_t size, GError **errp)
+{
+    int r = io_check_writable(bs, "truncate", errp);
+    if (r < 0)
+        return r;
+    if (!bs->drv->truncate)
+        return bh_error_set(errp, ENOTSUP, "driver %s cannot resize '%s'",
+                            bs->plugin->name, bs->filename);
+    io_lock(bs);
+    r = bs->drv->truncate(bs, size, errp);
+    io_unlock(bs);
+    if (r == 0)
+        bh_node_refresh_size(bs);
+    return r;
+}

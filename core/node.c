@@ -1,0 +1,493 @@
+/*
+ * Opening and closing nodes: option parsing for the modes the core owns,
+ * format probing, the file child under a format, children, reference
+ * counts and the facts `blkhost info` prints.  The I/O path is in io.c.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <string.h>
+
+#include "core-priv.h"
+
+#define PROBE_BYTES 4096
+
+static const char *const cache_names[] = {
+    "writeback", "none", "writethrough", "directsync", "unsafe", NULL
+};
+static const char *const discard_names[] = { "ignore", "unmap", NULL };
+static const char *const dz_names[] = { "off", "on", "unmap", NULL };
+
+/* The modes the core owns, parsed once and inherited by children. */
+typedef struct {
+    bool readonly;
+    int cache;
+    int discard;
+    int detect_zeroes;
+    bool locking;
+} NodeModes;
+
+static bool node_parse_modes(BhOpts *opts, const NodeModes *inherit,
+                             NodeModes *m, GError **errp)
+{
+    NodeModes def = { false, BH_CACHE_WRITEBACK, BH_DISCARD_IGNORE,
+                      BH_DETECT_ZEROES_OFF, true };
+    if (inherit)
+        def = *inherit;
+    /* "read-only" is qemu's spelling; accept both. */
+    if (bh_opts_has(opts, "read-only") && !bh_opts_has(opts, "readonly"))
+        bh_opts_set(opts, "readonly", bh_opts_get(opts, "read-only"));
+    bh_opts_get(opts, "read-only");
+    if (!bh_opts_get_bool(opts, "readonly", def.readonly, &m->readonly, errp) ||
+        !bh_opts_get_enum(opts, "cache", cache_names, def.cache, &m->cache,
+                          errp) ||
+        !bh_opts_get_enum(opts, "discard", discard_names, def.discard,
+                          &m->discard, errp) ||
+        !bh_opts_get_enum(opts, "detect-zeroes", dz_names, def.detect_zeroes,
+                          &m->detect_zeroes, errp) ||
+        !bh_opts_get_bool(opts, "locking", def.locking, &m->locking, errp))
+        return false;
+    if (m->detect_zeroes == BH_DETECT_ZEROES_UNMAP &&
+        m->discard != BH_DISCARD_UNMAP) {
+        bh_error_set(errp, EINVAL, "detect-zeroes=unmap requires "
+                     "discard=unmap");
+        return false;
+    }
+    return true;
+}
+
+static uint32_t node_open_flags(const NodeModes *m, bool growable)
+{
+    uint32_t f = 0;
+    if (!m->readonly)
+        f |= BH_OPEN_RDWR;
+    if (m->cache == BH_CACHE_NONE || m->cache == BH_CACHE_DIRECTSYNC)
+        f |= BH_OPEN_DIRECT;
+    if (!m->locking)
+        f |= BH_OPEN_NO_LOCK;
+    if (growable)
+        f |= BH_OPEN_GROWABLE;
+    return f;
+}
+
+static BhNode *node_new(const BhPluginRecord *rec, const char *filename,
+                        const NodeModes *m, bool growable)
+{
+    BhNode *bs = g_new0(BhNode, 1);
+    bs->refcnt = 1;
+    bs->plugin = rec;
+    bs->drv = rec->desc.driver;
+    bs->filename = g_strdup(filename ? filename : "");
+    bs->readonly = m->readonly;
+    bs->cache = m->cache;
+    bs->discard = m->discard;
+    bs->detect_zeroes = m->detect_zeroes;
+    bs->locking = m->locking;
+    bs->growable = growable;
+    bs->serialize = rec->thread_model == BH_THREAD_SERIALIZE;
+    bs->open_flags = node_open_flags(m, growable);
+    g_mutex_init(&bs->serial_lock);
+    bs->children = g_ptr_array_new();
+    return bs;
+}
+
+static void node_attach_child(BhNode *bs, const char *role, BhNode *child)
+{
+    BhChild *c = g_new0(BhChild, 1);
+    c->role = g_strdup(role);
+    c->node = child;
+    g_ptr_array_add(bs->children, c);
+}
+
+static const BhPluginRecord *node_find_driver(const char *name, GError **errp)
+{
+    const BhPluginRecord *rec = bh_plugin_find(name, BH_PLUGIN_DRIVER);
+    if (!rec) {
+        g_autofree char *avail = bh_plugin_names(BH_PLUGIN_DRIVER);
+        bh_error_set(errp, EINVAL, "unknown format '%s' (available: %s)",
+                     name, *avail ? avail : "none: no driver plugins found");
+    }
+    return rec;
+}
+
+/* Call the driver's open, check option use, and settle size and limits. */
+static bool node_driver_open(BhNode *bs, BhOpts *opts, GError **errp)
+{
+    int r = bs->drv->open(bs, bs->filename, opts, bs->open_flags, errp);
+    if (r < 0) {
+        if (errp && !*errp)
+            bh_error_set(errp, -r, "%s: could not open '%s'",
+                         bs->plugin->name, bs->filename);
+        return false;
+    }
+    bs->opened = true;
+    g_autofree char *who = g_strdup_printf("driver %s", bs->plugin->name);
+    if (!bh_opts_check_used(opts, who, errp))
+        return false;
+    if (bs->bl_min == 0) {
+        BhNode *file = bh_node_child(bs, "file");
+        if (file)
+            bh_node_block_limits(file, &bs->bl_min, &bs->bl_pref,
+                                 &bs->bl_max);
+        else
+            bs->bl_min = 1;
+    }
+    if (bs->bl_pref == 0)
+        bs->bl_pref = MAX(bs->bl_min, 4096);
+    if (bs->bl_max == 0)
+        bs->bl_max = 32 * 1024 * 1024;
+    bh_node_refresh_size(bs);
+    if (bs->size < 0) {
+        bh_error_set(errp, (int)-bs->size, "%s: cannot get the size of '%s'",
+                     bs->plugin->name, bs->filename);
+        return false;
+    }
+    return true;
+}
+
+/* Open a protocol driver on filename (no children). */
+static BhNode *node_open_protocol(const BhPluginRecord *rec,
+                                  const char *filename, BhOpts *opts,
+                                  const NodeModes *m, bool growable,
+                                  GError **errp)
+{
+    BhNode *bs = node_new(rec, filename, m, growable);
+    if (!node_driver_open(bs, opts, errp)) {
+        bh_node_unref(bs);
+        return NULL;
+    }
+    return bs;
+}
+
+/* Pick a format for the data at the start of file. */
+static const BhPluginRecord *node_probe(BhNode *file, const char *filename,
+                                        GError **errp)
+{
+    uint8_t *buf = g_malloc0(PROBE_BYTES);
+    int64_t size = bh_node_size(file);
+    size_t n = size < PROBE_BYTES ? (size_t)MAX(size, 0) : PROBE_BYTES;
+    int r = n ? bh_node_pread(file, buf, 0, n, 0, errp) : 0;
+    const BhPluginRecord *best = NULL;
+    int best_score = 0;
+
+    if (r < 0) {
+        g_prefix_error(errp, "cannot probe the format of '%s': ", filename);
+        g_free(buf);
+        return NULL;
+    }
+    for (size_t i = 0; i < bh_plugin_count(); i++) {
+        const BhPluginRecord *rec = bh_plugin_get(i);
+        if (rec->error || rec->kind != BH_PLUGIN_DRIVER)
+            continue;
+        const BhDriver *d = rec->desc.driver;
+        if (!d->probe || (d->flags & (BH_DRIVER_PROTOCOL | BH_DRIVER_NO_PROBE)))
+            continue;
+        int score = d->probe(buf, n, filename);
+        if (score > best_score) {
+            best_score = score;
+            best = rec;
+        }
+    }
+    g_free(buf);
+    if (!best)
+        return node_find_driver("raw", errp);
+    return best;
+}
+
+/* Open format driver rec over child (which the new node takes). */
+static BhNode *node_open_format(const BhPluginRecord *rec, BhNode *child,
+                                const char *filename, BhOpts *opts,
+                                const NodeModes *m, GError **errp)
+{
+    BhNode *bs = node_new(rec, filename, m, false);
+    node_attach_child(bs, "file", child);
+    if (!node_driver_open(bs, opts, errp)) {
+        bh_node_unref(bs);
+        return NULL;
+    }
+    return bs;
+}
+
+static BhNode *node_open_modes(const char *filename, BhOpts *opts,
+                               const NodeModes *inherit, bool growable,
+                               GError **errp)
+{
+    NodeModes m;
+    if (!node_parse_modes(opts, inherit, &m, errp))
+        return NULL;
+
+    const char *format = bh_opts_get(opts, "format");
+    if (!format)
+        format = bh_opts_get(opts, "driver");
+    const BhPluginRecord *rec = NULL;
+    if (format) {
+        rec = node_find_driver(format, errp);
+        if (!rec)
+            return NULL;
+        if (rec->desc.driver->flags & BH_DRIVER_PROTOCOL)
+            return node_open_protocol(rec, filename, opts, &m, growable,
+                                      errp);
+    }
+    if (!filename || !*filename) {
+        bh_error_set(errp, EINVAL, "no filename given (a filename is needed "
+                     "unless format names a driver such as null or memory)");
+        return NULL;
+    }
+
+    g_autoptr(BhOpts) file_opts = bh_opts_take_prefix(opts, "file.");
+    const BhPluginRecord *file_rec = node_find_driver("file", errp);
+    if (!file_rec)
+        return NULL;
+    /* The file under a format is growable: qcow2 allocates past its end. */
+    BhNode *file = node_open_protocol(file_rec, filename, file_opts, &m, true,
+                                      errp);
+    if (!file)
+        return NULL;
+    if (!rec) {
+        rec = node_probe(file, filename, errp);
+        if (!rec) {
+            bh_node_unref(file);
+            return NULL;
+        }
+    }
+    return node_open_format(rec, file, filename, opts, &m, errp);
+}
+
+BhNode *bh_node_open(const char *filename, const BhOpts *opts, GError **errp)
+{
+    g_autoptr(BhOpts) work = bh_opts_copy(opts);
+    return node_open_modes(filename, work, NULL, false, errp);
+}
+
+BhNode *bh_node_open_over(BhNode *child, const char *format,
+                          const BhOpts *opts, GError **errp)
+{
+    g_autoptr(BhOpts) work = bh_opts_copy(opts);
+    NodeModes inherit = { child->readonly, child->cache, child->discard,
+                          child->detect_zeroes, child->locking };
+    NodeModes m;
+    if (!node_parse_modes(work, &inherit, &m, errp))
+        return NULL;
+    if (!m.readonly && child->readonly) {
+        bh_error_set(errp, EPERM, "cannot open a writable %s node over the "
+                     "read-only node '%s'", format, child->filename);
+        return NULL;
+    }
+    const BhPluginRecord *rec = node_find_driver(format, errp);
+    if (!rec)
+        return NULL;
+    if (rec->desc.driver->flags & BH_DRIVER_PROTOCOL) {
+        bh_error_set(errp, EINVAL, "%s is a protocol driver and cannot be "
+                     "opened over another node", format);
+        return NULL;
+    }
+    return node_open_format(rec, bh_node_ref(child), child->filename, work,
+                            &m, errp);
+}
+
+BhNode *bh_node_open_child(BhNode *bs, const char *role, const char *filename,
+                           const BhOpts *opts, GError **errp)
+{
+    g_autoptr(BhOpts) work = bh_opts_copy(opts);
+    /* Children are read-only unless asked otherwise, like qemu's backing. */
+    NodeModes inherit = { true, bs->cache, bs->discard, BH_DETECT_ZEROES_OFF,
+                          bs->locking };
+    BhNode *child = node_open_modes(filename, work, &inherit, false, errp);
+    if (!child)
+        return NULL;
+    bh_node_drop_child(bs, role);
+    node_attach_child(bs, role, child);
+    return child;
+}
+
+void bh_node_drop_child(BhNode *bs, const char *role)
+{
+    for (guint i = 0; i < bs->children->len; i++) {
+        BhChild *c = bs->children->pdata[i];
+        if (g_str_equal(c->role, role)) {
+            g_ptr_array_remove_index(bs->children, i);
+            bh_node_unref(c->node);
+            g_free(c->role);
+            g_free(c);
+            return;
+        }
+    }
+}
+
+BhNode *bh_node_child(const BhNode *bs, const char *role)
+{
+    for (guint i = 0; i < bs->children->len; i++) {
+        BhChild *c = bs->children->pdata[i];
+        if (g_str_equal(c->role, role))
+            return c->node;
+    }
+    return NULL;
+}
+
+BhNode *bh_node_ref(BhNode *bs)
+{
+    g_atomic_int_inc(&bs->refcnt);
+    return bs;
+}
+
+void bh_node_unref(BhNode *bs)
+{
+    if (!bs || !g_atomic_int_dec_and_test(&bs->refcnt))
+        return;
+    if (bs->opened && bs->drv->close)
+        bs->drv->close(bs);
+    /* Children go after the parent closed: it may flush through them. */
+    for (guint i = bs->children->len; i-- > 0;) {
+        BhChild *c = bs->children->pdata[i];
+        bh_node_unref(c->node);
+        g_free(c->role);
+        g_free(c);
+    }
+    g_ptr_array_free(bs->children, TRUE);
+    g_mutex_clear(&bs->serial_lock);
+    g_free(bs->filename);
+    g_free(bs);
+}
+
+bool bh_create(const char *filename, const char *format, const BhOpts *opts,
+               GError **errp)
+{
+    g_autoptr(BhOpts) work = bh_opts_copy(opts);
+    if (!format)
+        format = bh_opts_get(work, "format");
+    else
+        bh_opts_get(work, "format");
+    if (!format)
+        format = "raw";
+    const BhPluginRecord *rec = node_find_driver(format, errp);
+    if (!rec)
+        return false;
+    const BhDriver *drv = rec->desc.driver;
+    if (!drv->create) {
+        bh_error_set(errp, ENOTSUP, "format %s does not support image "
+                     "creation", format);
+        return false;
+    }
+    g_autofree char *who = g_strdup_printf("creating a %s image", format);
+    if (drv->flags & BH_DRIVER_PROTOCOL) {
+        if (drv->create(filename, NULL, work, errp) < 0)
+            return false;
+        return bh_opts_check_used(work, who, errp);
+    }
+
+    const BhPluginRecord *file_rec = node_find_driver("file", errp);
+    if (!file_rec)
+        return false;
+    g_autoptr(BhOpts) empty = bh_opts_new();
+    bh_opts_set(empty, "size", "0");
+    if (file_rec->desc.driver->create(filename, NULL, empty, errp) < 0)
+        return false;
+    NodeModes m = { false, BH_CACHE_WRITEBACK, BH_DISCARD_IGNORE,
+                    BH_DETECT_ZEROES_OFF, true };
+    g_autoptr(BhOpts) fopts = bh_opts_new();
+    BhNode *file = node_open_protocol(file_rec, filename, fopts, &m, true,
+                                      errp);
+    if (!file)
+        return false;
+    int r = drv->create(filename, file, work, errp);
+    if (r == 0)
+        r = bh_node_flush(file, errp);
+    bh_node_unref(file);
+    if (r < 0)
+        return false;
+    return bh_opts_check_used(work, who, errp);
+}
+
+/* ---- accessors ---- */
+
+void bh_node_set_opaque(BhNode *bs, void *opaque) { bs->opaque = opaque; }
+void *bh_node_get_opaque(const BhNode *bs) { return bs->opaque; }
+void bh_node_set_caps(BhNode *bs, uint32_t caps) { bs->caps = caps; }
+
+void bh_node_set_block_limits(BhNode *bs, uint32_t min, uint32_t pref,
+                              uint32_t max)
+{
+    bs->bl_min = min;
+    bs->bl_pref = pref;
+    bs->bl_max = max;
+}
+
+void bh_node_block_limits(const BhNode *bs, uint32_t *min, uint32_t *pref,
+                          uint32_t *max)
+{
+    if (min)
+        *min = bs->bl_min ? bs->bl_min : 1;
+    if (pref)
+        *pref = bs->bl_pref ? bs->bl_pref : 4096;
+    if (max)
+        *max = bs->bl_max ? bs->bl_max : 32 * 1024 * 1024;
+}
+
+void bh_node_refresh_size(BhNode *bs)
+{
+    int64_t s = bs->drv->get_length ? bs->drv->get_length(bs) : -ENOTSUP;
+    bs->size = s;
+}
+
+int64_t bh_node_size(BhNode *bs)
+{
+    if (bs->growable && bs->drv->get_length)
+        return bs->drv->get_length(bs);
+    return bs->size;
+}
+
+bool bh_node_is_readonly(const BhNode *bs) { return bs->readonly; }
+const char *bh_node_filename(const BhNode *bs) { return bs->filename; }
+const char *bh_node_driver_name(const BhNode *bs) { return bs->plugin->name; }
+BhCacheMode bh_node_cache_mode(const BhNode *bs) { return bs->cache; }
+BhDiscardMode bh_node_discard_mode(const BhNode *bs) { return bs->discard; }
+BhDetectZeroes bh_node_detect_zeroes(const BhNode *bs)
+{
+    return bs->detect_zeroes;
+}
+
+int64_t bh_node_allocated_size(BhNode *bs)
+{
+    if (bs->drv->get_allocated_size)
+        return bs->drv->get_allocated_size(bs);
+    BhNode *file = bh_node_child(bs, "file");
+    return file ? bh_node_allocated_size(file) : -1;
+}
+
+bool bh_node_can_fua(const BhNode *bs) { return !bs->readonly; }
+bool bh_node_can_zero(const BhNode *bs)
+{
+    return bs->drv->write_zeroes != NULL;
+}
+bool bh_node_can_discard(const BhNode *bs)
+{
+    return !bs->readonly && bs->discard == BH_DISCARD_UNMAP &&
+           bs->drv->discard != NULL;
+}
+bool bh_node_can_block_status(const BhNode *bs)
+{
+    return bs->drv->block_status != NULL;
+}
+
+bool bh_node_is_parallel(const BhNode *bs)
+{
+    if (bs->serialize)
+        return false;
+    for (guint i = 0; i < bs->children->len; i++)
+        if (!bh_node_is_parallel(((BhChild *)bs->children->pdata[i])->node))
+            return false;
+    return true;
+}
+
+void bh_node_info(BhNode *bs, BhInfo *info)
+{
+    bh_info_add_str(info, "filename", bs->filename);
+    bh_info_add_str(info, "format", bs->plugin->name);
+    bh_info_add_int(info, "virtual-size", bh_node_size(bs));
+    int64_t alloc = bh_node_allocated_size(bs);
+    if (alloc >= 0)
+        bh_info_add_int(info, "actual-size", alloc);
+    bh_info_add_bool(info, "read-only", bs->readonly);
+    bh_info_add_str(info, "cache", cache_names[bs->cache]);
+    if (bs->drv->info)
+        bs->drv->info(bs, info);
+}

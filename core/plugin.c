@@ -1,0 +1,338 @@
+/*
+ * The plugin loader: finds *.so files along the search path, checks each
+ * one (ELF, symbol, ABI range, struct sizes, unique name, load hook) and
+ * keeps a record for every file it tried, refused ones included, so that
+ * `blkhost plugins` can say why something did not load.
+ */
+#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "blkhost/blkhost.h"
+#include "config.h"
+#include "core-priv.h"
+
+typedef struct {
+    BhPluginRecord pub;
+    BhDriver drv;      /* copies, zero-filled past the plugin's struct_size */
+    BhFrontend fe;
+    void *handle;
+    int errnum;        /* errno behind a refusal, 0 for format problems */
+} PluginEntry;
+
+static GMutex plugin_lock;
+static GPtrArray *plugin_entries; /* PluginEntry*, in load order */
+static bool plugin_scanned;
+
+static void plugin_entries_init(void)
+{
+    if (!plugin_entries)
+        plugin_entries = g_ptr_array_new();
+}
+
+/* True when this libblkhost.so is the one in the build tree. */
+bool bh_running_uninstalled(void)
+{
+    Dl_info di;
+    if (!dladdr((void *)bh_running_uninstalled, &di) || !di.dli_fname)
+        return false;
+    g_autofree char *real = realpath(di.dli_fname, NULL);
+    const char *root = BH_BUILD_ROOT "/";
+    return real && strncmp(real, root, strlen(root)) == 0;
+}
+
+char **bh_plugin_search_path(void)
+{
+    GPtrArray *a = g_ptr_array_new();
+    const char *env = g_getenv("BLKHOST_PLUGIN_PATH");
+    if (env && *env) {
+        g_auto(GStrv) parts = g_strsplit(env, ":", -1);
+        for (int i = 0; parts[i]; i++)
+            if (*parts[i])
+                g_ptr_array_add(a, g_strdup(parts[i]));
+    }
+    if (bh_running_uninstalled()) {
+        g_ptr_array_add(a, g_strdup(BH_BUILD_ROOT "/drivers"));
+        g_ptr_array_add(a, g_strdup(BH_BUILD_ROOT "/plugins"));
+    } else {
+        g_ptr_array_add(a, g_strdup(BH_DRIVERS_DIR));
+        g_ptr_array_add(a, g_strdup(BH_FRONTENDS_DIR));
+    }
+    g_ptr_array_add(a, NULL);
+    return (char **)g_ptr_array_free(a, FALSE);
+}
+
+static bool plugin_name_valid(const char *name)
+{
+    if (!name || !*name || strlen(name) > 64)
+        return false;
+    for (const char *p = name; *p; p++)
+        if (!g_ascii_islower(*p) && !g_ascii_isdigit(*p) && *p != '-' &&
+            *p != '_')
+            return false;
+    return true;
+}
+
+static const PluginEntry *plugin_find_locked(const char *name)
+{
+    for (guint i = 0; plugin_entries && i < plugin_entries->len; i++) {
+        PluginEntry *e = plugin_entries->pdata[i];
+        if (!e->pub.error && e->pub.name && g_str_equal(e->pub.name, name))
+            return e;
+    }
+    return NULL;
+}
+
+static bool file_is_elf(const char *path)
+{
+    unsigned char magic[4] = { 0 };
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return false;
+    size_t n = fread(magic, 1, 4, f);
+    fclose(f);
+    return n == 4 && memcmp(magic, "\177ELF", 4) == 0;
+}
+
+/* Check and register one file; fills e->pub.error on refusal. */
+static void plugin_try(PluginEntry *e)
+{
+    const char *path = e->pub.path;
+    struct stat st;
+
+    if (stat(path, &st) < 0) {
+        e->errnum = errno;
+        e->pub.error = g_strdup_printf("%s: %s", path, g_strerror(errno));
+        return;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        e->pub.error = g_strdup_printf("%s: not a regular file", path);
+        return;
+    }
+    if (!file_is_elf(path)) {
+        e->pub.error = g_strdup_printf("%s: not a shared object (no ELF "
+                                       "header)", path);
+        return;
+    }
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        e->pub.error = g_strdup_printf("%s: cannot load: %s", path,
+                                       dlerror());
+        return;
+    }
+    BhPluginInitFn init = (BhPluginInitFn)dlsym(h, BH_PLUGIN_INIT_SYMBOL);
+    if (!init) {
+        e->pub.error = g_strdup_printf("%s: no %s symbol: not a blkhost "
+                                       "plugin", path, BH_PLUGIN_INIT_SYMBOL);
+        dlclose(h);
+        return;
+    }
+    const BhPluginDesc *d = init();
+    if (!d) {
+        e->pub.error = g_strdup_printf("%s: %s() failed (returned NULL)",
+                                       path, BH_PLUGIN_INIT_SYMBOL);
+        dlclose(h);
+        return;
+    }
+    e->pub.abi_version = d->abi_version;
+    if (d->abi_version < BH_PLUGIN_ABI_MIN ||
+        d->abi_version > BH_PLUGIN_ABI_VERSION) {
+        e->pub.error = g_strdup_printf(
+            "%s: plugin ABI version %u is not supported (this blkhost "
+            "supports %u to %u)", path, d->abi_version, BH_PLUGIN_ABI_MIN,
+            BH_PLUGIN_ABI_VERSION);
+        dlclose(h);
+        return;
+    }
+    /* Everything up to and including the frontend pointer is the oldest
+     * layout we accept. */
+    size_t min = offsetof(BhPluginDesc, frontend) + sizeof(void *);
+    if (d->struct_size < min) {
+        e->pub.error = g_strdup_printf("%s: descriptor struct_size %u is "
+                                       "smaller than the minimum %zu", path,
+                                       d->struct_size, min);
+        dlclose(h);
+        return;
+    }
+    memcpy(&e->pub.desc, d, MIN(sizeof(BhPluginDesc), d->struct_size));
+
+    BhPluginDesc *desc = &e->pub.desc;
+    e->pub.name = g_strdup(desc->name);
+    e->pub.version = g_strdup(desc->version ? desc->version : "");
+    e->pub.description = g_strdup(desc->description ? desc->description : "");
+    e->pub.kind = desc->kind;
+    e->pub.thread_model = desc->thread_model;
+
+    if (!plugin_name_valid(desc->name)) {
+        e->pub.error = g_strdup_printf("%s: invalid plugin name '%s' "
+                                       "(expected [a-z0-9_-], 1-64 chars)",
+                                       path, desc->name ? desc->name : "");
+    } else if (desc->kind == BH_PLUGIN_DRIVER) {
+        if (!desc->driver || desc->driver->struct_size <
+                                 offsetof(BhDriver, pread)) {
+            e->pub.error = g_strdup_printf("%s: driver plugin without a "
+                                           "usable BhDriver", path);
+        } else {
+            memcpy(&e->drv, desc->driver,
+                   MIN(sizeof(BhDriver), desc->driver->struct_size));
+            desc->driver = &e->drv;
+            desc->frontend = NULL;
+            if (!e->drv.open)
+                e->pub.error = g_strdup_printf("%s: driver has no open "
+                                               "callback", path);
+        }
+    } else if (desc->kind == BH_PLUGIN_FRONTEND) {
+        if (!desc->frontend || desc->frontend->struct_size <
+                                   offsetof(BhFrontend, stop)) {
+            e->pub.error = g_strdup_printf("%s: frontend plugin without a "
+                                           "usable BhFrontend", path);
+        } else {
+            memcpy(&e->fe, desc->frontend,
+                   MIN(sizeof(BhFrontend), desc->frontend->struct_size));
+            desc->frontend = &e->fe;
+            desc->driver = NULL;
+        }
+    } else {
+        e->pub.error = g_strdup_printf("%s: unknown plugin kind %u", path,
+                                       desc->kind);
+    }
+    if (!e->pub.error) {
+        const PluginEntry *dup = plugin_find_locked(desc->name);
+        if (dup)
+            e->pub.error = g_strdup_printf("%s: duplicate plugin name '%s' "
+                                           "(already loaded from %s)", path,
+                                           desc->name, dup->pub.path);
+    }
+    if (!e->pub.error && desc->load) {
+        GError *err = NULL;
+        if (!desc->load(&err)) {
+            e->pub.error = g_strdup_printf("%s: plugin '%s' failed to "
+                                           "initialise: %s", path, desc->name,
+                                           err ? err->message : "no reason");
+            g_clear_error(&err);
+        }
+    }
+    if (e->pub.error) {
+        dlclose(h);
+        return;
+    }
+    e->handle = h;
+}
+
+static const BhPluginRecord *plugin_load_locked(const char *path,
+                                                GError **errp)
+{
+    plugin_entries_init();
+    g_autofree char *abs = g_canonicalize_filename(path, NULL);
+    /* The same file twice is not a duplicate: it is the same plugin. */
+    for (guint i = 0; i < plugin_entries->len; i++) {
+        PluginEntry *e = plugin_entries->pdata[i];
+        if (g_str_equal(e->pub.path, abs) && !e->pub.error)
+            return &e->pub;
+    }
+    PluginEntry *e = g_new0(PluginEntry, 1);
+    e->pub.path = g_steal_pointer(&abs);
+    plugin_try(e);
+    g_ptr_array_add(plugin_entries, e);
+    if (e->pub.error)
+        bh_error_set(errp, e->errnum ? e->errnum : EINVAL,
+                     "cannot load plugin %s", e->pub.error);
+    return &e->pub;
+}
+
+const BhPluginRecord *bh_plugin_load(const char *path, GError **errp)
+{
+    bh_plugins_scan();
+    g_mutex_lock(&plugin_lock);
+    const BhPluginRecord *r = plugin_load_locked(path, errp);
+    g_mutex_unlock(&plugin_lock);
+    return r;
+}
+
+static int plugin_name_cmp(gconstpointer a, gconstpointer b)
+{
+    return strcmp(*(const char **)a, *(const char **)b);
+}
+
+void bh_plugins_scan(void)
+{
+    g_mutex_lock(&plugin_lock);
+    if (plugin_scanned) {
+        g_mutex_unlock(&plugin_lock);
+        return;
+    }
+    plugin_scanned = true;
+    plugin_entries_init();
+    g_auto(GStrv) dirs = bh_plugin_search_path();
+    for (int i = 0; dirs[i]; i++) {
+        /* A directory holds *.so files directly, or (the build tree) one
+         * folder per plugin holding NAME.so. */
+        GPtrArray *files = g_ptr_array_new_with_free_func(g_free);
+        GDir *dir = g_dir_open(dirs[i], 0, NULL);
+        const char *n;
+        while (dir && (n = g_dir_read_name(dir))) {
+            g_autofree char *p = g_build_filename(dirs[i], n, NULL);
+            if (g_str_has_suffix(n, ".so")) {
+                g_ptr_array_add(files, g_steal_pointer(&p));
+            } else if (g_file_test(p, G_FILE_TEST_IS_DIR)) {
+                g_autofree char *so = g_strdup_printf("%s/%s.so", p, n);
+                if (g_file_test(so, G_FILE_TEST_EXISTS))
+                    g_ptr_array_add(files, g_steal_pointer(&so));
+            }
+        }
+        if (dir)
+            g_dir_close(dir);
+        g_ptr_array_sort(files, plugin_name_cmp);
+        for (guint j = 0; j < files->len; j++)
+            plugin_load_locked(files->pdata[j], NULL);
+        g_ptr_array_free(files, TRUE);
+    }
+    g_mutex_unlock(&plugin_lock);
+}
+
+size_t bh_plugin_count(void)
+{
+    bh_plugins_scan();
+    return plugin_entries->len;
+}
+
+const BhPluginRecord *bh_plugin_get(size_t i)
+{
+    bh_plugins_scan();
+    if (i >= plugin_entries->len)
+        return NULL;
+    return &((PluginEntry *)plugin_entries->pdata[i])->pub;
+}
+
+const BhPluginRecord *bh_plugin_find(const char *name, BhPluginKind kind)
+{
+    bh_plugins_scan();
+    g_mutex_lock(&plugin_lock);
+    const PluginEntry *e = plugin_find_locked(name);
+    g_mutex_unlock(&plugin_lock);
+    if (e && e->pub.kind == kind)
+        return &e->pub;
+    return NULL;
+}
+
+/* Names of loaded plugins of one kind, for "unknown format" messages. */
+char *bh_plugin_names(BhPluginKind kind)
+{
+    bh_plugins_scan();
+    GString *s = g_string_new(NULL);
+    g_mutex_lock(&plugin_lock);
+    for (guint i = 0; i < plugin_entries->len; i++) {
+        PluginEntry *e = plugin_entries->pdata[i];
+        if (!e->pub.error && e->pub.kind == kind)
+            g_string_append_printf(s, "%s%s", s->len ? ", " : "",
+                                   e->pub.name);
+    }
+    g_mutex_unlock(&plugin_lock);
+    return g_string_free(s, FALSE);
+}

@@ -1,0 +1,7 @@
+/* The library's version, for bindings and `blkhost --version`. */
+#include "blkhost/blkhost.h"
+
+const char *bh_version(void)
+{
+    return BLKHOST_VERSION;
+}

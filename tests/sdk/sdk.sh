@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The out-of-tree example driver builds with nothing but its Makefile and
+# pkg-config, loads by path, and does what it says (XOR by key).
+. "$SOURCE_ROOT/tests/tap.sh"
+need make cc pkg-config cmp
+plan 7
+
+export PKG_CONFIG_PATH="$BUILD_ROOT/meson-uninstalled"
+check "pkg-config finds blkhost-plugin (uninstalled)" pkg-config --exists blkhost-plugin
+cp "$SOURCE_ROOT/examples/driver/xor.c" "$SOURCE_ROOT/examples/driver/Makefile" "$T/"
+check "the Makefile is at most 5 lines" test "$(wc -l < "$T/Makefile")" -le 5
+check "examples/driver builds with make" make -C "$T" -s
+# The uninstalled library must be found at run time too.
+export LD_LIBRARY_PATH="$BUILD_ROOT/core${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+
+truncate -s 1M "$T/disk.img"
+cat > "$T/use.lua" <<'LUA'
+local bh = require "blkhost"
+local rec = bh.plugin.load(arg[1])
+assert(rec.name == "xor", "plugin name is " .. tostring(rec.name))
+local d <close> = bh.open(arg[2], {format = "xor", key = 0x0f})
+d:write(0, "hello")
+assert(d:read(0, 5) == "hello", "round trip through xor")
+assert(d:info()["xor-key"] == 15, "info shows the key")
+print("used")
+LUA
+check "loads by path and round-trips through bh.open" \
+    "$BLKHOST" run "$T/use.lua" "$T/xor.so" "$T/disk.img"
+# 'h' ^ 0x0f = 'g'
+check "bytes on disk are XORed with the key" \
+    test "$(head -c 5 "$T/disk.img" | od -An -c | tr -d ' \n')" = "gjcc\`"
+cat > "$T/badkey.lua" <<'LUA'
+local bh = require "blkhost"
+bh.plugin.load(arg[1])
+bh.open(arg[2], {format = "xor", key = 300})
+LUA
+check_fails "key=300 refused with a clear message" "key.*300.*larger than 255" \
+    "$BLKHOST" run "$T/badkey.lua" "$T/xor.so" "$T/disk.img"
+check_fails "plugin.load of a missing file names it" "nosuch.so" \
+    "$BLKHOST" run <(echo 'require("blkhost").plugin.load("/nosuch.so")')

@@ -1,0 +1,49 @@
+# TAP helpers for shell tests.  Source it: . "$SRCDIR/tests/tap.sh"
+# Meson sets BLKHOST (the binary), BUILD_ROOT and SOURCE_ROOT.
+set -u
+: "${SOURCE_ROOT:=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
+: "${BUILD_ROOT:=$SOURCE_ROOT/build}"
+: "${BLKHOST:=$BUILD_ROOT/lua/blkhost}"
+export SOURCE_ROOT BUILD_ROOT BLKHOST
+tap_n=0
+tap_failed=0
+# Debian's python3 has the libnbd module; a pyenv one first on PATH does not.
+export PATH="/usr/bin:$PATH"
+
+plan() { echo "1..$1"; }
+ok() { tap_n=$((tap_n + 1)); echo "ok $tap_n - $*"; }
+not_ok() { tap_n=$((tap_n + 1)); tap_failed=$((tap_failed + 1)); echo "not ok $tap_n - $*"; }
+skip() { tap_n=$((tap_n + 1)); echo "ok $tap_n - # SKIP $*"; }
+diag() { echo "$*" | sed 's/^/# /'; }
+# skip_all REASON: the whole test file cannot run here.
+skip_all() { echo "1..0 # SKIP $*"; exit 0; }
+# check DESC CMD...: ok if CMD succeeds, else not ok with its output.
+check() {
+    local desc=$1; shift
+    local out
+    if out=$("$@" 2>&1); then ok "$desc"; else not_ok "$desc"; diag "$out"; fi
+}
+# check_fails DESC PATTERN CMD...: ok if CMD fails and its output matches PATTERN (grep -E).
+check_fails() {
+    local desc=$1 pat=$2; shift 2
+    local out
+    if out=$("$@" 2>&1); then
+        not_ok "$desc"; diag "unexpectedly succeeded: $out"
+    elif echo "$out" | grep -qE -- "$pat"; then
+        ok "$desc"
+    else
+        not_ok "$desc"; diag "output did not match /$pat/:"; diag "$out"
+    fi
+}
+# A private scratch dir removed at exit; exported as T.
+T=$(mktemp -d "${TMPDIR:-/tmp}/blkhost-test.XXXXXX")
+export T
+tap_cleanup_hooks=()
+at_exit() { tap_cleanup_hooks+=("$*"); }
+tap_exit() {
+    local h
+    for h in "${tap_cleanup_hooks[@]+"${tap_cleanup_hooks[@]}"}"; do eval "$h" || true; done
+    rm -rf "$T"
+}
+trap tap_exit EXIT
+need() { for c in "$@"; do command -v "$c" >/dev/null 2>&1 || skip_all "$c is not installed"; done; }
