@@ -108,35 +108,34 @@ static void plugin_try(PluginEntry *e)
 
     if (stat(path, &st) < 0) {
         e->errnum = errno;
-        e->pub.error = g_strdup_printf("%s: %s", path, g_strerror(errno));
+        e->pub.error = g_strdup(g_strerror(errno));
         return;
     }
     if (!S_ISREG(st.st_mode)) {
-        e->pub.error = g_strdup_printf("%s: not a regular file", path);
+        e->pub.error = g_strdup("not a regular file");
         return;
     }
     if (!file_is_elf(path)) {
-        e->pub.error = g_strdup_printf("%s: not a shared object (no ELF "
-                                       "header)", path);
+        e->pub.error = g_strdup("not a shared object (no ELF header)");
         return;
     }
     void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!h) {
-        e->pub.error = g_strdup_printf("%s: cannot load: %s", path,
+        e->pub.error = g_strdup_printf("cannot load: %s",
                                        dlerror());
         return;
     }
     BhPluginInitFn init = (BhPluginInitFn)dlsym(h, BH_PLUGIN_INIT_SYMBOL);
     if (!init) {
-        e->pub.error = g_strdup_printf("%s: no %s symbol: not a blkhost "
-                                       "plugin", path, BH_PLUGIN_INIT_SYMBOL);
+        e->pub.error = g_strdup_printf("no %s symbol: not a blkhost "
+                                       "plugin", BH_PLUGIN_INIT_SYMBOL);
         dlclose(h);
         return;
     }
     const BhPluginDesc *d = init();
     if (!d) {
-        e->pub.error = g_strdup_printf("%s: %s() failed (returned NULL)",
-                                       path, BH_PLUGIN_INIT_SYMBOL);
+        e->pub.error = g_strdup_printf("%s() failed (returned NULL)",
+                                       BH_PLUGIN_INIT_SYMBOL);
         dlclose(h);
         return;
     }
@@ -144,8 +143,8 @@ static void plugin_try(PluginEntry *e)
     if (d->abi_version < BH_PLUGIN_ABI_MIN ||
         d->abi_version > BH_PLUGIN_ABI_VERSION) {
         e->pub.error = g_strdup_printf(
-            "%s: plugin ABI version %u is not supported (this blkhost "
-            "supports %u to %u)", path, d->abi_version, BH_PLUGIN_ABI_MIN,
+            "plugin ABI version %u is not supported (this blkhost "
+            "supports %u to %u)", d->abi_version, BH_PLUGIN_ABI_MIN,
             BH_PLUGIN_ABI_VERSION);
         dlclose(h);
         return;
@@ -154,8 +153,8 @@ static void plugin_try(PluginEntry *e)
      * layout we accept. */
     size_t min = offsetof(BhPluginDesc, frontend) + sizeof(void *);
     if (d->struct_size < min) {
-        e->pub.error = g_strdup_printf("%s: descriptor struct_size %u is "
-                                       "smaller than the minimum %zu", path,
+        e->pub.error = g_strdup_printf("descriptor struct_size %u is "
+                                       "smaller than the minimum %zu",
                                        d->struct_size, min);
         dlclose(h);
         return;
@@ -170,28 +169,28 @@ static void plugin_try(PluginEntry *e)
     e->pub.thread_model = desc->thread_model;
 
     if (!plugin_name_valid(desc->name)) {
-        e->pub.error = g_strdup_printf("%s: invalid plugin name '%s' "
+        e->pub.error = g_strdup_printf("invalid plugin name '%s' "
                                        "(expected [a-z0-9_-], 1-64 chars)",
-                                       path, desc->name ? desc->name : "");
+                                       desc->name ? desc->name : "");
     } else if (desc->kind == BH_PLUGIN_DRIVER) {
         if (!desc->driver || desc->driver->struct_size <
                                  offsetof(BhDriver, pread)) {
-            e->pub.error = g_strdup_printf("%s: driver plugin without a "
-                                           "usable BhDriver", path);
+            e->pub.error = g_strdup_printf("driver plugin without a "
+                                           "usable BhDriver");
         } else {
             memcpy(&e->drv, desc->driver,
                    MIN(sizeof(BhDriver), desc->driver->struct_size));
             desc->driver = &e->drv;
             desc->frontend = NULL;
             if (!e->drv.open)
-                e->pub.error = g_strdup_printf("%s: driver has no open "
-                                               "callback", path);
+                e->pub.error = g_strdup_printf("driver has no open "
+                                               "callback");
         }
     } else if (desc->kind == BH_PLUGIN_FRONTEND) {
         if (!desc->frontend || desc->frontend->struct_size <
                                    offsetof(BhFrontend, stop)) {
-            e->pub.error = g_strdup_printf("%s: frontend plugin without a "
-                                           "usable BhFrontend", path);
+            e->pub.error = g_strdup_printf("frontend plugin without a "
+                                           "usable BhFrontend");
         } else {
             memcpy(&e->fe, desc->frontend,
                    MIN(sizeof(BhFrontend), desc->frontend->struct_size));
@@ -199,21 +198,21 @@ static void plugin_try(PluginEntry *e)
             desc->driver = NULL;
         }
     } else {
-        e->pub.error = g_strdup_printf("%s: unknown plugin kind %u", path,
+        e->pub.error = g_strdup_printf("unknown plugin kind %u",
                                        desc->kind);
     }
     if (!e->pub.error) {
         const PluginEntry *dup = plugin_find_locked(desc->name);
         if (dup)
-            e->pub.error = g_strdup_printf("%s: duplicate plugin name '%s' "
-                                           "(already loaded from %s)", path,
+            e->pub.error = g_strdup_printf("duplicate plugin name '%s' "
+                                           "(already loaded from %s)",
                                            desc->name, dup->pub.path);
     }
     if (!e->pub.error && desc->load) {
         GError *err = NULL;
         if (!desc->load(&err)) {
-            e->pub.error = g_strdup_printf("%s: plugin '%s' failed to "
-                                           "initialise: %s", path, desc->name,
+            e->pub.error = g_strdup_printf("plugin '%s' failed to "
+                                           "initialise: %s", desc->name,
                                            err ? err->message : "no reason");
             g_clear_error(&err);
         }
@@ -242,7 +241,8 @@ static const BhPluginRecord *plugin_load_locked(const char *path,
     g_ptr_array_add(plugin_entries, e);
     if (e->pub.error)
         bh_error_set(errp, e->errnum ? e->errnum : EINVAL,
-                     "cannot load plugin %s", e->pub.error);
+                     "cannot load plugin %s: %s", e->pub.path,
+                     e->pub.error);
     return &e->pub;
 }
 
