@@ -80,9 +80,9 @@ static bool lock_fdinfo_covers(const char *text, const char *devino,
     return false;
 }
 
-/* "qemu-io (pid 1234)" for the first other process whose open file holds a
- * lock on byte of the file behind fd, or NULL.  Linux shows each
- * descriptor's locks in /proc/PID/fdinfo/FD. */
+/* "qemu-io (pid 1234)" for the first process whose open file holds a
+ * lock on byte of the file behind fd, or NULL; fd itself does not count.
+ * Linux shows each descriptor's locks in /proc/PID/fdinfo/FD. */
 static char *lock_find_holder(int fd, off_t byte)
 {
     struct stat st;
@@ -95,15 +95,16 @@ static char *lock_find_holder(int fd, off_t byte)
     DIR *proc = opendir("/proc");
     struct dirent *de;
     while (proc && !found && (de = readdir(proc))) {
-        if (!g_ascii_isdigit(de->d_name[0]) ||
-            atoi(de->d_name) == (int)getpid())
+        if (!g_ascii_isdigit(de->d_name[0]))
             continue;
+        /* Our own process may hold it through another descriptor. */
+        bool self = atoi(de->d_name) == (int)getpid();
         g_autofree char *fddir = g_strdup_printf("/proc/%s/fdinfo",
                                                  de->d_name);
         DIR *d = opendir(fddir);
         struct dirent *fe;
         while (d && !found && (fe = readdir(d))) {
-            if (fe->d_name[0] == '.')
+            if (fe->d_name[0] == '.' || (self && atoi(fe->d_name) == fd))
                 continue;
             g_autofree char *path = g_strdup_printf("%s/%s", fddir,
                                                     fe->d_name);
@@ -129,16 +130,18 @@ static char *lock_find_holder(int fd, off_t byte)
     return found;
 }
 
+/* what: "holds" or "does not share"; the message leads with who. */
 static int lock_conflict(int fd, const char *filename, off_t byte,
-                         const char *what, GError **errp)
+                         const char *what, int perm, GError **errp)
 {
     g_autofree char *holder = lock_find_holder(fd, byte);
     lock_release_all(fd);
     return bh_error_set(errp, EAGAIN,
-                        "'%s' is locked: %s by %s (is QEMU, qemu-nbd or "
-                        "another blkhost using the image? use locking=off "
-                        "to override)", filename, what,
-                        holder ? holder : "another process");
+                        "'%s' is locked: %s %s the \"%s\" permission "
+                        "(QEMU-style image lock; is QEMU, qemu-nbd or another "
+                        "blkhost using it? locking=off overrides)", filename,
+                        holder ? holder : "another process", what,
+                        lock_perm_names[perm]);
 }
 
 int bh_lock_apply(int fd, const char *filename, uint32_t perms,
@@ -155,7 +158,7 @@ int bh_lock_apply(int fd, const char *filename, uint32_t perms,
             /* Someone holds a write lock on a marker byte: not QEMU's
              * protocol, but certainly a conflict. */
             return lock_conflict(fd, filename, LOCK_PERM_BASE + i,
-                                 "a lock byte is held", errp);
+                                 "holds a write lock on", i, errp);
         }
         if (r < 0) {
             lock_release_all(fd);
@@ -169,19 +172,12 @@ int bh_lock_apply(int fd, const char *filename, uint32_t perms,
     }
     for (int i = 0; i < LOCK_NPERMS; i++) {
         uint32_t bit = 1u << i;
-        if ((perms & bit) && lock_taken_by_other(fd, LOCK_SHARE_BASE + i)) {
-            g_autofree char *what = g_strdup_printf(
-                "another process does not share the \"%s\" permission",
-                lock_perm_names[i]);
-            return lock_conflict(fd, filename, LOCK_SHARE_BASE + i, what,
-                                 errp);
-        }
-        if (!(shared & bit) && lock_taken_by_other(fd, LOCK_PERM_BASE + i)) {
-            g_autofree char *what = g_strdup_printf(
-                "the \"%s\" permission is held", lock_perm_names[i]);
-            return lock_conflict(fd, filename, LOCK_PERM_BASE + i, what,
-                                 errp);
-        }
+        if ((perms & bit) && lock_taken_by_other(fd, LOCK_SHARE_BASE + i))
+            return lock_conflict(fd, filename, LOCK_SHARE_BASE + i,
+                                 "does not share", i, errp);
+        if (!(shared & bit) && lock_taken_by_other(fd, LOCK_PERM_BASE + i))
+            return lock_conflict(fd, filename, LOCK_PERM_BASE + i, "holds",
+                                 i, errp);
     }
     return 0;
 }

@@ -233,12 +233,22 @@ static BhNode *node_open_modes(const char *filename, BhOpts *opts,
         return NULL;
     }
 
+    /* file.* options go to the protocol child; the modes the core owns
+     * (file.locking=off, file.cache=...) may be set there too, defaulting
+     * to the format's, as qemu allows. */
     g_autoptr(BhOpts) file_opts = bh_opts_take_prefix(opts, "file.");
+    NodeModes fm, finherit = m;
+    /* The format already looked for zeros; the file need not look again. */
+    finherit.detect_zeroes = BH_DETECT_ZEROES_OFF;
+    if (!node_parse_modes(file_opts, &finherit, &fm, errp))
+        return NULL;
+    if (!fm.readonly && m.readonly)
+        fm.readonly = true;
     const BhPluginRecord *file_rec = node_find_driver("file", errp);
     if (!file_rec)
         return NULL;
     /* The file under a format is growable: qcow2 allocates past its end. */
-    BhNode *file = node_open_protocol(file_rec, filename, file_opts, &m, true,
+    BhNode *file = node_open_protocol(file_rec, filename, file_opts, &fm, true,
                                       errp);
     if (!file)
         return NULL;

@@ -237,7 +237,7 @@ static bool parse_unsigned(const char *str, bool suffixes, uint64_t *out,
         case 'E': shift = 60; break;
         }
         if (shift < 0) {
-            *why = "has an unknown suffix (expected K, M, G, T, P or E)";
+            *why = "has an unknown suffix";
             return false;
         }
         end++;
@@ -265,7 +265,7 @@ bool bh_parse_size(const char *str, uint64_t *out, GError **errp)
     const char *why = NULL;
     if (!parse_unsigned(str, true, out, &why)) {
         bh_error_set(errp, EINVAL, "'%s' %s (expected a size such as 4096, "
-                     "64K or 1G)", str, why);
+                     "64K or 1G; suffixes K, M, G, T, P, E)", str, why);
         return false;
     }
     return true;
@@ -282,7 +282,8 @@ bool bh_opts_get_size(BhOpts *opts, const char *key, uint64_t def,
     }
     if (!parse_unsigned(v, true, out, &why)) {
         bh_error_set(errp, EINVAL, "option '%s': '%s' %s (expected a size "
-                     "such as 4096, 64K or 1G)", key, v, why);
+                     "such as 4096, 64K or 1G; suffixes K, M, G, T, P, E)",
+                     key, v, why);
         return false;
     }
     return true;

@@ -1,0 +1,252 @@
+/*
+ * The file driver's data path: pread/pwrite loops that survive short
+ * transfers and EINTR, reads past the end of the file that return zeros,
+ * FUA through pwritev2(RWF_DSYNC), and, for O_DIRECT, a bounce buffer so
+ * callers may send requests of any offset, length and buffer alignment.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "file.h"
+
+/* Largest slice of an unaligned O_DIRECT request handled in one go. */
+#define BOUNCE_MAX (1u << 20)
+
+void file_size_grow(FileState *s, int64_t end)
+{
+    int64_t cur = atomic_load(&s->size);
+    while (end > cur && !atomic_compare_exchange_weak(&s->size, &cur, end))
+        ;
+}
+
+/* Read up to len bytes; fewer only at the end of the file.  Returns the
+ * byte count or -errno. */
+static ssize_t pread_full(int fd, void *buf, size_t len, uint64_t off)
+{
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = pread(fd, (char *)buf + done, len - done, off + done);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (n == 0)
+            break;
+        done += n;
+    }
+    return done;
+}
+
+static ssize_t write_once(FileState *s, const void *buf, size_t len,
+                          uint64_t off, bool dsync)
+{
+#ifdef RWF_DSYNC
+    if (dsync && !atomic_load(&s->no_dsync)) {
+        struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+        ssize_t n = pwritev2(s->fd, &iov, 1, off, RWF_DSYNC);
+        if (n >= 0 || (errno != EOPNOTSUPP && errno != ENOSYS))
+            return n;
+        /* Old kernel: remember, and let the caller fdatasync instead. */
+        atomic_store(&s->no_dsync, true);
+    }
+#endif
+    return pwrite(s->fd, buf, len, off);
+}
+
+/* Write all of buf; with dsync the data is durable when this returns. */
+static int pwrite_full(FileState *s, const void *buf, size_t len,
+                       uint64_t off, bool dsync)
+{
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = write_once(s, (const char *)buf + done, len - done,
+                               off + done, dsync);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (n == 0)
+            return -ENOSPC;
+        done += n;
+    }
+    if (dsync && atomic_load(&s->no_dsync) && fdatasync(s->fd) < 0)
+        return -errno;
+    return 0;
+}
+
+static bool is_aligned(const FileState *s, const void *buf, uint64_t off,
+                       size_t len)
+{
+    return ((off | len) & (s->align - 1)) == 0 &&
+           ((uintptr_t)buf & (s->mem_align - 1)) == 0;
+}
+
+static void *bounce_alloc(const FileState *s, size_t len)
+{
+    void *p = NULL;
+    size_t align = MAX(s->align, s->mem_align);
+    if (posix_memalign(&p, MAX(align, sizeof(void *)), len) != 0)
+        return NULL;
+    return p;
+}
+
+/* Size of the bounce buffer for a request of len bytes: the request
+ * widened to whole blocks, capped at BOUNCE_MAX plus one block each side. */
+static size_t bounce_size(const FileState *s, size_t len)
+{
+    size_t cap = BOUNCE_MAX + 2 * (size_t)s->align;
+    size_t want = len + 2 * (size_t)s->align;
+    return MIN(cap, want);
+}
+
+static int read_error(FileState *s, int err, uint64_t off, size_t len,
+                      GError **errp)
+{
+    return bh_error_set_errno(errp, -err, "read of %zu bytes at offset %"
+                              PRIu64 " from '%s' failed", len, off,
+                              s->filename);
+}
+
+static int write_error(FileState *s, int err, uint64_t off, size_t len,
+                       GError **errp)
+{
+    return bh_error_set_errno(errp, -err, "write of %zu bytes at offset %"
+                              PRIu64 " to '%s' failed", len, off,
+                              s->filename);
+}
+
+static int pread_bounced(FileState *s, uint8_t *buf, uint64_t off,
+                         size_t len, GError **errp)
+{
+    uint64_t mask = s->align - 1;
+    uint8_t *bounce = bounce_alloc(s, bounce_size(s, len));
+    if (!bounce)
+        return bh_error_set(errp, ENOMEM, "no memory for an O_DIRECT "
+                            "bounce buffer");
+    while (len > 0) {
+        uint64_t astart = off & ~mask;
+        size_t chunk = MIN(len, BOUNCE_MAX);
+        uint64_t aend = (off + chunk + mask) & ~mask;
+        ssize_t n = pread_full(s->fd, bounce, aend - astart, astart);
+        if (n < 0) {
+            free(bounce);
+            return read_error(s, n, off, len, errp);
+        }
+        memset(bounce + n, 0, aend - astart - n);
+        memcpy(buf, bounce + (off - astart), chunk);
+        buf += chunk;
+        off += chunk;
+        len -= chunk;
+    }
+    free(bounce);
+    return 0;
+}
+
+int file_pread(BhNode *bs, void *buf, uint64_t offset, size_t len,
+               uint32_t flags, GError **errp)
+{
+    FileState *s = bh_node_get_opaque(bs);
+    if (s->direct && !is_aligned(s, buf, offset, len))
+        return pread_bounced(s, buf, offset, len, errp);
+    ssize_t n = pread_full(s->fd, buf, len, offset);
+    if (n < 0)
+        return read_error(s, n, offset, len, errp);
+    /* Past the end of the file (a growable child) reads as zeros. */
+    memset((uint8_t *)buf + n, 0, len - n);
+    return 0;
+}
+
+/* Read the aligned block at astart into dst (zeros past the end). */
+static int read_block(FileState *s, uint8_t *dst, uint64_t astart)
+{
+    ssize_t n = pread_full(s->fd, dst, s->align, astart);
+    if (n < 0)
+        return n;
+    memset(dst + n, 0, s->align - n);
+    return 0;
+}
+
+/*
+ * Unaligned O_DIRECT write: read the partly covered head and tail blocks,
+ * patch them, write whole blocks.  Runs under rmw_lock so that two
+ * requests touching the same block cannot lose each other's bytes.
+ * Writing whole blocks may push the end of a regular file past where the
+ * request ends; the file is cut back so its size is what a buffered write
+ * would have left.
+ */
+static int pwrite_bounced(FileState *s, const uint8_t *buf, uint64_t off,
+                          size_t len, bool fua, GError **errp)
+{
+    uint64_t mask = s->align - 1;
+    uint64_t req_off = off;
+    size_t req_len = len;
+    int ret = 0;
+    uint8_t *bounce = bounce_alloc(s, bounce_size(s, len));
+    if (!bounce)
+        return bh_error_set(errp, ENOMEM, "no memory for an O_DIRECT "
+                            "bounce buffer");
+
+    g_mutex_lock(&s->rmw_lock);
+    int64_t old_size = -1;
+    struct stat st;
+    if (!s->is_blockdev && fstat(s->fd, &st) == 0)
+        old_size = st.st_size;
+
+    while (len > 0) {
+        uint64_t astart = off & ~mask;
+        size_t chunk = MIN(len, BOUNCE_MAX);
+        uint64_t aend = (off + chunk + mask) & ~mask;
+        size_t alen = aend - astart;
+        if (off != astart && (ret = read_block(s, bounce, astart)) < 0)
+            break;
+        if (((off + chunk) & mask) && (aend - s->align != astart ||
+                                       off == astart) &&
+            (ret = read_block(s, bounce + alen - s->align,
+                              aend - s->align)) < 0)
+            break;
+        memcpy(bounce + (off - astart), buf, chunk);
+        if ((ret = pwrite_full(s, bounce, alen, astart, fua)) < 0)
+            break;
+        buf += chunk;
+        off += chunk;
+        len -= chunk;
+    }
+
+    if (ret == 0 && old_size >= 0) {
+        int64_t want = MAX(old_size, (int64_t)(req_off + req_len));
+        if (fstat(s->fd, &st) == 0 && st.st_size > want) {
+            if (ftruncate(s->fd, want) < 0)
+                ret = -errno;
+            else if (fua && fdatasync(s->fd) < 0)
+                ret = -errno;
+        }
+        if (ret == 0)
+            file_size_grow(s, want);
+    }
+    g_mutex_unlock(&s->rmw_lock);
+    free(bounce);
+    if (ret < 0)
+        return write_error(s, ret, req_off, req_len, errp);
+    return 0;
+}
+
+int file_pwrite(BhNode *bs, const void *buf, uint64_t offset, size_t len,
+                uint32_t flags, GError **errp)
+{
+    FileState *s = bh_node_get_opaque(bs);
+    bool fua = flags & BH_IO_FUA;
+    if (s->direct && !is_aligned(s, buf, offset, len))
+        return pwrite_bounced(s, buf, offset, len, fua, errp);
+    int ret = pwrite_full(s, buf, len, offset, fua);
+    if (ret < 0)
+        return write_error(s, ret, offset, len, errp);
+    if (!s->is_blockdev)
+        file_size_grow(s, offset + len);
+    return 0;
+}

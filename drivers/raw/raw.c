@@ -1,0 +1,207 @@
+/*
+ * The "raw" format driver: the image is the bytes of its "file" child,
+ * optionally a window of them (options offset and size).  Everything is
+ * passed to the child with the window's offset added, so raw is as fast,
+ * as parallel and as capable (FUA, discard, zeroes, block status) as what
+ * lies below it.  It is also the format used when no other driver
+ * recognises an image, and what partition selection opens over a disk.
+ */
+#include <errno.h>
+#include <inttypes.h>
+
+#include <blkhost/driver.h>
+
+typedef struct RawState {
+    BhNode *file;     /* borrowed: the core owns the child */
+    uint64_t offset;
+    uint64_t size;
+    bool has_size;    /* a fixed window; else the size follows the file */
+} RawState;
+
+static int raw_probe(const uint8_t *buf, size_t len, const char *filename)
+{
+    return 1;  /* anything is raw, but anything else is more likely */
+}
+
+static int raw_open(BhNode *bs, const char *filename, BhOpts *opts,
+                    uint32_t open_flags, GError **errp)
+{
+    BhNode *file = bh_node_child(bs, "file");
+    if (!file)
+        return bh_error_set(errp, EINVAL, "raw: no file child to open "
+                            "'%s' over", filename);
+
+    uint64_t offset, size = 0;
+    bool has_size = bh_opts_get(opts, "size") != NULL;
+    if (!bh_opts_get_size(opts, "offset", 0, &offset, errp) ||
+        !bh_opts_get_size(opts, "size", 0, &size, errp))
+        return -EINVAL;
+
+    int64_t flen = bh_node_size(file);
+    if (flen < 0)
+        return bh_error_set(errp, (int)-flen, "raw: cannot get the size of "
+                            "'%s'", filename);
+    if (has_size && (offset > (uint64_t)flen ||
+                     size > (uint64_t)flen - offset))
+        return bh_error_set(errp, EINVAL, "offset %" PRIu64 " + size %" PRIu64
+                            " is beyond the end of the file (%" PRId64
+                            " bytes)", offset, size, flen);
+    if (offset > (uint64_t)flen)
+        return bh_error_set(errp, EINVAL, "offset %" PRIu64 " is beyond the "
+                            "end of the file (%" PRId64 " bytes)", offset,
+                            flen);
+
+    RawState *s = g_new0(RawState, 1);
+    s->file = file;
+    s->offset = offset;
+    s->size = size;
+    s->has_size = has_size;
+    bh_node_set_opaque(bs, s);
+
+    uint32_t caps = BH_CAP_FUA;  /* the child does FUA, native or emulated */
+    if (bh_node_can_discard(file))
+        caps |= BH_CAP_DISCARD;
+    if (bh_node_can_zero(file))
+        caps |= BH_CAP_ZERO;
+    bh_node_set_caps(bs, caps);
+
+    uint32_t min, pref, max;
+    bh_node_block_limits(file, &min, &pref, &max);
+    bh_node_set_block_limits(bs, min, pref, max);
+    return 0;
+}
+
+static void raw_close(BhNode *bs)
+{
+    g_free(bh_node_get_opaque(bs));
+    bh_node_set_opaque(bs, NULL);
+}
+
+static int64_t raw_get_length(BhNode *bs)
+{
+    RawState *s = bh_node_get_opaque(bs);
+    if (s->has_size)
+        return s->size;
+    int64_t flen = bh_node_size(s->file);
+    if (flen < 0)
+        return flen;
+    return (uint64_t)flen > s->offset ? flen - (int64_t)s->offset : 0;
+}
+
+static int raw_pread(BhNode *bs, void *buf, uint64_t offset, size_t len,
+                     uint32_t flags, GError **errp)
+{
+    RawState *s = bh_node_get_opaque(bs);
+    return bh_node_pread(s->file, buf, offset + s->offset, len, flags, errp);
+}
+
+static int raw_pwrite(BhNode *bs, const void *buf, uint64_t offset,
+                      size_t len, uint32_t flags, GError **errp)
+{
+    RawState *s = bh_node_get_opaque(bs);
+    return bh_node_pwrite(s->file, buf, offset + s->offset, len, flags, errp);
+}
+
+static int raw_flush(BhNode *bs, GError **errp)
+{
+    RawState *s = bh_node_get_opaque(bs);
+    return bh_node_flush(s->file, errp);
+}
+
+static int raw_discard(BhNode *bs, uint64_t offset, uint64_t len,
+                       GError **errp)
+{
+    RawState *s = bh_node_get_opaque(bs);
+    return bh_node_discard(s->file, offset + s->offset, len, errp);
+}
+
+static int raw_write_zeroes(BhNode *bs, uint64_t offset, uint64_t len,
+                            uint32_t flags, GError **errp)
+{
+    RawState *s = bh_node_get_opaque(bs);
+    return bh_node_write_zeroes(s->file, offset + s->offset, len, flags,
+                                errp);
+}
+
+static int raw_block_status(BhNode *bs, uint64_t offset, uint64_t len,
+                            uint64_t *pnum, uint32_t *status, GError **errp)
+{
+    RawState *s = bh_node_get_opaque(bs);
+    return bh_node_block_status(s->file, offset + s->offset, len, pnum,
+                                status, errp);
+}
+
+static int raw_truncate(BhNode *bs, uint64_t size, GError **errp)
+{
+    RawState *s = bh_node_get_opaque(bs);
+    if (s->has_size)
+        return bh_error_set(errp, ENOTSUP, "cannot resize '%s': it is a "
+                            "window (offset %" PRIu64 ", size %" PRIu64 ") "
+                            "onto its file", bh_node_filename(bs), s->offset,
+                            s->size);
+    if (size > UINT64_MAX - s->offset)
+        return bh_error_set(errp, EFBIG, "size %" PRIu64 " is too large",
+                            size);
+    return bh_node_truncate(s->file, size + s->offset, errp);
+}
+
+static void raw_info(BhNode *bs, BhInfo *info)
+{
+    RawState *s = bh_node_get_opaque(bs);
+    if (s->offset || s->has_size) {
+        bh_info_add_int(info, "offset", (int64_t)s->offset);
+        bh_info_add_int(info, "size", raw_get_length(bs));
+    }
+}
+
+static int64_t raw_get_allocated_size(BhNode *bs)
+{
+    RawState *s = bh_node_get_opaque(bs);
+    return bh_node_allocated_size(s->file);
+}
+
+/* The core created an empty file node; give it the requested size. */
+static int raw_create(const char *filename, BhNode *file, BhOpts *opts,
+                      GError **errp)
+{
+    uint64_t size;
+    if (!file)
+        return bh_error_set(errp, EINVAL, "raw: creating '%s' needs a file "
+                            "node", filename);
+    if (!bh_opts_get_size(opts, "size", 0, &size, errp))
+        return -EINVAL;
+    return bh_node_truncate(file, size, errp);
+}
+
+static const BhDriver raw_driver = {
+    .struct_size = sizeof(BhDriver),
+    .flags = 0,
+    .probe = raw_probe,
+    .open = raw_open,
+    .close = raw_close,
+    .get_length = raw_get_length,
+    .pread = raw_pread,
+    .pwrite = raw_pwrite,
+    .flush = raw_flush,
+    .discard = raw_discard,
+    .write_zeroes = raw_write_zeroes,
+    .block_status = raw_block_status,
+    .truncate = raw_truncate,
+    .info = raw_info,
+    .get_allocated_size = raw_get_allocated_size,
+    .create = raw_create,
+};
+
+static const BhPluginDesc desc = {
+    .abi_version = BH_PLUGIN_ABI_VERSION,
+    .struct_size = sizeof(BhPluginDesc),
+    .kind = BH_PLUGIN_DRIVER,
+    .thread_model = BH_THREAD_PARALLEL,
+    .name = "raw",
+    .version = "1.0",
+    .description = "raw image over a file, optionally a window of it "
+                   "(offset=, size=)",
+    .driver = &raw_driver,
+};
+
+BH_PLUGIN_REGISTER(desc)
