@@ -1,0 +1,83 @@
+/*
+ * Internal header of the Lua bindings: what the binding files (module.c,
+ * node.c, plugin.c, frontend.c, loop.c, util.c) share, and what later
+ * binding files (nbd.c, partition.c, snapshot.c, ...) use to extend the
+ * module.  Not installed.
+ *
+ * Extending the module: a binding file defines one of the weak hooks below
+ * (bh_lua_open_nbd, bh_lua_open_partition, bh_lua_open_snapshot).
+ * luaopen_blkhost calls each hook that is linked in with the module table
+ * at module_index, after the node metatable exists, so a hook can
+ *   - add module functions:  lua_pushcfunction(L, f);
+ *                            lua_setfield(L, module_index, "name");
+ *   - add node methods:      bh_lua_node_methods(L);
+ *                            luaL_setfuncs(L, regs, 0);
+ *                            lua_pop(L, 1);
+ * Node userdata use the metatable registered as BH_LUA_NODE_MT; its
+ * __index is the method table bh_lua_node_methods() pushes.
+ */
+#ifndef BH_LUA_H
+#define BH_LUA_H
+
+#include <stdint.h>
+#include <lua.h>
+#include <lauxlib.h>
+
+#include "blkhost/blkhost.h"
+
+#define BH_LUA_NODE_MT "blkhost.node"
+#define BH_LUA_FRONTEND_MT "blkhost.frontend"
+
+/* ---- nodes (node.c) ---- */
+
+/* The node at idx; raises a Lua error if it is not a node or is closed. */
+BhNode *bh_lua_checknode(lua_State *L, int idx);
+/* Push a node userdata; takes the caller's reference to bs. */
+void bh_lua_pushnode(lua_State *L, BhNode *bs);
+/* Push the node method table (the metatable's __index) to add methods. */
+void bh_lua_node_methods(lua_State *L);
+/* Create the node metatable (called by luaopen_blkhost). */
+void bh_lua_node_register(lua_State *L);
+
+/* ---- shared helpers (util.c) ---- */
+
+/* Frees err and raises a Lua error whose message is err's; never returns. */
+int bh_lua_error(lua_State *L, GError *err);
+/* Lua table at idx -> BhOpts.  Booleans become "on"/"off", integral
+ * numbers decimal integers, strings stay as they are, an array of
+ * strings/numbers becomes repeated keys, and a nested table with string
+ * keys is flattened with a dotted prefix ({file={locking=false}} ->
+ * "file.locking=off").  nil or none at idx gives an empty list.  Returns
+ * NULL with *errp set on a value it cannot convert.  Raises no Lua error
+ * for bad content (only for out-of-memory). */
+BhOpts *bh_lua_opts_from_table(lua_State *L, int idx, GError **errp);
+/* Push a table {key=value, ...} made from info (ints as integers). */
+void bh_lua_push_info(lua_State *L, const BhInfo *info);
+/* Argument idx as a non-negative integer (floats with an integral value are
+ * accepted); raises luaL_argerror naming what (e.g. "offset") otherwise. */
+uint64_t bh_lua_check_u64(lua_State *L, int idx, const char *what);
+/* Optional boolean field of the table at idx (absent or nil: def). */
+bool bh_lua_opt_flag(lua_State *L, int idx, const char *field, bool def);
+/* "1 GiB", "64 MiB", "1.5 KiB", "512 B": three significant digits, the
+ * way qemu-img prints sizes.  g_free the result. */
+char *bh_lua_human_size(uint64_t bytes);
+
+/* ---- module parts registered by luaopen_blkhost ---- */
+void bh_lua_plugin_register(lua_State *L, int module_index);   /* plugin.c */
+void bh_lua_frontend_register(lua_State *L, int module_index); /* frontend.c */
+void bh_lua_loop_register(lua_State *L, int module_index);     /* loop.c */
+
+/* For callbacks that run Lua from inside bh.loop() (frontend events):
+ * call fn (on top of the stack, below its nargs arguments) protected; on
+ * error keep the message, quit the loop, and have bh.loop() raise it. */
+void bh_lua_loop_call(lua_State *L, int nargs);
+
+/* The module opener; main.c preloads it as "blkhost". */
+int luaopen_blkhost(lua_State *L);
+
+/* ---- optional hooks, defined by binding files of later issues ---- */
+void bh_lua_open_nbd(lua_State *L, int module_index) __attribute__((weak));
+void bh_lua_open_partition(lua_State *L, int module_index) __attribute__((weak));
+void bh_lua_open_snapshot(lua_State *L, int module_index) __attribute__((weak));
+
+#endif

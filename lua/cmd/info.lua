@@ -1,0 +1,143 @@
+-- info: show an image's format, virtual size, disk size and driver facts
+--
+-- blkhost info [--output=human|json] [-f FORMAT] [-o OPTS] IMAGE
+-- The image is opened read-only.  The text output follows qemu-img info's
+-- layout and the JSON output its key names ("filename", "format",
+-- "virtual-size", "actual-size", then the driver's own keys).
+
+local bh = require "blkhost"
+local cli = require "blkhost.cli"
+local json = require "blkhost.json"
+
+local USAGE = [[
+Usage: blkhost info [--output=human|json] [-f FORMAT] [-o OPTIONS] IMAGE
+
+Show an image's format, virtual size, disk size and what its driver
+reports (cluster size, backing file, ...).  The image is opened read-only.
+
+  -f, --format=FORMAT   driver to open IMAGE with (default: probe)
+  -o, --options=OPTS    more open options, k=v,k2=v2 (repeatable)
+  --output=FMT          human (default) or json
+  -h, --help            this text
+]]
+
+-- Keys shown on their own lines first, with qemu-img's labels.
+local LABELS = {
+  { "filename", "image" },
+  { "format", "file format" },
+  { "virtual-size", "virtual size" },
+  { "actual-size", "disk size" },
+}
+-- Driver keys qemu-img also prints at the top level, with its labels.
+local TOP = {
+  { "cluster-size", "cluster_size" },
+  { "backing-filename", "backing file" },
+  { "backing-format", "backing file format" },
+  { "backing-filename-format", "backing file format" },
+}
+-- Driver keys whose qemu-img JSON name differs.
+local JSON_NAMES = {
+  ["backing-format"] = "backing-filename-format",
+  dirty = "dirty-flag",
+}
+-- Facts about how blkhost opened the image, not about the image.
+local HIDDEN = { ["read-only"] = true, cache = true }
+
+local function split_opts(str, into)
+  -- "k=v,k2=v2", ",," being a literal comma.
+  local s = str:gsub(",,", "\0")
+  for item in s:gmatch("[^,]+") do
+    item = item:gsub("%z", ",")
+    local k, v = item:match("^([^=]+)=(.*)$")
+    if not k then cli.usage_error("option '" .. item .. "' is not key=value") end
+    into[k] = v
+  end
+end
+
+local function show(v)
+  if type(v) == "boolean" then return v and "true" or "false" end
+  return tostring(v)
+end
+
+local function human(info, keys)
+  local out = {}
+  local shown = {}
+  for _, l in ipairs(LABELS) do
+    local k, label = l[1], l[2]
+    local v = info[k]
+    shown[k] = true
+    if v ~= nil then
+      if k == "virtual-size" then
+        v = string.format("%s (%d bytes)", bh.human_size(v), v)
+      elseif k == "actual-size" then
+        v = bh.human_size(v)
+      end
+      out[#out + 1] = label .. ": " .. show(v)
+    end
+  end
+  for _, l in ipairs(TOP) do
+    local k, label = l[1], l[2]
+    if info[k] ~= nil then
+      out[#out + 1] = label .. ": " .. show(info[k])
+      shown[k] = true
+    end
+  end
+  -- The rest is the driver's own, indented under a heading as qemu-img
+  -- prints its format specific information.
+  local heading = false
+  for _, k in ipairs(keys) do
+    if not shown[k] and not HIDDEN[k] then
+      if not heading then
+        out[#out + 1] = "Format specific information:"
+        heading = true
+      end
+      out[#out + 1] = "    " .. k:gsub("-", " ") .. ": " .. show(info[k])
+    end
+  end
+  return table.concat(out, "\n") .. "\n"
+end
+
+local function as_json(info, keys)
+  local order, t = {}, {}
+  for _, l in ipairs(LABELS) do order[#order + 1] = l[1] end
+  local known = {}
+  for _, k in ipairs(order) do known[k] = true end
+  for _, k in ipairs(keys) do
+    if not HIDDEN[k] then
+      local name = JSON_NAMES[k] or k
+      t[name] = info[k]
+      if not known[name] then
+        order[#order + 1] = name
+        known[name] = true
+      end
+    end
+  end
+  return json.encode(json.object(t, order), { indent = 4 }) .. "\n"
+end
+
+return cli.run("info", USAGE, function(args)
+  local o, rest = cli.parse(args, {
+    { "f", "format", arg = "FORMAT" },
+    { "o", "options", arg = "OPTS", multi = true },
+    { nil, "output", arg = "FMT" },
+    { "U", "force-share" },
+  })
+  local output = o.output or "human"
+  if output ~= "human" and output ~= "json" then
+    cli.usage_error("--output must be human or json, not '" .. output .. "'")
+  end
+  if #rest == 0 then cli.usage_error("no image given") end
+  if #rest > 1 then cli.usage_error("one image at a time, got " .. #rest) end
+
+  local opts = {}
+  for _, s in ipairs(o.options or {}) do split_opts(s, opts) end
+  opts.format = o.format or opts.format
+  opts.readonly = true
+  -- Like qemu-img -U: look at an image another process holds for writing.
+  if o["force-share"] then opts.locking = false end
+
+  local img <close> = bh.open(rest[1], opts)
+  local info, keys = img:info()
+  io.stdout:write(output == "json" and as_json(info, keys) or human(info, keys))
+  return 0
+end)

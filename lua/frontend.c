@@ -1,0 +1,223 @@
+/*
+ * bh.frontend(name, opts): a running instance of any frontend plugin
+ * (nbd-server, nbd-kernel, ...) as a userdata over BhFrontendHandle.
+ * Exports hold their own node references, so closing a node in Lua does
+ * not pull it from under a client.  Event callbacks (h:on_event(fn)) run
+ * on the main thread inside bh.loop().
+ */
+#include <errno.h>
+
+#include "bh-lua.h"
+
+typedef struct {
+    BhFrontendHandle *h; /* NULL once closed */
+    lua_State *L;        /* the main thread, for event callbacks */
+    int cb_ref;          /* LUA_NOREF when no callback */
+} LuaFrontend;
+
+static LuaFrontend *frontend_ud(lua_State *L, int idx)
+{
+    return luaL_checkudata(L, idx, BH_LUA_FRONTEND_MT);
+}
+
+static BhFrontendHandle *frontend_check(lua_State *L, int idx)
+{
+    LuaFrontend *f = frontend_ud(L, idx);
+    if (!f->h)
+        luaL_argerror(L, idx, "frontend is closed");
+    return f->h;
+}
+
+/* bh.frontend(name, opts) -> handle */
+static int frontend_new(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    GError *err = NULL;
+
+    if (!lua_isnoneornil(L, 2))
+        luaL_checktype(L, 2, LUA_TTABLE);
+    LuaFrontend *f = lua_newuserdatauv(L, sizeof(*f), 0);
+    f->h = NULL;
+    f->L = NULL;
+    f->cb_ref = LUA_NOREF;
+    luaL_setmetatable(L, BH_LUA_FRONTEND_MT);
+
+    BhOpts *opts = bh_lua_opts_from_table(L, 2, &err);
+    if (!opts)
+        return bh_lua_error(L, err);
+    f->h = bh_frontend_new(name, opts, &err);
+    bh_opts_free(opts);
+    if (!f->h)
+        return bh_lua_error(L, err);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+    f->L = lua_tothread(L, -1);
+    lua_pop(L, 1);
+    return 1;
+}
+
+/* h:export(node, {name=, readonly=, description=}) */
+static int frontend_export(lua_State *L)
+{
+    BhFrontendHandle *h = frontend_check(L, 1);
+    BhNode *bs = bh_lua_checknode(L, 2);
+    const char *name = "";
+    const char *desc = NULL;
+    bool ro = false;
+    GError *err = NULL;
+
+    if (!lua_isnoneornil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        lua_getfield(L, 3, "name");
+        if (!lua_isnil(L, -1) && !(name = lua_tostring(L, -1)))
+            return luaL_error(L, "export name must be a string, not a %s",
+                              luaL_typename(L, -1));
+        lua_getfield(L, 3, "description");
+        if (!lua_isnil(L, -1) && !(desc = lua_tostring(L, -1)))
+            return luaL_error(L, "export description must be a string, "
+                              "not a %s", luaL_typename(L, -1));
+        ro = bh_lua_opt_flag(L, 3, "readonly", false);
+        /* name and desc stay valid: their strings are on the stack. */
+    }
+    BhExport *exp = bh_export_new(bs, name, desc, ro);
+    if (bh_frontend_add_export(h, exp, &err) < 0)
+        return bh_lua_error(L, err);
+    lua_settop(L, 1);
+    return 1;
+}
+
+static int frontend_start(lua_State *L)
+{
+    BhFrontendHandle *h = frontend_check(L, 1);
+    GError *err = NULL;
+    if (bh_frontend_start(h, &err) < 0)
+        return bh_lua_error(L, err);
+    lua_settop(L, 1);
+    return 1;
+}
+
+static int frontend_stop(lua_State *L)
+{
+    bh_frontend_stop(frontend_check(L, 1));
+    return 0;
+}
+
+/* h:uri([export_name]) -> string or nil */
+static int frontend_uri(lua_State *L)
+{
+    BhFrontendHandle *h = frontend_check(L, 1);
+    char *uri = bh_frontend_uri(h, luaL_optstring(L, 2, NULL));
+    if (uri)
+        lua_pushstring(L, uri);
+    else
+        lua_pushnil(L);
+    g_free(uri);
+    return 1;
+}
+
+static int frontend_status(lua_State *L)
+{
+    BhFrontendHandle *h = frontend_check(L, 1);
+    BhInfo *info = bh_info_new();
+    bh_frontend_status(h, info);
+    bh_lua_push_info(L, info);
+    bh_info_free(info);
+    return 1;
+}
+
+static int frontend_name(lua_State *L)
+{
+    lua_pushstring(L, bh_frontend_name(frontend_check(L, 1)));
+    return 1;
+}
+
+static void frontend_event(void *data, const char *event,
+                           const BhInfo *details)
+{
+    LuaFrontend *f = data;
+    lua_State *L = f->L;
+
+    if (!L || f->cb_ref == LUA_NOREF)
+        return;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, f->cb_ref);
+    lua_pushstring(L, event);
+    bh_lua_push_info(L, details);
+    bh_lua_loop_call(L, 2);
+}
+
+/* h:on_event(fn) -- fn(event, details) on the main thread; nil removes. */
+static int frontend_on_event(lua_State *L)
+{
+    LuaFrontend *f = frontend_ud(L, 1);
+    BhFrontendHandle *h = frontend_check(L, 1);
+
+    if (!lua_isnil(L, 2))
+        luaL_checktype(L, 2, LUA_TFUNCTION);
+    luaL_unref(L, LUA_REGISTRYINDEX, f->cb_ref);
+    f->cb_ref = LUA_NOREF;
+    if (lua_isnil(L, 2)) {
+        bh_frontend_set_event_cb(h, NULL, NULL);
+        return 0;
+    }
+    lua_pushvalue(L, 2);
+    f->cb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    bh_frontend_set_event_cb(h, frontend_event, f);
+    return 0;
+}
+
+/* h:close(), __close, __gc: stop, free, drop the callback. */
+static int frontend_close(lua_State *L)
+{
+    LuaFrontend *f = frontend_ud(L, 1);
+    BhFrontendHandle *h = f->h;
+
+    f->h = NULL;
+    if (h) {
+        if (f->cb_ref != LUA_NOREF)
+            bh_frontend_set_event_cb(h, NULL, NULL);
+        bh_frontend_free(h);
+    }
+    luaL_unref(L, LUA_REGISTRYINDEX, f->cb_ref);
+    f->cb_ref = LUA_NOREF;
+    return 0;
+}
+
+static int frontend_tostring(lua_State *L)
+{
+    LuaFrontend *f = frontend_ud(L, 1);
+    if (f->h)
+        lua_pushfstring(L, "blkhost.frontend(%s)", bh_frontend_name(f->h));
+    else
+        lua_pushliteral(L, "blkhost.frontend(closed)");
+    return 1;
+}
+
+static const luaL_Reg frontend_methods[] = {
+    { "export", frontend_export },
+    { "start", frontend_start },
+    { "stop", frontend_stop },
+    { "uri", frontend_uri },
+    { "status", frontend_status },
+    { "name", frontend_name },
+    { "on_event", frontend_on_event },
+    { "close", frontend_close },
+    { NULL, NULL },
+};
+
+static const luaL_Reg frontend_meta[] = {
+    { "__gc", frontend_close },
+    { "__close", frontend_close },
+    { "__tostring", frontend_tostring },
+    { NULL, NULL },
+};
+
+void bh_lua_frontend_register(lua_State *L, int module_index)
+{
+    if (luaL_newmetatable(L, BH_LUA_FRONTEND_MT)) {
+        luaL_setfuncs(L, frontend_meta, 0);
+        luaL_newlib(L, frontend_methods);
+        lua_setfield(L, -2, "__index");
+    }
+    lua_pop(L, 1);
+    lua_pushcfunction(L, frontend_new);
+    lua_setfield(L, module_index, "frontend");
+}

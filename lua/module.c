@@ -1,0 +1,115 @@
+/*
+ * luaopen_blkhost: the "blkhost" module table.  Opening and creating
+ * images live here; plugins, frontends and the main loop register their
+ * parts from their own files, and later issues hook in through the weak
+ * bh_lua_open_* functions declared in bh-lua.h.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "bh-lua.h"
+
+/* bh.open(path, opts) -> node.  path may be nil or "" for drivers that
+ * need no file (null, memory). */
+static int module_open(lua_State *L)
+{
+    const char *path = luaL_optstring(L, 1, NULL);
+    GError *err = NULL;
+
+    if (path && !*path)
+        path = NULL;
+    if (!lua_isnoneornil(L, 2))
+        luaL_checktype(L, 2, LUA_TTABLE);
+    BhOpts *opts = bh_lua_opts_from_table(L, 2, &err);
+    if (!opts)
+        return bh_lua_error(L, err);
+    BhNode *bs = bh_node_open(path, opts, &err);
+    bh_opts_free(opts);
+    if (!bs)
+        return bh_lua_error(L, err);
+    bh_lua_pushnode(L, bs);
+    return 1;
+}
+
+/* bh.create(path, {format=, size=, ...}); format defaults to raw, as in
+ * qemu-img create. */
+static int module_create(lua_State *L)
+{
+    const char *path = luaL_optstring(L, 1, NULL);
+    GError *err = NULL;
+
+    if (path && !*path)
+        path = NULL;
+    if (!lua_isnoneornil(L, 2))
+        luaL_checktype(L, 2, LUA_TTABLE);
+    BhOpts *opts = bh_lua_opts_from_table(L, 2, &err);
+    if (!opts)
+        return bh_lua_error(L, err);
+    char *format = g_strdup(bh_opts_get(opts, "format"));
+    bh_opts_remove(opts, "format");
+    bool ok = bh_create(path, format ? format : "raw", opts, &err);
+    bh_opts_free(opts);
+    g_free(format);
+    if (!ok)
+        return bh_lua_error(L, err);
+    return 0;
+}
+
+/* bh.human_size(bytes) -> "1 GiB" */
+static int module_human_size(lua_State *L)
+{
+    uint64_t n = bh_lua_check_u64(L, 1, "size");
+    char *s = bh_lua_human_size(n);
+    lua_pushstring(L, s);
+    g_free(s);
+    return 1;
+}
+
+/* bh.parse_size("64M") -> 67108864, with the core's suffix rules. */
+static int module_parse_size(lua_State *L)
+{
+    GError *err = NULL;
+    uint64_t v;
+    if (lua_type(L, 1) == LUA_TNUMBER) {
+        lua_pushinteger(L, (lua_Integer)bh_lua_check_u64(L, 1, "size"));
+        return 1;
+    }
+    if (!bh_parse_size(luaL_checkstring(L, 1), &v, &err))
+        return bh_lua_error(L, err);
+    if (v > (uint64_t)INT64_MAX)
+        return luaL_error(L, "size %s is too large", lua_tostring(L, 1));
+    lua_pushinteger(L, (lua_Integer)v);
+    return 1;
+}
+
+static const luaL_Reg module_funcs[] = {
+    { "open", module_open },
+    { "create", module_create },
+    { "human_size", module_human_size },
+    { "parse_size", module_parse_size },
+    { NULL, NULL },
+};
+
+int luaopen_blkhost(lua_State *L)
+{
+    bh_lua_node_register(L);
+
+    luaL_newlib(L, module_funcs);
+    int idx = lua_gettop(L);
+    lua_pushstring(L, bh_version());
+    lua_setfield(L, idx, "version");
+
+    bh_lua_plugin_register(L, idx);
+    bh_lua_frontend_register(L, idx);
+    bh_lua_loop_register(L, idx);
+
+    if (bh_lua_open_nbd)
+        bh_lua_open_nbd(L, idx);
+    if (bh_lua_open_partition)
+        bh_lua_open_partition(L, idx);
+    if (bh_lua_open_snapshot)
+        bh_lua_open_snapshot(L, idx);
+
+    lua_settop(L, idx);
+    return 1;
+}
