@@ -14,6 +14,10 @@
 #include <blkhost/driver.h>
 #include <blkhost/frontend.h>
 #include <blkhost/loop.h>
+#include <blkhost/stream.h>
+#include <blkhost/vmstate.h>
+#include <blkhost/savevm.h>
+#include <blkhost/partition.h>
 
 G_BEGIN_DECLS
 /* Library version string, e.g. "0.1.0". */

@@ -1,0 +1,104 @@
+/*
+ * The savevm registry: which state goes into a snapshot, and the stream
+ * that carries it.
+ *
+ * Plugins register C structs described by a BhVmsd (vmstate.h); the Lua
+ * bindings register script state through BhSavevmHandlers callbacks.  Each
+ * entry is named by an idstr (at most 255 bytes) and an instance id, like
+ * QEMU's SaveStateEntry.  bh_savevm_write_state() writes every entry as
+ * one section of QEMU's savevm stream; bh_savevm_read_state() reads such a
+ * stream back, all or nothing.  The snapshot code (savevm/loadvm) points
+ * these at a node's vmstate area through a callback BhStream.
+ *
+ * Stream layout (big-endian):
+ *   u32 magic 0x5145564d "QEVM", u32 version 3, then sections:
+ *   FULL (4): u8 4, u32 section id, u8 idstr length, idstr, u32 instance
+ *             id, u32 version, the entry's state, u8 0x7e (footer), u32
+ *             section id again;
+ *   EOF  (0): u8 0.
+ * START/PART/END (live migration) and QEMU's CONFIGURATION section are
+ * not produced and refused on input.  Entries absent from a stream keep
+ * their state.
+ *
+ * The registry is thread-safe.  Callbacks run with the registry lock held
+ * (a recursive lock: they may register, but must not unregister entries of
+ * the stream being processed).
+ */
+#ifndef BLKHOST_SAVEVM_H
+#define BLKHOST_SAVEVM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <glib.h>
+
+#include <blkhost/stream.h>
+#include <blkhost/vmstate.h>
+
+G_BEGIN_DECLS
+
+#define BH_SAVEVM_MAGIC    0x5145564du   /* "QEVM" */
+#define BH_SAVEVM_VERSION  3u
+#define BH_SAVEVM_EOF      0x00
+#define BH_SAVEVM_START    0x01
+#define BH_SAVEVM_PART     0x02
+#define BH_SAVEVM_END      0x03
+#define BH_SAVEVM_FULL     0x04
+#define BH_SAVEVM_SUBSECTION 0x05
+#define BH_SAVEVM_FOOTER   0x7e
+
+/*
+ * State kept outside C structs (Lua tables).  Loading is two-phase so a
+ * stream that fails half-way changes nothing:
+ *   save:    write the state (any bytes; the reader must consume exactly
+ *            what save wrote).  0 or -errno.
+ *   load:    parse a state written at version_id (never newer than the
+ *            entry's version: that is refused before load is called) into
+ *            a new pending object stored in *pending, without applying it.
+ *            0 or -errno; on failure nothing is pending.
+ *   commit:  apply a pending object and free it; cannot fail.  If NULL,
+ *            load must apply the state itself (and loading is then not
+ *            atomic for this entry).
+ *   discard: free a pending object that will not be applied (a later
+ *            section failed).  Optional.
+ *   release: called with opaque when the entry is unregistered.  Optional.
+ */
+typedef struct BhSavevmHandlers {
+    int (*save)(void *opaque, BhStream *s, GError **errp);
+    int (*load)(void *opaque, BhStream *s, int version_id, void **pending,
+                GError **errp);
+    void (*commit)(void *opaque, void *pending);
+    void (*discard)(void *opaque, void *pending);
+    void (*release)(void *opaque);
+} BhSavevmHandlers;
+
+/* Register a C struct; vmsd->size must be set (loads go through a copy).
+ * EEXIST if (idstr, instance_id) is taken, EINVAL for a bad idstr. */
+int bh_savevm_register(const char *idstr, uint32_t instance_id,
+                       const BhVmsd *vmsd, void *opaque, GError **errp);
+
+/* Register callbacks that save and load version version_id (>= 0). */
+int bh_savevm_register_handlers(const char *idstr, uint32_t instance_id,
+                                int version_id, const BhSavevmHandlers *h,
+                                void *opaque, GError **errp);
+
+/* Remove an entry (calling its release handler); false if none. */
+bool bh_savevm_unregister(const char *idstr, uint32_t instance_id);
+
+/* Number of registered entries (0: a snapshot would hold no state). */
+unsigned bh_savevm_count(void);
+
+/* Write the header, one FULL section per entry (in registration order;
+ * entries whose vmsd->needed() says false are left out, as QEMU does) and
+ * EOF, then flush.  0 or -errno; on error the stream holds a partial state
+ * that the caller must not keep. */
+int bh_savevm_write_state(BhStream *s, GError **errp);
+
+/* Read a whole stream, then commit every section's state.  A wrong magic,
+ * another version, an unknown section, a version out of an entry's range,
+ * a truncated or malformed section or footer: an error naming it, and no
+ * entry changed.  0 or -errno. */
+int bh_savevm_read_state(BhStream *s, GError **errp);
+
+G_END_DECLS
+
+#endif
