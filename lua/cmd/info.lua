@@ -1,7 +1,8 @@
 -- info: show an image's format, virtual size, disk size and driver facts
 --
--- blkhost info [--output=human|json] [-f FORMAT] [-o OPTS] IMAGE
--- The image is opened read-only.  The text output follows qemu-img info's
+-- blkhost info [--output=human|json] [-f FORMAT] [-o OPTS] [--partitions] IMAGE
+-- The image is opened read-only.  --partitions prints its partition table
+-- instead (blkhost.parttable does the formatting).  The text output follows qemu-img info's
 -- layout and the JSON output its key names ("filename", "format",
 -- "virtual-size", "actual-size", then the driver's own keys).
 
@@ -9,8 +10,9 @@ local bh = require "blkhost"
 local cli = require "blkhost.cli"
 local json = require "blkhost.json"
 
-local USAGE = [[
-Usage: blkhost info [--output=human|json] [-f FORMAT] [-o OPTIONS] IMAGE
+local USAGE = [==[
+Usage: blkhost info [--output=human|json] [-f FORMAT] [-o OPTIONS]
+                    [--partitions [--sector-size=N]] IMAGE
 
 Show an image's format, virtual size, disk size and what its driver
 reports (cluster size, backing file, ...).  The image is opened read-only.
@@ -18,8 +20,11 @@ reports (cluster size, backing file, ...).  The image is opened read-only.
   -f, --format=FORMAT   driver to open IMAGE with (default: probe)
   -o, --options=OPTS    more open options, k=v,k2=v2 (repeatable)
   --output=FMT          human (default) or json
+  --partitions          print the partition table (MBR or GPT) instead
+  --sector-size=N       sector size for --partitions (512 or 4096;
+                        default: the image's block size)
   -h, --help            this text
-]]
+]==]
 
 -- Keys shown on their own lines first, with qemu-img's labels.
 local LABELS = {
@@ -121,6 +126,8 @@ return cli.run("info", USAGE, function(args)
     { "o", "options", arg = "OPTS", multi = true },
     { nil, "output", arg = "FMT" },
     { "U", "force-share" },
+    { nil, "partitions" },
+    { nil, "sector-size", arg = "N" },
   })
   local output = o.output or "human"
   if output ~= "human" and output ~= "json" then
@@ -137,6 +144,17 @@ return cli.run("info", USAGE, function(args)
   if o["force-share"] then opts.locking = false end
 
   local img <close> = bh.open(rest[1], opts)
+  if o.partitions then
+    local popts = {}
+    if o["sector-size"] then
+      popts.sector_size = math.tointeger(tonumber(o["sector-size"]))
+      if not popts.sector_size then
+        cli.usage_error("--sector-size must be a number, not '" .. o["sector-size"] .. "'")
+      end
+    end
+    io.stdout:write(require("blkhost.parttable").show(img, output, popts))
+    return 0
+  end
   local info, keys = img:info()
   io.stdout:write(output == "json" and as_json(info, keys) or human(info, keys))
   return 0
