@@ -5,7 +5,8 @@
  * module.  Not installed.
  *
  * Extending the module: a binding file defines one of the weak hooks below
- * (bh_lua_open_nbd, bh_lua_open_partition, bh_lua_open_snapshot).
+ * (bh_lua_open_nbd, bh_lua_open_partition, bh_lua_open_snapshot,
+ * bh_lua_open_nbd_kernel, bh_lua_open_process).
  * luaopen_blkhost calls each hook that is linked in with the module table
  * at module_index, after the node metatable exists, so a hook can
  *   - add module functions:  lua_pushcfunction(L, f);
@@ -79,5 +80,10 @@ int luaopen_blkhost(lua_State *L);
 void bh_lua_open_nbd(lua_State *L, int module_index) __attribute__((weak));
 void bh_lua_open_partition(lua_State *L, int module_index) __attribute__((weak));
 void bh_lua_open_snapshot(lua_State *L, int module_index) __attribute__((weak));
+/* nbd-kernel.c: adds connect/disconnect/devices/list to bh.nbd (runs after
+ * bh_lua_open_nbd, so the nbd table exists at module_index's "nbd"). */
+void bh_lua_open_nbd_kernel(lua_State *L, int module_index) __attribute__((weak));
+/* process.c: process-level helpers for commands (daemonize, pid files). */
+void bh_lua_open_process(lua_State *L, int module_index) __attribute__((weak));
 
 #endif

@@ -109,6 +109,10 @@ int luaopen_blkhost(lua_State *L)
         bh_lua_open_partition(L, idx);
     if (bh_lua_open_snapshot)
         bh_lua_open_snapshot(L, idx);
+    if (bh_lua_open_nbd_kernel)
+        bh_lua_open_nbd_kernel(L, idx);
+    if (bh_lua_open_process)
+        bh_lua_open_process(L, idx);
 
     lua_settop(L, idx);
     return 1;
