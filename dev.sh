@@ -14,7 +14,7 @@ PKGS=(gcc libc6-dev make pkg-config meson ninja-build
       liblua5.4-dev lua5.4 libglib2.0-dev zlib1g-dev libzstd-dev
       qemu-utils nbdkit libnbd-bin python3-libnbd fio fdisk e2fsprogs)
 # The kernel-client tests boot a VM; installing these is best effort.
-VM_PKGS=(qemu-system-x86 linux-image-amd64 busybox-static)
+VM_PKGS=(qemu-system-x86 linux-image-amd64 busybox-static cpio)
 
 deps() {
     local missing=() p sudo=""
