@@ -67,6 +67,7 @@ char *bh_lua_human_size(uint64_t bytes);
 void bh_lua_plugin_register(lua_State *L, int module_index);   /* plugin.c */
 void bh_lua_frontend_register(lua_State *L, int module_index); /* frontend.c */
 void bh_lua_loop_register(lua_State *L, int module_index);     /* loop.c */
+void bh_lua_window_register(lua_State *L);  /* window.c: node:window{} */
 
 /* For callbacks that run Lua from inside bh.loop() (frontend events):
  * call fn (on top of the stack, below its nargs arguments) protected; on

@@ -102,6 +102,7 @@ int luaopen_blkhost(lua_State *L)
     bh_lua_plugin_register(L, idx);
     bh_lua_frontend_register(L, idx);
     bh_lua_loop_register(L, idx);
+    bh_lua_window_register(L);
 
     if (bh_lua_open_nbd)
         bh_lua_open_nbd(L, idx);

@@ -3,6 +3,7 @@
  * transfers and EINTR, reads past the end of the file that return zeros,
  * FUA through pwritev2(RWF_DSYNC), and, for O_DIRECT, a bounce buffer so
  * callers may send requests of any offset, length and buffer alignment.
+ * With aio=native each transfer goes through Linux AIO (file-aio.c).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -23,17 +24,26 @@ void file_size_grow(FileState *s, int64_t end)
         ;
 }
 
+/* One pread, or one Linux AIO read with aio=native; -errno on error. */
+static ssize_t read_once(FileState *s, void *buf, size_t len, uint64_t off)
+{
+    if (s->aio)
+        return file_aio_rw(s, false, buf, len, off, false);
+    ssize_t n = pread(s->fd, buf, len, off);
+    return n < 0 ? -errno : n;
+}
+
 /* Read up to len bytes; fewer only at the end of the file.  Returns the
  * byte count or -errno. */
-static ssize_t pread_full(int fd, void *buf, size_t len, uint64_t off)
+static ssize_t pread_full(FileState *s, void *buf, size_t len, uint64_t off)
 {
     size_t done = 0;
     while (done < len) {
-        ssize_t n = pread(fd, (char *)buf + done, len - done, off + done);
+        ssize_t n = read_once(s, (char *)buf + done, len - done, off + done);
         if (n < 0) {
-            if (errno == EINTR)
+            if (n == -EINTR)
                 continue;
-            return -errno;
+            return n;
         }
         if (n == 0)
             break;
@@ -42,20 +52,34 @@ static ssize_t pread_full(int fd, void *buf, size_t len, uint64_t off)
     return done;
 }
 
+/* One write; with dsync durable on return.  -errno on error. */
 static ssize_t write_once(FileState *s, const void *buf, size_t len,
                           uint64_t off, bool dsync)
 {
+    bool flag = dsync && !atomic_load(&s->no_dsync);
+    ssize_t n;
+    if (s->aio) {
+        n = file_aio_rw(s, true, (void *)buf, len, off, flag);
+        if (flag && (n == -EINVAL || n == -EOPNOTSUPP)) {
+            /* Kernel without per-request RWF_DSYNC in AIO: remember, and
+             * let the caller fdatasync instead. */
+            atomic_store(&s->no_dsync, true);
+            n = file_aio_rw(s, true, (void *)buf, len, off, false);
+        }
+        return n;
+    }
 #ifdef RWF_DSYNC
-    if (dsync && !atomic_load(&s->no_dsync)) {
+    if (flag) {
         struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
-        ssize_t n = pwritev2(s->fd, &iov, 1, off, RWF_DSYNC);
+        n = pwritev2(s->fd, &iov, 1, off, RWF_DSYNC);
         if (n >= 0 || (errno != EOPNOTSUPP && errno != ENOSYS))
-            return n;
+            return n < 0 ? -errno : n;
         /* Old kernel: remember, and let the caller fdatasync instead. */
         atomic_store(&s->no_dsync, true);
     }
 #endif
-    return pwrite(s->fd, buf, len, off);
+    n = pwrite(s->fd, buf, len, off);
+    return n < 0 ? -errno : n;
 }
 
 /* Write all of buf; with dsync the data is durable when this returns. */
@@ -67,9 +91,9 @@ static int pwrite_full(FileState *s, const void *buf, size_t len,
         ssize_t n = write_once(s, (const char *)buf + done, len - done,
                                off + done, dsync);
         if (n < 0) {
-            if (errno == EINTR)
+            if (n == -EINTR)
                 continue;
-            return -errno;
+            return n;
         }
         if (n == 0)
             return -ENOSPC;
@@ -133,7 +157,7 @@ static int pread_bounced(FileState *s, uint8_t *buf, uint64_t off,
         uint64_t astart = off & ~mask;
         size_t chunk = MIN(len, BOUNCE_MAX);
         uint64_t aend = (off + chunk + mask) & ~mask;
-        ssize_t n = pread_full(s->fd, bounce, aend - astart, astart);
+        ssize_t n = pread_full(s, bounce, aend - astart, astart);
         if (n < 0) {
             free(bounce);
             return read_error(s, n, off, len, errp);
@@ -154,7 +178,7 @@ int file_pread(BhNode *bs, void *buf, uint64_t offset, size_t len,
     FileState *s = bh_node_get_opaque(bs);
     if (s->direct && !is_aligned(s, buf, offset, len))
         return pread_bounced(s, buf, offset, len, errp);
-    ssize_t n = pread_full(s->fd, buf, len, offset);
+    ssize_t n = pread_full(s, buf, len, offset);
     if (n < 0)
         return read_error(s, n, offset, len, errp);
     /* Past the end of the file (a growable child) reads as zeros. */
@@ -165,7 +189,7 @@ int file_pread(BhNode *bs, void *buf, uint64_t offset, size_t len,
 /* Read the aligned block at astart into dst (zeros past the end). */
 static int read_block(FileState *s, uint8_t *dst, uint64_t astart)
 {
-    ssize_t n = pread_full(s->fd, dst, s->align, astart);
+    ssize_t n = pread_full(s, dst, s->align, astart);
     if (n < 0)
         return n;
     memset(dst + n, 0, s->align - n);

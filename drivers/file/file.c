@@ -6,6 +6,10 @@
  * size, and does the operations that need no data transfer: block status
  * from SEEK_DATA/SEEK_HOLE, discard by punching holes, write-zeroes with
  * fallocate, truncate, creation.  The data path lives in file-io.c.
+ *
+ * Options: aio=threads (default: pread/pwrite on the caller's thread) or
+ * aio=native (Linux AIO, file-aio.c; needs O_DIRECT, i.e. cache=none or
+ * directsync).  aio=io_uring is recognised and refused in this build.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -30,6 +34,7 @@
 
 static void file_state_free(FileState *s)
 {
+    file_aio_cleanup(s);
     if (s->fd >= 0)
         close(s->fd);
     g_mutex_clear(&s->rmw_lock);
@@ -91,8 +96,24 @@ static int file_open(BhNode *bs, const char *filename, BhOpts *opts,
     int oflags = (rdwr ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NONBLOCK |
                  (direct ? O_DIRECT : 0);
 
+    static const char *const aio_names[] = { "threads", "native",
+                                             "io_uring", NULL };
+    int aio = 0;
+    if (!bh_opts_get_enum(opts, "aio", aio_names, 0, &aio, errp))
+        return -EINVAL;
+
     if (!filename || !*filename)
         return bh_error_set(errp, EINVAL, "file: no filename given");
+    /* As in qemu: native AIO without O_DIRECT would block in io_submit
+     * on the page cache, so it is refused rather than quietly slow. */
+    if (aio == 1 && !direct)
+        return bh_error_set(errp, EINVAL, "file: aio=native needs "
+                            "cache=none or cache=directsync (O_DIRECT) "
+                            "for '%s'", filename);
+    if (aio == 2)
+        return bh_error_set(errp, ENOTSUP, "file: aio=io_uring is not "
+                            "supported by this build (use aio=native for "
+                            "Linux AIO, or aio=threads)");
 
     int fd = open(filename, oflags);
     if (fd < 0)
@@ -151,6 +172,8 @@ static int file_open(BhNode *bs, const char *filename, BhOpts *opts,
 
     if (direct)
         file_probe_alignment(s);
+    if (aio == 1 && (ret = file_aio_init(s, errp)) < 0)
+        goto fail;
 
     bh_node_set_opaque(bs, s);
     bh_node_set_caps(bs, BH_CAP_FUA | BH_CAP_DISCARD | BH_CAP_ZERO);

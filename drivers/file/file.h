@@ -1,7 +1,8 @@
 /*
  * State shared by the two halves of the file driver: file.c (open, close,
  * metadata operations, the descriptor) and file-io.c (the read and write
- * paths, including the O_DIRECT bounce buffer for unaligned requests).
+ * paths, including the O_DIRECT bounce buffer for unaligned requests) and
+ * file-aio.c (aio=native through Linux AIO).
  */
 #ifndef BH_DRIVERS_FILE_H
 #define BH_DRIVERS_FILE_H
@@ -9,9 +10,12 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <glib.h>
 
 #include <blkhost/driver.h>
+
+typedef struct FileAio FileAio;
 
 typedef struct FileState {
     int fd;
@@ -27,10 +31,17 @@ typedef struct FileState {
     /* Serializes read-modify-write cycles of unaligned O_DIRECT writes, so
      * two writes sharing one aligned block cannot undo each other. */
     GMutex rmw_lock;
+    FileAio *aio;          /* aio=native: Linux AIO contexts; NULL: threads */
 } FileState;
 
 /* Raise the cached size to at least end (writes that extend the file). */
 void file_size_grow(FileState *s, int64_t end);
+
+/* aio=native (file-aio.c). */
+int file_aio_init(FileState *s, GError **errp);
+void file_aio_cleanup(FileState *s);
+ssize_t file_aio_rw(FileState *s, bool write, void *buf, size_t len,
+                    uint64_t off, bool dsync);
 
 int file_pread(BhNode *bs, void *buf, uint64_t offset, size_t len,
                uint32_t flags, GError **errp);

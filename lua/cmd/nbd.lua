@@ -1,0 +1,421 @@
+-- nbd: serve an image over NBD with qemu-nbd's options
+--
+-- blkhost nbd [OPTIONS] FILE  |  blkhost nbd -L [OPTIONS]  |  blkhost nbd -d DEV
+-- Everything here goes through the public Lua API: bh.open, node:window,
+-- node:partition, bh.nbd.server, bh.process (daemonize, pid files), and
+-- bh.nbd.list/connect/disconnect when the kernel-client binding is built
+-- in.  The option rules and messages follow qemu-nbd's: a bad value ends
+-- the command with one line on stderr and status 1 before anything is
+-- opened or listened on.  docs/blkhost-nbd.1 has the table of options and
+-- the script a user would write instead.
+
+local bh = require "blkhost"
+local cli = require "blkhost.cli"
+
+local USAGE = [==[
+Usage: blkhost nbd [OPTIONS] FILE
+  or:  blkhost nbd -L [OPTIONS]
+  or:  blkhost nbd -d DEVICE
+Serve a disk image over NBD (qemu-nbd's options and defaults).
+
+  -h, --help                this text
+  -V, --version             print the version and exit
+
+Connection:
+  -p, --port=PORT           TCP port to listen on (default 10809)
+  -b, --bind=IFACE          address to listen on (default 0.0.0.0)
+  -k, --socket=PATH         listen on a Unix socket (absolute path) instead
+  -e, --shared=NUM          clients served at once (default 1, 0: no limit)
+  -t, --persistent          keep serving after the last client leaves
+  -v, --verbose             report connections on stderr
+  -x, --export-name=NAME    export name (default: empty)
+  -D, --description=TEXT    export description
+      --fork                go to the background once the server listens
+      --pid-file=PATH       write the server's pid to PATH (removed at exit)
+  -L, --list                list the exports of another NBD server (at -k,
+                            or -b/-p) and exit
+
+Part of the image:
+  -o, --offset=OFFSET       serve from this byte offset of the image
+  -P, --partition=NUM       serve only partition NUM (MBR or GPT)
+
+Kernel NBD client:
+  -c, --connect=DEV         attach FILE to the NBD device DEV
+  -d, --disconnect          detach the NBD device given as argument
+
+Block device:
+  -f, --format=FORMAT       image format (default: probe)
+  -r, --read-only           export read-only
+  -s, --snapshot            writes go to a temporary qcow2 overlay over
+                            FILE, deleted at exit
+  -l, --load-snapshot=SNAPSHOT
+                            serve an internal snapshot read-only:
+                            'snapshot.id=[ID],snapshot.name=[NAME]' or
+                            '[ID_OR_NAME]'
+  -n, --nocache             same as --cache=none
+      --cache=MODE          none, writeback (default), writethrough,
+                            directsync or unsafe
+      --aio=MODE            threads (default) or native (Linux AIO; needs
+                            --cache=none or directsync)
+      --discard=MODE        ignore (default) or unmap
+      --detect-zeroes=MODE  off (default), on or unmap (needs
+                            --discard=unmap)
+]==]
+
+local SPEC = {
+  { "p", "port", arg = "PORT" },
+  { "b", "bind", arg = "IFACE" },
+  { "k", "socket", arg = "PATH" },
+  { "e", "shared", arg = "NUM" },
+  { "t", "persistent" },
+  { "v", "verbose" },
+  { "x", "export-name", arg = "NAME" },
+  { "D", "description", arg = "TEXT" },
+  { nil, "fork" },
+  { nil, "pid-file", arg = "PATH" },
+  { "L", "list" },
+  { "o", "offset", arg = "OFFSET" },
+  { "P", "partition", arg = "NUM" },
+  { "c", "connect", arg = "DEV" },
+  { "d", "disconnect" },
+  { "f", "format", arg = "FORMAT" },
+  { "r", "read-only" },
+  { "s", "snapshot" },
+  { "l", "load-snapshot", arg = "SNAPSHOT", multi = true },
+  { "n", "nocache", multi = true },
+  { nil, "cache", arg = "MODE", multi = true },
+  { nil, "aio", arg = "MODE", multi = true },
+  { nil, "discard", arg = "MODE", multi = true },
+  { nil, "detect-zeroes", arg = "MODE" },
+  { "V", "version" },
+}
+
+local NBD_MAX_STRING = 4096
+
+local CACHE = { none = true, writeback = true, writethrough = true,
+                directsync = true, unsafe = true }
+-- qemu takes off/on as spellings of ignore/unmap.
+local DISCARD = { ignore = "ignore", off = "ignore", unmap = "unmap", on = "unmap" }
+local DETECT_ZEROES = { off = true, on = true, unmap = true }
+local AIO = { threads = true, native = true, io_uring = true }
+
+local fail = cli.fail
+
+-- A C-style integer: decimal, 0x hex or 0 octal, optional sign.
+local function parse_int(s)
+  local sign, body = s:match("^%s*([+-]?)(.+)$")
+  if not body then return nil end
+  local v
+  if body:match("^0[xX]%x+$") then
+    v = tonumber(body:sub(3), 16)
+  elseif body:match("^0[0-7]+$") then
+    v = tonumber(body, 8)
+  elseif body:match("^%d+$") then
+    v = math.tointeger(tonumber(body))
+  end
+  if not v then return nil end
+  return sign == "-" and -v or v
+end
+
+-- Options that may be given once (qemu-nbd's rule), as one value.
+local function once(list, message)
+  if list and #list > 1 then fail(message) end
+  return list and list[1]
+end
+
+-- Check every option and fold them into one settings table.  Nothing is
+-- opened here, so a bad command line never starts anything.
+local function settings(o, rest)
+  local s = { args = rest }
+
+  local caches = {}
+  for _ in ipairs(o.nocache or {}) do caches[#caches + 1] = "none" end
+  for _, c in ipairs(o.cache or {}) do caches[#caches + 1] = c end
+  s.cache = once(caches, "-n and --cache can only be specified once")
+  if s.cache and not CACHE[s.cache] then
+    fail("Invalid cache mode '" .. s.cache .. "'")
+  end
+
+  s.aio = once(o.aio, "--aio can only be specified once")
+  if s.aio and not AIO[s.aio] then fail("Invalid aio mode '" .. s.aio .. "'") end
+
+  local discard = once(o.discard, "--discard can only be specified once")
+  if discard then
+    s.discard = DISCARD[discard]
+    if not s.discard then fail("Invalid discard mode '" .. discard .. "'") end
+  end
+
+  s.detect_zeroes = o["detect-zeroes"]
+  if s.detect_zeroes then
+    if not DETECT_ZEROES[s.detect_zeroes] then
+      fail("Failed to parse detect_zeroes mode: invalid parameter value: " ..
+           s.detect_zeroes)
+    end
+    if s.detect_zeroes == "unmap" and s.discard ~= "unmap" then
+      fail("setting detect-zeroes to unmap is not allowed without setting " ..
+           "discard operation to unmap")
+    end
+  end
+
+  if o.offset then
+    local v = parse_int(o.offset)
+    if not v then fail("Invalid offset '" .. o.offset .. "'") end
+    if v < 0 then fail("Invalid offset '" .. o.offset .. "': it must not be negative") end
+    s.offset = v
+  end
+
+  if o.partition then
+    local v = parse_int(o.partition)
+    if not v then fail("Invalid partition '" .. o.partition .. "'") end
+    if v < 1 then fail("Invalid partition " .. v) end
+    s.partition = v
+  end
+
+  if o.socket then
+    if o.socket:sub(1, 1) ~= "/" then fail("socket path must be absolute") end
+    s.socket = o.socket
+  end
+
+  s.shared = 1
+  if o.shared then
+    local v = parse_int(o.shared)
+    if not v or v < 0 or v > 65536 then
+      fail("Invalid shared device number '" .. o.shared .. "'")
+    end
+    s.shared = v
+  end
+
+  s.port = 10809
+  if o.port then
+    local v = parse_int(o.port)
+    if not v or v < 1 or v > 65535 then fail("Invalid port '" .. o.port .. "'") end
+    s.port = v
+  end
+  s.bind = o.bind
+
+  if o["export-name"] and #o["export-name"] > NBD_MAX_STRING then
+    fail("export name '" .. o["export-name"] .. "' too long")
+  end
+  if o.description and #o.description > NBD_MAX_STRING then
+    fail("export description '" .. o.description .. "' too long")
+  end
+  s.name, s.description = o["export-name"], o.description
+
+  s.readonly = o["read-only"] or false
+  local sn = o["load-snapshot"] and o["load-snapshot"][#o["load-snapshot"]]
+  if sn then
+    if sn:sub(1, 9) == "snapshot." then
+      local t = {}
+      for item in sn:gmatch("[^,]+") do
+        local k, v = item:match("^snapshot%.(%a+)=(.*)$")
+        if not k or (k ~= "id" and k ~= "name") or t[k] then
+          fail("Failed in parsing snapshot param '" .. sn .. "'")
+        end
+        t[k] = v
+      end
+      s.load_snapshot = t
+    else
+      s.load_snapshot = sn
+    end
+    s.readonly = true   -- an internal snapshot is served read-only
+  end
+
+  s.format, s.snapshot = o.format, o.snapshot
+  s.persistent, s.verbose = o.persistent, o.verbose
+  s.fork, s.pid_file, s.device = o.fork, o["pid-file"], o.connect
+  s.disconnect, s.list = o.disconnect, o.list
+
+  if s.list then
+    if #rest > 0 then fail("List mode is incompatible with a file name") end
+    if s.name or s.description or s.offset or s.partition or s.device or
+       s.disconnect or s.format or s.load_snapshot or s.aio or discard or
+       s.cache or s.snapshot then
+      fail("List mode is incompatible with per-device settings")
+    end
+    if s.fork then fail("List mode is incompatible with forking") end
+  elseif #rest ~= 1 then
+    cli.usage_error("Invalid number of arguments")
+  end
+  return s
+end
+
+-- The URI of the server -L asks, from -k or -b/-p.
+-- An IPv6 address goes in brackets in URIs and listen specs.
+local function bracket(host)
+  if host:find(":", 1, true) and host:sub(1, 1) ~= "[" then
+    return "[" .. host .. "]"
+  end
+  return host
+end
+
+local function list_uri(s)
+  if s.socket then return "nbd+unix:///?socket=" .. s.socket end
+  local host = bracket(s.bind or "localhost")
+  return string.format("nbd://%s:%d/", host, s.port)
+end
+
+local function list_exports(s)
+  if not bh.nbd.list then
+    fail("-L/--list is not available: this build has no bh.nbd.list " ..
+         "(the NBD client binding)")
+  end
+  local exports = bh.nbd.list(list_uri(s))
+  io.stdout:write(string.format("exports available: %d\n", #exports))
+  for _, e in ipairs(exports) do
+    io.stdout:write(string.format(" export: '%s'\n", e.name or ""))
+    if e.description and e.description ~= "" then
+      io.stdout:write(string.format("  description: %s\n", e.description))
+    end
+    if e.size then io.stdout:write(string.format("  size:  %d\n", e.size)) end
+    if e.flags then io.stdout:write(string.format("  flags: 0x%x\n", e.flags)) end
+  end
+  return 0
+end
+
+local function disconnect(s)
+  local dev = s.args[1]
+  if not bh.nbd.disconnect then
+    fail("-d/--disconnect is not available: this build has no " ..
+         "bh.nbd.disconnect (the kernel NBD client binding)")
+  end
+  bh.nbd.disconnect(dev)
+  io.stdout:write(dev, " disconnected\n")
+  return 0
+end
+
+local function listen_spec(s)
+  if s.socket then return "unix:" .. s.socket end
+  return string.format("tcp:%s:%d", bracket(s.bind or "0.0.0.0"), s.port)
+end
+
+-- Open options for FILE (or the -s overlay) from the block options.
+local function open_opts(s, format, readonly)
+  local opts = { format = format, readonly = readonly, cache = s.cache,
+                 discard = s.discard, detect_zeroes = s.detect_zeroes }
+  if s.aio and s.aio ~= "threads" then
+    -- aio belongs to the file driver: the node itself when FILE is
+    -- opened as a plain file, else its protocol child.
+    if format == "file" then opts.aio = s.aio else opts.file = { aio = s.aio } end
+  end
+  return opts
+end
+
+-- -s: a temporary qcow2 overlay whose backing file is FILE.  It is
+-- unlinked as soon as it is open, so it goes away however we exit.
+local function open_snapshot_overlay(s, file)
+  local base = bh.open(file, { format = s.format, readonly = true })
+  local size, format = base:size(), base:format()
+  base:close()
+  local tmp = bh.process.tempfile { prefix = "blkhost-nbd-snapshot" }
+  local ok, img = pcall(function()
+    bh.create(tmp, { format = "qcow2", size = size,
+                     backing = bh.process.realpath(file),
+                     backing_format = format })
+    return bh.open(tmp, open_opts(s, "qcow2", s.readonly))
+  end)
+  os.remove(tmp)
+  if not ok then error(img, 0) end
+  return img
+end
+
+local function load_snapshot(s, img)
+  if not img.snapshot_open then
+    fail("-l/--load-snapshot is not supported yet: this build cannot " ..
+         "open internal snapshots (node:snapshot_open is missing)")
+  end
+  local ok, snap = pcall(img.snapshot_open, img, s.load_snapshot)
+  if not ok then fail("Failed to load snapshot: " .. tostring(snap)) end
+  return snap
+end
+
+-- The node to serve: FILE (or its -s overlay), then -l, -P, -o.
+local function open_image(s)
+  local file = s.args[1]
+  local img
+  if s.snapshot then
+    img = open_snapshot_overlay(s, file)
+  else
+    img = bh.open(file, open_opts(s, s.format, s.readonly))
+  end
+  if s.load_snapshot then img = load_snapshot(s, img) end
+  if s.partition then
+    local ok, part = pcall(img.partition, img, s.partition,
+                           { readonly = s.readonly })
+    if not ok then
+      fail("Could not find partition " .. s.partition .. ": " .. tostring(part))
+    end
+    img = part
+  end
+  if s.offset then
+    img = img:window { offset = s.offset, readonly = s.readonly }
+  end
+  return img
+end
+
+local function say(s, ...)
+  if s.verbose then io.stderr:write("blkhost nbd: ", string.format(...), "\n") end
+end
+
+local function serve(s)
+  -- qemu-nbd goes to the background before it opens anything, so that
+  -- every error, from open to listen, reaches the waiting parent.
+  local background = s.fork or (s.device and not s.verbose)
+  if s.device then
+    local f, err = io.open(s.device, "rb")
+    if not f then fail("Cannot open " .. err) end
+    f:close()
+    if not bh.nbd.connect then
+      fail("-c/--connect is not available: this build has no " ..
+           "bh.nbd.connect (the kernel NBD client binding)")
+    end
+  end
+  if background then bh.process.daemonize() end
+
+  local img = open_image(s)
+  local name = s.name or ""
+
+  local srv
+  if not s.device or s.socket then
+    srv = bh.nbd.server {
+      listen = { listen_spec(s) },
+      max_clients = s.shared,
+      persistent = s.persistent or false,
+      on_connect = s.verbose and function(c)
+        say(s, "client %s connected (export '%s')", tostring(c.peer or c.id),
+            tostring(c.export or name))
+      end or nil,
+      on_disconnect = s.verbose and function(c)
+        say(s, "client %s disconnected", tostring(c.peer or c.id))
+      end or nil,
+    }
+    srv:export(img, { name = name, readonly = s.readonly,
+                      description = s.description })
+    say(s, "serving %s (%s, %s) at %s", s.args[1], img:format(),
+        s.readonly and "read-only" or "read-write", srv:uri(name))
+  end
+
+  if s.device then
+    bh.nbd.connect { device = s.device, export = img, readonly = s.readonly }
+    say(s, "NBD device %s is now connected to %s", s.device, s.args[1])
+  end
+
+  if s.pid_file then bh.process.write_pid_file(s.pid_file) end
+  -- With --fork the server's later messages go to the terminal it was
+  -- started from; after -c alone they go nowhere, as with qemu-nbd.
+  if background then bh.process.ready { keep_stderr = s.fork or false } end
+
+  bh.loop()
+  return 0
+end
+
+return cli.run("nbd", USAGE, function(args)
+  local o, rest = cli.parse(args, SPEC)
+  if o.version then
+    io.stdout:write("blkhost nbd ", bh.version, "\n")
+    return 0
+  end
+  local s = settings(o, rest)
+  if s.list then return list_exports(s) end
+  if s.disconnect then return disconnect(s) end
+  return serve(s)
+end)
