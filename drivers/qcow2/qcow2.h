@@ -1,0 +1,288 @@
+/*
+ * qcow2 driver: what its files share.
+ *
+ * The driver is split by subject: header.c (parse, validate, update the
+ * header), cache.c (the L2 and refcount-block caches), refcount.c (refcounts
+ * and cluster allocation), rebuild.c (refcount repair of dirty images),
+ * cluster.c (guest -> host mapping and L2 updates), io.c (the I/O
+ * callbacks), compress.c (compressed clusters), create.c (image creation)
+ * and qcow2.c (open, close, info and the plugin descriptor).
+ *
+ * Locking: Qcow2State.lock protects every piece of metadata (L1, caches,
+ * refcount table, allocation state, in-flight allocations).  Guest data is
+ * read and written with the lock released, so that parallel clients scale;
+ * functions named *_locked expect the lock held.
+ */
+#ifndef BH_QCOW2_H
+#define BH_QCOW2_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+#include <glib.h>
+
+#include <blkhost/blkhost.h>
+
+#define QCOW2_MAGIC 0x514649fbu        /* "QFI\xfb" */
+#define QCOW2_MIN_CLUSTER_BITS 9
+#define QCOW2_MAX_CLUSTER_BITS 21
+#define QCOW2_MAX_L1_BYTES (32u << 20)       /* QEMU's limit */
+#define QCOW2_MAX_REFTABLE_BYTES (8u << 20)  /* QEMU's limit */
+#define QCOW2_MAX_SNAPSHOTS 65536
+#define QCOW2_MAX_BACKING_NAME 1023
+
+/* Header feature bits. */
+#define QCOW2_INCOMPAT_DIRTY       (1ull << 0)
+#define QCOW2_INCOMPAT_CORRUPT     (1ull << 1)
+#define QCOW2_INCOMPAT_DATA_FILE   (1ull << 2)
+#define QCOW2_INCOMPAT_COMPRESSION (1ull << 3)
+#define QCOW2_INCOMPAT_EXTL2       (1ull << 4)
+#define QCOW2_COMPAT_LAZY_REFCOUNTS (1ull << 0)
+
+/* Header extensions. */
+#define QCOW2_EXT_END          0x00000000u
+#define QCOW2_EXT_BACKING_FMT  0xe2792acau
+#define QCOW2_EXT_FEATURES     0x6803f857u
+#define QCOW2_EXT_BITMAPS      0x23852875u
+#define QCOW2_EXT_CRYPTO       0x0537be77u
+#define QCOW2_EXT_DATA_FILE    0x44415441u
+
+/* Header field offsets. */
+#define QH_VERSION 4
+#define QH_BACKING_OFFSET 8
+#define QH_BACKING_SIZE 16
+#define QH_CLUSTER_BITS 20
+#define QH_SIZE 24
+#define QH_CRYPT 32
+#define QH_L1_SIZE 36
+#define QH_L1_OFFSET 40
+#define QH_REFTABLE_OFFSET 48
+#define QH_REFTABLE_CLUSTERS 56
+#define QH_NB_SNAPSHOTS 60
+#define QH_SNAPSHOTS_OFFSET 64
+#define QH_INCOMPAT 72
+#define QH_COMPAT 80
+#define QH_AUTOCLEAR 88
+#define QH_REFCOUNT_ORDER 96
+#define QH_HEADER_LENGTH 100
+#define QH_COMPRESSION_TYPE 104
+
+/* Table entries. */
+#define QCOW_OFLAG_COPIED     (1ull << 63)
+#define QCOW_OFLAG_COMPRESSED (1ull << 62)
+#define QCOW_OFLAG_ZERO       (1ull << 0)
+#define L1E_OFFSET_MASK  0x00fffffffffffe00ull
+#define L2E_OFFSET_MASK  0x00fffffffffffe00ull
+#define L1E_RESERVED     0x7f000000000001ffull
+#define L2E_STD_RESERVED 0x3f000000000001feull
+#define REFT_OFFSET_MASK 0xfffffffffffffe00ull
+
+/* What one L2 entry stands for. */
+typedef enum {
+    QCOW2_UNALLOCATED = 0, /* read from backing (or zeros) */
+    QCOW2_ZERO_PLAIN,      /* reads as zeros, no host cluster */
+    QCOW2_ZERO_ALLOC,      /* reads as zeros, host cluster kept */
+    QCOW2_NORMAL,          /* data at a host cluster */
+    QCOW2_COMPRESSED,      /* compressed data */
+} Qcow2ClusterType;
+
+typedef struct Qcow2Snapshot {
+    uint64_t l1_offset;
+    uint32_t l1_size;
+    char *id;
+    char *name;
+} Qcow2Snapshot;
+
+typedef struct Qcow2Cache Qcow2Cache;
+typedef struct Qcow2State Qcow2State;
+
+/* A guest cluster range whose allocation is being written right now. */
+typedef struct Qcow2InFlight {
+    uint64_t first, last;         /* guest cluster indexes, inclusive */
+} Qcow2InFlight;
+
+/* A host range whose refcount drops once the L2 tables no longer pointing
+ * to it are on disk (see qcow2_meta_flush_locked). */
+typedef struct Qcow2PendingFree {
+    uint64_t offset;
+    uint64_t bytes;
+} Qcow2PendingFree;
+
+struct Qcow2State {
+    BhNode *bs;
+    BhNode *file;
+    BhNode *backing;              /* NULL when none */
+    GMutex lock;
+    GCond cond;                   /* in-flight allocations finished */
+
+    /* Reads and in-place writes of host clusters run without the lock;
+     * they count themselves in io_count[epoch & 1] so that a cluster is
+     * not freed (and maybe reused) under them: see qcow2_io_begin_locked
+     * and qcow2_io_drain_locked. */
+    guint io_epoch;
+    gint io_count[2];
+    gint draining;
+    bool flushing;                /* a qcow2_meta_flush_locked is running */
+    GCond drain_cond;             /* an epoch drained, a flush ended */
+    bool readonly;
+
+    /* Header. */
+    uint32_t version;
+    uint32_t header_length;       /* 72 for v2 */
+    int cluster_bits;
+    uint64_t cluster_size;
+    uint64_t size;
+    int l2_bits;                  /* log2(entries per L2 table) */
+    uint64_t l2_entries;
+    uint64_t incompat, compat, autoclear;
+    int refcount_order;
+    int refcount_bits;
+    uint64_t refcount_max;
+    int rb_bits;                  /* log2(refcounts per refcount block) */
+    int compression_type;         /* 0 zlib, 1 zstd */
+    char *backing_file;
+    char *backing_format;
+    char *data_file_name;         /* only for the refusal message */
+
+    uint32_t l1_size;
+    uint64_t l1_offset;
+    uint64_t *l1;                 /* host endian */
+
+    uint64_t reftable_offset;
+    uint32_t reftable_clusters;
+    uint64_t reftable_size;       /* entries */
+    uint64_t *reftable;           /* host endian */
+
+    uint32_t nb_snapshots;
+    uint64_t snapshots_offset;
+    uint64_t snapshots_bytes;
+    Qcow2Snapshot *snapshots;
+
+    /* Compressed cluster descriptors. */
+    int csize_shift;
+    uint64_t csize_mask;
+    uint64_t coffset_mask;
+
+    Qcow2Cache *l2_cache;
+    Qcow2Cache *rb_cache;
+
+    uint64_t free_hint;           /* first cluster index maybe free */
+    bool lazy;                    /* lazy refcounts in effect */
+    bool header_touched;          /* dirty bit / autoclear done */
+    GArray *pending_free;         /* Qcow2PendingFree */
+    GPtrArray *in_flight;         /* Qcow2InFlight* */
+};
+
+static inline uint64_t qcow2_be64(const void *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return GUINT64_FROM_BE(v);
+}
+static inline uint32_t qcow2_be32(const void *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return GUINT32_FROM_BE(v);
+}
+static inline void qcow2_put_be64(void *p, uint64_t v)
+{
+    v = GUINT64_TO_BE(v);
+    memcpy(p, &v, 8);
+}
+static inline void qcow2_put_be32(void *p, uint32_t v)
+{
+    v = GUINT32_TO_BE(v);
+    memcpy(p, &v, 4);
+}
+static inline uint64_t qcow2_align_up(uint64_t v, uint64_t a)
+{
+    return (v + a - 1) & ~(a - 1);
+}
+
+/* header.c */
+int qcow2_read_header(Qcow2State *s, GError **errp);
+int qcow2_read_snapshot_table(Qcow2State *s, GError **errp);
+int qcow2_header_write_field(Qcow2State *s, uint64_t offset,
+                             const void *buf, size_t len, GError **errp);
+int qcow2_header_set_incompat(Qcow2State *s, uint64_t bits, bool set,
+                              GError **errp);
+int qcow2_prepare_first_write_locked(Qcow2State *s, GError **errp);
+int qcow2_mark_corrupt_locked(Qcow2State *s, GError **errp);
+const char *qcow2_metadata_overlap(Qcow2State *s, uint64_t offset,
+                                   uint64_t bytes);
+
+/* io.c: host-cluster I/O outside the lock */
+int qcow2_io_begin_locked(Qcow2State *s);
+void qcow2_io_end(Qcow2State *s, int epoch);
+void qcow2_io_drain_locked(Qcow2State *s);
+
+/* cache.c */
+typedef int (*Qcow2CacheHook)(Qcow2State *s, GError **errp);
+Qcow2Cache *qcow2_cache_new(Qcow2State *s, const char *what, size_t entries,
+                            Qcow2CacheHook before_write);
+void qcow2_cache_free(Qcow2Cache *c);
+int qcow2_cache_get(Qcow2Cache *c, uint64_t offset, void **table,
+                    GError **errp);
+int qcow2_cache_get_empty(Qcow2Cache *c, uint64_t offset, void **table,
+                          GError **errp);
+bool qcow2_cache_contains(Qcow2Cache *c, uint64_t offset);
+void qcow2_cache_put(Qcow2Cache *c, void *table);
+void qcow2_cache_mark_dirty(Qcow2Cache *c, void *table);
+int qcow2_cache_flush(Qcow2Cache *c, GError **errp);
+bool qcow2_cache_has_dirty(Qcow2Cache *c);
+void qcow2_cache_forget(Qcow2Cache *c, uint64_t offset);
+void qcow2_cache_forget_all(Qcow2Cache *c);
+
+/* refcount.c */
+int qcow2_get_refcount_locked(Qcow2State *s, uint64_t cluster,
+                              uint64_t *refcount, GError **errp);
+int qcow2_update_refcount_locked(Qcow2State *s, uint64_t cluster,
+                                 int64_t delta, GError **errp);
+int64_t qcow2_alloc_clusters_locked(Qcow2State *s, uint64_t n,
+                                    GError **errp);
+int qcow2_free_later_locked(Qcow2State *s, uint64_t offset, uint64_t bytes);
+int qcow2_free_now_locked(Qcow2State *s, uint64_t offset, uint64_t bytes,
+                          GError **errp);
+int qcow2_meta_flush_locked(Qcow2State *s, GError **errp);
+int qcow2_l2_before_write(Qcow2State *s, GError **errp);
+void qcow2_rb_get(Qcow2State *s, const void *block, uint64_t i,
+                  uint64_t *v);
+void qcow2_rb_set(Qcow2State *s, void *block, uint64_t i, uint64_t v);
+
+/* rebuild.c */
+int qcow2_rebuild_refcounts_locked(Qcow2State *s, GError **errp);
+
+/* cluster.c */
+Qcow2ClusterType qcow2_entry_type(Qcow2State *s, uint64_t l2e);
+int qcow2_check_l2_entry(Qcow2State *s, uint64_t guest, uint64_t l2e,
+                         GError **errp);
+int qcow2_get_l2e_locked(Qcow2State *s, uint64_t guest, uint64_t bytes,
+                         uint64_t *l2e, uint64_t *contiguous, GError **errp);
+int qcow2_set_l2e_locked(Qcow2State *s, uint64_t guest, uint64_t l2e,
+                         uint64_t *old, GError **errp);
+void qcow2_free_entry_later_locked(Qcow2State *s, uint64_t l2e);
+uint64_t qcow2_compressed_range(Qcow2State *s, uint64_t l2e,
+                                uint64_t *bytes);
+
+/* compress.c */
+int qcow2_read_compressed(Qcow2State *s, uint64_t l2e, void *cluster_buf,
+                          GError **errp);
+
+/* io.c */
+int qcow2_pread(BhNode *bs, void *buf, uint64_t offset, size_t len,
+                uint32_t flags, GError **errp);
+int qcow2_pwrite(BhNode *bs, const void *buf, uint64_t offset, size_t len,
+                 uint32_t flags, GError **errp);
+int qcow2_flush(BhNode *bs, GError **errp);
+int qcow2_discard(BhNode *bs, uint64_t offset, uint64_t len, GError **errp);
+int qcow2_write_zeroes(BhNode *bs, uint64_t offset, uint64_t len,
+                       uint32_t flags, GError **errp);
+int qcow2_block_status(BhNode *bs, uint64_t offset, uint64_t len,
+                       uint64_t *pnum, uint32_t *status, GError **errp);
+
+/* create.c */
+int qcow2_create(const char *filename, BhNode *file, BhOpts *opts,
+                 GError **errp);
+
+#endif

@@ -1,0 +1,407 @@
+/*
+ * qcow2 refcounts and cluster allocation.
+ *
+ * A cluster's refcount says how many tables point at it: 0 free, 1 owned
+ * by the active image alone (the COPIED flag is set exactly then), 2 or
+ * more shared with internal snapshots, so a write must copy it first.
+ *
+ * Crash safety rests on three rules, the ones QEMU follows:
+ *  1. A refcount is raised on disk before anything that points at the
+ *     cluster reaches the disk: the L2 cache's before_write hook
+ *     (qcow2_l2_before_write) writes the refcount blocks and flushes the
+ *     file before any L2 table is written, and a new refcount block, L2
+ *     table or refcount table is written and flushed before the pointer to
+ *     it is written.
+ *  2. Guest data goes to a newly allocated cluster before the L2 entry that
+ *     links it; the same flush in the hook makes that data durable first.
+ *  3. A refcount is lowered only after every table that stopped pointing
+ *     at the cluster is on disk: frees are queued (qcow2_free_later_locked)
+ *     and applied by qcow2_meta_flush_locked after the L2 tables are flushed.
+ * A crash between any two steps leaves at worst a cluster whose refcount
+ * is too high (a leak, which `qemu-img check` reports with exit code 3),
+ * never a pointer to a cluster that is free or reused.
+ */
+#include "qcow2.h"
+
+#include <errno.h>
+#include <inttypes.h>
+
+void qcow2_rb_get(Qcow2State *s, const void *block, uint64_t i, uint64_t *v)
+{
+    const uint8_t *b = block;
+
+    switch (s->refcount_order) {
+    case 0: case 1: case 2: {
+        int bits = s->refcount_bits, per = 8 / bits;
+        *v = (b[i / per] >> ((i % per) * bits)) & ((1u << bits) - 1);
+        break;
+    }
+    case 3: *v = b[i]; break;
+    case 4: *v = (uint64_t)b[2 * i] << 8 | b[2 * i + 1]; break;
+    case 5: *v = qcow2_be32(b + 4 * i); break;
+    default: *v = qcow2_be64(b + 8 * i); break;
+    }
+}
+
+void qcow2_rb_set(Qcow2State *s, void *block, uint64_t i, uint64_t v)
+{
+    uint8_t *b = block;
+
+    switch (s->refcount_order) {
+    case 0: case 1: case 2: {
+        int bits = s->refcount_bits, per = 8 / bits;
+        int shift = (i % per) * bits;
+        uint8_t mask = ((1u << bits) - 1) << shift;
+        b[i / per] = (b[i / per] & ~mask) | ((v << shift) & mask);
+        break;
+    }
+    case 3: b[i] = v; break;
+    case 4: b[2 * i] = v >> 8; b[2 * i + 1] = v; break;
+    case 5: qcow2_put_be32(b + 4 * i, v); break;
+    default: qcow2_put_be64(b + 8 * i, v); break;
+    }
+}
+
+static int refblock_offset(Qcow2State *s, uint64_t rt_index,
+                           uint64_t *offset, GError **errp)
+{
+    uint64_t e;
+
+    if (rt_index >= s->reftable_size) {
+        *offset = 0;
+        return 0;
+    }
+    e = s->reftable[rt_index];
+    if (e & ~REFT_OFFSET_MASK)
+        return bh_error_set(errp, EIO, "qcow2: refcount table entry %"
+                            PRIu64 " (0x%" PRIx64 ") has reserved bits set",
+                            rt_index, e);
+    e &= REFT_OFFSET_MASK;
+    if (e & (s->cluster_size - 1))
+        return bh_error_set(errp, EIO, "qcow2: refcount block %" PRIu64
+                            " at 0x%" PRIx64 " is not cluster aligned",
+                            rt_index, e);
+    *offset = e;
+    return 0;
+}
+
+int qcow2_get_refcount_locked(Qcow2State *s, uint64_t cluster,
+                              uint64_t *refcount, GError **errp)
+{
+    uint64_t rt_index = cluster >> s->rb_bits, off = 0;
+    void *block;
+    int ret;
+
+    ret = refblock_offset(s, rt_index, &off, errp);
+    if (ret < 0)
+        return ret;
+    if (!off) {
+        *refcount = 0;
+        return 0;
+    }
+    ret = qcow2_cache_get(s->rb_cache, off, &block, errp);
+    if (ret < 0)
+        return ret;
+    qcow2_rb_get(s, block, cluster & ((1ull << s->rb_bits) - 1), refcount);
+    qcow2_cache_put(s->rb_cache, block);
+    return 0;
+}
+
+static int write_reftable_entry(Qcow2State *s, uint64_t rt_index,
+                                uint64_t value, GError **errp)
+{
+    uint8_t be[8];
+    qcow2_put_be64(be, value);
+    return bh_node_pwrite(s->file, be, s->reftable_offset + rt_index * 8, 8,
+                          0, errp);
+}
+
+/*
+ * Grow the refcount table so that it has an entry rt_index.  The new table
+ * and the refcount blocks that describe it go together in a fresh area
+ * starting at the first cluster covered by rt_index (nothing there is
+ * allocated, since that range has no refcount block yet); the blocks cover
+ * the area itself, so no refcount outside it changes until the header
+ * points at the new table.  Order: write blocks and table, flush, switch
+ * the header in one write, flush, then free the old table.
+ */
+static int grow_reftable_locked(Qcow2State *s, uint64_t rt_index,
+                                GError **errp)
+{
+    uint64_t per_block = 1ull << s->rb_bits, cs = s->cluster_size;
+    uint64_t area = rt_index << s->rb_bits;   /* cluster index */
+    uint64_t want = MAX(rt_index + 1, s->reftable_size * 2);
+    uint64_t nb = 1, nt = 1, old_off = s->reftable_offset;
+    uint32_t old_clusters = s->reftable_clusters;
+    g_autofree uint8_t *blocks = NULL;
+    g_autofree uint8_t *table = NULL;
+    uint8_t hdr[12];
+    int ret;
+
+    for (;;) {
+        uint64_t end = area + nb + nt;
+        uint64_t last_rt = (end - 1) >> s->rb_bits;
+        uint64_t entries = MAX(want, last_rt + 1);
+        uint64_t nb2 = last_rt - rt_index + 1;
+        uint64_t nt2 = qcow2_align_up(entries * 8, cs) / cs;
+        if (nb2 == nb && nt2 == nt)
+            break;
+        nb = nb2;
+        nt = nt2;
+    }
+    if (nt * cs > QCOW2_MAX_REFTABLE_BYTES)
+        return bh_error_set(errp, EFBIG, "qcow2: the refcount table would "
+                            "exceed %u bytes", QCOW2_MAX_REFTABLE_BYTES);
+    if ((area + nb + nt) * cs > L2E_OFFSET_MASK)
+        return bh_error_set(errp, EFBIG, "qcow2: image file too large");
+
+    blocks = g_malloc0(nb * cs);
+    for (uint64_t c = area; c < area + nb + nt; c++) {
+        uint64_t b = (c >> s->rb_bits) - rt_index;
+        qcow2_rb_set(s, blocks + b * cs, c & (per_block - 1), 1);
+    }
+    table = g_malloc0(nt * cs);
+    for (uint64_t i = 0; i < s->reftable_size; i++)
+        qcow2_put_be64(table + i * 8, s->reftable[i]);
+    for (uint64_t b = 0; b < nb; b++)
+        qcow2_put_be64(table + (rt_index + b) * 8, (area + b) * cs);
+
+    ret = bh_node_pwrite(s->file, blocks, area * cs, nb * cs, 0, errp);
+    if (ret == 0)
+        ret = bh_node_pwrite(s->file, table, (area + nb) * cs, nt * cs, 0,
+                             errp);
+    if (ret == 0)
+        ret = bh_node_flush(s->file, errp);
+    if (ret < 0)
+        return ret;
+    qcow2_put_be64(hdr, (area + nb) * cs);
+    qcow2_put_be32(hdr + 8, nt);
+    ret = qcow2_header_write_field(s, QH_REFTABLE_OFFSET, hdr, 12, errp);
+    if (ret < 0)
+        return ret;
+
+    g_free(s->reftable);
+    s->reftable_size = nt * cs / 8;
+    s->reftable = g_new0(uint64_t, s->reftable_size);
+    for (uint64_t i = 0; i < s->reftable_size; i++)
+        s->reftable[i] = qcow2_be64(table + i * 8);
+    s->reftable_offset = (area + nb) * cs;
+    s->reftable_clusters = nt;
+    return qcow2_free_now_locked(s, old_off, (uint64_t)old_clusters * cs,
+                                 errp);
+}
+
+/*
+ * Give refcount table entry rt_index a block.  Nothing in the range it
+ * covers is allocated, so the block goes in the range's first cluster and
+ * counts itself.  Written and flushed before the table points at it.
+ */
+static int create_refblock_locked(Qcow2State *s, uint64_t rt_index,
+                                  GError **errp)
+{
+    uint64_t cs = s->cluster_size, off;
+    g_autofree uint8_t *block = NULL;
+    const char *what;
+    int ret;
+
+    if (rt_index >= s->reftable_size) {
+        ret = grow_reftable_locked(s, rt_index, errp);
+        if (ret < 0)
+            return ret;
+        if (s->reftable[rt_index])
+            return 0;
+    }
+    off = (rt_index << s->rb_bits) * cs;
+    if (off > L2E_OFFSET_MASK)
+        return bh_error_set(errp, EFBIG, "qcow2: image file too large");
+    what = qcow2_metadata_overlap(s, off, cs);
+    if (what) {
+        qcow2_mark_corrupt_locked(s, NULL);
+        return bh_error_set(errp, EIO, "qcow2: refcount table entry %" PRIu64
+                            " is empty but its range holds the %s; image "
+                            "marked corrupt", rt_index, what);
+    }
+    block = g_malloc0(cs);
+    qcow2_rb_set(s, block, 0, 1);
+    ret = bh_node_pwrite(s->file, block, off, cs, 0, errp);
+    if (ret == 0)
+        ret = bh_node_flush(s->file, errp);
+    if (ret == 0)
+        ret = write_reftable_entry(s, rt_index, off, errp);
+    if (ret < 0)
+        return ret;
+    s->reftable[rt_index] = off;
+    return 0;
+}
+
+int qcow2_update_refcount_locked(Qcow2State *s, uint64_t cluster,
+                                 int64_t delta, GError **errp)
+{
+    uint64_t rt_index = cluster >> s->rb_bits, off = 0, v, nv;
+    void *block;
+    int ret;
+
+    ret = refblock_offset(s, rt_index, &off, errp);
+    if (ret < 0)
+        return ret;
+    if (!off) {
+        if (delta < 0)
+            return bh_error_set(errp, EIO, "qcow2: freeing cluster %" PRIu64
+                                " which has no refcount block", cluster);
+        ret = create_refblock_locked(s, rt_index, errp);
+        if (ret < 0)
+            return ret;
+        off = s->reftable[rt_index];
+    }
+    ret = qcow2_cache_get(s->rb_cache, off, &block, errp);
+    if (ret < 0)
+        return ret;
+    qcow2_rb_get(s, block, cluster & ((1ull << s->rb_bits) - 1), &v);
+    if (delta < 0 ? v < (uint64_t)-delta : s->refcount_max - v < (uint64_t)delta) {
+        qcow2_cache_put(s->rb_cache, block);
+        return bh_error_set(errp, delta < 0 ? EIO : ERANGE,
+                            "qcow2: refcount of cluster %" PRIu64 " is %" PRIu64
+                            ", cannot %s it by %" PRIu64 " (refcount_bits %d)",
+                            cluster, v, delta < 0 ? "lower" : "raise",
+                            (uint64_t)(delta < 0 ? -delta : delta),
+                            s->refcount_bits);
+    }
+    nv = v + delta;
+    qcow2_rb_set(s, block, cluster & ((1ull << s->rb_bits) - 1), nv);
+    qcow2_cache_mark_dirty(s->rb_cache, block);
+    qcow2_cache_put(s->rb_cache, block);
+    if (nv == 0) {
+        if (cluster < s->free_hint)
+            s->free_hint = cluster;
+        qcow2_cache_forget(s->l2_cache, cluster * s->cluster_size);
+    }
+    return 0;
+}
+
+/* n contiguous free clusters, their refcounts raised to 1 (in the cache). */
+int64_t qcow2_alloc_clusters_locked(Qcow2State *s, uint64_t n, GError **errp)
+{
+    uint64_t i = s->free_hint, run_start = i, run = 0;
+    uint64_t first_free = UINT64_MAX, v;
+    int ret;
+
+    if (s->free_hint == 0)
+        i = run_start = 1;   /* cluster 0 is always the header */
+    while (run < n) {
+        uint64_t rt_index = i >> s->rb_bits, off = 0;
+        ret = refblock_offset(s, rt_index, &off, errp);
+        if (ret < 0)
+            return ret;
+        if (!off) {
+            ret = create_refblock_locked(s, rt_index, errp);
+            if (ret < 0)
+                return ret;
+        }
+        ret = qcow2_get_refcount_locked(s, i, &v, errp);
+        if (ret < 0)
+            return ret;
+        if (v == 0) {
+            if (first_free == UINT64_MAX)
+                first_free = i;
+            if (run == 0)
+                run_start = i;
+            run++;
+        } else {
+            run = 0;
+        }
+        i++;
+        if (i * s->cluster_size > L2E_OFFSET_MASK)
+            return bh_error_set(errp, ENOSPC, "qcow2: no room left for "
+                                "%" PRIu64 " clusters", n);
+    }
+    for (uint64_t c = run_start; c < run_start + n; c++) {
+        ret = qcow2_update_refcount_locked(s, c, 1, errp);
+        if (ret < 0)
+            return ret;
+    }
+    /* Free clusters skipped because the run was too short stay findable. */
+    s->free_hint = first_free == run_start ? run_start + n : first_free;
+    return (int64_t)(run_start * s->cluster_size);
+}
+
+int qcow2_free_now_locked(Qcow2State *s, uint64_t offset, uint64_t bytes,
+                          GError **errp)
+{
+    uint64_t first, last;
+    int ret;
+
+    if (!bytes)
+        return 0;
+    first = offset >> s->cluster_bits;
+    last = (offset + bytes - 1) >> s->cluster_bits;
+    for (uint64_t c = first; c <= last; c++) {
+        ret = qcow2_update_refcount_locked(s, c, -1, errp);
+        if (ret < 0)
+            return ret;
+    }
+    return 0;
+}
+
+/* Returns 1 when enough frees are queued that the caller should flush. */
+int qcow2_free_later_locked(Qcow2State *s, uint64_t offset, uint64_t bytes)
+{
+    Qcow2PendingFree f = { offset, bytes };
+    g_array_append_val(s->pending_free, f);
+    return s->pending_free->len >= 4096;
+}
+
+int qcow2_l2_before_write(Qcow2State *s, GError **errp)
+{
+    int ret;
+
+    if (!s->lazy) {
+        ret = qcow2_cache_flush(s->rb_cache, errp);
+        if (ret < 0)
+            return ret;
+    }
+    return bh_node_flush(s->file, errp);
+}
+
+/* Make every metadata change durable, in the order the file comment at the
+ * top explains, then apply the frees that were queued before the L2
+ * tables were written.  One flush at a time: draining I/O releases the
+ * lock, and meanwhile other threads may only append to pending_free. */
+int qcow2_meta_flush_locked(Qcow2State *s, GError **errp)
+{
+    guint n;
+    int ret;
+
+    while (s->flushing)
+        g_cond_wait(&s->drain_cond, &s->lock);
+    s->flushing = true;
+    ret = qcow2_cache_flush(s->l2_cache, errp);
+    if (ret == 0)
+        ret = qcow2_cache_flush(s->rb_cache, errp);
+    if (ret == 0)
+        ret = bh_node_flush(s->file, errp);
+    n = s->pending_free->len;
+    if (ret < 0 || n == 0)
+        goto out;
+
+    /* Nobody may still be reading or writing a cluster about to be freed
+     * through a mapping looked up before it changed. */
+    qcow2_io_drain_locked(s);
+    for (guint i = 0; i < n; i++) {
+        Qcow2PendingFree *f = &g_array_index(s->pending_free,
+                                             Qcow2PendingFree, i);
+        ret = qcow2_free_now_locked(s, f->offset, f->bytes, errp);
+        if (ret < 0) {
+            n = i;
+            break;
+        }
+    }
+    g_array_remove_range(s->pending_free, 0, n);
+    if (ret == 0)
+        ret = qcow2_cache_flush(s->rb_cache, errp);
+    if (ret == 0)
+        ret = bh_node_flush(s->file, errp);
+out:
+    s->flushing = false;
+    g_cond_broadcast(&s->drain_cond);
+    return ret;
+}

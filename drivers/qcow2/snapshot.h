@@ -1,0 +1,65 @@
+/*
+ * qcow2 internal snapshots and the vmstate area: what snapshot.c,
+ * snapshot-table.c and vmstate.c share, and the hooks qcow2.c calls.
+ */
+#ifndef BH_QCOW2_SNAPSHOT_H
+#define BH_QCOW2_SNAPSHOT_H
+
+#include "qcow2.h"
+
+/* One snapshot table entry with everything the file holds. */
+typedef struct Qcow2SnEntry {
+    uint64_t l1_offset;
+    uint32_t l1_size;
+    char *id, *name;
+    uint32_t date_sec, date_nsec;
+    uint64_t vm_clock;
+    uint64_t vm_state_size;
+    uint64_t disk_size;
+    uint64_t icount;
+    uint8_t *extra;          /* all extra bytes as found (unknown kept) */
+    uint32_t extra_size;
+} Qcow2SnEntry;
+
+/* snapshot-table.c */
+void qcow2_sn_entry_clear(Qcow2SnEntry *e);
+/* Read and check the whole table from the file: a GArray of Qcow2SnEntry
+ * (free with qcow2_sn_table_free). */
+GArray *qcow2_sn_table_read(Qcow2State *s, GError **errp);
+void qcow2_sn_table_free(GArray *t);
+int qcow2_sn_find(GArray *t, const char *id_or_name);
+/* The table as written to the file (each entry padded to 8 bytes). */
+GByteArray *qcow2_sn_table_serialize(GArray *t);
+/* Make s->snapshots & co. describe t, now at offset (bytes long). */
+void qcow2_sn_table_refresh(Qcow2State *s, GArray *t, uint64_t offset,
+                            uint64_t bytes);
+
+/* snapshot-commit.c: switch to a new active L1 (copies of the L2 tables
+ * src_l1 reaches, l1_n entries), virtual size new_size, snapshot table t
+ * and freshly counted refcounts, in one header write. */
+int qcow2_snapshot_commit_locked(Qcow2State *s, const uint64_t *src_l1,
+                                 uint64_t l1_n, uint64_t new_size, GArray *t,
+                                 GError **errp);
+
+/* snapshot.c */
+int qcow2_snapshot_list(BhNode *bs, GPtrArray *out, GError **errp);
+int qcow2_snapshot_create(BhNode *bs, BhSnapshotInfo *info, GError **errp);
+int qcow2_snapshot_apply(BhNode *bs, const char *id_or_name, GError **errp);
+int qcow2_snapshot_delete(BhNode *bs, const char *id_or_name, GError **errp);
+/* Open hook: option snapshot=ID_OR_NAME makes a read-only open show the
+ * snapshot (its L1 table and disk size). */
+int qcow2_snapshot_open_option(Qcow2State *s, BhOpts *opts, GError **errp);
+
+/* vmstate.c */
+uint64_t qcow2_vmstate_offset(Qcow2State *s);
+int qcow2_save_vmstate(BhNode *bs, const void *buf, uint64_t pos,
+                       size_t len, GError **errp);
+int qcow2_load_vmstate(BhNode *bs, void *buf, uint64_t pos, size_t len,
+                       GError **errp);
+/* Entries of the active L1 that map the virtual disk (the vmstate area
+ * starts at the next one). */
+uint64_t qcow2_vmstate_l1_index(Qcow2State *s);
+/* Make the active L1 at least n entries (new table, one header write). */
+int qcow2_grow_l1_locked(Qcow2State *s, uint64_t n, GError **errp);
+
+#endif
