@@ -1,0 +1,57 @@
+#!/bin/bash
+# Side-by-side NBD benchmark: blkhost (examples/export.lua), nbdkit (file
+# plugin) and qemu-nbd (-f raw) serve the same fully allocated 1 GiB raw
+# file over a Unix socket, and fio's nbd ioengine drives each with the
+# same rows.  Servers take turns row by row (so a change in machine load
+# hits all of them alike); with BENCH_REPEAT=N the rounds repeat and each
+# server keeps its best.  Prints IOPS and MB/s per server and the ratio
+# blkhost / best peer.  Not a test: the numbers depend on the machine.
+#
+#   bench/run.sh                 # BLKHOST=build/lua/blkhost by default
+#   BENCH_RUNTIME=5 BENCH_REPEAT=3 BLKHOST=/tmp/build/lua/blkhost bench/run.sh
+set -u
+source "$(dirname "$0")/lib.sh"
+bench_init nbdkit qemu-nbd
+
+IMG="$BENCH_DIR/disk.raw"
+SOCK="$BENCH_DIR/nbd.sock"
+URI="nbd+unix:///?socket=$SOCK"
+bench_image "$IMG" "$BENCH_SIZE"
+
+# label|rw|bs|iodepth|numjobs
+ROWS=(
+    "4k randread QD16|randread|4k|16|1"
+    "4k randwrite QD16|randwrite|4k|16|1"
+    "1M seq read QD8|read|1M|8|1"
+    "1M seq write QD8|write|1M|8|1"
+    "4k randread QD16 2 jobs|randread|4k|16|2"
+)
+SERVERS=(blkhost nbdkit qemu-nbd)
+declare -A R
+
+for round in $(seq 1 "$BENCH_REPEAT"); do
+    for row in "${ROWS[@]}"; do
+        IFS='|' read -r label rw bs qd jobs <<< "$row"
+        for srv in "${SERVERS[@]}"; do
+            case $srv in
+                blkhost) bench_start_blkhost "$SOCK" "$IMG" ;;
+                nbdkit) bench_start_nbdkit "$SOCK" "$IMG" ;;
+                qemu-nbd) bench_start_qemu_nbd "$SOCK" "$IMG" raw ;;
+            esac
+            r=$(bench_fio "$URI" "$rw" "$bs" "$qd" "$jobs")
+            bench_stop "$srv"
+            echo "bench: round $round: $srv: $label: $r" >&2
+            R[$srv,$label]=$(bench_best "$r" "${R[$srv,$label]:-0 0}")
+        done
+    done
+done
+
+echo
+echo "$(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg), $(uname -r)," \
+     "$(fio --version), ${BENCH_RUNTIME}s per row, best of $BENCH_REPEAT, image $BENCH_SIZE"
+echo
+bench_header "${SERVERS[@]}"
+for row in "${ROWS[@]}"; do
+    IFS='|' read -r label _ <<< "$row"
+    bench_row "$label" "${R[blkhost,$label]}" "${R[nbdkit,$label]}" "${R[qemu-nbd,$label]}"
+done

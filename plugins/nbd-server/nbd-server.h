@@ -1,0 +1,82 @@
+/*
+ * Internals of the nbd-server frontend: the server object shared by the
+ * plugin vtable (nbd-server.c), the listening sockets (listen.c) and the
+ * accept and connection threads (client.c).
+ */
+#ifndef NBD_SERVER_H
+#define NBD_SERVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <glib.h>
+#include <blkhost/blkhost.h>
+
+#include "nbd-common.h"
+
+typedef struct NbdListener {
+    int fd;
+    int family;          /* AF_UNIX, AF_INET, AF_INET6 */
+    char *path;          /* AF_UNIX: the socket file we created, else NULL */
+    dev_t dev;           /* of path, so stop removes only our own file */
+    ino_t ino;
+    bool owned;          /* we created fd (not systemd / fd:N) */
+} NbdListener;
+
+/* Where Lua (or any owner) wants events; outlives the server while
+ * events are queued on the main loop. */
+typedef struct NbdEventSink {
+    gint ref;
+    GMutex lock;
+    BhFrontendEventFn cb;
+    void *data;
+} NbdEventSink;
+
+typedef struct NbdClient {
+    struct NbdServer *srv;
+    int fd;
+    uint64_t id;
+    char *peer;
+    bool counted;        /* holds a max-clients place */
+    bool refused;
+} NbdClient;
+
+typedef struct NbdServer {
+    /* options */
+    char **listen;       /* specs as given */
+    unsigned max_clients;  /* 0: no limit */
+    bool persistent;
+    unsigned nthreads;
+
+    GMutex lock;         /* everything below */
+    GCond cond;
+    GPtrArray *exports;  /* BhExport *, never removed while running */
+    GArray *listeners;   /* NbdListener */
+    GList *clients;      /* NbdClient *, counted or not */
+    unsigned nclients;
+    uint64_t next_id;
+    uint64_t total_clients;
+    bool started, stopping, stopped;
+    bool holding;        /* we hold the main loop */
+
+    GThread *accept_thread;
+    int wake[2];         /* pipe that stops the accept thread */
+    NbdPool *pool;
+    NbdStats stats;
+    NbdEventSink *sink;
+} NbdServer;
+
+/* listen.c */
+bool nbd_listen_check_spec(const char *spec, GError **errp);
+/* Open every listener in srv->listen (or systemd's sockets). */
+bool nbd_listen_open(NbdServer *srv, GError **errp);
+void nbd_listen_close(NbdServer *srv);
+char *nbd_listen_uri(const NbdListener *l, const char *export_name);
+char *nbd_listen_describe(const NbdListener *l);
+
+/* client.c */
+bool nbd_accept_start(NbdServer *srv, GError **errp);
+void nbd_accept_stop(NbdServer *srv);
+void nbd_server_emit(NbdServer *srv, const char *event, BhInfo *details);
+
+#endif

@@ -1,0 +1,43 @@
+# Shared by the nbd tests: start a blkhost NBD server in the background
+# and wait until it serves.  Source after tests/tap.sh.
+SERVE_LUA="$SOURCE_ROOT/tests/nbd/serve.lua"
+export PATH="/usr/bin:$PATH"
+
+# start_server NAME ARGS...: runs serve.lua ARGS with ready=$T/NAME.ready,
+# output in $T/NAME.log, pid in the variable NAME_pid.
+start_server() {
+    local name=$1; shift
+    rm -f "$T/$name.ready"
+    "$BLKHOST" run "$SERVE_LUA" ready="$T/$name.ready" "$@" >"$T/$name.log" 2>&1 &
+    local pid=$!
+    eval "${name}_pid=$pid"
+    at_exit "kill $pid 2>/dev/null"
+    local i
+    for i in $(seq 1 200); do
+        [ -s "$T/$name.ready" ] && return 0
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    echo "# server $name did not start:"; sed 's/^/# /' "$T/$name.log"
+    return 1
+}
+
+# stop_server NAME: SIGTERM and wait; returns the exit status.
+stop_server() {
+    local pid
+    eval "pid=\${$1_pid}"
+    kill -TERM "$pid" 2>/dev/null
+    wait "$pid"
+}
+
+# wait_gone PID: wait up to 10 s for a process to exit.
+wait_gone() {
+    local i
+    for i in $(seq 1 200); do
+        kill -0 "$1" 2>/dev/null || return 0
+        sleep 0.05
+    done
+    return 1
+}
+
+nbdsh_() { /usr/bin/python3 /usr/bin/nbdsh "$@"; }

@@ -1,0 +1,63 @@
+-- A configurable NBD server for the nbd tests.
+--   blkhost run serve.lua KEY=VALUE...
+--   listen=SPEC            repeatable (unix:PATH, tcp:HOST:PORT, systemd)
+--   persistent=0|1  max_clients=N  threads=N
+--   export=PATH[,name=N][,readonly][,description=D][,format=F]  repeatable
+--   ready=FILE             written with the default URI once serving
+-- Events are printed as "event connect ID PEER EXPORT".
+local bh = require "blkhost"
+
+local cfg = { listen = {}, exports = {} }
+for _, a in ipairs(arg) do
+  local k, v = a:match("^([%w_]+)=(.*)$")
+  assert(k, "bad argument " .. a)
+  if k == "listen" then
+    table.insert(cfg.listen, v)
+  elseif k == "export" then
+    local e = { opts = {} }
+    for part in v:gmatch("[^,]+") do
+      local ek, ev = part:match("^([%w_]+)=(.*)$")
+      if not e.path then e.path = part
+      elseif ek then e.opts[ek] = ev
+      else e.opts[part] = true end
+    end
+    table.insert(cfg.exports, e)
+  else
+    cfg[k] = v
+  end
+end
+
+local function log(kind, i)
+  print(("event %s %s %s %s"):format(kind, i.id, i.peer, i.export or "-"))
+  io.stdout:flush()
+end
+
+local srv <close> = bh.nbd.server{
+  listen = cfg.listen,
+  persistent = cfg.persistent == "1",
+  max_clients = tonumber(cfg.max_clients),
+  threads = tonumber(cfg.threads),
+  on_connect = function(i) log("connect", i) end,
+  on_disconnect = function(i) log("disconnect", i) end,
+}
+local nodes = {}
+for _, e in ipairs(cfg.exports) do
+  local node = bh.open(e.path, { format = e.opts.format or "raw",
+                                 readonly = e.opts.readonly and true or nil })
+  table.insert(nodes, node)
+  srv:export(node, { name = e.opts.name or "", readonly = e.opts.readonly,
+                     description = e.opts.description })
+end
+if #cfg.exports == 0 then srv:start() end
+print("uri " .. srv:uri(""))
+io.stdout:flush()
+if cfg.ready then
+  local f = assert(io.open(cfg.ready, "w"))
+  f:write(srv:uri(""), "\n")
+  f:close()
+end
+local sig = bh.loop()
+print("loop ended " .. tostring(sig))
+srv:stop()
+print("stopped")
+io.stdout:flush()
