@@ -59,6 +59,12 @@ void bh_lua_push_info(lua_State *L, const BhInfo *info);
 uint64_t bh_lua_check_u64(lua_State *L, int idx, const char *what);
 /* Optional boolean field of the table at idx (absent or nil: def). */
 bool bh_lua_opt_flag(lua_State *L, int idx, const char *field, bool def);
+/* Push t[name] of the table at index, creating it if absent (bindings
+ * sharing one sub-table such as bh.nbd). */
+void bh_lua_subtable(lua_State *L, int index, const char *name);
+/* (node, {name=, description=, readonly=}) export arguments at node_idx
+ * and opts_idx as a new BhExport (frontend.c). */
+BhExport *bh_lua_check_export(lua_State *L, int node_idx, int opts_idx);
 /* "1 GiB", "64 MiB", "1.5 KiB", "512 B": three significant digits, the
  * way qemu-img prints sizes.  g_free the result. */
 char *bh_lua_human_size(uint64_t bytes);

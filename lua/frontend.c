@@ -56,29 +56,41 @@ static int frontend_new(lua_State *L)
 }
 
 /* h:export(node, {name=, readonly=, description=}) */
-static int frontend_export(lua_State *L)
+
+/* The (node, {name=, description=, readonly=}) arguments every export
+ * method takes, at node_idx and opts_idx, as a new BhExport. */
+BhExport *bh_lua_check_export(lua_State *L, int node_idx, int opts_idx)
 {
-    BhFrontendHandle *h = frontend_check(L, 1);
-    BhNode *bs = bh_lua_checknode(L, 2);
+    BhNode *bs = bh_lua_checknode(L, node_idx);
     const char *name = "";
     const char *desc = NULL;
     bool ro = false;
+
+    if (!lua_isnoneornil(L, opts_idx)) {
+        luaL_checktype(L, opts_idx, LUA_TTABLE);
+        lua_getfield(L, opts_idx, "name");
+        if (!lua_isnil(L, -1) && !(name = lua_tostring(L, -1)))
+            luaL_error(L, "export name must be a string, not a %s",
+                       luaL_typename(L, -1));
+        lua_getfield(L, opts_idx, "description");
+        if (!lua_isnil(L, -1) && !(desc = lua_tostring(L, -1)))
+            luaL_error(L, "export description must be a string, not a %s",
+                       luaL_typename(L, -1));
+        ro = bh_lua_opt_flag(L, opts_idx, "readonly", false);
+    }
+    /* name and desc are still on the stack; bh_export_new copies them. */
+    BhExport *exp = bh_export_new(bs, name, desc, ro);
+    if (!lua_isnoneornil(L, opts_idx))
+        lua_pop(L, 2);
+    return exp;
+}
+
+static int frontend_export(lua_State *L)
+{
+    BhFrontendHandle *h = frontend_check(L, 1);
+    BhExport *exp = bh_lua_check_export(L, 2, 3);
     GError *err = NULL;
 
-    if (!lua_isnoneornil(L, 3)) {
-        luaL_checktype(L, 3, LUA_TTABLE);
-        lua_getfield(L, 3, "name");
-        if (!lua_isnil(L, -1) && !(name = lua_tostring(L, -1)))
-            return luaL_error(L, "export name must be a string, not a %s",
-                              luaL_typename(L, -1));
-        lua_getfield(L, 3, "description");
-        if (!lua_isnil(L, -1) && !(desc = lua_tostring(L, -1)))
-            return luaL_error(L, "export description must be a string, "
-                              "not a %s", luaL_typename(L, -1));
-        ro = bh_lua_opt_flag(L, 3, "readonly", false);
-        /* name and desc stay valid: their strings are on the stack. */
-    }
-    BhExport *exp = bh_export_new(bs, name, desc, ro);
     if (bh_frontend_add_export(h, exp, &err) < 0)
         return bh_lua_error(L, err);
     lua_settop(L, 1);

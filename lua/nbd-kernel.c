@@ -333,13 +333,7 @@ void bh_lua_open_nbd_kernel(lua_State *L, int module_index)
         lua_setfield(L, -2, "__index");
     }
     lua_pop(L, 1);
-    lua_getfield(L, module_index, "nbd");
-    if (!lua_istable(L, -1)) {
-        lua_pop(L, 1);
-        lua_newtable(L);
-        lua_pushvalue(L, -1);
-        lua_setfield(L, module_index, "nbd");
-    }
+    bh_lua_subtable(L, module_index, "nbd");
     luaL_setfuncs(L, nbd_functions, 0);
     lua_pop(L, 1);
 }

@@ -134,24 +134,9 @@ static void server_start_or_raise(lua_State *L, LuaNbdServer *s)
 static int nbd_server_export(lua_State *L)
 {
     LuaNbdServer *s = server_check(L, 1);
-    BhNode *bs = bh_lua_checknode(L, 2);
-    const char *name = "", *desc = NULL;
-    bool ro = false;
+    BhExport *exp = bh_lua_check_export(L, 2, 3);
     GError *err = NULL;
 
-    if (!lua_isnoneornil(L, 3)) {
-        luaL_checktype(L, 3, LUA_TTABLE);
-        lua_getfield(L, 3, "name");
-        if (!lua_isnil(L, -1) && !(name = lua_tostring(L, -1)))
-            return luaL_error(L, "export name must be a string, not a %s",
-                              luaL_typename(L, -1));
-        lua_getfield(L, 3, "description");
-        if (!lua_isnil(L, -1) && !(desc = lua_tostring(L, -1)))
-            return luaL_error(L, "export description must be a string, "
-                              "not a %s", luaL_typename(L, -1));
-        ro = bh_lua_opt_flag(L, 3, "readonly", false);
-    }
-    BhExport *exp = bh_export_new(bs, name, desc, ro);
     if (bh_frontend_add_export(s->h, exp, &err) < 0)
         return bh_lua_error(L, err);
     server_start_or_raise(L, s);
@@ -255,13 +240,7 @@ void bh_lua_open_nbd(lua_State *L, int module_index)
     }
     lua_pop(L, 1);
     /* Share bh.nbd with other bindings (the kernel client adds to it). */
-    lua_getfield(L, module_index, "nbd");
-    if (!lua_istable(L, -1)) {
-        lua_pop(L, 1);
-        lua_newtable(L);
-        lua_pushvalue(L, -1);
-        lua_setfield(L, module_index, "nbd");
-    }
+    bh_lua_subtable(L, module_index, "nbd");
     lua_pushcfunction(L, nbd_server_new);
     lua_setfield(L, -2, "server");
     lua_pop(L, 1);

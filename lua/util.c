@@ -247,3 +247,15 @@ void bh_lua_push_info(lua_State *L, const BhInfo *info)
         lua_setfield(L, -2, it->key);
     }
 }
+
+void bh_lua_subtable(lua_State *L, int index, const char *name)
+{
+    index = lua_absindex(L, index);
+    lua_getfield(L, index, name);
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, index, name);
+    }
+}
