@@ -262,10 +262,45 @@ static BhNode *node_open_modes(const char *filename, BhOpts *opts,
     return node_open_format(rec, file, filename, opts, &m, errp);
 }
 
+/*
+ * Registry of open top-level nodes (those from bh_node_open), for the
+ * operations that span every open image (savevm/loadvm/delvm in
+ * snapshot.c).  Entries hold no reference: a node leaves the list when
+ * its last reference goes, and bh_open_nodes() only takes a reference on
+ * a node whose count is still above zero.
+ */
+static GMutex open_nodes_lock;
+static GPtrArray *open_nodes;
+
+GPtrArray *bh_open_nodes(void)
+{
+    GPtrArray *out = g_ptr_array_new();
+    g_mutex_lock(&open_nodes_lock);
+    for (guint i = 0; open_nodes && i < open_nodes->len; i++) {
+        BhNode *bs = open_nodes->pdata[i];
+        gint n = g_atomic_int_get(&bs->refcnt);
+        while (n > 0 && !g_atomic_int_compare_and_exchange(&bs->refcnt, n,
+                                                           n + 1))
+            n = g_atomic_int_get(&bs->refcnt);
+        if (n > 0)
+            g_ptr_array_add(out, bs);
+    }
+    g_mutex_unlock(&open_nodes_lock);
+    return out;
+}
+
 BhNode *bh_node_open(const char *filename, const BhOpts *opts, GError **errp)
 {
     g_autoptr(BhOpts) work = bh_opts_copy(opts);
-    return node_open_modes(filename, work, NULL, false, errp);
+    BhNode *bs = node_open_modes(filename, work, NULL, false, errp);
+    if (bs) {
+        g_mutex_lock(&open_nodes_lock);
+        if (!open_nodes)
+            open_nodes = g_ptr_array_new();
+        g_ptr_array_add(open_nodes, bs);
+        g_mutex_unlock(&open_nodes_lock);
+    }
+    return bs;
 }
 
 BhNode *bh_node_open_over(BhNode *child, const char *format,
@@ -343,6 +378,10 @@ void bh_node_unref(BhNode *bs)
 {
     if (!bs || !g_atomic_int_dec_and_test(&bs->refcnt))
         return;
+    g_mutex_lock(&open_nodes_lock);      /* leave the registry above */
+    if (open_nodes)
+        g_ptr_array_remove(open_nodes, bs);
+    g_mutex_unlock(&open_nodes_lock);
     if (bs->opened && bs->drv->close)
         bs->drv->close(bs);
     /* Children go after the parent closed: it may flush through them. */

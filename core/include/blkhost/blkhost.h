@@ -17,6 +17,7 @@
 #include <blkhost/stream.h>
 #include <blkhost/vmstate.h>
 #include <blkhost/savevm.h>
+#include <blkhost/snapshot.h>
 #include <blkhost/partition.h>
 
 G_BEGIN_DECLS

@@ -34,6 +34,7 @@
 #include <blkhost/node.h>
 #include <blkhost/opts.h>
 #include <blkhost/plugin.h>
+#include <blkhost/snapshot.h>
 
 G_BEGIN_DECLS
 
@@ -88,6 +89,21 @@ typedef struct BhDriver {
      * formats get their freshly created, empty, writable file node. */
     int (*create)(const char *filename, BhNode *file, BhOpts *opts,
                   GError **errp);
+
+    /* Internal snapshots (snapshot.h).  list appends BhSnapshotInfo* to
+     * out; create fills info->id (max numeric id + 1) when it is NULL;
+     * apply and delete find the snapshot by id, then by name. */
+    int (*snapshot_list)(BhNode *bs, GPtrArray *out, GError **errp);
+    int (*snapshot_create)(BhNode *bs, BhSnapshotInfo *info, GError **errp);
+    int (*snapshot_apply)(BhNode *bs, const char *id_or_name, GError **errp);
+    int (*snapshot_delete)(BhNode *bs, const char *id_or_name,
+                           GError **errp);
+    /* The vmstate area: bytes past the virtual disk, read and written by
+     * position (0 = its first byte); a snapshot keeps what was there. */
+    int (*save_vmstate)(BhNode *bs, const void *buf, uint64_t pos,
+                        size_t len, GError **errp);
+    int (*load_vmstate)(BhNode *bs, void *buf, uint64_t pos, size_t len,
+                        GError **errp);
 
     /* New callbacks go here, at the end. */
 } BhDriver;

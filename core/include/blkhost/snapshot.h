@@ -1,0 +1,95 @@
+/*
+ * Internal snapshots and savevm/loadvm/delvm across every open image.
+ *
+ * Per node: bh_node_snapshot_list/create/apply/delete/open go to the
+ * driver's snapshot callbacks (qcow2 has them; other drivers answer
+ * ENOTSUP).  A snapshot is found by id first, then by name, as qemu-img
+ * does.
+ *
+ * Across nodes (QEMU's savevm, loadvm, delvm and "info snapshots"): the
+ * core keeps a list of the top-level nodes opened with bh_node_open()
+ * that are still referenced; bh_savevm() snapshots every writable one
+ * under one name and stores the registered state (savevm.h) in the
+ * vmstate area of the first; bh_loadvm() checks all of them before
+ * reverting any; bh_delvm() deletes everywhere; bh_snapshots_common()
+ * lists what every one of them has.
+ */
+#ifndef BLKHOST_SNAPSHOT_H
+#define BLKHOST_SNAPSHOT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <glib.h>
+
+#include <blkhost/node.h>
+#include <blkhost/stream.h>
+
+G_BEGIN_DECLS
+
+#define BH_SNAPSHOT_NO_ICOUNT UINT64_MAX
+/* Longest id or name a snapshot may have (bytes). */
+#define BH_SNAPSHOT_MAX_NAME 1023
+
+typedef struct BhSnapshotInfo {
+    char *id;                /* create: NULL lets the driver pick one */
+    char *name;
+    uint64_t vm_state_size;  /* bytes of saved state, 0 for disk-only */
+    uint32_t date_sec, date_nsec;
+    uint64_t vm_clock_nsec;
+    uint64_t disk_size;      /* virtual size when taken */
+    uint64_t icount;         /* BH_SNAPSHOT_NO_ICOUNT: none */
+} BhSnapshotInfo;
+
+BhSnapshotInfo *bh_snapshot_info_new(void);
+void bh_snapshot_info_free(BhSnapshotInfo *info);
+BhSnapshotInfo *bh_snapshot_info_copy(const BhSnapshotInfo *info);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(BhSnapshotInfo, bh_snapshot_info_free)
+
+/* ---- one node ---- */
+bool bh_node_can_snapshot(const BhNode *bs);
+/* A GPtrArray of BhSnapshotInfo* (freed with the array), NULL on error. */
+GPtrArray *bh_node_snapshot_list(BhNode *bs, GError **errp);
+/* Find by id, then by name; NULL with ENOENT if neither matches. */
+BhSnapshotInfo *bh_node_snapshot_find(BhNode *bs, const char *id_or_name,
+                                      GError **errp);
+/* info->id NULL: the driver picks max numeric id + 1 and fills it in.
+ * info->date_sec 0: now.  info->disk_size is filled in. */
+int bh_node_snapshot_create(BhNode *bs, BhSnapshotInfo *info, GError **errp);
+int bh_node_snapshot_apply(BhNode *bs, const char *id_or_name, GError **errp);
+int bh_node_snapshot_delete(BhNode *bs, const char *id_or_name,
+                            GError **errp);
+/* A new read-only node showing the snapshot's content (id first, then
+ * name; either may be NULL). */
+BhNode *bh_node_snapshot_open(BhNode *bs, const char *id, const char *name,
+                              GError **errp);
+/* The vmstate area (state saved beside the disk). */
+int bh_node_save_vmstate(BhNode *bs, const void *buf, uint64_t pos,
+                         size_t len, GError **errp);
+int bh_node_load_vmstate(BhNode *bs, void *buf, uint64_t pos, size_t len,
+                         GError **errp);
+/* A BhStream over the node's vmstate area (reading stops at limit bytes). */
+BhStream *bh_node_vmstate_stream(BhNode *bs, bool writable, uint64_t limit);
+
+/* ---- every open top-level node ---- */
+/* Referenced copies of the open top-level nodes (unref each, free array). */
+GPtrArray *bh_open_nodes(void);
+/* Snapshot every writable node under name (NULL or "":
+ * vm-%Y%m%d%H%M%S), replacing snapshots of that name; the registered
+ * state (savevm.h) goes to the first node's vmstate area, none when
+ * nothing is registered.  Refused, naming it, when a writable node cannot
+ * snapshot; read-only nodes are left out.  All or nothing. */
+int bh_savevm(const char *name, GError **errp);
+/* Check every node has the snapshot (by id, then name), load the stored
+ * state from the first node's snapshot (a bad stream fails here, with
+ * nothing changed), then revert every node.  *had_state (may be NULL):
+ * false for a disk-only snapshot (no state was stored). */
+int bh_loadvm(const char *name, bool *had_state, GError **errp);
+/* Delete the snapshots called name on every node (ENOENT if none had). */
+int bh_delvm(const char *name, GError **errp);
+/* Snapshots (of the first snapshot-capable node) that every capable node
+ * has by the same name; BhSnapshotInfo*, NULL on error. */
+GPtrArray *bh_snapshots_common(GError **errp);
+
+G_END_DECLS
+
+#endif

@@ -1,0 +1,98 @@
+-- snapshot: list, create, apply and delete internal snapshots
+-- (qemu-img snapshot's options, output and exit codes)
+--
+-- blkhost snapshot [-l | -c NAME | -a NAME | -d NAME] [-f FMT] [-U] [-q] IMAGE
+-- The list is qemu-img's table (ID, TAG, VM SIZE, DATE, VM CLOCK, ICOUNT),
+-- nothing at all when there are no snapshots.  -a and -d find a snapshot
+-- by id first, then by name.  Exit status 0 on success, 1 on any error.
+
+local bh = require "blkhost"
+local cli = require "blkhost.cli"
+
+local USAGE = [==[
+Usage: blkhost snapshot [-l | -c NAME | -a NAME | -d NAME] [-f FMT] [-U] [-q] IMAGE
+
+List, create, apply (revert to) or delete internal snapshots of IMAGE.
+
+  -l                    list the snapshots (the default)
+  -c NAME               create a snapshot called NAME
+  -a NAME               revert the image to snapshot NAME (id or name)
+  -d NAME               delete snapshot NAME (id or name)
+  -f, --format=FMT      driver to open IMAGE with (default: probe)
+  -U, --force-share     open without taking the image lock (-l only)
+  -q, --quiet           print nothing on success
+  -h, --help            this text
+]==]
+
+local function vm_clock(ns)
+  local ms = ns // 1000000
+  local secs = ms // 1000
+  return string.format("%02d:%02d:%02d.%03d", secs // 3600, (secs // 60) % 60,
+                       secs % 60, ms % 1000)
+end
+
+local function list(img)
+  local sns = img:snapshots()
+  if #sns == 0 then return end
+  local out = { "Snapshot list:",
+                string.format("%-9s %-17s %7s%20s%13s%11s", "ID", "TAG",
+                              "VM SIZE", "DATE", "VM CLOCK", "ICOUNT") }
+  for _, s in ipairs(sns) do
+    out[#out + 1] = string.format("%-9s %-17s %7s%20s%13s%11s", s.id, s.name,
+      bh.human_size(s.vm_state_size), os.date("%Y-%m-%d %H:%M:%S", s.date),
+      vm_clock(s.vm_clock_ns), s.icount and tostring(s.icount) or "")
+  end
+  io.stdout:write(table.concat(out, "\n"), "\n")
+end
+
+return cli.run("snapshot", USAGE, function(args)
+  local o, rest = cli.parse(args, {
+    { "l", "list" },
+    { "c", "create", arg = "NAME" },
+    { "a", "apply", arg = "NAME" },
+    { "d", "delete", arg = "NAME" },
+    { "f", "format", arg = "FMT" },
+    { "U", "force-share" },
+    { "q", "quiet" },
+  })
+  local n = 0
+  for _, k in ipairs { "list", "create", "apply", "delete" } do
+    if o[k] then n = n + 1 end
+  end
+  if n > 1 then cli.usage_error("Cannot mix '-l', '-a', '-c', '-d'") end
+  if #rest ~= 1 then cli.usage_error("Expecting one image file name") end
+  local listing = n == 0 or o.list
+  if o["force-share"] and not listing then
+    cli.fail("--force-share/-U can only be used with -l (read-only access)")
+  end
+
+  local opts = { format = o.format, readonly = listing or nil }
+  if o["force-share"] then opts.file = { locking = false } end
+  local ok, img = pcall(bh.open, rest[1], opts)
+  if not ok then cli.fail("Could not open '" .. rest[1] .. "': " .. tostring(img)) end
+
+  local what, name, fn
+  if listing then
+    local lok, err = pcall(list, img)
+    img:close()
+    if not lok then cli.fail(tostring(err)) end
+    return 0
+  elseif o.create then
+    what, name = "create", o.create
+    fn = function() img:snapshot_create(name) end
+  elseif o.apply then
+    what, name = "apply", o.apply
+    fn = function() img:snapshot_apply(name) end
+  else
+    what, name = "delete", o.delete
+    fn = function() img:snapshot_delete(name) end
+  end
+  local fok, err = pcall(fn)
+  local cok, cerr = pcall(img.close, img)
+  if not fok then
+    cli.fail(string.format("Could not %s snapshot '%s': %s", what, name,
+                           tostring(err)))
+  end
+  if not cok then cli.fail(tostring(cerr)) end
+  return 0
+end)

@@ -1,0 +1,220 @@
+/*
+ * Lua bindings for internal snapshots: node:snapshots(),
+ * node:snapshot_create/apply/delete/open, and the operations over every
+ * open image, bh.savevm/loadvm/delvm/snapshots.  bh.vmstate (script state
+ * saved with savevm) lives in vmstate.c and is opened from here.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "bh-lua.h"
+
+/* vmstate.c */
+void bh_lua_vmstate_register(lua_State *L, int module_index);
+
+static void push_info(lua_State *L, const BhSnapshotInfo *sn)
+{
+    lua_createtable(L, 0, 9);
+    lua_pushstring(L, sn->id);
+    lua_setfield(L, -2, "id");
+    lua_pushstring(L, sn->name);
+    lua_setfield(L, -2, "name");
+    lua_pushinteger(L, sn->date_sec);
+    lua_setfield(L, -2, "date");
+    lua_pushinteger(L, sn->date_nsec);
+    lua_setfield(L, -2, "date_nsec");
+    lua_pushinteger(L, (lua_Integer)sn->vm_state_size);
+    lua_setfield(L, -2, "vm_state_size");
+    lua_pushinteger(L, (lua_Integer)sn->vm_clock_nsec);
+    lua_setfield(L, -2, "vm_clock_ns");
+    lua_pushinteger(L, (lua_Integer)sn->disk_size);
+    lua_setfield(L, -2, "disk_size");
+    if (sn->icount != BH_SNAPSHOT_NO_ICOUNT) {
+        lua_pushinteger(L, (lua_Integer)sn->icount);
+        lua_setfield(L, -2, "icount");
+    }
+}
+
+static int push_list(lua_State *L, GPtrArray *l, GError **err)
+{
+    if (!l)
+        return bh_lua_error(L, *err);
+    lua_createtable(L, (int)l->len, 0);
+    for (guint i = 0; i < l->len; i++) {
+        push_info(L, l->pdata[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    g_ptr_array_free(l, TRUE);
+    return 1;
+}
+
+/* node:snapshots() -> { {id=, name=, date=, ...}, ... } */
+static int l_snapshots(lua_State *L)
+{
+    BhNode *bs = bh_lua_checknode(L, 1);
+    GError *err = NULL;
+    GPtrArray *l = bh_node_snapshot_list(bs, &err);
+    return push_list(L, l, &err);
+}
+
+static uint64_t opt_u64(lua_State *L, int idx, const char *field,
+                        uint64_t def)
+{
+    uint64_t v = def;
+    if (lua_isnoneornil(L, idx))
+        return def;
+    lua_getfield(L, idx, field);
+    if (!lua_isnil(L, -1))
+        v = bh_lua_check_u64(L, -1, field);
+    lua_pop(L, 1);
+    return v;
+}
+
+/* node:snapshot_create(name [, {id=, vm_clock_ns=, date=, date_nsec=,
+ * icount=}]) -> info table of the new snapshot */
+static int l_snapshot_create(lua_State *L)
+{
+    BhNode *bs = bh_lua_checknode(L, 1);
+    const char *name = luaL_checkstring(L, 2);
+    g_autoptr(BhSnapshotInfo) info = bh_snapshot_info_new();
+    GError *err = NULL;
+
+    if (!lua_isnoneornil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        lua_getfield(L, 3, "id");
+        if (!lua_isnil(L, -1))
+            info->id = g_strdup(luaL_checkstring(L, -1));
+        lua_pop(L, 1);
+    }
+    info->name = g_strdup(name);
+    info->vm_clock_nsec = opt_u64(L, 3, "vm_clock_ns", 0);
+    info->date_sec = (uint32_t)opt_u64(L, 3, "date", 0);
+    info->date_nsec = (uint32_t)opt_u64(L, 3, "date_nsec", 0);
+    info->icount = opt_u64(L, 3, "icount", BH_SNAPSHOT_NO_ICOUNT);
+    if (bh_node_snapshot_create(bs, info, &err) < 0)
+        return bh_lua_error(L, err);
+    push_info(L, info);
+    return 1;
+}
+
+static int l_snapshot_apply(lua_State *L)
+{
+    BhNode *bs = bh_lua_checknode(L, 1);
+    GError *err = NULL;
+    if (bh_node_snapshot_apply(bs, luaL_checkstring(L, 2), &err) < 0)
+        return bh_lua_error(L, err);
+    return 0;
+}
+
+static int l_snapshot_delete(lua_State *L)
+{
+    BhNode *bs = bh_lua_checknode(L, 1);
+    GError *err = NULL;
+    if (bh_node_snapshot_delete(bs, luaL_checkstring(L, 2), &err) < 0)
+        return bh_lua_error(L, err);
+    return 0;
+}
+
+/* node:snapshot_open(id_or_name | {id=, name=}) -> read-only node */
+static int l_snapshot_open(lua_State *L)
+{
+    BhNode *bs = bh_lua_checknode(L, 1);
+    GError *err = NULL;
+    BhNode *sn;
+
+    if (lua_istable(L, 2)) {
+        const char *id, *name;
+        lua_getfield(L, 2, "id");
+        lua_getfield(L, 2, "name");
+        id = luaL_optstring(L, -2, NULL);
+        name = luaL_optstring(L, -1, NULL);
+        if (id && !*id)
+            id = NULL;
+        if (name && !*name)
+            name = NULL;
+        sn = bh_node_snapshot_open(bs, id, name, &err);
+    } else {
+        /* One string: an id first, then a name. */
+        sn = bh_node_snapshot_open(bs, NULL, luaL_checkstring(L, 2), &err);
+    }
+    if (!sn)
+        return bh_lua_error(L, err);
+    bh_lua_pushnode(L, sn);
+    return 1;
+}
+
+/* bh.savevm([name]) -> name */
+static int l_savevm(lua_State *L)
+{
+    const char *name = luaL_optstring(L, 1, NULL);
+    g_autofree char *used = NULL;
+    GError *err = NULL;
+
+    if (!name || !*name) {
+        g_autoptr(GDateTime) t = g_date_time_new_now_local();
+        used = g_date_time_format(t, "vm-%Y%m%d%H%M%S");
+        name = used;
+    }
+    if (bh_savevm(name, &err) < 0)
+        return bh_lua_error(L, err);
+    lua_pushstring(L, name);
+    return 1;
+}
+
+/* bh.loadvm(name) -> true if state was loaded, false for a disk-only
+ * snapshot (the disks were reverted, no state was stored) */
+static int l_loadvm(lua_State *L)
+{
+    bool had = false;
+    GError *err = NULL;
+    if (bh_loadvm(luaL_checkstring(L, 1), &had, &err) < 0)
+        return bh_lua_error(L, err);
+    lua_pushboolean(L, had);
+    if (had)
+        return 1;
+    lua_pushliteral(L, "no state was stored in this snapshot (disk only)");
+    return 2;
+}
+
+static int l_delvm(lua_State *L)
+{
+    GError *err = NULL;
+    if (bh_delvm(luaL_checkstring(L, 1), &err) < 0)
+        return bh_lua_error(L, err);
+    return 0;
+}
+
+static int l_all_snapshots(lua_State *L)
+{
+    GError *err = NULL;
+    GPtrArray *l = bh_snapshots_common(&err);
+    return push_list(L, l, &err);
+}
+
+static const luaL_Reg node_regs[] = {
+    { "snapshots", l_snapshots },
+    { "snapshot_create", l_snapshot_create },
+    { "snapshot_apply", l_snapshot_apply },
+    { "snapshot_delete", l_snapshot_delete },
+    { "snapshot_open", l_snapshot_open },
+    { NULL, NULL },
+};
+
+static const luaL_Reg module_regs[] = {
+    { "savevm", l_savevm },
+    { "loadvm", l_loadvm },
+    { "delvm", l_delvm },
+    { "snapshots", l_all_snapshots },
+    { NULL, NULL },
+};
+
+void bh_lua_open_snapshot(lua_State *L, int module_index)
+{
+    bh_lua_node_methods(L);
+    luaL_setfuncs(L, node_regs, 0);
+    lua_pop(L, 1);
+    lua_pushvalue(L, module_index);
+    luaL_setfuncs(L, module_regs, 0);
+    lua_pop(L, 1);
+    bh_lua_vmstate_register(L, module_index);
+}
