@@ -13,6 +13,8 @@
  *   bh.process.tempfile([{dir=, prefix=}]) -> path (created, empty, 0600)
  *   bh.process.realpath(path) -> absolute path of an existing file
  *   bh.process.pid() -> number
+ *   bh.process.lock_file(path [, {wait=false}]) -> handle, or nil, message,
+ *                                 holder pid when another process holds it
  *
  * daemonize() forks twice (so the server is no session leader and cannot
  * pick up a controlling terminal), points stdin and stdout at /dev/null and
@@ -31,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -324,6 +327,124 @@ static int process_getpid(lua_State *L)
     return 1;
 }
 
+/*
+ * Lock files: an exclusive flock() on a file that stays in place, so two
+ * jobs working on the same thing (two snapshot rotations of one image)
+ * cannot run at once.  flock, not fcntl: the lock belongs to the open file
+ * description, so it is neither shared with nor dropped by other
+ * descriptors of this process, and it goes away with the process however
+ * it ends.  The file is never removed (removing a lock file races with the
+ * next locker); the holder writes its pid into it so a refused caller can
+ * say who is in the way.
+ */
+#define PROCESS_LOCK_MT "blkhost.lockfile"
+
+typedef struct {
+    int fd;
+    char *path;
+} ProcessLock;
+
+static ProcessLock *process_checklock(lua_State *L)
+{
+    return luaL_checkudata(L, 1, PROCESS_LOCK_MT);
+}
+
+static int process_lock_close(lua_State *L)
+{
+    ProcessLock *lk = process_checklock(L);
+    if (lk->fd >= 0) {
+        /* Clear the pid first: a stale pid in an unlocked file would
+         * only mislead. */
+        if (ftruncate(lk->fd, 0) < 0) {
+            /* nothing to do: the lock is released below anyway */
+        }
+        close(lk->fd);
+        lk->fd = -1;
+    }
+    g_clear_pointer(&lk->path, g_free);
+    return 0;
+}
+
+static int process_lock_path(lua_State *L)
+{
+    ProcessLock *lk = process_checklock(L);
+    lua_pushstring(L, lk->path ? lk->path : "");
+    return 1;
+}
+
+static int process_lock_tostring(lua_State *L)
+{
+    ProcessLock *lk = process_checklock(L);
+    lua_pushfstring(L, "blkhost.lockfile(%s%s)", lk->path ? lk->path : "",
+                    lk->fd >= 0 ? "" : ", released");
+    return 1;
+}
+
+/* The pid a lock file holds, or 0. */
+static long process_lock_holder(int fd)
+{
+    char buf[32];
+    ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    return strtol(buf, NULL, 10);
+}
+
+/* bh.process.lock_file(path [, {wait=false}]) -> handle
+ * or nil, message, holder pid (0 if unknown) when the lock is taken. */
+static int process_lock_file(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    bool wait = false;
+    if (!lua_isnoneornil(L, 2)) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        wait = bh_lua_opt_flag(L, 2, "wait", false);
+    }
+    ProcessLock *lk = lua_newuserdatauv(L, sizeof(*lk), 0);
+    lk->fd = -1;
+    lk->path = NULL;
+    luaL_setmetatable(L, PROCESS_LOCK_MT);
+
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOCTTY, 0644);
+    if (fd < 0)
+        return luaL_error(L, "cannot open lock file '%s': %s", path,
+                          g_strerror(errno));
+    int r;
+    while ((r = flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB))) < 0 &&
+           errno == EINTR)
+        ;
+    if (r < 0) {
+        int e = errno;
+        long holder = e == EWOULDBLOCK ? process_lock_holder(fd) : 0;
+        close(fd);
+        if (e != EWOULDBLOCK)
+            return luaL_error(L, "cannot lock '%s': %s", path, g_strerror(e));
+        lua_pushnil(L);
+        if (holder > 0)
+            lua_pushfstring(L, "'%s' is locked by process %d", path,
+                            (int)holder);
+        else
+            lua_pushfstring(L, "'%s' is locked by another process", path);
+        lua_pushinteger(L, holder);
+        return 3;
+    }
+    char buf[32];
+    int n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) < 0 || pwrite(fd, buf, (size_t)n, 0) != n) {
+        /* The lock holds without the pid; only messages lose detail. */
+    }
+    lk->fd = fd;
+    lk->path = g_strdup(path);
+    return 1;
+}
+
+static const luaL_Reg process_lock_methods[] = {
+    { "close", process_lock_close },
+    { "path", process_lock_path },
+    { NULL, NULL },
+};
+
 static const luaL_Reg process_funcs[] = {
     { "daemonize", process_daemonize },
     { "ready", process_ready },
@@ -331,6 +452,7 @@ static const luaL_Reg process_funcs[] = {
     { "tempfile", process_tempfile },
     { "realpath", process_realpath },
     { "pid", process_getpid },
+    { "lock_file", process_lock_file },
     { NULL, NULL },
 };
 
@@ -340,4 +462,16 @@ void bh_lua_open_process(lua_State *L, int module_index)
     module_index = lua_absindex(L, module_index);
     luaL_newlib(L, process_funcs);
     lua_setfield(L, module_index, "process");
+
+    if (luaL_newmetatable(L, PROCESS_LOCK_MT)) {
+        luaL_newlib(L, process_lock_methods);
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, process_lock_close);
+        lua_setfield(L, -2, "__close");
+        lua_pushcfunction(L, process_lock_close);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, process_lock_tostring);
+        lua_setfield(L, -2, "__tostring");
+    }
+    lua_pop(L, 1);
 }
