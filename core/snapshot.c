@@ -324,9 +324,42 @@ static int delete_by_name(BhNode *bs, const char *name, bool *any,
     }
 }
 
+/* The given nodes (each writable and snapshot-capable, named if not),
+ * referenced, or with given == NULL every open writable node. */
+static GPtrArray *savevm_nodes(BhNode *const *given, size_t n, GError **errp)
+{
+    if (!given)
+        return capable_nodes("savevm", errp);
+    if (n == 0) {
+        bh_error_set(errp, EINVAL, "savevm: no images given");
+        return NULL;
+    }
+    GPtrArray *out = g_ptr_array_new();
+    for (size_t i = 0; i < n; i++) {
+        BhNode *bs = given[i];
+        if (bs->readonly || !bh_node_can_snapshot(bs)) {
+            bh_error_set(errp, bs->readonly ? EPERM : ENOTSUP,
+                         "savevm: '%s' (driver %s) %s", bs->filename,
+                         bh_node_driver_name(bs),
+                         bs->readonly ? "is read-only"
+                                      : "does not support snapshots");
+            unref_all(out);
+            return NULL;
+        }
+        g_ptr_array_add(out, bh_node_ref(bs));
+    }
+    return out;
+}
+
 int bh_savevm(const char *name, GError **errp)
 {
-    GPtrArray *nodes = capable_nodes("savevm", errp);
+    return bh_savevm_nodes(NULL, 0, name, NULL, errp);
+}
+
+int bh_savevm_nodes(BhNode *const *given, size_t n, const char *name,
+                    const BhSnapshotInfo *tmpl, GError **errp)
+{
+    GPtrArray *nodes = savevm_nodes(given, n, errp);
     g_autofree char *def = NULL;
     BhSnapshotInfo info = { 0 };
     gint64 now = g_get_real_time();
@@ -353,6 +386,13 @@ int bh_savevm(const char *name, GError **errp)
     info.date_sec = (uint32_t)(now / G_USEC_PER_SEC);
     info.date_nsec = (uint32_t)(now % G_USEC_PER_SEC) * 1000;
     info.icount = BH_SNAPSHOT_NO_ICOUNT;
+    if (tmpl && tmpl->date_sec) {
+        /* A caller with its own clock (a rotation, a test) dates it. */
+        info.date_sec = tmpl->date_sec;
+        info.date_nsec = tmpl->date_nsec;
+    }
+    if (tmpl)
+        info.vm_clock_nsec = tmpl->vm_clock_nsec;
     if (bh_savevm_count() > 0) {
         BhNode *first = nodes->pdata[0];
         BhStream *st = bh_node_vmstate_stream(first, true, UINT64_MAX);

@@ -143,11 +143,15 @@ static int l_snapshot_open(lua_State *L)
     return 1;
 }
 
-/* bh.savevm([name]) -> name */
+/* bh.savevm([name [, {nodes={n1, n2, ...}, date=, date_nsec=,
+ * vm_clock_ns=}]]) -> name.  Without nodes, every open writable image. */
 static int l_savevm(lua_State *L)
 {
     const char *name = luaL_optstring(L, 1, NULL);
     g_autofree char *used = NULL;
+    g_autofree BhNode **nodes = NULL;
+    size_t n = 0;
+    BhSnapshotInfo tmpl = { 0 };
     GError *err = NULL;
 
     if (!name || !*name) {
@@ -155,7 +159,29 @@ static int l_savevm(lua_State *L)
         used = g_date_time_format(t, "vm-%Y%m%d%H%M%S");
         name = used;
     }
-    if (bh_savevm(name, &err) < 0)
+    if (!lua_isnoneornil(L, 2)) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        if (lua_getfield(L, 2, "nodes") != LUA_TNIL) {
+            luaL_checktype(L, -1, LUA_TTABLE);
+            n = lua_rawlen(L, -1);
+            nodes = g_new0(BhNode *, n + 1);
+            for (size_t i = 0; i < n; i++) {
+                lua_rawgeti(L, -1, (lua_Integer)i + 1);
+                nodes[i] = bh_lua_checknode(L, -1);
+                lua_pop(L, 1);
+            }
+        }
+        lua_pop(L, 1);
+        if (lua_getfield(L, 2, "date") != LUA_TNIL)
+            tmpl.date_sec = (uint32_t)bh_lua_check_u64(L, -1, "date");
+        if (lua_getfield(L, 2, "date_nsec") != LUA_TNIL)
+            tmpl.date_nsec = (uint32_t)bh_lua_check_u64(L, -1, "date_nsec");
+        if (lua_getfield(L, 2, "vm_clock_ns") != LUA_TNIL)
+            tmpl.vm_clock_nsec = bh_lua_check_u64(L, -1, "vm_clock_ns");
+        lua_pop(L, 3);
+    }
+    /* nodes stays NULL without a nodes field: every open image. */
+    if (bh_savevm_nodes(nodes ? nodes : NULL, n, name, &tmpl, &err) < 0)
         return bh_lua_error(L, err);
     lua_pushstring(L, name);
     return 1;

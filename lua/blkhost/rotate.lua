@@ -258,45 +258,35 @@ function state_entry.check_group(p)
   p._state_json = state_entry.encode(p.state)
 end
 
--- bh.savevm takes every writable image this process has open: the group
--- is all the rotation opened, and the caller must hold no other.
-function state_entry.savevm(name, p, now)
-  local record = { prefix = p.prefix, name = name, taken = now,
-                   json = p._state_json or state_entry.encode(p.state) }
-  pcall(bh.vmstate.unregister, rotate.STATE_SECTION)
-  bh.vmstate.register {
-    name = rotate.STATE_SECTION, version = rotate.STATE_VERSION,
-    fields = rotate.STATE_FIELDS,
-    get = function() return record end,
-    set = function() end,
-  }
-  local ok, err = pcall(bh.savevm, name)
-  pcall(bh.vmstate.unregister, rotate.STATE_SECTION)
-  if not ok then error(err, 0) end
-end
-
--- Take the snapshot on the images that lack it.  With state, through
--- savevm (state goes to the first image's vmstate area), which covers
--- every writable image this process has open; without, image by image
--- with the rotation's own clock as the date.
+-- Take the snapshot on the images of the group that lack it, as one
+-- savevm over exactly those images, dated by the rotation's clock: all or
+-- nothing (savevm takes back what it made if one image fails).  With
+-- state, the section is registered for the duration of the call, so it
+-- lands in the first image's vmstate area.
 local function take(group, name, p, now, lacking)
-  if p.state ~= nil then
-    state_entry.savevm(name, p, now)
-    return
-  end
-  local made = {}
+  local nodes, labels = {}, {}
   for gi, g in ipairs(group) do
     if lacking[gi] then
-      local ok, err = pcall(g.node.snapshot_create, g.node, name, { date = now })
-      if not ok then
-        -- All or nothing, as savevm: take back what this run made.
-        for _, m in ipairs(made) do pcall(m.node.snapshot_delete, m.node, name) end
-        fail("cannot take " .. name .. " on " .. g.label .. ": " .. tostring(err)
-             .. (#made > 0 and "; it was deleted again from the images before it"
-                 or "") .. "; nothing was deleted")
-      end
-      made[#made + 1] = g
+      nodes[#nodes + 1] = g.node
+      labels[#labels + 1] = g.label
     end
+  end
+  if p.state ~= nil then
+    local record = { prefix = p.prefix, name = name, taken = now,
+                     json = p._state_json or state_entry.encode(p.state) }
+    pcall(bh.vmstate.unregister, rotate.STATE_SECTION)
+    bh.vmstate.register {
+      name = rotate.STATE_SECTION, version = rotate.STATE_VERSION,
+      fields = rotate.STATE_FIELDS,
+      get = function() return record end,
+      set = function() end,
+    }
+  end
+  local ok, err = pcall(bh.savevm, name, { nodes = nodes, date = now })
+  if p.state ~= nil then pcall(bh.vmstate.unregister, rotate.STATE_SECTION) end
+  if not ok then
+    fail("cannot take " .. name .. " on " .. table.concat(labels, ", ") .. ": "
+         .. tostring(err) .. "; nothing was deleted")
   end
 end
 

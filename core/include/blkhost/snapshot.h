@@ -79,6 +79,12 @@ GPtrArray *bh_open_nodes(void);
  * nothing is registered.  Refused, naming it, when a writable node cannot
  * snapshot; read-only nodes are left out.  All or nothing. */
 int bh_savevm(const char *name, GError **errp);
+/* The same over the n given nodes only (each must be writable and able to
+ * snapshot; given == NULL means every open node, as bh_savevm).  tmpl,
+ * if not NULL, supplies date_sec/date_nsec (used when date_sec != 0) and
+ * vm_clock_nsec for every snapshot made. */
+int bh_savevm_nodes(BhNode *const *given, size_t n, const char *name,
+                    const BhSnapshotInfo *tmpl, GError **errp);
 /* Check every node has the snapshot (by id, then name), load the stored
  * state from the first node's snapshot (a bad stream fails here, with
  * nothing changed), then revert every node.  *had_state (may be NULL):
