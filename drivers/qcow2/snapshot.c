@@ -85,6 +85,20 @@ static int check_writable(Qcow2State *s, GError **errp)
     return qcow2_prepare_first_write_locked(s, errp);
 }
 
+/* What every table-changing operation starts with, under s->lock: the
+ * image must be writable, cached metadata on disk (the commit recounts
+ * refcounts from what is on disk), and the current table read. */
+static int sn_begin_locked(Qcow2State *s, GArray **tp, GError **errp)
+{
+    int ret = check_writable(s, errp);
+    if (ret == 0)
+        ret = qcow2_meta_flush_locked(s, errp);
+    if (ret < 0)
+        return ret;
+    *tp = qcow2_sn_table_read(s, errp);
+    return *tp ? 0 : -EINVAL;
+}
+
 /*
  * Create: the new snapshot takes the active L1 table as it is on disk
  * (with the vmstate area), and the active image gets copies of its L2
@@ -103,16 +117,9 @@ int qcow2_snapshot_create(BhNode *bs, BhSnapshotInfo *info, GError **errp)
         return bh_error_set(errp, EINVAL, "qcow2: a snapshot id or name may "
                             "have at most %d bytes", BH_SNAPSHOT_MAX_NAME);
     g_mutex_lock(&s->lock);
-    ret = check_writable(s, errp);
-    if (ret == 0)
-        ret = qcow2_meta_flush_locked(s, errp);
+    ret = sn_begin_locked(s, &t, errp);
     if (ret < 0)
         goto out;
-    t = qcow2_sn_table_read(s, errp);
-    if (!t) {
-        ret = -EINVAL;
-        goto out;
-    }
     if (t->len >= QCOW2_MAX_SNAPSHOTS) {
         ret = bh_error_set(errp, EFBIG, "qcow2: '%s' already has %u "
                            "snapshots, the most a qcow2 image can hold",
@@ -180,16 +187,9 @@ int qcow2_snapshot_delete(BhNode *bs, const char *id_or_name, GError **errp)
     int ret, i;
 
     g_mutex_lock(&s->lock);
-    ret = check_writable(s, errp);
-    if (ret == 0)
-        ret = qcow2_meta_flush_locked(s, errp);
+    ret = sn_begin_locked(s, &t, errp);
     if (ret < 0)
         goto out;
-    t = qcow2_sn_table_read(s, errp);
-    if (!t) {
-        ret = -EINVAL;
-        goto out;
-    }
     ret = i = find_or_fail(s, t, id_or_name, errp);
     if (ret < 0)
         goto out;
@@ -215,16 +215,9 @@ int qcow2_snapshot_apply(BhNode *bs, const char *id_or_name, GError **errp)
     int ret, i;
 
     g_mutex_lock(&s->lock);
-    ret = check_writable(s, errp);
-    if (ret == 0)
-        ret = qcow2_meta_flush_locked(s, errp);
+    ret = sn_begin_locked(s, &t, errp);
     if (ret < 0)
         goto out;
-    t = qcow2_sn_table_read(s, errp);
-    if (!t) {
-        ret = -EINVAL;
-        goto out;
-    }
     ret = i = find_or_fail(s, t, id_or_name, errp);
     if (ret < 0)
         goto out;

@@ -254,6 +254,19 @@ local function list_uri(s)
   return string.format("nbd://%s:%d/", host, s.port)
 end
 
+-- Transmission flags by bit, with the names qemu-nbd -L prints.
+local FLAG_NAMES = { [1] = "readonly", [2] = "flush", [3] = "fua", [4] = "rotational",
+                     [5] = "trim", [6] = "zeroes", [7] = "df", [8] = "multi",
+                     [9] = "resize", [10] = "cache", [11] = "fast-zero" }
+
+local function flag_names(flags)
+  local out = {}
+  for bit = 1, 11 do
+    if flags & (1 << bit) ~= 0 then out[#out + 1] = FLAG_NAMES[bit] end
+  end
+  return " " .. table.concat(out, " ") .. " "
+end
+
 local function list_exports(s)
   if not bh.nbd.list then
     fail("-L/--list is not available: this build has no bh.nbd.list " ..
@@ -267,7 +280,13 @@ local function list_exports(s)
       io.stdout:write(string.format("  description: %s\n", e.description))
     end
     if e.size then io.stdout:write(string.format("  size:  %d\n", e.size)) end
-    if e.flags then io.stdout:write(string.format("  flags: 0x%x\n", e.flags)) end
+    if e.flags then
+      io.stdout:write(string.format("  flags: 0x%x (%s)\n", e.flags, flag_names(e.flags)))
+    end
+    for _, b in ipairs({ { "min block", "min_block" }, { "opt block", "pref_block" },
+                         { "max block", "max_block" } }) do
+      if e[b[2]] then io.stdout:write(string.format("  %s: %d\n", b[1], e[b[2]])) end
+    end
   end
   return 0
 end

@@ -10,7 +10,7 @@ source "$SOURCE_ROOT/tests/tap.sh"
 source "$SOURCE_ROOT/tests/cmd/lib.sh"
 need qemu-nbd qemu-img qemu-io nbdinfo nbdcopy sfdisk
 
-plan 38
+plan 40
 PY=/usr/bin/python3
 has_api() { echo "local bh = require 'blkhost'; os.exit($1 and 0 or 1)" | "$BLKHOST" run - 2>/dev/null; }
 
@@ -201,9 +201,25 @@ if has_api "bh.nbd.list"; then
     else
         not_ok "-L: lists the export as qemu-nbd -L does"; diag "$out"; diag "$qout"
     fi
+    # Same lines as qemu-nbd -L but flags (df needs structured replies,
+    # which blkhost's lister does not negotiate) and meta contexts.
+    keep='^(exports available|  *export:|  *description:|  *size:|  *(min|opt|max) block:)'
+    if [ "$(grep -E "$keep" <<<"$out")" = "$(grep -E "$keep" <<<"$qout")" ]; then
+        ok "-L: size, description and block sizes print as qemu-nbd -L prints them"
+    else
+        not_ok "-L: size, description and block sizes print as qemu-nbd -L prints them"
+        diag "$out"; diag "$qout"
+    fi
+    if grep -qE "^  flags: 0x[0-9a-f]+ \( .*flush.* \)$" <<<"$out"; then
+        ok "-L: flags are printed with their names"
+    else
+        not_ok "-L: flags are printed with their names"; diag "$out"
+    fi
 else
     check_fails "-L: refused clearly until bh.nbd.list exists" "not available.*bh.nbd.list" \
         "$BLKHOST" nbd -L -k "$T/l.sock"
+    skip "-L output compared with qemu-nbd: no bh.nbd.list in this build"
+    skip "-L flag names: no bh.nbd.list in this build"
 fi
 stop l
 if has_api "bh.nbd.disconnect"; then
