@@ -62,6 +62,16 @@ bool bh_lua_opt_flag(lua_State *L, int idx, const char *field, bool def);
 /* Push t[name] of the table at index, creating it if absent (bindings
  * sharing one sub-table such as bh.nbd). */
 void bh_lua_subtable(lua_State *L, int index, const char *name);
+/* Push a new frontend handle (metatable BH_LUA_FRONTEND_MT) for plugin
+ * name with the options table at opts_idx; raises on error.  label names
+ * it in messages and __tostring; auto_start starts it at its first
+ * export (bh.nbd.server). */
+void bh_lua_frontend_push(lua_State *L, const char *name, int opts_idx,
+                          const char *label, bool auto_start);
+/* Call the function at fn_idx as fn(details) for each event of that name
+ * (e.g. "connect") of the handle at ud_idx, on the main thread. */
+void bh_lua_frontend_on(lua_State *L, int ud_idx, const char *event,
+                        int fn_idx);
 /* (node, {name=, description=, readonly=}) export arguments at node_idx
  * and opts_idx as a new BhExport (frontend.c). */
 BhExport *bh_lua_check_export(lua_State *L, int node_idx, int opts_idx);

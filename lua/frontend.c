@@ -7,12 +7,22 @@
  */
 #include <errno.h>
 
+#include <string.h>
+
 #include "bh-lua.h"
 
+/* One userdata type for every frontend handle.  bh.frontend() makes
+ * plain ones; bindings such as bh.nbd.server make theirs with
+ * bh_lua_frontend_push(), which can start the frontend at its first
+ * export and print itself under another name. */
 typedef struct {
     BhFrontendHandle *h; /* NULL once closed */
     lua_State *L;        /* the main thread, for event callbacks */
-    int cb_ref;          /* LUA_NOREF when no callback */
+    int cb_ref;          /* on_event: fn(event, details), or LUA_NOREF */
+    int named_ref;       /* {event = fn(details)}, or LUA_NOREF */
+    bool auto_start;     /* start at the first export */
+    bool started;
+    const char *label;   /* static: "blkhost.frontend", "blkhost.nbd.server" */
 } LuaFrontend;
 
 static LuaFrontend *frontend_ud(lua_State *L, int idx)
@@ -28,30 +38,76 @@ static BhFrontendHandle *frontend_check(lua_State *L, int idx)
     return f->h;
 }
 
+static void frontend_event(void *data, const char *event,
+                           const BhInfo *details);
+
+/* Route the frontend's events to Lua while any callback is set. */
+static void frontend_update_events(LuaFrontend *f)
+{
+    bool any = f->cb_ref != LUA_NOREF || f->named_ref != LUA_NOREF;
+    bh_frontend_set_event_cb(f->h, any ? frontend_event : NULL,
+                             any ? f : NULL);
+}
+
+void bh_lua_frontend_push(lua_State *L, const char *name, int opts_idx,
+                          const char *label, bool auto_start)
+{
+    GError *err = NULL;
+    opts_idx = lua_absindex(L, opts_idx);
+    LuaFrontend *f = lua_newuserdatauv(L, sizeof(*f), 0);
+    memset(f, 0, sizeof(*f));
+    f->cb_ref = f->named_ref = LUA_NOREF;
+    f->label = label;
+    f->auto_start = auto_start;
+    luaL_setmetatable(L, BH_LUA_FRONTEND_MT);
+
+    BhOpts *opts = bh_lua_opts_from_table(L, opts_idx, &err);
+    if (!opts)
+        bh_lua_error(L, err);
+    f->h = bh_frontend_new(name, opts, &err);
+    bh_opts_free(opts);
+    if (!f->h)
+        bh_lua_error(L, err);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+    f->L = lua_tothread(L, -1);
+    lua_pop(L, 1);
+}
+
+void bh_lua_frontend_on(lua_State *L, int ud_idx, const char *event,
+                        int fn_idx)
+{
+    LuaFrontend *f = frontend_ud(L, ud_idx);
+    frontend_check(L, ud_idx);
+    fn_idx = lua_absindex(L, fn_idx);
+    if (f->named_ref == LUA_NOREF) {
+        lua_newtable(L);
+        f->named_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, f->named_ref);
+    lua_pushvalue(L, fn_idx);
+    lua_setfield(L, -2, event);
+    lua_pop(L, 1);
+    frontend_update_events(f);
+}
+
+/* Start once; raises on failure. */
+static void frontend_start_once(lua_State *L, LuaFrontend *f)
+{
+    GError *err = NULL;
+    if (f->started)
+        return;
+    if (bh_frontend_start(f->h, &err) < 0)
+        bh_lua_error(L, err);
+    f->started = true;
+}
+
 /* bh.frontend(name, opts) -> handle */
 static int frontend_new(lua_State *L)
 {
     const char *name = luaL_checkstring(L, 1);
-    GError *err = NULL;
-
     if (!lua_isnoneornil(L, 2))
         luaL_checktype(L, 2, LUA_TTABLE);
-    LuaFrontend *f = lua_newuserdatauv(L, sizeof(*f), 0);
-    f->h = NULL;
-    f->L = NULL;
-    f->cb_ref = LUA_NOREF;
-    luaL_setmetatable(L, BH_LUA_FRONTEND_MT);
-
-    BhOpts *opts = bh_lua_opts_from_table(L, 2, &err);
-    if (!opts)
-        return bh_lua_error(L, err);
-    f->h = bh_frontend_new(name, opts, &err);
-    bh_opts_free(opts);
-    if (!f->h)
-        return bh_lua_error(L, err);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
-    f->L = lua_tothread(L, -1);
-    lua_pop(L, 1);
+    bh_lua_frontend_push(L, name, 2, "blkhost.frontend", false);
     return 1;
 }
 
@@ -88,21 +144,24 @@ BhExport *bh_lua_check_export(lua_State *L, int node_idx, int opts_idx)
 static int frontend_export(lua_State *L)
 {
     BhFrontendHandle *h = frontend_check(L, 1);
+    LuaFrontend *f = frontend_ud(L, 1);
     BhExport *exp = bh_lua_check_export(L, 2, 3);
     GError *err = NULL;
 
     if (bh_frontend_add_export(h, exp, &err) < 0)
         return bh_lua_error(L, err);
+    /* A server that starts at its first export never listens with
+     * nothing to serve, so a client that sees the socket finds one. */
+    if (f->auto_start)
+        frontend_start_once(L, f);
     lua_settop(L, 1);
     return 1;
 }
 
 static int frontend_start(lua_State *L)
 {
-    BhFrontendHandle *h = frontend_check(L, 1);
-    GError *err = NULL;
-    if (bh_frontend_start(h, &err) < 0)
-        return bh_lua_error(L, err);
+    frontend_check(L, 1);
+    frontend_start_once(L, frontend_ud(L, 1));
     lua_settop(L, 1);
     return 1;
 }
@@ -117,6 +176,10 @@ static int frontend_stop(lua_State *L)
 static int frontend_uri(lua_State *L)
 {
     BhFrontendHandle *h = frontend_check(L, 1);
+    LuaFrontend *f = frontend_ud(L, 1);
+    if (f->auto_start && !f->started)
+        return luaL_error(L, "%s is not listening yet: export something "
+                          "first (or call :start())", f->label);
     char *uri = bh_frontend_uri(h, luaL_optstring(L, 2, NULL));
     if (uri)
         lua_pushstring(L, uri);
@@ -142,18 +205,33 @@ static int frontend_name(lua_State *L)
     return 1;
 }
 
+/* On the main thread: the callback named for the event gets
+ * fn(details), then the on_event one gets fn(event, details). */
 static void frontend_event(void *data, const char *event,
                            const BhInfo *details)
 {
     LuaFrontend *f = data;
     lua_State *L = f->L;
 
-    if (!L || f->cb_ref == LUA_NOREF)
+    if (!L)
         return;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, f->cb_ref);
-    lua_pushstring(L, event);
-    bh_lua_push_info(L, details);
-    bh_lua_loop_call(L, 2);
+    if (f->named_ref != LUA_NOREF) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, f->named_ref);
+        lua_getfield(L, -1, event);
+        lua_remove(L, -2);
+        if (lua_isfunction(L, -1)) {
+            bh_lua_push_info(L, details);
+            bh_lua_loop_call(L, 1);
+        } else {
+            lua_pop(L, 1);
+        }
+    }
+    if (f->cb_ref != LUA_NOREF) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, f->cb_ref);
+        lua_pushstring(L, event);
+        bh_lua_push_info(L, details);
+        bh_lua_loop_call(L, 2);
+    }
 }
 
 /* h:on_event(fn) -- fn(event, details) on the main thread; nil removes. */
@@ -164,15 +242,14 @@ static int frontend_on_event(lua_State *L)
 
     if (!lua_isnil(L, 2))
         luaL_checktype(L, 2, LUA_TFUNCTION);
+    (void)h;
     luaL_unref(L, LUA_REGISTRYINDEX, f->cb_ref);
     f->cb_ref = LUA_NOREF;
-    if (lua_isnil(L, 2)) {
-        bh_frontend_set_event_cb(h, NULL, NULL);
-        return 0;
+    if (!lua_isnil(L, 2)) {
+        lua_pushvalue(L, 2);
+        f->cb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     }
-    lua_pushvalue(L, 2);
-    f->cb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    bh_frontend_set_event_cb(h, frontend_event, f);
+    frontend_update_events(f);
     return 0;
 }
 
@@ -184,22 +261,28 @@ static int frontend_close(lua_State *L)
 
     f->h = NULL;
     if (h) {
-        if (f->cb_ref != LUA_NOREF)
-            bh_frontend_set_event_cb(h, NULL, NULL);
+        bh_frontend_set_event_cb(h, NULL, NULL);
         bh_frontend_free(h);
     }
     luaL_unref(L, LUA_REGISTRYINDEX, f->cb_ref);
-    f->cb_ref = LUA_NOREF;
+    luaL_unref(L, LUA_REGISTRYINDEX, f->named_ref);
+    f->cb_ref = f->named_ref = LUA_NOREF;
     return 0;
 }
 
 static int frontend_tostring(lua_State *L)
 {
     LuaFrontend *f = frontend_ud(L, 1);
-    if (f->h)
-        lua_pushfstring(L, "blkhost.frontend(%s)", bh_frontend_name(f->h));
+    char *uri = f->h && f->started ? bh_frontend_uri(f->h, NULL) : NULL;
+    if (!f->h)
+        lua_pushfstring(L, "%s(closed)", f->label);
+    else if (uri)
+        lua_pushfstring(L, "%s(%s)", f->label, uri);
+    else if (f->auto_start && !f->started)
+        lua_pushfstring(L, "%s(not started)", f->label);
     else
-        lua_pushliteral(L, "blkhost.frontend(closed)");
+        lua_pushfstring(L, "%s(%s)", f->label, bh_frontend_name(f->h));
+    g_free(uri);
     return 1;
 }
 
