@@ -202,6 +202,33 @@ static int vm_hook_result(BhStream *s, const BhVmsd *vmsd, const char *hook,
     return r;
 }
 
+/* Every field present at version_id, element by element, written to or
+ * read from s: saving and loading walk the table the same way. */
+static int vm_fields(BhStream *s, const BhVmsd *vmsd, void *opaque,
+                     int version_id, bool save, GError **errp)
+{
+    int r;
+    for (const BhVmField *f = vmsd->fields; f && f->name; f++) {
+        if (f->version_id > version_id)
+            continue;
+        uint32_t n;
+        size_t size;
+        if ((r = vm_extent(s, vmsd, f, opaque, &n, &size, errp)) < 0)
+            return r;
+        uint8_t *base = (uint8_t *)opaque + f->offset;
+        for (uint32_t i = 0; i < n; i++) {
+            uint8_t *elem = base + (size_t)i * size;
+            r = save ? vm_put_elem(s, f, elem, size, errp)
+                     : vm_get_elem(s, f, elem, size, errp);
+            if (r < 0) {
+                vm_prefix_field(errp, vmsd, f, i, n);
+                return r;
+            }
+        }
+    }
+    return 0;
+}
+
 static int vm_save(BhStream *s, const BhVmsd *vmsd, void *opaque,
                    int version_id, GError **errp)
 {
@@ -215,22 +242,8 @@ static int vm_save(BhStream *s, const BhVmsd *vmsd, void *opaque,
         if (r < 0)
             return r;
     }
-    for (const BhVmField *f = vmsd->fields; f && f->name; f++) {
-        if (f->version_id > version_id)
-            continue;
-        uint32_t n;
-        size_t size;
-        if ((r = vm_extent(s, vmsd, f, opaque, &n, &size, errp)) < 0)
-            return r;
-        uint8_t *base = (uint8_t *)opaque + f->offset;
-        for (uint32_t i = 0; i < n; i++) {
-            if ((r = vm_put_elem(s, f, base + (size_t)i * size, size,
-                                 errp)) < 0) {
-                vm_prefix_field(errp, vmsd, f, i, n);
-                return r;
-            }
-        }
-    }
+    if ((r = vm_fields(s, vmsd, opaque, version_id, true, errp)) < 0)
+        return r;
     for (const BhVmsd *const *sub = vmsd->subsections; sub && *sub; sub++) {
         const BhVmsd *sd = *sub;
         if (sd->needed && !sd->needed(opaque))
@@ -308,22 +321,8 @@ static int vm_load(BhStream *s, const BhVmsd *vmsd, void *opaque,
         if (r < 0)
             return r;
     }
-    for (const BhVmField *f = vmsd->fields; f && f->name; f++) {
-        if (f->version_id > version_id)
-            continue;
-        uint32_t n;
-        size_t size;
-        if ((r = vm_extent(s, vmsd, f, opaque, &n, &size, errp)) < 0)
-            return r;
-        uint8_t *base = (uint8_t *)opaque + f->offset;
-        for (uint32_t i = 0; i < n; i++) {
-            if ((r = vm_get_elem(s, f, base + (size_t)i * size, size,
-                                 errp)) < 0) {
-                vm_prefix_field(errp, vmsd, f, i, n);
-                return r;
-            }
-        }
-    }
+    if ((r = vm_fields(s, vmsd, opaque, version_id, false, errp)) < 0)
+        return r;
     if ((r = vm_load_subsections(s, vmsd, opaque, errp)) < 0)
         return r;
     if (vmsd->post_load) {
