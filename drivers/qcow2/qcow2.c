@@ -218,13 +218,6 @@ static void qcow2_info(BhNode *bs, BhInfo *info)
     bh_info_add_str(info, "compat", s->version >= 3 ? "1.1" : "0.10");
     bh_info_add_bool(info, "lazy-refcounts",
                      !!(s->compat & QCOW2_COMPAT_LAZY_REFCOUNTS));
-    bh_info_add_int(info, "refcount-bits", s->refcount_bits);
-    if (s->backing_file)
-        bh_info_add_str(info, "backing-filename", s->backing_file);
-    if (s->backing_format)
-        bh_info_add_str(info, "backing-format", s->backing_format);
-    if (s->compression_type)
-        bh_info_add_str(info, "compression-type", "zstd");
     /* Persistent bitmaps as flat keys bitmaps.N.{name,granularity,flags};
      * `blkhost info` turns them into qemu-img's list. */
     for (uint32_t i = 0; i < s->nb_bitmaps &&
@@ -241,6 +234,13 @@ static void qcow2_info(BhNode *bs, BhInfo *info)
                         (int64_t)1 << b->granularity_bits : 0);
         bh_info_add_str(info, kf, flags);
     }
+    bh_info_add_int(info, "refcount-bits", s->refcount_bits);
+    if (s->backing_file)
+        bh_info_add_str(info, "backing-filename", s->backing_file);
+    if (s->backing_format)
+        bh_info_add_str(info, "backing-format", s->backing_format);
+    if (s->compression_type)
+        bh_info_add_str(info, "compression-type", "zstd");
     bh_info_add_int(info, "snapshots", s->nb_snapshots);
     bh_info_add_bool(info, "corrupt", !!(s->incompat & QCOW2_INCOMPAT_CORRUPT));
     bh_info_add_bool(info, "dirty", !!(s->incompat & QCOW2_INCOMPAT_DIRTY));
