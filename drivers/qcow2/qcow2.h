@@ -247,9 +247,9 @@ int qcow2_header_set_incompat(Qcow2State *s, uint64_t bits, bool set,
                               GError **errp);
 int qcow2_prepare_first_write_locked(Qcow2State *s, GError **errp);
 
-/* overlap.c: qcow2_overlap_check returns the QCOW2_OL_* bit of a section
- * that [offset, offset+size) meets (sections in ignore skipped), or 0;
- * it reads nothing.  qcow2_overlap_refuse_locked is what writers call: on
+/* overlap.c, called with s->lock held: qcow2_overlap_check returns the
+ * QCOW2_OL_* bit of a section that [offset, offset+size) meets (sections
+ * in ignore skipped), or 0; it reads nothing.  qcow2_overlap_refuse_locked is what writers call: on
  * a hit it marks the image corrupt and fails with -EIO, naming the image
  * and the section.  qcow2_mark_corrupt_locked sets incompatible bit 1 and
  * prints why on stderr (once per open). */

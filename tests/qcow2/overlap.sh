@@ -16,16 +16,13 @@
 # result is what qemu-img says about any image written by a program that
 # lacks bitmap support; QEMU itself would have kept them up to date.
 source "$SOURCE_ROOT/tests/tap.sh"
+source "$SOURCE_ROOT/tests/qcow2/lib.sh"
 need qemu-img qemu-io cmp
 TOOL=$QCOW2_TOOL
 POKE=$QCOW2_POKE
 
 plan 23
 
-be() { # be IMG OFFSET BYTES: a big-endian field
-    /usr/bin/python3 -c 'import sys
-f = open(sys.argv[1], "rb"); f.seek(int(sys.argv[2])); print(int.from_bytes(f.read(int(sys.argv[3])), "big"))' "$@"
-}
 # only_corrupt_bit A B: B is A with the corrupt bit set, nothing else.
 only_corrupt_bit() {
     /usr/bin/python3 -c 'import sys
@@ -121,12 +118,7 @@ fi
 
 # 3. Through NBD: the client gets EIO, the server keeps running.
 cp "$T/zrb.qcow2" "$T/n.qcow2"
-"$BLKHOST" run "$SOURCE_ROOT/tests/qcow2/serve.lua" "$T/nbd.sock" "$T/n.qcow2" "$T/ready" \
-    >"$T/serve.log" 2>&1 &
-spid=$!
-at_exit "kill $spid 2>/dev/null"
-for i in $(seq 1 200); do [ -s "$T/ready" ] && break; sleep 0.05; done
-uri=$(cat "$T/ready" 2>/dev/null)
+serve_nbd "$T/n.qcow2"
 out=$(qemu-io -f raw -c 'write -P 0x22 1M 4k' "$uri" 2>&1)
 out2=$(qemu-io -f raw -r -c 'read -P 0x11 0 4k' "$uri" 2>&1)
 kill -TERM $spid; wait $spid
@@ -140,19 +132,15 @@ fi
 
 # 4. One section at a time: only its cluster's refcount is 0, so it is
 # the first free cluster and both programs allocate it.
-cp "$G" "$T/l1.qcow2"; zero_refcount "$T/l1.qcow2" $L1
-same_as_qemu "overlap: allocation landing on the active L1 table refused like qemu-io" \
-    "active L1 table" "active L1 table" "$T/l1.qcow2"
-cp "$G" "$T/l2.qcow2"; zero_refcount "$T/l2.qcow2" $L2
-same_as_qemu "overlap: allocation landing on an active L2 table refused like qemu-io" \
-    "active L2 table" "active L2 table" "$T/l2.qcow2"
-cp "$G" "$T/rb.qcow2"; zero_refcount "$T/rb.qcow2" $RB
-same_as_qemu "overlap: allocation landing on the refcount block refused like qemu-io" \
-    "refcount block" "refcount block" "$T/rb.qcow2"
-cp "$G" "$T/rt.qcow2"; zero_refcount "$T/rt.qcow2" $RT
-same_as_qemu "overlap: allocation landing on the refcount table refused like qemu-io" \
-    "refcount table" "refcount table" "$T/rt.qcow2"
-
+for c in "L1:$L1:the active L1 table:active L1 table" \
+         "L2:$L2:an active L2 table:active L2 table" \
+         "RB:$RB:the refcount block:refcount block" \
+         "RT:$RT:the refcount table:refcount table"; do
+    IFS=: read -r tag off desc sec <<< "$c"
+    cp "$G" "$T/$tag.qcow2"; zero_refcount "$T/$tag.qcow2" "$off"
+    same_as_qemu "overlap: allocation landing on $desc refused like qemu-io" \
+        "$sec" "$sec" "$T/$tag.qcow2"
+done
 # Snapshot table and inactive L1: a snapshot, its clusters then zeroed.
 cp "$G" "$T/sn.qcow2"
 qemu-img snapshot -c s1 "$T/sn.qcow2"
