@@ -4,7 +4,9 @@
 -- The image is opened read-only.  --partitions prints its partition table
 -- instead (blkhost.parttable does the formatting).  The text output follows qemu-img info's
 -- layout and the JSON output its key names ("filename", "format",
--- "virtual-size", "actual-size", then the driver's own keys).
+-- "virtual-size", "actual-size", then the driver's own keys).  qcow2
+-- persistent bitmaps print as qemu-img's "bitmaps:" list, and the JSON of
+-- a qcow2 image also carries qemu-img's "format-specific" object.
 
 local bh = require "blkhost"
 local cli = require "blkhost.cli"
