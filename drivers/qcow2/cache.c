@@ -69,13 +69,12 @@ static int cache_write_slot(Qcow2Cache *c, size_t i, GError **errp)
     Qcow2State *s = c->s;
     unsigned self = c == s->l2_cache ? QCOW2_OL_ACTIVE_L2 :
                     QCOW2_OL_REFCOUNT_BLOCK;
-    g_autofree char *what = g_strdup_printf("a cached %s", c->what);
     int ret;
 
     /* Last line of defence against writing a table over other metadata
      * because of a corrupt pointer or refcount (overlap.c). */
     ret = qcow2_overlap_refuse_locked(s, self, c->slots[i].offset,
-                                      s->cluster_size, what, errp);
+                                      s->cluster_size, c->what, errp);
     if (ret < 0)
         return ret;
     ret = bh_node_pwrite(s->file, slot_data(c, i), c->slots[i].offset,

@@ -207,8 +207,8 @@ static int write_l1_entry(Qcow2State *s, uint64_t l1_index, uint64_t v,
         ret = bh_node_pwrite(s->file, be, s->l1_offset + l1_index * 8, 8, 0,
                              errp);
     if (ret == 0) {
+        qcow2_overlap_entry_set(s, true, s->l1[l1_index], v);
         s->l1[l1_index] = v;
-        qcow2_overlap_entry_set(s, true, l1_index);
     }
     return ret;
 }

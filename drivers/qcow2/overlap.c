@@ -14,14 +14,17 @@
  * keeps in memory, so a check reads nothing.  Inactive L2 tables (those of
  * snapshots) would need their L1 tables read and are not checked.
  *
- * Cost: the active L1 table and the refcount table are scanned up to their
- * last used entry, remembered per table and recomputed only when the table
- * itself is replaced (snapshot apply, refcount rebuild, table growth).
+ * Cost: L2 tables and refcount blocks are found by binary search in sorted
+ * copies of the L1 and refcount table entries.  A copy is rebuilt when its
+ * table is replaced (snapshot apply, refcount rebuild, table growth: a new
+ * array, offset or size) and updated when one entry changes in place
+ * (qcow2_overlap_entry_set, called by cluster.c and refcount.c).
  */
 #include "qcow2.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdlib.h>
 
 static const char *const overlap_names[] = {
     "header",
@@ -48,39 +51,116 @@ static bool overlap_meets(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
     return alen && blen && a < b + blen && b < a + alen;
 }
 
-/* How many leading entries of table may be non-zero; cached while the
- * table stays the same array at the same offset with the same size. */
-static uint64_t overlap_used(Qcow2OverlapUsed *u, const uint64_t *table,
-                             uint64_t offset, uint64_t size)
+static int overlap_cmp(const void *a, const void *b)
 {
-    if (u->table != table || u->offset != offset || u->size != size) {
-        uint64_t n = size;
-        while (n && !table[n - 1])
-            n--;
-        u->table = table;
-        u->offset = offset;
-        u->size = size;
-        u->used = n;
-    }
-    return u->used;
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
 }
 
-void qcow2_overlap_entry_set(Qcow2State *s, bool l1, uint64_t index)
+/* Index of the first sorted entry >= v. */
+static uint64_t overlap_lower_bound(const Qcow2OverlapIndex *ix, uint64_t v)
 {
-    Qcow2OverlapUsed *u = l1 ? &s->ol_l1 : &s->ol_reftable;
-    const uint64_t *table = l1 ? s->l1 : s->reftable;
+    uint64_t lo = 0, hi = ix->n;
 
-    /* Only raise the bound of the table we know; any other array gets a
-     * full scan at the next check anyway. */
-    if (u->table == table && index + 1 > u->used)
-        u->used = index + 1;
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        if (ix->sorted[mid] < v)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static void overlap_index_sync(Qcow2OverlapIndex *ix, const uint64_t *table,
+                               uint64_t offset, uint64_t size, uint64_t mask)
+{
+    if (ix->valid && ix->table == table && ix->offset == offset &&
+        ix->size == size)
+        return;
+    ix->n = 0;
+    for (uint64_t i = 0; i < size; i++) {
+        uint64_t off = table[i] & mask;
+        if (!off)
+            continue;
+        if (ix->n == ix->cap) {
+            ix->cap = MAX(ix->cap * 2, 64);
+            ix->sorted = g_renew(uint64_t, ix->sorted, ix->cap);
+        }
+        ix->sorted[ix->n++] = off;
+    }
+    qsort(ix->sorted, ix->n, sizeof(uint64_t), overlap_cmp);
+    ix->table = table;
+    ix->offset = offset;
+    ix->size = size;
+    ix->valid = true;
+}
+
+/* Whether a cluster-sized table in the index meets [offset, offset+size). */
+static bool overlap_index_meets(const Qcow2OverlapIndex *ix, uint64_t offset,
+                                uint64_t size, uint64_t cs)
+{
+    uint64_t i = overlap_lower_bound(ix, offset >= cs ? offset - cs + 1 : 0);
+    return i < ix->n && ix->sorted[i] < offset + size;
+}
+
+/* One entry of the live table changed from old_entry to new_entry (masked
+ * offsets; 0 means none).  Duplicates are kept, as a corrupt table may
+ * point twice at one cluster. */
+static void overlap_index_update(Qcow2OverlapIndex *ix, uint64_t old_off,
+                                 uint64_t new_off)
+{
+    uint64_t i;
+
+    if (!ix->valid || old_off == new_off)
+        return;
+    if (old_off) {
+        i = overlap_lower_bound(ix, old_off);
+        if (i == ix->n || ix->sorted[i] != old_off) {
+            ix->valid = false;      /* out of step: rebuild at next use */
+            return;
+        }
+        memmove(ix->sorted + i, ix->sorted + i + 1,
+                (ix->n - i - 1) * sizeof(uint64_t));
+        ix->n--;
+    }
+    if (new_off) {
+        if (ix->n == ix->cap) {
+            ix->cap = MAX(ix->cap * 2, 64);
+            ix->sorted = g_renew(uint64_t, ix->sorted, ix->cap);
+        }
+        i = overlap_lower_bound(ix, new_off);
+        memmove(ix->sorted + i + 1, ix->sorted + i,
+                (ix->n - i) * sizeof(uint64_t));
+        ix->sorted[i] = new_off;
+        ix->n++;
+    }
+}
+
+/* Called by whoever changes one entry of the active L1 table (l1) or of
+ * the refcount table in place; replacing a whole table needs no call. */
+void qcow2_overlap_entry_set(Qcow2State *s, bool l1, uint64_t old_entry,
+                             uint64_t new_entry)
+{
+    if (l1)
+        overlap_index_update(&s->ol_l2, old_entry & L1E_OFFSET_MASK,
+                             new_entry & L1E_OFFSET_MASK);
+    else
+        overlap_index_update(&s->ol_rb, old_entry & REFT_OFFSET_MASK,
+                             new_entry & REFT_OFFSET_MASK);
+}
+
+void qcow2_overlap_free(Qcow2State *s)
+{
+    g_clear_pointer(&s->ol_l2.sorted, g_free);
+    g_clear_pointer(&s->ol_rb.sorted, g_free);
 }
 
 int qcow2_overlap_check(Qcow2State *s, unsigned ignore, uint64_t offset,
                         uint64_t size)
 {
     unsigned chk = QCOW2_OL_CACHED & ~ignore;
-    uint64_t cs = s->cluster_size, n;
+    uint64_t cs = s->cluster_size;
 
     if (!size)
         return 0;
@@ -110,23 +190,18 @@ int qcow2_overlap_check(Qcow2State *s, unsigned ignore, uint64_t offset,
                                              * 8, cs)))
                 return QCOW2_OL_INACTIVE_L1;
     }
-    /* Table entries are cluster aligned: compare whole clusters. */
+    /* L2 tables and refcount blocks are one cluster each. */
     if ((chk & QCOW2_OL_ACTIVE_L2) && s->l1) {
-        n = overlap_used(&s->ol_l1, s->l1, s->l1_offset, s->l1_size);
-        for (uint64_t i = 0; i < n; i++) {
-            uint64_t off = s->l1[i] & L1E_OFFSET_MASK;
-            if (off && overlap_meets(offset, size, off, cs))
-                return QCOW2_OL_ACTIVE_L2;
-        }
+        overlap_index_sync(&s->ol_l2, s->l1, s->l1_offset, s->l1_size,
+                           L1E_OFFSET_MASK);
+        if (overlap_index_meets(&s->ol_l2, offset, size, cs))
+            return QCOW2_OL_ACTIVE_L2;
     }
     if ((chk & QCOW2_OL_REFCOUNT_BLOCK) && s->reftable) {
-        n = overlap_used(&s->ol_reftable, s->reftable, s->reftable_offset,
-                         s->reftable_size);
-        for (uint64_t i = 0; i < n; i++) {
-            uint64_t off = s->reftable[i] & REFT_OFFSET_MASK;
-            if (off && overlap_meets(offset, size, off, cs))
-                return QCOW2_OL_REFCOUNT_BLOCK;
-        }
+        overlap_index_sync(&s->ol_rb, s->reftable, s->reftable_offset,
+                           s->reftable_size, REFT_OFFSET_MASK);
+        if (overlap_index_meets(&s->ol_rb, offset, size, cs))
+            return QCOW2_OL_REFCOUNT_BLOCK;
     }
     return 0;
 }

@@ -28,6 +28,7 @@ static void qcow2_state_free(Qcow2State *s)
     }
     g_free(s->snapshots);
     qcow2_bitmaps_free(s);
+    qcow2_overlap_free(s);
     g_free(s->backing_file);
     g_free(s->backing_format);
     g_free(s->data_file_name);

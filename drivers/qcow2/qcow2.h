@@ -114,12 +114,16 @@ typedef struct Qcow2Bitmap {
     uint32_t flags;               /* bit 0 in use, 1 auto */
 } Qcow2Bitmap;
 
-/* Up to which entry a table (active L1, refcount table) is in use, so that
- * overlap checks scan no further; see overlap.c. */
-typedef struct Qcow2OverlapUsed {
-    const uint64_t *table;
-    uint64_t offset, size, used;
-} Qcow2OverlapUsed;
+/* The cluster offsets a table (active L1, refcount table) points at,
+ * sorted, for overlap checks by binary search; rebuilt whenever the table
+ * array, its offset or its size differ from the key (see overlap.c). */
+typedef struct Qcow2OverlapIndex {
+    const uint64_t *table;        /* key */
+    uint64_t offset, size;        /* key */
+    bool valid;
+    uint64_t *sorted;
+    uint64_t n, cap;
+} Qcow2OverlapIndex;
 
 typedef struct Qcow2Cache Qcow2Cache;
 typedef struct Qcow2State Qcow2State;
@@ -207,7 +211,7 @@ struct Qcow2State {
     Qcow2Bitmap *bitmaps;
 
     /* overlap.c */
-    Qcow2OverlapUsed ol_l1, ol_reftable;
+    Qcow2OverlapIndex ol_l2, ol_rb;
     bool corrupt_reported;        /* the stderr message is printed once */
 };
 
@@ -260,7 +264,9 @@ int qcow2_overlap_refuse_locked(Qcow2State *s, unsigned ignore,
                                 const char *what, GError **errp);
 int qcow2_mark_corrupt_locked(Qcow2State *s, const char *why);
 const char *qcow2_overlap_name(int section);
-void qcow2_overlap_entry_set(Qcow2State *s, bool l1, uint64_t index);
+void qcow2_overlap_entry_set(Qcow2State *s, bool l1, uint64_t old_entry,
+                             uint64_t new_entry);
+void qcow2_overlap_free(Qcow2State *s);
 const char *qcow2_metadata_overlap(Qcow2State *s, uint64_t offset,
                                    uint64_t bytes);
 

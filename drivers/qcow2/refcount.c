@@ -240,8 +240,8 @@ static int create_refblock_locked(Qcow2State *s, uint64_t rt_index,
         ret = write_reftable_entry(s, rt_index, off, errp);
     if (ret < 0)
         return ret;
+    qcow2_overlap_entry_set(s, false, s->reftable[rt_index], off);
     s->reftable[rt_index] = off;
-    qcow2_overlap_entry_set(s, false, rt_index);
     return 0;
 }
 
