@@ -98,21 +98,6 @@ static int commit_walk_l2(Commit *c, uint64_t l2_off, int64_t delta,
     return ret;
 }
 
-static int commit_read_l1(Qcow2State *s, uint64_t off, uint32_t n,
-                          uint64_t **out, GError **errp)
-{
-    uint64_t *t = g_new0(uint64_t, n ? n : 1);
-    int ret = n ? bh_node_pread(s->file, t, off, (size_t)n * 8, 0, errp) : 0;
-    if (ret < 0) {
-        g_free(t);
-        return ret;
-    }
-    for (uint32_t i = 0; i < n; i++)
-        t[i] = GUINT64_FROM_BE(t[i]);
-    *out = t;
-    return 0;
-}
-
 /* Add delta to the refcounts of a snapshot's L1 table and its paths. */
 static int commit_walk_snapshot(Commit *c, uint64_t off, uint32_t n,
                                 int64_t delta, GError **errp)
@@ -123,7 +108,7 @@ static int commit_walk_snapshot(Commit *c, uint64_t off, uint32_t n,
     if (ret == 0)
         ret = qcow2_new_refs_add(c->refs, off, (uint64_t)n * 8, delta, errp);
     if (ret == 0)
-        ret = commit_read_l1(c->s, off, n, &l1, errp);
+        ret = qcow2_snapshot_read_l1(c->s, off, n, &l1, errp);
     for (uint32_t i = 0; ret == 0 && i < n; i++) {
         if (!(l1[i] & L1E_OFFSET_MASK))
             continue;

@@ -144,15 +144,12 @@ int qcow2_new_refs_add(Qcow2NewRefs *r, uint64_t offset, uint64_t bytes,
                        int64_t delta, GError **errp)
 {
     Qcow2State *s = r->s;
-    uint64_t mask = (1ull << s->rb_bits) - 1, first, last, v;
+    uint64_t mask = (1ull << s->rb_bits) - 1, end = offset + bytes, v;
     RefBlock *b;
     int ret;
 
-    if (!bytes)
-        return 0;
-    first = offset >> s->cluster_bits;
-    last = (offset + bytes - 1) >> s->cluster_bits;
-    for (uint64_t c = first; c <= last; c++) {
+    for (uint64_t c = offset >> s->cluster_bits; c << s->cluster_bits < end;
+         c++) {
         ret = refs_block_get(r, c >> s->rb_bits, &b, errp);
         if (ret < 0)
             return ret;

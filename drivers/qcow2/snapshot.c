@@ -22,8 +22,8 @@ static Qcow2State *state(BhNode *bs)
     return bh_node_get_opaque(bs);
 }
 
-static int read_l1(Qcow2State *s, uint64_t offset, uint32_t n,
-                   uint64_t **out, GError **errp)
+int qcow2_snapshot_read_l1(Qcow2State *s, uint64_t offset, uint32_t n,
+                           uint64_t **out, GError **errp)
 {
     uint64_t *t = g_new0(uint64_t, n ? n : 1);
     int ret = n ? bh_node_pread(s->file, t, offset, (size_t)n * 8, 0, errp)
@@ -230,7 +230,7 @@ int qcow2_snapshot_apply(BhNode *bs, const char *id_or_name, GError **errp)
         goto out;
     }
     n = MAX(need, e->l1_size);
-    ret = read_l1(s, e->l1_offset, e->l1_size, &l1, errp);
+    ret = qcow2_snapshot_read_l1(s, e->l1_offset, e->l1_size, &l1, errp);
     if (ret < 0)
         goto out;
     l1 = g_renew(uint64_t, l1, MAX(n, 1));
@@ -267,7 +267,7 @@ int qcow2_snapshot_open_option(Qcow2State *s, BhOpts *opts, GError **errp)
         return i;
     }
     e = &g_array_index(t, Qcow2SnEntry, i);
-    ret = read_l1(s, e->l1_offset, e->l1_size, &l1, errp);
+    ret = qcow2_snapshot_read_l1(s, e->l1_offset, e->l1_size, &l1, errp);
     if (ret == 0) {
         uint64_t per_l1 = s->cluster_size * s->l2_entries;
         if (e->disk_size > INT64_MAX ||

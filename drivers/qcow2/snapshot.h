@@ -66,6 +66,9 @@ uint64_t qcow2_new_refs_table_offset(Qcow2NewRefs *r, uint32_t *clusters);
 uint64_t qcow2_new_refs_reclaim(Qcow2NewRefs *r);
 
 /* snapshot.c */
+/* An L1 table of n entries at offset, host endian (free with g_free). */
+int qcow2_snapshot_read_l1(Qcow2State *s, uint64_t offset, uint32_t n,
+                           uint64_t **out, GError **errp);
 int qcow2_snapshot_list(BhNode *bs, GPtrArray *out, GError **errp);
 int qcow2_snapshot_create(BhNode *bs, BhSnapshotInfo *info, GError **errp);
 int qcow2_snapshot_apply(BhNode *bs, const char *id_or_name, GError **errp);
