@@ -6,7 +6,7 @@
 # compares: qemu-img check clean, same guest data, file size and `du`.
 . "$SOURCE_ROOT/tests/tap.sh"
 . "$SOURCE_ROOT/tests/snapshot/lib.sh"
-plan 16
+plan 18
 
 kib() { du -k "$1" | cut -f1; }
 iend() { qemu-img check "$1" 2>/dev/null | sed -n 's/Image end offset: //p'; }
@@ -33,6 +33,17 @@ qclean "100 cycles: qemu-img check clean (no error, no leak)" "$A"
 [ $(( $(iend "$A") - $(iend "$Q") )) -le $((2 << 20)) ] && ok "100 cycles: image end at most 2 MiB past qemu-img's" || not_ok "image end $(iend "$A") against qemu-img's $(iend "$Q")"
 same "100 cycles: guest data identical to qemu-img's copy" "$A" "$Q"
 rm -f "$A" "$Q"
+
+# ---- discard=unmap: what only the old state used is punched out ----
+A=$T/u.qcow2
+qemu-img create -q -f qcow2 -o preallocation=metadata "$A" 1G
+before=$(kib "$A")
+out=$(blua 'local i = bh.open(arg[1], {discard = "unmap"})
+for n = 1, 100 do i:snapshot_create("s"); i:snapshot_delete("s") end' "$A") || diag "$out"
+growth=$(( $(kib "$A") - before ))
+[ $growth -le 256 ] && ok "discard=unmap: 100 cycles in one process, freed clusters punched: du grows by $growth KiB (at most 256)" || not_ok "discard=unmap: du grows by $growth KiB"
+qclean "discard=unmap: qemu-img check clean" "$A"
+rm -f "$A"
 
 # ---- apply: data only the active image held is freed; the free end is cut ----
 A=$T/b.qcow2 Q=$T/bq.qcow2
