@@ -41,83 +41,8 @@
 typedef struct {
     Qcow2State *s;
     Qcow2NewRefs *refs;
-    uint64_t flen;         /* the file's length before the commit */
     uint8_t *l2;           /* one L2 table */
 } Commit;
-
-/* A reference the committed state holds must lie inside the file. */
-static int commit_check_range(Commit *c, const char *what, uint64_t offset,
-                              uint64_t bytes, GError **errp)
-{
-    if (offset + bytes > c->flen || offset + bytes < offset)
-        return bh_error_set(errp, EIO, "qcow2: %s at 0x%" PRIx64 " lies "
-                            "past the end of the file", what, offset);
-    return 0;
-}
-
-static int commit_check_l1e(Commit *c, uint64_t i, uint64_t e, GError **errp)
-{
-    uint64_t off = e & L1E_OFFSET_MASK;
-    if ((e & L1E_RESERVED) || (off & (c->s->cluster_size - 1)) ||
-        off + c->s->cluster_size > c->flen)
-        return bh_error_set(errp, EIO, "qcow2: L1 entry %" PRIu64 " (0x%"
-                            PRIx64 ") is invalid (reserved bits, unaligned, or"
-                            " past the end of the file)", i, e);
-    return 0;
-}
-
-/* Add delta to the refcounts of an L2 table and of what it points to. */
-static int commit_walk_l2(Commit *c, uint64_t l2_off, int64_t delta,
-                          GError **errp)
-{
-    Qcow2State *s = c->s;
-    const uint64_t *t = (const uint64_t *)c->l2;
-    int ret = qcow2_new_refs_add(c->refs, l2_off, s->cluster_size, delta,
-                                 errp);
-
-    if (ret == 0)
-        ret = bh_node_pread(s->file, c->l2, l2_off, s->cluster_size, 0, errp);
-    for (uint64_t j = 0; ret == 0 && j < s->l2_entries; j++) {
-        uint64_t e = GUINT64_FROM_BE(t[j]), start, bytes;
-        switch (qcow2_entry_type(s, e)) {
-        case QCOW2_NORMAL:
-        case QCOW2_ZERO_ALLOC:
-            start = e & L2E_OFFSET_MASK;
-            bytes = s->cluster_size;
-            break;
-        case QCOW2_COMPRESSED:
-            start = qcow2_compressed_range(s, e, &bytes);
-            break;
-        default:
-            continue;
-        }
-        ret = commit_check_range(c, "a data cluster", start, bytes, errp);
-        if (ret == 0)
-            ret = qcow2_new_refs_add(c->refs, start, bytes, delta, errp);
-    }
-    return ret;
-}
-
-/* Add delta to the refcounts of a snapshot's L1 table and its paths. */
-static int commit_walk_snapshot(Commit *c, uint64_t off, uint32_t n,
-                                int64_t delta, GError **errp)
-{
-    g_autofree uint64_t *l1 = NULL;
-    int ret = commit_check_range(c, "a snapshot L1 table", off,
-                                 (uint64_t)n * 8, errp);
-    if (ret == 0)
-        ret = qcow2_new_refs_add(c->refs, off, (uint64_t)n * 8, delta, errp);
-    if (ret == 0)
-        ret = qcow2_snapshot_read_l1(c->s, off, n, &l1, errp);
-    for (uint32_t i = 0; ret == 0 && i < n; i++) {
-        if (!(l1[i] & L1E_OFFSET_MASK))
-            continue;
-        ret = commit_check_l1e(c, i, l1[i], errp);
-        if (ret == 0)
-            ret = commit_walk_l2(c, l1[i] & L1E_OFFSET_MASK, delta, errp);
-    }
-    return ret;
-}
 
 /*
  * Step 2.  Removals first, then additions, so that no count passes
@@ -153,9 +78,9 @@ static int commit_count(Commit *c, const uint64_t *src_l1, uint64_t l1_n,
         uint64_t o = i < s->l1_size ? s->l1[i] : 0;
         uint64_t n = i < l1_n ? src_l1[i] : 0;
         if (o & L1E_OFFSET_MASK)
-            ret = commit_check_l1e(c, i, o, errp);
+            ret = qcow2_new_refs_check_l1e(c->refs, i, o, errp);
         if (ret == 0 && (n & L1E_OFFSET_MASK))
-            ret = commit_check_l1e(c, i, n, errp);
+            ret = qcow2_new_refs_check_l1e(c->refs, i, n, errp);
         if (ret < 0)
             return ret;
     }
@@ -163,15 +88,16 @@ static int commit_count(Commit *c, const uint64_t *src_l1, uint64_t l1_n,
     /* Take off. */
     for (uint32_t j = 0; ret == 0 && j < s->nb_snapshots; j++)
         if (!stays[j])
-            ret = commit_walk_snapshot(c, s->snapshots[j].l1_offset,
-                                       s->snapshots[j].l1_size, -1, errp);
+            ret = qcow2_new_refs_count_l1(c->refs, s->snapshots[j].l1_offset,
+                                          s->snapshots[j].l1_size, NULL, -1,
+                                          errp);
     if (ret == 0 && !taken_over) {
         ret = qcow2_new_refs_add(c->refs, s->l1_offset,
                                  (uint64_t)s->l1_size * 8, -1, errp);
         for (uint64_t i = 0; ret == 0 && i < s->l1_size; i++) {
             uint64_t o = s->l1[i] & L1E_OFFSET_MASK;
             if (o && (i >= l1_n || (src_l1[i] & L1E_OFFSET_MASK) != o))
-                ret = commit_walk_l2(c, o, -1, errp);
+                ret = qcow2_new_refs_count_l2(c->refs, o, -1, errp);
         }
     }
 
@@ -179,13 +105,14 @@ static int commit_count(Commit *c, const uint64_t *src_l1, uint64_t l1_n,
     for (guint i = 0; ret == 0 && i < t->len; i++)
         if (added[i]) {
             Qcow2SnEntry *e = &g_array_index(t, Qcow2SnEntry, i);
-            ret = commit_walk_snapshot(c, e->l1_offset, e->l1_size, 1, errp);
+            ret = qcow2_new_refs_count_l1(c->refs, e->l1_offset, e->l1_size,
+                                          NULL, 1, errp);
         }
     for (uint64_t i = 0; ret == 0 && i < l1_n; i++) {
         uint64_t n = src_l1[i] & L1E_OFFSET_MASK;
         if (n && (taken_over || i >= s->l1_size ||
                   (s->l1[i] & L1E_OFFSET_MASK) != n))
-            ret = commit_walk_l2(c, n, 1, errp);
+            ret = qcow2_new_refs_count_l2(c->refs, n, 1, errp);
     }
     return ret;
 }
@@ -255,11 +182,10 @@ int qcow2_snapshot_commit_locked(Qcow2State *s, const uint64_t *src_l1,
                                  GError **errp)
 {
     uint64_t cs = s->cluster_size, l1_clusters, tbl_clusters, tbl_bytes;
-    uint64_t l1_at = 0, tbl_at = 0, rt_entries = 0, rt_at, lowest;
+    uint64_t l1_at = 0, tbl_at = 0, rt_at, lowest;
     uint32_t rt_clusters;
     int64_t flen_s = bh_node_size(s->file), at;
     g_autofree uint64_t *new_l1 = NULL;
-    g_autofree uint64_t *rt = NULL;
     g_autofree uint8_t *l2 = NULL;
     g_autoptr(GByteArray) tbl = NULL;
     g_autoptr(Qcow2NewRefs) refs = NULL;
@@ -288,10 +214,10 @@ int qcow2_snapshot_commit_locked(Qcow2State *s, const uint64_t *src_l1,
     l1_clusters = qcow2_align_up(l1_n * 8, cs) / cs;   /* 0 for size 0 */
     tbl_clusters = t->len ? qcow2_align_up(tbl->len, cs) / cs : 0;
 
-    refs = qcow2_new_refs_new(s);
+    refs = qcow2_new_refs_new(s, false);
     l2 = g_malloc(cs);
     new_l1 = g_new0(uint64_t, MAX(l1_n, 1));
-    c = (Commit){ s, refs, (uint64_t)flen_s, l2 };
+    c = (Commit){ s, refs, l2 };
 
     /* Steps 2-4 write only clusters free in the committed refcounts. */
     ret = commit_count(&c, src_l1, l1_n, t, errp);
@@ -328,7 +254,7 @@ int qcow2_snapshot_commit_locked(Qcow2State *s, const uint64_t *src_l1,
         ret = bh_node_pwrite(s->file, tbl->data, tbl_at, tbl->len, 0, errp);
     }
     if (ret == 0)
-        ret = qcow2_new_refs_write(refs, &rt, &rt_entries, errp);
+        ret = qcow2_new_refs_write(refs, errp);
     if (ret == 0)
         ret = bh_node_flush(s->file, errp);
     if (ret < 0)
@@ -349,14 +275,8 @@ int qcow2_snapshot_commit_locked(Qcow2State *s, const uint64_t *src_l1,
         return ret;  /* the switch may be on disk: keep what it points to */
 
     /* Step 6, then the new state in memory. */
-    lowest = qcow2_new_refs_reclaim(refs);
+    lowest = qcow2_new_refs_switched(refs);
     qcow2_cache_forget_all(s->l2_cache);
-    qcow2_cache_forget_all(s->rb_cache);
-    g_free(s->reftable);
-    s->reftable = g_steal_pointer(&rt);
-    s->reftable_size = rt_entries;
-    s->reftable_offset = rt_at;
-    s->reftable_clusters = rt_clusters;
     g_free(s->l1);
     s->l1 = g_steal_pointer(&new_l1);
     s->l1_size = (uint32_t)l1_n;
@@ -367,9 +287,6 @@ int qcow2_snapshot_commit_locked(Qcow2State *s, const uint64_t *src_l1,
     return 0;
 
 fail:
-    /* What was written lies in clusters the image does not use; give back
-     * what went past the old end. */
-    if (bh_node_size(s->file) > flen_s)
-        bh_node_truncate(s->file, (uint64_t)flen_s, NULL);
+    qcow2_new_refs_abandon(refs);
     return ret;
 }

@@ -14,6 +14,12 @@
  * qcow2_new_refs_reclaim punches out what only the old state used and cuts
  * the free tail off the file.
  *
+ * The refcount rebuild of a dirty image (rebuild.c) uses the same
+ * machinery from scratch: every count starts at 0 instead of the committed
+ * value (those may lag behind the tables), a cluster is free when nothing
+ * counted uses it and it holds no committed refcount structure, and the new
+ * table points at new blocks only.
+ *
  * Memory: one cluster per refcount block that changes plus one scratch
  * block.  At 1 TiB with 64 KiB clusters and 16-bit refcounts that is at
  * most 32 MiB (every block changes when a snapshot of a fully allocated
@@ -33,6 +39,10 @@ typedef struct {
 
 struct Qcow2NewRefs {
     Qcow2State *s;
+    bool scratch;          /* counting from 0, not from the committed */
+    GHashTable *old_meta;  /* scratch: clusters of the committed structure */
+    uint64_t flen;         /* the file's length at the start */
+    uint8_t *l2;           /* one L2 table, for the counting walks */
     GHashTable *blocks;    /* index -> RefBlock* */
     RefBlock *last;        /* the last one looked up */
     GPtrArray *unplaced;   /* RefBlock* without a new cluster yet */
@@ -40,6 +50,7 @@ struct Qcow2NewRefs {
     uint64_t top;          /* highest block index touched + 1 */
     uint64_t rt_offset;    /* the new refcount table */
     uint64_t rt_clusters;
+    uint64_t *rt;          /* its entries (host endian), once written */
     uint8_t *old;          /* one committed block ... */
     uint64_t old_index;    /* ... this one (UINT64_MAX: none) */
 };
@@ -51,10 +62,27 @@ static void refs_block_free(gpointer p)
     g_free(b);
 }
 
-Qcow2NewRefs *qcow2_new_refs_new(Qcow2State *s)
+Qcow2NewRefs *qcow2_new_refs_new(Qcow2State *s, bool from_scratch)
 {
     Qcow2NewRefs *r = g_new0(Qcow2NewRefs, 1);
+    int64_t flen = bh_node_size(s->file);
+
     r->s = s;
+    r->scratch = from_scratch;
+    r->flen = flen > 0 ? (uint64_t)flen : 0;
+    r->l2 = g_malloc(s->cluster_size);
+    r->old_meta = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free,
+                                        NULL);
+    if (from_scratch) {
+        uint64_t first = s->reftable_offset >> s->cluster_bits;
+        for (uint64_t c = first; c < first + s->reftable_clusters; c++)
+            g_hash_table_add(r->old_meta, g_memdup2(&c, 8));
+        for (uint64_t i = 0; i < s->reftable_size; i++) {
+            uint64_t c = (s->reftable[i] & REFT_OFFSET_MASK) >> s->cluster_bits;
+            if (c)
+                g_hash_table_add(r->old_meta, g_memdup2(&c, 8));
+        }
+    }
     r->blocks = g_hash_table_new_full(g_int64_hash, g_int64_equal, NULL,
                                       refs_block_free);
     r->unplaced = g_ptr_array_new();
@@ -70,6 +98,9 @@ void qcow2_new_refs_free(Qcow2NewRefs *r)
         return;
     g_ptr_array_free(r->unplaced, TRUE);
     g_hash_table_destroy(r->blocks);
+    g_hash_table_destroy(r->old_meta);
+    g_free(r->rt);
+    g_free(r->l2);
     g_free(r->old);
     g_free(r);
 }
@@ -130,7 +161,8 @@ static int refs_block_get(Qcow2NewRefs *r, uint64_t index, RefBlock **out,
     b = g_new0(RefBlock, 1);
     b->index = index;
     b->old_off = old ? s->reftable[index] : 0;
-    b->buf = old ? g_memdup2(old, s->cluster_size) : g_malloc0(s->cluster_size);
+    b->buf = old && !r->scratch ? g_memdup2(old, s->cluster_size)
+                                : g_malloc0(s->cluster_size);
     g_hash_table_insert(r->blocks, &b->index, b);
     g_ptr_array_add(r->unplaced, b);
     r->top = MAX(r->top, index + 1);
@@ -184,9 +216,86 @@ int qcow2_new_refs_get(Qcow2NewRefs *r, uint64_t cluster, uint64_t *v,
         return 0;
     }
     *v = 0;
+    if (r->scratch)
+        return 0;
     ret = refs_old_block(r, cluster >> s->rb_bits, &old, errp);
     if (ret == 0 && old)
         qcow2_rb_get(s, old, i, v);
+    return ret;
+}
+
+/* A reference the committed state holds must lie inside the file. */
+static int refs_check_range(Qcow2NewRefs *r, const char *what,
+                            uint64_t offset, uint64_t bytes, GError **errp)
+{
+    if (offset + bytes > r->flen || offset + bytes < offset)
+        return bh_error_set(errp, EIO, "qcow2: %s at 0x%" PRIx64 " lies "
+                            "past the end of the file", what, offset);
+    return 0;
+}
+
+int qcow2_new_refs_check_l1e(Qcow2NewRefs *r, uint64_t i, uint64_t e,
+                             GError **errp)
+{
+    uint64_t off = e & L1E_OFFSET_MASK;
+    if ((e & L1E_RESERVED) || (off & (r->s->cluster_size - 1)) ||
+        off + r->s->cluster_size > r->flen)
+        return bh_error_set(errp, EIO, "qcow2: L1 entry %" PRIu64 " (0x%"
+                            PRIx64 ") is invalid (reserved bits, unaligned, or"
+                            " past the end of the file)", i, e);
+    return 0;
+}
+
+int qcow2_new_refs_count_l2(Qcow2NewRefs *r, uint64_t l2_off, int64_t delta,
+                            GError **errp)
+{
+    Qcow2State *s = r->s;
+    const uint64_t *t = (const uint64_t *)r->l2;
+    int ret = qcow2_new_refs_add(r, l2_off, s->cluster_size, delta, errp);
+
+    if (ret == 0)
+        ret = bh_node_pread(s->file, r->l2, l2_off, s->cluster_size, 0, errp);
+    for (uint64_t j = 0; ret == 0 && j < s->l2_entries; j++) {
+        uint64_t e = GUINT64_FROM_BE(t[j]), start, bytes;
+        switch (qcow2_entry_type(s, e)) {
+        case QCOW2_NORMAL:
+        case QCOW2_ZERO_ALLOC:
+            start = e & L2E_OFFSET_MASK;
+            bytes = s->cluster_size;
+            break;
+        case QCOW2_COMPRESSED:
+            start = qcow2_compressed_range(s, e, &bytes);
+            break;
+        default:
+            continue;
+        }
+        ret = refs_check_range(r, "a data cluster", start, bytes, errp);
+        if (ret == 0)
+            ret = qcow2_new_refs_add(r, start, bytes, delta, errp);
+    }
+    return ret;
+}
+
+int qcow2_new_refs_count_l1(Qcow2NewRefs *r, uint64_t offset, uint32_t n,
+                            const uint64_t *mem, int64_t delta, GError **errp)
+{
+    g_autofree uint64_t *l1 = NULL;
+    int ret = refs_check_range(r, "an L1 table", offset, (uint64_t)n * 8,
+                               errp);
+    if (ret == 0)
+        ret = qcow2_new_refs_add(r, offset, (uint64_t)n * 8, delta, errp);
+    if (ret == 0 && !mem) {
+        ret = qcow2_snapshot_read_l1(r->s, offset, n, &l1, errp);
+        mem = l1;
+    }
+    for (uint32_t i = 0; ret == 0 && i < n; i++) {
+        if (!(mem[i] & L1E_OFFSET_MASK))
+            continue;
+        ret = qcow2_new_refs_check_l1e(r, i, mem[i], errp);
+        if (ret == 0)
+            ret = qcow2_new_refs_count_l2(r, mem[i] & L1E_OFFSET_MASK, delta,
+                                          errp);
+    }
     return ret;
 }
 
@@ -207,9 +316,11 @@ int64_t qcow2_new_refs_alloc(Qcow2NewRefs *r, uint64_t n, GError **errp)
         if (x + n > (L2E_OFFSET_MASK >> s->cluster_bits))
             return bh_error_set(errp, ENOSPC, "qcow2: no room left in the "
                                 "image file for %" PRIu64 " clusters", n);
-        ret = refs_old_block(r, index, &old, errp);
+        ret = r->scratch ? 0 : refs_old_block(r, index, &old, errp);
         if (ret < 0)
             return ret;
+        if (r->scratch)
+            old = NULL;
         for (; x < end && run < n; x++) {
             uint64_t vo = 0, vn;
             if (old)
@@ -217,6 +328,8 @@ int64_t qcow2_new_refs_alloc(Qcow2NewRefs *r, uint64_t n, GError **errp)
             vn = vo;
             if (b)
                 qcow2_rb_get(s, b->buf, x & (per - 1), &vn);
+            if (r->scratch && !vn)
+                vo = g_hash_table_contains(r->old_meta, &x);
             if (vo || vn) {
                 run = 0;
                 continue;
@@ -256,10 +369,13 @@ int qcow2_new_refs_place(Qcow2NewRefs *r, GError **errp)
     int64_t off;
     int ret;
 
-    ret = qcow2_new_refs_add(r, s->reftable_offset,
-                             (uint64_t)s->reftable_clusters * cs, -1, errp);
-    if (ret < 0)
-        return ret;
+    if (!r->scratch) {
+        ret = qcow2_new_refs_add(r, s->reftable_offset,
+                                 (uint64_t)s->reftable_clusters * cs, -1,
+                                 errp);
+        if (ret < 0)
+            return ret;
+    }
     for (;;) {
         uint64_t need, nt;
         while (r->unplaced->len) {
@@ -269,7 +385,7 @@ int qcow2_new_refs_place(Qcow2NewRefs *r, GError **errp)
             if (off < 0)
                 return (int)off;
             b->new_off = (uint64_t)off;
-            if (b->old_off) {
+            if (b->old_off && !r->scratch) {
                 ret = qcow2_new_refs_add(r, b->old_off, cs, -1, errp);
                 if (ret < 0)
                     return ret;
@@ -305,10 +421,8 @@ static gint refs_by_offset(gconstpointer a, gconstpointer b)
     return x->new_off < y->new_off ? -1 : x->new_off > y->new_off;
 }
 
-/* Write the changed blocks and the new table (not flushed).  *table gets
- * the new table, host endian, *entries long. */
-int qcow2_new_refs_write(Qcow2NewRefs *r, uint64_t **table,
-                         uint64_t *entries, GError **errp)
+/* Write the changed blocks and the new table (not flushed). */
+int qcow2_new_refs_write(Qcow2NewRefs *r, GError **errp)
 {
     Qcow2State *s = r->s;
     uint64_t cs = s->cluster_size, n = r->rt_clusters * cs / 8;
@@ -319,7 +433,8 @@ int qcow2_new_refs_write(Qcow2NewRefs *r, uint64_t **table,
     gpointer k, v;
     int ret = 0;
 
-    memcpy(rt, s->reftable, MIN(s->reftable_size, n) * 8);
+    if (!r->scratch)
+        memcpy(rt, s->reftable, MIN(s->reftable_size, n) * 8);
     g_hash_table_iter_init(&it, r->blocks);
     while (g_hash_table_iter_next(&it, &k, &v)) {
         RefBlock *b = v;
@@ -337,8 +452,8 @@ int qcow2_new_refs_write(Qcow2NewRefs *r, uint64_t **table,
         ret = bh_node_pwrite(s->file, be, r->rt_offset, n * 8, 0, errp);
     if (ret < 0)
         return ret;
-    *entries = n;
-    *table = g_steal_pointer(&rt);
+    g_free(r->rt);
+    r->rt = g_steal_pointer(&rt);
     return 0;
 }
 
@@ -354,8 +469,8 @@ static int refs_new_block(Qcow2NewRefs *r, uint64_t index,
                           const uint8_t **out, GError **errp)
 {
     RefBlock *b = refs_lookup(r, index);
-    if (b) {
-        *out = b->buf;
+    if (b || r->scratch) {
+        *out = b ? b->buf : NULL;
         return 0;
     }
     return refs_old_block(r, index, out, errp);
@@ -376,7 +491,7 @@ static void refs_discard(Qcow2NewRefs *r, uint64_t first, uint64_t n)
  * refcount blocks are punched last, since they are read on the way.
  * Returns the lowest cluster freed (UINT64_MAX: none).
  */
-uint64_t qcow2_new_refs_reclaim(Qcow2NewRefs *r)
+static uint64_t refs_reclaim(Qcow2NewRefs *r)
 {
     Qcow2State *s = r->s;
     uint64_t per = 1ull << s->rb_bits, cs = s->cluster_size;
@@ -446,4 +561,28 @@ uint64_t qcow2_new_refs_reclaim(Qcow2NewRefs *r)
     if (flen > 0 && (uint64_t)flen > end * cs)
         bh_node_truncate(s->file, end * cs, NULL);
     return lowest;
+}
+
+/* The header now points at the new table (on disk): reclaim, then make
+ * the new table the one in memory. */
+uint64_t qcow2_new_refs_switched(Qcow2NewRefs *r)
+{
+    Qcow2State *s = r->s;
+    uint64_t lowest = refs_reclaim(r);
+
+    g_free(s->reftable);
+    s->reftable = g_steal_pointer(&r->rt);
+    s->reftable_size = r->rt_clusters * s->cluster_size / 8;
+    s->reftable_offset = r->rt_offset;
+    s->reftable_clusters = (uint32_t)r->rt_clusters;
+    qcow2_cache_forget_all(s->rb_cache);
+    return lowest;
+}
+
+/* The switch will not happen: what was written lies in clusters the image
+ * does not use; give back what went past the old end of the file. */
+void qcow2_new_refs_abandon(Qcow2NewRefs *r)
+{
+    if (bh_node_size(r->s->file) > (int64_t)r->flen)
+        bh_node_truncate(r->s->file, r->flen, NULL);
 }

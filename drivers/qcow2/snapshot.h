@@ -46,11 +46,23 @@ int qcow2_snapshot_commit_locked(Qcow2State *s, const uint64_t *src_l1,
  * refcount blocks that change; new clusters come from those free in both
  * the committed and the new refcounts. */
 typedef struct Qcow2NewRefs Qcow2NewRefs;
-Qcow2NewRefs *qcow2_new_refs_new(Qcow2State *s);
+/* from_scratch: counts start at 0, not at the committed refcounts (the
+ * refcount rebuild of a dirty image). */
+Qcow2NewRefs *qcow2_new_refs_new(Qcow2State *s, bool from_scratch);
 void qcow2_new_refs_free(Qcow2NewRefs *r);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(Qcow2NewRefs, qcow2_new_refs_free)
 int qcow2_new_refs_add(Qcow2NewRefs *r, uint64_t offset, uint64_t bytes,
                        int64_t delta, GError **errp);
+/* The counting walks: an L1 table (read from the file unless mem holds
+ * it, host endian) or an L2 table, with everything they reach, each
+ * reference checked to lie inside the file. */
+int qcow2_new_refs_check_l1e(Qcow2NewRefs *r, uint64_t i, uint64_t e,
+                             GError **errp);
+int qcow2_new_refs_count_l2(Qcow2NewRefs *r, uint64_t l2_off, int64_t delta,
+                            GError **errp);
+int qcow2_new_refs_count_l1(Qcow2NewRefs *r, uint64_t offset, uint32_t n,
+                            const uint64_t *mem, int64_t delta,
+                            GError **errp);
 int qcow2_new_refs_get(Qcow2NewRefs *r, uint64_t cluster, uint64_t *v,
                        GError **errp);
 /* n contiguous clusters, counted once; the byte offset of the first. */
@@ -58,12 +70,15 @@ int64_t qcow2_new_refs_alloc(Qcow2NewRefs *r, uint64_t n, GError **errp);
 /* Last: free the committed refcount table, place the changed blocks and a
  * new table. */
 int qcow2_new_refs_place(Qcow2NewRefs *r, GError **errp);
-int qcow2_new_refs_write(Qcow2NewRefs *r, uint64_t **table,
-                         uint64_t *entries, GError **errp);
+/* Write the changed blocks and the new table (the caller flushes). */
+int qcow2_new_refs_write(Qcow2NewRefs *r, GError **errp);
 uint64_t qcow2_new_refs_table_offset(Qcow2NewRefs *r, uint32_t *clusters);
-/* After the switch (s->reftable still the old table): punch out and cut
- * off what only the old state used; the lowest cluster freed. */
-uint64_t qcow2_new_refs_reclaim(Qcow2NewRefs *r);
+/* Once the header switch is on disk: punch out and cut off what only the
+ * old state used, make the new table s->reftable; the lowest cluster
+ * freed (UINT64_MAX: none). */
+uint64_t qcow2_new_refs_switched(Qcow2NewRefs *r);
+/* Instead, on failure before the switch: cut what went past the end. */
+void qcow2_new_refs_abandon(Qcow2NewRefs *r);
 
 /* snapshot.c */
 /* An L1 table of n entries at offset, host endian (free with g_free). */

@@ -6,7 +6,7 @@
 # compares: qemu-img check clean, same guest data, file size and `du`.
 . "$SOURCE_ROOT/tests/tap.sh"
 . "$SOURCE_ROOT/tests/snapshot/lib.sh"
-plan 18
+plan 20
 
 kib() { du -k "$1" | cut -f1; }
 iend() { qemu-img check "$1" 2>/dev/null | sed -n 's/Image end offset: //p'; }
@@ -86,3 +86,24 @@ same "4k clusters: guest data identical to qemu-img's" "$A" "$Q"
 growth=$(( $(kib "$A") - before )) qgrowth=$(( $(kib "$Q") - before ))
 diag "4k clusters: du growth blkhost $growth KiB, qemu-img $qgrowth KiB"
 [ $growth -le $((qgrowth + 2048)) ] && ok "4k clusters: du grows at most 2 MiB more than qemu-img's ($growth KiB against $qgrowth)" || not_ok "4k clusters: du grows $growth KiB against qemu-img's $qgrowth"
+
+# ---- refcount rebuild of a dirty image (lazy refcounts) with a snapshot ----
+A=$T/l.qcow2
+qemu-img create -q -f qcow2 -o lazy_refcounts=on,cluster_size=4k "$A" 64M
+qemu-io -c 'write -P 1 0 8M' "$A" >/dev/null
+qemu-img snapshot -c s "$A"
+qemu-io -c 'write -P 2 0 1M' "$A" >/dev/null
+size0=$(stat -c %s "$A")
+fail=0
+for i in $(seq 1 10); do
+    /usr/bin/python3 "$QCOW2_POKE" "$A" 72 be64 1        # dirty bit
+    out=$(blua 'local i = bh.open(arg[1]); i:close()' "$A") || { fail=$i; diag "$out"; break; }
+done
+dirty=$(od -An -tx1 -j79 -N1 "$A" | tr -d ' ')
+[ $fail -eq 0 ] && [ "$dirty" = 00 ] && qemu-img check -q "$A" &&
+    qemu-io -r -c 'read -P 2 0 1M' -c 'read -P 1 1M 7M' "$A" >/dev/null &&
+    ok "10 read-write opens of a dirty image rebuild the refcounts: check clean, bit cleared, data kept" ||
+    not_ok "dirty image rebuilds: open $fail failed, dirty byte $dirty"
+size=$(stat -c %s "$A")
+[ "$size" -le "$size0" ] && ok "10 refcount rebuilds do not grow the file ($size bytes, $size0 before)" || not_ok "10 rebuilds grew the file from $size0 to $size bytes"
+
