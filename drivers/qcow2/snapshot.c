@@ -86,8 +86,8 @@ static int check_writable(Qcow2State *s, GError **errp)
 }
 
 /* What every table-changing operation starts with, under s->lock: the
- * image must be writable, cached metadata on disk (the commit recounts
- * refcounts from what is on disk), and the current table read. */
+ * image must be writable, cached metadata on disk (the commit builds on
+ * the refcounts and tables on disk), and the current table read. */
 static int sn_begin_locked(Qcow2State *s, GArray **tp, GError **errp)
 {
     int ret = check_writable(s, errp);
@@ -101,9 +101,10 @@ static int sn_begin_locked(Qcow2State *s, GArray **tp, GError **errp)
 
 /*
  * Create: the new snapshot takes the active L1 table as it is on disk
- * (with the vmstate area), and the active image gets copies of its L2
- * tables below the vmstate area; the commit counts the refcounts and sets
- * COPIED.  See snapshot-commit.c for the order of the writes.
+ * (with the vmstate area), and the active image keeps the L2 tables below
+ * the vmstate area; the commit raises their refcounts and copies those
+ * whose COPIED flags must be cleared.  See snapshot-commit.c for the
+ * order of the writes.
  */
 int qcow2_snapshot_create(BhNode *bs, BhSnapshotInfo *info, GError **errp)
 {
@@ -179,7 +180,7 @@ static int find_or_fail(Qcow2State *s, GArray *t, const char *id_or_name,
 }
 
 /* Delete: the same active image, the table without the entry; whatever
- * only the snapshot used is free in the recounted refcounts. */
+ * only the snapshot used is free in the new refcounts. */
 int qcow2_snapshot_delete(BhNode *bs, const char *id_or_name, GError **errp)
 {
     Qcow2State *s = state(bs);
@@ -203,8 +204,9 @@ out:
     return ret;
 }
 
-/* Apply (revert): the active image becomes copies of the snapshot's L2
- * tables, at the snapshot's disk size; the table is unchanged. */
+/* Apply (revert): the active image takes the snapshot's L2 tables
+ * (shared, or copied where their COPIED flags are wrong), at the
+ * snapshot's disk size; the table is unchanged. */
 int qcow2_snapshot_apply(BhNode *bs, const char *id_or_name, GError **errp)
 {
     Qcow2State *s = state(bs);
