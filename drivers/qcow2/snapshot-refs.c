@@ -224,11 +224,14 @@ int qcow2_new_refs_get(Qcow2NewRefs *r, uint64_t cluster, uint64_t *v,
     return ret;
 }
 
-/* A reference the committed state holds must lie inside the file. */
+/* A reference the committed state holds must lie inside the file's
+ * clusters (a compressed cluster's sector count may reach a little past
+ * the last byte written, within its last cluster). */
 static int refs_check_range(Qcow2NewRefs *r, const char *what,
                             uint64_t offset, uint64_t bytes, GError **errp)
 {
-    if (offset + bytes > r->flen || offset + bytes < offset)
+    uint64_t limit = qcow2_align_up(r->flen, r->s->cluster_size);
+    if (offset + bytes > limit || offset + bytes < offset)
         return bh_error_set(errp, EIO, "qcow2: %s at 0x%" PRIx64 " lies "
                             "past the end of the file", what, offset);
     return 0;
