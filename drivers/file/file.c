@@ -164,7 +164,11 @@ static int file_open(BhNode *bs, const char *filename, BhOpts *opts,
     }
 
     if (!(open_flags & BH_OPEN_NO_LOCK)) {
-        ret = bh_lock_apply(fd, filename, rdwr ? PERMS_RW : PERMS_RO, SHARED,
+        /* A reader under raw shares everything, as QEMU's raw readers
+         * do; the core asks for it only where no metadata is at stake. */
+        uint32_t shared = (!rdwr && (open_flags & BH_OPEN_SHARE_WRITES))
+                              ? BH_PERM_ALL : SHARED;
+        ret = bh_lock_apply(fd, filename, rdwr ? PERMS_RW : PERMS_RO, shared,
                             errp);
         if (ret < 0)
             goto fail;

@@ -175,7 +175,7 @@ static int raw_create(const char *filename, BhNode *file, BhOpts *opts,
 
 static const BhDriver raw_driver = {
     .struct_size = sizeof(BhDriver),
-    .flags = 0,
+    .flags = BH_DRIVER_DATA_ONLY,
     .probe = raw_probe,
     .open = raw_open,
     .close = raw_close,
