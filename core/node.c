@@ -117,6 +117,13 @@ static const BhPluginRecord *node_find_driver(const char *name, GError **errp)
 /* Call the driver's open, check option use, and settle size and limits. */
 static bool node_driver_open(BhNode *bs, BhOpts *opts, GError **errp)
 {
+    /* pwrite is optional: such a driver serves read-only, as in nbdkit. */
+    if (!bs->drv->pwrite && !bs->readonly) {
+        bh_error_set(errp, EROFS, "driver %s cannot write (it has no "
+                     "pwrite): open it read-only (readonly=on)",
+                     bs->plugin->name);
+        return false;
+    }
     int r = bs->drv->open(bs, bs->filename, opts, bs->open_flags, errp);
     if (r < 0) {
         if (errp && !*errp)
