@@ -221,13 +221,36 @@ static int io_pwrite_guarded(BhNode *bs, const uint8_t *buf, uint64_t offset,
     return r;
 }
 
+/*
+ * Zeros over a guarded head (write-zeroes, or what a discard leaves):
+ * zeros alone never probe, but zeros beside old bytes might.  On success
+ * probe_lock stays held for the caller's request; it unlocks after.
+ */
+static int io_guard_zeroes(BhNode *bs, const char *what, uint64_t offset,
+                           uint64_t len, GError **errp)
+{
+    uint8_t head[BH_PROBE_BYTES];
+    g_mutex_lock(&bs->probe_lock);
+    int r = bh_probe_guard_check(bs, what, offset, len, NULL, head, errp);
+    if (r < 0)
+        g_mutex_unlock(&bs->probe_lock);
+    return r;
+}
+
+/* The checks every request that changes data passes first. */
+static int io_check_change(BhNode *bs, const char *what, uint64_t offset,
+                           uint64_t len, int range_err, GError **errp)
+{
+    int r = io_check_writable(bs, what, errp);
+    if (r == 0)
+        r = io_check_range(bs, what, offset, len, range_err, errp);
+    return r;
+}
+
 int bh_node_pwrite(BhNode *bs, const void *buf, uint64_t offset, size_t len,
                    uint32_t flags, GError **errp)
 {
-    int r = io_check_writable(bs, "write", errp);
-    if (r < 0)
-        return r;
-    r = io_check_range(bs, "write", offset, len, ENOSPC, errp);
+    int r = io_check_change(bs, "write", offset, len, ENOSPC, errp);
     if (r < 0 || len == 0)
         return r;
     if (io_guarded(bs, offset, len))
@@ -238,21 +261,15 @@ int bh_node_pwrite(BhNode *bs, const void *buf, uint64_t offset, size_t len,
 int bh_node_write_zeroes(BhNode *bs, uint64_t offset, uint64_t len,
                          uint32_t flags, GError **errp)
 {
-    int r = io_check_writable(bs, "write zeroes", errp);
-    if (r < 0)
-        return r;
-    r = io_check_range(bs, "write zeroes", offset, len, ENOSPC, errp);
+    int r = io_check_change(bs, "write zeroes", offset, len, ENOSPC, errp);
     if (r < 0 || len == 0)
         return r;
     if (!io_guarded(bs, offset, len))
         return io_write_zeroes(bs, offset, len, flags, errp);
-    /* Zeros alone never probe, but zeros beside old bytes might. */
-    uint8_t head[BH_PROBE_BYTES];
-    g_mutex_lock(&bs->probe_lock);
-    r = bh_probe_guard_check(bs, "write zeroes", offset, len, NULL, head,
-                             errp);
-    if (r == 0)
-        r = io_write_zeroes(bs, offset, len, flags, errp);
+    r = io_guard_zeroes(bs, "write zeroes", offset, len, errp);
+    if (r < 0)
+        return r;
+    r = io_write_zeroes(bs, offset, len, flags, errp);
     g_mutex_unlock(&bs->probe_lock);
     return r;
 }
@@ -266,10 +283,7 @@ int bh_node_flush(BhNode *bs, GError **errp)
 
 int bh_node_discard(BhNode *bs, uint64_t offset, uint64_t len, GError **errp)
 {
-    int r = io_check_writable(bs, "discard", errp);
-    if (r < 0)
-        return r;
-    r = io_check_range(bs, "discard", offset, len, EINVAL, errp);
+    int r = io_check_change(bs, "discard", offset, len, EINVAL, errp);
     if (r < 0 || len == 0)
         return r;
     /* Discard is advisory: ignoring it (the default, as in qemu) or having
@@ -278,16 +292,9 @@ int bh_node_discard(BhNode *bs, uint64_t offset, uint64_t len, GError **errp)
         return 0;
     /* A discard leaves the old bytes or zeros: check the zeros. */
     bool guarded = io_guarded(bs, offset, len);
-    uint8_t head[BH_PROBE_BYTES];
-    if (guarded) {
-        g_mutex_lock(&bs->probe_lock);
-        r = bh_probe_guard_check(bs, "discard", offset, len, NULL, head,
-                                 errp);
-        if (r < 0) {
-            g_mutex_unlock(&bs->probe_lock);
-            return r;
-        }
-    }
+    if (guarded && (r = io_guard_zeroes(bs, "discard", offset, len,
+                                        errp)) < 0)
+        return r;
     io_lock(bs);
     r = bs->drv->discard(bs, offset, len, errp);
     io_unlock(bs);
