@@ -335,18 +335,26 @@ void bh_plugins_scan(void)
     g_mutex_unlock(&plugin_lock);
 }
 
+/* These two run on I/O threads too (probing a guarded head, probe.c)
+ * while the main thread may load a plugin, which can move the array;
+ * entries themselves are never freed, so a record outlives the lock. */
 size_t bh_plugin_count(void)
 {
     bh_plugins_scan();
-    return plugin_entries->len;
+    g_mutex_lock(&plugin_lock);
+    size_t n = plugin_entries->len;
+    g_mutex_unlock(&plugin_lock);
+    return n;
 }
 
 const BhPluginRecord *bh_plugin_get(size_t i)
 {
     bh_plugins_scan();
-    if (i >= plugin_entries->len)
-        return NULL;
-    return &((PluginEntry *)plugin_entries->pdata[i])->pub;
+    g_mutex_lock(&plugin_lock);
+    const PluginEntry *e = i < plugin_entries->len ? plugin_entries->pdata[i]
+                                                   : NULL;
+    g_mutex_unlock(&plugin_lock);
+    return e ? &e->pub : NULL;
 }
 
 const BhPluginRecord *bh_plugin_find(const char *name, BhPluginKind kind)
