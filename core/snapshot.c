@@ -305,7 +305,7 @@ static GPtrArray *capable_nodes(const char *what, GError **errp)
 
 /* Each node's snapshot list (a GPtrArray of lists, in node order), read
  * before a multi-node operation changes anything. */
-static GPtrArray *list_every(GPtrArray *nodes, const char *what,
+static GPtrArray *snapshot_lists(GPtrArray *nodes, const char *what,
                              GError **errp)
 {
     GPtrArray *lists = g_ptr_array_new_with_free_func(
@@ -327,7 +327,7 @@ static GPtrArray *list_every(GPtrArray *nodes, const char *what,
 
 /* The ids of every snapshot called name in l (by name only, never by id),
  * a NULL-terminated array. */
-static char **ids_named(GPtrArray *l, const char *name)
+static char **snapshot_ids_named(GPtrArray *l, const char *name)
 {
     GPtrArray *ids = g_ptr_array_new();
 
@@ -371,7 +371,7 @@ int bh_savevm(const char *name, GError **errp)
 }
 
 /* Write the state collected in mem to the vmstate area of bs. */
-static int savevm_store_state(BhNode *bs, BhStream *mem, GError **errp)
+static int snapshot_store_state(BhNode *bs, BhStream *mem, GError **errp)
 {
     size_t len;
     const uint8_t *data = bh_stream_mem_data(mem, &len);
@@ -426,14 +426,14 @@ int bh_savevm_nodes(BhNode *const *given, size_t n, const char *name,
                          "%d bytes", BH_SNAPSHOT_MAX_NAME);
         goto out;
     }
-    lists = list_every(nodes, "savevm", errp);
+    lists = snapshot_lists(nodes, "savevm", errp);
     if (!lists) {
         r = -EIO;
         goto out;
     }
     old = g_ptr_array_new_with_free_func((GDestroyNotify)g_strfreev);
     for (guint i = 0; i < nodes->len; i++)
-        g_ptr_array_add(old, ids_named(lists->pdata[i], name));
+        g_ptr_array_add(old, snapshot_ids_named(lists->pdata[i], name));
 
     info.date_sec = (uint32_t)(now / G_USEC_PER_SEC);
     info.date_nsec = (uint32_t)(now % G_USEC_PER_SEC) * 1000;
@@ -453,7 +453,7 @@ int bh_savevm_nodes(BhNode *const *given, size_t n, const char *name,
                            "changed): ");
         } else {
             info.vm_state_size = bh_stream_tell(mem);
-            r = savevm_store_state(nodes->pdata[0], mem, errp);
+            r = snapshot_store_state(nodes->pdata[0], mem, errp);
             if (r < 0)
                 g_prefix_error(errp, "savevm: writing the state to '%s' "
                                "(no snapshot was changed): ",
@@ -509,10 +509,10 @@ out:
 
 /* The one snapshot that name picks on each node (its id in *ids), by name
  * only: a node without it, or with two of that name, refuses the lot. */
-static int loadvm_pick(GPtrArray *nodes, const char *name, char ***ids,
+static int snapshot_pick_named(GPtrArray *nodes, const char *name, char ***ids,
                        BhSnapshotInfo **first, GError **errp)
 {
-    g_autoptr(GPtrArray) lists = list_every(nodes, "loadvm", errp);
+    g_autoptr(GPtrArray) lists = snapshot_lists(nodes, "loadvm", errp);
     GPtrArray *out;
 
     if (!lists)
@@ -561,7 +561,7 @@ int bh_loadvm(const char *name, bool *had_state, GError **errp)
         *had_state = false;
     if (!nodes)
         return -ENOTSUP;
-    r = loadvm_pick(nodes, name, &ids, &first_sn, errp);
+    r = snapshot_pick_named(nodes, name, &ids, &first_sn, errp);
     if (r < 0)
         goto out;
     /* The state is read from the snapshot itself (a read-only view of it)
@@ -620,14 +620,14 @@ int bh_delvm(const char *name, GError **errp)
 
     if (!nodes)
         return -ENOTSUP;
-    lists = list_every(nodes, "delvm", errp);
+    lists = snapshot_lists(nodes, "delvm", errp);
     if (!lists) {
         unref_all(nodes);
         return -EIO;
     }
     ids = g_ptr_array_new_with_free_func((GDestroyNotify)g_strfreev);
     for (guint i = 0; i < nodes->len; i++) {
-        g_ptr_array_add(ids, ids_named(lists->pdata[i], name));
+        g_ptr_array_add(ids, snapshot_ids_named(lists->pdata[i], name));
         any = any || *(char **)ids->pdata[i];
     }
     if (!any)
@@ -653,7 +653,7 @@ GPtrArray *bh_snapshots_common(GError **errp)
 
     if (!nodes)
         return NULL;
-    lists = list_every(nodes, "snapshots", errp);
+    lists = snapshot_lists(nodes, "snapshots", errp);
     if (!lists) {
         unref_all(nodes);
         return NULL;

@@ -123,7 +123,7 @@ static void push_scalar(BhStream *s, int type, lua_State *L)
 }
 
 /* Write d's fields from the state table at tidx. */
-static int save_fields(LEntry *e, const LDesc *d, BhStream *s, int tidx,
+static int vmstate_save_fields(LEntry *e, const LDesc *d, BhStream *s, int tidx,
                        GError **errp)
 {
     lua_State *L = e->L;
@@ -186,7 +186,7 @@ static int save_fields(LEntry *e, const LDesc *d, BhStream *s, int tidx,
 }
 
 /* needed(state) of a subsection: true without one, or if it says so. */
-static int sub_needed(LEntry *e, const LDesc *d, int tidx, bool *needed,
+static int vmstate_needed(LEntry *e, const LDesc *d, int tidx, bool *needed,
                       GError **errp)
 {
     lua_State *L = e->L;
@@ -223,17 +223,17 @@ static int v_save(void *opaque, BhStream *s, GError **errp)
         ret = lerr(errp, e, "get() must return a table", NULL);
         goto out;
     }
-    ret = save_fields(e, &e->top, s, top + 1, errp);
+    ret = vmstate_save_fields(e, &e->top, s, top + 1, errp);
     for (int i = 0; i < e->nsub && ret == 0; i++) {
         const LDesc *d = &e->sub[i];
         bool needed;
-        ret = sub_needed(e, d, top + 1, &needed, errp);
+        ret = vmstate_needed(e, d, top + 1, &needed, errp);
         if (ret < 0 || !needed)
             continue;
         bh_stream_put_u8(s, BH_SAVEVM_SUBSECTION);
         bh_stream_put_counted_string(s, d->name);
         bh_stream_put_be32(s, (uint32_t)d->version);
-        ret = save_fields(e, d, s, top + 1, errp);
+        ret = vmstate_save_fields(e, d, s, top + 1, errp);
     }
     if (ret == 0 && bh_stream_error(s))
         ret = bh_stream_take_error(s, errp);
@@ -244,7 +244,7 @@ out:
 
 /* Read d's fields of a stream written at version_id into the table at
  * tidx.  0, or -EINVAL with errp set. */
-static int load_fields(LEntry *e, const LDesc *d, BhStream *s,
+static int vmstate_load_fields(LEntry *e, const LDesc *d, BhStream *s,
                        int version_id, int tidx, GError **errp)
 {
     lua_State *L = e->L;
@@ -305,7 +305,7 @@ static int load_fields(LEntry *e, const LDesc *d, BhStream *s,
 /* The subsections after the fields, as QEMU reads them: each one that
  * starts with this entry's name must be known; anything else ends them
  * (and is the section footer's business). */
-static int load_subsections(LEntry *e, BhStream *s, int tidx, GError **errp)
+static int vmstate_load_subsections(LEntry *e, BhStream *s, int tidx, GError **errp)
 {
     uint8_t hdr[2 + 256];
 
@@ -338,7 +338,7 @@ static int load_subsections(LEntry *e, BhStream *s, int tidx, GError **errp)
                                 " has version %u; this script reads %d to %d",
                                 e->idstr, d->name, version, d->min_version,
                                 d->version);
-        int r = load_fields(e, d, s, (int)version, tidx, errp);
+        int r = vmstate_load_fields(e, d, s, (int)version, tidx, errp);
         if (r < 0)
             return r;
     }
@@ -356,9 +356,9 @@ static int v_load(void *opaque, BhStream *s, int version_id, void **pending,
                             "is older than the oldest this script reads (%d)",
                             e->idstr, version_id, e->top.min_version);
     lua_createtable(L, 0, e->top.n);
-    int r = load_fields(e, &e->top, s, version_id, top + 1, errp);
+    int r = vmstate_load_fields(e, &e->top, s, version_id, top + 1, errp);
     if (r == 0)
-        r = load_subsections(e, s, top + 1, errp);
+        r = vmstate_load_subsections(e, s, top + 1, errp);
     if (r < 0) {
         lua_settop(L, top);
         return r;
@@ -394,7 +394,7 @@ static void v_discard(void *opaque, void *pending)
     g_free(ref);
 }
 
-static void desc_clear(lua_State *L, LDesc *d)
+static void vmstate_desc_clear(lua_State *L, LDesc *d)
 {
     for (int i = 0; i < d->n; i++)
         g_free(d->f[i].name);
@@ -408,9 +408,9 @@ static void v_release(void *opaque)
     LEntry *e = opaque;
     luaL_unref(e->L, LUA_REGISTRYINDEX, e->get_ref);
     luaL_unref(e->L, LUA_REGISTRYINDEX, e->set_ref);
-    desc_clear(e->L, &e->top);
+    vmstate_desc_clear(e->L, &e->top);
     for (int i = 0; i < e->nsub; i++)
-        desc_clear(e->L, &e->sub[i]);
+        vmstate_desc_clear(e->L, &e->sub[i]);
     g_free(e->sub);
     g_free(e);
 }
@@ -420,10 +420,10 @@ static const BhSavevmHandlers handlers = {
     .discard = v_discard, .release = v_release,
 };
 
-/* Registration.  Errors free the partly built entry (reg_fail), since a
+/* Registration.  Errors free the partly built entry (vmstate_reg_fail), since a
  * Lua error jumps past any cleanup of the caller. */
 
-static G_GNUC_PRINTF(3, 4) int reg_fail(lua_State *L, LEntry *e,
+static G_GNUC_PRINTF(3, 4) int vmstate_reg_fail(lua_State *L, LEntry *e,
                                         const char *fmt, ...)
 {
     va_list ap;
@@ -438,7 +438,7 @@ static G_GNUC_PRINTF(3, 4) int reg_fail(lua_State *L, LEntry *e,
 
 /* Refuse any key of the table at idx not in known (where: what it is);
  * n_pos: how many leading positional keys (1..n_pos) are allowed. */
-static void check_keys(lua_State *L, LEntry *e, int idx, const char *where,
+static void vmstate_check_keys(lua_State *L, LEntry *e, int idx, const char *where,
                        const char *const *known, int n_pos)
 {
     lua_pushnil(L);
@@ -454,11 +454,18 @@ static void check_keys(lua_State *L, LEntry *e, int idx, const char *where,
             fine = k >= 1 && k <= n_pos;
         }
         if (!fine) {
-            g_autofree char *list = g_strjoinv(", ", (char **)known);
             const char *k = lua_type(L, -1) == LUA_TSTRING ?
                             lua_tostring(L, -1) : luaL_tolstring(L, -1, NULL);
-            reg_fail(L, e, "%s: unknown key '%s' (known: %s%s)", where, k,
-                     list, n_pos ? ", and positional name and type" : "");
+            luaL_Buffer b;   /* Lua memory: the error jumps past C frees */
+            luaL_buffinit(L, &b);
+            for (int i = 0; known[i]; i++) {
+                luaL_addstring(&b, i ? ", " : "");
+                luaL_addstring(&b, known[i]);
+            }
+            luaL_pushresult(&b);
+            vmstate_reg_fail(L, e, "%s: unknown key '%s' (known: %s%s)",
+                             where, k, lua_tostring(L, -1),
+                             n_pos ? ", and positional name and type" : "");
         }
     }
 }
@@ -489,7 +496,7 @@ static int parse_type(lua_State *L, LEntry *e, const char *t,
     for (int i = 0; type_names[i]; i++)
         if (t && !strcmp(t, type_names[i]))
             return i;
-    return reg_fail(L, e, "field '%s' has unknown type '%s' (u8..u64, "
+    return vmstate_reg_fail(L, e, "field '%s' has unknown type '%s' (u8..u64, "
                     "i8..i64, bool, string, buffer, array)", field,
                     t ? t : "nil");
 }
@@ -498,7 +505,7 @@ static const char *const field_keys[] = { "name", "type", "version", "size",
                                           "of", NULL };
 
 /* Fill d (whose name and version are set) from the list at fidx. */
-static void parse_fields(lua_State *L, LEntry *e, LDesc *d, int fidx)
+static void vmstate_parse_fields(lua_State *L, LEntry *e, LDesc *d, int fidx)
 {
     int n = (int)lua_rawlen(L, fidx);
 
@@ -508,15 +515,17 @@ static void parse_fields(lua_State *L, LEntry *e, LDesc *d, int fidx)
         lua_rawgeti(L, fidx, i + 1);
         int t = lua_gettop(L);
         if (!lua_istable(L, t))
-            reg_fail(L, e, "%s: field %d must be a table like {\"name\", "
+            vmstate_reg_fail(L, e, "%s: field %d must be a table like {\"name\", "
                      "\"u32\"}", d->name, i + 1);
         const char *fname = field_str(L, t, "name", 1);
         const char *ftype = field_str(L, t, "type", 2);
         if (!fname)
-            reg_fail(L, e, "%s: field %d has no name", d->name, i + 1);
-        g_autofree char *where = g_strdup_printf("%s: field '%s'", d->name,
-                                                 fname);
-        check_keys(L, e, t, where, field_keys, 2);
+            vmstate_reg_fail(L, e, "%s: field %d has no name", d->name, i + 1);
+        /* On the Lua stack: an error jumps past any C cleanup. */
+        const char *where = lua_pushfstring(L, "%s: field '%s'", d->name,
+                                            fname);
+        vmstate_check_keys(L, e, t, where, field_keys, 2);
+        lua_pop(L, 1);
         f->name = g_strdup(fname);
         d->n = i + 1;
         f->type = parse_type(L, e, ftype, fname);
@@ -524,16 +533,16 @@ static void parse_fields(lua_State *L, LEntry *e, LDesc *d, int fidx)
         if (f->type == T_BUFFER)
             f->size = (uint32_t)field_int(L, t, "size", -1);
         if (f->type == T_BUFFER && (int32_t)f->size < 0)
-            reg_fail(L, e, "buffer '%s' needs size=", fname);
+            vmstate_reg_fail(L, e, "buffer '%s' needs size=", fname);
         if (f->type == T_ARRAY) {
             lua_getfield(L, t, "of");
             f->of = parse_type(L, e, lua_tostring(L, -1), fname);
             lua_pop(L, 1);
             if (f->of >= T_STRING)
-                reg_fail(L, e, "array '%s' must hold a scalar type", fname);
+                vmstate_reg_fail(L, e, "array '%s' must hold a scalar type", fname);
         }
         if (f->version > d->version)
-            reg_fail(L, e, "field '%s' has version %d, newer than %s's %d",
+            vmstate_reg_fail(L, e, "field '%s' has version %d, newer than %s's %d",
                      fname, f->version, d->name, d->version);
         lua_pop(L, 1);
     }
@@ -545,7 +554,7 @@ static const char *const sub_keys[] = { "name", "version", "min_version",
     "fields", "needed", NULL };
 
 /* subsections = { {...}, ... } at sidx. */
-static void parse_subsections(lua_State *L, LEntry *e, int sidx)
+static void vmstate_parse_subsections(lua_State *L, LEntry *e, int sidx)
 {
     int n = (int)lua_rawlen(L, sidx);
 
@@ -557,34 +566,35 @@ static void parse_subsections(lua_State *L, LEntry *e, int sidx)
         lua_rawgeti(L, sidx, i + 1);
         int t = lua_gettop(L);
         if (!lua_istable(L, t))
-            reg_fail(L, e, "subsection %d must be a table", i + 1);
+            vmstate_reg_fail(L, e, "subsection %d must be a table", i + 1);
         lua_getfield(L, t, "name");
         const char *name = lua_tostring(L, -1);
         lua_pop(L, 1);
         if (!name)
-            reg_fail(L, e, "subsection %d has no name", i + 1);
+            vmstate_reg_fail(L, e, "subsection %d has no name", i + 1);
         d->name = g_strdup(name);
-        g_autofree char *where = g_strdup_printf("subsection '%s'", name);
-        check_keys(L, e, t, where, sub_keys, 0);
+        const char *where = lua_pushfstring(L, "subsection '%s'", name);
+        vmstate_check_keys(L, e, t, where, sub_keys, 0);
+        lua_pop(L, 1);
         /* QEMU tells its subsections from what follows by this prefix. */
         if (strncmp(name, e->idstr, strlen(e->idstr)) ||
             strlen(name) > 255)
-            reg_fail(L, e, "subsection '%s' must be named '%s/...' (at most "
+            vmstate_reg_fail(L, e, "subsection '%s' must be named '%s/...' (at most "
                      "255 bytes)", name, e->idstr);
         for (int j = 0; j < i; j++)
             if (!strcmp(e->sub[j].name, name))
-                reg_fail(L, e, "subsection '%s' is given twice", name);
+                vmstate_reg_fail(L, e, "subsection '%s' is given twice", name);
         d->version = field_int(L, t, "version", 1);
         d->min_version = field_int(L, t, "min_version", d->version);
         if (lua_getfield(L, t, "fields") != LUA_TTABLE)
-            reg_fail(L, e, "subsection '%s': fields must be a list", name);
-        parse_fields(L, e, d, lua_gettop(L));
+            vmstate_reg_fail(L, e, "subsection '%s': fields must be a list", name);
+        vmstate_parse_fields(L, e, d, lua_gettop(L));
         lua_pop(L, 1);
         lua_getfield(L, t, "needed");
         if (lua_isfunction(L, -1))
             d->needed_ref = luaL_ref(L, LUA_REGISTRYINDEX);
         else if (!lua_isnil(L, -1))
-            reg_fail(L, e, "subsection '%s': needed must be a function",
+            vmstate_reg_fail(L, e, "subsection '%s': needed must be a function",
                      name);
         else
             lua_pop(L, 1);
@@ -624,13 +634,15 @@ static int l_register(lua_State *L)
     e->top.name = e->idstr;
     e->top.needed_ref = LUA_NOREF;
     e->get_ref = e->set_ref = LUA_NOREF;
-    check_keys(L, e, 1, name, entry_keys, 0);
+    vmstate_check_keys(L, e, 1, lua_pushfstring(L, "'%s'", name), entry_keys,
+                       0);
+    lua_pop(L, 1);
     e->top.version = field_int(L, 1, "version", 1);
     e->top.min_version = field_int(L, 1, "min_version", e->top.version);
     instance = field_int(L, 1, "instance", 0);
-    parse_fields(L, e, &e->top, fidx);
+    vmstate_parse_fields(L, e, &e->top, fidx);
     if (lua_istable(L, sidx))
-        parse_subsections(L, e, sidx);
+        vmstate_parse_subsections(L, e, sidx);
     lua_getfield(L, 1, "get");
     e->get_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_getfield(L, 1, "set");
