@@ -100,6 +100,19 @@ do
   bh.vmstate.unregister("names-test")
 end
 
+-- What a crash between savevm's create and delete steps leaves (two
+-- snapshots of one name): savevm of that name again replaces both.
+do
+  local _, a <close> = img("a")
+  snap(a, "1", "dup"); snap(a, "2", "dup"); snap(a, "K", "keep")
+  a:write(0, "N")
+  bh.savevm("dup", { nodes = { a } })
+  t.is(list(a), "3:keep 4:dup", "savevm over a name two snapshots have leaves one new snapshot of it (others kept)")
+  a:write(0, "Z")
+  bh.loadvm("dup")
+  t.is(byte(a), "N", "and loadvm of the name now works and reverts to it")
+end
+
 -- savevm failing on the second image (refcount_bits=1 cannot snapshot)
 -- after the first one's new snapshot was made: that one is taken back.
 do
