@@ -134,7 +134,8 @@ return cli.run("create", USAGE, function(args)
   if o["backing-format"] then set("backing_fmt", o["backing-format"]) end
   if (opts.backing_fmt or opts.backing_format) and
      not (opts.backing_file or opts.backing) then
-    cli.fail(file .. ": Backing format cannot be used without backing file")
+    cli.fail(file .. ": Backing format cannot be used without backing file "
+             .. "(-F needs -b)")
   end
   if size then
     if opts.size then
