@@ -234,11 +234,16 @@ static int raw_create(const char *filename, BhNode *file, BhOpts *opts,
     ret = raw_create_parse(opts, &size, &prealloc, errp);
     if (ret < 0)
         return ret;
-    if (prealloc == RAW_PREALLOC_FALLOC && size)
-        return bh_node_write_zeroes(file, 0, size, 0, errp);
-    if (prealloc == RAW_PREALLOC_FULL && size)
-        return raw_write_zeros(file, size, errp);
-    return bh_node_truncate(file, size, errp);
+    if (prealloc == RAW_PREALLOC_OFF || !size)
+        return bh_node_truncate(file, size, errp);
+    ret = prealloc == RAW_PREALLOC_FALLOC ?
+          bh_node_write_zeroes(file, 0, size, 0, errp) :
+          raw_write_zeros(file, size, errp);
+    /* Out of space half way: give the blocks back rather than leave a
+     * file of the wrong size, as qemu-img does. */
+    if (ret < 0)
+        bh_node_truncate(file, 0, NULL);
+    return ret;
 }
 
 static const BhDriver raw_driver = {

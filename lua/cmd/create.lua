@@ -153,7 +153,6 @@ return cli.run("create", USAGE, function(args)
      not (opts.backing_fmt or opts.backing_format) then
     refuse_unnamed_backing(file, backing, o.unsafe)
   end
-  if o.unsafe and backing then set("unsafe", "on") end
   opts.format = format
 
   if not o.quiet then
@@ -163,6 +162,7 @@ return cli.run("create", USAGE, function(args)
     end
     print(table.concat(parts, " "))
   end
+  if o.unsafe and backing then opts.unsafe = "on" end
   bh.create(file, opts)
   return 0
 end)
