@@ -22,6 +22,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <glib/gstdio.h>
 
 enum { PREALLOC_OFF, PREALLOC_METADATA, PREALLOC_FALLOC, PREALLOC_FULL };
 
@@ -78,6 +79,20 @@ static char *resolve_backing(const char *image, const char *backing)
         return g_strdup(backing);
     dir = g_path_get_dirname(image);
     return g_build_filename(dir, backing, NULL);
+}
+
+/* An image backed by itself would be emptied by its own creation and then
+ * never open (qemu-img catches only the same spelling). */
+static int check_not_self(const char *filename, const char *backing,
+                          GError **errp)
+{
+    g_autofree char *path = resolve_backing(filename, backing);
+    GStatBuf a, b;
+    if (g_stat(filename, &a) == 0 && g_stat(path, &b) == 0 &&
+        a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+        return bh_error_set(errp, EINVAL, "qcow2: the backing file '%s' is "
+                            "the image itself", backing);
+    return 0;
 }
 
 /* Open the backing file read-only, as qemu-img does unless -u: it must
@@ -176,6 +191,8 @@ static int parse_opts(const char *filename, BhOpts *opts, CreateOpts *o,
                             "backing file is not supported (qemu-img needs "
                             "extended_l2 for it)");
 
+    if (o->backing && check_not_self(filename, o->backing, errp) < 0)
+        return -EINVAL;
     if (o->backing && unsafe) {
         /* -u: nothing may be learnt from the backing file, so what it
          * would have told must be given. */

@@ -100,6 +100,15 @@ local function refuse_unnamed_backing(file, backing, unsafe)
   cli.fail(msg .. "\nDetected format of " .. format .. ".")
 end
 
+local function takes_backing(format)
+  local ok, list = pcall(bh.create_options, format)
+  if not ok then return true end -- let bh.create name the real problem
+  for _, o in ipairs(list) do
+    if o.name == "backing_file" then return true end
+  end
+  return false
+end
+
 return cli.run("create", USAGE, function(args)
   local o, rest = cli.parse(args, {
     { "f", "format", arg = "FMT" },
@@ -149,6 +158,10 @@ return cli.run("create", USAGE, function(args)
     set("size", bytes)
   end
   local backing = opts.backing_file or opts.backing
+  if backing and not takes_backing(format) then
+    cli.fail(string.format("%s: Backing file not supported for file format '%s'",
+                           file, format))
+  end
   if backing and backing ~= "" and
      not (opts.backing_fmt or opts.backing_format) then
     refuse_unnamed_backing(file, backing, o.unsafe)

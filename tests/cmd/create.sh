@@ -9,7 +9,7 @@
 source "$SOURCE_ROOT/tests/tap.sh"
 need qemu-img qemu-io
 
-plan 62
+plan 65
 
 B=$BLKHOST
 sum() { sha256sum "$1" | cut -d' ' -f1; }
@@ -66,6 +66,18 @@ refused "a missing backing file" -f qcow2 -b missing.qcow2 -F qcow2 @ 64M
 refused "-b without -F" -f qcow2 -b base.qcow2 @
 refused "a backing file with preallocation" -f qcow2 -b base.qcow2 -F qcow2 -o preallocation=metadata @
 refused "size 8E" -f raw @ 8E
+refused "raw with a backing file" -f raw -b base.raw -F raw @ 1M
+
+# An image backed by itself: qemu-img catches only the same spelling and
+# with "./old.img" empties the image; blkhost compares the files.
+cp "$T/orig.qcow2" "$T/old.img"
+before=$(sum "$T/old.img")
+out=$(cd "$T" && "$B" create -f qcow2 -b ./old.img -F qcow2 old.img 2>&1); rc=$?
+if [ $rc -ne 0 ] && [ "$before" = "$(sum "$T/old.img")" ] && grep -q "image itself" <<<"$out"; then
+    ok "create: -b ./old.img over old.img (backed by itself) refused, the image byte-identical"
+else
+    not_ok "create: -b ./old.img over old.img (backed by itself) refused, the image byte-identical"; diag "$out"
+fi
 
 # The same path through the Lua API.
 cp "$T/orig.qcow2" "$T/old.img"
