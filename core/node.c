@@ -448,9 +448,11 @@ bool bh_create(const char *filename, const char *format, const BhOpts *opts,
             return false;
     }
 
-    bool is_file = drv->flags & BH_DRIVER_PROTOCOL ? !strcmp(rec->name, "file")
-                                                   : true;
-    bool created = is_file && filename && node_create_new_file(filename);
+    /* A format always lies on the file protocol; other protocols (null,
+     * memory, network) make no file the core could have to remove. */
+    bool on_file = !(drv->flags & BH_DRIVER_PROTOCOL) ||
+                   !strcmp(rec->name, "file");
+    bool created = on_file && filename && node_create_new_file(filename);
     bool ok = false;
     if (drv->flags & BH_DRIVER_PROTOCOL) {
         ok = drv->create(filename, NULL, work, errp) == 0 &&
