@@ -7,9 +7,10 @@
 # 7.2 has (preallocation, compression_type, fractional sizes, -o help, -u,
 # -b needing -F) are compared with Debian's qemu-img on the same input.
 source "$SOURCE_ROOT/tests/tap.sh"
-need qemu-img qemu-io
+source "$SOURCE_ROOT/tests/cmd/lib.sh"
+need qemu-img qemu-io qemu-nbd
 
-plan 67
+plan 68
 
 B=$BLKHOST
 sum() { sha256sum "$1" | cut -d' ' -f1; }
@@ -97,6 +98,26 @@ if [ $? -eq 0 ] && [ "$before" = "$(sum "$T/old.img")" ] && [ ! -e "$T/lua-new.i
 else
     not_ok "create: bh.create with bogus=1 or a bad preallocation leaves an existing image byte-identical and makes no file"
     diag "$out"
+fi
+
+# An image somebody serves is locked: refused, left as it is, as qemu-img
+# refuses it ("Failed to get write lock").
+cp "$T/orig.qcow2" "$T/held.img"
+before=$(sum "$T/held.img")
+if qemu-nbd --fork --pid-file "$T/qn.pid" -k "$T/qn.sock" -f qcow2 "$T/held.img"; then
+    at_exit "kill \$(cat '$T/qn.pid') 2>/dev/null"
+    out=$("$B" create -f qcow2 "$T/held.img" 64M 2>&1); rc=$?
+    qemu-img create -q -f qcow2 "$T/held.img" 64M 2>/dev/null; qrc=$?
+    if [ $rc -ne 0 ] && [ $qrc -ne 0 ] && [ "$before" = "$(sum "$T/held.img")" ] &&
+       grep -q "locked" <<<"$out"; then
+        ok "create: over an image qemu-nbd serves refused (locked), the image byte-identical, as qemu-img refuses"
+    else
+        not_ok "create: over an image qemu-nbd serves refused (locked), the image byte-identical"
+        diag "rc=$rc qrc=$qrc $out"
+    fi
+    stop qn
+else
+    not_ok "create: qemu-nbd could not serve the image to lock it"
 fi
 
 # --- failing half way: only a file this create made is removed -----------
