@@ -1,5 +1,5 @@
 #!/bin/bash
-# SPDX-License-Identifier: GPL-2.0-or-later
+# SPDX-License-Identifier: BSD-3-Clause
 # `blkhost create` (lua/cmd/create.lua, bh_create and the drivers' create):
 # every option is checked before a file is touched, so a refused create
 # leaves an existing image byte-identical and no new file behind; a create
