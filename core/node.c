@@ -1,11 +1,14 @@
 /*
  * Opening and closing nodes: option parsing for the modes the core owns,
- * format probing, the file child under a format, children, reference
- * counts and the facts `blkhost info` prints.  The I/O path is in io.c.
+ * the file child under a format (probed in probe.c when none is named),
+ * children, reference counts and the facts `blkhost info` prints.  The
+ * I/O path is in io.c.
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <fcntl.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core-priv.h"
 
@@ -404,6 +407,27 @@ void bh_node_unref(BhNode *bs)
     g_free(bs);
 }
 
+/* Make filename exist, noting whether this call brought it into being:
+ * only such a file may be removed when the creation fails.  O_EXCL makes
+ * that exact, with no window in which somebody else's file could be taken
+ * for ours.  Other errors are left to the file driver to report. */
+static bool node_create_new_file(const char *filename)
+{
+    int fd = open(filename, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return false;
+    close(fd);
+    return true;
+}
+
+/*
+ * Creation runs in two steps so that a typo never costs an existing image:
+ * every option is checked (the driver's create_check, then unknown keys)
+ * before any file is created or emptied; only then is the file made and
+ * the driver's create lays the image out.  When that fails, a file this
+ * call created is removed; one that was there before stays, emptied, as
+ * qemu-img leaves it once the options were good.
+ */
 bool bh_create(const char *filename, const char *format, const BhOpts *opts,
                GError **errp)
 {
@@ -424,33 +448,46 @@ bool bh_create(const char *filename, const char *format, const BhOpts *opts,
         return false;
     }
     g_autofree char *who = g_strdup_printf("creating a %s image", format);
-    if (drv->flags & BH_DRIVER_PROTOCOL) {
-        if (drv->create(filename, NULL, work, errp) < 0)
+    if (drv->create_check) {
+        g_autoptr(BhOpts) check = bh_opts_copy(work);
+        bh_opts_get(check, "format");
+        if (drv->create_check(filename, check, errp) < 0 ||
+            !bh_opts_check_used(check, who, errp))
             return false;
-        return bh_opts_check_used(work, who, errp);
     }
 
-    const BhPluginRecord *file_rec = node_find_driver("file", errp);
-    if (!file_rec)
-        return false;
-    g_autoptr(BhOpts) empty = bh_opts_new();
-    bh_opts_set(empty, "size", "0");
-    if (file_rec->desc.driver->create(filename, NULL, empty, errp) < 0)
-        return false;
-    NodeModes m = { false, BH_CACHE_WRITEBACK, BH_DISCARD_IGNORE,
-                    BH_DETECT_ZEROES_OFF, true, false };
-    g_autoptr(BhOpts) fopts = bh_opts_new();
-    BhNode *file = node_open_protocol(file_rec, filename, fopts, &m, true,
+    /* A format always lies on the file protocol; other protocols (null,
+     * memory, network) make no file the core could have to remove. */
+    bool on_file = !(drv->flags & BH_DRIVER_PROTOCOL) ||
+                   !strcmp(rec->name, "file");
+    bool created = on_file && filename && node_create_new_file(filename);
+    bool ok = false;
+    if (drv->flags & BH_DRIVER_PROTOCOL) {
+        ok = drv->create(filename, NULL, work, errp) == 0 &&
+             bh_opts_check_used(work, who, errp);
+    } else {
+        const BhPluginRecord *file_rec = node_find_driver("file", errp);
+        g_autoptr(BhOpts) empty = bh_opts_new();
+        bh_opts_set(empty, "size", "0");
+        BhNode *file = NULL;
+        NodeModes m = { false, BH_CACHE_WRITEBACK, BH_DISCARD_IGNORE,
+                        BH_DETECT_ZEROES_OFF, true, false };
+        g_autoptr(BhOpts) fopts = bh_opts_new();
+        if (file_rec &&
+            file_rec->desc.driver->create(filename, NULL, empty, errp) == 0)
+            file = node_open_protocol(file_rec, filename, fopts, &m, true,
                                       errp);
-    if (!file)
-        return false;
-    int r = drv->create(filename, file, work, errp);
-    if (r == 0)
-        r = bh_node_flush(file, errp);
-    bh_node_unref(file);
-    if (r < 0)
-        return false;
-    return bh_opts_check_used(work, who, errp);
+        if (file) {
+            int r = drv->create(filename, file, work, errp);
+            if (r == 0)
+                r = bh_node_flush(file, errp);
+            bh_node_unref(file);
+            ok = r == 0 && bh_opts_check_used(work, who, errp);
+        }
+    }
+    if (!ok && created)
+        unlink(filename);
+    return ok;
 }
 
 /* ---- accessors ---- */

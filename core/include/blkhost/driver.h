@@ -66,6 +66,13 @@ G_BEGIN_DECLS
 #define BH_CAP_DISCARD    (1u << 1) /* discard really frees space */
 #define BH_CAP_ZERO       (1u << 2) /* write_zeroes is fast (no data I/O) */
 
+/* One creation option, as `qemu-img create -o help` lists them. */
+typedef struct BhCreateOption {
+    const char *name;   /* "cluster_size" */
+    const char *type;   /* "str", "size", "num" or "bool (on/off)" */
+    const char *help;   /* one line */
+} BhCreateOption;
+
 typedef struct BhDriver {
     uint32_t struct_size; /* sizeof(BhDriver) at build time */
     uint32_t flags;       /* BH_DRIVER_* */
@@ -118,6 +125,16 @@ typedef struct BhDriver {
                         size_t len, GError **errp);
     int (*load_vmstate)(BhNode *bs, void *buf, uint64_t pos, size_t len,
                         GError **errp);
+
+    /* Creation, first step: check every creation option (values, size,
+     * backing file) without touching filename.  The core calls it before
+     * it creates or empties any file, then refuses the keys it did not
+     * take, so a typo never costs an existing image.  create then gets the
+     * same options.  Optional: without it the checks happen in create. */
+    int (*create_check)(const char *filename, BhOpts *opts, GError **errp);
+    /* The creation options, for `blkhost create -o help`: an array ended
+     * by an entry whose name is NULL.  Optional. */
+    const BhCreateOption *create_options;
 
     /* New callbacks go here, at the end. */
 } BhDriver;
