@@ -282,7 +282,9 @@ int qcow2_block_status(BhNode *bs, uint64_t offset, uint64_t len,
                        uint64_t *pnum, uint32_t *status, GError **errp);
 
 /* create.c */
+int qcow2_create_check(const char *filename, BhOpts *opts, GError **errp);
 int qcow2_create(const char *filename, BhNode *file, BhOpts *opts,
                  GError **errp);
+extern const BhCreateOption qcow2_create_options[];
 
 #endif
