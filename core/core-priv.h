@@ -32,10 +32,35 @@ struct BhNode {
     gint64 size;              /* cached virtual size (non-growable) */
     GMutex serial_lock;
     GPtrArray *children;      /* BhChild* */
+    /* The format this file was probed as when none was named (raw):
+     * writes into its first BH_PROBE_BYTES must keep it probing so, and
+     * run one at a time under probe_lock (probe.c). */
+    const BhPluginRecord *probe_guard;
+    GMutex probe_lock;
 };
 
 bool bh_running_uninstalled(void);
 char *bh_plugin_names(BhPluginKind kind);
+
+/* ---- probe.c ---- */
+/* How much of a file probing looks at: QEMU's 512, one sector. */
+#define BH_PROBE_BYTES 512
+
+/* The driver most confident that buf is its format, or NULL. */
+const BhPluginRecord *bh_probe_buffer(const uint8_t *buf, size_t len,
+                                      const char *filename);
+/* The format of the data at the start of file; raw when nobody claims it. */
+const BhPluginRecord *bh_probe_node(BhNode *file, const char *filename,
+                                    GError **errp);
+/* Guard file's head so it keeps probing as probed; warn if writable. */
+void bh_probe_guard(BhNode *file, const BhPluginRecord *probed,
+                    bool writable);
+/* With file->probe_lock held: -EPERM unless writing len bytes of data
+ * (NULL: zeros) at offset (< BH_PROBE_BYTES) leaves a head that probes
+ * as before.  head gets that head, for the caller to write from. */
+int bh_probe_guard_check(BhNode *file, const char *what, uint64_t offset,
+                         uint64_t len, const void *data,
+                         uint8_t head[BH_PROBE_BYTES], GError **errp);
 
 /* Flush every child (used when a driver has no flush callback). */
 int bh_node_flush_children(BhNode *bs, GError **errp);

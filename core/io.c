@@ -8,7 +8,9 @@
  *   - write_zeroes missing or -ENOTSUP: zeros are written (unless the
  *     caller asked for a fast zero, which then fails with ENOTSUP);
  *   - discard=ignore (the default, as in qemu): discards succeed unseen;
- *   - detect-zeroes: a write of all zeros becomes write_zeroes.
+ *   - detect-zeroes: a write of all zeros becomes write_zeroes;
+ *   - a file whose format was guessed as raw keeps probing as raw: what
+ *     lands in its first 512 bytes is checked first (probe.c).
  * Nothing here allocates on the success path.
  */
 #include <errno.h>
@@ -171,15 +173,10 @@ static int io_write_zeroes(BhNode *bs, uint64_t offset, uint64_t len,
     return r;
 }
 
-int bh_node_pwrite(BhNode *bs, const void *buf, uint64_t offset, size_t len,
-                   uint32_t flags, GError **errp)
+/* The write itself, once checked: detect-zeroes, FUA, the driver. */
+static int io_pwrite(BhNode *bs, const void *buf, uint64_t offset, size_t len,
+                     uint32_t flags, GError **errp)
 {
-    int r = io_check_writable(bs, "write", errp);
-    if (r < 0)
-        return r;
-    r = io_check_range(bs, "write", offset, len, ENOSPC, errp);
-    if (r < 0 || len == 0)
-        return r;
     if (bs->detect_zeroes != BH_DETECT_ZEROES_OFF && io_is_zero(buf, len)) {
         uint32_t zflags = flags & BH_IO_FUA;
         if (bs->detect_zeroes == BH_DETECT_ZEROES_UNMAP)
@@ -189,23 +186,92 @@ int bh_node_pwrite(BhNode *bs, const void *buf, uint64_t offset, size_t len,
     bool flush_after;
     flags = io_fua_flags(bs, flags, &flush_after);
     io_lock(bs);
-    r = bs->drv->pwrite(bs, buf, offset, len, flags, errp);
+    int r = bs->drv->pwrite(bs, buf, offset, len, flags, errp);
     io_unlock(bs);
     if (r == 0 && flush_after)
         r = io_flush_raw(bs, errp);
     return r;
 }
 
+/* Does this request reach the probed head of a guarded file? */
+static bool io_guarded(const BhNode *bs, uint64_t offset, uint64_t len)
+{
+    return bs->probe_guard && len && offset < BH_PROBE_BYTES;
+}
+
+/*
+ * A write into the guarded head: probe the head it would leave, then
+ * write under the same lock, so two partial writes cannot each pass alone
+ * and build a header together.  The head is written from the checked
+ * copy, in case the caller's buffer changes under us.
+ */
+static int io_pwrite_guarded(BhNode *bs, const uint8_t *buf, uint64_t offset,
+                             size_t len, uint32_t flags, GError **errp)
+{
+    uint8_t head[BH_PROBE_BYTES];
+    size_t n = (size_t)MIN(len, BH_PROBE_BYTES - offset);
+
+    g_mutex_lock(&bs->probe_lock);
+    int r = bh_probe_guard_check(bs, "write", offset, len, buf, head, errp);
+    if (r == 0)
+        r = io_pwrite(bs, head + offset, offset, n, flags, errp);
+    if (r == 0 && len > n)
+        r = io_pwrite(bs, buf + n, offset + n, len - n, flags, errp);
+    g_mutex_unlock(&bs->probe_lock);
+    return r;
+}
+
+/*
+ * Zeros over a guarded head (write-zeroes, or what a discard leaves):
+ * zeros alone never probe, but zeros beside old bytes might.  On success
+ * probe_lock stays held for the caller's request; it unlocks after.
+ */
+static int io_guard_zeroes(BhNode *bs, const char *what, uint64_t offset,
+                           uint64_t len, GError **errp)
+{
+    uint8_t head[BH_PROBE_BYTES];
+    g_mutex_lock(&bs->probe_lock);
+    int r = bh_probe_guard_check(bs, what, offset, len, NULL, head, errp);
+    if (r < 0)
+        g_mutex_unlock(&bs->probe_lock);
+    return r;
+}
+
+/* The checks every request that changes data passes first. */
+static int io_check_change(BhNode *bs, const char *what, uint64_t offset,
+                           uint64_t len, int range_err, GError **errp)
+{
+    int r = io_check_writable(bs, what, errp);
+    if (r == 0)
+        r = io_check_range(bs, what, offset, len, range_err, errp);
+    return r;
+}
+
+int bh_node_pwrite(BhNode *bs, const void *buf, uint64_t offset, size_t len,
+                   uint32_t flags, GError **errp)
+{
+    int r = io_check_change(bs, "write", offset, len, ENOSPC, errp);
+    if (r < 0 || len == 0)
+        return r;
+    if (io_guarded(bs, offset, len))
+        return io_pwrite_guarded(bs, buf, offset, len, flags, errp);
+    return io_pwrite(bs, buf, offset, len, flags, errp);
+}
+
 int bh_node_write_zeroes(BhNode *bs, uint64_t offset, uint64_t len,
                          uint32_t flags, GError **errp)
 {
-    int r = io_check_writable(bs, "write zeroes", errp);
-    if (r < 0)
-        return r;
-    r = io_check_range(bs, "write zeroes", offset, len, ENOSPC, errp);
+    int r = io_check_change(bs, "write zeroes", offset, len, ENOSPC, errp);
     if (r < 0 || len == 0)
         return r;
-    return io_write_zeroes(bs, offset, len, flags, errp);
+    if (!io_guarded(bs, offset, len))
+        return io_write_zeroes(bs, offset, len, flags, errp);
+    r = io_guard_zeroes(bs, "write zeroes", offset, len, errp);
+    if (r < 0)
+        return r;
+    r = io_write_zeroes(bs, offset, len, flags, errp);
+    g_mutex_unlock(&bs->probe_lock);
+    return r;
 }
 
 int bh_node_flush(BhNode *bs, GError **errp)
@@ -217,19 +283,23 @@ int bh_node_flush(BhNode *bs, GError **errp)
 
 int bh_node_discard(BhNode *bs, uint64_t offset, uint64_t len, GError **errp)
 {
-    int r = io_check_writable(bs, "discard", errp);
-    if (r < 0)
-        return r;
-    r = io_check_range(bs, "discard", offset, len, EINVAL, errp);
+    int r = io_check_change(bs, "discard", offset, len, EINVAL, errp);
     if (r < 0 || len == 0)
         return r;
     /* Discard is advisory: ignoring it (the default, as in qemu) or having
      * no callback is success. */
     if (bs->discard != BH_DISCARD_UNMAP || !bs->drv->discard)
         return 0;
+    /* A discard leaves the old bytes or zeros: check the zeros. */
+    bool guarded = io_guarded(bs, offset, len);
+    if (guarded && (r = io_guard_zeroes(bs, "discard", offset, len,
+                                        errp)) < 0)
+        return r;
     io_lock(bs);
     r = bs->drv->discard(bs, offset, len, errp);
     io_unlock(bs);
+    if (guarded)
+        g_mutex_unlock(&bs->probe_lock);
     if (r == -ENOTSUP) {
         if (errp)
             g_clear_error(errp);

@@ -82,6 +82,8 @@ static bool lock_fdinfo_covers(const char *text, const char *devino,
 
 /* "qemu-io (pid 1234)" for the first process whose open file holds a
  * lock on byte of the file behind fd, or NULL; fd itself does not count.
+ * Our own process, holding it through another open of the same image,
+ * is "this process": its name and pid would only puzzle the user.
  * Linux shows each descriptor's locks in /proc/PID/fdinfo/FD. */
 static char *lock_find_holder(int fd, off_t byte)
 {
@@ -111,7 +113,11 @@ static char *lock_find_holder(int fd, off_t byte)
             g_autofree char *text = NULL;
             if (!g_file_get_contents(path, &text, NULL, NULL))
                 continue;
-            if (lock_fdinfo_covers(text, devino, byte)) {
+            if (!lock_fdinfo_covers(text, devino, byte))
+                continue;
+            if (self) {
+                found = g_strdup("this process");
+            } else {
                 g_autofree char *commf = g_strdup_printf("/proc/%s/comm",
                                                          de->d_name);
                 g_autofree char *comm = NULL;
@@ -135,13 +141,17 @@ static int lock_conflict(int fd, const char *filename, off_t byte,
                          const char *what, int perm, GError **errp)
 {
     g_autofree char *holder = lock_find_holder(fd, byte);
+    bool self = holder && g_str_equal(holder, "this process");
     lock_release_all(fd);
     return bh_error_set(errp, EAGAIN,
                         "'%s' is locked: %s %s the \"%s\" permission "
-                        "(QEMU-style image lock; is QEMU, qemu-nbd or another "
-                        "blkhost using it? locking=off overrides)", filename,
-                        holder ? holder : "another process", what,
-                        lock_perm_names[perm]);
+                        "(QEMU-style image lock; %s locking=off overrides)",
+                        filename, holder ? holder : "another process", what,
+                        lock_perm_names[perm],
+                        self ? "the image is open here already, close that "
+                               "first;"
+                             : "is QEMU, qemu-nbd or another blkhost using "
+                               "it?");
 }
 
 int bh_lock_apply(int fd, const char *filename, uint32_t perms,

@@ -1,15 +1,16 @@
 /*
  * Opening and closing nodes: option parsing for the modes the core owns,
- * format probing, the file child under a format, children, reference
- * counts and the facts `blkhost info` prints.  The I/O path is in io.c.
+ * the file child under a format (probed in probe.c when none is named),
+ * children, reference counts and the facts `blkhost info` prints.  The
+ * I/O path is in io.c.
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <fcntl.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core-priv.h"
-
-#define PROBE_BYTES 4096
 
 static const char *const cache_names[] = {
     "writeback", "none", "writethrough", "directsync", "unsafe", NULL
@@ -24,15 +25,19 @@ typedef struct {
     int discard;
     int detect_zeroes;
     bool locking;
+    /* Not an option: a read-only user of a data-only format lets others
+     * write (see node_open_modes). */
+    bool share_writes;
 } NodeModes;
 
 static bool node_parse_modes(BhOpts *opts, const NodeModes *inherit,
                              NodeModes *m, GError **errp)
 {
     NodeModes def = { false, BH_CACHE_WRITEBACK, BH_DISCARD_IGNORE,
-                      BH_DETECT_ZEROES_OFF, true };
+                      BH_DETECT_ZEROES_OFF, true, false };
     if (inherit)
         def = *inherit;
+    m->share_writes = def.share_writes;
     /* "read-only" is qemu's spelling; accept both. */
     if (bh_opts_has(opts, "read-only") && !bh_opts_has(opts, "readonly"))
         bh_opts_set(opts, "readonly", bh_opts_get(opts, "read-only"));
@@ -64,6 +69,8 @@ static uint32_t node_open_flags(const NodeModes *m, bool growable)
         f |= BH_OPEN_DIRECT;
     if (!m->locking)
         f |= BH_OPEN_NO_LOCK;
+    if (m->readonly && m->share_writes)
+        f |= BH_OPEN_SHARE_WRITES;
     if (growable)
         f |= BH_OPEN_GROWABLE;
     return f;
@@ -86,6 +93,7 @@ static BhNode *node_new(const BhPluginRecord *rec, const char *filename,
     bs->serialize = rec->thread_model == BH_THREAD_SERIALIZE;
     bs->open_flags = node_open_flags(m, growable);
     g_mutex_init(&bs->serial_lock);
+    g_mutex_init(&bs->probe_lock);
     bs->children = g_ptr_array_new();
     return bs;
 }
@@ -112,6 +120,13 @@ static const BhPluginRecord *node_find_driver(const char *name, GError **errp)
 /* Call the driver's open, check option use, and settle size and limits. */
 static bool node_driver_open(BhNode *bs, BhOpts *opts, GError **errp)
 {
+    /* pwrite is optional: such a driver serves read-only, as in nbdkit. */
+    if (!bs->drv->pwrite && !bs->readonly) {
+        bh_error_set(errp, EROFS, "driver %s cannot write (it has no "
+                     "pwrite): open it read-only (readonly=on)",
+                     bs->plugin->name);
+        return false;
+    }
     int r = bs->drv->open(bs, bs->filename, opts, bs->open_flags, errp);
     if (r < 0) {
         if (errp && !*errp)
@@ -158,41 +173,6 @@ static BhNode *node_open_protocol(const BhPluginRecord *rec,
     return bs;
 }
 
-/* Pick a format for the data at the start of file. */
-static const BhPluginRecord *node_probe(BhNode *file, const char *filename,
-                                        GError **errp)
-{
-    uint8_t *buf = g_malloc0(PROBE_BYTES);
-    int64_t size = bh_node_size(file);
-    size_t n = size < PROBE_BYTES ? (size_t)MAX(size, 0) : PROBE_BYTES;
-    int r = n ? bh_node_pread(file, buf, 0, n, 0, errp) : 0;
-    const BhPluginRecord *best = NULL;
-    int best_score = 0;
-
-    if (r < 0) {
-        g_prefix_error(errp, "cannot probe the format of '%s': ", filename);
-        g_free(buf);
-        return NULL;
-    }
-    for (size_t i = 0; i < bh_plugin_count(); i++) {
-        const BhPluginRecord *rec = bh_plugin_get(i);
-        if (rec->error || rec->kind != BH_PLUGIN_DRIVER)
-            continue;
-        const BhDriver *d = rec->desc.driver;
-        if (!d->probe || (d->flags & (BH_DRIVER_PROTOCOL | BH_DRIVER_NO_PROBE)))
-            continue;
-        int score = d->probe(buf, n, filename);
-        if (score > best_score) {
-            best_score = score;
-            best = rec;
-        }
-    }
-    g_free(buf);
-    if (!best)
-        return node_find_driver("raw", errp);
-    return best;
-}
-
 /* Open format driver rec over child (which the new node takes). */
 static BhNode *node_open_format(const BhPluginRecord *rec, BhNode *child,
                                 const char *filename, BhOpts *opts,
@@ -207,6 +187,20 @@ static BhNode *node_open_format(const BhPluginRecord *rec, BhNode *child,
     return bs;
 }
 
+/* A format that keeps no metadata in its file: its bytes are the guest's. */
+static bool node_data_only(const BhPluginRecord *rec)
+{
+    return rec->desc.driver->flags & BH_DRIVER_DATA_ONLY;
+}
+
+/*
+ * inherit NULL: a user's open (bh_node_open), not a child such as a
+ * backing file.  Only a user's read-only open of a data-only format
+ * (raw) shares writes and resizes with others, as QEMU's raw readers do:
+ * it reads whatever is there, and a writer elsewhere cannot corrupt
+ * metadata it does not have.  Anything with metadata (qcow2), and any
+ * backing file, keeps writers out.
+ */
 static BhNode *node_open_modes(const char *filename, BhOpts *opts,
                                const NodeModes *inherit, bool growable,
                                GError **errp)
@@ -244,6 +238,10 @@ static BhNode *node_open_modes(const char *filename, BhOpts *opts,
         return NULL;
     if (!fm.readonly && m.readonly)
         fm.readonly = true;
+    const bool probing = !rec;
+    /* Before probing, assume data-only; a probe that finds metadata
+     * reopens the file keeping writers out. */
+    fm.share_writes = !inherit && (probing || node_data_only(rec));
     const BhPluginRecord *file_rec = node_find_driver("file", errp);
     if (!file_rec)
         return NULL;
@@ -252,14 +250,25 @@ static BhNode *node_open_modes(const char *filename, BhOpts *opts,
                                       errp);
     if (!file)
         return NULL;
-    if (!rec) {
-        rec = node_probe(file, filename, errp);
+    if (probing) {
+        rec = bh_probe_node(file, filename, errp);
         if (!rec) {
             bh_node_unref(file);
             return NULL;
         }
+        if (fm.readonly && fm.share_writes && !node_data_only(rec)) {
+            bh_node_unref(file);
+            fm.share_writes = false;
+            file = node_open_protocol(file_rec, filename, file_opts, &fm,
+                                      true, errp);
+            if (!file)
+                return NULL;
+        }
     }
-    return node_open_format(rec, file, filename, opts, &m, errp);
+    BhNode *bs = node_open_format(rec, file, filename, opts, &m, errp);
+    if (bs && probing && node_data_only(rec))
+        bh_probe_guard(file, rec, !m.readonly && !fm.readonly);
+    return bs;
 }
 
 /*
@@ -308,7 +317,7 @@ BhNode *bh_node_open_over(BhNode *child, const char *format,
 {
     g_autoptr(BhOpts) work = bh_opts_copy(opts);
     NodeModes inherit = { child->readonly, child->cache, child->discard,
-                          child->detect_zeroes, child->locking };
+                          child->detect_zeroes, child->locking, false };
     NodeModes m;
     if (!node_parse_modes(work, &inherit, &m, errp))
         return NULL;
@@ -335,7 +344,7 @@ BhNode *bh_node_open_child(BhNode *bs, const char *role, const char *filename,
     g_autoptr(BhOpts) work = bh_opts_copy(opts);
     /* Children are read-only unless asked otherwise, like qemu's backing. */
     NodeModes inherit = { true, bs->cache, bs->discard, BH_DETECT_ZEROES_OFF,
-                          bs->locking };
+                          bs->locking, false };
     BhNode *child = node_open_modes(filename, work, &inherit, false, errp);
     if (!child)
         return NULL;
@@ -393,10 +402,32 @@ void bh_node_unref(BhNode *bs)
     }
     g_ptr_array_free(bs->children, TRUE);
     g_mutex_clear(&bs->serial_lock);
+    g_mutex_clear(&bs->probe_lock);
     g_free(bs->filename);
     g_free(bs);
 }
 
+/* Make filename exist, noting whether this call brought it into being:
+ * only such a file may be removed when the creation fails.  O_EXCL makes
+ * that exact, with no window in which somebody else's file could be taken
+ * for ours.  Other errors are left to the file driver to report. */
+static bool node_create_new_file(const char *filename)
+{
+    int fd = open(filename, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return false;
+    close(fd);
+    return true;
+}
+
+/*
+ * Creation runs in two steps so that a typo never costs an existing image:
+ * every option is checked (the driver's create_check, then unknown keys)
+ * before any file is created or emptied; only then is the file made and
+ * the driver's create lays the image out.  When that fails, a file this
+ * call created is removed; one that was there before stays, emptied, as
+ * qemu-img leaves it once the options were good.
+ */
 bool bh_create(const char *filename, const char *format, const BhOpts *opts,
                GError **errp)
 {
@@ -417,33 +448,46 @@ bool bh_create(const char *filename, const char *format, const BhOpts *opts,
         return false;
     }
     g_autofree char *who = g_strdup_printf("creating a %s image", format);
-    if (drv->flags & BH_DRIVER_PROTOCOL) {
-        if (drv->create(filename, NULL, work, errp) < 0)
+    if (drv->create_check) {
+        g_autoptr(BhOpts) check = bh_opts_copy(work);
+        bh_opts_get(check, "format");
+        if (drv->create_check(filename, check, errp) < 0 ||
+            !bh_opts_check_used(check, who, errp))
             return false;
-        return bh_opts_check_used(work, who, errp);
     }
 
-    const BhPluginRecord *file_rec = node_find_driver("file", errp);
-    if (!file_rec)
-        return false;
-    g_autoptr(BhOpts) empty = bh_opts_new();
-    bh_opts_set(empty, "size", "0");
-    if (file_rec->desc.driver->create(filename, NULL, empty, errp) < 0)
-        return false;
-    NodeModes m = { false, BH_CACHE_WRITEBACK, BH_DISCARD_IGNORE,
-                    BH_DETECT_ZEROES_OFF, true };
-    g_autoptr(BhOpts) fopts = bh_opts_new();
-    BhNode *file = node_open_protocol(file_rec, filename, fopts, &m, true,
+    /* A format always lies on the file protocol; other protocols (null,
+     * memory, network) make no file the core could have to remove. */
+    bool on_file = !(drv->flags & BH_DRIVER_PROTOCOL) ||
+                   !strcmp(rec->name, "file");
+    bool created = on_file && filename && node_create_new_file(filename);
+    bool ok = false;
+    if (drv->flags & BH_DRIVER_PROTOCOL) {
+        ok = drv->create(filename, NULL, work, errp) == 0 &&
+             bh_opts_check_used(work, who, errp);
+    } else {
+        const BhPluginRecord *file_rec = node_find_driver("file", errp);
+        g_autoptr(BhOpts) empty = bh_opts_new();
+        bh_opts_set(empty, "size", "0");
+        BhNode *file = NULL;
+        NodeModes m = { false, BH_CACHE_WRITEBACK, BH_DISCARD_IGNORE,
+                        BH_DETECT_ZEROES_OFF, true, false };
+        g_autoptr(BhOpts) fopts = bh_opts_new();
+        if (file_rec &&
+            file_rec->desc.driver->create(filename, NULL, empty, errp) == 0)
+            file = node_open_protocol(file_rec, filename, fopts, &m, true,
                                       errp);
-    if (!file)
-        return false;
-    int r = drv->create(filename, file, work, errp);
-    if (r == 0)
-        r = bh_node_flush(file, errp);
-    bh_node_unref(file);
-    if (r < 0)
-        return false;
-    return bh_opts_check_used(work, who, errp);
+        if (file) {
+            int r = drv->create(filename, file, work, errp);
+            if (r == 0)
+                r = bh_node_flush(file, errp);
+            bh_node_unref(file);
+            ok = r == 0 && bh_opts_check_used(work, who, errp);
+        }
+    }
+    if (!ok && created)
+        unlink(filename);
+    return ok;
 }
 
 /* ---- accessors ---- */

@@ -204,6 +204,23 @@ bool bh_opts_get_bool(BhOpts *opts, const char *key, bool def, bool *out,
     return false;
 }
 
+/* The digits after a size's decimal point, scaled by 2^shift and rounded
+ * half up, as qemu-img reads "1.5G".  Digits past the 18th cannot change a
+ * byte count and are ignored; 18 digits times 2^60 fits in 128 bits. */
+static uint64_t parse_fraction(const char *digits, size_t n, int shift)
+{
+    unsigned __int128 num = 0, den = 1;
+    for (size_t i = 0; i < n && i < 18; i++) {
+        num = num * 10 + (unsigned)(digits[i] - '0');
+        den *= 10;
+    }
+    return (uint64_t)(((num << shift) + den / 2) / den);
+}
+
+/* Decimal, or hex with 0x; sizes take a K/M/G/T/P/E suffix (powers of
+ * 1024, also as "KiB" or "KB"), and before it a decimal fraction ("1.5G")
+ * that, without a unit to scale it, is refused as qemu-img refuses it.
+ * Never octal: "010" is ten, as qemu-img reads it. */
 static bool parse_unsigned(const char *str, bool suffixes, uint64_t *out,
                            const char **why)
 {
@@ -218,15 +235,25 @@ static bool parse_unsigned(const char *str, bool suffixes, uint64_t *out,
         *why = "is not a number";
         return false;
     }
+    bool hex = p[0] == '0' && (p[1] == 'x' || p[1] == 'X');
     char *end;
     errno = 0;
-    uint64_t v = g_ascii_strtoull(p, &end, 0);
+    uint64_t v = g_ascii_strtoull(p, &end, hex ? 16 : 10);
     if (errno == ERANGE) {
         *why = "is too large";
         return false;
     }
+    const char *frac = NULL;
+    size_t nfrac = 0;
+    if (suffixes && !hex && *end == '.') {
+        frac = ++end;
+        while (g_ascii_isdigit(*end))
+            end++;
+        nfrac = (size_t)(end - frac);
+    }
+    int shift = 0;
     if (suffixes && *end) {
-        int shift = -1;
+        shift = -1;
         switch (g_ascii_toupper(*end)) {
         case 'B': shift = 0; break;
         case 'K': shift = 10; break;
@@ -256,6 +283,18 @@ static bool parse_unsigned(const char *str, bool suffixes, uint64_t *out,
         *why = "is not a number";
         return false;
     }
+    if (frac) {
+        if (!shift) {
+            *why = "has a fraction but no unit (K, M, G, T, P, E) to scale it";
+            return false;
+        }
+        uint64_t f = parse_fraction(frac, nfrac, shift);
+        if (v + f < v) {
+            *why = "is too large";
+            return false;
+        }
+        v += f;
+    }
     *out = v;
     return true;
 }
@@ -265,7 +304,7 @@ bool bh_parse_size(const char *str, uint64_t *out, GError **errp)
     const char *why = NULL;
     if (!parse_unsigned(str, true, out, &why)) {
         bh_error_set(errp, EINVAL, "'%s' %s (expected a size such as 4096, "
-                     "64K or 1G; suffixes K, M, G, T, P, E)", str, why);
+                     "64K, 1G or 1.5G; suffixes K, M, G, T, P, E)", str, why);
         return false;
     }
     return true;
@@ -282,7 +321,7 @@ bool bh_opts_get_size(BhOpts *opts, const char *key, uint64_t def,
     }
     if (!parse_unsigned(v, true, out, &why)) {
         bh_error_set(errp, EINVAL, "option '%s': '%s' %s (expected a size "
-                     "such as 4096, 64K or 1G; suffixes K, M, G, T, P, E)",
+                     "such as 4096, 64K, 1G or 1.5G; suffixes K, M, G, T, P, E)",
                      key, v, why);
         return false;
     }

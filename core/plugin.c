@@ -100,6 +100,37 @@ static bool file_is_elf(const char *path)
     return n == 4 && memcmp(magic, "\177ELF", 4) == 0;
 }
 
+/* Why a driver cannot be used, or NULL: the callbacks the core calls
+ * without asking, and only the flags this core knows. */
+static char *plugin_check_driver(const BhDriver *d)
+{
+    if (d->flags & ~BH_DRIVER_KNOWN_FLAGS)
+        return g_strdup_printf("driver has unknown flags 0x%x (this blkhost "
+                               "knows 0x%x)", d->flags & ~BH_DRIVER_KNOWN_FLAGS,
+                               BH_DRIVER_KNOWN_FLAGS);
+    const char *missing = !d->open ? "open" : !d->get_length ? "get_length"
+                        : !d->pread ? "pread" : NULL;
+    if (missing)
+        return g_strdup_printf("driver has no %s callback (open, get_length "
+                               "and pread are required)", missing);
+    return NULL;
+}
+
+/* A frontend must make, start, stop and free an instance. */
+static char *plugin_check_frontend(const BhFrontend *fe)
+{
+    if (fe->flags)
+        return g_strdup_printf("frontend has unknown flags 0x%x (this "
+                               "blkhost knows none)", fe->flags);
+    const char *missing = !fe->create ? "create" : !fe->start ? "start"
+                        : !fe->stop ? "stop" : !fe->destroy ? "destroy"
+                        : NULL;
+    if (missing)
+        return g_strdup_printf("frontend has no %s callback (create, start, "
+                               "stop and destroy are required)", missing);
+    return NULL;
+}
+
 /* Check and register one file; fills e->pub.error on refusal. */
 static void plugin_try(PluginEntry *e)
 {
@@ -172,6 +203,13 @@ static void plugin_try(PluginEntry *e)
         e->pub.error = g_strdup_printf("invalid plugin name '%s' "
                                        "(expected [a-z0-9_-], 1-64 chars)",
                                        desc->name ? desc->name : "");
+    } else if (desc->thread_model != BH_THREAD_SERIALIZE &&
+               desc->thread_model != BH_THREAD_PARALLEL) {
+        e->pub.error = g_strdup_printf("unknown thread model %u (expected "
+                                       "%d, serialize, or %d, parallel)",
+                                       desc->thread_model,
+                                       BH_THREAD_SERIALIZE,
+                                       BH_THREAD_PARALLEL);
     } else if (desc->kind == BH_PLUGIN_DRIVER) {
         if (!desc->driver || desc->driver->struct_size <
                                  offsetof(BhDriver, pread)) {
@@ -182,9 +220,7 @@ static void plugin_try(PluginEntry *e)
                    MIN(sizeof(BhDriver), desc->driver->struct_size));
             desc->driver = &e->drv;
             desc->frontend = NULL;
-            if (!e->drv.open)
-                e->pub.error = g_strdup_printf("driver has no open "
-                                               "callback");
+            e->pub.error = plugin_check_driver(&e->drv);
         }
     } else if (desc->kind == BH_PLUGIN_FRONTEND) {
         if (!desc->frontend || desc->frontend->struct_size <
@@ -196,10 +232,13 @@ static void plugin_try(PluginEntry *e)
                    MIN(sizeof(BhFrontend), desc->frontend->struct_size));
             desc->frontend = &e->fe;
             desc->driver = NULL;
+            e->pub.error = plugin_check_frontend(&e->fe);
         }
     } else {
-        e->pub.error = g_strdup_printf("unknown plugin kind %u",
-                                       desc->kind);
+        e->pub.error = g_strdup_printf("unknown plugin kind %u (expected "
+                                       "%d, driver, or %d, frontend)",
+                                       desc->kind, BH_PLUGIN_DRIVER,
+                                       BH_PLUGIN_FRONTEND);
     }
     if (!e->pub.error) {
         const PluginEntry *dup = plugin_find_locked(desc->name);
@@ -296,18 +335,26 @@ void bh_plugins_scan(void)
     g_mutex_unlock(&plugin_lock);
 }
 
+/* These two run on I/O threads too (probing a guarded head, probe.c)
+ * while the main thread may load a plugin, which can move the array;
+ * entries themselves are never freed, so a record outlives the lock. */
 size_t bh_plugin_count(void)
 {
     bh_plugins_scan();
-    return plugin_entries->len;
+    g_mutex_lock(&plugin_lock);
+    size_t n = plugin_entries->len;
+    g_mutex_unlock(&plugin_lock);
+    return n;
 }
 
 const BhPluginRecord *bh_plugin_get(size_t i)
 {
     bh_plugins_scan();
-    if (i >= plugin_entries->len)
-        return NULL;
-    return &((PluginEntry *)plugin_entries->pdata[i])->pub;
+    g_mutex_lock(&plugin_lock);
+    const PluginEntry *e = i < plugin_entries->len ? plugin_entries->pdata[i]
+                                                   : NULL;
+    g_mutex_unlock(&plugin_lock);
+    return e ? &e->pub : NULL;
 }
 
 const BhPluginRecord *bh_plugin_find(const char *name, BhPluginKind kind)

@@ -363,15 +363,42 @@ static int savevm_read_sections(BhStream *s, GArray *pending, GError **errp)
     }
 }
 
+/* A stream read and checked but not yet committed; the registry lock is
+ * held from bh_savevm_load_begin to bh_savevm_load_finish so that the
+ * entries the pending states point to stay registered. */
+struct BhSavevmLoad {
+    GArray *pending;   /* SavevmPending */
+};
+
+int bh_savevm_load_begin(BhStream *s, BhSavevmLoad **loadp, GError **errp)
+{
+    BhSavevmLoad *load = g_new0(BhSavevmLoad, 1);
+    load->pending = g_array_new(FALSE, FALSE, sizeof(SavevmPending));
+    g_rec_mutex_lock(&savevm_lock);
+    int r = savevm_read_sections(s, load->pending, errp);
+    if (r < 0) {
+        bh_savevm_load_finish(load, false);
+        g_prefix_error(errp, "loadvm: ");
+        load = NULL;
+    }
+    *loadp = load;
+    return r < 0 ? r : 0;
+}
+
+void bh_savevm_load_finish(BhSavevmLoad *load, bool commit)
+{
+    if (!load)
+        return;
+    savevm_pending_drop(load->pending, commit);
+    g_rec_mutex_unlock(&savevm_lock);
+    g_array_free(load->pending, TRUE);
+    g_free(load);
+}
+
 int bh_savevm_read_state(BhStream *s, GError **errp)
 {
-    GArray *pending = g_array_new(FALSE, FALSE, sizeof(SavevmPending));
-    g_rec_mutex_lock(&savevm_lock);
-    int r = savevm_read_sections(s, pending, errp);
-    savevm_pending_drop(pending, r == 0);
-    g_rec_mutex_unlock(&savevm_lock);
-    g_array_free(pending, TRUE);
-    if (r < 0)
-        g_prefix_error(errp, "loadvm: ");
+    BhSavevmLoad *load;
+    int r = bh_savevm_load_begin(s, &load, errp);
+    bh_savevm_load_finish(load, true);
     return r;
 }

@@ -76,21 +76,57 @@ GPtrArray *bh_node_snapshot_list(BhNode *bs, GError **errp)
     return out;
 }
 
+/* Index in l of the first snapshot (at or after start) whose id is id
+ * and whose name is name; a NULL criterion matches anything. */
+static int snapshot_match(GPtrArray *l, const char *id, const char *name,
+                          guint start)
+{
+    for (guint i = start; i < l->len; i++) {
+        const BhSnapshotInfo *sn = l->pdata[i];
+        if ((!id || !strcmp(sn->id, id)) && (!name || !strcmp(sn->name, name)))
+            return (int)i;
+    }
+    return -1;
+}
+
 BhSnapshotInfo *bh_node_snapshot_find(BhNode *bs, const char *id_or_name,
                                       GError **errp)
 {
     g_autoptr(GPtrArray) l = bh_node_snapshot_list(bs, errp);
+    int i;
 
     if (!l)
         return NULL;
-    for (int pass = 0; pass < 2; pass++)
-        for (guint i = 0; i < l->len; i++) {
-            BhSnapshotInfo *sn = l->pdata[i];
-            if (!strcmp(pass ? sn->name : sn->id, id_or_name))
-                return bh_snapshot_info_copy(sn);
-        }
+    i = snapshot_match(l, id_or_name, NULL, 0);
+    if (i < 0)
+        i = snapshot_match(l, NULL, id_or_name, 0);
+    if (i >= 0)
+        return bh_snapshot_info_copy(l->pdata[i]);
     bh_error_set(errp, ENOENT, "'%s' has no snapshot with id or name '%s'",
                  bs->filename, id_or_name);
+    return NULL;
+}
+
+BhSnapshotInfo *bh_node_snapshot_lookup(BhNode *bs, const char *id,
+                                        const char *name, GError **errp)
+{
+    g_autoptr(GPtrArray) l = NULL;
+    int i;
+
+    if (!id && !name) {
+        bh_error_set(errp, EINVAL, "a snapshot id or name is needed");
+        return NULL;
+    }
+    l = bh_node_snapshot_list(bs, errp);
+    if (!l)
+        return NULL;
+    i = snapshot_match(l, id, name, 0);
+    if (i >= 0)
+        return bh_snapshot_info_copy(l->pdata[i]);
+    bh_error_set(errp, ENOENT, "'%s' has no snapshot with %s%s%s%s%s%s",
+                 bs->filename, id ? "id '" : "", id ? id : "",
+                 id && name ? "' and " : id ? "'" : "",
+                 name ? "name '" : "", name ? name : "", name ? "'" : "");
     return NULL;
 }
 
@@ -136,42 +172,20 @@ int bh_node_snapshot_delete(BhNode *bs, const char *id_or_name, GError **errp)
 BhNode *bh_node_snapshot_open(BhNode *bs, const char *id, const char *name,
                               GError **errp)
 {
-    g_autoptr(GPtrArray) l = NULL;
+    g_autoptr(BhSnapshotInfo) found = NULL;
     g_autoptr(BhOpts) opts = NULL;
-    const BhSnapshotInfo *found = NULL;
     BhNode *file = bh_node_child(bs, "file");
 
     if (!bh_node_can_snapshot(bs) || !file) {
         no_snapshots(bs, errp);
         return NULL;
     }
-    if (!id && !name) {
-        bh_error_set(errp, EINVAL, "a snapshot id or name is needed");
+    found = bh_node_snapshot_lookup(bs, id, name, errp);
+    if (!found)
         return NULL;
-    }
-    l = bh_node_snapshot_list(bs, errp);
-    if (!l)
-        return NULL;
-    /* Both given: both must match.  One: id first, then name. */
-    for (int pass = 0; pass < 2 && !found; pass++)
-        for (guint i = 0; i < l->len && !found; i++) {
-            const BhSnapshotInfo *sn = l->pdata[i];
-            if (id && name) {
-                if (!pass && !strcmp(sn->id, id) && !strcmp(sn->name, name))
-                    found = sn;
-            } else if (!strcmp(pass ? sn->name : sn->id, id ? id : name)) {
-                found = sn;
-            }
-        }
-    if (!found) {
-        bh_error_set(errp, ENOENT, "'%s' has no snapshot with %s%s%s%s%s%s",
-                     bs->filename, id ? "id '" : "", id ? id : "",
-                     id && name ? "' and " : id ? "'" : "",
-                     name ? "name '" : "", name ? name : "",
-                     name ? "'" : "");
-        return NULL;
-    }
     opts = bh_opts_new();
+    /* The driver looks the option up by id first: the id found here is
+     * what it sees, so the name cannot be mistaken for another's id. */
     bh_opts_set(opts, "snapshot", found->id);
     bh_opts_set(opts, "readonly", "on");
     return bh_node_open_over(file, bh_node_driver_name(bs), opts, errp);
@@ -289,39 +303,39 @@ static GPtrArray *capable_nodes(const char *what, GError **errp)
     return out;
 }
 
-static bool has_name(BhNode *bs, const char *name, GError **errp,
-                     bool *found)
+/* Each node's snapshot list (a GPtrArray of lists, in node order), read
+ * before a multi-node operation changes anything. */
+static GPtrArray *snapshot_lists(GPtrArray *nodes, const char *what,
+                             GError **errp)
 {
-    g_autoptr(GPtrArray) l = bh_node_snapshot_list(bs, errp);
-    *found = false;
-    if (!l)
-        return false;
-    for (guint i = 0; i < l->len; i++)
-        if (!strcmp(((BhSnapshotInfo *)l->pdata[i])->name, name))
-            *found = true;
-    return true;
+    GPtrArray *lists = g_ptr_array_new_with_free_func(
+        (GDestroyNotify)g_ptr_array_unref);
+
+    for (guint i = 0; i < nodes->len; i++) {
+        GPtrArray *l = bh_node_snapshot_list(nodes->pdata[i], errp);
+        if (!l) {
+            g_prefix_error(errp, "%s: listing the snapshots of '%s' "
+                           "(nothing was changed): ", what,
+                           bh_node_filename(nodes->pdata[i]));
+            g_ptr_array_free(lists, TRUE);
+            return NULL;
+        }
+        g_ptr_array_add(lists, l);
+    }
+    return lists;
 }
 
-/* Delete every snapshot called name on bs (by name only, never by id). */
-static int delete_by_name(BhNode *bs, const char *name, bool *any,
-                          GError **errp)
+/* The ids of every snapshot called name in l (by name only, never by id),
+ * a NULL-terminated array. */
+static char **snapshot_ids_named(GPtrArray *l, const char *name)
 {
-    for (;;) {
-        g_autoptr(GPtrArray) l = bh_node_snapshot_list(bs, errp);
-        const BhSnapshotInfo *hit = NULL;
-        if (!l)
-            return -EIO;
-        for (guint i = 0; i < l->len && !hit; i++)
-            if (!strcmp(((BhSnapshotInfo *)l->pdata[i])->name, name))
-                hit = l->pdata[i];
-        if (!hit)
-            return 0;
-        int r = bh_node_snapshot_delete(bs, hit->id, errp);
-        if (r < 0)
-            return r;
-        if (any)
-            *any = true;
-    }
+    GPtrArray *ids = g_ptr_array_new();
+
+    for (int i = snapshot_match(l, NULL, name, 0); i >= 0;
+         i = snapshot_match(l, NULL, name, (guint)i + 1))
+        g_ptr_array_add(ids, g_strdup(((BhSnapshotInfo *)l->pdata[i])->id));
+    g_ptr_array_add(ids, NULL);
+    return (char **)g_ptr_array_free(ids, FALSE);
 }
 
 /* The given nodes (each writable and snapshot-capable, named if not),
@@ -356,14 +370,48 @@ int bh_savevm(const char *name, GError **errp)
     return bh_savevm_nodes(NULL, 0, name, NULL, errp);
 }
 
+/* Write the state collected in mem to the vmstate area of bs. */
+static int snapshot_store_state(BhNode *bs, BhStream *mem, GError **errp)
+{
+    size_t len;
+    const uint8_t *data = bh_stream_mem_data(mem, &len);
+    BhStream *st = bh_node_vmstate_stream(bs, true, UINT64_MAX);
+
+    bh_stream_put_buffer(st, data, len);
+    bh_stream_flush(st);
+    int r = bh_stream_take_error(st, errp);
+    if (r < 0) {
+        bh_stream_close(st, NULL);
+        return r;
+    }
+    return bh_stream_close(st, errp);
+}
+
+/*
+ * Replacing a snapshot without ever having neither the old nor the new one:
+ *   1. list every node and note the ids of the snapshots called name;
+ *   2. collect the state in memory (a failing getter stops here);
+ *   3. store it in the first node's vmstate area (not yet in a snapshot);
+ *   4. create the new snapshot on every node under the same name (qcow2
+ *      does not require names to be unique; the driver gives a new id);
+ *      a failure deletes, by id, the new ones made so far;
+ *   5. delete the old ones by the ids noted in 1.
+ * Until 4 ends, every node still has the old snapshot; from then on,
+ * every node has the new one.  A crash during 4 or 5 leaves some nodes
+ * with two snapshots of that name (the new one last in the table);
+ * loadvm then refuses the name as ambiguous until one is deleted, and
+ * running savevm again with the name removes both old copies.
+ */
 int bh_savevm_nodes(BhNode *const *given, size_t n, const char *name,
                     const BhSnapshotInfo *tmpl, GError **errp)
 {
     GPtrArray *nodes = savevm_nodes(given, n, errp);
+    g_autoptr(GPtrArray) lists = NULL;
+    g_autoptr(GPtrArray) old = NULL;
+    g_autoptr(GPtrArray) made = NULL;
     g_autofree char *def = NULL;
     BhSnapshotInfo info = { 0 };
     gint64 now = g_get_real_time();
-    guint done = 0;
     int r = 0;
 
     if (!nodes)
@@ -378,10 +426,14 @@ int bh_savevm_nodes(BhNode *const *given, size_t n, const char *name,
                          "%d bytes", BH_SNAPSHOT_MAX_NAME);
         goto out;
     }
-    for (guint i = 0; i < nodes->len && r == 0; i++)
-        r = delete_by_name(nodes->pdata[i], name, NULL, errp);
-    if (r < 0)
+    lists = snapshot_lists(nodes, "savevm", errp);
+    if (!lists) {
+        r = -EIO;
         goto out;
+    }
+    old = g_ptr_array_new_with_free_func((GDestroyNotify)g_strfreev);
+    for (guint i = 0; i < nodes->len; i++)
+        g_ptr_array_add(old, snapshot_ids_named(lists->pdata[i], name));
 
     info.date_sec = (uint32_t)(now / G_USEC_PER_SEC);
     info.date_nsec = (uint32_t)(now % G_USEC_PER_SEC) * 1000;
@@ -394,70 +446,130 @@ int bh_savevm_nodes(BhNode *const *given, size_t n, const char *name,
     if (tmpl)
         info.vm_clock_nsec = tmpl->vm_clock_nsec;
     if (bh_savevm_count() > 0) {
-        BhNode *first = nodes->pdata[0];
-        BhStream *st = bh_node_vmstate_stream(first, true, UINT64_MAX);
-        r = bh_savevm_write_state(st, errp);
-        info.vm_state_size = bh_stream_tell(st);
+        BhStream *mem = bh_stream_new_mem_writer();
+        r = bh_savevm_write_state(mem, errp);
         if (r < 0) {
-            bh_stream_close(st, NULL);
-            g_prefix_error(errp, "savevm: writing the state: ");
-            goto out;
+            g_prefix_error(errp, "savevm: collecting the state (nothing was "
+                           "changed): ");
+        } else {
+            info.vm_state_size = bh_stream_tell(mem);
+            r = snapshot_store_state(nodes->pdata[0], mem, errp);
+            if (r < 0)
+                g_prefix_error(errp, "savevm: writing the state to '%s' "
+                               "(no snapshot was changed): ",
+                               bh_node_filename(nodes->pdata[0]));
         }
-        r = bh_stream_close(st, errp);
+        bh_stream_close(mem, NULL);
         if (r < 0)
             goto out;
     }
-    for (done = 0; done < nodes->len; done++) {
+    made = g_ptr_array_new_with_free_func(g_free);
+    for (guint i = 0; i < nodes->len; i++) {
         BhSnapshotInfo sn = info;
-        BhNode *bs = nodes->pdata[done];
+        BhNode *bs = nodes->pdata[i];
         sn.id = NULL;
         sn.name = g_strdup(name);
-        if (done > 0)
+        if (i > 0)
             sn.vm_state_size = 0;
         r = bh_node_snapshot_create(bs, &sn, errp);
-        g_free(sn.id);
         g_free(sn.name);
         if (r < 0) {
-            g_prefix_error(errp, "savevm: snapshot of '%s': ", bs->filename);
+            g_free(sn.id);
+            g_prefix_error(errp, "savevm: snapshot of '%s' (the old snapshots "
+                           "are kept): ", bs->filename);
             break;
         }
+        g_ptr_array_add(made, sn.id);
     }
-    /* All or nothing: take back what was made before the failure. */
-    for (guint i = 0; r < 0 && i < done; i++)
-        delete_by_name(nodes->pdata[i], name, NULL, NULL);
+    /* All or nothing: take back, by id, what was made before the failure. */
+    for (guint i = 0; r < 0 && i < made->len; i++)
+        bh_node_snapshot_delete(nodes->pdata[i], made->pdata[i], NULL);
+    if (r < 0)
+        goto out;
+    /* The new snapshot is on every node: now the old ones can go.  Go on
+     * past a failure so that as few nodes as possible keep two. */
+    for (guint i = 0; i < nodes->len; i++)
+        for (char **id = old->pdata[i]; *id; id++) {
+            BhNode *bs = nodes->pdata[i];
+            GError *e = NULL;
+            if (bh_node_snapshot_delete(bs, *id, &e) == 0)
+                continue;
+            if (r == 0)
+                r = bh_error_set(errp, bh_error_errno(e), "savevm: '%s' was "
+                                 "saved on every image, but the old snapshot "
+                                 "(id %s) of that name on '%s' could not be "
+                                 "deleted, so that image has two: %s", name,
+                                 *id, bs->filename, e->message);
+            g_error_free(e);
+        }
 out:
     unref_all(nodes);
     return r;
+}
+
+/* The one snapshot that name picks on each node (its id in *ids), by name
+ * only: a node without it, or with two of that name, refuses the lot. */
+static int snapshot_pick_named(GPtrArray *nodes, const char *name, char ***ids,
+                       BhSnapshotInfo **first, GError **errp)
+{
+    g_autoptr(GPtrArray) lists = snapshot_lists(nodes, "loadvm", errp);
+    GPtrArray *out;
+
+    if (!lists)
+        return -EIO;
+    out = g_ptr_array_new_with_free_func(g_free);
+    for (guint i = 0; i < nodes->len; i++) {
+        GPtrArray *l = lists->pdata[i];
+        const char *file = bh_node_filename(nodes->pdata[i]);
+        int k = snapshot_match(l, NULL, name, 0), again;
+        if (k < 0) {
+            g_ptr_array_free(out, TRUE);
+            return bh_error_set(errp, ENOENT, "loadvm: '%s' has no snapshot "
+                                "named '%s' (nothing was changed)", file,
+                                name);
+        }
+        again = snapshot_match(l, NULL, name, (guint)k + 1);
+        if (again >= 0) {
+            g_ptr_array_free(out, TRUE);
+            return bh_error_set(errp, EEXIST, "loadvm: '%s' has more than one "
+                                "snapshot named '%s' (ids %s and %s), so the "
+                                "name does not pick one (nothing was changed);"
+                                " delete one ('blkhost snapshot -d %s' "
+                                "deletes the first listed)", file, name,
+                                ((BhSnapshotInfo *)l->pdata[k])->id,
+                                ((BhSnapshotInfo *)l->pdata[again])->id,
+                                name);
+        }
+        if (i == 0)
+            *first = bh_snapshot_info_copy(l->pdata[k]);
+        g_ptr_array_add(out, g_strdup(((BhSnapshotInfo *)l->pdata[k])->id));
+    }
+    g_ptr_array_add(out, NULL);
+    *ids = (char **)g_ptr_array_free(out, FALSE);
+    return 0;
 }
 
 int bh_loadvm(const char *name, bool *had_state, GError **errp)
 {
     GPtrArray *nodes = capable_nodes("loadvm", errp);
     g_autoptr(BhSnapshotInfo) first_sn = NULL;
+    g_auto(GStrv) ids = NULL;
+    BhSavevmLoad *load = NULL;
     int r = 0;
 
     if (had_state)
         *had_state = false;
     if (!nodes)
         return -ENOTSUP;
-    for (guint i = 0; i < nodes->len; i++) {
-        BhSnapshotInfo *sn = bh_node_snapshot_find(nodes->pdata[i], name,
-                                                   errp);
-        if (!sn) {
-            g_prefix_error(errp, "loadvm: ");
-            r = -ENOENT;
-            goto out;
-        }
-        if (i == 0)
-            first_sn = sn;
-        else
-            bh_snapshot_info_free(sn);
-    }
+    r = snapshot_pick_named(nodes, name, &ids, &first_sn, errp);
+    if (r < 0)
+        goto out;
     /* The state is read from the snapshot itself (a read-only view of it)
-     * before any disk changes, so that a bad stream changes nothing. */
+     * before any disk changes, so that a bad stream changes nothing; it is
+     * committed only once every disk is reverted. */
     if (first_sn->vm_state_size > 0) {
-        BhNode *view = bh_node_snapshot_open(nodes->pdata[0], first_sn->id,
-                                             NULL, errp);
+        BhNode *view = bh_node_snapshot_open(nodes->pdata[0], ids[0], NULL,
+                                             errp);
         if (!view) {
             g_prefix_error(errp, "loadvm: ");
             r = -EIO;
@@ -466,7 +578,7 @@ int bh_loadvm(const char *name, bool *had_state, GError **errp)
         BhStream *st = bh_node_vmstate_stream(view, false,
                                               first_sn->vm_state_size);
         bh_node_unref(view);
-        r = bh_savevm_read_state(st, errp);
+        r = bh_savevm_load_begin(st, &load, errp);
         bh_stream_close(st, NULL);
         if (r < 0) {
             g_prefix_error(errp, "loadvm: the state stored in '%s' of '%s' "
@@ -474,17 +586,24 @@ int bh_loadvm(const char *name, bool *had_state, GError **errp)
                            bh_node_filename(nodes->pdata[0]));
             goto out;
         }
-        if (had_state)
-            *had_state = true;
     }
     for (guint i = 0; i < nodes->len; i++) {
         BhNode *bs = nodes->pdata[i];
-        r = bh_node_snapshot_apply(bs, first_sn->id && i == 0 ? first_sn->id
-                                   : name, errp);
+        /* By id: the driver would take a name for some other id. */
+        r = bh_node_snapshot_apply(bs, ids[i], errp);
         if (r < 0) {
-            g_prefix_error(errp, "loadvm: reverting '%s': ", bs->filename);
+            g_prefix_error(errp, "loadvm: reverting '%s' to '%s' (id %s) "
+                           "failed; %u image(s) before it were reverted, the "
+                           "rest were not, and the state was not loaded: ",
+                           bs->filename, name, ids[i], i);
+            bh_savevm_load_finish(load, false);
             goto out;
         }
+    }
+    if (load) {
+        bh_savevm_load_finish(load, true);
+        if (had_state)
+            *had_state = true;
     }
 out:
     unref_all(nodes);
@@ -494,16 +613,34 @@ out:
 int bh_delvm(const char *name, GError **errp)
 {
     GPtrArray *nodes = capable_nodes("delvm", errp);
+    g_autoptr(GPtrArray) lists = NULL;
+    g_autoptr(GPtrArray) ids = NULL;
     bool any = false;
     int r = 0;
 
     if (!nodes)
         return -ENOTSUP;
-    for (guint i = 0; i < nodes->len && r == 0; i++)
-        r = delete_by_name(nodes->pdata[i], name, &any, errp);
-    if (r == 0 && !any)
+    lists = snapshot_lists(nodes, "delvm", errp);
+    if (!lists) {
+        unref_all(nodes);
+        return -EIO;
+    }
+    ids = g_ptr_array_new_with_free_func((GDestroyNotify)g_strfreev);
+    for (guint i = 0; i < nodes->len; i++) {
+        g_ptr_array_add(ids, snapshot_ids_named(lists->pdata[i], name));
+        any = any || *(char **)ids->pdata[i];
+    }
+    if (!any)
         r = bh_error_set(errp, ENOENT, "delvm: no open image has a snapshot "
                          "named '%s'", name);
+    for (guint i = 0; i < nodes->len && r == 0; i++)
+        for (char **id = ids->pdata[i]; *id && r == 0; id++) {
+            /* By id: the driver would take a name for some other id. */
+            r = bh_node_snapshot_delete(nodes->pdata[i], *id, errp);
+            if (r < 0)
+                g_prefix_error(errp, "delvm: deleting '%s' (id %s) of '%s': ",
+                               name, *id, bh_node_filename(nodes->pdata[i]));
+        }
     unref_all(nodes);
     return r;
 }
@@ -511,33 +648,26 @@ int bh_delvm(const char *name, GError **errp)
 GPtrArray *bh_snapshots_common(GError **errp)
 {
     GPtrArray *nodes = capable_nodes("snapshots", errp);
-    GPtrArray *l, *out;
+    g_autoptr(GPtrArray) lists = NULL;
+    GPtrArray *first, *out;
 
     if (!nodes)
         return NULL;
-    l = bh_node_snapshot_list(nodes->pdata[0], errp);
-    if (!l) {
+    lists = snapshot_lists(nodes, "snapshots", errp);
+    if (!lists) {
         unref_all(nodes);
         return NULL;
     }
+    first = lists->pdata[0];
     out = g_ptr_array_new_with_free_func((GDestroyNotify)bh_snapshot_info_free);
-    for (guint i = 0; i < l->len; i++) {
-        BhSnapshotInfo *sn = l->pdata[i];
+    for (guint i = 0; i < first->len; i++) {
+        BhSnapshotInfo *sn = first->pdata[i];
         bool everywhere = true;
-        for (guint j = 1; j < nodes->len && everywhere; j++) {
-            bool found = false;
-            if (!has_name(nodes->pdata[j], sn->name, errp, &found)) {
-                g_ptr_array_free(out, TRUE);
-                out = NULL;
-                goto done;
-            }
-            everywhere = found;
-        }
+        for (guint j = 1; j < nodes->len && everywhere; j++)
+            everywhere = snapshot_match(lists->pdata[j], NULL, sn->name, 0) >= 0;
         if (everywhere)
             g_ptr_array_add(out, bh_snapshot_info_copy(sn));
     }
-done:
-    g_ptr_array_free(l, TRUE);
     unref_all(nodes);
     return out;
 }

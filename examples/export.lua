@@ -29,7 +29,9 @@ local tmp = env("XDG_RUNTIME_DIR") or env("TMPDIR") or "/tmp"
 
 -- No image given: make a 64 MiB demo image (sparse, with a greeting at
 -- the start) in the user's cache directory, once.
+local format   -- nil: probed, and a probed raw image keeps block 0 raw
 if not image then
+  format = "raw"  -- the demo image is ours: no need to guess
   local dir = (env("XDG_CACHE_HOME") or (env("HOME") or tmp) .. "/.cache")
               .. "/blkhost"
   os.execute("mkdir -p '" .. dir .. "'")
@@ -39,13 +41,13 @@ if not image then
     f:close()
   else
     bh.create(image, { size = "64M" })
-    local demo <close> = bh.open(image)
+    local demo <close> = bh.open(image, { format = "raw" })
     demo:write(0, "Hello from blkhost! This is the demo image.\n")
     print("made a demo image: " .. image)
   end
 end
 
-local disk <close> = bh.open(image, { readonly = readonly })
+local disk <close> = bh.open(image, { readonly = readonly, format = format })
 local listen = tcp and "tcp:" .. tcp
                or "unix:" .. (socket or tmp .. "/blkhost-nbd.sock")
 

@@ -55,6 +55,35 @@ static int module_create(lua_State *L)
     return 0;
 }
 
+/* bh.create_options(format) -> { {name=, type=, help=}, ... }: what
+ * `blkhost create -o help` lists.  Formats that create images but list
+ * nothing give an empty table. */
+static int module_create_options(lua_State *L)
+{
+    const char *format = luaL_checkstring(L, 1);
+    const BhPluginRecord *rec = bh_plugin_find(format, BH_PLUGIN_DRIVER);
+    if (!rec)
+        return luaL_error(L, "unknown format '%s'", format);
+    const BhDriver *drv = rec->desc.driver;
+    if (!drv->create)
+        return luaL_error(L, "format %s does not support image creation",
+                          format);
+    lua_newtable(L);
+    for (int i = 0; drv->create_options && drv->create_options[i].name;
+         i++) {
+        const BhCreateOption *o = &drv->create_options[i];
+        lua_createtable(L, 0, 3);
+        lua_pushstring(L, o->name);
+        lua_setfield(L, -2, "name");
+        lua_pushstring(L, o->type ? o->type : "str");
+        lua_setfield(L, -2, "type");
+        lua_pushstring(L, o->help ? o->help : "");
+        lua_setfield(L, -2, "help");
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
+}
+
 /* bh.human_size(bytes) -> "1 GiB" */
 static int module_human_size(lua_State *L)
 {
@@ -85,6 +114,7 @@ static int module_parse_size(lua_State *L)
 static const luaL_Reg module_funcs[] = {
     { "open", module_open },
     { "create", module_create },
+    { "create_options", module_create_options },
     { "human_size", module_human_size },
     { "parse_size", module_parse_size },
     { NULL, NULL },

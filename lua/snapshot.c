@@ -97,49 +97,68 @@ static int l_snapshot_create(lua_State *L)
     return 1;
 }
 
-static int l_snapshot_apply(lua_State *L)
+/* The snapshot an argument picks: a table {id=, name=} by each one given
+ * (both must match), a string by id first, then name.  Raises. */
+static BhSnapshotInfo *check_snapshot(lua_State *L, BhNode *bs, int idx)
 {
-    BhNode *bs = bh_lua_checknode(L, 1);
     GError *err = NULL;
-    if (bh_node_snapshot_apply(bs, luaL_checkstring(L, 2), &err) < 0)
-        return bh_lua_error(L, err);
-    return 0;
-}
+    BhSnapshotInfo *sn;
 
-static int l_snapshot_delete(lua_State *L)
-{
-    BhNode *bs = bh_lua_checknode(L, 1);
-    GError *err = NULL;
-    if (bh_node_snapshot_delete(bs, luaL_checkstring(L, 2), &err) < 0)
-        return bh_lua_error(L, err);
-    return 0;
-}
-
-/* node:snapshot_open(id_or_name | {id=, name=}) -> read-only node */
-static int l_snapshot_open(lua_State *L)
-{
-    BhNode *bs = bh_lua_checknode(L, 1);
-    GError *err = NULL;
-    BhNode *sn;
-
-    if (lua_istable(L, 2)) {
+    if (lua_istable(L, idx)) {
         const char *id, *name;
-        lua_getfield(L, 2, "id");
-        lua_getfield(L, 2, "name");
+        lua_getfield(L, idx, "id");
+        lua_getfield(L, idx, "name");
         id = luaL_optstring(L, -2, NULL);
         name = luaL_optstring(L, -1, NULL);
         if (id && !*id)
             id = NULL;
         if (name && !*name)
             name = NULL;
-        sn = bh_node_snapshot_open(bs, id, name, &err);
+        sn = bh_node_snapshot_lookup(bs, id, name, &err);
+        lua_pop(L, 2);
     } else {
-        /* One string: an id first, then a name. */
-        sn = bh_node_snapshot_open(bs, NULL, luaL_checkstring(L, 2), &err);
+        sn = bh_node_snapshot_find(bs, luaL_checkstring(L, idx), &err);
     }
     if (!sn)
+        bh_lua_error(L, err);
+    return sn;
+}
+
+/* node:snapshot_apply(id_or_name | {id=, name=}) */
+static int l_snapshot_apply(lua_State *L)
+{
+    BhNode *bs = bh_lua_checknode(L, 1);
+    BhSnapshotInfo *sn = check_snapshot(L, bs, 2);
+    GError *err = NULL;
+    /* By the id found: the driver would take a name for some other id. */
+    int r = bh_node_snapshot_apply(bs, sn->id, &err);
+    bh_snapshot_info_free(sn);   /* before a Lua error jumps past */
+    return r < 0 ? bh_lua_error(L, err) : 0;
+}
+
+/* node:snapshot_delete(id_or_name | {id=, name=}) */
+static int l_snapshot_delete(lua_State *L)
+{
+    BhNode *bs = bh_lua_checknode(L, 1);
+    BhSnapshotInfo *sn = check_snapshot(L, bs, 2);
+    GError *err = NULL;
+    int r = bh_node_snapshot_delete(bs, sn->id, &err);
+    bh_snapshot_info_free(sn);
+    return r < 0 ? bh_lua_error(L, err) : 0;
+}
+
+/* node:snapshot_open(id_or_name | {id=, name=}) -> read-only node */
+static int l_snapshot_open(lua_State *L)
+{
+    BhNode *bs = bh_lua_checknode(L, 1);
+    BhSnapshotInfo *sn = check_snapshot(L, bs, 2);
+    GError *err = NULL;
+    BhNode *view = bh_node_snapshot_open(bs, sn->id, NULL, &err);
+
+    bh_snapshot_info_free(sn);
+    if (!view)
         return bh_lua_error(L, err);
-    bh_lua_pushnode(L, sn);
+    bh_lua_pushnode(L, view);
     return 1;
 }
 

@@ -9,6 +9,16 @@
  *     set = function(t) state = t end }
  *   bh.vmstate.unregister(name [, instance])
  *
+ * subsections = { {name = "counter/extra", version = 1, min_version = 1,
+ *                  fields = {...}, needed = function(state) ... end}, ... }
+ * adds QEMU subsections: fields of the same state table that are saved
+ * only when needed(state) is true (always without needed), after the
+ * entry's fields, as u8 5, the name (which starts with the entry's name),
+ * u32 version, then the fields.  A stream without a subsection loads as
+ * one whose subsection was not needed: its fields are absent from the
+ * table set() receives.  Unknown keys, in the entry, a subsection or a
+ * field, are refused by name: a misspelt key would silently drop state.
+ *
  * Field types: u8 u16 u32 u64 i8 i16 i32 i64 bool (one byte), string (u32
  * length + bytes), buffer (exactly size bytes), array (u32 count + items
  * of type `of`, a scalar type).  Big-endian, as QEMU's savevm stream.  A
@@ -17,6 +27,7 @@
  * receives only once the whole stream was read (savevm.h's two phases).
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <string.h>
 
 #include "bh-lua.h"
@@ -35,13 +46,22 @@ typedef struct {
     uint32_t size;
 } LField;
 
+/* The entry's own fields, or one subsection's. */
+typedef struct {
+    char *name;
+    int version, min_version;
+    LField *f;
+    int n;
+    int needed_ref;   /* subsections: LUA_NOREF means always saved */
+} LDesc;
+
 typedef struct {
     lua_State *L;
     int get_ref, set_ref;
     char *idstr;
-    int version, min_version;
-    LField *f;
-    int n;
+    LDesc top;        /* top.name is idstr */
+    LDesc *sub;
+    int nsub;
 } LEntry;
 
 static int lerr(GError **errp, LEntry *e, const char *fmt, const char *a)
@@ -102,27 +122,19 @@ static void push_scalar(BhStream *s, int type, lua_State *L)
     }
 }
 
-static int v_save(void *opaque, BhStream *s, GError **errp)
+/* Write d's fields from the state table at tidx. */
+static int vmstate_save_fields(LEntry *e, const LDesc *d, BhStream *s, int tidx,
+                       GError **errp)
 {
-    LEntry *e = opaque;
     lua_State *L = e->L;
-    int top = lua_gettop(L), ret = 0;
+    int ret = 0;
 
-    lua_rawgeti(L, LUA_REGISTRYINDEX, e->get_ref);
-    if (lua_pcall(L, 0, 1, 0) != LUA_OK) {
-        ret = lerr(errp, e, "get() failed: ", lua_tostring(L, -1));
-        goto out;
-    }
-    if (!lua_istable(L, -1)) {
-        ret = lerr(errp, e, "get() must return a table", NULL);
-        goto out;
-    }
-    for (int i = 0; i < e->n && ret == 0; i++) {
-        LField *f = &e->f[i];
+    for (int i = 0; i < d->n && ret == 0; i++) {
+        LField *f = &d->f[i];
         const char *why = NULL;
         size_t len;
 
-        lua_getfield(L, top + 1, f->name);
+        lua_getfield(L, tidx, f->name);
         switch (f->type) {
         case T_STRING:
         case T_BUFFER: {
@@ -170,6 +182,59 @@ static int v_save(void *opaque, BhStream *s, GError **errp)
         }
         lua_pop(L, 1);
     }
+    return ret;
+}
+
+/* needed(state) of a subsection: true without one, or if it says so. */
+static int vmstate_needed(LEntry *e, const LDesc *d, int tidx, bool *needed,
+                      GError **errp)
+{
+    lua_State *L = e->L;
+
+    *needed = true;
+    if (d->needed_ref == LUA_NOREF)
+        return 0;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, d->needed_ref);
+    lua_pushvalue(L, tidx);
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+        g_autofree char *m = g_strdup_printf("subsection '%s': needed() "
+                                             "failed: ", d->name);
+        int r = lerr(errp, e, m, lua_tostring(L, -1));
+        lua_pop(L, 1);
+        return r;
+    }
+    *needed = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return 0;
+}
+
+static int v_save(void *opaque, BhStream *s, GError **errp)
+{
+    LEntry *e = opaque;
+    lua_State *L = e->L;
+    int top = lua_gettop(L), ret = 0;
+
+    lua_rawgeti(L, LUA_REGISTRYINDEX, e->get_ref);
+    if (lua_pcall(L, 0, 1, 0) != LUA_OK) {
+        ret = lerr(errp, e, "get() failed: ", lua_tostring(L, -1));
+        goto out;
+    }
+    if (!lua_istable(L, -1)) {
+        ret = lerr(errp, e, "get() must return a table", NULL);
+        goto out;
+    }
+    ret = vmstate_save_fields(e, &e->top, s, top + 1, errp);
+    for (int i = 0; i < e->nsub && ret == 0; i++) {
+        const LDesc *d = &e->sub[i];
+        bool needed;
+        ret = vmstate_needed(e, d, top + 1, &needed, errp);
+        if (ret < 0 || !needed)
+            continue;
+        bh_stream_put_u8(s, BH_SAVEVM_SUBSECTION);
+        bh_stream_put_counted_string(s, d->name);
+        bh_stream_put_be32(s, (uint32_t)d->version);
+        ret = vmstate_save_fields(e, d, s, top + 1, errp);
+    }
     if (ret == 0 && bh_stream_error(s))
         ret = bh_stream_take_error(s, errp);
 out:
@@ -177,20 +242,15 @@ out:
     return ret;
 }
 
-static int v_load(void *opaque, BhStream *s, int version_id, void **pending,
-                  GError **errp)
+/* Read d's fields of a stream written at version_id into the table at
+ * tidx.  0, or -EINVAL with errp set. */
+static int vmstate_load_fields(LEntry *e, const LDesc *d, BhStream *s,
+                       int version_id, int tidx, GError **errp)
 {
-    LEntry *e = opaque;
     lua_State *L = e->L;
-    int top = lua_gettop(L);
 
-    if (version_id < e->min_version)
-        return bh_error_set(errp, EINVAL, "vmstate '%s': stream version %d "
-                            "is older than the oldest this script reads (%d)",
-                            e->idstr, version_id, e->min_version);
-    lua_createtable(L, 0, e->n);
-    for (int i = 0; i < e->n; i++) {
-        LField *f = &e->f[i];
+    for (int i = 0; i < d->n; i++) {
+        LField *f = &d->f[i];
         if (f->version > version_id)
             continue;   /* added after the stream's version */
         switch (f->type) {
@@ -231,13 +291,77 @@ static int v_load(void *opaque, BhStream *s, int version_id, void **pending,
             break;
         }
         if (bh_stream_error(s)) {
-            lua_settop(L, top);
+            lua_settop(L, tidx);
             bh_stream_take_error(s, errp);
             g_prefix_error(errp, "vmstate '%s', field '%s': ", e->idstr,
                            f->name);
             return -EINVAL;
         }
-        lua_setfield(L, top + 1, f->name);
+        lua_setfield(L, tidx, f->name);
+    }
+    return 0;
+}
+
+/* The subsections after the fields, as QEMU reads them: each one that
+ * starts with this entry's name must be known; anything else ends them
+ * (and is the section footer's business). */
+static int vmstate_load_subsections(LEntry *e, BhStream *s, int tidx, GError **errp)
+{
+    uint8_t hdr[2 + 256];
+
+    for (;;) {
+        size_t avail = bh_stream_peek(s, hdr, sizeof(hdr) - 1, 0);
+        const LDesc *d = NULL;
+        char name[256];
+        uint32_t version;
+
+        if (avail < 2 || hdr[0] != BH_SAVEVM_SUBSECTION ||
+            avail < 2 + (size_t)hdr[1])
+            return 0;
+        hdr[2 + hdr[1]] = '\0';
+        if (strncmp((char *)hdr + 2, e->idstr, strlen(e->idstr)))
+            return 0;
+        for (int i = 0; i < e->nsub && !d; i++)
+            if (!strcmp(e->sub[i].name, (char *)hdr + 2))
+                d = &e->sub[i];
+        if (!d)
+            return bh_error_set(errp, ENOENT, "vmstate '%s': unknown "
+                                "subsection '%s'", e->idstr,
+                                (char *)hdr + 2);
+        bh_stream_get_u8(s);
+        bh_stream_get_counted_string(s, name);
+        version = bh_stream_get_be32(s);
+        if (bh_stream_error(s))
+            return bh_stream_take_error(s, errp);
+        if (version > (uint32_t)d->version || (int)version < d->min_version)
+            return bh_error_set(errp, EINVAL, "vmstate '%s': subsection '%s'"
+                                " has version %u; this script reads %d to %d",
+                                e->idstr, d->name, version, d->min_version,
+                                d->version);
+        int r = vmstate_load_fields(e, d, s, (int)version, tidx, errp);
+        if (r < 0)
+            return r;
+    }
+}
+
+static int v_load(void *opaque, BhStream *s, int version_id, void **pending,
+                  GError **errp)
+{
+    LEntry *e = opaque;
+    lua_State *L = e->L;
+    int top = lua_gettop(L);
+
+    if (version_id < e->top.min_version)
+        return bh_error_set(errp, EINVAL, "vmstate '%s': stream version %d "
+                            "is older than the oldest this script reads (%d)",
+                            e->idstr, version_id, e->top.min_version);
+    lua_createtable(L, 0, e->top.n);
+    int r = vmstate_load_fields(e, &e->top, s, version_id, top + 1, errp);
+    if (r == 0)
+        r = vmstate_load_subsections(e, s, top + 1, errp);
+    if (r < 0) {
+        lua_settop(L, top);
+        return r;
     }
     int *ref = g_new(int, 1);
     *ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -270,15 +394,24 @@ static void v_discard(void *opaque, void *pending)
     g_free(ref);
 }
 
+static void vmstate_desc_clear(lua_State *L, LDesc *d)
+{
+    for (int i = 0; i < d->n; i++)
+        g_free(d->f[i].name);
+    g_free(d->f);
+    luaL_unref(L, LUA_REGISTRYINDEX, d->needed_ref);
+    g_free(d->name);   /* for the entry's own: its idstr */
+}
+
 static void v_release(void *opaque)
 {
     LEntry *e = opaque;
     luaL_unref(e->L, LUA_REGISTRYINDEX, e->get_ref);
     luaL_unref(e->L, LUA_REGISTRYINDEX, e->set_ref);
-    for (int i = 0; i < e->n; i++)
-        g_free(e->f[i].name);
-    g_free(e->f);
-    g_free(e->idstr);
+    vmstate_desc_clear(e->L, &e->top);
+    for (int i = 0; i < e->nsub; i++)
+        vmstate_desc_clear(e->L, &e->sub[i]);
+    g_free(e->sub);
     g_free(e);
 }
 
@@ -286,6 +419,56 @@ static const BhSavevmHandlers handlers = {
     .save = v_save, .load = v_load, .commit = v_commit,
     .discard = v_discard, .release = v_release,
 };
+
+/* Registration.  Errors free the partly built entry (vmstate_reg_fail), since a
+ * Lua error jumps past any cleanup of the caller. */
+
+static G_GNUC_PRINTF(3, 4) int vmstate_reg_fail(lua_State *L, LEntry *e,
+                                        const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    lua_pushstring(L, "bh.vmstate.register: ");
+    lua_pushvfstring(L, fmt, ap);
+    va_end(ap);
+    lua_concat(L, 2);
+    v_release(e);
+    return lua_error(L);
+}
+
+/* Refuse any key of the table at idx not in known (where: what it is);
+ * n_pos: how many leading positional keys (1..n_pos) are allowed. */
+static void vmstate_check_keys(lua_State *L, LEntry *e, int idx, const char *where,
+                       const char *const *known, int n_pos)
+{
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        bool fine = false;
+        lua_pop(L, 1);
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            const char *k = lua_tostring(L, -1);
+            for (int i = 0; known[i] && !fine; i++)
+                fine = !strcmp(k, known[i]);
+        } else if (lua_isinteger(L, -1)) {
+            lua_Integer k = lua_tointeger(L, -1);
+            fine = k >= 1 && k <= n_pos;
+        }
+        if (!fine) {
+            const char *k = lua_type(L, -1) == LUA_TSTRING ?
+                            lua_tostring(L, -1) : luaL_tolstring(L, -1, NULL);
+            luaL_Buffer b;   /* Lua memory: the error jumps past C frees */
+            luaL_buffinit(L, &b);
+            for (int i = 0; known[i]; i++) {
+                luaL_addstring(&b, i ? ", " : "");
+                luaL_addstring(&b, known[i]);
+            }
+            luaL_pushresult(&b);
+            vmstate_reg_fail(L, e, "%s: unknown key '%s' (known: %s%s)",
+                             where, k, lua_tostring(L, -1),
+                             n_pos ? ", and positional name and type" : "");
+        }
+    }
+}
 
 static int field_int(lua_State *L, int idx, const char *k, int def)
 {
@@ -307,14 +490,116 @@ static const char *field_str(lua_State *L, int idx, const char *k, int pos)
     return v;
 }
 
-static int parse_type(lua_State *L, const char *t, const char *field)
+static int parse_type(lua_State *L, LEntry *e, const char *t,
+                      const char *field)
 {
     for (int i = 0; type_names[i]; i++)
         if (t && !strcmp(t, type_names[i]))
             return i;
-    return luaL_error(L, "bh.vmstate.register: field '%s' has unknown type "
-                      "'%s' (u8..u64, i8..i64, bool, string, buffer, array)",
-                      field, t ? t : "nil");
+    return vmstate_reg_fail(L, e, "field '%s' has unknown type '%s' (u8..u64, "
+                    "i8..i64, bool, string, buffer, array)", field,
+                    t ? t : "nil");
+}
+
+static const char *const field_keys[] = { "name", "type", "version", "size",
+                                          "of", NULL };
+
+/* Fill d (whose name and version are set) from the list at fidx. */
+static void vmstate_parse_fields(lua_State *L, LEntry *e, LDesc *d, int fidx)
+{
+    int n = (int)lua_rawlen(L, fidx);
+
+    d->f = g_new0(LField, n ? n : 1);
+    for (int i = 0; i < n; i++) {
+        LField *f = &d->f[i];
+        lua_rawgeti(L, fidx, i + 1);
+        int t = lua_gettop(L);
+        if (!lua_istable(L, t))
+            vmstate_reg_fail(L, e, "%s: field %d must be a table like {\"name\", "
+                     "\"u32\"}", d->name, i + 1);
+        const char *fname = field_str(L, t, "name", 1);
+        const char *ftype = field_str(L, t, "type", 2);
+        if (!fname)
+            vmstate_reg_fail(L, e, "%s: field %d has no name", d->name, i + 1);
+        /* On the Lua stack: an error jumps past any C cleanup. */
+        const char *where = lua_pushfstring(L, "%s: field '%s'", d->name,
+                                            fname);
+        vmstate_check_keys(L, e, t, where, field_keys, 2);
+        lua_pop(L, 1);
+        f->name = g_strdup(fname);
+        d->n = i + 1;
+        f->type = parse_type(L, e, ftype, fname);
+        f->version = field_int(L, t, "version", 0);
+        if (f->type == T_BUFFER)
+            f->size = (uint32_t)field_int(L, t, "size", -1);
+        if (f->type == T_BUFFER && (int32_t)f->size < 0)
+            vmstate_reg_fail(L, e, "buffer '%s' needs size=", fname);
+        if (f->type == T_ARRAY) {
+            lua_getfield(L, t, "of");
+            f->of = parse_type(L, e, lua_tostring(L, -1), fname);
+            lua_pop(L, 1);
+            if (f->of >= T_STRING)
+                vmstate_reg_fail(L, e, "array '%s' must hold a scalar type", fname);
+        }
+        if (f->version > d->version)
+            vmstate_reg_fail(L, e, "field '%s' has version %d, newer than %s's %d",
+                     fname, f->version, d->name, d->version);
+        lua_pop(L, 1);
+    }
+}
+
+static const char *const entry_keys[] = { "name", "version", "min_version",
+    "instance", "fields", "subsections", "get", "set", NULL };
+static const char *const sub_keys[] = { "name", "version", "min_version",
+    "fields", "needed", NULL };
+
+/* subsections = { {...}, ... } at sidx. */
+static void vmstate_parse_subsections(lua_State *L, LEntry *e, int sidx)
+{
+    int n = (int)lua_rawlen(L, sidx);
+
+    e->sub = g_new0(LDesc, n ? n : 1);
+    for (int i = 0; i < n; i++) {
+        LDesc *d = &e->sub[i];
+        d->needed_ref = LUA_NOREF;
+        e->nsub = i + 1;
+        lua_rawgeti(L, sidx, i + 1);
+        int t = lua_gettop(L);
+        if (!lua_istable(L, t))
+            vmstate_reg_fail(L, e, "subsection %d must be a table", i + 1);
+        lua_getfield(L, t, "name");
+        const char *name = lua_tostring(L, -1);
+        lua_pop(L, 1);
+        if (!name)
+            vmstate_reg_fail(L, e, "subsection %d has no name", i + 1);
+        d->name = g_strdup(name);
+        const char *where = lua_pushfstring(L, "subsection '%s'", name);
+        vmstate_check_keys(L, e, t, where, sub_keys, 0);
+        lua_pop(L, 1);
+        /* QEMU tells its subsections from what follows by this prefix. */
+        if (strncmp(name, e->idstr, strlen(e->idstr)) ||
+            strlen(name) > 255)
+            vmstate_reg_fail(L, e, "subsection '%s' must be named '%s/...' (at most "
+                     "255 bytes)", name, e->idstr);
+        for (int j = 0; j < i; j++)
+            if (!strcmp(e->sub[j].name, name))
+                vmstate_reg_fail(L, e, "subsection '%s' is given twice", name);
+        d->version = field_int(L, t, "version", 1);
+        d->min_version = field_int(L, t, "min_version", d->version);
+        if (lua_getfield(L, t, "fields") != LUA_TTABLE)
+            vmstate_reg_fail(L, e, "subsection '%s': fields must be a list", name);
+        vmstate_parse_fields(L, e, d, lua_gettop(L));
+        lua_pop(L, 1);
+        lua_getfield(L, t, "needed");
+        if (lua_isfunction(L, -1))
+            d->needed_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        else if (!lua_isnil(L, -1))
+            vmstate_reg_fail(L, e, "subsection '%s': needed must be a function",
+                     name);
+        else
+            lua_pop(L, 1);
+        lua_pop(L, 1);
+    }
 }
 
 /* bh.vmstate.register{...} (see the top of the file) */
@@ -322,10 +607,11 @@ static int l_register(lua_State *L)
 {
     LEntry *e;
     const char *name;
-    int n, instance;
+    int instance;
     GError *err = NULL;
 
     luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
     lua_getfield(L, 1, "name");
     name = luaL_checkstring(L, -1);
     lua_pop(L, 1);
@@ -337,67 +623,32 @@ static int l_register(lua_State *L)
     lua_getfield(L, 1, "set");
     luaL_argcheck(L, lua_isfunction(L, -1), 1, "set must be a function");
     lua_pop(L, 2);
+    lua_getfield(L, 1, "subsections");
+    luaL_argcheck(L, lua_isnil(L, -1) || lua_istable(L, -1), 1,
+                  "subsections must be a list");
+    int sidx = lua_gettop(L);
 
-    n = (int)lua_rawlen(L, fidx);
     e = g_new0(LEntry, 1);
     e->L = L;
     e->idstr = g_strdup(name);
-    e->version = field_int(L, 1, "version", 1);
-    e->min_version = field_int(L, 1, "min_version", e->version);
-    instance = field_int(L, 1, "instance", 0);
-    e->f = g_new0(LField, n ? n : 1);
+    e->top.name = e->idstr;
+    e->top.needed_ref = LUA_NOREF;
     e->get_ref = e->set_ref = LUA_NOREF;
-    for (int i = 0; i < n; i++) {
-        LField *f = &e->f[i];
-        lua_rawgeti(L, fidx, i + 1);
-        int t = lua_gettop(L);
-        if (!lua_istable(L, t)) {
-            v_release(e);
-            return luaL_error(L, "bh.vmstate.register: field %d must be a "
-                              "table like {\"name\", \"u32\"}", i + 1);
-        }
-        const char *fname = field_str(L, t, "name", 1);
-        const char *ftype = field_str(L, t, "type", 2);
-        if (!fname) {
-            v_release(e);
-            return luaL_error(L, "bh.vmstate.register: field %d has no name",
-                              i + 1);
-        }
-        f->name = g_strdup(fname);
-        e->n = i + 1;
-        f->type = parse_type(L, ftype, fname);
-        f->version = field_int(L, t, "version", 0);
-        if (f->type == T_BUFFER)
-            f->size = (uint32_t)field_int(L, t, "size", -1);
-        if (f->type == T_BUFFER && (int32_t)f->size < 0) {
-            v_release(e);
-            return luaL_error(L, "bh.vmstate.register: buffer '%s' needs "
-                              "size=", fname);
-        }
-        if (f->type == T_ARRAY) {
-            lua_getfield(L, t, "of");
-            f->of = parse_type(L, lua_tostring(L, -1), fname);
-            lua_pop(L, 1);
-            if (f->of >= T_STRING) {
-                v_release(e);
-                return luaL_error(L, "bh.vmstate.register: array '%s' must "
-                                  "hold a scalar type", fname);
-            }
-        }
-        if (f->version > e->version) {
-            v_release(e);
-            return luaL_error(L, "bh.vmstate.register: field '%s' has version"
-                              " %d, newer than the entry's %d", fname,
-                              f->version, e->version);
-        }
-        lua_pop(L, 1);
-    }
+    vmstate_check_keys(L, e, 1, lua_pushfstring(L, "'%s'", name), entry_keys,
+                       0);
+    lua_pop(L, 1);
+    e->top.version = field_int(L, 1, "version", 1);
+    e->top.min_version = field_int(L, 1, "min_version", e->top.version);
+    instance = field_int(L, 1, "instance", 0);
+    vmstate_parse_fields(L, e, &e->top, fidx);
+    if (lua_istable(L, sidx))
+        vmstate_parse_subsections(L, e, sidx);
     lua_getfield(L, 1, "get");
     e->get_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_getfield(L, 1, "set");
     e->set_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    if (bh_savevm_register_handlers(name, (uint32_t)instance, e->version,
-                                    &handlers, e, &err) < 0) {
+    if (bh_savevm_register_handlers(name, (uint32_t)instance,
+                                    e->top.version, &handlers, e, &err) < 0) {
         v_release(e);
         return bh_lua_error(L, err);
     }

@@ -164,7 +164,11 @@ static int file_open(BhNode *bs, const char *filename, BhOpts *opts,
     }
 
     if (!(open_flags & BH_OPEN_NO_LOCK)) {
-        ret = bh_lock_apply(fd, filename, rdwr ? PERMS_RW : PERMS_RO, SHARED,
+        /* A reader under raw shares everything, as QEMU's raw readers
+         * do; the core asks for it only where no metadata is at stake. */
+        uint32_t shared = (!rdwr && (open_flags & BH_OPEN_SHARE_WRITES))
+                              ? BH_PERM_ALL : SHARED;
+        ret = bh_lock_apply(fd, filename, rdwr ? PERMS_RW : PERMS_RO, shared,
                             errp);
         if (ret < 0)
             goto fail;
@@ -355,23 +359,42 @@ static int64_t file_get_allocated_size(BhNode *bs)
     return (int64_t)st.st_blocks * 512;
 }
 
+static const BhCreateOption file_create_options[] = {
+    { "size", "size", "Virtual disk size" },
+    { NULL, NULL, NULL },
+};
+
+static int file_create_size(BhOpts *opts, uint64_t *size, GError **errp)
+{
+    if (!bh_opts_get_size(opts, "size", 0, size, errp))
+        return -EINVAL;
+    if (*size > INT64_MAX)
+        return bh_error_set(errp, EFBIG, "size %" PRIu64 " is too large",
+                            *size);
+    return 0;
+}
+
+static int file_create_check(const char *filename, BhOpts *opts,
+                             GError **errp)
+{
+    uint64_t size;
+    return file_create_size(opts, &size, errp);
+}
+
 /* Create (or empty) filename and give it the requested size.  The image
  * is locked first, so an image somebody has open is never clobbered. */
 static int file_create(const char *filename, BhNode *file, BhOpts *opts,
                        GError **errp)
 {
     uint64_t size;
-    if (!bh_opts_get_size(opts, "size", 0, &size, errp))
-        return -EINVAL;
-    if (size > INT64_MAX)
-        return bh_error_set(errp, EFBIG, "size %" PRIu64 " is too large",
-                            size);
+    int ret = file_create_size(opts, &size, errp);
+    if (ret < 0)
+        return ret;
 
     int fd = open(filename, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0)
         return file_open_error(filename, errno, false, errp);
 
-    int ret = 0;
     struct stat st;
     if (fstat(fd, &st) < 0) {
         ret = bh_error_set_errno(errp, errno, "could not stat '%s'",
@@ -413,6 +436,8 @@ static const BhDriver file_driver = {
     .truncate = file_truncate,
     .get_allocated_size = file_get_allocated_size,
     .create = file_create,
+    .create_check = file_create_check,
+    .create_options = file_create_options,
 };
 
 static const BhPluginDesc desc = {

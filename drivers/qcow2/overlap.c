@@ -18,7 +18,10 @@
  * copies of the L1 and refcount table entries.  A copy is rebuilt when its
  * table is replaced (snapshot apply, refcount rebuild, table growth: a new
  * array, offset or size) and updated when one entry changes in place
- * (qcow2_overlap_entry_set, called by cluster.c and refcount.c).
+ * (qcow2_overlap_entry_set, called by cluster.c and refcount.c).  Code
+ * that replaces a table may call qcow2_overlap_tables_replaced; a hit is
+ * always confirmed on the live table, so a stale copy cannot raise a false
+ * alarm.
  */
 #include "qcow2.h"
 
@@ -104,6 +107,21 @@ static bool overlap_index_meets(const Qcow2OverlapIndex *ix, uint64_t offset,
     return i < ix->n && ix->sorted[i] < offset + size;
 }
 
+/* The live table itself: confirms a hit of the index, so that an index out
+ * of step with its table (a table replaced in place of a freed one at the
+ * same address) can never mark a healthy image corrupt. */
+static bool overlap_table_meets(const uint64_t *table, uint64_t n,
+                                uint64_t mask, uint64_t offset, uint64_t size,
+                                uint64_t cs)
+{
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t off = table[i] & mask;
+        if (off && overlap_meets(offset, size, off, cs))
+            return true;
+    }
+    return false;
+}
+
 /* One entry of the live table changed from old_entry to new_entry (masked
  * offsets; 0 means none).  Duplicates are kept, as a corrupt table may
  * point twice at one cluster. */
@@ -150,6 +168,12 @@ void qcow2_overlap_entry_set(Qcow2State *s, bool l1, uint64_t old_entry,
                              new_entry & REFT_OFFSET_MASK);
 }
 
+void qcow2_overlap_tables_replaced(Qcow2State *s)
+{
+    s->ol_l2.valid = false;
+    s->ol_rb.valid = false;
+}
+
 void qcow2_overlap_free(Qcow2State *s)
 {
     g_clear_pointer(&s->ol_l2.sorted, g_free);
@@ -194,14 +218,22 @@ int qcow2_overlap_check(Qcow2State *s, unsigned ignore, uint64_t offset,
     if ((chk & QCOW2_OL_ACTIVE_L2) && s->l1) {
         overlap_index_sync(&s->ol_l2, s->l1, s->l1_offset, s->l1_size,
                            L1E_OFFSET_MASK);
-        if (overlap_index_meets(&s->ol_l2, offset, size, cs))
-            return QCOW2_OL_ACTIVE_L2;
+        if (overlap_index_meets(&s->ol_l2, offset, size, cs)) {
+            if (overlap_table_meets(s->l1, s->l1_size, L1E_OFFSET_MASK,
+                                    offset, size, cs))
+                return QCOW2_OL_ACTIVE_L2;
+            s->ol_l2.valid = false;
+        }
     }
     if ((chk & QCOW2_OL_REFCOUNT_BLOCK) && s->reftable) {
         overlap_index_sync(&s->ol_rb, s->reftable, s->reftable_offset,
                            s->reftable_size, REFT_OFFSET_MASK);
-        if (overlap_index_meets(&s->ol_rb, offset, size, cs))
-            return QCOW2_OL_REFCOUNT_BLOCK;
+        if (overlap_index_meets(&s->ol_rb, offset, size, cs)) {
+            if (overlap_table_meets(s->reftable, s->reftable_size,
+                                    REFT_OFFSET_MASK, offset, size, cs))
+                return QCOW2_OL_REFCOUNT_BLOCK;
+            s->ol_rb.valid = false;
+        }
     }
     return 0;
 }

@@ -267,6 +267,8 @@ static const BhDriver qcow2_driver = {
     .snapshot_delete = qcow2_snapshot_delete,
     .save_vmstate = qcow2_save_vmstate,
     .load_vmstate = qcow2_load_vmstate,
+    .create_check = qcow2_create_check,
+    .create_options = qcow2_create_options,
 };
 
 static const BhPluginDesc desc = {

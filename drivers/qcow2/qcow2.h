@@ -266,6 +266,7 @@ int qcow2_mark_corrupt_locked(Qcow2State *s, const char *why);
 const char *qcow2_overlap_name(int section);
 void qcow2_overlap_entry_set(Qcow2State *s, bool l1, uint64_t old_entry,
                              uint64_t new_entry);
+void qcow2_overlap_tables_replaced(Qcow2State *s);
 void qcow2_overlap_free(Qcow2State *s);
 const char *qcow2_metadata_overlap(Qcow2State *s, uint64_t offset,
                                    uint64_t bytes);
@@ -346,7 +347,9 @@ int qcow2_block_status(BhNode *bs, uint64_t offset, uint64_t len,
                        uint64_t *pnum, uint32_t *status, GError **errp);
 
 /* create.c */
+int qcow2_create_check(const char *filename, BhOpts *opts, GError **errp);
 int qcow2_create(const char *filename, BhNode *file, BhOpts *opts,
                  GError **errp);
+extern const BhCreateOption qcow2_create_options[];
 
 #endif

@@ -160,22 +160,95 @@ static int64_t raw_get_allocated_size(BhNode *bs)
     return bh_node_allocated_size(s->file);
 }
 
-/* The core created an empty file node; give it the requested size. */
+/*
+ * Creation.  Options, as qemu-img's raw format and file protocol take them
+ * together: size (rounded up to 512 bytes, as qemu-img does) and
+ * preallocation=off|falloc|full.  "metadata" means nothing for raw and is
+ * refused, as qemu-img refuses it (it does so only after emptying the file;
+ * here it is refused before anything is touched).
+ */
+enum { RAW_PREALLOC_OFF, RAW_PREALLOC_METADATA, RAW_PREALLOC_FALLOC,
+       RAW_PREALLOC_FULL };
+
+static const BhCreateOption raw_create_options[] = {
+    { "preallocation", "str", "Preallocation mode (allowed values: off, "
+      "falloc, full)" },
+    { "size", "size", "Virtual disk size" },
+    { NULL, NULL, NULL },
+};
+
+static int raw_create_parse(BhOpts *opts, uint64_t *size, int *prealloc,
+                            GError **errp)
+{
+    static const char *const names[] = { "off", "metadata", "falloc", "full",
+                                         NULL };
+    if (!bh_opts_get_size(opts, "size", 0, size, errp) ||
+        !bh_opts_get_enum(opts, "preallocation", names, RAW_PREALLOC_OFF,
+                          prealloc, errp))
+        return -EINVAL;
+    if (*prealloc == RAW_PREALLOC_METADATA)
+        return bh_error_set(errp, ENOTSUP, "Unsupported preallocation mode: "
+                            "metadata (raw takes off, falloc or full)");
+    if (*size > INT64_MAX - 511)
+        return bh_error_set(errp, EFBIG, "raw: size %" PRIu64 " is too large"
+                            " (at most 8 EiB)", *size);
+    *size = (*size + 511) & ~(uint64_t)511;
+    return 0;
+}
+
+static int raw_create_check(const char *filename, BhOpts *opts,
+                            GError **errp)
+{
+    uint64_t size;
+    int prealloc;
+    return raw_create_parse(opts, &size, &prealloc, errp);
+}
+
+/* Zeros written in 1 MiB pieces, so that full preallocation has every block
+ * on disk (the file node never turns zeros into holes: detect-zeroes is
+ * off under create). */
+static int raw_write_zeros(BhNode *file, uint64_t size, GError **errp)
+{
+    const size_t chunk = 1 << 20;
+    g_autofree uint8_t *zeros = g_malloc0(MIN(chunk, size));
+    for (uint64_t off = 0; off < size; off += chunk) {
+        size_t n = MIN(chunk, size - off);
+        int ret = bh_node_pwrite(file, zeros, off, n, 0, errp);
+        if (ret < 0)
+            return ret;
+    }
+    return 0;
+}
+
+/* The core created an empty file node; give it the requested size.
+ * falloc reserves the blocks without writing them: write-zeroes on the
+ * file is fallocate(ZERO_RANGE), or zeros written where that is missing. */
 static int raw_create(const char *filename, BhNode *file, BhOpts *opts,
                       GError **errp)
 {
     uint64_t size;
+    int prealloc, ret;
     if (!file)
         return bh_error_set(errp, EINVAL, "raw: creating '%s' needs a file "
                             "node", filename);
-    if (!bh_opts_get_size(opts, "size", 0, &size, errp))
-        return -EINVAL;
-    return bh_node_truncate(file, size, errp);
+    ret = raw_create_parse(opts, &size, &prealloc, errp);
+    if (ret < 0)
+        return ret;
+    if (prealloc == RAW_PREALLOC_OFF || !size)
+        return bh_node_truncate(file, size, errp);
+    ret = prealloc == RAW_PREALLOC_FALLOC ?
+          bh_node_write_zeroes(file, 0, size, 0, errp) :
+          raw_write_zeros(file, size, errp);
+    /* Out of space half way: give the blocks back rather than leave a
+     * file of the wrong size, as qemu-img does. */
+    if (ret < 0)
+        bh_node_truncate(file, 0, NULL);
+    return ret;
 }
 
 static const BhDriver raw_driver = {
     .struct_size = sizeof(BhDriver),
-    .flags = 0,
+    .flags = BH_DRIVER_DATA_ONLY,
     .probe = raw_probe,
     .open = raw_open,
     .close = raw_close,
@@ -190,6 +263,8 @@ static const BhDriver raw_driver = {
     .info = raw_info,
     .get_allocated_size = raw_get_allocated_size,
     .create = raw_create,
+    .create_check = raw_create_check,
+    .create_options = raw_create_options,
 };
 
 static const BhPluginDesc desc = {

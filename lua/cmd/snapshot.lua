@@ -3,8 +3,10 @@
 --
 -- blkhost snapshot [-l | -c NAME | -a NAME | -d NAME] [-f FMT] [-U] [-q] IMAGE
 -- The list is qemu-img's table (ID, TAG, VM SIZE, DATE, VM CLOCK, ICOUNT),
--- nothing at all when there are no snapshots.  -a and -d find a snapshot
--- by id first, then by name.  Exit status 0 on success, 1 on any error.
+-- nothing at all when there are no snapshots.  As qemu-img 7.2: -a finds
+-- a snapshot by id first, then by name; -d by name only (the first of
+-- that name), so `-d 1` never deletes id 1 unless it is named "1".  Exit
+-- status 0 on success, 1 on any error.
 
 local bh = require "blkhost"
 local cli = require "blkhost.cli"
@@ -17,7 +19,7 @@ List, create, apply (revert to) or delete internal snapshots of IMAGE.
   -l                    list the snapshots (the default)
   -c NAME               create a snapshot called NAME
   -a NAME               revert the image to snapshot NAME (id or name)
-  -d NAME               delete snapshot NAME (id or name)
+  -d NAME               delete snapshot NAME (by name only)
   -f, --format=FMT      driver to open IMAGE with (default: probe)
   -U, --force-share     open without taking the image lock (-l only)
   -q, --quiet           print nothing on success
@@ -85,7 +87,13 @@ return cli.run("snapshot", USAGE, function(args)
     fn = function() img:snapshot_apply(name) end
   else
     what, name = "delete", o.delete
-    fn = function() img:snapshot_delete(name) end
+    fn = function()
+      -- By name only, as qemu-img: the first snapshot called name.
+      for _, s in ipairs(img:snapshots()) do
+        if s.name == name then return img:snapshot_delete { id = s.id } end
+      end
+      error("snapshot not found", 0)
+    end
   end
   local fok, err = pcall(fn)
   local cok, cerr = pcall(img.close, img)

@@ -1,7 +1,9 @@
 #!/bin/bash
 # `blkhost nbd` refuses bad command lines the way qemu-nbd does: status 1,
 # one line on stderr naming the problem, and nothing started (no socket,
-# no pid file, no process left).  Where Debian's qemu-nbd has the option,
+# no pid file, no process left).  Cases that get as far as opening the
+# image name -f raw, since a probed raw image adds its warning line (as
+# qemu-nbd's does).  Where Debian's qemu-nbd has the option,
 # it is run with the same arguments and must refuse them too.
 source "$SOURCE_ROOT/tests/tap.sh"
 source "$SOURCE_ROOT/tests/cmd/lib.sh"
@@ -60,7 +62,7 @@ refused "-o abc refused" "Invalid offset 'abc'" yes $S -o abc d.raw
 refused "-o past the end refused" "past the end" yes $S -f raw -o 2097152 d.raw
 refused "-P 0 refused" "Invalid partition 0" no $S -P 0 d.raw
 refused "-P x refused" "Invalid partition 'x'" no $S -P x d.raw
-refused "-P 1 on a disk without a partition table refused" "Could not find partition 1" no $S -P 1 d.raw
+refused "-P 1 on a disk without a partition table refused" "Could not find partition 1" no $S -f raw -P 1 d.raw
 refused "-e -1 (--shared below 0) refused" "Invalid shared device number '-1'" yes $S -e -1 d.raw
 refused "--shared=many refused" "Invalid shared device number 'many'" yes $S --shared=many d.raw
 refused "-k relative/path (relative socket) refused" "socket path must be absolute" yes -k rel.sock d.raw
@@ -80,9 +82,9 @@ refused "-f bogus refused" "bogus" yes $S -f bogus d.raw
 refused "-c on a missing device refused" "Cannot open /nonexistent/nbd0: No such file or directory" no \
     -c /nonexistent/nbd0 d.raw
 refused "-c on a file that is no NBD device: the error reaches the parent" \
-    "not an NBD device|not available" no -c /dev/null d.raw
+    "not an NBD device|not available" no -f raw -c /dev/null d.raw
 refused "--fork with a missing FILE: the error reaches the parent" "missing.raw" no $S --fork -f raw missing.raw
-refused "a socket path too long refused" "socket path" no -k "/$(printf 'x%.0s' $(seq 120))/s" d.raw
+refused "a socket path too long refused" "socket path" no -f raw -k "/$(printf 'x%.0s' $(seq 120))/s" d.raw
 
 # -V and -h succeed and print.
 check "-V prints the version" bash -c '"$BLKHOST" nbd -V | grep -q "^blkhost nbd [0-9]"'

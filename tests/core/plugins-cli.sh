@@ -3,7 +3,7 @@
 # plugins: the good ones load, each broken one is listed with its reason,
 # and the build tree's drivers are still found after the path.
 . "$SOURCE_ROOT/tests/tap.sh"
-plan 9
+plan 14
 export BLKHOST_PLUGIN_PATH="$BUILD_ROOT/tests/plugins"
 out=$("$BLKHOST" plugins 2>&1)
 rc=$?
@@ -17,3 +17,8 @@ has "init failure refused with the plugin's reason" "init-fail.so: .*needs /dev/
 has "init returning NULL refused" "init-null.so: blkhost_plugin_init\(\) failed"
 has "non-ELF file refused" "not-elf.so: not a shared object"
 has "duplicate name refused, naming the first" "duplicate plugin name 'testdrv' \(already loaded from .*testdrv-dup.so\)"
+has "driver without pread refused by name" "no-pread.so: driver has no pread callback"
+has "thread model outside the enum refused" "bad-thread.so: unknown thread model 5"
+has "unknown plugin kind refused" "bad-kind.so: unknown plugin kind 7"
+has "unknown driver flag refused" "bad-flags.so: driver has unknown flags 0x40000000"
+has "frontend without stop refused" "fe-no-stop.so: frontend has no stop callback"

@@ -2,7 +2,8 @@
  * The plugin loader against deliberately broken plugins: each refusal
  * names the file and the reason; an older, shorter descriptor still loads.
  * argv: testdrv, testdrv-dup, bad-abi, no-symbol, init-fail, init-null,
- *       old-struct, not-elf
+ *       old-struct, not-elf, no-pread, bad-thread, bad-kind, bad-flags,
+ *       fe-no-stop
  */
 #include <string.h>
 
@@ -23,11 +24,11 @@ static void refused(const char *what, const char *path, const char *want)
 
 int main(int argc, char **argv)
 {
-    if (argc < 9) {
+    if (argc < 14) {
         printf("1..0 # SKIP needs the test plugin paths\n");
         return 0;
     }
-    plan(11);
+    plan(17);
     GError *err = NULL;
     const BhPluginRecord *r = bh_plugin_load(argv[1], &err);
     ok(r && !r->error && g_str_equal(r->name, "testdrv") &&
@@ -50,10 +51,29 @@ int main(int argc, char **argv)
     refused("missing file", "/nonexistent/plugin.so",
             "No such file or directory");
 
+    refused("driver without pread", argv[9], "driver has no pread callback");
+    refused("thread model 5 (outside the enum)", argv[10],
+            "unknown thread model 5");
+    refused("plugin kind 7", argv[11], "unknown plugin kind 7");
+    refused("driver flag 1<<30", argv[12],
+            "driver has unknown flags 0x40000000");
+    refused("frontend without stop", argv[13],
+            "frontend has no stop callback");
+
     r = bh_plugin_load(argv[7], &err);
     ok(r && !r->error && r->desc.load == NULL,
        "older descriptor (struct_size without load) loads, fields past it "
        "read as NULL");
+    g_clear_error(&err);
+
+    /* old-struct has no pwrite: it may only be opened read-only. */
+    g_autoptr(BhOpts) o = bh_opts_new();
+    bh_opts_set(o, "format", "old-struct");
+    BhNode *bs = bh_node_open(NULL, o, &err);
+    ok(!bs && err && strstr(err->message, "cannot write") &&
+       strstr(err->message, "read-only"),
+       "a driver without pwrite: a writable open is refused, saying to "
+       "open read-only: %s", err ? err->message : "(opened!)");
     g_clear_error(&err);
     return done();
 }

@@ -22,7 +22,7 @@ static void size_case(const char *str, bool want_ok, uint64_t want,
 
 int main(void)
 {
-    plan(26);
+    plan(33);
     size_case("4096", true, 4096, NULL);
     size_case("64K", true, 65536, NULL);
     size_case("1G", true, 1ull << 30, NULL);
@@ -33,6 +33,15 @@ int main(void)
     size_case("12Q", false, 0, "unknown suffix");
     size_case("16E", false, 0, "too large");
     size_case("", false, 0, "not a number");
+    /* Fractions scaled by the unit and rounded half up, as qemu-img's
+     * "qemu-img create f 1.7M" gives 1782579 bytes. */
+    size_case("1.5G", true, 3ull << 29, NULL);
+    size_case("1.7M", true, 1782579, NULL);
+    size_case("1.K", true, 1024, NULL);
+    size_case("0.0005K", true, 1, NULL);
+    size_case("1.5", false, 0, "fraction but no unit");
+    size_case("1.5B", false, 0, "fraction but no unit");
+    size_case("010", true, 10, NULL);
 
     GError *err = NULL;
     g_autoptr(BhOpts) o = bh_opts_parse("format=raw,offset=4k,desc=a,,b",

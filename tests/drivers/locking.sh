@@ -10,10 +10,12 @@
 source "$SOURCE_ROOT/tests/tap.sh"
 HOLD=$1
 need qemu-io
-plan 22
+plan 27
 
 IMG=$T/img.raw
 truncate -s 1M "$IMG"
+QIMG=$T/img.qcow2
+qemu-img create -q -f qcow2 "$QIMG" 1M
 
 # wait_for PATTERN FILE PID: until FILE matches or PID has gone.  The
 # timeout only guards against a hung peer; nothing here races a clock.
@@ -41,11 +43,14 @@ stop_hold() {
     wait "$HPID" 2>/dev/null
 }
 
-# start_qemu [QEMU-IO ARGS]: qemu-io holds $IMG until stop_qemu.
+# start_qemu [QEMU-IO ARGS]: qemu-io holds $IMG (or, with QFMT=qcow2,
+# $QIMG) until stop_qemu.
 start_qemu() {
     rm -f "$T/qin" "$T/qout"
     mkfifo "$T/qin"
-    qemu-io "$@" -f raw "$IMG" <"$T/qin" >"$T/qout" 2>&1 &
+    local fmt=${QFMT:-raw} img=$IMG
+    [ "$fmt" = qcow2 ] && img=$QIMG
+    qemu-io "$@" -f "$fmt" "$img" <"$T/qin" >"$T/qout" 2>&1 &
     QPID=$!
     exec 4>"$T/qin"
     echo "read 0 512" >&4
@@ -79,14 +84,21 @@ stop_hold
 check "qemu-io write works once blkhost has closed the image" \
     qemu-io -f raw -c 'write -P 0 0 4k' "$IMG"
 
-# --- blkhost holds it read-only: readers fine, writers refused ---
+# --- blkhost holds it read-only: readers fine; writers too on raw, as
+# with QEMU's raw readers (no metadata to protect), not on qcow2 ---
 start_hold format=raw,readonly=on || diag "$(cat "$T/hout")"
-check_fails "qemu-io write refused while blkhost holds the image read-only" \
-    'Failed to get "write" lock' qemu-io -f raw -c 'write 0 4k' "$IMG"
+check "qemu-io write allowed while blkhost holds a raw image read-only (as while qemu-io -r does)" \
+    qemu-io -f raw -c 'write -P 0 0 4k' "$IMG"
 check "qemu-io -r reads while blkhost holds the image read-only" \
     qemu-io -r -f raw -c 'read 0 4k' "$IMG"
 check "a second blkhost read-only open is allowed" \
     "$HOLD" "$IMG" format=raw,readonly=on </dev/null
+stop_hold
+IMG=$QIMG start_hold format=qcow2,readonly=on || diag "$(cat "$T/hout")"
+check_fails "qemu-io write refused while blkhost holds a qcow2 image read-only" \
+    'Failed to get "write" lock' qemu-io -f qcow2 -c 'write 0 4k' "$QIMG"
+check "qemu-io -r reads the qcow2 blkhost holds read-only" \
+    qemu-io -r -f qcow2 -c 'read 0 4k' "$QIMG"
 stop_hold
 
 # --- locking=off takes no locks ---
@@ -101,9 +113,10 @@ if start_qemu; then ok "qemu-io holds the image read-write"; else
 check_fails "blkhost read-write open refused while qemu-io writes, naming qemu-io and its pid" \
     "is locked: qemu-io \\(pid $QPID\\) holds the \"write\" permission" \
     "$HOLD" "$IMG" </dev/null
-check_fails "blkhost read-only open refused too (it does not share write)" \
-    "is locked: .*qemu-io \\(pid $QPID\\)" \
+check "blkhost read-only open of the raw image allowed, as qemu-io -r is" \
     "$HOLD" "$IMG" format=raw,readonly=on </dev/null
+check "(reference) a second qemu-io -r reads it as well" \
+    qemu-io -r -f raw -c 'read 0 512' "$IMG"
 check_fails "blkhost cache=none open refused as well" \
     "is locked" "$HOLD" "$IMG" format=raw,cache=none </dev/null
 check "blkhost open with locking=off,readonly=on is allowed" \
@@ -116,6 +129,14 @@ else not_ok "the refused create left the image's size alone"; fi
 stop_qemu
 check "blkhost read-write open works once qemu-io has quit" \
     "$HOLD" "$IMG" </dev/null
+
+# --- qemu-io writes a qcow2: readers are kept out (metadata) ---
+if QFMT=qcow2 start_qemu; then ok "qemu-io holds the qcow2 image read-write"; else
+    not_ok "qemu-io holds the qcow2 image read-write"; diag "$(cat "$T/qout")"; fi
+check_fails "blkhost read-only qcow2 open refused while qemu-io writes it, naming qemu-io" \
+    "is locked: qemu-io \\(pid $QPID\\) holds the \"write\" permission" \
+    "$HOLD" "$QIMG" format=qcow2,readonly=on </dev/null
+stop_qemu
 
 # --- qemu-io only reads ---
 if start_qemu -r; then ok "qemu-io -r holds the image read-only"; else

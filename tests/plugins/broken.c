@@ -1,8 +1,10 @@
 /*
  * One source, several deliberately broken plugins, chosen by -DBROKEN_*:
  * each one must be refused by the loader with a message naming the file
- * and the reason.  OLD_STRUCT is the opposite: a plugin built against an
- * older, shorter descriptor, which must still load.
+ * and the reason (bad ABI, no symbol, failing or NULL init, a driver
+ * without pread, an unknown thread model, kind or driver flag, a
+ * frontend without stop).  OLD_STRUCT is the opposite: a plugin built
+ * against an older, shorter descriptor, which must still load.
  */
 #include <errno.h>
 #include <stddef.h>
@@ -11,17 +13,62 @@
 
 #ifndef BROKEN_NO_SYMBOL
 
+#ifndef BROKEN_FRONTEND
 static int broken_open(BhNode *bs, const char *filename, BhOpts *opts,
                        uint32_t flags, GError **errp)
 {
     return -ENOTSUP;
 }
 
+static int64_t broken_get_length(BhNode *bs)
+{
+    return 0;
+}
+
+#ifndef BROKEN_NO_PREAD
+static int broken_pread(BhNode *bs, void *buf, uint64_t offset, size_t len,
+                        uint32_t flags, GError **errp)
+{
+    return -EIO;
+}
+#endif
+
 static const BhDriver broken_driver = {
     .struct_size = sizeof(BhDriver),
+#ifdef BROKEN_FLAGS
+    .flags = BH_DRIVER_PROTOCOL | (1u << 30),
+#else
     .flags = BH_DRIVER_PROTOCOL | BH_DRIVER_NO_PROBE,
+#endif
     .open = broken_open,
+    .get_length = broken_get_length,
+#ifndef BROKEN_NO_PREAD
+    .pread = broken_pread,
+#endif
 };
+#else
+static void *broken_fe_create(BhOpts *opts, GError **errp)
+{
+    return NULL;
+}
+
+static int broken_fe_start(void *fe, GError **errp)
+{
+    return 0;
+}
+
+static void broken_fe_destroy(void *fe)
+{
+}
+
+/* No stop: a frontend that could never be stopped. */
+static const BhFrontend broken_frontend = {
+    .struct_size = sizeof(BhFrontend),
+    .create = broken_fe_create,
+    .start = broken_fe_start,
+    .destroy = broken_fe_destroy,
+};
+#endif
 
 #ifdef BROKEN_INIT_FAIL
 static bool broken_load(GError **errp)
@@ -44,12 +91,26 @@ static const BhPluginDesc desc = {
 #else
     .struct_size = sizeof(BhPluginDesc),
 #endif
+#if defined(BROKEN_KIND)
+    .kind = 7,
+#elif defined(BROKEN_FRONTEND)
+    .kind = BH_PLUGIN_FRONTEND,
+#else
     .kind = BH_PLUGIN_DRIVER,
+#endif
+#ifdef BROKEN_THREAD
+    .thread_model = 5,
+#else
     .thread_model = BH_THREAD_PARALLEL,
+#endif
     .name = BROKEN_NAME,
     .version = "0",
     .description = "deliberately broken test plugin",
+#ifdef BROKEN_FRONTEND
+    .frontend = &broken_frontend,
+#else
     .driver = &broken_driver,
+#endif
 #ifdef BROKEN_INIT_FAIL
     .load = broken_load,
 #endif

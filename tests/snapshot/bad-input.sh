@@ -66,7 +66,7 @@ long=$(head -c 65535 /dev/zero | tr '\0' n)
 refused "a snapshot name of 65535 bytes refused" "at most 1023" "$G" "$B" snapshot -c "$long" "$G"
 refused "a snapshot id of 65535 bytes refused" "at most 1023" "$G" blua 'local i = bh.open(arg[1]); i:snapshot_create("x", {id = string.rep("9", 65535)})' "$G"
 refused "apply of a name that does not exist refused" "no snapshot with id or name 'ghost'" "$G" "$B" snapshot -a ghost "$G"
-refused "delete of a name that does not exist refused" "no snapshot with id or name 'ghost'" "$G" "$B" snapshot -d ghost "$G"
+refused "delete of a name that does not exist refused with qemu-img's message" "Could not delete snapshot 'ghost': snapshot not found" "$G" "$B" snapshot -d ghost "$G"
 refused "snapshot_open of a name that does not exist refused" "no snapshot" "$G" blua 'bh.open(arg[1], {readonly=true}):snapshot_open("ghost")' "$G"
 refused "create on a read-only node refused" "read-only" "$G" blua 'bh.open(arg[1], {readonly=true}):snapshot_create("x")' "$G"
 refused "snapshot=one on a writable open refused" "read-only" "$G" blua 'bh.open(arg[1], {snapshot="one"})' "$G"

@@ -80,6 +80,27 @@ done < "$G/handles.log"
 grep -q "read-only device disconnects" "$G/handles.log" ||
     { not_ok "handles: the in-process handle script ran to its end"; diag "$(cat "$G/handles.log")"; }
 
+# ---- 1b. a probed raw image cannot be turned into a qcow2 by the guest ----
+# No format= here: the core probes raw and guards block 0, so a guest that
+# writes a qcow2 header naming a host file as backing gets an I/O error
+# and the image stays raw.
+cp "$W/raw.img" "$G/probed.img"
+qemu-img create -q -f qcow2 -b /etc/hostname -F raw "$G/hdr.qcow2" 1M &&
+    head -c 512 "$G/hdr.qcow2" > "$G/hdr.bin"
+if attach probed /dev/nbd0 image="$G/probed.img"; then
+    ok "probed raw: attached to /dev/nbd0 without a format"
+    check_fails "probed raw: dd of a qcow2 header into block 0 of /dev/nbd0 fails" "error" \
+        dd if="$G/hdr.bin" of=/dev/nbd0 bs=512 count=1 oflag=direct status=none
+    check "probed raw: dd of plain data into block 0 of /dev/nbd0 succeeds" \
+        dd if=/dev/urandom of=/dev/nbd0 bs=512 count=1 oflag=direct status=none
+    check "probed raw: disconnect and the serving process ends" \
+        bash -c "$(declare -f ctl gone); ctl disconnect /dev/nbd0 && gone $ATTACH_PID 20"
+    check "probed raw: the image still probes as raw, not qcow2" \
+        bash -c "qemu-img info '$G/probed.img' | grep -qx 'file format: raw'"
+else
+    not_ok "probed raw: attached to /dev/nbd0 without a format"
+fi
+
 diag "t=${SECONDS}s"
 # ---- 2. qcow2 image, in-process, two connections ----
 if attach qcow2 /dev/nbd1 image="$W/disk.qcow2" format=qcow2 connections=2; then

@@ -2,6 +2,7 @@
 # Boot a throw-away Debian-kernel VM and run one host script inside it.
 #
 #   vm-run.sh WORKDIR SCRIPT [ARGS...]
+#   vm-run.sh --initrd-only      build the initramfs (if needed), print its path
 #
 # The guest is a busybox initramfs that loads virtio, 9p and nbd.ko, mounts
 # the host's root read-only over 9p at /host, WORKDIR read-write at the same
@@ -15,8 +16,8 @@
 # busybox-static.  Prints "vm-run: cannot run: REASON" and exits 77 when one
 # is missing, so callers can turn that into a TAP skip.
 set -euo pipefail
-work=$1 script=$2
-shift 2
+initrd_only=
+if [ "${1:-}" = --initrd-only ]; then initrd_only=1; else work=$1 script=$2; shift 2; fi
 
 cannot() { echo "vm-run: cannot run: $*"; exit 77; }
 command -v qemu-system-x86_64 >/dev/null || cannot "qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)"
@@ -37,6 +38,11 @@ modlist="netfs fscache 9pnet virtio_ring virtio virtio_pci_modern_dev virtio_pci
 cache=${VM_CACHE:-${BUILD_ROOT:-/tmp}/tests/vm}
 mkdir -p "$cache"
 initrd=$cache/initrd-$kver.cpio.gz
+# Two VM tests start at once on a fresh build dir: the first builds the
+# initramfs under the lock, the second waits and then finds it built.  The
+# lock is released when this shell exits or closes fd 9.
+exec 9>"$initrd.lock"
+flock 9
 if [ ! -s "$initrd" ] || [ "$initrd" -ot "$0" ]; then
     root=$(mktemp -d)
     mkdir -p "$root"/{bin,dev,proc,sys,host,mods}
@@ -82,10 +88,12 @@ sync
 poweroff -f
 INIT
     chmod +x "$root/init"
-    (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$initrd.tmp"
-    mv "$initrd.tmp" "$initrd"
+    (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$initrd.tmp.$$"
+    mv "$initrd.tmp.$$" "$initrd"
     rm -rf "$root"
 fi
+exec 9>&-
+if [ -n "$initrd_only" ]; then echo "$initrd"; exit 0; fi
 
 # The command the guest runs, with its arguments quoted, lives in WORKDIR.
 {

@@ -543,14 +543,53 @@ static void test_write_errors(void)
     g_byte_array_unref(k.b);
 }
 
+/* The two halves of reading (loadvm reverts the disks in between): a
+ * checked stream changes nothing until finish, and finish(false) drops
+ * it; finish(true) commits it. */
+static void test_load_halves(void)
+{
+    set_states(5);
+    size_t len;
+    uint8_t *d = write_state(&len);
+    set_states(6);
+    uint32_t reg0 = dev.regs[0];
+    int commits = script.commits, discards = script.discards;
+    BhSavevmLoad *load = NULL;
+    BhStream *r = bh_stream_new_mem_reader(d, len);
+    int rc = bh_savevm_load_begin(r, &load, NULL);
+    bh_stream_close(r, NULL);
+    ok(rc == 0 && load && dev.regs[0] == reg0 && script.commits == commits,
+       "load halves: a read and checked stream changes no entry before "
+       "finish");
+    bh_savevm_load_finish(load, false);
+    ok(dev.regs[0] == reg0 && script.commits == commits &&
+       script.discards == discards + 1,
+       "load halves: finish(false) drops it (discard called, nothing set)");
+    r = bh_stream_new_mem_reader(d, len);
+    rc = bh_savevm_load_begin(r, &load, NULL);
+    bh_stream_close(r, NULL);
+    bh_savevm_load_finish(load, true);
+    ok(rc == 0 && dev.regs[0] == 5 * 0x01010101u &&
+       script.commits == commits + 1,
+       "load halves: finish(true) commits every entry");
+    load = (BhSavevmLoad *)1;
+    r = bh_stream_new_mem_reader(d, len - 1);
+    rc = bh_savevm_load_begin(r, &load, NULL);
+    bh_stream_close(r, NULL);
+    ok(rc < 0 && load == NULL,
+       "load halves: a cut stream fails in begin with no pending load");
+    g_free(d);
+}
+
 int main(void)
 {
-    plan(39);
+    plan(43);
     test_registry();
     test_roundtrip();
     test_exact_bytes();
     test_bad_streams();
     test_mutations();
     test_write_errors();
+    test_load_halves();
     return done();
 }

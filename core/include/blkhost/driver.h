@@ -18,6 +18,10 @@
  *    driver calls bh_lock_apply()), serialization of BH_THREAD_SERIALIZE.
  * A write_zeroes callback may return -ENOTSUP to fall back to writing zeros.
  *
+ * Required: open, get_length and pread; the loader refuses a driver
+ * without them, or with a flag outside BH_DRIVER_KNOWN_FLAGS.  Without
+ * pwrite, the driver's nodes open read-only only.
+ *
  * Versioning: struct_size first; new callbacks only at the end.  The core
  * treats callbacks beyond the plugin's struct_size as NULL.
  */
@@ -41,24 +45,41 @@ G_BEGIN_DECLS
 /* BhDriver.flags */
 #define BH_DRIVER_PROTOCOL  (1u << 0) /* opens filename itself, no child */
 #define BH_DRIVER_NO_PROBE  (1u << 1) /* only opened when named */
+/* A format that keeps no metadata in its file (raw): the image's bytes
+ * are the file's.  A read-only user of it lets others write, as QEMU's
+ * raw readers do; a guess of it by probing guards the file's first
+ * bytes against becoming another format's header. */
+#define BH_DRIVER_DATA_ONLY (1u << 2)
+#define BH_DRIVER_KNOWN_FLAGS 0x7u   /* the loader refuses other bits */
 
 /* open() flags */
 #define BH_OPEN_RDWR      (1u << 0)
 #define BH_OPEN_DIRECT    (1u << 1) /* O_DIRECT (cache=none/directsync) */
 #define BH_OPEN_NO_LOCK   (1u << 2) /* locking=off */
 #define BH_OPEN_GROWABLE  (1u << 3) /* child of a format: may grow */
+#define BH_OPEN_SHARE_WRITES (1u << 4) /* read-only under a data-only
+                                        * format: let others write and
+                                        * resize (lock nothing unshared) */
 
 /* Capabilities a driver sets with bh_node_set_caps() in open(). */
 #define BH_CAP_FUA        (1u << 0) /* honours BH_IO_FUA natively */
 #define BH_CAP_DISCARD    (1u << 1) /* discard really frees space */
 #define BH_CAP_ZERO       (1u << 2) /* write_zeroes is fast (no data I/O) */
 
+/* One creation option, as `qemu-img create -o help` lists them. */
+typedef struct BhCreateOption {
+    const char *name;   /* "cluster_size" */
+    const char *type;   /* "str", "size", "num" or "bool (on/off)" */
+    const char *help;   /* one line */
+} BhCreateOption;
+
 typedef struct BhDriver {
     uint32_t struct_size; /* sizeof(BhDriver) at build time */
     uint32_t flags;       /* BH_DRIVER_* */
 
-    /* Formats: how sure (0..100) that buf (the first len bytes, len may be
-     * short) is this format.  raw answers 1. */
+    /* Formats: how sure (0..100) that buf (the first len bytes of the
+     * file, at most 512 as in QEMU; fewer for a shorter file) is this
+     * format.  raw answers 1. */
     int (*probe)(const uint8_t *buf, size_t len, const char *filename);
 
     /* Set up bs: parse opts with bh_opts_get_*() (unused keys are refused
@@ -104,6 +125,16 @@ typedef struct BhDriver {
                         size_t len, GError **errp);
     int (*load_vmstate)(BhNode *bs, void *buf, uint64_t pos, size_t len,
                         GError **errp);
+
+    /* Creation, first step: check every creation option (values, size,
+     * backing file) without touching filename.  The core calls it before
+     * it creates or empties any file, then refuses the keys it did not
+     * take, so a typo never costs an existing image.  create then gets the
+     * same options.  Optional: without it the checks happen in create. */
+    int (*create_check)(const char *filename, BhOpts *opts, GError **errp);
+    /* The creation options, for `blkhost create -o help`: an array ended
+     * by an entry whose name is NULL.  Optional. */
+    const BhCreateOption *create_options;
 
     /* New callbacks go here, at the end. */
 } BhDriver;

@@ -7,6 +7,8 @@
  * destroy().  Frontends run their own threads for I/O; anything that must
  * run on the main thread (Lua callbacks, "last client left") goes through
  * bh_loop_invoke() and bh_loop_hold()/bh_loop_release() (loop.h).
+ * create, start, stop and destroy are required (the loader refuses a
+ * frontend without them); flags must be 0 for now.
  * Versioning as for BhDriver: struct_size first, new callbacks at the end.
  */
 #ifndef BLKHOST_FRONTEND_H

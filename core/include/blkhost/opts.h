@@ -41,7 +41,8 @@ const char *bh_opts_get(BhOpts *opts, const char *key);
 char **bh_opts_get_all(BhOpts *opts, const char *key); /* g_strfreev */
 bool bh_opts_get_bool(BhOpts *opts, const char *key, bool def, bool *out,
                       GError **errp);
-/* Non-negative integer with optional K/M/G/T/P/E suffix (powers of 1024). */
+/* Non-negative integer with optional K/M/G/T/P/E suffix (powers of 1024);
+ * with a suffix it may have a decimal fraction ("1.5G"). */
 bool bh_opts_get_size(BhOpts *opts, const char *key, uint64_t def,
                       uint64_t *out, GError **errp);
 /* Plain non-negative integer, decimal or 0x hex, at most max. */

@@ -99,6 +99,18 @@ int bh_savevm_write_state(BhStream *s, GError **errp);
  * entry changed.  0 or -errno. */
 int bh_savevm_read_state(BhStream *s, GError **errp);
 
+/* bh_savevm_read_state in two halves, for a caller that must do something
+ * that can fail between reading the state and applying it (loadvm reverts
+ * the disks in between).  load_begin reads and checks the whole stream
+ * (the same errors as above) and sets *load to the pending state, or to
+ * NULL on error with no entry changed.  load_finish commits it (commit
+ * true) or drops it, and frees it; NULL is a no-op.  The registry stays
+ * locked in between: call both from the same thread, and do not
+ * unregister entries in between. */
+typedef struct BhSavevmLoad BhSavevmLoad;
+int bh_savevm_load_begin(BhStream *s, BhSavevmLoad **load, GError **errp);
+void bh_savevm_load_finish(BhSavevmLoad *load, bool commit);
+
 G_END_DECLS
 
 #endif

@@ -3,8 +3,15 @@
  *
  * Per node: bh_node_snapshot_list/create/apply/delete/open go to the
  * driver's snapshot callbacks (qcow2 has them; other drivers answer
- * ENOTSUP).  A snapshot is found by id first, then by name, as qemu-img
- * does.
+ * ENOTSUP).  How a string picks a snapshot follows QEMU 7.2:
+ *   - apply, delete, find (and the driver callbacks): id first, then name
+ *     (qcow2's lookup; qemu-img snapshot -a, qemu-nbd -l STRING);
+ *   - lookup and open: by the id and/or the name given, each one given
+ *     must match (qemu-nbd -l snapshot.id=..,snapshot.name=..);
+ *   - savevm, loadvm, delvm: by name only (QEMU's bdrv_snapshot_find), so
+ *     a name that looks like another snapshot's id never picks that one;
+ *     they pass the driver the id of what they picked.  qemu-img snapshot
+ *     -d is by name only too (lua/cmd/snapshot.lua does that lookup).
  *
  * Across nodes (QEMU's savevm, loadvm, delvm and "info snapshots"): the
  * core keeps a list of the top-level nodes opened with bh_node_open()
@@ -52,14 +59,19 @@ GPtrArray *bh_node_snapshot_list(BhNode *bs, GError **errp);
 /* Find by id, then by name; NULL with ENOENT if neither matches. */
 BhSnapshotInfo *bh_node_snapshot_find(BhNode *bs, const char *id_or_name,
                                       GError **errp);
+/* The first snapshot (in table order) whose id is id (unless NULL) and
+ * whose name is name (unless NULL); at least one must be given.  NULL
+ * with ENOENT (EINVAL: neither given). */
+BhSnapshotInfo *bh_node_snapshot_lookup(BhNode *bs, const char *id,
+                                        const char *name, GError **errp);
 /* info->id NULL: the driver picks max numeric id + 1 and fills it in.
  * info->date_sec 0: now.  info->disk_size is filled in. */
 int bh_node_snapshot_create(BhNode *bs, BhSnapshotInfo *info, GError **errp);
 int bh_node_snapshot_apply(BhNode *bs, const char *id_or_name, GError **errp);
 int bh_node_snapshot_delete(BhNode *bs, const char *id_or_name,
                             GError **errp);
-/* A new read-only node showing the snapshot's content (id first, then
- * name; either may be NULL). */
+/* A new read-only node showing the content of the snapshot that
+ * bh_node_snapshot_lookup(id, name) picks. */
 BhNode *bh_node_snapshot_open(BhNode *bs, const char *id, const char *name,
                               GError **errp);
 /* The vmstate area (state saved beside the disk). */
@@ -77,7 +89,12 @@ GPtrArray *bh_open_nodes(void);
  * vm-%Y%m%d%H%M%S), replacing snapshots of that name; the registered
  * state (savevm.h) goes to the first node's vmstate area, none when
  * nothing is registered.  Refused, naming it, when a writable node cannot
- * snapshot; read-only nodes are left out.  All or nothing. */
+ * snapshot; read-only nodes are left out.  All or nothing: the state is
+ * collected before anything changes, the new snapshots are made on every
+ * node before the old ones of that name are deleted (by id), so at any
+ * moment either the old or the new one exists on every node (see
+ * snapshot.c for the crash windows).  An error after the new snapshot
+ * exists everywhere (an old one could not be deleted) says so. */
 int bh_savevm(const char *name, GError **errp);
 /* The same over the n given nodes only (each must be writable and able to
  * snapshot; given == NULL means every open node, as bh_savevm).  tmpl,
@@ -85,12 +102,16 @@ int bh_savevm(const char *name, GError **errp);
  * vm_clock_nsec for every snapshot made. */
 int bh_savevm_nodes(BhNode *const *given, size_t n, const char *name,
                     const BhSnapshotInfo *tmpl, GError **errp);
-/* Check every node has the snapshot (by id, then name), load the stored
- * state from the first node's snapshot (a bad stream fails here, with
- * nothing changed), then revert every node.  *had_state (may be NULL):
- * false for a disk-only snapshot (no state was stored). */
+/* Find the snapshot called name on every node (by name only; a node
+ * without one, or with two, is refused with nothing changed), read and
+ * check the state stored in the first node's (a bad stream is refused
+ * with nothing changed), revert every node, and only then commit the
+ * state; if a node fails to revert, the state is not committed (nodes
+ * before it stay reverted: a revert cannot be undone).  *had_state (may
+ * be NULL): false for a disk-only snapshot (no state was stored). */
 int bh_loadvm(const char *name, bool *had_state, GError **errp);
-/* Delete the snapshots called name on every node (ENOENT if none had). */
+/* Delete every snapshot called name (by name only) on every node; the
+ * lists are all read first.  ENOENT if no node has one. */
 int bh_delvm(const char *name, GError **errp);
 /* Snapshots (of the first snapshot-capable node) that every capable node
  * has by the same name; BhSnapshotInfo*, NULL on error. */
