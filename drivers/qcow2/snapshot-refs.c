@@ -343,8 +343,15 @@ int64_t qcow2_new_refs_alloc(Qcow2NewRefs *r, uint64_t n, GError **errp)
                 start = x;
         }
     }
-    ret = qcow2_new_refs_add(r, start << s->cluster_bits,
-                             n << s->cluster_bits, 1, errp);
+    /* Free in the refcounts is not proof: a damaged refcount block reads
+     * as free while the live tables sit there.  Writing the new tables
+     * over them would wreck the old state before the header switch. */
+    ret = qcow2_overlap_refuse_locked(s, 0, start << s->cluster_bits,
+                                      n << s->cluster_bits,
+                                      "new snapshot metadata", errp);
+    if (ret == 0)
+        ret = qcow2_new_refs_add(r, start << s->cluster_bits,
+                                 n << s->cluster_bits, 1, errp);
     if (ret < 0)
         return ret;
     r->cursor = first_free == start ? start + n : first_free;

@@ -21,7 +21,7 @@ need qemu-img qemu-io cmp
 TOOL=$QCOW2_TOOL
 POKE=$QCOW2_POKE
 
-plan 24
+plan 25
 
 corrupt_bit() { echo $(( ($(be "$1" 72 8) >> 1) & 1 )); }
 # only_corrupt_bit A B: B is A with the corrupt bit set, nothing else.
@@ -107,6 +107,21 @@ check_fails "overlap: zeroed refcount block: blkhost then refuses read-write ope
 out=$("$BLKHOST" info "$T/zrb-b.qcow2" 2>&1)
 if echo "$out" | grep -q "corrupt: true"; then ok "overlap: blkhost info shows corrupt: true afterwards"
 else not_ok "overlap: blkhost info shows corrupt: true afterwards"; diag "$out"; fi
+
+# 1b. A snapshot create on the same image: the new L1 and table copies
+# would go where the refcounts say "free", which is the live header and
+# tables.  qemu-img refuses and marks the image corrupt; so must blkhost.
+cp "$T/zrb.qcow2" "$T/sq.qcow2"; cp "$T/zrb.qcow2" "$T/sb.qcow2"
+qout=$(qemu-img snapshot -c s1 "$T/sq.qcow2" 2>&1); qrc=$?
+bout=$("$BLKHOST" snapshot -c s1 "$T/sb.qcow2" 2>&1); brc=$?
+if [ $qrc -ne 0 ] && [ $brc -ne 0 ] && echo "$qout" | grep -q "Preventing invalid write on metadata" &&
+   echo "$bout" | grep -q "new snapshot metadata .* overlaps the .*image marked corrupt" &&
+   cmp -s "$T/sq.qcow2" "$T/sb.qcow2" && only_corrupt_bit "$T/zrb.qcow2" "$T/sb.qcow2"; then
+    ok "overlap: zeroed refcount block: snapshot -c refused with EIO like qemu-img, file identical to qemu-img's (only the corrupt bit set)"
+else
+    not_ok "overlap: zeroed refcount block: snapshot -c refused with EIO like qemu-img, file identical to qemu-img's (only the corrupt bit set)"
+    diag "qemu-img rc=$qrc: $qout"; diag "blkhost rc=$brc: $bout"
+fi
 
 # 2. The same through qcow2-tool (C API): EIO and the file as before.
 cp "$T/zrb.qcow2" "$T/t.qcow2"
