@@ -284,6 +284,7 @@ int qcow2_snapshot_commit_locked(Qcow2State *s, const uint64_t *src_l1,
     s->size = new_size;
     s->free_hint = MAX(MIN(s->free_hint, lowest), 1);
     qcow2_sn_table_refresh(s, t, t->len ? tbl_at : 0, tbl_bytes);
+    qcow2_overlap_tables_replaced(s);
     return 0;
 
 fail:

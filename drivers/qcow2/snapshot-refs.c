@@ -586,6 +586,7 @@ uint64_t qcow2_new_refs_switched(Qcow2NewRefs *r)
     s->reftable_offset = r->rt_offset;
     s->reftable_clusters = (uint32_t)r->rt_clusters;
     qcow2_cache_forget_all(s->rb_cache);
+    qcow2_overlap_tables_replaced(s);
     return lowest;
 }
 

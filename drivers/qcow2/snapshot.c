@@ -285,6 +285,7 @@ int qcow2_snapshot_open_option(Qcow2State *s, BhOpts *opts, GError **errp)
             s->l1_size = e->l1_size;
             s->l1_offset = e->l1_offset;
             s->size = e->disk_size;
+            qcow2_overlap_tables_replaced(s);
         }
     }
     qcow2_sn_table_free(t);
