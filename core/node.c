@@ -428,10 +428,10 @@ static bool node_create_new_file(const char *filename)
  * call created is removed; one that was there before stays, emptied, as
  * qemu-img leaves it once the options were good.
  */
-bool bh_create(const char *filename, const char *format, const BhOpts *opts,
-               GError **errp)
+static const BhPluginRecord *node_create_check(const char *filename,
+                                               const char *format,
+                                               BhOpts *work, GError **errp)
 {
-    g_autoptr(BhOpts) work = bh_opts_copy(opts);
     if (!format)
         format = bh_opts_get(work, "format");
     else
@@ -440,21 +440,41 @@ bool bh_create(const char *filename, const char *format, const BhOpts *opts,
         format = "raw";
     const BhPluginRecord *rec = node_find_driver(format, errp);
     if (!rec)
-        return false;
+        return NULL;
     const BhDriver *drv = rec->desc.driver;
     if (!drv->create) {
         bh_error_set(errp, ENOTSUP, "format %s does not support image "
                      "creation", format);
-        return false;
+        return NULL;
     }
-    g_autofree char *who = g_strdup_printf("creating a %s image", format);
     if (drv->create_check) {
+        g_autofree char *who = g_strdup_printf("creating a %s image", format);
         g_autoptr(BhOpts) check = bh_opts_copy(work);
         bh_opts_get(check, "format");
         if (drv->create_check(filename, check, errp) < 0 ||
             !bh_opts_check_used(check, who, errp))
-            return false;
+            return NULL;
     }
+    return rec;
+}
+
+bool bh_create_check(const char *filename, const char *format,
+                     const BhOpts *opts, GError **errp)
+{
+    g_autoptr(BhOpts) work = bh_opts_copy(opts);
+    return node_create_check(filename, format, work, errp) != NULL;
+}
+
+bool bh_create(const char *filename, const char *format, const BhOpts *opts,
+               GError **errp)
+{
+    g_autoptr(BhOpts) work = bh_opts_copy(opts);
+    const BhPluginRecord *rec = node_create_check(filename, format, work,
+                                                  errp);
+    if (!rec)
+        return false;
+    const BhDriver *drv = rec->desc.driver;
+    g_autofree char *who = g_strdup_printf("creating a %s image", rec->name);
 
     /* A format always lies on the file protocol; other protocols (null,
      * memory, network) make no file the core could have to remove. */

@@ -32,8 +32,9 @@ static int module_open(lua_State *L)
 }
 
 /* bh.create(path, {format=, size=, ...}); format defaults to raw, as in
- * qemu-img create. */
-static int module_create(lua_State *L)
+ * qemu-img create.  bh.create_check(path, {...}) runs only its checks:
+ * it raises what bh.create would refuse, and touches nothing. */
+static int module_create_common(lua_State *L, bool check_only)
 {
     const char *path = luaL_optstring(L, 1, NULL);
     GError *err = NULL;
@@ -47,13 +48,18 @@ static int module_create(lua_State *L)
         return bh_lua_error(L, err);
     char *format = g_strdup(bh_opts_get(opts, "format"));
     bh_opts_remove(opts, "format");
-    bool ok = bh_create(path, format ? format : "raw", opts, &err);
+    bool ok = check_only
+        ? bh_create_check(path, format ? format : "raw", opts, &err)
+        : bh_create(path, format ? format : "raw", opts, &err);
     bh_opts_free(opts);
     g_free(format);
     if (!ok)
         return bh_lua_error(L, err);
     return 0;
 }
+
+static int module_create(lua_State *L) { return module_create_common(L, false); }
+static int module_create_check(lua_State *L) { return module_create_common(L, true); }
 
 /* bh.create_options(format) -> { {name=, type=, help=}, ... }: what
  * `blkhost create -o help` lists.  Formats that create images but list
@@ -114,6 +120,7 @@ static int module_parse_size(lua_State *L)
 static const luaL_Reg module_funcs[] = {
     { "open", module_open },
     { "create", module_create },
+    { "create_check", module_create_check },
     { "create_options", module_create_options },
     { "human_size", module_human_size },
     { "parse_size", module_parse_size },

@@ -168,6 +168,10 @@ return cli.run("create", USAGE, function(args)
   end
   opts.format = format
 
+  if o.unsafe and backing then opts.unsafe = "on" end
+  -- Like qemu-img, say what is about to be made only once every option
+  -- passed: a refused create prints nothing but its error.
+  bh.create_check(file, opts)
   if not o.quiet then
     local parts = { string.format("Formatting '%s', fmt=%s", file, format) }
     for _, k in ipairs(order) do
@@ -175,7 +179,6 @@ return cli.run("create", USAGE, function(args)
     end
     print(table.concat(parts, " "))
   end
-  if o.unsafe and backing then opts.unsafe = "on" end
   bh.create(file, opts)
   return 0
 end)

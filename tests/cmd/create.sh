@@ -10,7 +10,7 @@ source "$SOURCE_ROOT/tests/tap.sh"
 source "$SOURCE_ROOT/tests/cmd/lib.sh"
 need qemu-img qemu-io qemu-nbd
 
-plan 68
+plan 83
 
 B=$BLKHOST
 sum() { sha256sum "$1" | cut -d' ' -f1; }
@@ -50,6 +50,12 @@ refused() {
     else
         not_ok "create: $desc leaves no new file behind (qemu-img refuses it too)"
         diag "blkhost rc=$nrc $nout"; diag "qemu-img rc=$qrc $qout"; ls -l "$T"
+    fi
+    if echo "$out$nout" | grep -q "^Formatting"; then
+        not_ok "create: $desc prints no 'Formatting' line (nothing is being made)"
+        diag "$out"; diag "$nout"
+    else
+        ok "create: $desc prints no 'Formatting' line (nothing is being made)"
     fi
     rm -f "$T/new.img" "$T/qnew.img"
 }

@@ -81,6 +81,11 @@ BhNode *bh_node_open_over(BhNode *child, const char *format,
  * file with the file driver and passes it to the driver's create. */
 bool bh_create(const char *filename, const char *format, const BhOpts *opts,
                GError **errp);
+/* The first half of bh_create alone: every option checked (the driver's
+ * create_check, then unknown keys), nothing touched.  Lets a tool say what
+ * it is about to create only once the options are known to be good. */
+bool bh_create_check(const char *filename, const char *format,
+                     const BhOpts *opts, GError **errp);
 
 BhNode *bh_node_ref(BhNode *bs);
 void bh_node_unref(BhNode *bs);
