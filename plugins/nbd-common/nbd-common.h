@@ -13,7 +13,11 @@
  * Threads: nbd_conn_serve()'s caller becomes the connection's reader; the
  * requests it reads run on an NbdPool shared by every connection, finish
  * in any order and are answered with one sendmsg() each under the
- * connection's send lock.  Nothing is allocated per request: each
+ * connection's send lock.  After STARTTLS (nbd-tls.c) the same calls go
+ * through the connection's TLS session: the reader receives while one
+ * worker at a time, holding the send lock, sends.  Without TLS the only
+ * cost is a branch per receive and per reply.  Nothing is allocated per
+ * request: each
  * connection has a fixed set of request slots whose buffers grow lazily
  * to the largest request seen (at most NBD_MAX_PAYLOAD).
  */

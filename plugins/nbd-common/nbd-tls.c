@@ -8,6 +8,7 @@
  * they refuse every mode but off with a message naming the cause.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -81,8 +82,15 @@ NbdTlsMode nbd_tls_mode(const NbdTls *tls)
     return tls ? tls->mode : NBD_TLS_OFF;
 }
 
-static int tls_fail(GError **errp, int err, const char *what, int gr)
+/* "WHAT: GnuTLS's reason", WHAT a format. */
+static int tls_fail(GError **errp, int err, int gr, const char *fmt, ...)
+    G_GNUC_PRINTF(4, 5);
+static int tls_fail(GError **errp, int err, int gr, const char *fmt, ...)
 {
+    va_list ap;
+    va_start(ap, fmt);
+    g_autofree char *what = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
     return bh_error_set(errp, err, "%s: %s", what, gnutls_strerror(gr));
 }
 
@@ -163,27 +171,22 @@ static bool tls_load_x509(NbdTls *tls, const char *dir, GError **errp)
     g_autofree char *key = g_build_filename(dir, "server-key.pem", NULL);
     int r = gnutls_certificate_allocate_credentials(&tls->x509);
     if (r < 0)
-        return tls_fail(errp, ENOMEM, "TLS credentials", r), false;
+        return tls_fail(errp, ENOMEM, r, "TLS credentials"), false;
     if (access(ca, R_OK) == 0) {
         r = gnutls_certificate_set_x509_trust_file(tls->x509, ca,
                                                    GNUTLS_X509_FMT_PEM);
-        if (r < 0) {
-            g_autofree char *what = g_strdup_printf("loading %s", ca);
-            return tls_fail(errp, EINVAL, what, r), false;
-        }
+        if (r < 0)
+            return tls_fail(errp, EINVAL, r, "loading %s", ca), false;
     } else if (tls->verify_peer) {
         bh_error_set(errp, ENOENT, "verify-peer needs the CA certificate "
                      "%s: %s", ca, g_strerror(errno));
         return false;
     }
-    if (access(crl, R_OK) == 0) {
-        r = gnutls_certificate_set_x509_crl_file(tls->x509, crl,
-                                                 GNUTLS_X509_FMT_PEM);
-        if (r < 0) {
-            g_autofree char *what = g_strdup_printf("loading %s", crl);
-            return tls_fail(errp, EINVAL, what, r), false;
-        }
-    }
+    /* A revocation list is optional, as in qemu's layout. */
+    if (access(crl, R_OK) == 0 &&
+        (r = gnutls_certificate_set_x509_crl_file(tls->x509, crl,
+                                                  GNUTLS_X509_FMT_PEM)) < 0)
+        return tls_fail(errp, EINVAL, r, "loading %s", crl), false;
     for (const char *f = cert; f; f = f == cert ? key : NULL)
         if (access(f, R_OK) != 0) {
             bh_error_set(errp, ENOENT, "the TLS certificate directory "
@@ -192,11 +195,9 @@ static bool tls_load_x509(NbdTls *tls, const char *dir, GError **errp)
         }
     r = gnutls_certificate_set_x509_key_file(tls->x509, cert, key,
                                              GNUTLS_X509_FMT_PEM);
-    if (r < 0) {
-        g_autofree char *what = g_strdup_printf("loading %s and %s", cert,
-                                                key);
-        return tls_fail(errp, EINVAL, what, r), false;
-    }
+    if (r < 0)
+        return tls_fail(errp, EINVAL, r, "loading %s and %s", cert, key),
+               false;
     gnutls_certificate_set_known_dh_params(tls->x509, GNUTLS_SEC_PARAM_MEDIUM);
     return true;
 }
@@ -222,7 +223,7 @@ NbdTls *nbd_tls_new(const NbdTlsConfig *cfg, GError **errp)
             goto fail;
         int r = gnutls_psk_allocate_server_credentials(&tls->psk);
         if (r < 0) {
-            tls_fail(errp, ENOMEM, "TLS PSK credentials", r);
+            tls_fail(errp, ENOMEM, r, "TLS PSK credentials");
             goto fail;
         }
         gnutls_psk_set_server_credentials_function(tls->psk, tls_psk_lookup);
@@ -235,7 +236,7 @@ NbdTls *nbd_tls_new(const NbdTlsConfig *cfg, GError **errp)
                                 : "NORMAL";
     int r = gnutls_priority_init(&tls->prio, prio, NULL);
     if (r < 0) {
-        tls_fail(errp, EINVAL, "TLS priorities", r);
+        tls_fail(errp, EINVAL, r, "TLS priorities");
         goto fail;
     }
     return tls;
@@ -334,7 +335,7 @@ NbdTlsConn *nbd_tls_handshake(NbdTls *tls, int fd, char **refuse,
     c->tls = tls;
     int r = gnutls_init(&c->s, GNUTLS_SERVER | GNUTLS_NO_SIGNAL);
     if (r < 0) {
-        tls_fail(errp, ENOMEM, "starting a TLS session", r);
+        tls_fail(errp, ENOMEM, r, "starting a TLS session");
         g_free(c);
         return NULL;
     }
@@ -367,7 +368,7 @@ NbdTlsConn *nbd_tls_handshake(NbdTls *tls, int fd, char **refuse,
                          "identity '%s' (wrong key?): %s", c->psk_asked,
                          gnutls_strerror(r));
         else
-            tls_fail(errp, EACCES, "TLS handshake failed", r);
+            tls_fail(errp, EACCES, r, "TLS handshake failed");
         goto fail;
     }
 
