@@ -12,6 +12,8 @@
 # --tls=require --tls-psk); fio connects with nbds+unix:// through
 # bench/tls-shim.c (see there why).  BENCH_TLS=0 skips them.
 #
+# BENCH_ONLY=REGEX keeps the rows whose label matches (e.g. BENCH_ONLY=TLS).
+#
 #   bench/run.sh                 # BLKHOST=build/lua/blkhost by default
 #   BENCH_RUNTIME=5 BENCH_REPEAT=3 BLKHOST=/tmp/build/lua/blkhost bench/run.sh
 set -u
@@ -45,6 +47,11 @@ ROWS=(
 if [ "${BENCH_TLS:-1}" = 1 ]; then
     ROWS+=("TLS 1M seq read QD8|read|1M|8|1|tls"
            "TLS 4k randread QD16|randread|4k|16|1|tls")
+fi
+if [ -n "${BENCH_ONLY:-}" ]; then
+    KEEP=()
+    for row in "${ROWS[@]}"; do [[ ${row%%|*} =~ $BENCH_ONLY ]] && KEEP+=("$row"); done
+    ROWS=("${KEEP[@]}")
 fi
 SERVERS=(blkhost nbdkit qemu-nbd)
 declare -A R

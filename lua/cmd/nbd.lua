@@ -195,14 +195,17 @@ local function tls_settings(s, o)
   if o["tls-authz"] and not o["tls-creds"] then
     fail("--tls-authz is not permitted without --tls-creds")
   end
+  if o["tls-hostname"] and not o["tls-creds"] then
+    fail("--tls-hostname is not permitted without --tls-creds")
+  end
+  if not o["tls-creds"] then return end
   if o["tls-hostname"] and not s.list then
     fail("--tls-hostname is only permitted with --list")
   end
-  if not o["tls-creds"] then return end
   if s.device then fail("TLS is not supported with a host device") end
   local c = objects[o["tls-creds"]]
   if not c or not c.type:match("^tls%-creds%-") then
-    fail("No TLS credentials with id '" .. o["tls-creds"] .. "'")
+    fail("Failed to get TLS creds: No TLS credentials with id '" .. o["tls-creds"] .. "'")
   end
   if s.list then
     fail("--list over TLS is not supported yet: blkhost has no TLS client")
@@ -511,8 +514,10 @@ local function serve(s)
       persistent = s.persistent or false,
       tls = s.tls,
       on_connect = s.verbose and function(c)
-        say(s, "client %s connected (export '%s')", tostring(c.peer or c.id),
-            tostring(c.export or name))
+        say(s, "client %s connected (export '%s')%s", tostring(c.peer or c.id),
+            tostring(c.export or name),
+            c.tls_identity and (" over TLS as '" .. c.tls_identity .. "'")
+            or (c.tls and " over TLS" or ""))
       end or nil,
       on_disconnect = s.verbose and function(c)
         say(s, "client %s disconnected", tostring(c.peer or c.id))

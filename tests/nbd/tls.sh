@@ -13,7 +13,7 @@ printf '%s\n' 'local bh = require "blkhost"' \
 if ! out=$("$BLKHOST" run "$T/probe.lua" 2>&1) && echo "$out" | grep -q "without GnuTLS"; then
     skip_all "this build has no TLS: $out"
 fi
-plan 31
+plan 42
 # libnbd's python module with Debian's python, whatever python3 is first.
 # nbdsh_m URI ARGS...: libnbd refuses tls-* file names in URIs unless told.
 nbdsh_m() {
@@ -144,8 +144,17 @@ refused "an unknown PSK identity is refused; the log names it" \
 refused "a valid PSK identity outside the allow-list (bob) is refused; the log names it" \
     "'bob' is not on this server's allow-list" "$T/psk.log" nbdinfo --size "$(PU bob "$C/bob.psk")"
 check "after the refusals alice is still served over PSK" nbdinfo --size "$(PU alice "$C/alice.psk")"
+# nbdcopy opens one connection per thread: -T 4 with -C 4.
+before=$(grep -c '^event connect .* tls:alice$' "$T/psk.log")
 check "nbdcopy with 4 multi-conn connections over TLS writes the export" \
-    bash -c "nbdcopy --connections=4 '$T/orig.img' '$(PU alice "$C/alice.psk")' && nbdcopy -C 4 '$(PU alice "$C/alice.psk")' '$T/copy3.img' && cmp '$T/copy3.img' '$T/orig.img'"
+    bash -c "nbdcopy --connections=4 --threads=4 '$T/orig.img' '$(PU alice "$C/alice.psk")' && nbdcopy -C 4 -T 4 '$(PU alice "$C/alice.psk")' '$T/copy3.img' && cmp '$T/copy3.img' '$T/orig.img'"
+# Events reach the log through the server's main loop: wait for them.
+for i in $(seq 1 200); do
+    after=$(grep -c '^event connect .* tls:alice$' "$T/psk.log")
+    [ $((after - before)) -ge 8 ] && break; sleep 0.05
+done
+check "the two multi-conn copies made 8 TLS connections as alice ($before before, $after after)" \
+    test $((after - before)) -ge 8
 stop_server psk
 
 # ---- max_clients with TLS ----
@@ -191,3 +200,34 @@ done
 check "blkhost nbd --object tls-creds-x509/authz-simple --tls-creds/--tls-authz: alice in, bob and plaintext out, as qemu-nbd ($res_blkhost vs $res_qemu_nbd)" \
     test "$res_blkhost" = "100" -a "$res_qemu_nbd" = "100"
 check "blkhost nbd -v prints an nbds+unix:// URI under --tls-creds" grep -q 'nbds+unix://' "$T/blkhost.log"
+
+# ---- option and API errors ----
+same_msg() {  # DESC ARGS...: blkhost nbd and qemu-nbd fail alike
+    local desc=$1; shift
+    local a b
+    a=$("$BLKHOST" nbd "$@" 2>&1); ra=$?
+    b=$(qemu-nbd "$@" 2>&1); rb=$?
+    if [ $ra -eq 1 ] && [ $rb -eq 1 ] && [ "${a#blkhost nbd: }" = "${b#qemu-nbd: }" ]; then ok "$desc"
+    else not_ok "$desc"; diag "blkhost ($ra): $a"; diag "qemu-nbd ($rb): $b"; fi
+}
+PSKO="tls-creds-psk,id=t0,dir=$C/psk,endpoint=server"
+same_msg "--tls-creds with -c is refused as qemu-nbd does" --object "$PSKO" --tls-creds t0 -c /dev/nbd0 "$T/disk.img"
+same_msg "--tls-authz without --tls-creds is refused as qemu-nbd does" --tls-authz a0 "$T/disk.img"
+same_msg "--tls-hostname without --tls-creds is refused as qemu-nbd does" --tls-hostname h "$T/disk.img"
+same_msg "--tls-creds naming no object is refused as qemu-nbd does" --object "$PSKO" --tls-creds t9 "$T/disk.img"
+
+api_err() {  # DESC PATTERN TLS-TABLE
+    printf '%s\n' 'local bh = require "blkhost"' \
+        "bh.nbd.server{listen=\"unix:$T/api.sock\", tls=$3}" > "$T/api.lua"
+    check_fails "$1" "$2" "$BLKHOST" run "$T/api.lua"
+}
+mkdir -p "$T/empty"; printf 'alice:xyz\n' > "$T/bad.psk"
+api_err "bh.nbd.server: tls required without credentials says what is missing" \
+    "TLS needs credentials" '{mode="require"}'
+api_err "bh.nbd.server: an unknown tls mode is refused" "bad tls mode 'maybe'" '{mode="maybe", psk_file="x"}'
+api_err "bh.nbd.server: an X.509 directory without server-cert.pem is refused at creation" \
+    "needs .*server-cert.pem" "{mode=\"require\", x509_dir=\"$T/empty\"}"
+api_err "bh.nbd.server: a malformed PSK file is refused at creation" \
+    "IDENTITY:HEXKEY" "{mode=\"require\", psk_file=\"$T/bad.psk\"}"
+api_err "bh.nbd.server: an unknown tls field is refused" "unknown tls field 'bogus'" '{mode="on", bogus=1}'
+api_err "bh.nbd.server: credentials with tls off are refused" "tls is off" "{mode=\"off\", psk_file=\"$C/alice.psk\"}"
