@@ -13,7 +13,7 @@ printf '%s\n' 'local bh = require "blkhost"' \
 if ! out=$("$BLKHOST" run "$T/probe.lua" 2>&1) && echo "$out" | grep -q "without GnuTLS"; then
     skip_all "this build has no TLS: $out"
 fi
-plan 42
+plan 43
 # libnbd's python module with Debian's python, whatever python3 is first.
 # nbdsh_m URI ARGS...: libnbd refuses tls-* file names in URIs unless told.
 nbdsh_m() {
@@ -172,7 +172,25 @@ check_fails "with max_clients=1 held by a TLS client, a second TLS client is ref
     nbdinfo --size "$(PU alice "$C/alice.psk")"
 touch "$T/release"; wait $holder
 check "once the first TLS client left, the next one is served" nbdinfo --size "$(PU alice "$C/alice.psk")"
-stop_server max
+
+# Stop with a TLS client in the middle of reading: the server ends, the
+# client sees its connection go.
+rm -f "$T/held" "$T/release"
+nbdsh_m "$(PU alice "$C/alice.psk")" -c "
+import os, sys
+open('$T/held', 'w').close()
+try:
+    while not os.path.exists('$T/release'):
+        h.pread(4096, 0)
+    print('still connected')
+except Exception as e:
+    print('ended:', e)
+" >"$T/holder.out" 2>&1 & holder=$!
+for i in $(seq 1 200); do [ -e "$T/held" ] && break; sleep 0.05; done
+stop_server max; rc=$?
+touch "$T/release"; wait $holder
+check "SIGTERM stops a TLS server while a TLS client reads (exit $rc); the client sees the end" \
+    bash -c "[ $rc -eq 0 ] && grep -q '^ended:' '$T/holder.out'"
 
 # ---- tls=on: both kinds of client ----
 S="$T/on.sock"
