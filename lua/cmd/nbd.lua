@@ -503,9 +503,9 @@ local function serve(s)
   end
   if background then bh.process.daemonize() end
 
-  local img = open_image(s)
   local name = s.name or ""
-
+  -- The server is made before the image is opened, so that bad TLS
+  -- credentials fail first, as with qemu-nbd; it listens at export().
   local srv
   if not s.device or s.socket then
     srv = bh.nbd.server {
@@ -523,6 +523,10 @@ local function serve(s)
         say(s, "client %s disconnected", tostring(c.peer or c.id))
       end or nil,
     }
+  end
+
+  local img = open_image(s)
+  if srv then
     srv:export(img, { name = name, readonly = s.readonly,
                       description = s.description })
     say(s, "serving %s (%s, %s) at %s", s.args[1], img:format(),
