@@ -12,7 +12,8 @@ BUILD_DIR=${BUILD_DIR:-build}
 # What the build, the tests and the examples need, all from Debian 12.
 PKGS=(gcc libc6-dev make pkg-config meson ninja-build
       liblua5.4-dev lua5.4 libglib2.0-dev zlib1g-dev libzstd-dev
-      qemu-utils nbdkit libnbd-bin python3-libnbd fio fdisk e2fsprogs)
+      qemu-utils nbdkit libnbd-bin python3-libnbd fio fdisk e2fsprogs
+      gnutls-bin libgnutls28-dev)
 # The kernel-client tests boot a VM; installing these is best effort.
 VM_PKGS=(qemu-system-x86 linux-image-amd64 busybox-static cpio)
 

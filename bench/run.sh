@@ -7,6 +7,13 @@
 # server keeps its best.  Prints IOPS and MB/s per server and the ratio
 # blkhost / best peer.  Not a test: the numbers depend on the machine.
 #
+# The TLS rows serve with TLS required and the same PSK on every server
+# (blkhost nbd and qemu-nbd with --object tls-creds-psk, nbdkit
+# --tls=require --tls-psk); fio connects with nbds+unix:// through
+# bench/tls-shim.c (see there why).  BENCH_TLS=0 skips them.
+#
+# BENCH_ONLY=REGEX keeps the rows whose label matches (e.g. BENCH_ONLY=TLS).
+#
 #   bench/run.sh                 # BLKHOST=build/lua/blkhost by default
 #   BENCH_RUNTIME=5 BENCH_REPEAT=3 BLKHOST=/tmp/build/lua/blkhost bench/run.sh
 set -u
@@ -18,7 +25,18 @@ SOCK="$BENCH_DIR/nbd.sock"
 URI="nbd+unix:///?socket=$SOCK"
 bench_image "$IMG" "$BENCH_SIZE"
 
-# label|rw|bs|iodepth|numjobs
+# TLS: one PSK for every server, and fio allowed to read it.
+PSKDIR="$BENCH_DIR/psk"
+TLS_URI="nbds+unix://bench@/?socket=$SOCK&tls-psk-file=$PSKDIR/keys.psk"
+if [ "${BENCH_TLS:-1}" = 1 ]; then
+    command -v psktool >/dev/null || bench_die "psktool is not installed (gnutls-bin)"
+    mkdir -p "$PSKDIR"; rm -f "$PSKDIR/keys.psk"
+    psktool -u bench -p "$PSKDIR/keys.psk" >/dev/null
+    cc -shared -fPIC -o "$BENCH_DIR/tls-shim.so" "$BENCH_ROOT/bench/tls-shim.c" -ldl ||
+        bench_die "cannot build bench/tls-shim.c"
+fi
+
+# label|rw|bs|iodepth|numjobs[|tls]
 ROWS=(
     "4k randread QD16|randread|4k|16|1"
     "4k randwrite QD16|randwrite|4k|16|1"
@@ -26,19 +44,41 @@ ROWS=(
     "1M seq write QD8|write|1M|8|1"
     "4k randread QD16 2 jobs|randread|4k|16|2"
 )
+if [ "${BENCH_TLS:-1}" = 1 ]; then
+    ROWS+=("TLS 1M seq read QD8|read|1M|8|1|tls"
+           "TLS 4k randread QD16|randread|4k|16|1|tls")
+fi
+if [ -n "${BENCH_ONLY:-}" ]; then
+    KEEP=()
+    for row in "${ROWS[@]}"; do [[ ${row%%|*} =~ $BENCH_ONLY ]] && KEEP+=("$row"); done
+    ROWS=("${KEEP[@]}")
+fi
 SERVERS=(blkhost nbdkit qemu-nbd)
 declare -A R
 
 for round in $(seq 1 "$BENCH_REPEAT"); do
     for row in "${ROWS[@]}"; do
-        IFS='|' read -r label rw bs qd jobs <<< "$row"
+        IFS='|' read -r label rw bs qd jobs tls <<< "$row"
         for srv in "${SERVERS[@]}"; do
+            if [ -n "$tls" ]; then
+                PSKOBJ=(--object "tls-creds-psk,id=t0,dir=$PSKDIR,endpoint=server" --tls-creds t0)
+                case $srv in
+                    blkhost) bench_start blkhost "$SOCK" "$BLKHOST" nbd "${PSKOBJ[@]}" \
+                                 -t -e 16 -f raw -k "$SOCK" "$IMG" ;;
+                    nbdkit) bench_start nbdkit "$SOCK" nbdkit -f -U "$SOCK" --tls=require \
+                                --tls-psk="$PSKDIR/keys.psk" file file="$IMG" ;;
+                    qemu-nbd) bench_start qemu-nbd "$SOCK" qemu-nbd "${PSKOBJ[@]}" \
+                                  -t -e 16 -f raw -k "$SOCK" "$IMG" ;;
+                esac
+                r=$(LD_PRELOAD="$BENCH_DIR/tls-shim.so" bench_fio "$TLS_URI" "$rw" "$bs" "$qd" "$jobs")
+            else
             case $srv in
                 blkhost) bench_start_blkhost "$SOCK" "$IMG" ;;
                 nbdkit) bench_start_nbdkit "$SOCK" "$IMG" ;;
                 qemu-nbd) bench_start_qemu_nbd "$SOCK" "$IMG" raw ;;
             esac
             r=$(bench_fio "$URI" "$rw" "$bs" "$qd" "$jobs")
+            fi
             bench_stop "$srv"
             echo "bench: round $round: $srv: $label: $r" >&2
             R[$srv,$label]=$(bench_best "$r" "${R[$srv,$label]:-0 0}")

@@ -14,13 +14,54 @@
  * so a client that sees the socket always finds an export; later exports
  * join a running server.  server:start() starts one with no export yet.
  * Callbacks run on the main thread inside bh.loop() with a table
- * {id=, peer=, export=}.
+ * {id=, peer=, export=, tls=, tls_identity=}.
+ *
+ * TLS: tls = {mode="off"|"on"|"require", x509_dir=DIR, psk_file=FILE,
+ * verify_peer=BOOL, allow={DN or PSK identity, ...}} (or tls="require"
+ * with the credentials elsewhere: then the server refuses to start).
  */
 #include <string.h>
 
 #include "bh-lua.h"
 
 static const char *const nbd_callbacks[] = { "connect", "disconnect", NULL };
+
+/* The fields of the tls table and the frontend options they become. */
+static const char *const nbd_tls_fields[][2] = {
+    { "mode", "tls" },
+    { "x509_dir", "tls_x509_dir" },
+    { "psk_file", "tls_psk_file" },
+    { "verify_peer", "tls_verify_peer" },
+    { "allow", "tls_allow" },
+};
+
+/* Flatten tls={...} (at the top of the stack) into options in opts_idx. */
+static void nbd_tls_flatten(lua_State *L, int opts_idx)
+{
+    if (lua_type(L, -1) == LUA_TSTRING) {
+        lua_setfield(L, opts_idx, "tls");
+        return;
+    }
+    if (!lua_istable(L, -1))
+        luaL_error(L, "bh.nbd.server: tls must be a table {mode=, x509_dir=, "
+                   "psk_file=, verify_peer=, allow=}, not a %s",
+                   luaL_typename(L, -1));
+    int t = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2)
+                                                       : "?";
+        const char *opt = NULL;
+        for (size_t i = 0; i < G_N_ELEMENTS(nbd_tls_fields); i++)
+            if (strcmp(k, nbd_tls_fields[i][0]) == 0)
+                opt = nbd_tls_fields[i][1];
+        if (!opt)
+            luaL_error(L, "bh.nbd.server: unknown tls field '%s' (known: "
+                       "mode, x509_dir, psk_file, verify_peer, allow)", k);
+        lua_setfield(L, opts_idx, opt);
+    }
+    lua_pop(L, 1);
+}
 
 /* bh.nbd.server{...} -> server */
 static int nbd_server_new(lua_State *L)
@@ -48,6 +89,10 @@ static int nbd_server_new(lua_State *L)
                 lua_pop(L, 1);
                 continue;
             }
+        }
+        if (k && strcmp(k, "tls") == 0) {
+            nbd_tls_flatten(L, 2);
+            continue;
         }
         lua_pushvalue(L, -2);
         lua_insert(L, -2);

@@ -35,6 +35,20 @@ Connection:
   -L, --list                list the exports of another NBD server (at -k,
                             or -b/-p) and exit
 
+TLS (qemu-nbd's syntax; with --tls-creds, TLS is required):
+      --object tls-creds-x509,id=ID,dir=DIR,endpoint=server[,verify-peer=on|off]
+                            X.509 credentials: DIR holds ca-cert.pem,
+                            server-cert.pem, server-key.pem; verify-peer
+                            (default on) demands a client certificate
+      --object tls-creds-psk,id=ID,dir=DIR,endpoint=server
+                            pre-shared keys: DIR/keys.psk (psktool)
+      --object authz-simple,id=ID,identity=NAME
+                            allow only the client whose certificate DN or
+                            PSK username is NAME (',,' for a comma)
+      --tls-creds=ID        serve over TLS with these credentials
+      --tls-authz=ID        check clients against this authz object
+      --tls-hostname=NAME   server name to check with --list (client side)
+
 Part of the image:
   -o, --offset=OFFSET       serve from this byte offset of the image
   -P, --partition=NUM       serve only partition NUM (MBR or GPT)
@@ -87,6 +101,10 @@ local SPEC = {
   { nil, "aio", arg = "MODE", multi = true },
   { nil, "discard", arg = "MODE", multi = true },
   { nil, "detect-zeroes", arg = "MODE" },
+  { nil, "object", arg = "DEF", multi = true },
+  { nil, "tls-creds", arg = "ID" },
+  { nil, "tls-authz", arg = "ID" },
+  { nil, "tls-hostname", arg = "NAME" },
   { "V", "version" },
 }
 
@@ -121,6 +139,100 @@ end
 local function once(list, message)
   if list and #list > 1 then fail(message) end
   return list and list[1]
+end
+
+-- qemu's KEY=VALUE,... syntax, where ",," is a literal comma.
+local function split_props(def)
+  local parts, cur, i = {}, {}, 1
+  while i <= #def do
+    local ch = def:sub(i, i)
+    if ch == "," and def:sub(i + 1, i + 1) == "," then
+      cur[#cur + 1] = ","; i = i + 2
+    elseif ch == "," then
+      parts[#parts + 1] = table.concat(cur); cur = {}; i = i + 1
+    else
+      cur[#cur + 1] = ch; i = i + 1
+    end
+  end
+  parts[#parts + 1] = table.concat(cur)
+  local t = { type = parts[1] }
+  for j = 2, #parts do
+    local k, v = parts[j]:match("^([^=]+)=(.*)$")
+    if not k then fail("Invalid parameter '" .. parts[j] .. "' in --object " .. def) end
+    t[k] = v
+  end
+  return t
+end
+
+local OBJECT_KEYS = {
+  ["tls-creds-x509"] = { id = true, dir = true, endpoint = true, ["verify-peer"] = true },
+  ["tls-creds-psk"] = { id = true, dir = true, endpoint = true },
+  ["authz-simple"] = { id = true, identity = true },
+}
+local ONOFF = { on = true, yes = true, ["true"] = true,
+                off = false, no = false, ["false"] = false }
+
+-- --object, --tls-creds, --tls-authz and --tls-hostname as qemu-nbd 7.2
+-- takes them, into s.tls (the bh.nbd.server tls table) or s.tls_list.
+local function tls_settings(s, o)
+  local objects = {}
+  for _, def in ipairs(o.object or {}) do
+    local t = split_props(def)
+    local known = OBJECT_KEYS[t.type]
+    if not known then
+      fail("Invalid object type '" .. tostring(t.type) .. "': blkhost nbd " ..
+           "knows tls-creds-x509, tls-creds-psk and authz-simple")
+    end
+    for k in pairs(t) do
+      if k ~= "type" and not known[k] then
+        fail("Property '" .. t.type .. "." .. k .. "' not found")
+      end
+    end
+    if not t.id then fail("Parameter 'id' is missing") end
+    if objects[t.id] then fail("attempt to add duplicate property '" .. t.id .. "'") end
+    objects[t.id] = t
+  end
+  if o["tls-authz"] and not o["tls-creds"] then
+    fail("--tls-authz is not permitted without --tls-creds")
+  end
+  if o["tls-hostname"] and not o["tls-creds"] then
+    fail("--tls-hostname is not permitted without --tls-creds")
+  end
+  if not o["tls-creds"] then return end
+  if o["tls-hostname"] and not s.list then
+    fail("--tls-hostname is only permitted with --list")
+  end
+  if s.device then fail("TLS is not supported with a host device") end
+  local c = objects[o["tls-creds"]]
+  if not c or not c.type:match("^tls%-creds%-") then
+    fail("Failed to get TLS creds: No TLS credentials with id '" .. o["tls-creds"] .. "'")
+  end
+  if s.list then
+    fail("--list over TLS is not supported yet: blkhost has no TLS client")
+  end
+  if c.endpoint ~= "server" then
+    fail("Expecting TLS credentials with a server endpoint")
+  end
+  if not c.dir then fail("tls-creds object '" .. c.id .. "' needs dir=") end
+  local tls = { mode = "require" }
+  if c.type == "tls-creds-x509" then
+    tls.x509_dir = c.dir
+    -- qemu's x509 credentials verify the peer unless told otherwise.
+    local v = c["verify-peer"] or "on"
+    if ONOFF[v] == nil then fail("Parameter 'verify-peer' expects 'on' or 'off'") end
+    tls.verify_peer = ONOFF[v]
+  else
+    tls.psk_file = c.dir .. "/keys.psk"
+  end
+  if o["tls-authz"] then
+    local a = objects[o["tls-authz"]]
+    if not a or a.type ~= "authz-simple" then
+      fail("No authorization object with id '" .. o["tls-authz"] .. "'")
+    end
+    if not a.identity then fail("authz-simple object '" .. a.id .. "' needs identity=") end
+    tls.allow = { a.identity }
+  end
+  s.tls = tls
 end
 
 -- Check every option and fold them into one settings table.  Nothing is
@@ -236,6 +348,7 @@ local function settings(o, rest)
   elseif #rest ~= 1 then
     cli.usage_error("Invalid number of arguments")
   end
+  tls_settings(s, o)
   return s
 end
 
@@ -390,23 +503,30 @@ local function serve(s)
   end
   if background then bh.process.daemonize() end
 
-  local img = open_image(s)
   local name = s.name or ""
-
+  -- The server is made before the image is opened, so that bad TLS
+  -- credentials fail first, as with qemu-nbd; it listens at export().
   local srv
   if not s.device or s.socket then
     srv = bh.nbd.server {
       listen = { listen_spec(s) },
       max_clients = s.shared,
       persistent = s.persistent or false,
+      tls = s.tls,
       on_connect = s.verbose and function(c)
-        say(s, "client %s connected (export '%s')", tostring(c.peer or c.id),
-            tostring(c.export or name))
+        say(s, "client %s connected (export '%s')%s", tostring(c.peer or c.id),
+            tostring(c.export or name),
+            c.tls_identity and (" over TLS as '" .. c.tls_identity .. "'")
+            or (c.tls and " over TLS" or ""))
       end or nil,
       on_disconnect = s.verbose and function(c)
         say(s, "client %s disconnected", tostring(c.peer or c.id))
       end or nil,
     }
+  end
+
+  local img = open_image(s)
+  if srv then
     srv:export(img, { name = name, readonly = s.readonly,
                       description = s.description })
     say(s, "serving %s (%s, %s) at %s", s.args[1], img:format(),

@@ -93,7 +93,11 @@ bool nbd_uri_parse(const char *uri, NbdUri *u, GError **errp)
         u->is_unix = true;
     else if (strcmp(scheme, "nbd") != 0 && strcmp(scheme, "nbd+tcp") != 0) {
         if (g_str_has_prefix(scheme, "nbds"))
-            return uri_fail(u, errp, uri, "TLS (nbds) is not supported");
+            /* The kernel NBD client gets a plain socket and cannot
+             * speak TLS, so this client (which feeds it) does not. */
+            return uri_fail(u, errp, uri, "TLS (nbds) is not supported: "
+                            "the kernel NBD client cannot use TLS; serve "
+                            "it over plain nbd:// or nbd+unix://");
         return uri_fail(u, errp, uri, "unknown scheme");
     }
     const char *rest = sep + 3;

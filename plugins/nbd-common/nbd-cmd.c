@@ -49,7 +49,10 @@ static void slot_send(NbdSlot *slot, int niov)
 {
     NbdConn *c = slot->conn;
     g_mutex_lock(&c->send_lock);
-    if (!c->dead && writev_full(c->fd, slot->iov, niov) < 0) {
+    /* Over TLS the send lock is also what GnuTLS needs: one writer per
+     * session at a time (the reader may receive meanwhile). */
+    if (!c->dead && (c->tls ? nbd_tls_sendv(c->tls, slot->iov, niov)
+                            : writev_full(c->fd, slot->iov, niov)) < 0) {
         /* The client is gone: wake the reader so the connection ends. */
         c->dead = true;
         shutdown(c->fd, SHUT_RDWR);

@@ -13,7 +13,11 @@
  * Threads: nbd_conn_serve()'s caller becomes the connection's reader; the
  * requests it reads run on an NbdPool shared by every connection, finish
  * in any order and are answered with one sendmsg() each under the
- * connection's send lock.  Nothing is allocated per request: each
+ * connection's send lock.  After STARTTLS (nbd-tls.c) the same calls go
+ * through the connection's TLS session: the reader receives while one
+ * worker at a time, holding the send lock, sends.  Without TLS the only
+ * cost is a branch per receive and per reply.  Nothing is allocated per
+ * request: each
  * connection has a fixed set of request slots whose buffers grow lazily
  * to the largest request seen (at most NBD_MAX_PAYLOAD).
  */
@@ -26,6 +30,7 @@
 #include <blkhost/blkhost.h>
 
 #include "nbd-proto.h"
+#include "nbd-tls.h"
 
 G_BEGIN_DECLS
 
@@ -65,6 +70,7 @@ typedef struct NbdSession {
     bool meta_base_allocation; /* base:allocation selected for exp */
     bool no_zeroes;
     char *meta_export;         /* export name SET_META_CONTEXT named */
+    NbdTlsConn *tls;           /* after STARTTLS: all I/O goes through it */
 } NbdSession;
 
 void nbd_session_clear(NbdSession *s);
@@ -79,6 +85,18 @@ void nbd_session_clear(NbdSession *s);
  */
 int nbd_handshake_server(int fd, const NbdHandshakeOps *ops, void *data,
                          const char *refuse, NbdSession *s, GError **errp);
+/*
+ * The same with TLS offered (tls not NULL): STARTTLS runs the TLS
+ * handshake and the rest of the session goes through s->tls.  Under
+ * NBD_TLS_REQUIRE every option before STARTTLS but ABORT is answered
+ * NBD_REP_ERR_TLS_REQD (EXPORT_NAME: hang-up), so nothing, not even the
+ * export list, is told to a plaintext client.  A TLS client refused by
+ * the credentials' policy gets NBD_REP_ERR_POLICY with the reason, and
+ * the call returns -EACCES with errp naming the client's identity.
+ */
+int nbd_handshake_server_tls(int fd, const NbdHandshakeOps *ops, void *data,
+                             NbdTls *tls, const char *refuse, NbdSession *s,
+                             GError **errp);
 
 /* ---- transmission ---- */
 

@@ -59,6 +59,7 @@ typedef struct NbdSlot {
 
 struct NbdConn {
     int fd;
+    NbdTlsConn *tls;           /* NULL: plain socket I/O */
     const NbdSession *s;
     NbdStats *stats;
 

@@ -228,16 +228,23 @@ static int conn_read(NbdConn *c, void *dst, size_t len)
         conn_flush_batch(c);    /* about to block: let the workers run */
         if (len >= NBD_RBUF_SIZE / 2) {
             /* Big payloads go straight to their destination. */
-            int r = nbd_read_full(c->fd, p, len);
-            return r;
+            return c->tls ? nbd_tls_read_full(c->tls, p, len)
+                          : nbd_read_full(c->fd, p, len);
         }
-        ssize_t got = recv(c->fd, c->rbuf, NBD_RBUF_SIZE, 0);
-        if (got < 0 && errno == ENOTSOCK)
-            got = read(c->fd, c->rbuf, NBD_RBUF_SIZE);
-        if (got < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
+        ssize_t got;
+        if (c->tls) {
+            got = nbd_tls_recv(c->tls, c->rbuf, NBD_RBUF_SIZE);
+            if (got < 0)
+                return (int)got;
+        } else {
+            got = recv(c->fd, c->rbuf, NBD_RBUF_SIZE, 0);
+            if (got < 0 && errno == ENOTSOCK)
+                got = read(c->fd, c->rbuf, NBD_RBUF_SIZE);
+            if (got < 0) {
+                if (errno == EINTR)
+                    continue;
+                return -errno;
+            }
         }
         if (got == 0)
             return -EPIPE;
@@ -355,6 +362,7 @@ int nbd_conn_serve(int fd, const NbdSession *s, NbdPool *pool,
     int ret = 0;
 
     c->fd = fd;
+    c->tls = s->tls;
     c->s = s;
     c->pool = pool;
     c->stats = stats;

@@ -106,6 +106,7 @@ void nbd_export_view_init(NbdExportView *v, BhNode *node, const char *name,
 void nbd_session_clear(NbdSession *s)
 {
     g_free(s->meta_export);
+    nbd_tls_conn_free(s->tls);
     memset(s, 0, sizeof(*s));
 }
 
@@ -114,9 +115,26 @@ typedef struct Hs {
     const NbdHandshakeOps *ops;
     void *data;
     NbdSession *s;
+    NbdTls *tls;          /* TLS offered, or NULL */
+    char *tls_refuse;     /* why the TLS peer is refused, or NULL */
     uint32_t opt;
     int err;     /* sticky write error */
 } Hs;
+
+/* Handshake I/O, over TLS once STARTTLS succeeded. */
+static int hs_write(Hs *hs, const void *buf, size_t len)
+{
+    if (hs->s->tls)
+        return nbd_tls_send(hs->s->tls, buf, len);
+    return nbd_write_full(hs->fd, buf, len);
+}
+
+static int hs_read(Hs *hs, void *buf, size_t len)
+{
+    if (hs->s->tls)
+        return nbd_tls_read_full(hs->s->tls, buf, len);
+    return nbd_read_full(hs->fd, buf, len);
+}
 
 static int hs_reply(Hs *hs, uint32_t type, const void *data, size_t len)
 {
@@ -135,7 +153,7 @@ static int hs_reply(Hs *hs, uint32_t type, const void *data, size_t len)
     memcpy(buf, &r, sizeof(r));
     if (len)
         memcpy(buf + sizeof(r), data, len);
-    int ret = nbd_write_full(hs->fd, buf, sizeof(r) + len);
+    int ret = hs_write(hs, buf, sizeof(r) + len);
     if (buf != stackbuf)
         g_free(buf);
     if (ret < 0)
@@ -372,18 +390,72 @@ static int hs_export_name(Hs *hs, const char *payload, size_t len,
     uint16_t tf = GUINT16_TO_BE(v.tflags);
     memcpy(buf, &size, 8);
     memcpy(buf + 8, &tf, 2);
-    int r = nbd_write_full(hs->fd, buf, hs->s->no_zeroes ? 10 : sizeof(buf));
+    int r = hs_write(hs, buf, hs->s->no_zeroes ? 10 : sizeof(buf));
     if (r < 0)
         return bh_error_set_errno(errp, -r, "sending export details");
     hs->s->exp = v;
     return 1;
 }
 
+/* STARTTLS: acknowledge in plaintext, then the TLS handshake; what was
+ * negotiated before does not carry over into the TLS session. */
+static int hs_starttls(Hs *hs, uint32_t len, GError **errp)
+{
+    if (len)
+        return hs_error(hs, NBD_REP_ERR_INVALID,
+                        "STARTTLS takes no data, got %u bytes", len);
+    if (!hs->tls)
+        return hs_error(hs, NBD_REP_ERR_POLICY,
+                        "TLS is not enabled on this server");
+    if (hs->s->tls)
+        return hs_error(hs, NBD_REP_ERR_INVALID,
+                        "TLS is already active on this connection");
+    int r = hs_reply(hs, NBD_REP_ACK, NULL, 0);
+    if (r < 0)
+        return r;
+    hs->s->tls = nbd_tls_handshake(hs->tls, hs->fd, &hs->tls_refuse, errp);
+    if (!hs->s->tls)
+        return -EPROTO;
+    hs->s->structured = false;
+    hs->s->meta_base_allocation = false;
+    g_clear_pointer(&hs->s->meta_export, g_free);
+    return 0;
+}
+
+static int hs_run(Hs *hs, const char *refuse, GError **errp);
+
 int nbd_handshake_server(int fd, const NbdHandshakeOps *ops, void *data,
                          const char *refuse, NbdSession *s, GError **errp)
 {
-    Hs hs = { .fd = fd, .ops = ops, .data = data, .s = s };
+    return nbd_handshake_server_tls(fd, ops, data, NULL, refuse, s, errp);
+}
+
+int nbd_handshake_server_tls(int fd, const NbdHandshakeOps *ops, void *data,
+                             NbdTls *tls, const char *refuse, NbdSession *s,
+                             GError **errp)
+{
+    Hs hs = { .fd = fd, .ops = ops, .data = data, .s = s, .tls = tls };
     memset(s, 0, sizeof(*s));
+    int r = hs_run(&hs, refuse, errp);
+    if (r == 0 && hs.tls_refuse) {
+        const char *id = nbd_tls_conn_identity(s->tls);
+        if (id && !strstr(hs.tls_refuse, id))
+            r = bh_error_set(errp, EACCES, "TLS client '%s' refused: %s",
+                             id, hs.tls_refuse);
+        else
+            r = bh_error_set(errp, EACCES, "TLS client refused: %s",
+                             hs.tls_refuse);
+    }
+    g_free(hs.tls_refuse);
+    return r;
+}
+
+static int hs_run(Hs *hs, const char *refuse, GError **errp)
+{
+    int fd = hs->fd;
+    NbdSession *s = hs->s;
+    const NbdHandshakeOps *ops = hs->ops;
+    void *data = hs->data;
 
     char greet[18];
     uint64_t m = GUINT64_TO_BE(NBD_MAGIC), o = GUINT64_TO_BE(NBD_IHAVEOPT);
@@ -391,13 +463,13 @@ int nbd_handshake_server(int fd, const NbdHandshakeOps *ops, void *data,
     memcpy(greet, &m, 8);
     memcpy(greet + 8, &o, 8);
     memcpy(greet + 16, &hf, 2);
-    int r = nbd_write_full(fd, greet, sizeof(greet));
+    int r = hs_write(hs, greet, sizeof(greet));
     if (r < 0)
         return r == -EPIPE || r == -ECONNRESET ? 0
                : bh_error_set_errno(errp, -r, "sending the greeting");
 
     uint32_t cflags;
-    r = nbd_read_full(fd, &cflags, 4);
+    r = hs_read(hs, &cflags, 4);
     if (r < 0)
         return r == -EPIPE || r == -ECONNRESET ? 0
                : bh_error_set_errno(errp, -r, "reading the client flags");
@@ -410,7 +482,7 @@ int nbd_handshake_server(int fd, const NbdHandshakeOps *ops, void *data,
 
     for (;;) {
         NbdOptionHeader h;
-        r = nbd_read_full(fd, &h, sizeof(h));
+        r = hs_read(hs, &h, sizeof(h));
         if (r == -EPIPE || r == -ECONNRESET)
             return 0;
         if (r < 0)
@@ -420,7 +492,7 @@ int nbd_handshake_server(int fd, const NbdHandshakeOps *ops, void *data,
                                 "bad option magic 0x%016" G_GINT64_MODIFIER
                                 "x (expected IHAVEOPT); disconnecting",
                                 GUINT64_FROM_BE(h.magic));
-        hs.opt = GUINT32_FROM_BE(h.option);
+        hs->opt = GUINT32_FROM_BE(h.option);
         uint32_t len = GUINT32_FROM_BE(h.length);
 
         if (len > NBD_MAX_OPTION_LEN) {
@@ -428,97 +500,108 @@ int nbd_handshake_server(int fd, const NbdHandshakeOps *ops, void *data,
                 return bh_error_set(errp, EPROTO,
                                     "option %u has length %u, far over the "
                                     "%u byte limit; disconnecting",
-                                    hs.opt, len, NBD_MAX_OPTION_LEN);
+                                    hs->opt, len, NBD_MAX_OPTION_LEN);
             char skip[4096];
             for (uint32_t left = len; left > 0;) {
                 uint32_t n = MIN(left, sizeof(skip));
-                r = nbd_read_full(fd, skip, n);
+                r = hs_read(hs, skip, n);
                 if (r < 0)
                     return r == -EPIPE ? 0 : bh_error_set_errno(errp, -r,
                                                        "skipping an option");
                 left -= n;
             }
-            if (hs.opt == NBD_OPT_EXPORT_NAME)
+            if (hs->opt == NBD_OPT_EXPORT_NAME)
                 return bh_error_set(errp, EPROTO,
                                     "EXPORT_NAME of %u bytes is over the "
                                     "%u byte limit; disconnecting", len,
                                     NBD_MAX_STRING);
-            r = hs_error(&hs, NBD_REP_ERR_TOO_BIG,
+            r = hs_error(hs, NBD_REP_ERR_TOO_BIG,
                          "option %u has length %u, over the %u byte limit",
-                         hs.opt, len, NBD_MAX_OPTION_LEN);
+                         hs->opt, len, NBD_MAX_OPTION_LEN);
             if (r < 0)
                 return 0;
             continue;
         }
         char payload[NBD_MAX_OPTION_LEN + 1];
-        r = nbd_read_full(fd, payload, len);
+        r = hs_read(hs, payload, len);
         if (r < 0)
             return r == -EPIPE || r == -ECONNRESET ? 0
                    : bh_error_set_errno(errp, -r, "reading an option");
         payload[len] = 0;
 
-        if (refuse && hs.opt != NBD_OPT_ABORT) {
-            if (hs.opt == NBD_OPT_EXPORT_NAME)
-                return bh_error_set(errp, EBUSY, "%s; disconnecting", refuse);
-            hs_error(&hs, NBD_REP_ERR_POLICY, "%s", refuse);
-            if (hs.err)
+        const char *no = refuse ? refuse : hs->tls_refuse;
+        if (no && hs->opt != NBD_OPT_ABORT) {
+            if (hs->opt == NBD_OPT_EXPORT_NAME)
+                return refuse ? bh_error_set(errp, EBUSY, "%s; disconnecting",
+                                             refuse) : 0;
+            hs_error(hs, NBD_REP_ERR_POLICY, "%s", no);
+            if (hs->err)
+                return 0;
+            continue;
+        }
+        if (nbd_tls_mode(hs->tls) == NBD_TLS_REQUIRE && !s->tls &&
+            hs->opt != NBD_OPT_ABORT && hs->opt != NBD_OPT_STARTTLS) {
+            if (hs->opt == NBD_OPT_EXPORT_NAME)
+                return bh_error_set(errp, EPERM, "client sent EXPORT_NAME "
+                                    "without TLS, but this server requires "
+                                    "TLS; disconnecting");
+            hs_error(hs, NBD_REP_ERR_TLS_REQD, "this server requires TLS: "
+                     "send STARTTLS first");
+            if (hs->err)
                 return 0;
             continue;
         }
 
-        switch (hs.opt) {
+        switch (hs->opt) {
         case NBD_OPT_EXPORT_NAME:
-            r = hs_export_name(&hs, payload, len, errp);
+            r = hs_export_name(hs, payload, len, errp);
             if (r == 1)
                 goto entered;
             return r;
         case NBD_OPT_ABORT:
-            hs_reply(&hs, NBD_REP_ACK, NULL, 0);
+            hs_reply(hs, NBD_REP_ACK, NULL, 0);
             return 0;
         case NBD_OPT_LIST:
             if (len)
-                hs_error(&hs, NBD_REP_ERR_INVALID,
+                hs_error(hs, NBD_REP_ERR_INVALID,
                          "LIST takes no data, got %u bytes", len);
             else {
-                ops->list(data, list_one, &hs);
-                hs_reply(&hs, NBD_REP_ACK, NULL, 0);
+                ops->list(data, list_one, hs);
+                hs_reply(hs, NBD_REP_ACK, NULL, 0);
             }
             break;
         case NBD_OPT_STARTTLS:
-            if (len)
-                hs_error(&hs, NBD_REP_ERR_INVALID,
-                         "STARTTLS takes no data, got %u bytes", len);
-            else
-                hs_error(&hs, NBD_REP_ERR_POLICY,
-                         "TLS is not supported by this server");
+            r = hs_starttls(hs, len, errp);
+            if (r < 0 && !hs->err)
+                return r;      /* the TLS handshake failed: errp says why */
             break;
         case NBD_OPT_INFO:
         case NBD_OPT_GO:
-            r = hs_info_go(&hs, payload, len);
+            r = hs_info_go(hs, payload, len);
             if (r == 1)
                 goto entered;
             break;
         case NBD_OPT_STRUCTURED_REPLY:
             if (len) {
-                hs_error(&hs, NBD_REP_ERR_INVALID,
+                hs_error(hs, NBD_REP_ERR_INVALID,
                          "STRUCTURED_REPLY takes no data, got %u bytes", len);
             } else {
                 s->structured = true;
-                hs_reply(&hs, NBD_REP_ACK, NULL, 0);
+                hs_reply(hs, NBD_REP_ACK, NULL, 0);
             }
             break;
         case NBD_OPT_LIST_META_CONTEXT:
         case NBD_OPT_SET_META_CONTEXT:
-            hs_meta(&hs, payload, len);
+            hs_meta(hs, payload, len);
             break;
         default:
-            hs_error(&hs, NBD_REP_ERR_UNSUP, "option %u is not supported",
-                     hs.opt);
+            hs_error(hs, NBD_REP_ERR_UNSUP, "option %u is not supported",
+                     hs->opt);
             break;
         }
-        if (hs.err)
-            return hs.err == -EPIPE || hs.err == -ECONNRESET
-                   ? 0 : bh_error_set_errno(errp, -hs.err,
+        if (hs->err)
+            return hs->err == -EPIPE || hs->err == -ECONNRESET
+                   ? 0 : bh_error_set_errno(errp, -hs->err,
                                             "sending an option reply");
     }
 

@@ -122,13 +122,15 @@ static const NbdHandshakeOps srv_ops = {
 
 /* ---- one client ---- */
 
-static BhInfo *client_info(NbdClient *cl, const char *export_name)
+static BhInfo *client_info(NbdClient *cl, const NbdSession *s)
 {
     BhInfo *info = bh_info_new();
     bh_info_add_int(info, "id", (int64_t)cl->id);
     bh_info_add_str(info, "peer", cl->peer);
-    if (export_name)
-        bh_info_add_str(info, "export", export_name);
+    bh_info_add_str(info, "export", s->exp.name);
+    bh_info_add_bool(info, "tls", s->tls != NULL);
+    if (nbd_tls_conn_identity(s->tls))
+        bh_info_add_str(info, "tls_identity", nbd_tls_conn_identity(s->tls));
     return info;
 }
 
@@ -146,7 +148,8 @@ static gpointer client_thread(gpointer data)
     /* A client that connects and says nothing must not hold a place. */
     struct timeval tv = { .tv_sec = NBD_HANDSHAKE_TIMEOUT };
     setsockopt(cl->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    int r = nbd_handshake_server(cl->fd, &srv_ops, srv, refuse, &s, &err);
+    int r = nbd_handshake_server_tls(cl->fd, &srv_ops, srv, srv->tls, refuse,
+                                     &s, &err);
     tv.tv_sec = 0;
     setsockopt(cl->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     if (r < 0 && err->code == EAGAIN) {
@@ -159,14 +162,14 @@ static gpointer client_thread(gpointer data)
                    cl->id, cl->peer, err->message);
         g_clear_error(&err);
     } else if (r == 1) {
-        nbd_server_emit(srv, "connect", client_info(cl, s.exp.name));
+        nbd_server_emit(srv, "connect", client_info(cl, &s));
         /* Below this point the client's traffic is the data path. */
         if (nbd_conn_serve(cl->fd, &s, srv->pool, &srv->stats, &err) < 0) {
             g_printerr("nbd-server: client %" G_GUINT64_FORMAT " (%s): %s\n",
                        cl->id, cl->peer, err->message);
             g_clear_error(&err);
         }
-        nbd_server_emit(srv, "disconnect", client_info(cl, s.exp.name));
+        nbd_server_emit(srv, "disconnect", client_info(cl, &s));
     }
     nbd_session_clear(&s);
 

@@ -308,17 +308,19 @@ static char *unix_path_of(const NbdListener *l)
     return g_strdup("");
 }
 
-char *nbd_listen_uri(const NbdListener *l, const char *export_name)
+char *nbd_listen_uri(const NbdListener *l, const char *export_name, bool tls)
 {
+    /* A client must know to start TLS when the server requires it. */
+    const char *s = tls ? "s" : "";
     g_autofree char *name = g_uri_escape_string(export_name ? export_name : "",
                                                 NULL, FALSE);
     if (l->family == AF_UNIX) {
         g_autofree char *path = unix_path_of(l);
         g_autofree char *qpath = g_uri_escape_string(path, "/", FALSE);
-        return g_strdup_printf("nbd+unix:///%s?socket=%s", name, qpath);
+        return g_strdup_printf("nbd%s+unix:///%s?socket=%s", s, name, qpath);
     }
     g_autofree char *auth = inet_authority(l);
-    return g_strdup_printf("nbd://%s/%s", auth, name);
+    return g_strdup_printf("nbd%s://%s/%s", s, auth, name);
 }
 
 char *nbd_listen_describe(const NbdListener *l)

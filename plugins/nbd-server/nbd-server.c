@@ -13,6 +13,13 @@
  *                 machine more threads only added context switches for
  *                 page-cache I/O.  Raise it for slow disks or cache=none,
  *                 where requests block)
+ *   tls           off (default), on (offered) or require
+ *   tls-x509-dir  directory with ca-cert.pem, server-cert.pem,
+ *                 server-key.pem (qemu's and nbdkit's layout)
+ *   tls-psk-file  keys as psktool writes them (identity:hexkey lines)
+ *   tls-verify-peer  X.509: clients must show a certificate our CA signed
+ *   tls-allow     repeated: client certificate DNs or PSK identities
+ *                 allowed in (default: every client that passes TLS)
  *
  * The protocol engine lives in plugins/nbd-common so that the
  * nbd-kernel frontend can reuse it.
@@ -22,6 +29,38 @@
 #include <unistd.h>
 
 #include "nbd-server.h"
+
+/* The tls-* options, checked and loaded now, so that bad credentials
+ * fail the server's creation instead of its first client. */
+static bool nbd_server_tls_new(BhOpts *opts, NbdTls **out, GError **errp)
+{
+    const char *mode = bh_opts_get(opts, "tls");
+    NbdTlsConfig cfg = {
+        .x509_dir = bh_opts_get(opts, "tls-x509-dir"),
+        .psk_file = bh_opts_get(opts, "tls-psk-file"),
+    };
+    g_auto(GStrv) allow = bh_opts_get_all(opts, "tls-allow");
+    if (!bh_opts_get_bool(opts, "tls-verify-peer", false, &cfg.verify_peer,
+                          errp))
+        return false;
+    if (mode && !nbd_tls_mode_parse(mode, &cfg.mode)) {
+        bh_error_set(errp, EINVAL, "bad tls mode '%s': expected off, on or "
+                     "require", mode);
+        return false;
+    }
+    cfg.allow = allow && allow[0] ? allow : NULL;
+    if (cfg.mode == NBD_TLS_OFF) {
+        if (cfg.x509_dir || cfg.psk_file || cfg.allow || cfg.verify_peer) {
+            bh_error_set(errp, EINVAL, "TLS credentials or an allow-list "
+                         "were given but tls is off; set tls=on or "
+                         "tls=require");
+            return false;
+        }
+        return true;
+    }
+    *out = nbd_tls_new(&cfg, errp);
+    return *out != NULL;
+}
 
 static void *nbd_server_create(BhOpts *opts, GError **errp)
 {
@@ -37,7 +76,12 @@ static void *nbd_server_create(BhOpts *opts, GError **errp)
         !bh_opts_get_uint(opts, "threads", 0, 1024, &threads, errp))
         return NULL;
 
+    NbdTls *tls = NULL;
+    if (!nbd_server_tls_new(opts, &tls, errp))
+        return NULL;
+
     NbdServer *srv = g_new0(NbdServer, 1);
+    srv->tls = tls;
     srv->listen = g_steal_pointer(&listen);
     srv->max_clients = (unsigned)max_clients;
     srv->persistent = persistent;
@@ -158,6 +202,7 @@ static void nbd_server_destroy(void *fe)
     g_ptr_array_unref(srv->exports);
     g_array_unref(srv->listeners);
     g_strfreev(srv->listen);
+    nbd_tls_free(srv->tls);
     g_mutex_clear(&srv->lock);
     g_cond_clear(&srv->cond);
     g_free(srv);
@@ -170,7 +215,8 @@ static char *nbd_server_uri(void *fe, const char *export_name)
     g_mutex_lock(&srv->lock);
     if (srv->listeners->len)
         uri = nbd_listen_uri(&g_array_index(srv->listeners, NbdListener, 0),
-                             export_name);
+                             export_name,
+                             nbd_tls_mode(srv->tls) == NBD_TLS_REQUIRE);
     g_mutex_unlock(&srv->lock);
     return uri;
 }
@@ -194,6 +240,8 @@ static void nbd_server_status(void *fe, BhInfo *info)
     bh_info_add_int(info, "total-clients", (int64_t)srv->total_clients);
     bh_info_add_bool(info, "persistent", srv->persistent);
     bh_info_add_int(info, "threads", srv->nthreads);
+    static const char *const tls_modes[] = { "off", "on", "require" };
+    bh_info_add_str(info, "tls", tls_modes[nbd_tls_mode(srv->tls)]);
     g_mutex_unlock(&srv->lock);
     bh_info_add_int(info, "requests",
                     (int64_t)__atomic_load_n(&srv->stats.requests,

@@ -47,6 +47,7 @@ typedef struct NbdServer {
     unsigned max_clients;  /* 0: no limit */
     bool persistent;
     unsigned nthreads;
+    NbdTls *tls;         /* TLS credentials and policy; NULL: tls=off */
 
     GMutex lock;         /* everything below */
     GCond cond;
@@ -71,7 +72,9 @@ bool nbd_listen_check_spec(const char *spec, GError **errp);
 /* Open every listener in srv->listen (or systemd's sockets). */
 bool nbd_listen_open(NbdServer *srv, GError **errp);
 void nbd_listen_close(NbdServer *srv);
-char *nbd_listen_uri(const NbdListener *l, const char *export_name);
+/* nbds:// and nbds+unix:// when tls (the server requires TLS). */
+char *nbd_listen_uri(const NbdListener *l, const char *export_name,
+                     bool tls);
 char *nbd_listen_describe(const NbdListener *l);
 
 /* client.c */

@@ -4,15 +4,19 @@
 --   persistent=0|1  max_clients=N  threads=N
 --   export=PATH[,name=N][,readonly][,description=D][,format=F]  repeatable
 --   ready=FILE             written with the default URI once serving
+--   tls=off|on|require  tls_x509=DIR  tls_psk=FILE  tls_verify=1
+--   tls_allow=ID           repeatable: the TLS allow-list
 -- Events are printed as "event connect ID PEER EXPORT".
 local bh = require "blkhost"
 
-local cfg = { listen = {}, exports = {} }
+local cfg = { listen = {}, exports = {}, tls_allow = {} }
 for _, a in ipairs(arg) do
   local k, v = a:match("^([%w_]+)=(.*)$")
   assert(k, "bad argument " .. a)
   if k == "listen" then
     table.insert(cfg.listen, v)
+  elseif k == "tls_allow" then
+    table.insert(cfg.tls_allow, v)
   elseif k == "export" then
     local e = { opts = {} }
     for part in v:gmatch("[^,]+") do
@@ -28,7 +32,8 @@ for _, a in ipairs(arg) do
 end
 
 local function log(kind, i)
-  print(("event %s %s %s %s"):format(kind, i.id, i.peer, i.export or "-"))
+  print(("event %s %s %s %s%s"):format(kind, i.id, i.peer, i.export or "-",
+                                      i.tls_identity and " tls:" .. i.tls_identity or ""))
   io.stdout:flush()
 end
 
@@ -37,6 +42,9 @@ local srv <close> = bh.nbd.server{
   persistent = cfg.persistent == "1",
   max_clients = tonumber(cfg.max_clients),
   threads = tonumber(cfg.threads),
+  tls = cfg.tls and { mode = cfg.tls, x509_dir = cfg.tls_x509,
+                      psk_file = cfg.tls_psk, verify_peer = cfg.tls_verify == "1",
+                      allow = #cfg.tls_allow > 0 and cfg.tls_allow or nil } or nil,
   on_connect = function(i) log("connect", i) end,
   on_disconnect = function(i) log("disconnect", i) end,
 }
