@@ -452,7 +452,6 @@ int nbd_handshake_server_tls(int fd, const NbdHandshakeOps *ops, void *data,
 
 static int hs_run(Hs *hs, const char *refuse, GError **errp)
 {
-    int fd = hs->fd;
     NbdSession *s = hs->s;
     const NbdHandshakeOps *ops = hs->ops;
     void *data = hs->data;
