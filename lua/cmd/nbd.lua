@@ -235,6 +235,23 @@ local function tls_settings(s, o)
   s.tls = tls
 end
 
+-- Socket activation: LISTEN_PID/LISTEN_FDS naming this process (as
+-- systemd or systemd-socket-activate set them) hand us a listening socket
+-- at fd 3.  Like qemu-nbd, take exactly one, and refuse the options that
+-- would make another socket or a device.  Returns true when activated.
+local function socket_activation(o)
+  local pid, fds = os.getenv("LISTEN_PID"), os.getenv("LISTEN_FDS")
+  if not pid or not fds or tonumber(pid) ~= bh.process.pid() then return false end
+  if o.connect then fail("NBD device can't be set when using socket activation") end
+  if o.socket then fail("Unix socket can't be set when using socket activation") end
+  if o.bind then fail("The interface can't be set when using socket activation") end
+  if o.port then fail("TCP port number can't be set when using socket activation") end
+  local n = math.tointeger(tonumber(fds))
+  if not n or n < 1 then fail("LISTEN_FDS=" .. fds .. " is not a socket count") end
+  if n > 1 then fail("blkhost nbd does not support socket activation with LISTEN_FDS > 1") end
+  return true
+end
+
 -- Check every option and fold them into one settings table.  Nothing is
 -- opened here, so a bad command line never starts anything.
 local function settings(o, rest)
@@ -349,6 +366,7 @@ local function settings(o, rest)
     cli.usage_error("Invalid number of arguments")
   end
   tls_settings(s, o)
+  if not s.list and not s.disconnect then s.activated = socket_activation(o) end
   return s
 end
 
@@ -416,6 +434,9 @@ local function disconnect(s)
 end
 
 local function listen_spec(s)
+  -- fd:3 rather than "systemd": it still names the socket after --fork
+  -- has changed our pid.
+  if s.activated then return "fd:3" end
   if s.socket then return "unix:" .. s.socket end
   return string.format("tcp:%s:%d", bracket(s.bind or "0.0.0.0"), s.port)
 end
@@ -539,9 +560,10 @@ local function serve(s)
   end
 
   if s.pid_file then bh.process.write_pid_file(s.pid_file) end
-  -- With --fork the server's later messages go to the terminal it was
-  -- started from; after -c alone they go nowhere, as with qemu-nbd.
-  if background then bh.process.ready { keep_stderr = s.fork or false } end
+  -- Once serving, the daemon lets go of the caller's stderr (it goes to
+  -- /dev/null, as qemu-nbd's does), so `out=$(blkhost nbd --fork ... 2>&1)`
+  -- or a CI step reading our output returns as soon as we are ready.
+  if background then bh.process.ready() end
 
   bh.loop()
   return 0

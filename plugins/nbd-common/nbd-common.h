@@ -42,6 +42,8 @@ typedef struct NbdExportView {
     uint64_t size;
     bool readonly;
     bool can_block_status;
+    bool single_conn;          /* set by lookup: the owner serves one client
+                                  at a time, so no CAN_MULTI_CONN */
     uint16_t tflags;           /* transmission flags sent to the client */
     uint32_t min_block, pref_block, max_block;
     void *opaque;              /* the owner's export object */

@@ -75,8 +75,12 @@ void nbd_export_view_init(NbdExportView *v, BhNode *node, const char *name,
     v->readonly = readonly || bh_node_is_readonly(node);
     v->can_block_status = bh_node_can_block_status(node);
     /* Every connection goes through the same BhNode, so a flush on one
-     * covers writes made on all of them: multi-conn is safe. */
-    f |= NBD_FLAG_CAN_MULTI_CONN;
+     * covers writes made on all of them: multi-conn is safe.  But where
+     * only one client may connect, advertising it makes clients such as
+     * nbdcopy open several connections that cannot all be served;
+     * qemu-nbd -e 1 leaves the flag out for the same reason. */
+    if (!v->single_conn)
+        f |= NBD_FLAG_CAN_MULTI_CONN;
     if (v->readonly) {
         f |= NBD_FLAG_READ_ONLY;
     } else {

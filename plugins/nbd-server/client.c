@@ -95,6 +95,7 @@ static bool srv_lookup(void *data, const char *name, NbdExportView *v)
     v->description = found->description;
     v->node = found->node;
     v->readonly = found->readonly;
+    v->single_conn = srv->max_clients == 1;
     v->opaque = found;
     return true;
 }
