@@ -12,7 +12,8 @@
  *   bh.nbd.devices()             -- {{device=, connected=, size=, pid=,
  *                                --   backend=}, ...}
  *   bh.nbd.list("nbd://host/")   -- {{name=, description=, size=, flags=,
- *                                --   readonly=, multi_conn=, ...}, ...}
+ *                                --   readonly=, multi_conn=, ...,
+ *                                --   meta_contexts="one\nper line"}, ...}
  *
  * A connected device outlives its Lua handle: __gc and __close do not
  * disconnect, because the kernel keeps using the device (and an

@@ -418,6 +418,12 @@ local function list_exports(s)
                          { "max block", "max_block" } }) do
       if e[b[2]] then io.stdout:write(string.format("  %s: %d\n", b[1], e[b[2]])) end
     end
+    if e.meta_contexts and e.meta_contexts ~= "" then
+      local names = {}
+      for n in e.meta_contexts:gmatch("[^\n]+") do names[#names + 1] = n end
+      io.stdout:write(string.format("  available meta contexts: %d\n", #names))
+      for _, n in ipairs(names) do io.stdout:write("   ", n, "\n") end
+    end
   end
   return 0
 end
@@ -563,7 +569,8 @@ local function serve(s)
   -- Once serving, the daemon lets go of the caller's stderr (it goes to
   -- /dev/null, as qemu-nbd's does), so `out=$(blkhost nbd --fork ... 2>&1)`
   -- or a CI step reading our output returns as soon as we are ready.
-  if background then bh.process.ready() end
+  -- Only -v, which asks for messages about clients, keeps it.
+  if background then bh.process.ready { keep_stderr = s.fork and s.verbose or false } end
 
   bh.loop()
   return 0

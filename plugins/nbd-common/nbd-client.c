@@ -454,14 +454,71 @@ int nbd_client_handshake(int fd, const char *name, NbdClientExport *out,
     return r;
 }
 
+/* NBD_OPT_STRUCTURED_REPLY: true when the server agreed. */
+static int client_structured(int fd, bool *structured, GError **errp)
+{
+    *structured = false;
+    int r = send_option(fd, NBD_OPT_STRUCTURED_REPLY, NULL, 0);
+    if (r < 0)
+        return io_fail(errp, r, "sending NBD_OPT_STRUCTURED_REPLY");
+    uint32_t type, len;
+    g_autofree char *p = NULL;
+    if ((r = read_reply(fd, NBD_OPT_STRUCTURED_REPLY, &type, &p, &len,
+                        errp)) < 0)
+        return r;
+    *structured = type == NBD_REP_ACK;
+    return 0;
+}
+
+/* NBD_OPT_LIST_META_CONTEXT for name with no query: every context the
+ * server offers.  *out is a NULL-terminated array (g_strfreev), NULL when
+ * the server refused the option (the listing goes on without). */
+static int client_meta_contexts(int fd, const char *name, char ***out,
+                                GError **errp)
+{
+    uint32_t nlen = (uint32_t)strlen(name);
+    g_autofree char *data = g_malloc(nlen + 8);
+    uint32_t be = GUINT32_TO_BE(nlen);
+    memcpy(data, &be, 4);
+    memcpy(data + 4, name, nlen);
+    memset(data + 4 + nlen, 0, 4);      /* no queries */
+    *out = NULL;
+    int r = send_option(fd, NBD_OPT_LIST_META_CONTEXT, data, nlen + 8);
+    if (r < 0)
+        return io_fail(errp, r, "sending NBD_OPT_LIST_META_CONTEXT");
+    g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
+    bool refused = false;
+    for (;;) {
+        uint32_t type, len;
+        g_autofree char *p = NULL;
+        if ((r = read_reply(fd, NBD_OPT_LIST_META_CONTEXT, &type, &p, &len,
+                            errp)) < 0)
+            return r;
+        if (type == NBD_REP_ACK)
+            break;
+        if (type == NBD_REP_META_CONTEXT && len > 4)
+            g_ptr_array_add(names, g_strndup(p + 4, len - 4));
+        else if (type & NBD_REP_ERR_BASE) {
+            refused = true;     /* an error reply ends the option */
+            break;
+        }
+    }
+    if (!refused) {
+        g_ptr_array_add(names, NULL);
+        *out = (char **)g_ptr_array_free(g_steal_pointer(&names), false);
+    }
+    return 0;
+}
+
 int nbd_client_list_info(int fd, NbdListInfoFn fn, void *ctx, GError **errp)
 {
     bool no_zeroes;
     g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
     g_autoptr(GPtrArray) descs = g_ptr_array_new_with_free_func(g_free);
     set_read_timeout(fd, NBD_CLIENT_HANDSHAKE_TIMEOUT);
+    bool structured = false;
     int r = client_greeting(fd, &no_zeroes, errp);
-    if (r < 0)
+    if (r < 0 || (r = client_structured(fd, &structured, errp)) < 0)
         return r;
     if ((r = send_option(fd, NBD_OPT_LIST, NULL, 0)) < 0)
         return io_fail(errp, r, "sending NBD_OPT_LIST");
@@ -507,6 +564,13 @@ int nbd_client_list_info(int fd, NbdListInfoFn fn, void *ctx, GError **errp)
             else if (r < 0 && (r == -EPIPE || r == -EPROTO ||
                                r == -ETIMEDOUT || r == -ECONNRESET))
                 return g_propagate_error(errp, g_steal_pointer(&err)), r;
+            g_auto(GStrv) contexts = NULL;
+            if (r == 1 && structured) {
+                int m = client_meta_contexts(fd, name, &contexts, errp);
+                if (m < 0)
+                    return m;
+                ex.meta_contexts = contexts;
+            }
             fn(ctx, name, g_ptr_array_index(descs, i), r == 1 ? &ex : NULL);
         } else {
             fn(ctx, name, g_ptr_array_index(descs, i), NULL);

@@ -4,9 +4,10 @@
  * exports: NBD URI parsing, connecting, GO with a fall-back to
  * EXPORT_NAME, and NBD_OPT_LIST.
  *
- * The client never asks for structured replies, meta contexts or extended
- * headers: a socket negotiated here stays in the simple-reply protocol the
- * kernel's nbd driver speaks.
+ * The handshake never asks for structured replies, meta contexts or
+ * extended headers: a socket negotiated here stays in the simple-reply
+ * protocol the kernel's nbd driver speaks.  Listing, whose socket is never
+ * handed on, asks for both to report what a full client would get.
  */
 #ifndef NBD_CLIENT_H
 #define NBD_CLIENT_H
@@ -44,6 +45,9 @@ typedef struct NbdClientExport {
     uint32_t pref_block;
     uint32_t max_block;
     bool used_go;          /* false: the EXPORT_NAME fall-back was used */
+    char **meta_contexts;  /* listing only: NULL-terminated names from
+                              NBD_OPT_LIST_META_CONTEXT, or NULL; borrowed
+                              for the callback's duration */
 } NbdClientExport;
 
 /*
@@ -62,7 +66,9 @@ int nbd_client_list(int fd, NbdListFn fn, void *ctx, GError **errp);
 
 /* The same, then NBD_OPT_INFO for each export: ex is its size, flags and
  * block sizes, or NULL when the server would not say (no INFO, or it
- * refused that export). */
+ * refused that export).  Like qemu-nbd -L, it first asks for structured
+ * replies (so the flags are those a structured client sees, DF included)
+ * and then lists every meta context of each export. */
 typedef void (*NbdListInfoFn)(void *ctx, const char *name, const char *desc,
                               const NbdClientExport *ex);
 int nbd_client_list_info(int fd, NbdListInfoFn fn, void *ctx, GError **errp);

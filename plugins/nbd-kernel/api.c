@@ -59,6 +59,11 @@ static void list_one(void *ctx, const char *name, const char *desc,
         bh_info_add_int(info, "min_block", ex->min_block);
         bh_info_add_int(info, "pref_block", ex->pref_block);
         bh_info_add_int(info, "max_block", ex->max_block);
+        if (ex->meta_contexts) {
+            /* BhInfo holds no lists: one name per line. */
+            g_autofree char *all = g_strjoinv("\n", ex->meta_contexts);
+            bh_info_add_str(info, "meta_contexts", all);
+        }
     }
     g_ptr_array_add(ctx, info);
 }
