@@ -4,8 +4,8 @@
 # sees: nbdinfo's facts (size, flags, description, name, block sizes) and
 # every byte (nbdcopy).  Known, deliberate differences of the server are
 # left out of the comparison and listed in lib.sh's INFO_KEYS comment:
-# can_multi_conn (blkhost always offers it), can_trim with discard=ignore
-# (qemu-nbd offers trim and drops it; blkhost does not offer it).
+# can_trim with discard=ignore (qemu-nbd offers trim and drops it; blkhost
+# does not offer it).
 source "$SOURCE_ROOT/tests/tap.sh"
 source "$SOURCE_ROOT/tests/cmd/lib.sh"
 need qemu-nbd qemu-img qemu-io nbdinfo nbdcopy
