@@ -21,7 +21,9 @@ import json, sys; print(json.load(sys.stdin)["exports"][0]["can_multi_conn"])'; 
 # ---- multi-conn follows -e ----
 for args in "" "-e 2" "-e 0" "-r" "-r -e 3"; do
     # shellcheck disable=SC2086
-    bh m -t $args -f raw "$T/d.raw"; qn qm -t $args -f raw "$T/q.raw"
+    bh m -t $args -f raw "$T/d.raw"
+    # shellcheck disable=SC2086
+    qn qm -t $args -f raw "$T/q.raw"
     b=$(multi "$(uri m)"); q=$(multi "$(uri qm)")
     if [ -n "$b" ] && [ "$b" = "$q" ]; then
         ok "multi-conn with '${args:-default -e 1}': blkhost offers it as qemu-nbd does ($q)"
@@ -77,6 +79,7 @@ else
         at_exit "kill $! 2>/dev/null"
         wait_sock "$T/$n.sock"
     }
+    sa_pid="" qa_pid=""
     activate sa "$BLKHOST" nbd -f raw "$T/d.raw"
     activate qa qemu-nbd -f raw "$T/q.raw"
     b=$(timeout 60 nbdinfo --size "$(uri sa)" 2>&1); q=$(timeout 60 nbdinfo --size "$(uri qa)" 2>&1)
