@@ -62,6 +62,11 @@ typedef struct NbdHandshakeOps {
      * valid until the connection ends. */
     bool (*lookup)(void *data, const char *name, NbdExportView *v);
     void (*list)(void *data, NbdListFn fn, void *ctx);
+    /* Optional: called before the reply that puts the client in
+     * transmission (GO's ACK, EXPORT_NAME's answer).  It may wait, e.g.
+     * for a place among the served clients; false refuses the client
+     * (NBD_REP_ERR_SHUTDOWN, or a hang-up after EXPORT_NAME). */
+    bool (*enter)(void *data);
 } NbdHandshakeOps;
 
 typedef struct NbdSession {

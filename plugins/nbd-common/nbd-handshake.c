@@ -291,6 +291,9 @@ static int hs_info_go(Hs *hs, const char *payload, size_t len)
     put_be32(buf + 4, v.pref_block);
     put_be32(buf + 8, v.max_block);
     send_info(hs, NBD_INFO_BLOCK_SIZE, buf, 12);
+    if (hs->opt == NBD_OPT_GO && hs->ops->enter && !hs->ops->enter(hs->data))
+        return hs_error(hs, NBD_REP_ERR_SHUTDOWN, "the server is shutting "
+                        "down");
     int r = hs_reply(hs, NBD_REP_ACK, NULL, 0);
     if (r < 0)
         return r;
@@ -385,6 +388,9 @@ static int hs_export_name(Hs *hs, const char *payload, size_t len,
                             "which does not exist; disconnecting", name);
     nbd_export_view_init(&v, v.node, v.name, v.description, v.readonly,
                          hs->s->structured);
+    if (hs->ops->enter && !hs->ops->enter(hs->data))
+        return bh_error_set(errp, ESHUTDOWN, "the server is shutting down; "
+                            "disconnecting a client that sent EXPORT_NAME");
     char buf[10 + 124] = { 0 };
     uint64_t size = GUINT64_TO_BE(v.size);
     uint16_t tf = GUINT16_TO_BE(v.tflags);
