@@ -94,7 +94,10 @@ void nbd_export_view_init(NbdExportView *v, BhNode *node, const char *name,
         min = 1;
     if (pref < min || pref > NBD_MAX_PAYLOAD || (pref & (pref - 1)))
         pref = min > 4096 ? min : 4096;
-    if (max == 0 || max > NBD_MAX_PAYLOAD)
+    /* The core serves any length on every node and answers 32 MiB for a
+     * node that set no limit (qcow2 names the same figure); only a
+     * smaller maximum is a real constraint of the node. */
+    if (max == 0 || max >= NBD_DEFAULT_MAX_PAYLOAD)
         max = NBD_MAX_PAYLOAD;
     if (max < pref)
         max = pref;
