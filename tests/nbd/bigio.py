@@ -1,8 +1,10 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # 64 MiB requests: advertised, accepted; 64 MiB + 1 refused by the server.
 # Usage: bigio.py SOCKET  (export of at least 128 MiB, writable)
-import os, socket, struct, sys
+import os, socket, sys
 import nbd
+sys.path.insert(0, os.path.dirname(__file__))
+from nbdraw import export_name, recv_exact, request, simple_reply, CMD_READ
 
 sock = sys.argv[1]
 MiB = 1 << 20
@@ -34,28 +36,13 @@ h.shutdown()
 # own answer, and that the connection goes on.
 s = socket.socket(socket.AF_UNIX)
 s.connect(sock)
-
-
-def recv_exact(n):
-    b = b""
-    while len(b) < n:
-        c = s.recv(n - len(b))
-        if not c:
-            raise EOFError
-        b += c
-    return b
-
-
-recv_exact(18)
-s.sendall(struct.pack(">I", 3))
-s.sendall(struct.pack(">QII", 0x49484156454F5054, 1, 0))
-recv_exact(10)
-s.sendall(struct.pack(">IHHQQI", 0x25609513, 0, 0, 7, 0, 64 * MiB + 1))
-magic, err, cookie = struct.unpack(">IIQ", recv_exact(16))
+export_name(s)
+request(s, CMD_READ, 7, 0, 64 * MiB + 1)
+err, cookie = simple_reply(s)
 res(err == 22 and cookie == 7, "a 64 MiB + 1 read is refused with EINVAL",
     "error %d cookie %d" % (err, cookie))
-s.sendall(struct.pack(">IHHQQI", 0x25609513, 0, 0, 8, 0, 4096))
-magic, err, cookie = struct.unpack(">IIQ", recv_exact(16))
-d = recv_exact(4096) if err == 0 else b""
+request(s, CMD_READ, 8, 0, 4096)
+err, cookie = simple_reply(s)
+d = recv_exact(s, 4096) if err == 0 else b""
 res(err == 0 and cookie == 8 and len(d) == 4096,
     "the connection goes on after the refusal", "error %d" % err)

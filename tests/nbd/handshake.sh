@@ -9,26 +9,12 @@ plan 11
 T=$(mktemp -d); at_exit "rm -rf $T"
 truncate -s 8M "$T/disk.img"
 
-hostport() { sed -E 's|^nbd://([^/]*):([0-9]+)/.*|\1 \2|' "$T/$1.ready"; }
-run_py() {
-    local out
-    out=$(timeout 120 /usr/bin/python3 "$SOURCE_ROOT/tests/nbd/handshake.py" "$@" 2>&1)
-    while read -r word rest; do
-        case $word in
-        PASS) ok "$rest" ;;
-        FAIL) not_ok "$rest" ;;
-        DIAG) diag "$rest" ;;
-        esac
-    done <<<"$out"
-    echo "$out" | grep -q "^PASS all" || diag "$out"
-}
-
 start_server a listen="tcp:127.0.0.1:0" persistent=1 max_clients=2 \
     handshake_timeout=3 export="$T/disk.img" || { not_ok "server starts"; exit 1; }
-run_py trickle $(hostport a) 3
+py_tap "$SOURCE_ROOT/tests/nbd/handshake.py" trickle $(hostport a) 3
 check "the cut-off is logged with the deadline" \
     grep -q "did not finish the handshake within 3 s" "$T/a.log"
-run_py idle $(hostport a) 3
+py_tap "$SOURCE_ROOT/tests/nbd/handshake.py" idle $(hostport a) 3
 check "the server still serves after 300 idle clients were cut off" \
     nbdinfo --size "$(cat "$T/a.ready")"
 stop_server a

@@ -6,11 +6,11 @@
 #     and "DIAG ..." lines (latencies).
 #   MODE "stuck": only the stuck client; waits (up to 30 s) until the
 #     server closes it, prints "closed after S s".
-import select, socket, struct, sys, threading, time
+import os, select, socket, struct, sys, threading, time
+sys.path.insert(0, os.path.dirname(__file__))
+from nbdraw import export_name, request, CMD_READ, REQUEST_MAGIC
 
 mode, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
-NBD_REQUEST_MAGIC = 0x25609513
-IHAVEOPT = 0x49484156454F5054
 
 
 def res(ok, desc, why=""):
@@ -18,29 +18,14 @@ def res(ok, desc, why=""):
                        "" if ok else " :: " + why), flush=True)
 
 
-def recv_exact(s, n):
-    b = b""
-    while len(b) < n:
-        c = s.recv(n - len(b))
-        if not c:
-            raise EOFError("server closed during the handshake")
-        b += c
-    return b
-
-
 def stuck_client():
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     # A small receive window: the server's replies soon have nowhere to go.
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     s.connect((host, port))
-    g = recv_exact(s, 18)
-    assert g[:8] == b"NBDMAGIC", g
-    s.sendall(struct.pack(">I", 3))            # FIXED_NEWSTYLE | NO_ZEROES
-    s.sendall(struct.pack(">QII", IHAVEOPT, 1, 0))   # EXPORT_NAME ""
-    recv_exact(s, 10)
+    export_name(s)
     for i in range(16):
-        s.sendall(struct.pack(">IHHQQI", NBD_REQUEST_MAGIC, 0, 0, i,
-                              i * 8 << 20, 8 << 20))
+        request(s, CMD_READ, i, i * 8 << 20, 8 << 20)
     # Wait until replies started: the workers are busy on this client.
     select.select([s], [], [], 10)
     time.sleep(0.5)
@@ -51,8 +36,8 @@ def closed_by_server(s):
     """Without reading the replies: a send fails once the server closed
     (RST), or the socket shows an error."""
     try:
-        s.send(struct.pack(">IHHQQI", NBD_REQUEST_MAGIC, 0, 0, 99, 0, 4096),
-               socket.MSG_DONTWAIT)
+        s.send(struct.pack(">IHHQQI", REQUEST_MAGIC, 0, CMD_READ, 99, 0,
+                           4096), socket.MSG_DONTWAIT)
     except BlockingIOError:
         return False
     except OSError:

@@ -8,20 +8,11 @@ plan 7
 T=$(mktemp -d); at_exit "rm -rf $T"
 truncate -s 192M "$T/disk.img"
 
-hostport() { sed -E 's|^nbd://([^/]*):([0-9]+)/.*|\1 \2|' "$T/$1.ready"; }
 
 # threads=2: with the old design both workers would sit in sendmsg().
 start_server a listen="tcp:127.0.0.1:0" persistent=1 threads=2 export="$T/disk.img" ||
     { not_ok "server starts"; exit 1; }
-out=$(timeout 120 /usr/bin/python3 "$SOURCE_ROOT/tests/nbd/slowreader.py" share $(hostport a) 2>&1)
-while read -r word rest; do
-    case $word in
-    PASS) ok "$rest" ;;
-    FAIL) not_ok "$rest" ;;
-    DIAG) diag "$rest" ;;
-    esac
-done <<<"$out"
-echo "$out" | grep -q "^PASS the server serves a new client" || diag "$out"
+py_tap "$SOURCE_ROOT/tests/nbd/slowreader.py" share $(hostport a)
 stop_server a; rc=$?
 check "the server stops cleanly after the stuck client (exit $rc)" test $rc = 0
 
