@@ -16,6 +16,10 @@
  * Callbacks run on the main thread inside bh.loop() with a table
  * {id=, peer=, export=, tls=, tls_identity=}.
  *
+ * Limits (seconds; README "Slow and hostile clients"): max_clients
+ * counts served clients, beyond it clients wait un-greeted; also
+ * max_handshakes=, handshake_timeout=, send_timeout=, stop_timeout=.
+ *
  * TLS: tls = {mode="off"|"on"|"require", x509_dir=DIR, psk_file=FILE,
  * verify_peer=BOOL, allow={DN or PSK identity, ...}} (or tls="require"
  * with the credentials elsewhere: then the server refuses to start).

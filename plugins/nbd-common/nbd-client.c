@@ -426,7 +426,7 @@ static void export_defaults(NbdClientExport *ex)
     memset(ex, 0, sizeof(*ex));
     ex->min_block = 1;
     ex->pref_block = 4096;
-    ex->max_block = NBD_MAX_PAYLOAD;
+    ex->max_block = NBD_DEFAULT_MAX_PAYLOAD;
 }
 
 int nbd_client_handshake(int fd, const char *name, NbdClientExport *out,

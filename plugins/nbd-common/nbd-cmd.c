@@ -1,9 +1,9 @@
 /*
  * Running one NBD request on a worker thread and sending its reply.
  *
- * Each reply is one sendmsg() of header(s) plus payload taken from the
- * slot's preallocated buffers, under the connection's send lock, so
- * replies from different workers never interleave and nothing is
+ * Each reply is header(s) plus payload taken from the slot's
+ * preallocated buffers, handed to the connection's reply path
+ * (nbd-reply.c), which sends it without blocking the worker; nothing is
  * allocated.  Node calls pass errp == NULL and get -errno back, which
  * nbd_errno_to_wire() turns into the NBD error.  Structured replies are
  * used only when the client negotiated them; then errors carry a message.
@@ -11,53 +11,12 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include "nbd-conn-priv.h"
 
 static inline void stat_add(uint64_t *p, uint64_t v)
 {
     __atomic_fetch_add(p, v, __ATOMIC_RELAXED);
-}
-
-static int writev_full(int fd, struct iovec *iov, int n)
-{
-    while (n > 0) {
-        struct msghdr mh = { .msg_iov = iov, .msg_iovlen = (size_t)n };
-        ssize_t done = sendmsg(fd, &mh, MSG_NOSIGNAL);
-        if (done < 0 && errno == ENOTSOCK)
-            done = writev(fd, iov, n);
-        if (done < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        while (n > 0 && (size_t)done >= iov->iov_len) {
-            done -= (ssize_t)iov->iov_len;
-            iov++;
-            n--;
-        }
-        if (n > 0) {
-            iov->iov_base = (char *)iov->iov_base + done;
-            iov->iov_len -= (size_t)done;
-        }
-    }
-    return 0;
-}
-
-static void slot_send(NbdSlot *slot, int niov)
-{
-    NbdConn *c = slot->conn;
-    g_mutex_lock(&c->send_lock);
-    /* Over TLS the send lock is also what GnuTLS needs: one writer per
-     * session at a time (the reader may receive meanwhile). */
-    if (!c->dead && (c->tls ? nbd_tls_sendv(c->tls, slot->iov, niov)
-                            : writev_full(c->fd, slot->iov, niov)) < 0) {
-        /* The client is gone: wake the reader so the connection ends. */
-        c->dead = true;
-        shutdown(c->fd, SHUT_RDWR);
-    }
-    g_mutex_unlock(&c->send_lock);
 }
 
 static void head_simple(NbdReplyHead *h, uint32_t err, uint64_t cookie)
@@ -86,7 +45,7 @@ static void reply_error(NbdSlot *slot, int err, const char *msg)
     if (!slot->conn->s->structured) {
         head_simple(&slot->heads[0], wire, slot->cookie);
         slot->iov[0] = (struct iovec){ &slot->heads[0], sizeof(NbdSimpleReply) };
-        slot_send(slot, 1);
+        nbd_reply_send(slot, 1);
         return;
     }
     size_t mlen = msg ? strlen(msg) : 0;
@@ -97,7 +56,7 @@ static void reply_error(NbdSlot *slot, int err, const char *msg)
     h->u.e.len = GUINT16_TO_BE((uint16_t)mlen);
     slot->iov[0] = (struct iovec){ h, sizeof(NbdChunkHeader) + 6 };
     slot->iov[1] = (struct iovec){ (void *)msg, mlen };
-    slot_send(slot, mlen ? 2 : 1);
+    nbd_reply_send(slot, mlen ? 2 : 1);
 }
 
 /* Error from a node call: say which operation failed. */
@@ -120,7 +79,7 @@ static void reply_ok(NbdSlot *slot)
         head_simple(&slot->heads[0], 0, slot->cookie);
         slot->iov[0] = (struct iovec){ &slot->heads[0], sizeof(NbdSimpleReply) };
     }
-    slot_send(slot, 1);
+    nbd_reply_send(slot, 1);
 }
 
 typedef struct ReadChunk {
@@ -185,7 +144,7 @@ static bool cmd_read_sparse(NbdSlot *slot, BhNode *node)
         slot->iov[niov++] = (struct iovec){ dst, ch[i].len };
     }
     stat_add(&slot->conn->stats->bytes_read, slot->len);
-    slot_send(slot, niov);
+    nbd_reply_send(slot, niov);
     return true;
 }
 
@@ -220,7 +179,7 @@ static void cmd_read(NbdSlot *slot)
     }
     slot->iov[1] = (struct iovec){ slot->buf, slot->len };
     stat_add(&slot->conn->stats->bytes_read, slot->len);
-    slot_send(slot, 2);
+    nbd_reply_send(slot, 2);
 }
 
 static void cmd_block_status(NbdSlot *slot)
@@ -269,7 +228,7 @@ static void cmd_block_status(NbdSlot *slot)
     h->u.context_id = GUINT32_TO_BE(NBD_META_ID_BASE_ALLOCATION);
     slot->iov[0] = (struct iovec){ h, sizeof(NbdChunkHeader) + 4 };
     slot->iov[1] = (struct iovec){ d, 8 * (size_t)n };
-    slot_send(slot, 2);
+    nbd_reply_send(slot, 2);
 }
 
 /* CACHE: read the range so that later reads hit the page cache. */

@@ -11,13 +11,13 @@
  * nbd_export_view_init() directly.
  *
  * Threads: nbd_conn_serve()'s caller becomes the connection's reader; the
- * requests it reads run on an NbdPool shared by every connection, finish
- * in any order and are answered with one sendmsg() each under the
- * connection's send lock.  After STARTTLS (nbd-tls.c) the same calls go
- * through the connection's TLS session: the reader receives while one
- * worker at a time, holding the send lock, sends.  Without TLS the only
- * cost is a branch per receive and per reply.  Nothing is allocated per
- * request: each
+ * requests it reads run on an NbdPool shared by every connection and
+ * finish in any order.  Workers never block on a socket: a reply goes out
+ * with one non-blocking sendmsg() when the socket is free, otherwise (and
+ * always over TLS, nbd-tls.c) the connection's own writer thread sends it
+ * (nbd-reply.c).  A client that stops reading thus stalls only itself;
+ * with a send timeout on the socket (SO_SNDTIMEO) it is dropped.
+ * Nothing is allocated per request: each
  * connection has a fixed set of request slots whose buffers grow lazily
  * to the largest request seen (at most NBD_MAX_PAYLOAD).
  */
@@ -64,6 +64,11 @@ typedef struct NbdHandshakeOps {
      * valid until the connection ends. */
     bool (*lookup)(void *data, const char *name, NbdExportView *v);
     void (*list)(void *data, NbdListFn fn, void *ctx);
+    /* Optional: called before the reply that puts the client in
+     * transmission (GO's ACK, EXPORT_NAME's answer).  It may wait, e.g.
+     * for a place among the served clients; false refuses the client
+     * (NBD_REP_ERR_SHUTDOWN, or a hang-up after EXPORT_NAME). */
+    bool (*enter)(void *data);
 } NbdHandshakeOps;
 
 typedef struct NbdSession {

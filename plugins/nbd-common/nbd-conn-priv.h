@@ -20,6 +20,11 @@
 #define NBD_STATUS_EXTENTS 1024
 /* Reads at least this long ask for block status to send holes. */
 #define NBD_SPARSE_READ_MIN (64u * 1024)
+/* Read and write bytes one connection may have in flight: past this the
+ * reader stops reading that client's requests until replies drain, so a
+ * client that does not read its replies pins a bounded amount of memory
+ * and never more than its own slots. */
+#define NBD_CONN_MAX_BYTES (64u * 1024 * 1024)
 
 typedef struct NbdConn NbdConn;
 
@@ -51,9 +56,12 @@ typedef struct NbdSlot {
     /* payload / read data, grown on demand, never shrunk */
     uint8_t *buf;
     size_t cap;
-    /* reply scratch */
+    /* bytes this request counts against NBD_CONN_MAX_BYTES */
+    uint32_t cost;
+    /* reply scratch; iov[iov_first, niov) is what is left to send */
     NbdReplyHead heads[NBD_READ_CHUNKS + 1];
     struct iovec iov[2 * NBD_READ_CHUNKS + 2];
+    int iov_first, niov;
     char msg[160];
 } NbdSlot;
 
@@ -65,18 +73,29 @@ struct NbdConn {
 
     NbdPool *pool;
 
-    GMutex lock;               /* free list, inflight, waiting */
+    GMutex lock;               /* free list, inflight, waiting, out */
     GCond cond;
     NbdSlot *free;
     unsigned inflight;
+    size_t inflight_bytes;     /* sum of the cost of slots in flight */
     bool waiting;              /* the reader sleeps on cond */
+
+    /* The reply path (nbd-reply.c): replies the connection's writer
+     * thread still has to send, in order, and whether someone (the
+     * writer, or a worker trying a non-blocking send) owns the socket's
+     * write side right now. */
+    NbdSlot *out_head, *out_tail;
+    bool sending;
+    bool writer_quit;
+    GCond out_cond;
+    GThread *writer;
 
     /* read by the reader, not yet queued (reader only) */
     NbdSlot *batch_first, *batch_last;
     unsigned batch_n;
 
-    GMutex send_lock;
     bool dead;                 /* a send failed: drop further replies */
+    int send_err;              /* why, as -errno (-ETIMEDOUT: stuck) */
 
     NbdSlot slots[NBD_CONN_SLOTS];
 
@@ -85,10 +104,19 @@ struct NbdConn {
     size_t rpos, rlen;
 };
 
-/* nbd-cmd.c: run one request and send its reply (worker thread). */
+/* nbd-cmd.c: run one request and hand its reply to nbd_reply_send()
+ * (worker thread). */
 void nbd_slot_run(NbdSlot *slot);
 /* nbd-conn.c: give the slot back to its connection. */
 void nbd_slot_done(NbdSlot *slot);
+
+/* nbd-reply.c: the connection's reply path. */
+bool nbd_reply_start(NbdConn *c, GError **errp);
+/* Send slot->iov[0, niov) without ever blocking the calling worker; the
+ * slot is given back (nbd_slot_done) once sent or dropped. */
+void nbd_reply_send(NbdSlot *slot, int niov);
+/* After the last slot came back: end the writer thread. */
+void nbd_reply_stop(NbdConn *c);
 /* Make buf hold at least len bytes; false on allocation failure. */
 bool nbd_slot_reserve(NbdSlot *slot, size_t len);
 

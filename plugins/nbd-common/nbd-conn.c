@@ -55,8 +55,7 @@ static gpointer nbd_pool_worker(gpointer data)
         if (!pool->head)
             pool->tail = NULL;
         g_mutex_unlock(&pool->lock);
-        nbd_slot_run(slot);
-        nbd_slot_done(slot);
+        nbd_slot_run(slot);     /* the reply path gives the slot back */
         g_mutex_lock(&pool->lock);
     }
     g_mutex_unlock(&pool->lock);
@@ -165,16 +164,18 @@ static void conn_queue(NbdConn *c, NbdSlot *slot)
     c->batch_n++;
 }
 
-/* A free slot, counted in flight. */
+/* A free slot, counted in flight.  While the connection's replies hold
+ * NBD_CONN_MAX_BYTES, this waits: the client's further requests stay in
+ * its socket until it reads what it asked for. */
 static NbdSlot *nbd_slot_get(NbdConn *c)
 {
     g_mutex_lock(&c->lock);
-    if (!c->free) {
+    if (!c->free || c->inflight_bytes >= NBD_CONN_MAX_BYTES) {
         g_mutex_unlock(&c->lock);
         conn_flush_batch(c);     /* what we wait for may be in the batch */
         g_mutex_lock(&c->lock);
         c->waiting = true;
-        while (!c->free)
+        while (!c->free || c->inflight_bytes >= NBD_CONN_MAX_BYTES)
             g_cond_wait(&c->cond, &c->lock);
         c->waiting = false;
     }
@@ -193,6 +194,8 @@ static void nbd_slot_put(NbdConn *c, NbdSlot *slot)
     slot->next = c->free;
     c->free = slot;
     c->inflight--;
+    c->inflight_bytes -= slot->cost;
+    slot->cost = 0;
     if (c->waiting)
         g_cond_signal(&c->cond);
     /* After this unlock the reader may free the connection: touch
@@ -368,12 +371,15 @@ int nbd_conn_serve(int fd, const NbdSession *s, NbdPool *pool,
     c->stats = stats;
     g_mutex_init(&c->lock);
     g_cond_init(&c->cond);
-    g_mutex_init(&c->send_lock);
     c->rbuf = g_malloc(NBD_RBUF_SIZE);
     for (int i = NBD_CONN_SLOTS - 1; i >= 0; i--) {
         c->slots[i].conn = c;
         c->slots[i].next = c->free;
         c->free = &c->slots[i];
+    }
+    if (!nbd_reply_start(c, errp)) {
+        ret = -EAGAIN;
+        goto out;
     }
 
     for (;;) {
@@ -404,6 +410,13 @@ int nbd_conn_serve(int fd, const NbdSession *s, NbdPool *pool,
             break;
         }
         conn_check(c, slot);
+        if ((slot->type == NBD_CMD_READ || slot->type == NBD_CMD_WRITE) &&
+            slot->len <= NBD_MAX_PAYLOAD) {
+            g_mutex_lock(&c->lock);
+            slot->cost = slot->len;
+            c->inflight_bytes += slot->cost;
+            g_mutex_unlock(&c->lock);
+        }
 
         if (slot->type == NBD_CMD_WRITE) {
             if (slot->len > NBD_MAX_PAYLOAD) {
@@ -437,14 +450,21 @@ int nbd_conn_serve(int fd, const NbdSession *s, NbdPool *pool,
     c->waiting = true;
     while (c->inflight)
         g_cond_wait(&c->cond, &c->lock);
+    int send_err = c->send_err;
     g_mutex_unlock(&c->lock);
+    nbd_reply_stop(c);
+    if (send_err == -ETIMEDOUT) {
+        g_clear_error(errp);
+        ret = bh_error_set(errp, ETIMEDOUT, "the client stopped reading its "
+                           "replies (send timeout); dropped it");
+    }
 
+out:
     for (int i = 0; i < NBD_CONN_SLOTS; i++)
         free(c->slots[i].buf);
     g_free(c->rbuf);
     g_mutex_clear(&c->lock);
     g_cond_clear(&c->cond);
-    g_mutex_clear(&c->send_lock);
     g_free(c);
     return ret;
 }

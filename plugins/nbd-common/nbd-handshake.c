@@ -98,7 +98,10 @@ void nbd_export_view_init(NbdExportView *v, BhNode *node, const char *name,
         min = 1;
     if (pref < min || pref > NBD_MAX_PAYLOAD || (pref & (pref - 1)))
         pref = min > 4096 ? min : 4096;
-    if (max == 0 || max > NBD_MAX_PAYLOAD)
+    /* The core serves any length on every node and answers 32 MiB for a
+     * node that set no limit (qcow2 names the same figure); only a
+     * smaller maximum is a real constraint of the node. */
+    if (max == 0 || max >= NBD_DEFAULT_MAX_PAYLOAD)
         max = NBD_MAX_PAYLOAD;
     if (max < pref)
         max = pref;
@@ -295,6 +298,9 @@ static int hs_info_go(Hs *hs, const char *payload, size_t len)
     put_be32(buf + 4, v.pref_block);
     put_be32(buf + 8, v.max_block);
     send_info(hs, NBD_INFO_BLOCK_SIZE, buf, 12);
+    if (hs->opt == NBD_OPT_GO && hs->ops->enter && !hs->ops->enter(hs->data))
+        return hs_error(hs, NBD_REP_ERR_SHUTDOWN, "the server is shutting "
+                        "down");
     int r = hs_reply(hs, NBD_REP_ACK, NULL, 0);
     if (r < 0)
         return r;
@@ -389,6 +395,9 @@ static int hs_export_name(Hs *hs, const char *payload, size_t len,
                             "which does not exist; disconnecting", name);
     nbd_export_view_init(&v, v.node, v.name, v.description, v.readonly,
                          hs->s->structured);
+    if (hs->ops->enter && !hs->ops->enter(hs->data))
+        return bh_error_set(errp, ESHUTDOWN, "the server is shutting down; "
+                            "disconnecting a client that sent EXPORT_NAME");
     char buf[10 + 124] = { 0 };
     uint64_t size = GUINT64_TO_BE(v.size);
     uint16_t tf = GUINT16_TO_BE(v.tflags);

@@ -114,8 +114,11 @@
  * because no option we understand needs more. */
 #define NBD_MAX_STRING        4096
 #define NBD_MAX_OPTION_LEN    4096
-/* Clients assume 32 MiB works when no block size was negotiated. */
-#define NBD_MAX_PAYLOAD       (32u * 1024 * 1024)
+/* Clients may assume 32 MiB works when no block size was negotiated. */
+#define NBD_DEFAULT_MAX_PAYLOAD (32u * 1024 * 1024)
+/* The largest READ or WRITE payload our server accepts; advertised as the
+ * maximum block size (NBD_INFO_BLOCK_SIZE) to clients that ask. */
+#define NBD_MAX_PAYLOAD       (64u * 1024 * 1024)
 /* The meta context id we give base:allocation. */
 #define NBD_META_ID_BASE_ALLOCATION 1
 #define NBD_META_BASE_ALLOCATION "base:allocation"

@@ -436,14 +436,32 @@ int nbd_tls_send(NbdTlsConn *c, const void *buf, size_t len)
     const char *p = buf;
     while (len > 0) {
         ssize_t r = gnutls_record_send(c->s, p, len);
-        if (r == GNUTLS_E_INTERRUPTED || r == GNUTLS_E_AGAIN)
+        if (r == GNUTLS_E_INTERRUPTED)
             continue;
+        /* Only a send timeout (SO_SNDTIMEO) makes a blocking socket say
+         * EAGAIN: the peer stopped reading. */
+        if (r == GNUTLS_E_AGAIN)
+            return -EAGAIN;
         if (r < 0)
             return -EPIPE;
         p += r;
         len -= (size_t)r;
     }
     return 0;
+}
+
+/* GNUTLS_RECORD_WAIT would retry EAGAIN forever, even past a send
+ * timeout; retry only interruptions. */
+static int tls_uncork(NbdTlsConn *c)
+{
+    for (;;) {
+        int r = gnutls_record_uncork(c->s, 0);
+        if (r >= 0)
+            return 0;
+        if (r == GNUTLS_E_INTERRUPTED)
+            continue;
+        return r == GNUTLS_E_AGAIN ? -EAGAIN : -EPIPE;
+    }
 }
 
 int nbd_tls_sendv(NbdTlsConn *c, const struct iovec *iov, int n)
@@ -457,16 +475,15 @@ int nbd_tls_sendv(NbdTlsConn *c, const struct iovec *iov, int n)
             }
         } else if (corked) {
             corked = false;
-            if (gnutls_record_uncork(c->s, GNUTLS_RECORD_WAIT) < 0)
-                return -EPIPE;
+            int r = tls_uncork(c);
+            if (r < 0)
+                return r;
         }
         int r = nbd_tls_send(c, iov[i].iov_base, iov[i].iov_len);
         if (r < 0)
             return r;
     }
-    if (corked && gnutls_record_uncork(c->s, GNUTLS_RECORD_WAIT) < 0)
-        return -EPIPE;
-    return 0;
+    return corked ? tls_uncork(c) : 0;
 }
 
 #else /* !HAVE_GNUTLS */

@@ -8,8 +8,10 @@
  * mode but off with a message saying so, and nothing else is reachable.
  *
  * Threads: one thread may call nbd_tls_recv() while another sends;
- * sends must be serialised by the caller (the connection's send lock),
- * as GnuTLS allows one reader and one writer at a time per session.
+ * sends must be serialised by the caller (the connection's writer
+ * thread, nbd-reply.c), as GnuTLS allows one reader and one writer at a
+ * time per session.  A send that hits the socket's send timeout returns
+ * -EAGAIN.
  */
 #ifndef NBD_TLS_H
 #define NBD_TLS_H

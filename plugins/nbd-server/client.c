@@ -5,9 +5,18 @@
  * bh_loop_invoke(); a non-persistent server lets go of the main loop when
  * its last client leaves.
  *
- * Over max-clients, a client still gets the handshake, where every option
- * is answered NBD_REP_ERR_POLICY with a message saying why, instead of a
- * silent hang-up.
+ * Limits, so that slow or hostile clients cannot lock others out:
+ *  - the handshake has one deadline for all of it (handshake-timeout),
+ *    enforced by the accept thread, which shuts the socket of a client
+ *    past it (a client trickling one byte at a time gains nothing);
+ *  - clients in the handshake have their own cap (max-handshakes), and
+ *    max-clients counts served clients only;
+ *  - past either cap the accept thread stops accepting, so new clients
+ *    wait un-greeted in the listen backlog until a place frees, as with
+ *    qemu-nbd; a client that ends its handshake while the served places
+ *    are full waits, unserved, for one;
+ *  - a client whose socket has not drained for send-timeout seconds is
+ *    dropped (SO_SNDTIMEO, see nbd-reply.c).
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -22,8 +31,7 @@
 
 #include "nbd-server.h"
 
-#define NBD_HANDSHAKE_TIMEOUT 30   /* seconds between handshake messages */
-#define NBD_STOP_GRACE 10          /* seconds stop waits for clients */
+#define NBD_STOP_GRACE 10   /* s before stop cuts off clients that read */
 
 /* ---- events ---- */
 
@@ -75,7 +83,8 @@ static void loop_release(void *data)
 
 static bool srv_lookup(void *data, const char *name, NbdExportView *v)
 {
-    NbdServer *srv = data;
+    NbdClient *cl = data;
+    NbdServer *srv = cl->srv;
     BhExport *found = NULL;
     g_mutex_lock(&srv->lock);
     for (guint i = 0; i < srv->exports->len; i++) {
@@ -102,7 +111,8 @@ static bool srv_lookup(void *data, const char *name, NbdExportView *v)
 
 static void srv_list(void *data, NbdListFn fn, void *ctx)
 {
-    NbdServer *srv = data;
+    NbdClient *cl = data;
+    NbdServer *srv = cl->srv;
     g_mutex_lock(&srv->lock);
     /* Exports are never removed while clients run, so the names stay
      * valid after unlocking; copy the array, not the strings. */
@@ -116,9 +126,59 @@ static void srv_list(void *data, NbdListFn fn, void *ctx)
     }
 }
 
+static void accept_wake(NbdServer *srv)
+{
+    char c = 0;
+    /* The pipe is non-blocking: when full, a wake-up is pending anyway. */
+    while (write(srv->wake[1], &c, 1) < 0 && errno == EINTR)
+        ;
+}
+
+/* The client is out of the handshake: free its handshake place.  Under
+ * srv->lock; true if it held one. */
+static bool client_handshake_end(NbdClient *cl)
+{
+    if (!cl->handshaking)
+        return false;
+    cl->handshaking = false;
+    cl->srv->nhandshakes--;
+    return true;
+}
+
+/* At GO: take a served place, waiting for one while max-clients are
+ * served (the handshake deadline no longer applies: the client did its
+ * part).  False when the server stops meanwhile. */
+static bool srv_enter(void *data)
+{
+    NbdClient *cl = data;
+    NbdServer *srv = cl->srv;
+    g_mutex_lock(&srv->lock);
+    if (cl->timed_out) {
+        g_mutex_unlock(&srv->lock);
+        return false;
+    }
+    bool freed = client_handshake_end(cl);
+    g_mutex_unlock(&srv->lock);
+    if (freed)
+        accept_wake(srv);
+    g_mutex_lock(&srv->lock);
+    while (srv->max_clients && srv->nclients >= srv->max_clients &&
+           !srv->stopping)
+        g_cond_wait(&srv->cond, &srv->lock);
+    bool ok = !srv->stopping;
+    if (ok) {
+        cl->counted = true;
+        srv->nclients++;
+        srv->total_clients++;
+    }
+    g_mutex_unlock(&srv->lock);
+    return ok;
+}
+
 static const NbdHandshakeOps srv_ops = {
     .lookup = srv_lookup,
     .list = srv_list,
+    .enter = srv_enter,
 };
 
 /* ---- one client ---- */
@@ -141,33 +201,43 @@ static gpointer client_thread(gpointer data)
     NbdServer *srv = cl->srv;
     NbdSession s;
     GError *err = NULL;
-    g_autofree char *refuse = NULL;
 
-    if (cl->refused)
-        refuse = g_strdup_printf("the server is full: at most %u clients "
-                                 "at once", srv->max_clients);
-    /* A client that connects and says nothing must not hold a place. */
-    struct timeval tv = { .tv_sec = NBD_HANDSHAKE_TIMEOUT };
-    setsockopt(cl->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    int r = nbd_handshake_server_tls(cl->fd, &srv_ops, srv, srv->tls, refuse,
+    int r = nbd_handshake_server_tls(cl->fd, &srv_ops, cl, srv->tls, NULL,
                                      &s, &err);
-    tv.tv_sec = 0;
-    setsockopt(cl->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    if (r < 0 && err->code == EAGAIN) {
-        g_printerr("nbd-server: client %" G_GUINT64_FORMAT " (%s): sent "
-                   "nothing for %d s during the handshake; disconnecting\n",
-                   cl->id, cl->peer, NBD_HANDSHAKE_TIMEOUT);
+    g_mutex_lock(&srv->lock);
+    bool freed = client_handshake_end(cl);
+    bool timed_out = cl->timed_out;
+    if (r == 1)
+        cl->export_name = g_strdup(s.exp.name);
+    g_mutex_unlock(&srv->lock);
+    if (freed)
+        accept_wake(srv);    /* a handshake place is free */
+
+    if (timed_out) {
+        g_printerr("nbd-server: client %" G_GUINT64_FORMAT " (%s) did not "
+                   "finish the handshake within %u s; disconnecting\n",
+                   cl->id, cl->peer, srv->handshake_timeout);
         g_clear_error(&err);
     } else if (r < 0) {
         g_printerr("nbd-server: client %" G_GUINT64_FORMAT " (%s): %s\n",
                    cl->id, cl->peer, err->message);
         g_clear_error(&err);
     } else if (r == 1) {
+        if (srv->send_timeout) {
+            struct timeval tv = { .tv_sec = srv->send_timeout };
+            setsockopt(cl->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+        }
         nbd_server_emit(srv, "connect", client_info(cl, &s));
         /* Below this point the client's traffic is the data path. */
         if (nbd_conn_serve(cl->fd, &s, srv->pool, &srv->stats, &err) < 0) {
-            g_printerr("nbd-server: client %" G_GUINT64_FORMAT " (%s): %s\n",
-                       cl->id, cl->peer, err->message);
+            if (err->code == ETIMEDOUT)
+                g_printerr("nbd-server: client %" G_GUINT64_FORMAT " (%s) "
+                           "read none of its replies for %u s; "
+                           "disconnecting it\n", cl->id, cl->peer,
+                           srv->send_timeout);
+            else
+                g_printerr("nbd-server: client %" G_GUINT64_FORMAT " (%s): "
+                           "%s\n", cl->id, cl->peer, err->message);
             g_clear_error(&err);
         }
         nbd_server_emit(srv, "disconnect", client_info(cl, &s));
@@ -178,17 +248,21 @@ static gpointer client_thread(gpointer data)
     g_mutex_lock(&srv->lock);
     close(cl->fd);
     srv->clients = g_list_remove(srv->clients, cl);
-    if (cl->counted) {
+    if (cl->counted)
         srv->nclients--;
-        if (srv->nclients == 0 && !srv->persistent && srv->holding) {
-            srv->holding = false;
-            release = true;
-        }
+    /* Like qemu-nbd, a server that is not persistent ends when its last
+     * client leaves, whether it was served or not. */
+    if (!srv->clients && !srv->persistent && srv->holding) {
+        srv->holding = false;
+        release = true;
     }
     g_cond_broadcast(&srv->cond);
     g_mutex_unlock(&srv->lock);
+    if (cl->counted)
+        accept_wake(srv);    /* a served place is free */
     if (release)
         bh_loop_invoke(loop_release, NULL);
+    g_free(cl->export_name);
     g_free(cl->peer);
     g_free(cl);
     return NULL;
@@ -247,13 +321,11 @@ static void accept_one(NbdServer *srv, const NbdListener *l)
         return;
     }
     cl->id = ++srv->next_id;
-    if (srv->max_clients && srv->nclients >= srv->max_clients) {
-        cl->refused = true;
-    } else {
-        cl->counted = true;
-        srv->nclients++;
-        srv->total_clients++;
-    }
+    cl->handshaking = true;
+    srv->nhandshakes++;
+    if (srv->handshake_timeout)
+        cl->deadline = g_get_monotonic_time() +
+                       srv->handshake_timeout * G_TIME_SPAN_SECOND;
     srv->clients = g_list_prepend(srv->clients, cl);
     g_mutex_unlock(&srv->lock);
 
@@ -267,8 +339,7 @@ static void accept_one(NbdServer *srv, const NbdListener *l)
         g_mutex_lock(&srv->lock);
         close(fd);
         srv->clients = g_list_remove(srv->clients, cl);
-        if (cl->counted)
-            srv->nclients--;
+        srv->nhandshakes--;
         g_cond_broadcast(&srv->cond);
         g_mutex_unlock(&srv->lock);
         g_free(cl->peer);
@@ -278,27 +349,80 @@ static void accept_one(NbdServer *srv, const NbdListener *l)
     g_thread_unref(t);   /* detached: it cleans up after itself */
 }
 
+/* Whether a new client may be greeted now.  Under srv->lock. */
+static bool accept_room(NbdServer *srv)
+{
+    return srv->nhandshakes < srv->max_handshakes &&
+           (!srv->max_clients || srv->nclients < srv->max_clients);
+}
+
+/* Cut off handshakes past their deadline; returns the poll timeout (ms)
+ * until the next deadline, -1 if none.  Under srv->lock. */
+static int accept_reap(NbdServer *srv)
+{
+    gint64 now = g_get_monotonic_time(), next = G_MAXINT64;
+    for (GList *l = srv->clients; l; l = l->next) {
+        NbdClient *cl = l->data;
+        if (!cl->handshaking || !cl->deadline || cl->timed_out)
+            continue;
+        if (cl->deadline <= now) {
+            cl->timed_out = true;
+            /* Wakes the client's thread wherever it blocks, TLS too. */
+            shutdown(cl->fd, SHUT_RDWR);
+        } else {
+            next = MIN(next, cl->deadline);
+        }
+    }
+    if (next == G_MAXINT64)
+        return -1;
+    return (int)MIN((next - now + 999) / 1000, G_MAXINT);
+}
+
 static gpointer accept_thread(gpointer data)
 {
     NbdServer *srv = data;
     guint n = srv->listeners->len;
     struct pollfd *pfd = g_new0(struct pollfd, n + 1);
-    for (guint i = 0; i < n; i++) {
-        pfd[i].fd = g_array_index(srv->listeners, NbdListener, i).fd;
-        pfd[i].events = POLLIN;
-    }
     pfd[n].fd = srv->wake[0];
     pfd[n].events = POLLIN;
     for (;;) {
-        int r = poll(pfd, n + 1, -1);
+        g_mutex_lock(&srv->lock);
+        if (srv->stopping) {
+            g_mutex_unlock(&srv->lock);
+            break;
+        }
+        int timeout = accept_reap(srv);
+        bool room = accept_room(srv);
+        g_mutex_unlock(&srv->lock);
+        /* Without room the listeners are left out of the poll: clients
+         * wait in the backlog, un-greeted, until a place frees. */
+        for (guint i = 0; i < n; i++) {
+            pfd[i].fd = room ? g_array_index(srv->listeners, NbdListener,
+                                             i).fd : -1;
+            pfd[i].events = POLLIN;
+            pfd[i].revents = 0;
+        }
+        int r = poll(pfd, n + 1, timeout);
         if (r < 0 && errno == EINTR)
             continue;
-        if (r < 0 || pfd[n].revents)
+        if (r < 0)
             break;
-        for (guint i = 0; i < n; i++)
-            if (pfd[i].revents & POLLIN)
+        if (pfd[n].revents) {
+            char buf[64];
+            while (read(srv->wake[0], buf, sizeof(buf)) > 0)
+                ;
+            continue;    /* recheck stopping and room first */
+        }
+        for (guint i = 0; i < n; i++) {
+            if (!(pfd[i].revents & POLLIN))
+                continue;
+            g_mutex_lock(&srv->lock);
+            room = accept_room(srv);
+            g_mutex_unlock(&srv->lock);
+            if (room)
                 accept_one(srv, &g_array_index(srv->listeners, NbdListener,
                                                i));
+        }
     }
     g_free(pfd);
     return NULL;
@@ -306,7 +430,7 @@ static gpointer accept_thread(gpointer data)
 
 bool nbd_accept_start(NbdServer *srv, GError **errp)
 {
-    if (pipe2(srv->wake, O_CLOEXEC) < 0) {
+    if (pipe2(srv->wake, O_CLOEXEC | O_NONBLOCK) < 0) {
         bh_error_set_errno(errp, errno, "pipe");
         return false;
     }
@@ -326,39 +450,66 @@ bool nbd_accept_start(NbdServer *srv, GError **errp)
 }
 
 /* Stop accepting, then end every client: shutting down the read side
- * makes each reader see EOF; requests already read are still answered. */
-void nbd_accept_stop(NbdServer *srv)
+ * makes each reader see EOF; requests already read are still answered.
+ * A client that does not read its replies is cut off after a grace
+ * period; one whose request never finishes (a hung driver) is given up
+ * on at the stop deadline. */
+bool nbd_accept_stop(NbdServer *srv)
 {
     if (srv->accept_thread) {
-        char c = 0;
-        while (write(srv->wake[1], &c, 1) < 0 && errno == EINTR)
-            ;
+        accept_wake(srv);       /* the caller set srv->stopping */
         g_thread_join(srv->accept_thread);
         srv->accept_thread = NULL;
-        close(srv->wake[0]);
-        close(srv->wake[1]);
-        srv->wake[0] = srv->wake[1] = -1;
     }
     g_mutex_lock(&srv->lock);
+    g_cond_broadcast(&srv->cond);    /* clients waiting for a place */
     for (GList *l = srv->clients; l; l = l->next) {
         NbdClient *cl = l->data;
         shutdown(cl->fd, SHUT_RD);
     }
-    /* A client that stopped reading its replies would keep a worker in
-     * sendmsg() forever: after a grace period, cut it off completely. */
-    gint64 deadline = g_get_monotonic_time() +
-                      NBD_STOP_GRACE * G_TIME_SPAN_SECOND;
+    gint64 start = g_get_monotonic_time();
+    gint64 stop_end = srv->stop_timeout
+        ? start + srv->stop_timeout * G_TIME_SPAN_SECOND : G_MAXINT64;
+    gint64 grace_end = MIN(start + NBD_STOP_GRACE * G_TIME_SPAN_SECOND,
+                           srv->stop_timeout
+                           ? start + srv->stop_timeout * G_TIME_SPAN_SECOND / 2
+                           : G_MAXINT64);
+    bool cut = false, ok = true;
     while (srv->clients) {
-        if (!g_cond_wait_until(&srv->cond, &srv->lock, deadline)) {
+        gint64 until = cut ? stop_end : grace_end;
+        if (g_cond_wait_until(&srv->cond, &srv->lock, until))
+            continue;
+        if (!cut) {
             for (GList *l = srv->clients; l; l = l->next) {
                 NbdClient *cl = l->data;
                 g_printerr("nbd-server: client %" G_GUINT64_FORMAT " (%s) "
-                           "did not finish within %d s of stop; cutting it "
-                           "off\n", cl->id, cl->peer, NBD_STOP_GRACE);
+                           "did not finish within %" G_GINT64_FORMAT " s of "
+                           "stop; cutting it off\n", cl->id, cl->peer,
+                           (grace_end - start) / G_TIME_SPAN_SECOND);
                 shutdown(cl->fd, SHUT_RDWR);
             }
-            deadline = G_MAXINT64;
+            cut = true;
+            continue;
         }
+        /* What is left waits on a request that does not return: its
+         * thread cannot be ended, only abandoned. */
+        for (GList *l = srv->clients; l; l = l->next) {
+            NbdClient *cl = l->data;
+            g_printerr("nbd-server: export '%s': a request of client %"
+                       G_GUINT64_FORMAT " (%s) did not finish within %u s "
+                       "of stop (the driver is stuck)\n",
+                       cl->export_name ? cl->export_name : "?", cl->id,
+                       cl->peer, srv->stop_timeout);
+        }
+        ok = false;
+        break;
     }
     g_mutex_unlock(&srv->lock);
+    if (ok && srv->wake[0] >= 0) {
+        /* Only now: client threads wake the accept thread until they end. */
+        close(srv->wake[0]);
+        close(srv->wake[1]);
+        srv->wake[0] = srv->wake[1] = -1;
+    }
+    return ok;
 }

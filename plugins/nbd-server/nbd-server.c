@@ -4,7 +4,19 @@
  *
  * Options (BhOpts keys, '_' and '-' alike):
  *   listen        repeated: unix:PATH, tcp:HOST:PORT, fd:N, systemd
- *   max-clients   clients served at once (0, the default: no limit)
+ *   max-clients   clients served at once (0, the default: no limit);
+ *                 clients beyond it wait un-greeted for a place, as with
+ *                 qemu-nbd, instead of being refused
+ *   max-handshakes  clients in the handshake at once (default 1024); they
+ *                 do not count toward max-clients
+ *   handshake-timeout  seconds a client has for its whole handshake
+ *                 (default 10; 0: no limit)
+ *   send-timeout  seconds a client may leave its replies unread before it
+ *                 is dropped (default 60; 0: never)
+ *   stop-timeout  seconds stop waits for requests in progress (default
+ *                 30; 0: forever); past it the sockets are closed, the
+ *                 stuck export named and the process exits with status 1,
+ *                 since a driver call that never returns cannot be ended
  *   persistent    keep serving after the last client leaves (default off:
  *                 like qemu-nbd, the server lets the main loop end when
  *                 its last client disconnects)
@@ -64,7 +76,8 @@ static bool nbd_server_tls_new(BhOpts *opts, NbdTls **out, GError **errp)
 
 static void *nbd_server_create(BhOpts *opts, GError **errp)
 {
-    uint64_t max_clients = 0, threads = 0;
+    uint64_t max_clients = 0, threads = 0, max_handshakes = 0;
+    uint64_t handshake_timeout = 0, send_timeout = 0, stop_timeout = 0;
     bool persistent = false;
     g_auto(GStrv) listen = bh_opts_get_all(opts, "listen");
 
@@ -73,8 +86,20 @@ static void *nbd_server_create(BhOpts *opts, GError **errp)
             return NULL;
     if (!bh_opts_get_uint(opts, "max-clients", 0, 65536, &max_clients, errp) ||
         !bh_opts_get_bool(opts, "persistent", false, &persistent, errp) ||
-        !bh_opts_get_uint(opts, "threads", 0, 1024, &threads, errp))
+        !bh_opts_get_uint(opts, "threads", 0, 1024, &threads, errp) ||
+        !bh_opts_get_uint(opts, "max-handshakes", 1024, 65536,
+                          &max_handshakes, errp) ||
+        !bh_opts_get_uint(opts, "handshake-timeout", 10, 86400,
+                          &handshake_timeout, errp) ||
+        !bh_opts_get_uint(opts, "send-timeout", 60, 86400, &send_timeout,
+                          errp) ||
+        !bh_opts_get_uint(opts, "stop-timeout", 30, 86400, &stop_timeout,
+                          errp))
         return NULL;
+    if (max_handshakes == 0) {
+        bh_error_set(errp, EINVAL, "max-handshakes must be at least 1");
+        return NULL;
+    }
 
     NbdTls *tls = NULL;
     if (!nbd_server_tls_new(opts, &tls, errp))
@@ -84,6 +109,10 @@ static void *nbd_server_create(BhOpts *opts, GError **errp)
     srv->tls = tls;
     srv->listen = g_steal_pointer(&listen);
     srv->max_clients = (unsigned)max_clients;
+    srv->max_handshakes = (unsigned)max_handshakes;
+    srv->handshake_timeout = (unsigned)handshake_timeout;
+    srv->send_timeout = (unsigned)send_timeout;
+    srv->stop_timeout = (unsigned)stop_timeout;
     srv->persistent = persistent;
     srv->nthreads = (unsigned)threads;
     if (!srv->nthreads)
@@ -164,7 +193,15 @@ static void nbd_server_stop(void *fe)
     srv->stopping = true;
     g_mutex_unlock(&srv->lock);
 
-    nbd_accept_stop(srv);     /* waits for every client to finish */
+    if (!nbd_accept_stop(srv)) {
+        /* A worker is inside a driver call that does not return: the
+         * pool cannot be joined nor the node closed.  Give up the way a
+         * stuck process should: sockets closed, a non-zero status. */
+        nbd_listen_close(srv);
+        g_printerr("nbd-server: giving up after stop-timeout=%u s; "
+                   "exiting with status 1\n", srv->stop_timeout);
+        _exit(1);
+    }
     nbd_listen_close(srv);
     nbd_pool_free(srv->pool);
     srv->pool = NULL;
@@ -237,6 +274,7 @@ static void nbd_server_status(void *fe, BhInfo *info)
     bh_info_add_int(info, "exports", srv->exports->len);
     bh_info_add_int(info, "clients", srv->nclients);
     bh_info_add_int(info, "max-clients", srv->max_clients);
+    bh_info_add_int(info, "handshakes", srv->nhandshakes);
     bh_info_add_int(info, "total-clients", (int64_t)srv->total_clients);
     bh_info_add_bool(info, "persistent", srv->persistent);
     bh_info_add_int(info, "threads", srv->nthreads);

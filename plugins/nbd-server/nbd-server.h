@@ -37,14 +37,21 @@ typedef struct NbdClient {
     int fd;
     uint64_t id;
     char *peer;
+    char *export_name;   /* once the handshake chose one */
+    bool handshaking;    /* counts toward max_handshakes */
+    gint64 deadline;     /* monotonic end of the handshake */
+    bool timed_out;      /* the accept thread cut the handshake off */
     bool counted;        /* holds a max-clients place */
-    bool refused;
 } NbdClient;
 
 typedef struct NbdServer {
     /* options */
     char **listen;       /* specs as given */
-    unsigned max_clients;  /* 0: no limit */
+    unsigned max_clients;  /* served clients at once; 0: no limit */
+    unsigned max_handshakes;  /* clients in the handshake at once */
+    unsigned handshake_timeout;  /* s for the whole handshake; 0: none */
+    unsigned send_timeout;   /* s a stuck reply may wait; 0: forever */
+    unsigned stop_timeout;   /* s stop waits for requests; 0: forever */
     bool persistent;
     unsigned nthreads;
     NbdTls *tls;         /* TLS credentials and policy; NULL: tls=off */
@@ -54,14 +61,15 @@ typedef struct NbdServer {
     GPtrArray *exports;  /* BhExport *, never removed while running */
     GArray *listeners;   /* NbdListener */
     GList *clients;      /* NbdClient *, counted or not */
-    unsigned nclients;
+    unsigned nclients;   /* served (counted) */
+    unsigned nhandshakes;
     uint64_t next_id;
     uint64_t total_clients;
     bool started, stopping, stopped;
     bool holding;        /* we hold the main loop */
 
     GThread *accept_thread;
-    int wake[2];         /* pipe that stops the accept thread */
+    int wake[2];         /* pipe that wakes the accept thread */
     NbdPool *pool;
     NbdStats stats;
     NbdEventSink *sink;
@@ -79,7 +87,10 @@ char *nbd_listen_describe(const NbdListener *l);
 
 /* client.c */
 bool nbd_accept_start(NbdServer *srv, GError **errp);
-void nbd_accept_stop(NbdServer *srv);
+/* Ends every client; false if some did not finish within stop_timeout
+ * (a driver call that never returns): then the sockets are shut down and
+ * the stuck exports named on stderr. */
+bool nbd_accept_stop(NbdServer *srv);
 void nbd_server_emit(NbdServer *srv, const char *event, BhInfo *details);
 
 #endif

@@ -5,7 +5,7 @@
 source "$SOURCE_ROOT/tests/tap.sh"
 source "$SOURCE_ROOT/tests/nbd/lib.sh"
 
-truncate -s 48M "$T/disk.img"
+truncate -s 80M "$T/disk.img"
 start_server srv listen="unix:$T/sock" persistent=1 export="$T/disk.img" ||
     { plan 1; not_ok "server starts"; exit 1; }
 

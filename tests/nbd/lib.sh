@@ -41,3 +41,24 @@ wait_gone() {
 }
 
 nbdsh_() { /usr/bin/python3 /usr/bin/nbdsh "$@"; }
+
+# py_tap SCRIPT ARGS...: run a Python test that prints "PASS desc",
+# "FAIL desc :: why" and "DIAG text" lines, as TAP.  All its output is
+# shown when it fails or ends without a last PASS/FAIL line.
+py_tap() {
+    local out rc
+    out=$(timeout 120 /usr/bin/python3 "$@" 2>&1); rc=$?
+    while read -r word rest; do
+        case $word in
+        PASS) ok "$rest" ;;
+        FAIL) not_ok "$rest" ;;
+        DIAG) diag "$rest" ;;
+        esac
+    done <<<"$out"
+    if [ $rc != 0 ] || ! tail -n 1 <<<"$out" | grep -qE "^(PASS|FAIL) "; then
+        diag "$1 exited $rc:"; diag "$out"
+    fi
+}
+
+# hostport NAME: "HOST PORT" of the nbd:// URI in $T/NAME.ready.
+hostport() { sed -E 's|^nbd://([^/]*):([0-9]+)/.*|\1 \2|' "$T/$1.ready"; }

@@ -1,6 +1,6 @@
 # Protocol abuse against the blkhost NBD server with a raw socket client.
 #   /usr/bin/python3 rawclient.py SOCKET SERVER_PID [CYCLES]
-# The export must be 48 MiB and writable.  Prints "PASS desc" or
+# The export must be 80 MiB and writable.  Prints "PASS desc" or
 # "FAIL desc :: detail"; badinput.sh turns them into TAP.
 import os
 import socket
@@ -25,7 +25,7 @@ REP_ERR_UNSUP, REP_ERR_POLICY, REP_ERR_INVALID = ERR + 1, ERR + 2, ERR + 3
 REP_ERR_UNKNOWN, REP_ERR_TOO_BIG = ERR + 6, ERR + 9
 CMD_READ, CMD_WRITE, CMD_DISC, CMD_TRIM = 0, 1, 2, 4
 EINVAL, EPERM = 22, 1
-SIZE = 48 * 1024 * 1024
+SIZE = 80 * 1024 * 1024
 
 
 def res(ok, desc, detail=""):
@@ -227,7 +227,7 @@ def bad_request_magic():
 def write_over_max():
     s = session()
     before = read(s, 0, 4096)
-    n = 32 * 1024 * 1024 + 4096
+    n = 64 * 1024 * 1024 + 4096
     request(s, CMD_WRITE, 0, n, cookie=5)
     s.sendall(b"\xee" * n)
     err, c = simple_reply(s)
@@ -384,7 +384,7 @@ case("GO whose name length overruns the option: NBD_REP_ERR_INVALID",
 case("STARTTLS gets ERR_POLICY, unknown option ERR_UNSUP, LIST with data "
      "ERR_INVALID, ABORT ACK", starttls_and_unknown)
 case("request with a bad magic: connection dropped", bad_request_magic)
-case("write payload of 32 MiB + 4 KiB (over the maximum): EINVAL, nothing "
+case("write payload of 64 MiB + 4 KiB (over the maximum): EINVAL, nothing "
      "written, connection goes on", write_over_max)
 case("zero-length read, write, trim, write-zeroes, cache: answered, no "
      "disconnect", zero_length)

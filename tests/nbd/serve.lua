@@ -1,7 +1,8 @@
 -- A configurable NBD server for the nbd tests.
 --   blkhost run serve.lua KEY=VALUE...
 --   listen=SPEC            repeatable (unix:PATH, tcp:HOST:PORT, systemd)
---   persistent=0|1  max_clients=N  threads=N
+--   persistent=0|1  max_clients=N  threads=N  max_handshakes=N
+--   handshake_timeout=S  send_timeout=S  stop_timeout=S
 --   export=PATH[,name=N][,readonly][,description=D][,format=F]  repeatable
 --   ready=FILE             written with the default URI once serving
 --   tls=off|on|require  tls_x509=DIR  tls_psk=FILE  tls_verify=1
@@ -42,6 +43,10 @@ local srv <close> = bh.nbd.server{
   persistent = cfg.persistent == "1",
   max_clients = tonumber(cfg.max_clients),
   threads = tonumber(cfg.threads),
+  max_handshakes = tonumber(cfg.max_handshakes),
+  handshake_timeout = tonumber(cfg.handshake_timeout),
+  send_timeout = tonumber(cfg.send_timeout),
+  stop_timeout = tonumber(cfg.stop_timeout),
   tls = cfg.tls and { mode = cfg.tls, x509_dir = cfg.tls_x509,
                       psk_file = cfg.tls_psk, verify_peer = cfg.tls_verify == "1",
                       allow = #cfg.tls_allow > 0 and cfg.tls_allow or nil } or nil,
