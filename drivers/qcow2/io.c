@@ -510,3 +510,47 @@ int qcow2_block_status(BhNode *bs, uint64_t offset, uint64_t len,
                                 MIN(*pnum, (uint64_t)blen - offset), pnum,
                                 status, errp);
 }
+
+/* This layer's mapping alone, for bh_node_block_map: data clusters (and
+ * preallocated zero clusters) give their host offset, compressed ones
+ * none (their bytes are not where a reader could take them), and
+ * unallocated ones are left to the core, which looks at the backing file. */
+int qcow2_block_map(BhNode *bs, uint64_t offset, uint64_t len,
+                    uint64_t *pnum, uint32_t *flags, uint64_t *map,
+                    BhNode **file, GError **errp)
+{
+    Qcow2State *s = state(bs);
+    uint64_t l2e, n, in = offset & (s->cluster_size - 1);
+    int ret;
+
+    g_mutex_lock(&s->lock);
+    ret = qcow2_get_l2e_locked(s, offset, len, &l2e, &n, errp);
+    g_mutex_unlock(&s->lock);
+    if (ret < 0)
+        return ret;
+    *pnum = MIN(len, n * s->cluster_size - in);
+    *flags = 0;
+    switch (qcow2_entry_type(s, l2e)) {
+    case QCOW2_NORMAL:
+        *flags = BH_MAP_DATA;
+        break;
+    case QCOW2_COMPRESSED:
+        *flags = BH_MAP_DATA;
+        return 0;
+    case QCOW2_ZERO_ALLOC:
+        /* A run of these need not be contiguous on the host: one cluster
+         * at a time, so the offset is right for all of *pnum. */
+        *pnum = MIN(len, s->cluster_size - in);
+        *flags = BH_MAP_ZERO;
+        break;
+    case QCOW2_ZERO_PLAIN:
+        *flags = BH_MAP_ZERO;
+        return 0;
+    case QCOW2_UNALLOCATED:
+        return 0;
+    }
+    *flags |= BH_MAP_OFFSET;
+    *map = (l2e & L2E_OFFSET_MASK) + in;
+    *file = s->file;
+    return 0;
+}

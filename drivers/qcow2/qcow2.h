@@ -343,6 +343,9 @@ int qcow2_flush(BhNode *bs, GError **errp);
 int qcow2_discard(BhNode *bs, uint64_t offset, uint64_t len, GError **errp);
 int qcow2_write_zeroes(BhNode *bs, uint64_t offset, uint64_t len,
                        uint32_t flags, GError **errp);
+int qcow2_block_map(BhNode *bs, uint64_t offset, uint64_t len,
+                    uint64_t *pnum, uint32_t *flags, uint64_t *map,
+                    BhNode **file, GError **errp);
 int qcow2_block_status(BhNode *bs, uint64_t offset, uint64_t len,
                        uint64_t *pnum, uint32_t *status, GError **errp);
 
