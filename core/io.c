@@ -353,18 +353,32 @@ static int io_layer_map(BhNode *bs, uint64_t offset, uint64_t len,
         if (*pnum == 0 || *pnum > len)
             *pnum = *pnum ? len : 1;
         if (!(*flags & BH_MAP_RAW)) {
-            /* As qemu-img map shows it: data whose host bytes are a hole
-             * in the file (or past its end) also reads as zeros. */
-            if ((*flags & (BH_MAP_DATA | BH_MAP_OFFSET | BH_MAP_ZERO)) ==
-                (BH_MAP_DATA | BH_MAP_OFFSET) && *file && *file != bs) {
+            /* Data the driver says may be a hole on the host (a
+             * preallocated image): ask the file, as QEMU does.  Bytes past
+             * the file's end read as zeros; otherwise the file's answer
+             * also bounds the length. */
+            if ((*flags & (BH_MAP_RECURSE | BH_MAP_DATA | BH_MAP_OFFSET |
+                           BH_MAP_ZERO)) ==
+                (BH_MAP_RECURSE | BH_MAP_DATA | BH_MAP_OFFSET) &&
+                *file && *file != bs) {
+                int64_t fsize = bh_node_size(*file);
                 uint64_t fnum;
-                if (bh_node_block_status(*file, *map, *pnum, &fnum, &st,
-                                         NULL) == 0) {
-                    *pnum = fnum;
-                    if (st & BH_BLOCK_ZERO)
+                if (fsize >= 0 && *map >= (uint64_t)fsize) {
+                    *flags |= BH_MAP_ZERO;
+                } else if (bh_node_block_status(*file, *map,
+                        fsize >= 0 ? MIN(*pnum, (uint64_t)fsize - *map) : *pnum,
+                        &fnum, &st, NULL) == 0) {
+                    bool eof = fsize >= 0 && *map + fnum >= (uint64_t)fsize;
+                    if (eof && (st & BH_BLOCK_ZERO)) {
                         *flags |= BH_MAP_ZERO;
+                    } else {
+                        *pnum = fnum;
+                        if (st & BH_BLOCK_ZERO)
+                            *flags |= BH_MAP_ZERO;
+                    }
                 }
             }
+            *flags &= ~BH_MAP_RECURSE;
             return 0;
         }
         /* A pass-through format: the layer below answers for it. */

@@ -511,6 +511,38 @@ int qcow2_block_status(BhNode *bs, uint64_t offset, uint64_t len,
                                 status, errp);
 }
 
+/* Whether clusters in use outnumber what the host really stores by more
+ * than a ninth (and two): then data clusters may be holes on the host
+ * (metadata preallocation, or a copy made sparse), and block_map asks
+ * the file about them.  The test QEMU makes, so that map agrees. */
+static bool looks_preallocated(Qcow2State *s)
+{
+    int64_t flen, alloc;
+    uint64_t real, threshold, used = 0, end;
+
+    if (s->prealloc_checked)
+        return s->prealloc;
+    s->prealloc_checked = true;
+    flen = bh_node_size(s->file);
+    alloc = bh_node_allocated_size(s->file);
+    if (flen < 0 || alloc < 0)
+        return false;
+    real = (uint64_t)alloc >> s->cluster_bits;
+    threshold = MAX(real * 10 / 9, real + 2);
+    end = ((uint64_t)flen + s->cluster_size - 1) >> s->cluster_bits;
+    g_mutex_lock(&s->lock);
+    for (uint64_t c = 0; c < end && used <= threshold; c++) {
+        uint64_t rc = 0;
+        if (qcow2_get_refcount_locked(s, c, &rc, NULL) < 0)
+            break;
+        if (rc)
+            used++;
+    }
+    g_mutex_unlock(&s->lock);
+    s->prealloc = used > threshold;
+    return s->prealloc;
+}
+
 /* This layer's mapping alone, for bh_node_block_map: data clusters (and
  * preallocated zero clusters) give their host offset, compressed ones
  * none (their bytes are not where a reader could take them), and
@@ -533,6 +565,8 @@ int qcow2_block_map(BhNode *bs, uint64_t offset, uint64_t len,
     switch (qcow2_entry_type(s, l2e)) {
     case QCOW2_NORMAL:
         *flags = BH_MAP_DATA;
+        if (looks_preallocated(s))
+            *flags |= BH_MAP_RECURSE;
         break;
     case QCOW2_COMPRESSED:
         *flags = BH_MAP_DATA;

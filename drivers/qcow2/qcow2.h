@@ -198,6 +198,11 @@ struct Qcow2State {
     Qcow2Cache *l2_cache;
     Qcow2Cache *rb_cache;
 
+    /* block_map: whether the image looks preallocated (more clusters in
+     * use than the host holds), decided on first use, as QEMU does. */
+    bool prealloc_checked;
+    bool prealloc;
+
     uint64_t free_hint;           /* first cluster index maybe free */
     bool lazy;                    /* lazy refcounts in effect */
     bool header_touched;          /* dirty bit / autoclear done */

@@ -108,6 +108,8 @@ int bh_node_block_status(BhNode *bs, uint64_t offset, uint64_t len,
 #define BH_MAP_ZERO    (1u << 1) /* reads as zeros */
 #define BH_MAP_OFFSET  (1u << 2) /* the bytes sit at map in file */
 #define BH_MAP_RAW     (1u << 3) /* driver only: ask file at map instead */
+#define BH_MAP_RECURSE (1u << 4) /* driver only: data that may be a hole in
+                                  * file: ask file whether it reads as zeros */
 typedef struct BhMapEntry {
     uint32_t flags;     /* BH_MAP_DATA / ZERO / OFFSET */
     bool present;       /* some layer of the chain holds the area */
