@@ -473,20 +473,33 @@ int qcow2_flush(BhNode *bs, GError **errp)
     return ret;
 }
 
-int qcow2_block_status(BhNode *bs, uint64_t offset, uint64_t len,
-                       uint64_t *pnum, uint32_t *status, GError **errp)
+/* The L2 entry mapping offset, and in *pnum how many bytes from offset
+ * (at most len) map the same way. */
+static int block_lookup(Qcow2State *s, uint64_t offset, uint64_t len,
+                        uint64_t *l2e, uint64_t *pnum, GError **errp)
 {
-    Qcow2State *s = state(bs);
-    uint64_t l2e, n, in = offset & (s->cluster_size - 1);
-    int64_t blen;
+    uint64_t n, in = offset & (s->cluster_size - 1);
     int ret;
 
     g_mutex_lock(&s->lock);
-    ret = qcow2_get_l2e_locked(s, offset, len, &l2e, &n, errp);
+    ret = qcow2_get_l2e_locked(s, offset, len, l2e, &n, errp);
     g_mutex_unlock(&s->lock);
     if (ret < 0)
         return ret;
     *pnum = MIN(len, n * s->cluster_size - in);
+    return 0;
+}
+
+int qcow2_block_status(BhNode *bs, uint64_t offset, uint64_t len,
+                       uint64_t *pnum, uint32_t *status, GError **errp)
+{
+    Qcow2State *s = state(bs);
+    uint64_t l2e;
+    int64_t blen;
+    int ret = block_lookup(s, offset, len, &l2e, pnum, errp);
+
+    if (ret < 0)
+        return ret;
     switch (qcow2_entry_type(s, l2e)) {
     case QCOW2_NORMAL:
     case QCOW2_COMPRESSED:
@@ -552,15 +565,11 @@ int qcow2_block_map(BhNode *bs, uint64_t offset, uint64_t len,
                     BhNode **file, GError **errp)
 {
     Qcow2State *s = state(bs);
-    uint64_t l2e, n, in = offset & (s->cluster_size - 1);
-    int ret;
+    uint64_t l2e, in = offset & (s->cluster_size - 1);
+    int ret = block_lookup(s, offset, len, &l2e, pnum, errp);
 
-    g_mutex_lock(&s->lock);
-    ret = qcow2_get_l2e_locked(s, offset, len, &l2e, &n, errp);
-    g_mutex_unlock(&s->lock);
     if (ret < 0)
         return ret;
-    *pnum = MIN(len, n * s->cluster_size - in);
     *flags = 0;
     switch (qcow2_entry_type(s, l2e)) {
     case QCOW2_NORMAL:

@@ -8,6 +8,7 @@
 --   local e = w:at(offset)   -- the entry covering offset (offset < size)
 --
 -- Entries are node:map's tables; an entry's end is start + length.
+-- blockmap.zeros(n) is n zero bytes, to test what was read.
 
 local blockmap = {}
 blockmap.__index = blockmap
@@ -35,6 +36,18 @@ function blockmap:at(offset)
       self.i = 1
     end
   end
+end
+
+-- A string of n zero bytes (kept, as callers ask for the same few sizes
+-- again and again): compare a read with it to learn if it is all zeros.
+local zero_strings = {}
+function blockmap.zeros(n)
+  local z = zero_strings[n]
+  if not z then
+    z = string.rep("\0", n)
+    zero_strings[n] = z
+  end
+  return z
 end
 
 return blockmap

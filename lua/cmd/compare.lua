@@ -34,15 +34,7 @@ Exit status: 0 identical, 1 different, 2 an image could not be opened,
 local IO_BUF = 2 * 1024 * 1024 -- qemu-img's chunk
 local SECTOR = 512
 
-local zeros_cache = {}
-local function zeros(n)
-  local z = zeros_cache[n]
-  if not z then
-    z = string.rep("\0", n)
-    zeros_cache[n] = z
-  end
-  return z
-end
+local zeros = blockmap.zeros
 
 -- Index (0-based) of the first 512-byte sector of a that differs from b
 -- when the first sector agrees, else 0: qemu-img reports a difference at

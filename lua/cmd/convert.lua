@@ -43,7 +43,8 @@ created.
                   clusters)
   -p              print progress ("    (NN.NN/100%)")
   -q              quiet
-  -t CACHE        TARGET's cache mode (default writeback)
+  -t CACHE        TARGET's cache mode (default unsafe, as qemu-img: no
+                  flush; -t writeback flushes TARGET at the end)
   -T CACHE        the sources' cache mode
   -U              open sources another process is writing
   -h, --help      this text
@@ -90,15 +91,7 @@ local function exists(path)
   return false
 end
 
-local zero_cache = {}
-local function zeros(n)
-  local z = zero_cache[n]
-  if not z then
-    z = string.rep("\0", n)
-    zero_cache[n] = z
-  end
-  return z
-end
+local zeros = blockmap.zeros
 
 -- Write data (for target offset off) into target, leaving out
 -- sparse-sized blocks of zeros (aligned to sparse in the target): those
@@ -262,11 +255,14 @@ return cli.run("convert", USAGE, function(args)
     total = total + node:size()
   end
 
+  -- qemu-img writes the target with cache=unsafe unless told otherwise:
+  -- a conversion is redone rather than recovered after a crash.
+  local target_cache = o.cache or "unsafe"
   local created = false
   local target
   local ok, err = pcall(function()
     if o["no-create"] then
-      target = bh.open(target_name, { format = format, cache = o.cache })
+      target = bh.open(target_name, { format = format, cache = target_cache })
       if target:size() < total then
         cli.fail(string.format("target '%s' is smaller (%d bytes) than the source (%d bytes)",
                                target_name, target:size(), total))
@@ -283,7 +279,7 @@ return cli.run("convert", USAGE, function(args)
       local existed = exists(target_name)
       bh.create(target_name, copts)
       created = not existed
-      target = bh.open(target_name, { format = format, cache = o.cache })
+      target = bh.open(target_name, { format = format, cache = target_cache })
     end
     -- A target made here without a backing file reads as zeros, so zeros
     -- need not be written; an existing one or one with a backing file

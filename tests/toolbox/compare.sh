@@ -4,6 +4,7 @@
 # identical, 1 different, 2 cannot open) and the same stdout as qemu-img
 # 7.2 compare on the same pairs of images, -s and -p included.
 source "$SOURCE_ROOT/tests/tap.sh"
+source "$SOURCE_ROOT/tests/toolbox/lib.sh"
 need qemu-img qemu-io
 
 plan 30
@@ -11,22 +12,7 @@ plan 30
 B=$BLKHOST
 cd "$T" || exit 1
 
-# same DESC ARGS...: blkhost compare and qemu-img compare print the same
-# bytes on stdout and exit with the same status.
-same() {
-    local desc=$1 brc qrc; shift
-    "$B" compare "$@" >b.out 2>b.err; brc=$?
-    qemu-img compare "$@" >q.out 2>q.err; qrc=$?
-    if [ $brc -eq $qrc ] && cmp -s b.out q.out; then
-        ok "compare: $desc (as qemu-img compare, exit $qrc: $(tr '\r\n' '  ' <q.out | sed 's/ *(1*[0-9.]*\/100%) *//g' | head -c 60))"
-    else
-        not_ok "compare: $desc (as qemu-img compare, exit $qrc)"
-        diag "blkhost exit $brc, qemu-img exit $qrc"
-        diag "blkhost:  $(od -c b.out | head -5)"
-        diag "qemu-img: $(od -c q.out | head -5)"
-        diag "$(cat b.err q.err)"
-    fi
-}
+same() { same_as_qemu compare "$@"; }
 io() { local f=$1; shift; qemu-io "$@" "$f" >/dev/null; }
 
 qemu-img create -q -f qcow2 a.qcow2 8M

@@ -5,6 +5,7 @@
 # byte, on the same images: raw files with holes, qcow2 with data, zero
 # and compressed clusters, backing chains (depth), ranges.
 source "$SOURCE_ROOT/tests/tap.sh"
+source "$SOURCE_ROOT/tests/toolbox/lib.sh"
 need qemu-img qemu-io
 
 plan 41
@@ -12,21 +13,7 @@ plan 41
 B=$BLKHOST
 cd "$T" || exit 1
 
-# same DESC ARGS...: `blkhost map ARGS` and `qemu-img map ARGS` print the
-# same bytes on stdout and exit with the same status.
-same() {
-    local desc=$1 brc qrc; shift
-    "$B" map "$@" >b.out 2>b.err; brc=$?
-    qemu-img map "$@" >q.out 2>q.err; qrc=$?
-    if [ $brc -eq $qrc ] && cmp -s b.out q.out; then
-        ok "map: $desc (as qemu-img map, exit $qrc)"
-    else
-        not_ok "map: $desc (as qemu-img map, exit $qrc)"
-        diag "blkhost exit $brc, qemu-img exit $qrc"
-        diff q.out b.out | head -20 | while read -r l; do diag "$l"; done
-        diag "$(cat b.err q.err)"
-    fi
-}
+same() { same_as_qemu map "$@"; }
 # both DESC ARGS...: the same in human and json output.
 both() {
     local desc=$1; shift
