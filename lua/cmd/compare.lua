@@ -1,6 +1,6 @@
 -- compare: check that two images have the same contents (qemu-img compare)
 --
--- blkhost compare [-f FMT] [-F FMT] [-s] [-p] [-q] [-U] IMAGE1 IMAGE2
+-- blkhost compare [-f FMT] [-F FMT] [-T CACHE] [-s] [-p] [-q] [-U] IMAGE1 IMAGE2
 --
 -- Exit status as qemu-img 7.2's: 0 identical, 1 different, 2 an image
 -- could not be opened, 3 its allocation could not be read, 4 its data
@@ -15,7 +15,7 @@ local blockmap = require "blkhost.blockmap"
 local progress = require "blkhost.progress"
 
 local USAGE = [==[
-Usage: blkhost compare [-f FMT] [-F FMT] [-s] [-p] [-q] [-U] IMAGE1 IMAGE2
+Usage: blkhost compare [-f FMT] [-F FMT] [-T CACHE] [-s] [-p] [-q] [-U] IMAGE1 IMAGE2
 
 Check that IMAGE1 and IMAGE2 read the same.  Prints "Images are
 identical." or where the first difference is, as qemu-img compare does.
@@ -28,6 +28,7 @@ Exit status: 0 identical, 1 different, 2 an image could not be opened,
   -p, --progress    print progress (as qemu-img: "    (NN.NN/100%)")
   -q, --quiet       print nothing, only the exit status tells
   -U, --force-share open images another process is writing
+  -T CACHE          the images' cache mode (default writeback)
   -h, --help        this text
 ]==]
 
@@ -159,12 +160,13 @@ return cli.run("compare", USAGE, function(args)
     { "p", "progress" },
     { "q", "quiet" },
     { "U", "force-share" },
+    { "T", "source-cache", arg = "CACHE" },
   })
   if #rest ~= 2 then cli.usage_error("Expecting two image file names") end
 
   -- Failing to open is status 2, not cli.run's 1.
   local function open(name, format)
-    local opts = { format = format, readonly = true }
+    local opts = { format = format, readonly = true, cache = o["source-cache"] }
     if o["force-share"] then opts.locking = false end
     local ok, node = pcall(bh.open, name, opts)
     if not ok then

@@ -7,7 +7,7 @@ source "$SOURCE_ROOT/tests/tap.sh"
 source "$SOURCE_ROOT/tests/toolbox/lib.sh"
 need qemu-img qemu-io
 
-plan 30
+plan 31
 
 B=$BLKHOST
 cd "$T" || exit 1
@@ -22,6 +22,7 @@ same "a qcow2 and its raw conversion are identical" a.qcow2 a.raw
 same "the same pair in the other order" a.raw a.qcow2
 same "an image with itself" a.qcow2 a.qcow2
 same "-f and -F name the formats" -f qcow2 -F raw a.qcow2 a.raw
+same "-T none (O_DIRECT reads)" -T none a.qcow2 a.raw
 same "-f raw on a qcow2 compares its bytes, not its contents" -f raw a.qcow2 a.raw
 
 cp a.raw b.raw; io b.raw -f raw -c "write -P 9 700001 1"

@@ -8,7 +8,7 @@ source "$SOURCE_ROOT/tests/tap.sh"
 source "$SOURCE_ROOT/tests/toolbox/lib.sh"
 need qemu-img qemu-io
 
-plan 41
+plan 44
 
 B=$BLKHOST
 cd "$T" || exit 1
@@ -87,6 +87,36 @@ n:zero(1048576, 65536)
 n:write(5 * 1048576, string.rep("b", 4096))
 LUA
 both "qcow2 written by blkhost" own.qcow2
+
+# node:map itself, on a node without a block_map callback (memory: a
+# protocol, so every byte sits at its own offset) and out of range.
+out=$("$B" run - <<'LUA'
+local bh = require "blkhost"
+local m <close> = bh.open(nil, {format = "memory", size = "4M"})
+m:write(65536, string.rep("x", 4096))
+local t = {}
+for _, e in ipairs(m:map()) do
+  t[#t + 1] = string.format("%d+%d:%d:%s:%s:%s:%s", e.start, e.length, e.depth,
+    e.present, e.zero, e.data, e.offset)
+end
+print(table.concat(t, " "))
+print(select(2, pcall(m.map, m, 5 * 1048576, 1)))
+print(#m:map(4 * 1048576))
+LUA
+)
+want="0+65536:0:true:true:false:0 65536+65536:0:true:false:true:65536 131072+4063232:0:true:true:false:131072"
+if [ "$(echo "$out" | sed -n 1p)" = "$want" ]; then
+    ok "map: node:map on a memory node: data and zero areas at their own offsets"
+else
+    not_ok "map: node:map on a memory node: data and zero areas at their own offsets"; diag "$out"
+fi
+if echo "$out" | sed -n 2p | grep -q "block map past the end"; then
+    ok "map: node:map past the end is an error saying so"
+else
+    not_ok "map: node:map past the end is an error saying so"; diag "$out"
+fi
+[ "$(echo "$out" | sed -n 3p)" = 0 ] && ok "map: node:map at the very end is an empty list" ||
+    { not_ok "map: node:map at the very end is an empty list"; diag "$out"; }
 
 # Failures: qemu-img's exit status, and a message.
 same "a missing image fails" nope.qcow2
