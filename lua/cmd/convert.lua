@@ -108,16 +108,22 @@ local function write_sparse(target, off, data, sparse, zero_init)
     if run_start and run_zero then
       if not zero_init then target:zero(off + run_start, upto - run_start, { may_unmap = true }) end
     elseif run_start then
-      target:write(off + run_start, data:sub(run_start + 1, upto))
+      -- The whole buffer is the common case: no copy then.
+      target:write(off + run_start, (run_start == 0 and upto == len) and data
+                   or data:sub(run_start + 1, upto))
     end
     run_start = nil
   end
+  -- nonzero: 1-based position of the first non-zero byte at or after the
+  -- block being looked at (len + 1: none).  string.find scans in C and
+  -- each byte is scanned once, whatever the block size.
+  local nonzero = 0
   local pos = 0
   while pos < len do
     -- Blocks end at multiples of sparse in the target.
     local block_end = math.min(len, ((off + pos) // sparse + 1) * sparse - off)
-    local n = block_end - pos
-    local zero = n == sparse and data:sub(pos + 1, block_end) == zeros(n)
+    if nonzero <= pos then nonzero = data:find("[^\0]", pos + 1) or len + 1 end
+    local zero = block_end - pos == sparse and nonzero > block_end
     if run_start and run_zero ~= zero then flush_run(pos) end
     if not run_start then run_start, run_zero = pos, zero end
     pos = block_end

@@ -100,35 +100,31 @@ else
 fi
 
 # Sparseness.
-if [ "$(data_at c.raw $((2 * 1024 * 1024)))" = false ] &&
-   [ "$(data_at c.raw $((12 * 1024 * 1024)))" = false ] &&
-   [ "$(data_at c.raw 0)" = true ]; then
-    ok "convert: written zeros and holes of the source are holes in the target"
-else
-    not_ok "convert: written zeros and holes of the source are holes in the target"
-    diag "$(qemu-img map --output=json c.raw)"
-fi
+# allocated DESC IMAGE OFFSET=true|false...: qemu-img map's "data" at
+# each OFFSET is as given.
+allocated() {
+    local desc=$1 img=$2 x got bad=""; shift 2
+    for x in "$@"; do
+        got=$(data_at "$img" "${x%=*}")
+        [ "$got" = "${x#*=}" ] || bad="$bad ${x%=*}:$got"
+    done
+    if [ -z "$bad" ]; then
+        ok "convert: $desc"
+    else
+        not_ok "convert: $desc"; diag "wrong at$bad"; diag "$(qemu-img map --output=json "$img")"
+    fi
+}
+M=$((1024 * 1024)); K=1024
+allocated "written zeros and holes of the source are holes in the target" c.raw \
+    $((2 * M))=false $((12 * M))=false 0=true
 converted "-S 0 (no sparse detection)" src.raw h.raw -S 0 src.raw h.raw
-if [ "$(data_at h.raw $((12 * 1024 * 1024)))" = true ]; then
-    ok "convert: -S 0 allocates the whole target"
-else
-    not_ok "convert: -S 0 allocates the whole target"; diag "$(qemu-img map --output=json h.raw)"
-fi
+allocated "-S 0 allocates the whole target" h.raw $((12 * M))=true
 qemu-img create -q -f raw sp.raw 1M
 io sp.raw -f raw -c "write -P 1 0 1M" -c "write -P 0 64k 64k" -c "write -P 0 256k 8k"
 converted "-S 64k" sp.raw i.raw -S 64k sp.raw i.raw
-if [ "$(data_at i.raw $((64 * 1024)))" = false ] && [ "$(data_at i.raw $((256 * 1024)))" = true ]; then
-    ok "convert: -S 64k skips a 64k zero run but writes an 8k one"
-else
-    not_ok "convert: -S 64k skips a 64k zero run but writes an 8k one"
-    diag "$(qemu-img map --output=json i.raw)"
-fi
+allocated "-S 64k skips a 64k zero run but writes an 8k one" i.raw $((64 * K))=false $((256 * K))=true
 converted "-S 512" sp.raw j.raw -S 512 sp.raw j.raw
-if [ "$(data_at j.raw $((256 * 1024)))" = false ]; then
-    ok "convert: -S 512 also skips the 8k zero run"
-else
-    not_ok "convert: -S 512 also skips the 8k zero run"; diag "$(qemu-img map --output=json j.raw)"
-fi
+allocated "-S 512 also skips the 8k zero run" j.raw $((256 * K))=false
 
 # -n: into an existing image full of other bytes.
 qemu-img create -q -f raw k.raw 16M
