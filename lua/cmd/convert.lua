@@ -85,6 +85,32 @@ local function realpath(path)
   return ok and p or nil
 end
 
+-- The files of node's backing chain, node's own first, as real paths
+-- (a backing name is relative to its image's folder).  Stops at a file
+-- that is not there (the open would have failed) or after 64 levels.
+local function chain_files(node, name)
+  local files = { realpath(name) }
+  local info = node:info()
+  local image = info.filename or name
+  for _ = 1, 64 do
+    local backing = info["backing-filename"]
+    if not backing or backing == "" then break end
+    if backing:sub(1, 1) ~= "/" then
+      backing = (image:match("^(.*/)") or "") .. backing
+    end
+    local real = realpath(backing)
+    if not real then break end
+    files[#files + 1] = real
+    local ok, b = pcall(bh.open, backing, { readonly = true, locking = false,
+                                             format = info["backing-format"] })
+    if not ok then break end
+    info = b:info()
+    b:close()
+    image = backing
+  end
+  return files
+end
+
 local function exists(path)
   local f = io.open(path, "rb")
   if f then f:close() return true end
@@ -228,21 +254,6 @@ return cli.run("convert", USAGE, function(args)
     cli.fail("Use of backing file requires explicit backing format")
   end
 
-  -- The target must not be one of the sources (it would be emptied
-  -- before it is read) nor the new backing file.
-  local target_real = realpath(target_name)
-  if target_real then
-    for _, s in ipairs(rest) do
-      if realpath(s) == target_real then
-        cli.fail(string.format("target '%s' is the source '%s': converting " ..
-                               "an image onto itself would destroy it", target_name, s))
-      end
-    end
-    if o.backing and realpath(o.backing) == target_real then
-      cli.fail(string.format("target '%s' is its own backing file (-B)", target_name))
-    end
-  end
-
   -- The sources open before anything is made.
   local sources = {}
   local function close_all()
@@ -264,6 +275,29 @@ return cli.run("convert", USAGE, function(args)
   -- qemu-img writes the target with cache=unsafe unless told otherwise:
   -- a conversion is redone rather than recovered after a crash.
   local target_cache = o.cache or "unsafe"
+  -- The target must not be a source or a file of a source's backing
+  -- chain (it would be emptied before it is read; -U lifts the locks that
+  -- would otherwise refuse it), nor the new backing file.
+  local target_real = realpath(target_name)
+  if target_real then
+    for i, src in ipairs(sources) do
+      for depth, f in ipairs(chain_files(src, rest[i])) do
+        if f == target_real then
+          close_all()
+          cli.fail(depth == 1 and
+            string.format("target '%s' is the source '%s': converting " ..
+                          "an image onto itself would destroy it", target_name, rest[i]) or
+            string.format("target '%s' is in the backing chain of the source " ..
+                          "'%s': converting onto it would destroy it", target_name, rest[i]))
+        end
+      end
+    end
+    if o.backing and realpath(o.backing) == target_real then
+      close_all()
+      cli.fail(string.format("target '%s' is its own backing file (-B)", target_name))
+    end
+  end
+
   local created = false
   local target
   local ok, err = pcall(function()

@@ -8,7 +8,7 @@
 source "$SOURCE_ROOT/tests/tap.sh"
 need qemu-img qemu-io
 
-plan 58
+plan 61
 
 B=$BLKHOST
 cd "$T" || exit 1
@@ -206,6 +206,16 @@ check_fails "convert: target that is the -B backing file is refused" "own backin
     "$B" convert -O qcow2 -B self.raw -F raw top.qcow2 self.raw
 [ "$(sum self.raw)" = "$before" ] && ok "convert: ... and leaves it byte-identical" ||
     not_ok "convert: ... and leaves it byte-identical"
+
+cp keep.qcow2 kbase.qcow2
+qemu-img create -q -f qcow2 -b kbase.qcow2 -F qcow2 ktop.qcow2
+before=$(sum kbase.qcow2)
+check_fails "convert: target that is the source's backing file is refused" "is locked|backing chain" \
+    "$B" convert -O raw ktop.qcow2 kbase.qcow2
+check_fails "convert: ... also with -U (no locks)" "backing chain" \
+    "$B" convert -U -O raw ktop.qcow2 kbase.qcow2
+[ "$(sum kbase.qcow2)" = "$before" ] && ok "convert: ... and the backing file is left byte-identical" ||
+    not_ok "convert: ... and the backing file is left byte-identical"
 
 # -n needs the target.
 check_fails "convert: -n with a missing target fails" "nothere" "$B" convert -n src.raw nothere.raw
