@@ -8,7 +8,7 @@
 source "$SOURCE_ROOT/tests/tap.sh"
 need qemu-img qemu-io
 
-plan 61
+plan 67
 
 B=$BLKHOST
 cd "$T" || exit 1
@@ -76,6 +76,25 @@ else
     not_ok "convert: -o cluster_size reaches the target"; diag "$(qemu-img info e.qcow2)"
 fi
 converted "-o size= is overridden by the source's size (as qemu-img)" src.raw f.qcow2 -O qcow2 -o size=1M src.raw f.qcow2
+
+# The target's allocation is qemu-img convert's: qemu-img compare -s
+# (strict: same data, zero and hole areas) between the two results.
+for pair in "src.raw raw" "src.raw qcow2" "src.qcow2 raw" "src.qcow2 qcow2" "top.qcow2 raw"; do
+    set -- $pair
+    rm -f "sb.$2" "sq.$2"
+    "$B" convert -O "$2" "$1" "sb.$2" && qemu-img convert -O "$2" "$1" "sq.$2"
+    if out=$(qemu-img compare -s "sb.$2" "sq.$2" 2>&1); then
+        ok "convert: $1 -> $2 allocates what qemu-img convert allocates (compare -s)"
+    else
+        not_ok "convert: $1 -> $2 allocates what qemu-img convert allocates (compare -s)"; diag "$out"
+    fi
+done
+out=$("$B" convert -O qcow2 -o help 2>&1)
+if [ "$out" = "$("$B" create -f qcow2 -o help 2>&1)" ] && echo "$out" | grep -q "^Supported qcow2 options:"; then
+    ok "convert: -o help lists the -O format's creation options (as create -o help)"
+else
+    not_ok "convert: -o help lists the -O format's creation options (as create -o help)"; diag "$out"
+fi
 
 # -B: only the source's top layer is copied; the rest shows through.
 converted "-B: qcow2 chain -> qcow2 over the same backing file" top.qcow2 g.qcow2 -O qcow2 -B src.qcow2 -F qcow2 top.qcow2 g.qcow2
