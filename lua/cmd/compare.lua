@@ -1,4 +1,5 @@
 -- compare: check that two images have the same contents (qemu-img compare)
+-- SPDX-License-Identifier: BSD-3-Clause
 --
 -- blkhost compare [-f FMT] [-F FMT] [-T CACHE] [-s] [-p] [-q] [-U] IMAGE1 IMAGE2
 --

@@ -1,4 +1,5 @@
 -- convert: copy images into a new image of any format (qemu-img convert)
+-- SPDX-License-Identifier: BSD-3-Clause
 --
 -- blkhost convert [-f FMT] [-O FMT] [-o OPTS] [-B BACKING -F FMT] [-n]
 --                 [-S SIZE] [-m N] [-W] [-p] [-q] [-t CACHE] [-T CACHE] [-U]

@@ -1,4 +1,5 @@
 -- map: show where an image's data lives (qemu-img map)
+-- SPDX-License-Identifier: BSD-3-Clause
 --
 -- blkhost map [--output=human|json] [-f FMT] [--start-offset=N]
 --             [--max-length=N] [-U] IMAGE

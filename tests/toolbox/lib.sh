@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # Shared by the toolbox tests; source after tests/tap.sh.
 #
 # same_as_qemu CMD DESC ARGS...: `blkhost CMD ARGS` and `qemu-img CMD ARGS`
