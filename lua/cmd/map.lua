@@ -85,12 +85,12 @@ return cli.run("map", USAGE, function(args)
 
   local size = img:size()
   local stop = max and math.min(start + max, size) or size
-  local list = {}
-  if start < stop then list = img:map(start, stop - start) end
 
-  -- Merge, keeping qemu-img's order of output and failure: entries are
-  -- printed as they are completed, so human output fails at the first
-  -- data area without a host offset, after what came before it.
+  -- Entries are printed as they are completed (an entry is complete when
+  -- the next one cannot be merged into it), so a failure part way, human
+  -- output meeting a data area without a host offset or the image failing
+  -- to say where an area is, comes after what qemu-img would have printed
+  -- before it, and the pending entry is lost as in qemu-img.
   local out = io.stdout
   if output == "human" then
     out:write(string.format("%-16s%-16s%-16s%s\n", "Offset", "Length", "Mapped to", "File"))
@@ -108,13 +108,34 @@ return cli.run("map", USAGE, function(args)
     end
   end
   local cur = { start = start, length = 0, depth = 0, present = false, zero = false, data = false }
-  for _, e in ipairs(list) do
+  local function feed(e)
     if mergeable(cur, e) then
       cur.length = cur.length + e.length
     else
       if cur.length > 0 then dump(cur, false) end
       cur = e
     end
+  end
+  -- Map [a, b) a window at a time.  When the node fails to map a
+  -- window, halve it (down to 512 bytes) so that every area before the
+  -- one that fails is still printed, then raise the failure.
+  local function map_range(a, b)
+    local ok, list = pcall(img.map, img, a, b - a)
+    if ok then
+      for _, e in ipairs(list) do feed(e) end
+      return
+    end
+    if b - a <= 512 then
+      out:flush()
+      error(list, 0)
+    end
+    local mid = a + math.max(512, (b - a) // 1024 * 512)
+    map_range(a, mid)
+    map_range(mid, b)
+  end
+  local WINDOW = 1 << 30
+  for a = start, stop - 1, WINDOW do
+    map_range(a, math.min(a + WINDOW, stop))
   end
   dump(cur, true)
   if output == "json" then out:write("]\n") end

@@ -7,7 +7,7 @@ source "$SOURCE_ROOT/tests/tap.sh"
 source "$SOURCE_ROOT/tests/toolbox/lib.sh"
 need qemu-img qemu-io
 
-plan 31
+plan 33
 
 B=$BLKHOST
 cd "$T" || exit 1
@@ -68,6 +68,13 @@ same "-p with a mismatch" -p a.raw b.raw
 same "-q prints nothing, exit status tells" -q a.raw b.raw
 
 # Failures.
+qemu-img create -q -f qcow2 bad.qcow2 8M
+io bad.qcow2 -c "write -P 1 0 2M"
+corrupt_l2 bad.qcow2 16
+cp bad.qcow2 bad-copy.qcow2
+same "a corrupt L2 entry: the allocation cannot be read, status 3" a.qcow2 bad.qcow2
+check_fails "compare: a corrupt L2 entry names the image" "Sector allocation test failed for bad-copy.qcow2" \
+    "$B" compare a.qcow2 bad-copy.qcow2
 same "a missing first image is status 2" nope.raw a.raw
 same "a missing second image is status 2" a.raw nope.raw
 check_fails "compare: a missing image is named" "nope.raw" "$B" compare a.raw nope.raw

@@ -6,6 +6,7 @@
 # existing target byte-identical and makes no new file, and a convert that
 # fails after creating its target removes it.
 source "$SOURCE_ROOT/tests/tap.sh"
+source "$SOURCE_ROOT/tests/toolbox/lib.sh"
 need qemu-img qemu-io
 
 plan 67
@@ -247,14 +248,7 @@ check_fails "convert: only one file name is a usage error" "Must specify image f
 # A source that fails half way: a corrupt L2 entry (unaligned host offset).
 qemu-img create -q -f qcow2 bad.qcow2 4M
 io bad.qcow2 -c "write -P 1 0 2M"
-python3 - <<'PY'
-import struct
-f = open('bad.qcow2', 'r+b'); h = f.read(104)
-l1 = struct.unpack('>Q', h[40:48])[0]
-f.seek(l1); l2 = struct.unpack('>Q', f.read(8))[0] & 0x00fffffffffffe00
-f.seek(l2 + 16 * 8); e = struct.unpack('>Q', f.read(8))[0]
-f.seek(l2 + 16 * 8); f.write(struct.pack('>Q', e | 0x200))
-PY
+corrupt_l2 bad.qcow2 16
 check_fails "convert: a source whose L2 entry is corrupt fails with the driver's message" \
     "unaligned" "$B" convert -O qcow2 bad.qcow2 made.qcow2
 [ ! -e made.qcow2 ] && ok "convert: the target it created is removed after the failure" ||

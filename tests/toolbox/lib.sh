@@ -20,3 +20,17 @@ same_as_qemu() {
         diag "$(cat b.err q.err)"
     fi
 }
+
+# corrupt_l2 IMAGE INDEX: set bit 9 in the L2 entry INDEX of the first L2
+# table of a qcow2 IMAGE, so that the cluster points at an unaligned host
+# offset: reading or mapping that cluster fails, the rest still works.
+corrupt_l2() {
+    python3 - "$1" "$2" <<'PY'
+import struct, sys
+f = open(sys.argv[1], 'r+b'); i = int(sys.argv[2])
+l1 = struct.unpack('>Q', f.read(48)[40:48])[0]
+f.seek(l1); l2 = struct.unpack('>Q', f.read(8))[0] & 0x00fffffffffffe00
+f.seek(l2 + i * 8); e = struct.unpack('>Q', f.read(8))[0]
+f.seek(l2 + i * 8); f.write(struct.pack('>Q', e | 0x200))
+PY
+}

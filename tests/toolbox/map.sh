@@ -8,7 +8,7 @@ source "$SOURCE_ROOT/tests/tap.sh"
 source "$SOURCE_ROOT/tests/toolbox/lib.sh"
 need qemu-img qemu-io
 
-plan 44
+plan 46
 
 B=$BLKHOST
 cd "$T" || exit 1
@@ -119,6 +119,11 @@ fi
     { not_ok "map: node:map at the very end is an empty list"; diag "$out"; }
 
 # Failures: qemu-img's exit status, and a message.
+qemu-img create -q -f qcow2 bad.qcow2 4M
+io() { local f=$1; shift; qemu-io "$@" "$f" >/dev/null; }
+io bad.qcow2 -c "write -P 1 0 512k" -c "write -z 512k 512k" -c "write -P 2 1M 1M"
+corrupt_l2 bad.qcow2 16
+both "a corrupt L2 entry at 1M: the areas before it are printed, then it fails" bad.qcow2
 same "a missing image fails" nope.qcow2
 check_fails "map: a missing image names it" "nope.qcow2" "$B" map nope.qcow2
 same "--output=xml is refused" --output=xml plain.qcow2
