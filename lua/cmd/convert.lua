@@ -36,6 +36,8 @@ created.
                   sources' top layer holds is copied (needs -F)
   -F FMT          format of BACKING
   -n              TARGET exists: write into it, do not create it
+  --target-is-zero  with -n: TARGET reads as zeros already (zeros are
+                  not written)
   -S SIZE         zero runs this long (a multiple of 512; default 4k) are
                   not written; 0 writes everything (fully allocated)
   -m N            parallel requests, 1 to 16 (default 8; see below)
@@ -222,6 +224,7 @@ return cli.run("convert", USAGE, function(args)
     { "t", "cache", arg = "CACHE" },
     { "T", "source-cache", arg = "CACHE" },
     { "U", "force-share" },
+    { nil, "target-is-zero" },
   })
   local format = o["output-format"] or "raw"
   local copts, order, help = {}, {}, false
@@ -242,6 +245,9 @@ return cli.run("convert", USAGE, function(args)
   if o.parallel then parse_workers(o.parallel) end
   if #rest < 2 then cli.usage_error("Must specify image file name") end
   local target_name = table.remove(rest)
+  if o["target-is-zero"] and not o["no-create"] then
+    cli.fail("--target-is-zero requires use of -n flag")
+  end
   if o["no-create"] and #order > 0 then
     cli.fail("-o has no effect when skipping image creation")
   end
@@ -325,7 +331,8 @@ return cli.run("convert", USAGE, function(args)
     -- A target made here without a backing file reads as zeros, so zeros
     -- need not be written; an existing one or one with a backing file
     -- does not.
-    local zero_init = not o["no-create"] and not o.backing and not copts.backing_file
+    local zero_init = (o["target-is-zero"] or not o["no-create"]) and
+                      not o.backing and not copts.backing_file
     local p = progress.new{ enabled = o.progress and not o.quiet or false, min_skip = 1 }
     copy(sources, target, { sparse = sparse, zero_init = zero_init,
                             backing = o.backing ~= nil or copts.backing_file ~= nil },

@@ -9,7 +9,7 @@ source "$SOURCE_ROOT/tests/tap.sh"
 source "$SOURCE_ROOT/tests/toolbox/lib.sh"
 need qemu-img qemu-io
 
-plan 67
+plan 70
 
 B=$BLKHOST
 cd "$T" || exit 1
@@ -154,6 +154,10 @@ qemu-img create -q -f qcow2 l.qcow2 16M
 io l.qcow2 -c "write -P 0xee 0 16M"
 converted "-n -O qcow2 into an existing qcow2" src.raw l.qcow2 -n -O qcow2 src.raw l.qcow2
 
+qemu-img create -q -f raw tz.raw 16M
+converted "-n --target-is-zero into an empty raw" src.qcow2 tz.raw -n --target-is-zero src.qcow2 tz.raw
+allocated "--target-is-zero writes no zeros" tz.raw $((1 * M))=false
+
 # Several sources, end to end: the same bytes as qemu-img's result.
 qemu-img convert -O raw src.raw src.qcow2 q-cat.raw
 converted "two sources joined end to end (as qemu-img convert)" q-cat.raw cat.qcow2 -O qcow2 src.raw src.qcow2 cat.qcow2
@@ -214,6 +218,7 @@ refused "-m 0" "between 1 and 16" -m 0 src.raw @
 refused "-m 17" "between 1 and 16" -m 17 src.raw @
 refused "-n with -o" "no effect" -n -o cluster_size=4k src.raw @
 refused "-p -q with an unknown -O" "bogus" -p -q -O bogus src.raw @
+refused "--target-is-zero without -n" "requires use of -n" --target-is-zero src.raw @
 
 # The target is the source.
 cp src.raw self.raw; before=$(sum self.raw)
