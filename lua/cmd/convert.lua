@@ -299,7 +299,12 @@ return cli.run("convert", USAGE, function(args)
         end
       end
     end
-    if o.backing and realpath(o.backing) == target_real then
+    -- The target will name its backing file relative to its own folder.
+    local backing = o.backing
+    if backing and backing:sub(1, 1) ~= "/" then
+      backing = (target_name:match("^(.*/)") or "") .. backing
+    end
+    if backing and realpath(backing) == target_real then
       close_all()
       cli.fail(string.format("target '%s' is its own backing file (-B)", target_name))
     end

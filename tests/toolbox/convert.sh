@@ -9,7 +9,7 @@ source "$SOURCE_ROOT/tests/tap.sh"
 source "$SOURCE_ROOT/tests/toolbox/lib.sh"
 need qemu-img qemu-io
 
-plan 70
+plan 72
 
 B=$BLKHOST
 cd "$T" || exit 1
@@ -230,6 +230,11 @@ check_fails "convert: target same as source through another path is refused" "on
 check_fails "convert: target that is the -B backing file is refused" "own backing file" \
     "$B" convert -O qcow2 -B self.raw -F raw top.qcow2 self.raw
 [ "$(sum self.raw)" = "$before" ] && ok "convert: ... and leaves it byte-identical" ||
+    not_ok "convert: ... and leaves it byte-identical"
+mkdir -p sub && cp src.raw sub/self.raw
+check_fails "convert: -B relative to the target's folder naming the target is refused" "own backing file" \
+    "$B" convert -O qcow2 -B self.raw -F raw top.qcow2 sub/self.raw
+cmp -s src.raw sub/self.raw && ok "convert: ... and leaves it byte-identical" ||
     not_ok "convert: ... and leaves it byte-identical"
 
 cp keep.qcow2 kbase.qcow2
