@@ -329,6 +329,116 @@ int bh_node_block_status(BhNode *bs, uint64_t offset, uint64_t len,
     return 0;
 }
 
+/* One layer's answer for bh_node_block_map.  Without a block_map
+ * callback: a protocol holds every byte at the same offset of itself (as
+ * QEMU's protocol drivers say), and a format's block_status is taken as
+ * it is, with no host offset. */
+static int io_layer_map(BhNode *bs, uint64_t offset, uint64_t len,
+                        uint64_t *pnum, uint32_t *flags, uint64_t *map,
+                        BhNode **file, GError **errp)
+{
+    uint32_t st = 0;
+    int r;
+
+    for (;;) {
+        *flags = 0;
+        *pnum = len;
+        if (!bs->drv->block_map)
+            break;
+        io_lock(bs);
+        r = bs->drv->block_map(bs, offset, len, pnum, flags, map, file, errp);
+        io_unlock(bs);
+        if (r < 0)
+            return r;
+        if (*pnum == 0 || *pnum > len)
+            *pnum = *pnum ? len : 1;
+        if (!(*flags & BH_MAP_RAW)) {
+            /* Data the driver says may be a hole on the host (a
+             * preallocated image): ask the file, as QEMU does.  Bytes past
+             * the file's end read as zeros; otherwise the file's answer
+             * also bounds the length. */
+            if ((*flags & (BH_MAP_RECURSE | BH_MAP_DATA | BH_MAP_OFFSET |
+                           BH_MAP_ZERO)) ==
+                (BH_MAP_RECURSE | BH_MAP_DATA | BH_MAP_OFFSET) &&
+                *file && *file != bs) {
+                int64_t fsize = bh_node_size(*file);
+                uint64_t fnum;
+                if (fsize >= 0 && *map >= (uint64_t)fsize) {
+                    *flags |= BH_MAP_ZERO;
+                } else if (bh_node_block_status(*file, *map,
+                        fsize >= 0 ? MIN(*pnum, (uint64_t)fsize - *map) : *pnum,
+                        &fnum, &st, NULL) == 0) {
+                    bool eof = fsize >= 0 && *map + fnum >= (uint64_t)fsize;
+                    if (eof && (st & BH_BLOCK_ZERO)) {
+                        *flags |= BH_MAP_ZERO;
+                    } else {
+                        *pnum = fnum;
+                        if (st & BH_BLOCK_ZERO)
+                            *flags |= BH_MAP_ZERO;
+                    }
+                }
+            }
+            *flags &= ~BH_MAP_RECURSE;
+            return 0;
+        }
+        /* A pass-through format: the layer below answers for it. */
+        bs = *file;
+        offset = *map;
+        len = *pnum;
+    }
+    r = bh_node_block_status(bs, offset, len, pnum, &st, errp);
+    if (r < 0)
+        return r;
+    *flags = (st & BH_BLOCK_ZERO ? BH_MAP_ZERO : 0) |
+             (st & BH_BLOCK_HOLE ? 0 : BH_MAP_DATA);
+    if (bs->drv->flags & BH_DRIVER_PROTOCOL) {
+        *flags |= BH_MAP_OFFSET;
+        *map = offset;
+        *file = bs;
+    }
+    return 0;
+}
+
+int bh_node_block_map(BhNode *bs, uint64_t offset, uint64_t len,
+                      uint64_t *pnum, BhMapEntry *e, GError **errp)
+{
+    int r = io_check_range(bs, "block map", offset, len, EINVAL, errp);
+    if (r < 0)
+        return r;
+    memset(e, 0, sizeof(*e));
+    *pnum = len;
+    if (len == 0)
+        return 0;
+    for (;;) {
+        BhNode *backing;
+        int64_t blen;
+
+        r = io_layer_map(bs, offset, len, pnum, &e->flags, &e->offset,
+                         &e->file, errp);
+        if (r < 0)
+            return r;
+        len = *pnum;
+        if (e->flags & (BH_MAP_DATA | BH_MAP_ZERO)) {
+            e->present = true;
+            break;
+        }
+        /* Not held here: the backing file shows through; past its end,
+         * or with none, the area reads as zeros and nobody holds it. */
+        backing = bh_node_child(bs, "backing");
+        blen = backing ? bh_node_size(backing) : -1;
+        if (!backing || blen <= 0 || offset >= (uint64_t)blen) {
+            e->flags |= BH_MAP_ZERO;
+            break;
+        }
+        len = MIN(len, (uint64_t)blen - offset);
+        bs = backing;
+        e->depth++;
+    }
+    if (!(e->flags & BH_MAP_OFFSET))
+        e->file = NULL;
+    return 0;
+}
+
 int bh_node_truncate(BhNode *bs, uint64_t size, GError **errp)
 {
     int r = io_check_writable(bs, "truncate", errp);

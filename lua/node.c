@@ -277,6 +277,62 @@ static int node_tostring(lua_State *L)
     return 1;
 }
 
+/* node:map([offset [, length]]) -> {{start=, length=, depth=, present=,
+ * zero=, data=, offset=?, file=?}, ...}: bh_node_block_map's answers,
+ * unmerged, with qemu-img map's key names (offset and file only where the
+ * bytes have a host offset). */
+static int node_map(lua_State *L)
+{
+    BhNode *bs = bh_lua_checknode(L, 1);
+    int64_t size = bh_node_size(bs);
+    uint64_t off = lua_isnoneornil(L, 2) ? 0 : bh_lua_check_u64(L, 2, "offset");
+    uint64_t len;
+    lua_Integer n = 0;
+    GError *err = NULL;
+
+    if (lua_isnoneornil(L, 3))
+        len = size >= 0 && off < (uint64_t)size ? (uint64_t)size - off : 0;
+    else
+        len = bh_lua_check_u64(L, 3, "length");
+    if (size >= 0 && (off > (uint64_t)size || len > (uint64_t)size - off)) {
+        uint64_t pnum;
+        BhMapEntry e;
+        int r = bh_node_block_map(bs, off, len, &pnum, &e, &err);
+        return node_fail(L, r < 0 ? r : -EINVAL, err, "block map");
+    }
+    lua_newtable(L);
+    while (len > 0) {
+        uint64_t pnum = 0;
+        BhMapEntry e;
+        int r = bh_node_block_map(bs, off, len, &pnum, &e, &err);
+        if (r < 0)
+            return node_fail(L, r, err, "block map");
+        lua_createtable(L, 0, 8);
+        lua_pushinteger(L, (lua_Integer)off);
+        lua_setfield(L, -2, "start");
+        lua_pushinteger(L, (lua_Integer)pnum);
+        lua_setfield(L, -2, "length");
+        lua_pushinteger(L, (lua_Integer)e.depth);
+        lua_setfield(L, -2, "depth");
+        lua_pushboolean(L, e.present);
+        lua_setfield(L, -2, "present");
+        lua_pushboolean(L, (e.flags & BH_MAP_ZERO) != 0);
+        lua_setfield(L, -2, "zero");
+        lua_pushboolean(L, (e.flags & BH_MAP_DATA) != 0);
+        lua_setfield(L, -2, "data");
+        if (e.flags & BH_MAP_OFFSET) {
+            lua_pushinteger(L, (lua_Integer)e.offset);
+            lua_setfield(L, -2, "offset");
+            lua_pushstring(L, bh_node_filename(e.file));
+            lua_setfield(L, -2, "file");
+        }
+        lua_rawseti(L, -2, ++n);
+        off += pnum;
+        len -= pnum;
+    }
+    return 1;
+}
+
 static const luaL_Reg node_methods[] = {
     { "read", node_read },
     { "write", node_write },
@@ -285,6 +341,7 @@ static const luaL_Reg node_methods[] = {
     { "zero", node_zero },
     { "size", node_size },
     { "extents", node_extents },
+    { "map", node_map },
     { "info", node_info },
     { "filename", node_filename },
     { "format", node_format },

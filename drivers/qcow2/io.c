@@ -473,20 +473,33 @@ int qcow2_flush(BhNode *bs, GError **errp)
     return ret;
 }
 
-int qcow2_block_status(BhNode *bs, uint64_t offset, uint64_t len,
-                       uint64_t *pnum, uint32_t *status, GError **errp)
+/* The L2 entry mapping offset, and in *pnum how many bytes from offset
+ * (at most len) map the same way. */
+static int block_lookup(Qcow2State *s, uint64_t offset, uint64_t len,
+                        uint64_t *l2e, uint64_t *pnum, GError **errp)
 {
-    Qcow2State *s = state(bs);
-    uint64_t l2e, n, in = offset & (s->cluster_size - 1);
-    int64_t blen;
+    uint64_t n, in = offset & (s->cluster_size - 1);
     int ret;
 
     g_mutex_lock(&s->lock);
-    ret = qcow2_get_l2e_locked(s, offset, len, &l2e, &n, errp);
+    ret = qcow2_get_l2e_locked(s, offset, len, l2e, &n, errp);
     g_mutex_unlock(&s->lock);
     if (ret < 0)
         return ret;
     *pnum = MIN(len, n * s->cluster_size - in);
+    return 0;
+}
+
+int qcow2_block_status(BhNode *bs, uint64_t offset, uint64_t len,
+                       uint64_t *pnum, uint32_t *status, GError **errp)
+{
+    Qcow2State *s = state(bs);
+    uint64_t l2e;
+    int64_t blen;
+    int ret = block_lookup(s, offset, len, &l2e, pnum, errp);
+
+    if (ret < 0)
+        return ret;
     switch (qcow2_entry_type(s, l2e)) {
     case QCOW2_NORMAL:
     case QCOW2_COMPRESSED:
@@ -509,4 +522,78 @@ int qcow2_block_status(BhNode *bs, uint64_t offset, uint64_t len,
     return bh_node_block_status(s->backing, offset,
                                 MIN(*pnum, (uint64_t)blen - offset), pnum,
                                 status, errp);
+}
+
+/* Whether clusters in use outnumber what the host really stores by more
+ * than a ninth (and two): then data clusters may be holes on the host
+ * (metadata preallocation, or a copy made sparse), and block_map asks
+ * the file about them.  The test QEMU makes, so that map agrees. */
+static bool looks_preallocated(Qcow2State *s)
+{
+    int64_t flen, alloc;
+    uint64_t real, threshold, used = 0, end;
+
+    if (s->prealloc_checked)
+        return s->prealloc;
+    s->prealloc_checked = true;
+    flen = bh_node_size(s->file);
+    alloc = bh_node_allocated_size(s->file);
+    if (flen < 0 || alloc < 0)
+        return false;
+    real = (uint64_t)alloc >> s->cluster_bits;
+    threshold = MAX(real * 10 / 9, real + 2);
+    end = ((uint64_t)flen + s->cluster_size - 1) >> s->cluster_bits;
+    g_mutex_lock(&s->lock);
+    for (uint64_t c = 0; c < end && used <= threshold; c++) {
+        uint64_t rc = 0;
+        if (qcow2_get_refcount_locked(s, c, &rc, NULL) < 0)
+            break;
+        if (rc)
+            used++;
+    }
+    g_mutex_unlock(&s->lock);
+    s->prealloc = used > threshold;
+    return s->prealloc;
+}
+
+/* This layer's mapping alone, for bh_node_block_map: data clusters (and
+ * preallocated zero clusters) give their host offset, compressed ones
+ * none (their bytes are not where a reader could take them), and
+ * unallocated ones are left to the core, which looks at the backing file. */
+int qcow2_block_map(BhNode *bs, uint64_t offset, uint64_t len,
+                    uint64_t *pnum, uint32_t *flags, uint64_t *map,
+                    BhNode **file, GError **errp)
+{
+    Qcow2State *s = state(bs);
+    uint64_t l2e, in = offset & (s->cluster_size - 1);
+    int ret = block_lookup(s, offset, len, &l2e, pnum, errp);
+
+    if (ret < 0)
+        return ret;
+    *flags = 0;
+    switch (qcow2_entry_type(s, l2e)) {
+    case QCOW2_NORMAL:
+        *flags = BH_MAP_DATA;
+        if (looks_preallocated(s))
+            *flags |= BH_MAP_RECURSE;
+        break;
+    case QCOW2_COMPRESSED:
+        *flags = BH_MAP_DATA;
+        return 0;
+    case QCOW2_ZERO_ALLOC:
+        /* A run of these need not be contiguous on the host: one cluster
+         * at a time, so the offset is right for all of *pnum. */
+        *pnum = MIN(len, s->cluster_size - in);
+        *flags = BH_MAP_ZERO;
+        break;
+    case QCOW2_ZERO_PLAIN:
+        *flags = BH_MAP_ZERO;
+        return 0;
+    case QCOW2_UNALLOCATED:
+        return 0;
+    }
+    *flags |= BH_MAP_OFFSET;
+    *map = (l2e & L2E_OFFSET_MASK) + in;
+    *file = s->file;
+    return 0;
 }

@@ -57,13 +57,20 @@ static int read_u64_table(Qcow2State *s, uint64_t offset, uint64_t n,
     return 0;
 }
 
+/* The backing file name relative to the image's folder, spelled as QEMU
+ * spells it (the image name up to its last '/', then the backing name: no
+ * "./" for an image in the current folder), since `blkhost map` prints
+ * it where qemu-img map does. */
 static char *backing_path(Qcow2State *s)
 {
-    g_autofree char *dir = NULL;
+    const char *image = bh_node_filename(s->file);
+    const char *slash = strrchr(image, '/');
     if (g_path_is_absolute(s->backing_file) || strstr(s->backing_file, "://"))
         return g_strdup(s->backing_file);
-    dir = g_path_get_dirname(bh_node_filename(s->file));
-    return g_build_filename(dir, s->backing_file, NULL);
+    if (!slash)
+        return g_strdup(s->backing_file);
+    return g_strdup_printf("%.*s%s", (int)(slash - image + 1), image,
+                           s->backing_file);
 }
 
 static int open_backing(Qcow2State *s, BhOpts *opts, GError **errp)
@@ -259,6 +266,7 @@ static const BhDriver qcow2_driver = {
     .discard = qcow2_discard,
     .write_zeroes = qcow2_write_zeroes,
     .block_status = qcow2_block_status,
+    .block_map = qcow2_block_map,
     .info = qcow2_info,
     .create = qcow2_create,
     .snapshot_list = qcow2_snapshot_list,

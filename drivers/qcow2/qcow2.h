@@ -198,6 +198,11 @@ struct Qcow2State {
     Qcow2Cache *l2_cache;
     Qcow2Cache *rb_cache;
 
+    /* block_map: whether the image looks preallocated (more clusters in
+     * use than the host holds), decided on first use, as QEMU does. */
+    bool prealloc_checked;
+    bool prealloc;
+
     uint64_t free_hint;           /* first cluster index maybe free */
     bool lazy;                    /* lazy refcounts in effect */
     bool header_touched;          /* dirty bit / autoclear done */
@@ -343,6 +348,9 @@ int qcow2_flush(BhNode *bs, GError **errp);
 int qcow2_discard(BhNode *bs, uint64_t offset, uint64_t len, GError **errp);
 int qcow2_write_zeroes(BhNode *bs, uint64_t offset, uint64_t len,
                        uint32_t flags, GError **errp);
+int qcow2_block_map(BhNode *bs, uint64_t offset, uint64_t len,
+                    uint64_t *pnum, uint32_t *flags, uint64_t *map,
+                    BhNode **file, GError **errp);
 int qcow2_block_status(BhNode *bs, uint64_t offset, uint64_t len,
                        uint64_t *pnum, uint32_t *status, GError **errp);
 

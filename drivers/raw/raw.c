@@ -131,6 +131,20 @@ static int raw_block_status(BhNode *bs, uint64_t offset, uint64_t len,
                                 status, errp);
 }
 
+/* The bytes are the file's, shifted by the window: let the file say. */
+static int raw_block_map(BhNode *bs, uint64_t offset, uint64_t len,
+                         uint64_t *pnum, uint32_t *flags, uint64_t *map,
+                         BhNode **file, GError **errp)
+{
+    RawState *s = bh_node_get_opaque(bs);
+    (void)errp;
+    *pnum = len;
+    *flags = BH_MAP_RAW | BH_MAP_OFFSET;
+    *map = offset + s->offset;
+    *file = s->file;
+    return 0;
+}
+
 static int raw_truncate(BhNode *bs, uint64_t size, GError **errp)
 {
     RawState *s = bh_node_get_opaque(bs);
@@ -259,6 +273,7 @@ static const BhDriver raw_driver = {
     .discard = raw_discard,
     .write_zeroes = raw_write_zeroes,
     .block_status = raw_block_status,
+    .block_map = raw_block_map,
     .truncate = raw_truncate,
     .info = raw_info,
     .get_allocated_size = raw_get_allocated_size,

@@ -8,6 +8,7 @@
 
 local bh = require "blkhost"
 local cli = require "blkhost.cli"
+local createopts = require "blkhost.createopts"
 
 local USAGE = [==[
 Usage: blkhost create [-f FMT] [-o OPTIONS] [-b BACKING -F BACKING_FMT] [-u] FILE [SIZE]
@@ -26,52 +27,6 @@ is checked before FILE is created or emptied.
   -q, --quiet              print nothing on success
   -h, --help               this text
 ]==]
-
--- Split "k=v,k2=v2" into opts (",," is a comma).  Returns true when the
--- list asks for help ("help" or "?" as a word), as qemu-img's -o does.
-local function split_opts(str, into, order)
-  local help = false
-  local s = str:gsub(",,", "\0")
-  for item in s:gmatch("[^,]+") do
-    item = item:gsub("%z", ",")
-    local k, v = item:match("^([^=]+)=(.*)$")
-    if item == "help" or item == "?" then
-      help = true
-    elseif not k then
-      cli.usage_error("option '" .. item .. "' is not key=value")
-    else
-      if into[k] == nil then order[#order + 1] = k end
-      into[k] = v
-    end
-  end
-  return help
-end
-
--- `-o help`, laid out as qemu-img lays it out: with a FILE the protocol's
--- options join the format's, sorted by name.
-local function print_help(format, file)
-  local list, seen = {}, {}
-  local function add(opts)
-    for _, o in ipairs(opts) do
-      if not seen[o.name] then
-        seen[o.name] = true
-        list[#list + 1] = o
-      end
-    end
-  end
-  add(bh.create_options(format))
-  if file then add(bh.create_options("file")) end
-  table.sort(list, function(a, b) return a.name < b.name end)
-  print(file and "Supported options:" or
-        string.format("Supported %s options:", format))
-  for _, o in ipairs(list) do
-    print(string.format("  %-22s - %s", o.name .. "=<" .. o.type .. ">", o.help))
-  end
-  if not file then
-    print("\nThe protocol level may support further options.\n" ..
-          "Specify the target filename to include those options.")
-  end
-end
 
 -- A backing file name is relative to the image's folder, as the image
 -- will resolve it.
@@ -100,15 +55,6 @@ local function refuse_unnamed_backing(file, backing, unsafe)
   cli.fail(msg .. "\nDetected format of " .. format .. ".")
 end
 
-local function takes_backing(format)
-  local ok, list = pcall(bh.create_options, format)
-  if not ok then return true end -- let bh.create name the real problem
-  for _, o in ipairs(list) do
-    if o.name == "backing_file" then return true end
-  end
-  return false
-end
-
 return cli.run("create", USAGE, function(args)
   local o, rest = cli.parse(args, {
     { "f", "format", arg = "FMT" },
@@ -122,10 +68,10 @@ return cli.run("create", USAGE, function(args)
   local opts, order = {}, {}
   local help = false
   for _, s in ipairs(o.options or {}) do
-    help = split_opts(s, opts, order) or help
+    help = createopts.split(s, opts, order) or help
   end
   if help then
-    print_help(format, rest[1])
+    createopts.print_help(format, rest[1])
     return 0
   end
 
@@ -158,7 +104,7 @@ return cli.run("create", USAGE, function(args)
     set("size", bytes)
   end
   local backing = opts.backing_file or opts.backing
-  if backing and not takes_backing(format) then
+  if backing and not createopts.takes_backing(format) then
     cli.fail(string.format("%s: Backing file not supported for file format '%s'",
                            file, format))
   end

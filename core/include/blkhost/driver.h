@@ -136,6 +136,21 @@ typedef struct BhDriver {
      * by an entry whose name is NULL.  Optional. */
     const BhCreateOption *create_options;
 
+    /* Where [offset, offset+*pnum) of this layer alone lives, for
+     * bh_node_block_map() (`blkhost map`).  Unlike block_status it never
+     * looks into a backing file: an area it does not hold gets neither
+     * BH_MAP_DATA nor BH_MAP_ZERO and the core asks the backing child.
+     * With BH_MAP_OFFSET, *map is the offset in *file (a borrowed child)
+     * holding the bytes; with BH_MAP_RAW too the core asks *file at *map
+     * instead (a format that passes bytes through, as raw); with
+     * BH_MAP_RECURSE on data with an offset, the core asks *file whether
+     * those bytes are a hole and then reports them as zeros too (QEMU
+     * does so for images that look preallocated).  Optional:
+     * without it the core derives the answer from block_status. */
+    int (*block_map)(BhNode *bs, uint64_t offset, uint64_t len,
+                     uint64_t *pnum, uint32_t *flags, uint64_t *map,
+                     BhNode **file, GError **errp);
+
     /* New callbacks go here, at the end. */
 } BhDriver;
 
