@@ -67,19 +67,16 @@ static size_t slot_of(Qcow2Cache *c, const void *table)
 static int cache_write_slot(Qcow2Cache *c, size_t i, GError **errp)
 {
     Qcow2State *s = c->s;
-    const char *what;
+    unsigned self = c == s->l2_cache ? QCOW2_OL_ACTIVE_L2 :
+                    QCOW2_OL_REFCOUNT_BLOCK;
     int ret;
 
-    /* Last line of defence against writing a table over the header, the
-     * L1 or the refcount table because of a corrupt pointer. */
-    what = qcow2_metadata_overlap(s, c->slots[i].offset, s->cluster_size);
-    if (what) {
-        qcow2_mark_corrupt_locked(s, NULL);
-        return bh_error_set(errp, EIO, "qcow2: refusing to write %s at "
-                            "offset 0x%" G_GINT64_MODIFIER "x over the %s; "
-                            "image marked corrupt", c->what,
-                            c->slots[i].offset, what);
-    }
+    /* Last line of defence against writing a table over other metadata
+     * because of a corrupt pointer or refcount (overlap.c). */
+    ret = qcow2_overlap_refuse_locked(s, self, c->slots[i].offset,
+                                      s->cluster_size, c->what, errp);
+    if (ret < 0)
+        return ret;
     ret = bh_node_pwrite(s->file, slot_data(c, i), c->slots[i].offset,
                          s->cluster_size, 0, errp);
     if (ret < 0)

@@ -47,7 +47,7 @@ static int corrupt(Qcow2State *s, GError **errp, const char *fmt, ...)
     va_start(ap, fmt);
     msg = g_strdup_vprintf(fmt, ap);
     va_end(ap);
-    qcow2_mark_corrupt_locked(s, NULL);
+    qcow2_mark_corrupt_locked(s, msg);
     return bh_error_set(errp, EIO, "qcow2: %s%s", msg,
                         was_ro ? "" : "; image marked corrupt");
 }
@@ -58,6 +58,7 @@ int qcow2_check_l2_entry(Qcow2State *s, uint64_t guest, uint64_t l2e,
 {
     Qcow2ClusterType t = qcow2_entry_type(s, l2e);
     uint64_t off = l2e & L2E_OFFSET_MASK, end;
+    int hit;
 
     if (t == QCOW2_UNALLOCATED)
         return 0;
@@ -86,10 +87,14 @@ int qcow2_check_l2_entry(Qcow2State *s, uint64_t guest, uint64_t l2e,
                             PRIx64 " points at host offset 0x%" PRIx64
                             ", past the end of the file (%" PRIu64 " bytes)",
                             guest, off, end);
-    if (qcow2_metadata_overlap(s, off, s->cluster_size))
+    /* On every lookup, reads included: only the sections that cost no
+     * table scan.  In-place writes check everything (io.c). */
+    hit = qcow2_overlap_check(s, QCOW2_OL_ACTIVE_L2 | QCOW2_OL_REFCOUNT_BLOCK,
+                              off, s->cluster_size);
+    if (hit)
         return corrupt(s, errp, "L2 entry for guest offset 0x%" PRIx64
                        " points at the %s (0x%" PRIx64 ")", guest,
-                       qcow2_metadata_overlap(s, off, s->cluster_size), off);
+                       qcow2_overlap_name(hit), off);
     return 0;
 }
 
@@ -97,7 +102,8 @@ static int check_l2_table(Qcow2State *s, uint64_t l1_index, uint64_t l1e,
                           GError **errp)
 {
     uint64_t off = l1e & L1E_OFFSET_MASK;
-    const char *what;
+    bool cached;
+    int hit;
 
     if (l1e & L1E_RESERVED)
         return corrupt(s, errp, "L1 entry %" PRIu64 " (0x%" PRIx64 ") has "
@@ -105,19 +111,18 @@ static int check_l2_table(Qcow2State *s, uint64_t l1_index, uint64_t l1e,
     if (off & (s->cluster_size - 1))
         return corrupt(s, errp, "L1 entry %" PRIu64 " points at unaligned "
                        "offset 0x%" PRIx64, l1_index, off);
-    what = qcow2_metadata_overlap(s, off, s->cluster_size);
-    if (what)
+    /* Refcount blocks take a scan of the refcount table: check them only
+     * when the table is about to be loaded, not on every lookup. */
+    cached = qcow2_cache_contains(s->l2_cache, off);
+    hit = qcow2_overlap_check(s, QCOW2_OL_ACTIVE_L2 |
+                              (cached ? QCOW2_OL_REFCOUNT_BLOCK : 0),
+                              off, s->cluster_size);
+    if (hit)
         return corrupt(s, errp, "L1 entry %" PRIu64 " points at the %s "
-                       "(0x%" PRIx64 ")", l1_index, what, off);
-    /* Refcount blocks are scattered: check them only when the table is
-     * about to be loaded, not on every lookup. */
-    if (qcow2_cache_contains(s->l2_cache, off))
+                       "(0x%" PRIx64 ")", l1_index, qcow2_overlap_name(hit),
+                       off);
+    if (cached)
         return 0;
-    for (uint64_t i = 0; i < s->reftable_size; i++)
-        if ((s->reftable[i] & REFT_OFFSET_MASK) == off)
-            return corrupt(s, errp, "L1 entry %" PRIu64 " points at refcount "
-                           "block %" PRIu64 " (0x%" PRIx64 ")", l1_index, i,
-                           off);
     if (off + s->cluster_size > file_end(s))
         return bh_error_set(errp, EIO, "qcow2: L1 entry %" PRIu64 " points at"
                             " 0x%" PRIx64 ", past the end of the file (%"
@@ -195,9 +200,16 @@ static int write_l1_entry(Qcow2State *s, uint64_t l1_index, uint64_t v,
     int ret;
 
     qcow2_put_be64(be, v);
-    ret = bh_node_pwrite(s->file, be, s->l1_offset + l1_index * 8, 8, 0, errp);
+    ret = qcow2_overlap_refuse_locked(s, QCOW2_OL_ACTIVE_L1,
+                                      s->l1_offset + l1_index * 8, 8,
+                                      "an L1 table entry", errp);
     if (ret == 0)
+        ret = bh_node_pwrite(s->file, be, s->l1_offset + l1_index * 8, 8, 0,
+                             errp);
+    if (ret == 0) {
+        qcow2_overlap_entry_set(s, true, s->l1[l1_index], v);
         s->l1[l1_index] = v;
+    }
     return ret;
 }
 
@@ -232,7 +244,11 @@ static int l2_make_writable(Qcow2State *s, uint64_t l1_index, GError **errp)
     new_off = qcow2_alloc_clusters_locked(s, 1, errp);
     if (new_off < 0)
         return (int)new_off;
-    ret = bh_node_pwrite(s->file, copy, new_off, s->cluster_size, 0, errp);
+    ret = qcow2_overlap_refuse_locked(s, 0, new_off, s->cluster_size,
+                                      "a new L2 table", errp);
+    if (ret == 0)
+        ret = bh_node_pwrite(s->file, copy, new_off, s->cluster_size, 0,
+                             errp);
     if (ret == 0)
         ret = qcow2_l2_before_write(s, errp);
     if (ret == 0)

@@ -83,10 +83,17 @@ static int read_extensions(Qcow2State *s, const uint8_t *cl, uint64_t start,
             g_free(s->data_file_name);
             s->data_file_name = g_strndup((const char *)data, len);
             break;
+        case QCOW2_EXT_BITMAPS: {
+            /* Listed by info; their autoclear bit is cleared before the
+             * first write (bitmaps.c). */
+            int ret = qcow2_read_bitmaps(s, pos, len, data, errp);
+            if (ret < 0)
+                return ret;
+            break;
+        }
         default:
-            /* Bitmaps (their autoclear bit is cleared before the first
-             * write), encryption pointers and unknown extensions stay
-             * untouched in the file. */
+            /* Encryption pointers and unknown extensions stay untouched
+             * in the file. */
             break;
         }
         pos += 8 + qcow2_align_up(len, 8);
@@ -390,15 +397,19 @@ int qcow2_prepare_first_write_locked(Qcow2State *s, GError **errp)
     uint8_t zero[8] = { 0 };
     int ret;
 
+    /* Checked on every write: once an overlap marked the image corrupt,
+     * nothing more goes to it in this open, as in QEMU. */
+    if (s->incompat & QCOW2_INCOMPAT_CORRUPT)
+        return bh_error_set(errp, EIO, "qcow2: %s: the image is marked "
+                            "corrupt; writes refused",
+                            bh_node_filename(s->file));
     if (s->header_touched)
         return 0;
-    if (s->incompat & QCOW2_INCOMPAT_CORRUPT)
-        return bh_error_set(errp, EIO, "qcow2: the image is marked corrupt; "
-                            "writes refused");
     if (s->version >= 3 && s->autoclear) {
         ret = qcow2_header_write_field(s, QH_AUTOCLEAR, zero, 8, errp);
         if (ret < 0)
             return ret;
+        qcow2_bitmaps_dropped(s);
         s->autoclear = 0;
     }
     if (s->lazy) {
@@ -408,47 +419,4 @@ int qcow2_prepare_first_write_locked(Qcow2State *s, GError **errp)
     }
     s->header_touched = true;
     return 0;
-}
-
-int qcow2_mark_corrupt_locked(Qcow2State *s, GError **errp)
-{
-    if (s->readonly) {
-        s->incompat |= QCOW2_INCOMPAT_CORRUPT;
-        return 0;
-    }
-    g_warning("qcow2: %s: metadata overlap or corruption found; marking the "
-              "image corrupt", bh_node_filename(s->file));
-    if (s->version < 3) {
-        s->incompat |= QCOW2_INCOMPAT_CORRUPT;
-        return 0;
-    }
-    return qcow2_header_set_incompat(s, QCOW2_INCOMPAT_CORRUPT, true, errp);
-}
-
-static bool ranges_meet(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
-{
-    return alen && blen && a < b + blen && b < a + alen;
-}
-
-/* Which fixed metadata structure [offset, offset+bytes) would hit, if any.
- * Cheap enough for every table write; refcount blocks are checked by the
- * callers that load tables (cluster.c). */
-const char *qcow2_metadata_overlap(Qcow2State *s, uint64_t offset,
-                                   uint64_t bytes)
-{
-    uint64_t cs = s->cluster_size;
-
-    if (ranges_meet(offset, bytes, 0, cs))
-        return "header";
-    if (ranges_meet(offset, bytes, s->l1_offset,
-                    qcow2_align_up((uint64_t)s->l1_size * 8, cs)))
-        return "active L1 table";
-    if (ranges_meet(offset, bytes, s->reftable_offset,
-                    (uint64_t)s->reftable_clusters * cs))
-        return "refcount table";
-    if (s->nb_snapshots &&
-        ranges_meet(offset, bytes, s->snapshots_offset,
-                    qcow2_align_up(s->snapshots_bytes, cs)))
-        return "snapshot table";
-    return NULL;
 }

@@ -283,9 +283,15 @@ static int64_t write_step(Qcow2State *s, const uint8_t *data, uint64_t offset,
             goto out;
         if (qcow2_entry_type(s, l2e) == QCOW2_NORMAL &&
             (l2e & QCOW_OFLAG_COPIED)) {
-            int epoch = qcow2_io_begin_locked(s);
-            g_mutex_unlock(&s->lock);
+            int epoch;
             chunk = MIN(len, n * cs - in);
+            /* Guest data in place: the cluster must hold no metadata. */
+            ret = qcow2_overlap_refuse_locked(s, 0, (l2e & L2E_OFFSET_MASK) +
+                                              in, chunk, "guest data", errp);
+            if (ret < 0)
+                goto out;
+            epoch = qcow2_io_begin_locked(s);
+            g_mutex_unlock(&s->lock);
             ret = bh_node_pwrite(s->file, data, (l2e & L2E_OFFSET_MASK) + in,
                                  chunk, 0, errp);
             qcow2_io_end(s, epoch);
@@ -455,7 +461,14 @@ int qcow2_flush(BhNode *bs, GError **errp)
     if (s->readonly)
         return 0;
     g_mutex_lock(&s->lock);
-    ret = qcow2_meta_flush_locked(s, errp);
+    /* Marked corrupt while open: the cached tables are not written (they
+     * may be what the check stopped), so nothing pending is durable. */
+    if (s->incompat & QCOW2_INCOMPAT_CORRUPT)
+        ret = bh_error_set(errp, EIO, "qcow2: %s: the image was marked "
+                           "corrupt; not flushing its metadata",
+                           bh_node_filename(s->file));
+    else
+        ret = qcow2_meta_flush_locked(s, errp);
     g_mutex_unlock(&s->lock);
     return ret;
 }

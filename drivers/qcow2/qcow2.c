@@ -27,6 +27,8 @@ static void qcow2_state_free(Qcow2State *s)
         g_free(s->snapshots[i].name);
     }
     g_free(s->snapshots);
+    qcow2_bitmaps_free(s);
+    qcow2_overlap_free(s);
     g_free(s->backing_file);
     g_free(s->backing_format);
     g_free(s->data_file_name);
@@ -181,7 +183,9 @@ static void qcow2_close(BhNode *bs)
 
     if (!s)
         return;
-    if (!s->readonly) {
+    /* An image marked corrupt during this open gets nothing more written,
+     * not even cached tables: they may be what the overlap check caught. */
+    if (!s->readonly && !(s->incompat & QCOW2_INCOMPAT_CORRUPT)) {
         g_mutex_lock(&s->lock);
         int ret = qcow2_meta_flush_locked(s, &err);
         if (ret == 0 && (s->incompat & QCOW2_INCOMPAT_DIRTY))
@@ -215,6 +219,22 @@ static void qcow2_info(BhNode *bs, BhInfo *info)
     bh_info_add_str(info, "compat", s->version >= 3 ? "1.1" : "0.10");
     bh_info_add_bool(info, "lazy-refcounts",
                      !!(s->compat & QCOW2_COMPAT_LAZY_REFCOUNTS));
+    /* Persistent bitmaps as flat keys bitmaps.N.{name,granularity,flags};
+     * `blkhost info` turns them into qemu-img's list. */
+    for (uint32_t i = 0; i < s->nb_bitmaps &&
+         (s->autoclear & QCOW2_AUTOCLEAR_BITMAPS); i++) {
+        const Qcow2Bitmap *b = &s->bitmaps[i];
+        g_autofree char *kn = g_strdup_printf("bitmaps.%u.name", i);
+        g_autofree char *kg = g_strdup_printf("bitmaps.%u.granularity", i);
+        g_autofree char *kf = g_strdup_printf("bitmaps.%u.flags", i);
+        g_autofree char *flags = g_strdup_printf("%s%s%s",
+            (b->flags & 1) ? "in-use" : "",
+            (b->flags & 3) == 3 ? "," : "", (b->flags & 2) ? "auto" : "");
+        bh_info_add_str(info, kn, b->name);
+        bh_info_add_int(info, kg, b->granularity_bits < 63 ?
+                        (int64_t)1 << b->granularity_bits : 0);
+        bh_info_add_str(info, kf, flags);
+    }
     bh_info_add_int(info, "refcount-bits", s->refcount_bits);
     if (s->backing_file)
         bh_info_add_str(info, "backing-filename", s->backing_file);

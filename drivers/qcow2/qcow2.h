@@ -38,6 +38,20 @@
 #define QCOW2_INCOMPAT_COMPRESSION (1ull << 3)
 #define QCOW2_INCOMPAT_EXTL2       (1ull << 4)
 #define QCOW2_COMPAT_LAZY_REFCOUNTS (1ull << 0)
+#define QCOW2_AUTOCLEAR_BITMAPS     (1ull << 0)
+
+/* Metadata sections for overlap checks (overlap.c); same bits as QEMU's
+ * QCOW2_OL_*.  QCOW2_OL_CACHED is what is checked: all but inactive L2. */
+#define QCOW2_OL_MAIN_HEADER      (1u << 0)
+#define QCOW2_OL_ACTIVE_L1        (1u << 1)
+#define QCOW2_OL_ACTIVE_L2        (1u << 2)
+#define QCOW2_OL_REFCOUNT_TABLE   (1u << 3)
+#define QCOW2_OL_REFCOUNT_BLOCK   (1u << 4)
+#define QCOW2_OL_SNAPSHOT_TABLE   (1u << 5)
+#define QCOW2_OL_INACTIVE_L1      (1u << 6)
+#define QCOW2_OL_INACTIVE_L2      (1u << 7)
+#define QCOW2_OL_BITMAP_DIRECTORY (1u << 8)
+#define QCOW2_OL_CACHED (0x1ffu & ~QCOW2_OL_INACTIVE_L2)
 
 /* Header extensions. */
 #define QCOW2_EXT_END          0x00000000u
@@ -92,6 +106,24 @@ typedef struct Qcow2Snapshot {
     char *id;
     char *name;
 } Qcow2Snapshot;
+
+/* A persistent dirty bitmap, as listed in the bitmap directory. */
+typedef struct Qcow2Bitmap {
+    char *name;
+    uint32_t granularity_bits;
+    uint32_t flags;               /* bit 0 in use, 1 auto */
+} Qcow2Bitmap;
+
+/* The cluster offsets a table (active L1, refcount table) points at,
+ * sorted, for overlap checks by binary search; rebuilt whenever the table
+ * array, its offset or its size differ from the key (see overlap.c). */
+typedef struct Qcow2OverlapIndex {
+    const uint64_t *table;        /* key */
+    uint64_t offset, size;        /* key */
+    bool valid;
+    uint64_t *sorted;
+    uint64_t n, cap;
+} Qcow2OverlapIndex;
 
 typedef struct Qcow2Cache Qcow2Cache;
 typedef struct Qcow2State Qcow2State;
@@ -171,6 +203,16 @@ struct Qcow2State {
     bool header_touched;          /* dirty bit / autoclear done */
     GArray *pending_free;         /* Qcow2PendingFree */
     GPtrArray *in_flight;         /* Qcow2InFlight* */
+
+    /* Persistent bitmaps (bitmaps.c): valid while autoclear bit 0 is set. */
+    uint64_t bitmap_dir_offset;
+    uint64_t bitmap_dir_size;
+    uint32_t nb_bitmaps;
+    Qcow2Bitmap *bitmaps;
+
+    /* overlap.c */
+    Qcow2OverlapIndex ol_l2, ol_rb;
+    bool corrupt_reported;        /* the stderr message is printed once */
 };
 
 static inline uint64_t qcow2_be64(const void *p)
@@ -208,9 +250,32 @@ int qcow2_header_write_field(Qcow2State *s, uint64_t offset,
 int qcow2_header_set_incompat(Qcow2State *s, uint64_t bits, bool set,
                               GError **errp);
 int qcow2_prepare_first_write_locked(Qcow2State *s, GError **errp);
-int qcow2_mark_corrupt_locked(Qcow2State *s, GError **errp);
+
+/* overlap.c, called with s->lock held: qcow2_overlap_check returns the
+ * QCOW2_OL_* bit of a section that [offset, offset+size) meets (sections
+ * in ignore skipped), or 0; it reads nothing.  qcow2_overlap_refuse_locked is what writers call: on
+ * a hit it marks the image corrupt and fails with -EIO, naming the image
+ * and the section.  qcow2_mark_corrupt_locked sets incompatible bit 1 and
+ * prints why on stderr (once per open). */
+int qcow2_overlap_check(Qcow2State *s, unsigned ignore, uint64_t offset,
+                        uint64_t size);
+int qcow2_overlap_refuse_locked(Qcow2State *s, unsigned ignore,
+                                uint64_t offset, uint64_t size,
+                                const char *what, GError **errp);
+int qcow2_mark_corrupt_locked(Qcow2State *s, const char *why);
+const char *qcow2_overlap_name(int section);
+void qcow2_overlap_entry_set(Qcow2State *s, bool l1, uint64_t old_entry,
+                             uint64_t new_entry);
+void qcow2_overlap_tables_replaced(Qcow2State *s);
+void qcow2_overlap_free(Qcow2State *s);
 const char *qcow2_metadata_overlap(Qcow2State *s, uint64_t offset,
                                    uint64_t bytes);
+
+/* bitmaps.c */
+int qcow2_read_bitmaps(Qcow2State *s, uint64_t ext_offset, uint64_t ext_len,
+                       const uint8_t *ext, GError **errp);
+void qcow2_bitmaps_free(Qcow2State *s);
+void qcow2_bitmaps_dropped(Qcow2State *s);
 
 /* io.c: host-cluster I/O outside the lock */
 int qcow2_io_begin_locked(Qcow2State *s);

@@ -111,7 +111,14 @@ static int write_reftable_entry(Qcow2State *s, uint64_t rt_index,
                                 uint64_t value, GError **errp)
 {
     uint8_t be[8];
+    int ret;
+
     qcow2_put_be64(be, value);
+    ret = qcow2_overlap_refuse_locked(s, QCOW2_OL_REFCOUNT_TABLE,
+                                      s->reftable_offset + rt_index * 8, 8,
+                                      "a refcount table entry", errp);
+    if (ret < 0)
+        return ret;
     return bh_node_pwrite(s->file, be, s->reftable_offset + rt_index * 8, 8,
                           0, errp);
 }
@@ -166,7 +173,10 @@ static int grow_reftable_locked(Qcow2State *s, uint64_t rt_index,
     for (uint64_t b = 0; b < nb; b++)
         qcow2_put_be64(table + (rt_index + b) * 8, (area + b) * cs);
 
-    ret = bh_node_pwrite(s->file, blocks, area * cs, nb * cs, 0, errp);
+    ret = qcow2_overlap_refuse_locked(s, 0, area * cs, (nb + nt) * cs,
+                                      "a new refcount table", errp);
+    if (ret == 0)
+        ret = bh_node_pwrite(s->file, blocks, area * cs, nb * cs, 0, errp);
     if (ret == 0)
         ret = bh_node_pwrite(s->file, table, (area + nb) * cs, nt * cs, 0,
                              errp);
@@ -201,8 +211,7 @@ static int create_refblock_locked(Qcow2State *s, uint64_t rt_index,
 {
     uint64_t cs = s->cluster_size, off;
     g_autofree uint8_t *block = NULL;
-    const char *what;
-    int ret;
+    int ret, hit;
 
     if (rt_index >= s->reftable_size) {
         ret = grow_reftable_locked(s, rt_index, errp);
@@ -214,12 +223,13 @@ static int create_refblock_locked(Qcow2State *s, uint64_t rt_index,
     off = (rt_index << s->rb_bits) * cs;
     if (off > L2E_OFFSET_MASK)
         return bh_error_set(errp, EFBIG, "qcow2: image file too large");
-    what = qcow2_metadata_overlap(s, off, cs);
-    if (what) {
-        qcow2_mark_corrupt_locked(s, NULL);
-        return bh_error_set(errp, EIO, "qcow2: refcount table entry %" PRIu64
-                            " is empty but its range holds the %s; image "
-                            "marked corrupt", rt_index, what);
+    hit = qcow2_overlap_check(s, 0, off, cs);
+    if (hit) {
+        g_autofree char *why = g_strdup_printf("refcount table entry %"
+            PRIu64 " is empty but its range holds the %s", rt_index,
+            qcow2_overlap_name(hit));
+        qcow2_mark_corrupt_locked(s, why);
+        return bh_error_set(errp, EIO, "qcow2: %s; image marked corrupt", why);
     }
     block = g_malloc0(cs);
     qcow2_rb_set(s, block, 0, 1);
@@ -230,6 +240,7 @@ static int create_refblock_locked(Qcow2State *s, uint64_t rt_index,
         ret = write_reftable_entry(s, rt_index, off, errp);
     if (ret < 0)
         return ret;
+    qcow2_overlap_entry_set(s, false, s->reftable[rt_index], off);
     s->reftable[rt_index] = off;
     return 0;
 }
@@ -314,6 +325,14 @@ int64_t qcow2_alloc_clusters_locked(Qcow2State *s, uint64_t n, GError **errp)
             return bh_error_set(errp, ENOSPC, "qcow2: no room left for "
                                 "%" PRIu64 " clusters", n);
     }
+    /* Free by its refcount, yet holding metadata: the refcounts are
+     * corrupt (a zeroed refcount block, say).  Refuse before anything
+     * changes, or the caller would write over that metadata. */
+    ret = qcow2_overlap_refuse_locked(s, 0, run_start * s->cluster_size,
+                                      n * s->cluster_size,
+                                      "newly allocated clusters", errp);
+    if (ret < 0)
+        return ret;
     for (uint64_t c = run_start; c < run_start + n; c++) {
         ret = qcow2_update_refcount_locked(s, c, 1, errp);
         if (ret < 0)

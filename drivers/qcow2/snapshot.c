@@ -22,8 +22,8 @@ static Qcow2State *state(BhNode *bs)
     return bh_node_get_opaque(bs);
 }
 
-static int read_l1(Qcow2State *s, uint64_t offset, uint32_t n,
-                   uint64_t **out, GError **errp)
+int qcow2_snapshot_read_l1(Qcow2State *s, uint64_t offset, uint32_t n,
+                           uint64_t **out, GError **errp)
 {
     uint64_t *t = g_new0(uint64_t, n ? n : 1);
     int ret = n ? bh_node_pread(s->file, t, offset, (size_t)n * 8, 0, errp)
@@ -86,8 +86,8 @@ static int check_writable(Qcow2State *s, GError **errp)
 }
 
 /* What every table-changing operation starts with, under s->lock: the
- * image must be writable, cached metadata on disk (the commit recounts
- * refcounts from what is on disk), and the current table read. */
+ * image must be writable, cached metadata on disk (the commit builds on
+ * the refcounts and tables on disk), and the current table read. */
 static int sn_begin_locked(Qcow2State *s, GArray **tp, GError **errp)
 {
     int ret = check_writable(s, errp);
@@ -101,9 +101,10 @@ static int sn_begin_locked(Qcow2State *s, GArray **tp, GError **errp)
 
 /*
  * Create: the new snapshot takes the active L1 table as it is on disk
- * (with the vmstate area), and the active image gets copies of its L2
- * tables below the vmstate area; the commit counts the refcounts and sets
- * COPIED.  See snapshot-commit.c for the order of the writes.
+ * (with the vmstate area), and the active image keeps the L2 tables below
+ * the vmstate area; the commit raises their refcounts and copies those
+ * whose COPIED flags must be cleared.  See snapshot-commit.c for the
+ * order of the writes.
  */
 int qcow2_snapshot_create(BhNode *bs, BhSnapshotInfo *info, GError **errp)
 {
@@ -179,7 +180,7 @@ static int find_or_fail(Qcow2State *s, GArray *t, const char *id_or_name,
 }
 
 /* Delete: the same active image, the table without the entry; whatever
- * only the snapshot used is free in the recounted refcounts. */
+ * only the snapshot used is free in the new refcounts. */
 int qcow2_snapshot_delete(BhNode *bs, const char *id_or_name, GError **errp)
 {
     Qcow2State *s = state(bs);
@@ -203,8 +204,9 @@ out:
     return ret;
 }
 
-/* Apply (revert): the active image becomes copies of the snapshot's L2
- * tables, at the snapshot's disk size; the table is unchanged. */
+/* Apply (revert): the active image takes the snapshot's L2 tables
+ * (shared, or copied where their COPIED flags are wrong), at the
+ * snapshot's disk size; the table is unchanged. */
 int qcow2_snapshot_apply(BhNode *bs, const char *id_or_name, GError **errp)
 {
     Qcow2State *s = state(bs);
@@ -230,7 +232,7 @@ int qcow2_snapshot_apply(BhNode *bs, const char *id_or_name, GError **errp)
         goto out;
     }
     n = MAX(need, e->l1_size);
-    ret = read_l1(s, e->l1_offset, e->l1_size, &l1, errp);
+    ret = qcow2_snapshot_read_l1(s, e->l1_offset, e->l1_size, &l1, errp);
     if (ret < 0)
         goto out;
     l1 = g_renew(uint64_t, l1, MAX(n, 1));
@@ -267,7 +269,7 @@ int qcow2_snapshot_open_option(Qcow2State *s, BhOpts *opts, GError **errp)
         return i;
     }
     e = &g_array_index(t, Qcow2SnEntry, i);
-    ret = read_l1(s, e->l1_offset, e->l1_size, &l1, errp);
+    ret = qcow2_snapshot_read_l1(s, e->l1_offset, e->l1_size, &l1, errp);
     if (ret == 0) {
         uint64_t per_l1 = s->cluster_size * s->l2_entries;
         if (e->disk_size > INT64_MAX ||
@@ -283,6 +285,7 @@ int qcow2_snapshot_open_option(Qcow2State *s, BhOpts *opts, GError **errp)
             s->l1_size = e->l1_size;
             s->l1_offset = e->l1_offset;
             s->size = e->disk_size;
+            qcow2_overlap_tables_replaced(s);
         }
     }
     qcow2_sn_table_free(t);

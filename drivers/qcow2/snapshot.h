@@ -34,14 +34,56 @@ GByteArray *qcow2_sn_table_serialize(GArray *t);
 void qcow2_sn_table_refresh(Qcow2State *s, GArray *t, uint64_t offset,
                             uint64_t bytes);
 
-/* snapshot-commit.c: switch to a new active L1 (copies of the L2 tables
- * src_l1 reaches, l1_n entries), virtual size new_size, snapshot table t
- * and freshly counted refcounts, in one header write. */
+/* snapshot-commit.c: switch to a new active L1 (l1_n entries reaching
+ * the L2 tables src_l1 reaches, copied where their COPIED flags change),
+ * virtual size new_size, snapshot table t and the refcounts that follow,
+ * in one header write; then give back what only the old state used. */
 int qcow2_snapshot_commit_locked(Qcow2State *s, const uint64_t *src_l1,
                                  uint64_t l1_n, uint64_t new_size, GArray *t,
                                  GError **errp);
 
+/* snapshot-refs.c: the refcounts a commit switches to, as copies of the
+ * refcount blocks that change; new clusters come from those free in both
+ * the committed and the new refcounts. */
+typedef struct Qcow2NewRefs Qcow2NewRefs;
+/* from_scratch: counts start at 0, not at the committed refcounts (the
+ * refcount rebuild of a dirty image). */
+Qcow2NewRefs *qcow2_new_refs_new(Qcow2State *s, bool from_scratch);
+void qcow2_new_refs_free(Qcow2NewRefs *r);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(Qcow2NewRefs, qcow2_new_refs_free)
+int qcow2_new_refs_add(Qcow2NewRefs *r, uint64_t offset, uint64_t bytes,
+                       int64_t delta, GError **errp);
+/* The counting walks: an L1 table (read from the file unless mem holds
+ * it, host endian) or an L2 table, with everything they reach, each
+ * reference checked to lie inside the file. */
+int qcow2_new_refs_check_l1e(Qcow2NewRefs *r, uint64_t i, uint64_t e,
+                             GError **errp);
+int qcow2_new_refs_count_l2(Qcow2NewRefs *r, uint64_t l2_off, int64_t delta,
+                            GError **errp);
+int qcow2_new_refs_count_l1(Qcow2NewRefs *r, uint64_t offset, uint32_t n,
+                            const uint64_t *mem, int64_t delta,
+                            GError **errp);
+int qcow2_new_refs_get(Qcow2NewRefs *r, uint64_t cluster, uint64_t *v,
+                       GError **errp);
+/* n contiguous clusters, counted once; the byte offset of the first. */
+int64_t qcow2_new_refs_alloc(Qcow2NewRefs *r, uint64_t n, GError **errp);
+/* Last: free the committed refcount table, place the changed blocks and a
+ * new table. */
+int qcow2_new_refs_place(Qcow2NewRefs *r, GError **errp);
+/* Write the changed blocks and the new table (the caller flushes). */
+int qcow2_new_refs_write(Qcow2NewRefs *r, GError **errp);
+uint64_t qcow2_new_refs_table_offset(Qcow2NewRefs *r, uint32_t *clusters);
+/* Once the header switch is on disk: punch out and cut off what only the
+ * old state used, make the new table s->reftable; the lowest cluster
+ * freed (UINT64_MAX: none). */
+uint64_t qcow2_new_refs_switched(Qcow2NewRefs *r);
+/* Instead, on failure before the switch: cut what went past the end. */
+void qcow2_new_refs_abandon(Qcow2NewRefs *r);
+
 /* snapshot.c */
+/* An L1 table of n entries at offset, host endian (free with g_free). */
+int qcow2_snapshot_read_l1(Qcow2State *s, uint64_t offset, uint32_t n,
+                           uint64_t **out, GError **errp);
 int qcow2_snapshot_list(BhNode *bs, GPtrArray *out, GError **errp);
 int qcow2_snapshot_create(BhNode *bs, BhSnapshotInfo *info, GError **errp);
 int qcow2_snapshot_apply(BhNode *bs, const char *id_or_name, GError **errp);

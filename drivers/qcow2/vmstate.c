@@ -73,6 +73,7 @@ int qcow2_grow_l1_locked(Qcow2State *s, uint64_t n, GError **errp)
     memset(s->l1 + s->l1_size, 0, (n - s->l1_size) * 8);
     s->l1_size = (uint32_t)n;
     s->l1_offset = (uint64_t)off;
+    qcow2_overlap_tables_replaced(s);
     qcow2_free_later_locked(s, old_off,
                             qcow2_align_up(MAX(old_size, 1) * 8,
                                            s->cluster_size));

@@ -4,7 +4,9 @@
 -- The image is opened read-only.  --partitions prints its partition table
 -- instead (blkhost.parttable does the formatting).  The text output follows qemu-img info's
 -- layout and the JSON output its key names ("filename", "format",
--- "virtual-size", "actual-size", then the driver's own keys).
+-- "virtual-size", "actual-size", then the driver's own keys).  qcow2
+-- persistent bitmaps print as qemu-img's "bitmaps:" list, and the JSON of
+-- a qcow2 image also carries qemu-img's "format-specific" object.
 
 local bh = require "blkhost"
 local cli = require "blkhost.cli"
@@ -59,6 +61,33 @@ local function split_opts(str, into)
   end
 end
 
+-- Persistent bitmaps come from the driver as flat keys
+-- bitmaps.N.name / .granularity / .flags (comma separated); qemu-img shows
+-- them as a list of {flags, name, granularity}.
+local function bitmap_key(k)
+  local i, field = k:match("^bitmaps%.(%d+)%.(%a+)$")
+  return i and tonumber(i) + 1, field
+end
+
+local function bitmaps(info, keys)
+  local list = {}
+  for _, k in ipairs(keys) do
+    local i, field = bitmap_key(k)
+    if i then
+      list[i] = list[i] or { flags = json.array({}) }
+      if field == "flags" then
+        for f in info[k]:gmatch("[^,]+") do table.insert(list[i].flags, f) end
+      else
+        list[i][field] = info[k]
+      end
+    end
+  end
+  for i, b in ipairs(list) do
+    list[i] = json.object(b, { "flags", "name", "granularity" })
+  end
+  return list
+end
+
 local function show(v)
   if type(v) == "boolean" then return v and "true" or "false" end
   return tostring(v)
@@ -96,7 +125,23 @@ local function human(info, keys)
         out[#out + 1] = "Format specific information:"
         heading = true
       end
-      out[#out + 1] = "    " .. k:gsub("-", " ") .. ": " .. show(info[k])
+      if bitmap_key(k) then
+        if not shown.bitmaps then
+          shown.bitmaps = true
+          out[#out + 1] = "    bitmaps:"
+          for i, b in ipairs(bitmaps(info, keys)) do
+            out[#out + 1] = string.format("        [%d]:", i - 1)
+            out[#out + 1] = "            flags:"
+            for j, f in ipairs(b.flags) do
+              out[#out + 1] = string.format("                [%d]: %s", j - 1, f)
+            end
+            out[#out + 1] = "            name: " .. b.name
+            out[#out + 1] = "            granularity: " .. show(b.granularity)
+          end
+        end
+      else
+        out[#out + 1] = "    " .. k:gsub("-", " ") .. ": " .. show(info[k])
+      end
     end
   end
   return table.concat(out, "\n") .. "\n"
@@ -108,7 +153,14 @@ local function as_json(info, keys)
   local known = {}
   for _, k in ipairs(order) do known[k] = true end
   for _, k in ipairs(keys) do
-    if not HIDDEN[k] then
+    if bitmap_key(k) then
+      k = "bitmaps"
+      t[k] = t[k] or bitmaps(info, keys)
+      if not known[k] then
+        order[#order + 1] = k
+        known[k] = true
+      end
+    elseif not HIDDEN[k] then
       local name = JSON_NAMES[k] or k
       t[name] = info[k]
       if not known[name] then
@@ -116,6 +168,26 @@ local function as_json(info, keys)
         known[name] = true
       end
     end
+  end
+  -- qcow2 facts also where qemu-img puts them, so that scripts written
+  -- for `qemu-img info --output=json` find them.
+  if info.format == "qcow2" then
+    local v3 = info.compat ~= "0.10"
+    local d = {
+      compat = info.compat,
+      ["compression-type"] = info["compression-type"] or "zlib",
+      ["refcount-bits"] = info["refcount-bits"],
+      bitmaps = t.bitmaps,
+    }
+    if v3 then
+      d["lazy-refcounts"] = info["lazy-refcounts"]
+      d.corrupt = info.corrupt
+      d["extended-l2"] = false
+    end
+    t["format-specific"] = json.object({ type = "qcow2", data = json.object(d,
+      { "compat", "compression-type", "lazy-refcounts", "bitmaps",
+        "refcount-bits", "corrupt", "extended-l2" }) }, { "type", "data" })
+    order[#order + 1] = "format-specific"
   end
   return json.encode(json.object(t, order), { indent = 4 }) .. "\n"
 end

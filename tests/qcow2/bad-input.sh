@@ -5,6 +5,7 @@
 # whose metadata points into other metadata get marked corrupt, as QEMU
 # does, and then open read-only only.
 source "$SOURCE_ROOT/tests/tap.sh"
+source "$SOURCE_ROOT/tests/qcow2/lib.sh"
 need qemu-img qemu-io md5sum
 TOOL=$QCOW2_TOOL
 POKE=$QCOW2_POKE
@@ -16,10 +17,6 @@ qemu-io -f qcow2 -c 'write -P 0x11 0 128k' "$T/good.qcow2" >/dev/null
 head -c 1M /dev/urandom > "$T/base.raw"
 (cd "$T" && qemu-img create -q -f qcow2 -b base.raw -F raw backed.qcow2 1M)
 
-be() { # be IMG OFFSET BYTES: a big-endian field
-    /usr/bin/python3 -c 'import sys
-f = open(sys.argv[1], "rb"); f.seek(int(sys.argv[2])); print(int.from_bytes(f.read(int(sys.argv[3])), "big"))' "$@"
-}
 L1=$(be "$T/good.qcow2" 40 8)
 RT=$(be "$T/good.qcow2" 48 8)
 L2=$(( $(be "$T/good.qcow2" $L1 8) & 0x00fffffffffffe00 ))

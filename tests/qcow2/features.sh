@@ -4,16 +4,13 @@
 # autoclear bits cleared at the first write, refcount table growth,
 # block_status against `qemu-img map`, snapshot table kept intact.
 source "$SOURCE_ROOT/tests/tap.sh"
+source "$SOURCE_ROOT/tests/qcow2/lib.sh"
 need qemu-img qemu-io
 TOOL=$QCOW2_TOOL
 POKE=$QCOW2_POKE
 
 plan 16
 
-be() { # be IMG OFFSET BYTES: a big-endian field
-    /usr/bin/python3 -c 'import sys
-f = open(sys.argv[1], "rb"); f.seek(int(sys.argv[2])); print(int.from_bytes(f.read(int(sys.argv[3])), "big"))' "$@"
-}
 
 # created DESC PATTERN SIZE CREATE-ARGS...: blkhost creates, qemu-img agrees.
 created() {

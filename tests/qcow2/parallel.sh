@@ -4,6 +4,7 @@
 # `qemu-img check` must be clean and the image equal to the mirror.  With
 # the NBD server plugin built, 4 qemu-io clients do the same over NBD.
 source "$SOURCE_ROOT/tests/tap.sh"
+source "$SOURCE_ROOT/tests/qcow2/lib.sh"
 need qemu-img qemu-io
 TOOL=$QCOW2_TOOL
 
@@ -72,12 +73,7 @@ with open(t + "/all.cmds", "w") as a:
                 f.write(line)
                 a.write(line)
 PY
-"$BLKHOST" run "$SOURCE_ROOT/tests/qcow2/serve.lua" "$T/nbd.sock" "$T/n.qcow2" "$T/ready" \
-    >"$T/serve.log" 2>&1 &
-spid=$!
-at_exit "kill $spid 2>/dev/null"
-for i in $(seq 1 200); do [ -s "$T/ready" ] && break; sleep 0.05; done
-uri=$(cat "$T/ready" 2>/dev/null)
+serve_nbd "$T/n.qcow2"
 pids=()
 for c in 0 1 2 3; do
     qemu-io -f raw "$uri" < "$T/c$c.cmds" >"$T/c$c.out" 2>&1 &
