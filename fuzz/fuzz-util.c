@@ -5,9 +5,20 @@
 
 #include "fuzz-util.h"
 
-static void fuzz_util_drop_log(const gchar *domain, GLogLevelFlags level,
-                               const gchar *message, gpointer data)
+/* Warnings and below are what damaged input is expected to cause;
+ * criticals (a g_return_if_fail tripped) and errors are bugs and print. */
+static void fuzz_util_log(const gchar *domain, GLogLevelFlags level,
+                          const gchar *message, gpointer data)
 {
+    if (level & (G_LOG_LEVEL_ERROR | G_LOG_LEVEL_CRITICAL))
+        g_log_default_handler(domain, level, message, data);
+}
+
+/* g_error() and fatal criticals end in SIGTRAP, which libFuzzer does not
+ * catch; turned into SIGABRT the input is kept as a crash. */
+static void fuzz_util_trap(int sig)
+{
+    abort();
 }
 
 void fuzz_init(void)
@@ -16,7 +27,9 @@ void fuzz_init(void)
     if (g_once_init_enter(&once)) {
         const char *v = g_getenv("FUZZ_VERBOSE");
         if (!v || !*v || g_str_equal(v, "0"))
-            g_log_set_default_handler(fuzz_util_drop_log, NULL);
+            g_log_set_default_handler(fuzz_util_log, NULL);
+        g_log_set_always_fatal(G_LOG_LEVEL_ERROR | G_LOG_LEVEL_CRITICAL);
+        signal(SIGTRAP, fuzz_util_trap);
         /* As the servers do: a peer gone away is an EPIPE, not a death. */
         signal(SIGPIPE, SIG_IGN);
         g_once_init_leave(&once, 1);

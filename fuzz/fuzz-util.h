@@ -14,7 +14,9 @@
 #include <blkhost/blkhost.h>
 
 /* Once per process: drop GLib warnings (the libraries warn on damaged
- * input, which is what every fuzz input is).  FUZZ_VERBOSE=1 keeps them. */
+ * input, which is what every fuzz input is; FUZZ_VERBOSE=1 keeps them),
+ * make criticals fatal, and turn g_error()'s SIGTRAP into an abort that
+ * libFuzzer records as a crash. */
 void fuzz_init(void);
 
 /* A writable memory node of max(len, min_size) bytes (rounded up to a
