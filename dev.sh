@@ -117,8 +117,8 @@ PY
 ASAN_SUITES=(core drivers qcow2 nbd partition vmstate policy fuzz)
 
 fuzz() {
-    local secs=${1:-60} name rc=0 total
-    shift || true
+    local secs=60 name rc=0 total
+    case ${1:-} in ''|*[!0-9]*) ;; *) secs=$1; shift ;; esac
     deps
     command -v clang >/dev/null || { echo "dev.sh: fuzz needs clang" >&2; exit 1; }
     asan_build fuzz
@@ -134,7 +134,7 @@ fuzz() {
         fuzz/run.sh fuzz "$name" "$ASAN_DIR/fuzz/fuzz-$name" "fuzz/corpus/$name" \
             "$ASAN_DIR/fuzz-corpus/$name" "$secs" | tee "$ASAN_DIR/fuzz-last.txt" || rc=1
         # Executions across every run of this build, for the 10^7 goal.
-        total=$(awk '{print $3}' "$ASAN_DIR/fuzz-last.txt")
+        total=$(tail -n 1 "$ASAN_DIR/fuzz-last.txt" | awk '{print $4}')
         case $total in ''|*[!0-9]*) total=0 ;; esac
         echo "$name $total" >> "$ASAN_DIR/fuzz-corpus/executions.log"
         awk -v n="$name" '$1 == n { t += $2 } END { printf "%-11s total %d executions in all runs\n", n, t }' \
