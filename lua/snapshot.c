@@ -76,25 +76,35 @@ static int l_snapshot_create(lua_State *L)
 {
     BhNode *bs = bh_lua_checknode(L, 1);
     const char *name = luaL_checkstring(L, 2);
-    g_autoptr(BhSnapshotInfo) info = bh_snapshot_info_new();
+    const char *id = NULL;
     GError *err = NULL;
 
+    /* Every check that can raise a Lua error (a longjmp, which skips
+     * g_autoptr cleanups) comes before the allocation. */
     if (!lua_isnoneornil(L, 3)) {
         luaL_checktype(L, 3, LUA_TTABLE);
         lua_getfield(L, 3, "id");
         if (!lua_isnil(L, -1))
-            info->id = g_strdup(luaL_checkstring(L, -1));
+            id = luaL_checkstring(L, -1);   /* the table at 3 keeps it */
         lua_pop(L, 1);
     }
+    uint64_t vm_clock = opt_u64(L, 3, "vm_clock_ns", 0);
+    uint32_t date = (uint32_t)opt_u64(L, 3, "date", 0);
+    uint32_t date_nsec = (uint32_t)opt_u64(L, 3, "date_nsec", 0);
+    uint64_t icount = opt_u64(L, 3, "icount", BH_SNAPSHOT_NO_ICOUNT);
+
+    BhSnapshotInfo *info = bh_snapshot_info_new();
+    info->id = g_strdup(id);
     info->name = g_strdup(name);
-    info->vm_clock_nsec = opt_u64(L, 3, "vm_clock_ns", 0);
-    info->date_sec = (uint32_t)opt_u64(L, 3, "date", 0);
-    info->date_nsec = (uint32_t)opt_u64(L, 3, "date_nsec", 0);
-    info->icount = opt_u64(L, 3, "icount", BH_SNAPSHOT_NO_ICOUNT);
-    if (bh_node_snapshot_create(bs, info, &err) < 0)
-        return bh_lua_error(L, err);
-    push_info(L, info);
-    return 1;
+    info->vm_clock_nsec = vm_clock;
+    info->date_sec = date;
+    info->date_nsec = date_nsec;
+    info->icount = icount;
+    int r = bh_node_snapshot_create(bs, info, &err);
+    if (r == 0)
+        push_info(L, info);
+    bh_snapshot_info_free(info);
+    return r < 0 ? bh_lua_error(L, err) : 1;
 }
 
 /* The snapshot an argument picks: a table {id=, name=} by each one given

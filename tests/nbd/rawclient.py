@@ -344,9 +344,9 @@ def settle(want_fds, limit=10.0):
 
 
 def under_asan():
-    # AddressSanitizer maps its shadow memory at 0x7fff8000 on x86-64.
+    # AddressSanitizer's shadow memory ends at 0x10007fff8000 on x86-64.
     with open("/proc/%d/maps" % PID) as f:
-        return any(line.startswith("7fff8000-") for line in f)
+        return any(line.split()[0].endswith("-10007fff8000") for line in f)
 
 
 def churn():
