@@ -4,7 +4,8 @@
 #   ./dev.sh test [ARGS]     install deps, build, run every test, then the
 #                            fast suites again under ASan+UBSan
 #   ./dev.sh build           install deps and build only
-#   ./dev.sh fuzz [SECONDS]  fuzz each target for SECONDS (60), one by one
+#   ./dev.sh fuzz [SECONDS] [TARGET...]
+#                            fuzz each target SECONDS (60), one at a time
 # The build goes to ./build (override with BUILD_DIR), the sanitizer and
 # fuzzing build to ./build-asan (ASAN_DIR).  ARGS go to `meson test` (e.g.
 # --suite qcow2) in both builds; DEV_ASAN=0 skips the sanitizer stage.
