@@ -90,6 +90,8 @@ asan_reports() {
         echo "dev.sh: sanitizer report $f:" >&2
         head -n 40 "$f" | sed 's/^/    /' >&2
     done
+    [ $n -eq 0 ] || echo "dev.sh: a leak's stack stops at GLib or Lua frames;" \
+        "rerun its test with ASAN_OPTIONS=fast_unwind_on_malloc=0 for the caller" >&2
     return $((n > 255 ? 255 : n))
 }
 

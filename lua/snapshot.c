@@ -177,30 +177,35 @@ static int l_snapshot_open(lua_State *L)
 static int l_savevm(lua_State *L)
 {
     const char *name = luaL_optstring(L, 1, NULL);
-    g_autofree char *used = NULL;
-    g_autofree BhNode **nodes = NULL;
+    BhNode **nodes = NULL;
     size_t n = 0;
     BhSnapshotInfo tmpl = { 0 };
     GError *err = NULL;
 
+    /* The checks below and bh_lua_error() raise, and a Lua error is a
+     * longjmp that skips g_autofree: what must outlive them is owned by
+     * Lua (on the stack until we return). */
     if (!name || !*name) {
         g_autoptr(GDateTime) t = g_date_time_new_now_local();
-        used = g_date_time_format(t, "vm-%Y%m%d%H%M%S");
-        name = used;
+        g_autofree char *used = g_date_time_format(t, "vm-%Y%m%d%H%M%S");
+        name = lua_pushstring(L, used);
     }
     if (!lua_isnoneornil(L, 2)) {
         luaL_checktype(L, 2, LUA_TTABLE);
         if (lua_getfield(L, 2, "nodes") != LUA_TNIL) {
             luaL_checktype(L, -1, LUA_TTABLE);
             n = lua_rawlen(L, -1);
-            nodes = g_new0(BhNode *, n + 1);
+            nodes = lua_newuserdatauv(L, (n + 1) * sizeof(BhNode *), 0);
+            memset(nodes, 0, (n + 1) * sizeof(BhNode *));
             for (size_t i = 0; i < n; i++) {
-                lua_rawgeti(L, -1, (lua_Integer)i + 1);
+                lua_rawgeti(L, -2, (lua_Integer)i + 1);
                 nodes[i] = bh_lua_checknode(L, -1);
                 lua_pop(L, 1);
             }
+            lua_remove(L, -2);  /* the table; the array stays */
+        } else {
+            lua_pop(L, 1);
         }
-        lua_pop(L, 1);
         if (lua_getfield(L, 2, "date") != LUA_TNIL)
             tmpl.date_sec = (uint32_t)bh_lua_check_u64(L, -1, "date");
         if (lua_getfield(L, 2, "date_nsec") != LUA_TNIL)
