@@ -116,8 +116,8 @@ print(f"{p} passed, {f + extra} failed, {s} skipped")
 PY
 }
 
-# The fast suites: everything but the slow interop/VM ones.
-ASAN_SUITES=(core drivers qcow2 nbd partition vmstate policy fuzz)
+# The fast suites (lua too: seconds, and it checks the bindings' error paths).
+ASAN_SUITES=(core drivers lua qcow2 nbd partition vmstate policy fuzz)
 
 fuzz() {
     local secs=60 name rc=0 total
