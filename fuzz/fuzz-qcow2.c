@@ -2,8 +2,9 @@
 /*
  * qcow2 driver: the input is an image file.  It is put on a "memory" node
  * and opened read-write with the qcow2 driver over it; then the harness
- * reads (start, middle, end), asks block status, lists the snapshots,
- * writes two sectors, flushes and reads them back.  A backing file named
+ * reads (start, middle, end), asks block status, lists the snapshots and
+ * reads the first one through a snapshot node, writes two sectors and
+ * reads them back, zeroes and discards a little, and flushes.  A backing file named
  * by the image becomes a "null" node, so no input can make the harness
  * open a host file.
  */
@@ -71,12 +72,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
                     size);
     fuzz_qcow2_extents(node, size);
 
+    /* The first snapshot's own L1 table, read through a snapshot node. */
     GPtrArray *snaps = bh_node_snapshot_list(node, NULL);
+    if (snaps && snaps->len) {
+        const BhSnapshotInfo *sn = snaps->pdata[0];
+        BhNode *view = bh_node_snapshot_open(node, sn->id, NULL, NULL);
+        if (view) {
+            int64_t vs = bh_node_size(view);
+            fuzz_qcow2_read(view, 0, vs > 0 ? (uint64_t)vs : 0);
+            bh_node_unref(view);
+        }
+    }
     if (snaps)
         g_ptr_array_unref(snaps);
 
     fuzz_qcow2_write(node, 0, size);
     fuzz_qcow2_write(node, size / 2 & ~(uint64_t)511, size);
+    if (size >= 3 * QCOW2_FUZZ_IO) {
+        /* zero clusters (v3) or allocated zeros (v2), then a discard */
+        bh_node_write_zeroes(node, size / 4 & ~(uint64_t)511, QCOW2_FUZZ_IO,
+                             BH_IO_MAY_UNMAP, NULL);
+        bh_node_discard(node, size - 2 * QCOW2_FUZZ_IO, QCOW2_FUZZ_IO, NULL);
+    }
     bh_node_flush(node, NULL);
     bh_node_unref(node);
     return 0;
