@@ -15,18 +15,22 @@ fuzz_once() {
     local name=$1 exe=$2 seeds=$3 corpus=$4 secs=$5 log before
     local crash_dir=${FUZZ_CRASH_DIR:-$(dirname "$0")/crashes}
     mkdir -p "$crash_dir" "$corpus"
-    before=$(ls "$crash_dir" | wc -l)
+    # Inputs that crashed, leaked, hung or ran out of memory (libFuzzer also
+    # keeps slow-unit-* files: slow is not a failure).
+    count() { ls "$crash_dir" | grep -cE "^$name-(crash|leak|timeout|oom)-"; }
+    before=$(count)
     log=$(mktemp)
-    # One process: the machine is shared.  -timeout: an input that takes
-    # 20 s is a hang worth keeping; -rss_limit_mb bounds what an image's
-    # header can make the drivers allocate.
-    "$exe" -max_total_time="$secs" -timeout=20 -rss_limit_mb=2048 \
+    # One process: the machine is shared.  -timeout: every input runs in
+    # milliseconds, so one that takes a minute (on a loaded machine too)
+    # is a hang worth keeping; -rss_limit_mb bounds what an image's header
+    # can make the drivers allocate.
+    "$exe" -max_total_time="$secs" -timeout=60 -rss_limit_mb=2048 \
         -print_final_stats=1 -artifact_prefix="$crash_dir/$name-" \
         "$corpus" "$seeds" >"$log" 2>&1
     rc=$?
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n1)
     ncorp=$(grep -o 'corp: [0-9]*' "$log" | tail -n1 | sed 's/corp: //')
-    crashes=$(( $(ls "$crash_dir" | wc -l) - before ))
+    crashes=$(( $(count) - before ))
     if [ "$rc" -ne 0 ]; then
         grep -E 'ERROR|SUMMARY|runtime error|Test unit written' "$log" \
             | head -n 20 | sed 's/^/# /'
