@@ -76,25 +76,35 @@ static int l_snapshot_create(lua_State *L)
 {
     BhNode *bs = bh_lua_checknode(L, 1);
     const char *name = luaL_checkstring(L, 2);
-    g_autoptr(BhSnapshotInfo) info = bh_snapshot_info_new();
+    const char *id = NULL;
     GError *err = NULL;
 
+    /* Every check that can raise a Lua error (a longjmp, which skips
+     * g_autoptr cleanups) comes before the allocation. */
     if (!lua_isnoneornil(L, 3)) {
         luaL_checktype(L, 3, LUA_TTABLE);
         lua_getfield(L, 3, "id");
         if (!lua_isnil(L, -1))
-            info->id = g_strdup(luaL_checkstring(L, -1));
+            id = luaL_checkstring(L, -1);   /* the table at 3 keeps it */
         lua_pop(L, 1);
     }
+    uint64_t vm_clock = opt_u64(L, 3, "vm_clock_ns", 0);
+    uint32_t date = (uint32_t)opt_u64(L, 3, "date", 0);
+    uint32_t date_nsec = (uint32_t)opt_u64(L, 3, "date_nsec", 0);
+    uint64_t icount = opt_u64(L, 3, "icount", BH_SNAPSHOT_NO_ICOUNT);
+
+    BhSnapshotInfo *info = bh_snapshot_info_new();
+    info->id = g_strdup(id);
     info->name = g_strdup(name);
-    info->vm_clock_nsec = opt_u64(L, 3, "vm_clock_ns", 0);
-    info->date_sec = (uint32_t)opt_u64(L, 3, "date", 0);
-    info->date_nsec = (uint32_t)opt_u64(L, 3, "date_nsec", 0);
-    info->icount = opt_u64(L, 3, "icount", BH_SNAPSHOT_NO_ICOUNT);
-    if (bh_node_snapshot_create(bs, info, &err) < 0)
-        return bh_lua_error(L, err);
-    push_info(L, info);
-    return 1;
+    info->vm_clock_nsec = vm_clock;
+    info->date_sec = date;
+    info->date_nsec = date_nsec;
+    info->icount = icount;
+    int r = bh_node_snapshot_create(bs, info, &err);
+    if (r == 0)
+        push_info(L, info);
+    bh_snapshot_info_free(info);
+    return r < 0 ? bh_lua_error(L, err) : 1;
 }
 
 /* The snapshot an argument picks: a table {id=, name=} by each one given
@@ -167,30 +177,35 @@ static int l_snapshot_open(lua_State *L)
 static int l_savevm(lua_State *L)
 {
     const char *name = luaL_optstring(L, 1, NULL);
-    g_autofree char *used = NULL;
-    g_autofree BhNode **nodes = NULL;
+    BhNode **nodes = NULL;
     size_t n = 0;
     BhSnapshotInfo tmpl = { 0 };
     GError *err = NULL;
 
+    /* The checks below and bh_lua_error() raise, and a Lua error is a
+     * longjmp that skips g_autofree: what must outlive them is owned by
+     * Lua (on the stack until we return). */
     if (!name || !*name) {
         g_autoptr(GDateTime) t = g_date_time_new_now_local();
-        used = g_date_time_format(t, "vm-%Y%m%d%H%M%S");
-        name = used;
+        g_autofree char *used = g_date_time_format(t, "vm-%Y%m%d%H%M%S");
+        name = lua_pushstring(L, used);
     }
     if (!lua_isnoneornil(L, 2)) {
         luaL_checktype(L, 2, LUA_TTABLE);
         if (lua_getfield(L, 2, "nodes") != LUA_TNIL) {
             luaL_checktype(L, -1, LUA_TTABLE);
             n = lua_rawlen(L, -1);
-            nodes = g_new0(BhNode *, n + 1);
+            nodes = lua_newuserdatauv(L, (n + 1) * sizeof(BhNode *), 0);
+            memset(nodes, 0, (n + 1) * sizeof(BhNode *));
             for (size_t i = 0; i < n; i++) {
-                lua_rawgeti(L, -1, (lua_Integer)i + 1);
+                lua_rawgeti(L, -2, (lua_Integer)i + 1);
                 nodes[i] = bh_lua_checknode(L, -1);
                 lua_pop(L, 1);
             }
+            lua_remove(L, -2);  /* the table; the array stays */
+        } else {
+            lua_pop(L, 1);
         }
-        lua_pop(L, 1);
         if (lua_getfield(L, 2, "date") != LUA_TNIL)
             tmpl.date_sec = (uint32_t)bh_lua_check_u64(L, -1, "date");
         if (lua_getfield(L, 2, "date_nsec") != LUA_TNIL)

@@ -191,7 +191,7 @@ static bool opts_add_table(lua_State *L, int idx, const char *prefix,
     if (ok) {
         /* Sorted so that the option order, and hence the first unknown
          * key reported, does not depend on hash order. */
-        qsort(keys->pdata, keys->len, sizeof(char *), opts_key_cmp);
+        g_ptr_array_sort(keys, opts_key_cmp);   /* qsort(NULL, 0) is UB */
         for (guint i = 0; ok && i < keys->len; i++) {
             char *full = g_strconcat(prefix, keys->pdata[i], NULL);
             lua_getfield(L, idx, keys->pdata[i]);

@@ -62,6 +62,7 @@ static int window_open(lua_State *L)
     }
     bh_opts_set(o, "readonly", ro ? "on" : "off");
     BhNode *win = bh_node_open_over(bs, "raw", o, &err);
+    g_clear_pointer(&o, bh_opts_free);  /* bh_lua_error's longjmp skips g_autoptr */
     if (!win)
         return bh_lua_error(L, err);
     bh_lua_pushnode(L, win);

@@ -92,7 +92,8 @@ static void overlap_index_sync(Qcow2OverlapIndex *ix, const uint64_t *table,
         }
         ix->sorted[ix->n++] = off;
     }
-    qsort(ix->sorted, ix->n, sizeof(uint64_t), overlap_cmp);
+    if (ix->n)      /* sorted is NULL while empty: qsort(NULL) is UB */
+        qsort(ix->sorted, ix->n, sizeof(uint64_t), overlap_cmp);
     ix->table = table;
     ix->offset = offset;
     ix->size = size;

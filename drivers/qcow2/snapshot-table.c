@@ -63,7 +63,9 @@ static int parse_entry(Qcow2State *s, const uint8_t *p, uint64_t avail,
     if (len > avail)
         return bh_error_set(errp, EINVAL, "qcow2: snapshot %u runs past the "
                             "end of the snapshot table", i);
-    e->extra = g_memdup2(p + 40, e->extra_size ? e->extra_size : 1);
+    /* Never NULL; with no extra data there is no byte at p + 40 to copy. */
+    e->extra = e->extra_size ? g_memdup2(p + 40, e->extra_size)
+                             : g_malloc0(1);
     e->id = g_strndup((const char *)p + 40 + e->extra_size, id_len);
     e->name = g_strndup((const char *)p + 40 + e->extra_size + id_len,
                         name_len);
@@ -120,8 +122,9 @@ GArray *qcow2_sn_table_read(Qcow2State *s, GError **errp)
     for (uint32_t i = 0; i < s->nb_snapshots; i++) {
         Qcow2SnEntry e = { 0 };
         uint64_t used = 0;
-        if (parse_entry(s, buf + pos, bytes - pos, i, &e, &used, file_len,
-                        errp) < 0) {
+        /* pos may pass bytes: the last entry's padding is not stored. */
+        if (parse_entry(s, buf + pos, pos < bytes ? bytes - pos : 0, i, &e,
+                        &used, file_len, errp) < 0) {
             qcow2_sn_entry_clear(&e);
             goto fail;
         }

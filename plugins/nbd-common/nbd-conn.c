@@ -223,6 +223,8 @@ static int conn_read(NbdConn *c, void *dst, size_t len)
     uint8_t *p = dst;
     size_t have = c->rlen - c->rpos;
     size_t n = MIN(have, len);
+    if (len == 0)   /* a zero-length write has no buffer (dst NULL) */
+        return 0;
     memcpy(p, c->rbuf + c->rpos, n);
     c->rpos += n;
     p += n;

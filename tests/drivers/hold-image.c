@@ -36,7 +36,7 @@ int main(int argc, char **argv)
         return 2;
     }
     GError *err = NULL;
-    BhOpts *opts = bh_opts_parse(argc > 2 ? argv[2] : "format=raw", NULL,
+    g_autoptr(BhOpts) opts = bh_opts_parse(argc > 2 ? argv[2] : "format=raw", NULL,
                                  &err);
     BhNode *bs = opts ? bh_node_open(argv[1], opts, &err) : NULL;
     if (!bs) {
@@ -49,6 +49,5 @@ int main(int argc, char **argv)
     while (read(0, buf, sizeof buf) > 0)
         ;
     bh_node_unref(bs);
-    bh_opts_free(opts);
     return 0;
 }

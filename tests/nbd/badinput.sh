@@ -11,7 +11,7 @@ start_server srv listen="unix:$T/sock" persistent=1 export="$T/disk.img" ||
 
 out=$(/usr/bin/python3 "$SOURCE_ROOT/tests/nbd/rawclient.py" "$T/sock" \
       "$srv_pid" "${NBD_CYCLES:-1000}" 2>&1)
-n=$(echo "$out" | grep -cE '^(PASS|FAIL) ')
+n=$(echo "$out" | grep -cE '^(PASS|FAIL|SKIP) ')
 logchecks=(
     "unknown handshake flags 0x81"
     "bad option magic 0x1122334455667788"
@@ -25,6 +25,7 @@ while IFS= read -r line; do
     case $line in
         "PASS "*) ok "${line#PASS }" ;;
         "FAIL "*) not_ok "${line#FAIL }" ;;
+        "SKIP "*) skip "${line#SKIP }" ;;
         *) diag "$line" ;;
     esac
 done <<< "$out"

@@ -343,6 +343,12 @@ def settle(want_fds, limit=10.0):
     return n
 
 
+def under_asan():
+    # AddressSanitizer's shadow memory ends at 0x10007fff8000 on x86-64.
+    with open("/proc/%d/maps" % PID) as f:
+        return any(line.split()[0].endswith("-10007fff8000") for line in f)
+
+
 def churn():
     for i in range(100):                # warm up thread stacks and caches
         cycle(i)
@@ -363,8 +369,14 @@ def churn():
         print("# fds after: %s" % sorted(after.items()))
     res(fds1 <= fds0, "%d connect/disconnect cycles leave no fd behind "
         "(%d -> %d)" % (CYCLES, fds0, fds1))
-    res(rss1 - rss0 < 8192, "%d connect/disconnect cycles grow VmRSS by "
-        "less than 8 MiB (%d -> %d KiB)" % (CYCLES, rss0, rss1))
+    desc = ("%d connect/disconnect cycles grow VmRSS by less than 8 MiB "
+            "(%d -> %d KiB)" % (CYCLES, rss0, rss1))
+    if under_asan():
+        # Freed memory sits in ASan's quarantine; LeakSanitizer checks
+        # leaks in that build instead.
+        print("SKIP " + desc + ": the server runs under AddressSanitizer")
+    else:
+        res(rss1 - rss0 < 8192, desc)
 
 
 case("client sets unknown handshake flags: connection dropped",

@@ -104,7 +104,7 @@ static int do_write(const char *path, const char *runstate, bool brk)
 static int do_read(const char *path, bool raw)
 {
     GError *err = NULL;
-    char *data;
+    g_autofree char *data = NULL;
     gsize len;
     if (!g_file_get_contents(path, &data, &len, &err)) {
         fprintf(stderr, "%s\n", err->message);
@@ -123,7 +123,7 @@ static int do_read(const char *path, bool raw)
         fprintf(stderr, "no FULL 'timer' section in %s\n", path);
         return 1;
     }
-    GByteArray *in = g_byte_array_new();
+    g_autoptr(GByteArray) in = g_byte_array_new();
     g_byte_array_append(in, (guint8 *)data, 8);
     g_byte_array_append(in, (guint8 *)data + start, (guint)(len - start));
     memset(&timers, 0x55, sizeof(timers));
@@ -141,8 +141,6 @@ static int do_read(const char *path, bool raw)
            timers.cpu_ticks_offset, timers.cpu_clock_offset,
            timers.unused[0], used, in->len,
            used < in->len ? in->data[used] : 0xff);
-    g_byte_array_unref(in);
-    g_free(data);
     return 0;
 }
 

@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "fuzz-util.h"
+
+/* Warnings and below are what damaged input is expected to cause;
+ * criticals (a g_return_if_fail tripped) and errors are bugs and print. */
+static void fuzz_util_log(const gchar *domain, GLogLevelFlags level,
+                          const gchar *message, gpointer data)
+{
+    if (level & (G_LOG_LEVEL_ERROR | G_LOG_LEVEL_CRITICAL))
+        g_log_default_handler(domain, level, message, data);
+}
+
+/* g_error() and fatal criticals end in SIGTRAP, which libFuzzer does not
+ * catch; turned into SIGABRT the input is kept as a crash. */
+static void fuzz_util_trap(int sig)
+{
+    abort();
+}
+
+void fuzz_init(void)
+{
+    static gsize once;
+    if (g_once_init_enter(&once)) {
+        const char *v = g_getenv("FUZZ_VERBOSE");
+        if (!v || !*v || g_str_equal(v, "0"))
+            g_log_set_default_handler(fuzz_util_log, NULL);
+        g_log_set_always_fatal(G_LOG_LEVEL_ERROR | G_LOG_LEVEL_CRITICAL);
+        signal(SIGTRAP, fuzz_util_trap);
+        /* As the servers do: a peer gone away is an EPIPE, not a death. */
+        signal(SIGPIPE, SIG_IGN);
+        g_once_init_leave(&once, 1);
+    }
+}
+
+BhNode *fuzz_memory_node(const uint8_t *data, size_t len, uint64_t min_size)
+{
+    uint64_t size = MAX((uint64_t)len, min_size);
+    size = MAX((size + 511) & ~(uint64_t)511, 512);
+    g_autoptr(BhOpts) opts = bh_opts_new();
+    g_autofree char *s = g_strdup_printf("%" G_GUINT64_FORMAT, size);
+    GError *err = NULL;
+
+    bh_opts_set(opts, "format", "memory");
+    bh_opts_set(opts, "size", s);
+    BhNode *node = bh_node_open(NULL, opts, &err);
+    if (!node || (len && bh_node_pwrite(node, data, 0, len, 0, &err) < 0)) {
+        fprintf(stderr, "fuzz: memory node: %s\n", err ? err->message : "?");
+        abort();
+    }
+    return node;
+}

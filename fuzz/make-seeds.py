@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-3-Clause
+"""Writes the seed corpus under fuzz/corpus/ (committed; rerun only to
+change it).  Small valid inputs that reach deep: NBD client streams,
+qcow2 images made by qemu-img/qemu-io, MBR+EBR and GPT disks, and savevm
+streams for the registry fuzz-savevm.c sets up."""
+import os, struct, subprocess, sys, tempfile, uuid, zlib
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def put(target, name, data):
+    d = os.path.join(HERE, 'corpus', target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), 'wb') as f:
+        f.write(data)
+
+
+# ---- NBD: byte 0 is the mode (0 raw, 1 canned GO, 2 canned structured) ----
+IHAVEOPT = 0x49484156454F5054
+
+
+def opt(o, data=b''):
+    return struct.pack('>QII', IHAVEOPT, o, len(data)) + data
+
+
+def go(name=b'', infos=()):
+    return (struct.pack('>I', len(name)) + name +
+            struct.pack('>H', len(infos)) + b''.join(struct.pack('>H', i) for i in infos))
+
+
+def meta(name=b'', queries=(b'base:allocation',)):
+    return (struct.pack('>I', len(name)) + name + struct.pack('>I', len(queries)) +
+            b''.join(struct.pack('>I', len(q)) + q for q in queries))
+
+
+def req(typ, off=0, length=0, flags=0, cookie=1, payload=b''):
+    return struct.pack('>IHHQQI', 0x25609513, flags, typ, cookie, off, length) + payload
+
+
+READ, WRITE, DISC, FLUSH, TRIM, CACHE, ZERO, BLOCK_STATUS = 0, 1, 2, 3, 4, 5, 6, 7
+FUA, NO_HOLE, DF, REQ_ONE, FAST_ZERO = 1, 2, 4, 8, 16
+FLAGS = struct.pack('>I', 3)   # fixed newstyle, no zeroes
+io = (req(WRITE, 4096, 512, FUA, 1, b'\xab' * 512) + req(READ, 0, 8192, 0, 2) +
+      req(FLUSH, cookie=3) + req(TRIM, 65536, 65536, cookie=4) +
+      req(ZERO, 131072, 4096, FAST_ZERO, 5) + req(CACHE, 0, 4096, cookie=6))
+put('nbd-server', 'raw-list-info-go', b'\0' + FLAGS + opt(3) + opt(6, go(b'disk', (0, 1, 2, 3))) +
+    opt(7, go(b'disk', (3,))) + req(READ, 0, 512) + req(DISC))
+put('nbd-server', 'raw-export-name', b'\0' + struct.pack('>I', 1) + opt(1, b'disk') +
+    req(WRITE, 0, 16, 0, 7, b'x' * 16) + req(DISC))
+put('nbd-server', 'raw-structured-meta', b'\0' + FLAGS + opt(8) + opt(9, meta(b'disk', (b'base:',))) +
+    opt(10, meta(b'disk')) + opt(7, go(b'disk')) + req(BLOCK_STATUS, 0, 1 << 20) +
+    req(READ, 0, 4096, DF) + req(DISC))
+put('nbd-server', 'raw-abort', b'\0' + FLAGS + opt(2))
+put('nbd-server', 'simple-io', b'\1' + io + req(READ, 1 << 20, 512, cookie=9) + req(DISC))
+put('nbd-server', 'structured-io', b'\2' + io + req(BLOCK_STATUS, 0, 1 << 20, REQ_ONE, 7) +
+    req(BLOCK_STATUS, 4096, 8192, 0, 8) + req(READ, 0, 65536, DF, 10) + req(DISC))
+
+
+# ---- savevm: the registry of fuzz-savevm.c ----
+def section(sid, idstr, inst, ver, state):
+    return (struct.pack('>BIB', 4, sid, len(idstr)) + idstr + struct.pack('>II', inst, ver) +
+            state + struct.pack('>BI', 0x7e, sid))
+
+
+def fdev(ver, seed, irq=True, name=b'dev'):
+    s = struct.pack('>4I', *(seed + i for i in range(4)))
+    log = [0x100, seed & 0xffff, 0xffff]
+    s += struct.pack('>B', len(log)) + b''.join(struct.pack('>H', v) for v in log)
+    if ver >= 2:
+        s += struct.pack('>B', int(irq))
+    if ver >= 3:
+        s += struct.pack('>qH', -seed, 3)
+    s += struct.pack('>B', len(name)) + name
+    if irq and ver >= 2:
+        sub = b'fdev/extra'
+        s += struct.pack('>BB', 5, len(sub)) + sub + struct.pack('>IQ', 1, seed << 33 | 5)
+    return s
+
+
+def script(name, counter):
+    return struct.pack('>B', len(name)) + name + struct.pack('>I', counter)
+
+
+HDR = struct.pack('>II', 0x5145564D, 3)
+vmdesc = b'{"page_size": 4096, "devices": [{"name": "fdev", "instance_id": 0}]}'
+full = (HDR + section(1, b'fdev', 0, 3, fdev(3, 7)) + section(2, b'fdev', 1, 3, fdev(3, 9, False)) +
+        section(3, b'script', 0, 1, script(b'script-7', 49)) + b'\0')
+put('savevm', 'full', full)
+put('savevm', 'full-vmdesc', full + struct.pack('>BI', 6, len(vmdesc)) + vmdesc)
+put('savevm', 'old-versions', HDR + section(5, b'fdev', 0, 1, fdev(1, 3, False)) +
+    section(6, b'fdev', 1, 2, fdev(2, 4)) + b'\0')
+put('savevm', 'script-only', HDR + section(1, b'script', 0, 1, script(b'', 0)) + b'\0')
+
+
+# ---- partition tables ----
+def mbr_entry(boot, typ, start, count):
+    return struct.pack('<B3sB3sII', boot, b'\0\0\0', typ, b'\0\0\0', start, count)
+
+
+def mbr(entries, sig=0x1234abcd):
+    ents = b''.join(entries) + b'\0' * 16 * (4 - len(entries))
+    return b'\0' * 440 + struct.pack('<IH', sig, 0) + ents + b'\x55\xaa'
+
+
+disk = bytearray(128 * 512)
+disk[0:512] = mbr([mbr_entry(0x80, 0x83, 8, 16), mbr_entry(0, 0x05, 32, 96),
+                   mbr_entry(0, 0x82, 24, 8)])
+# EBRs: data partition relative to the EBR, link relative to the extended one
+disk[32 * 512:33 * 512] = mbr([mbr_entry(0, 0x83, 2, 8), mbr_entry(0, 0x05, 16, 16)], 0)
+disk[48 * 512:49 * 512] = mbr([mbr_entry(0, 0x07, 2, 8), mbr_entry(0, 0x05, 32, 16)], 0)
+disk[64 * 512:65 * 512] = mbr([mbr_entry(0, 0x0c, 4, 40)], 0)
+put('partition', 'mbr-ebr-chain', bytes(disk))
+
+
+def gpt(sectors, ss, nent, parts):
+    esz = 128
+    ent_sectors = (nent * esz + ss - 1) // ss
+    first, last = 2 + ent_sectors, sectors - 2 - ent_sectors
+    ents = bytearray(nent * esz)
+    for i, (typ, start, end, label) in enumerate(parts):
+        ents[i * esz:(i + 1) * esz] = (uuid.UUID(typ).bytes_le + uuid.uuid5(uuid.NAMESPACE_DNS, label).bytes_le +
+                                       struct.pack('<QQQ', start, end, 4 if i == 0 else 0) +
+                                       label.encode('utf-16-le').ljust(72, b'\0'))
+    ecrc = zlib.crc32(ents)
+    guid = uuid.UUID('11111111-2222-3333-4444-555555555555').bytes_le
+
+    def hdr(my, alt, entlba):
+        h = struct.pack('<8sIIIIQQQQ16sQIII', b'EFI PART', 0x10000, 92, 0, 0, my, alt, first, last,
+                        guid, entlba, nent, esz, ecrc)
+        h = h[:16] + struct.pack('<I', zlib.crc32(h)) + h[20:]
+        return h.ljust(ss, b'\0')
+    d = bytearray(sectors * ss)
+    d[0:512] = mbr([mbr_entry(0, 0xee, 1, min(sectors - 1, 0xffffffff))], 0)
+    d[ss:2 * ss] = hdr(1, sectors - 1, 2)
+    d[2 * ss:2 * ss + len(ents)] = ents
+    b = (sectors - 1 - ent_sectors) * ss
+    d[b:b + len(ents)] = ents
+    d[(sectors - 1) * ss:] = hdr(sectors - 1, 1, sectors - 1 - ent_sectors)
+    return bytes(d)
+
+
+LINUX = '0FC63DAF-8483-4772-8E79-3D69D8477DE4'
+ESP = 'C12A7328-F81F-11D2-BA4B-00A0C93EC93B'
+put('partition', 'gpt-512', gpt(128, 512, 128, [(ESP, 34, 49, 'efi'), (LINUX, 50, 93, 'root')]))
+put('partition', 'gpt-512-4-entries', gpt(16, 512, 4, [(LINUX, 3, 13, 'data')]))
+put('partition', 'gpt-4096', gpt(12, 4096, 4, [(LINUX, 3, 9, 'big')]))
+g = bytearray(gpt(16, 512, 4, [(LINUX, 3, 13, 'data')]))
+g[512 + 16] ^= 1                     # primary header CRC broken: backup used
+put('partition', 'gpt-backup', bytes(g))
+
+
+# ---- qcow2: made by qemu-img and qemu-io ----
+def sh(*cmd):
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+
+
+with tempfile.TemporaryDirectory() as t:
+    def img(name, create_opts, size, ios=(), snaps=()):
+        p = os.path.join(t, name)
+        sh('qemu-img', 'create', '-q', '-f', 'qcow2', '-o', create_opts, p, size)
+        for c in ios:
+            sh('qemu-io', '-f', 'qcow2', '-c', c, p)
+        for s in snaps:
+            sh('qemu-img', 'snapshot', '-c', s, p)
+        with open(p, 'rb') as f:
+            put('qcow2', name, f.read())
+    img('v3-c512', 'cluster_size=512', '64K', ['write -P 0x11 0 2k', 'write -z 8k 4k'],
+        ['snap1'])
+    img('v3-snap-write', 'cluster_size=512', '32K', ['write -P 0x22 1k 1k'], ['a', 'b'])
+    img('v2-c1k', 'cluster_size=1024,compat=0.10', '64K', ['write -P 0x33 0 3k'], ['old'])
+    img('compressed', 'cluster_size=4096', '64K', ['write -c -P 0x44 0 4k'])
+    img('zstd', 'cluster_size=4096,compression_type=zstd', '64K', ['write -c -P 0x55 4k 4k'])
+    img('refbits1', 'cluster_size=512,refcount_bits=1', '16K', ['write -P 0x66 0 1k'])
+    # -u: base.raw need not exist; the harness backs it with a null node
+    p = os.path.join(t, 'backing')
+    sh('qemu-img', 'create', '-q', '-f', 'qcow2', '-u', '-b', 'base.raw', '-F', 'raw', '-o',
+       'cluster_size=512', p, '16K')
+    with open(p, 'rb') as f:
+        put('qcow2', 'backing', f.read())
+print('seeds written under', os.path.join(HERE, 'corpus'))
