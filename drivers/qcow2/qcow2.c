@@ -277,6 +277,7 @@ static const BhDriver qcow2_driver = {
     .load_vmstate = qcow2_load_vmstate,
     .create_check = qcow2_create_check,
     .create_options = qcow2_create_options,
+    .check = qcow2_check,
 };
 
 static const BhPluginDesc desc = {
