@@ -13,8 +13,8 @@
  * active image come from the same walk.
  *
  * Repair rebuilds the refcounts from the references (rebuild.c), which
- * fixes leaks and refcounts that are too low alike; so -r leaks repairs
- * only when nothing else is wrong with the refcounts.  COPIED flags are
+ * fixes leaks and refcounts that are too low alike; so -r leaks refuses
+ * (as qemu-img does) when a refcount is too low.  COPIED flags are
  * not rewritten: a mismatch that the rebuild does not cure stays
  * reported.  Persistent bitmaps are not counted yet, so images holding
  * them are refused rather than have their bitmap clusters called leaks.
@@ -181,9 +181,15 @@ static int check_locked(Qcow2State *s, uint32_t fix, BhCheckResult *res,
         return ret;
     g_clear_pointer(&r, qcow2_new_refs_free);
 
-    rebuild = (leaks || corruptions) &&
-              ((fix & BH_CHECK_FIX_ERRORS) ||
-               ((fix & BH_CHECK_FIX_LEAKS) && !corruptions));
+    /* The rebuild would cure too-low refcounts as well, which -r leaks
+     * does not ask for: refuse as qemu-img does. */
+    if (corruptions && (fix & BH_CHECK_FIX_LEAKS) &&
+        !(fix & BH_CHECK_FIX_ERRORS)) {
+        bh_check_result_say(res, "ERROR need to rebuild refcount structures");
+        return bh_error_set(errp, EIO, "Check failed: refcounts too low need "
+                            "a rebuild of the refcount structures (-r all)");
+    }
+    rebuild = (leaks || corruptions) && fix;
     if (rebuild) {
         bh_check_result_say(res, "Rebuilding refcount structure");
         ret = qcow2_rebuild_refcounts_locked(s, errp);

@@ -79,10 +79,13 @@ local function as_json(r, filename, format)
     ["check-errors"] = r.check_errors,
     ["image-end-offset"] = r.image_end_offset,
     ["total-clusters"] = r.total_clusters,
-    ["allocated-clusters"] = r.total_clusters and r.allocated_clusters,
-    ["fragmented-clusters"] = r.total_clusters and r.fragmented_clusters,
-    ["compressed-clusters"] = r.total_clusters and r.compressed_clusters,
   }
+  -- The statistics only when something is allocated, as qemu-img.
+  if r.total_clusters and r.total_clusters > 0 and r.allocated_clusters > 0 then
+    t["allocated-clusters"] = r.allocated_clusters
+    t["fragmented-clusters"] = r.fragmented_clusters
+    t["compressed-clusters"] = r.compressed_clusters
+  end
   -- qemu-img leaves out the counts that are zero.
   for _, k in ipairs({ "corruptions", "leaks", "corruptions_fixed", "leaks_fixed" }) do
     if r[k] > 0 then t[(k:gsub("_", "-"))] = r[k] end
