@@ -142,6 +142,12 @@ static int check_active(Qcow2State *s, BhCheckResult *res, GError **errp)
                 continue;
             }
             res->allocated_clusters++;
+            if (off & (s->cluster_size - 1)) {
+                bh_check_result_say(res, "ERROR offset=%" PRIx64 ": Data "
+                                    "cluster is not properly aligned; L2 "
+                                    "entry corrupted.", off);
+                res->corruptions++;
+            }
             if (next && off != next)
                 res->fragmented_clusters++;
             next = off + s->cluster_size;

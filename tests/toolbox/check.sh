@@ -9,7 +9,7 @@ source "$SOURCE_ROOT/tests/tap.sh"
 source "$SOURCE_ROOT/tests/toolbox/lib.sh"
 need qemu-img qemu-io python3
 
-plan 31
+plan 32
 
 B=$BLKHOST
 POKE="python3 $SOURCE_ROOT/tests/qcow2/poke.py"
@@ -77,6 +77,9 @@ same "an L2 entry without COPIED on an unshared cluster is a corruption" nocopy.
 cp a.qcow2 nocopy1.qcow2
 $POKE nocopy1.qcow2 "$(($(be64 a.qcow2 40)))" be64 "$(l2 a.qcow2)"
 same "an L1 entry without COPIED on an unshared L2 table is a corruption" nocopy1.qcow2
+
+cp a.qcow2 unaligned.qcow2; corrupt_l2 unaligned.qcow2 0
+same "an unaligned data cluster offset: its range counted and the entry a corruption" unaligned.qcow2
 
 # Snapshots share clusters (refcount 2, no COPIED): clean.
 cp a.qcow2 snap.qcow2
