@@ -148,6 +148,20 @@ static int node_size(lua_State *L)
     return 1;
 }
 
+/* node:resize(size): bh_node_truncate, the virtual size becomes size
+ * bytes (formats may refuse what they cannot do, e.g. a qcow2 shrink). */
+static int node_resize(lua_State *L)
+{
+    BhNode *bs = bh_lua_checknode(L, 1);
+    uint64_t size = bh_lua_check_u64(L, 2, "size");
+    GError *err = NULL;
+    int r = bh_node_truncate(bs, size, &err);
+
+    if (r < 0)
+        return node_fail(L, r, err, "resize");
+    return 0;
+}
+
 /* node:extents([offset [, length]]) -> {{offset=, length=, hole=, zero=}, ...}
  * One entry per block_status answer; nothing is merged, so a script sees
  * exactly what the driver reported. */
@@ -391,6 +405,7 @@ static const luaL_Reg node_methods[] = {
     { "discard", node_discard },
     { "zero", node_zero },
     { "size", node_size },
+    { "resize", node_resize },
     { "extents", node_extents },
     { "map", node_map },
     { "check", node_check },

@@ -267,6 +267,7 @@ static const BhDriver qcow2_driver = {
     .write_zeroes = qcow2_write_zeroes,
     .block_status = qcow2_block_status,
     .block_map = qcow2_block_map,
+    .truncate = qcow2_truncate,
     .info = qcow2_info,
     .create = qcow2_create,
     .snapshot_list = qcow2_snapshot_list,
