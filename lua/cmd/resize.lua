@@ -6,9 +6,8 @@
 -- As qemu-img 7.2: SIZE may be relative (+SIZE, -SIZE, taken from the
 -- last argument before the options are read, so that -1G is not an
 -- option); shrinking needs --shrink; "Image resized." on success.  raw
--- grows and shrinks; qcow2 grows (a longer L1 table, in one header
--- write), its shrink is refused.  Preallocation other than off is
--- refused.
+-- and qcow2 grow and shrink (qcow2: a new L1 table and size in one
+-- header write).  Preallocation other than off is refused.
 
 local bh = require "blkhost"
 local cli = require "blkhost.cli"
@@ -18,7 +17,7 @@ Usage: blkhost resize [-f FMT] [--shrink] [--preallocation=off] [-q] IMAGE [+|-]
 
 Change IMAGE's virtual size to SIZE, or by +SIZE / -SIZE (suffixes k, M,
 G, T, P, E), as qemu-img resize does.  Shrinking needs --shrink and cuts
-off the data past the new end (raw only; a qcow2 shrink is refused).
+off the data past the new end.
 
   -f FMT               the image's format (default: probe)
   --shrink             allow making the image smaller

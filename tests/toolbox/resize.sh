@@ -9,7 +9,7 @@
 source "$SOURCE_ROOT/tests/tap.sh"
 need qemu-img qemu-io
 
-plan 23
+plan 26
 
 B=$BLKHOST
 cd "$T" || exit 1
@@ -78,8 +78,21 @@ else
 fi
 resized "qcow2 shrink without --shrink is refused" a.qcow2 512k
 
-refused "qcow2 shrink with --shrink is refused (not supported yet)" \
-    "shrinking an image is not supported" a.qcow2 --shrink a.qcow2 512k
+resized "qcow2 shrinks with --shrink inside its last L2 table" a.qcow2 --shrink 512k
+resized "qcow2 shrinks to a size that is no cluster multiple" a.qcow2 --shrink 300k
+qemu-img create -q -f qcow2 -o cluster_size=4096 big.qcow2 64M
+io big.qcow2 -c "write -P 7 0 64M"
+resized "qcow2 shrink drops whole L2 tables (4k clusters)" big.qcow2 --shrink 3M
+resized "qcow2 with a snapshot shrinks" snap.qcow2 --shrink -768k
+cp big.qcow2 regrow.qcow2
+"$B" resize -q --shrink regrow.qcow2 1M && "$B" resize -q regrow.qcow2 64M
+if qemu-io -c "read -P 7 0 1M" -c "read -P 0 1M 63M" regrow.qcow2 | grep -c "^read" | grep -qx 2 &&
+   qemu-img check regrow.qcow2 >/dev/null 2>&1; then
+    ok "resize: a qcow2 shrunk then grown again reads zeros past the old end, check clean"
+else
+    not_ok "resize: a qcow2 shrunk then grown again reads zeros past the old end, check clean"
+    diag "$(qemu-io -c "read -P 0 1M 63M" regrow.qcow2)"
+fi
 refused "--preallocation=full is refused (only off)" \
     "not supported" a.raw --preallocation=full -f raw a.raw 4M
 qemu-img create -q -f qcow2 base.qcow2 4M
