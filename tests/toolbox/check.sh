@@ -9,7 +9,7 @@ source "$SOURCE_ROOT/tests/tap.sh"
 source "$SOURCE_ROOT/tests/toolbox/lib.sh"
 need qemu-img qemu-io python3
 
-plan 32
+plan 34
 
 B=$BLKHOST
 POKE="python3 $SOURCE_ROOT/tests/qcow2/poke.py"
@@ -133,3 +133,12 @@ else
     not_ok "check: -r leaks --output=json says leaks-fixed as qemu-img (end offset aside)"
     diag "$(diff q.out b.out)"
 fi
+
+# Persistent bitmaps are not counted yet: refused rather than their
+# clusters called leaks.
+cp a.qcow2 bm.qcow2
+qemu-img bitmap --add bm.qcow2 b0 2>/dev/null
+cp bm.qcow2 bm2.qcow2
+check_fails "check: an image with persistent bitmaps is refused (status 1), not miscounted" \
+    "persistent bitmaps" "$B" check -r all bm2.qcow2
+check "check: ... and that image is left byte-identical" cmp bm.qcow2 bm2.qcow2

@@ -9,7 +9,7 @@
 source "$SOURCE_ROOT/tests/tap.sh"
 need qemu-img qemu-io
 
-plan 26
+plan 28
 
 B=$BLKHOST
 cd "$T" || exit 1
@@ -102,3 +102,6 @@ refused "qcow2 over a longer backing file: growing is refused (its bytes would s
     "backing file longer" top.qcow2 top.qcow2 2M
 qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 top4.qcow2 4M
 resized "qcow2 over a backing file no longer than it grows" top4.qcow2 8M
+qemu-img create -q -f qcow2 -o compat=0.10 -b base.qcow2 -F qcow2 v2.qcow2 4M
+refused "a version 2 qcow2 with a backing file: shrinking is refused (no zero flag)" \
+    "version 2" v2.qcow2 --shrink v2.qcow2 1M
