@@ -24,20 +24,11 @@
 #include <errno.h>
 #include <inttypes.h>
 
-/* Count every reference into r. */
+/* Count every reference into r, the refcount structure's own too. */
 static int check_count(Qcow2State *s, Qcow2NewRefs *r, GError **errp)
 {
-    int ret = qcow2_new_refs_add(r, 0, s->cluster_size, 1, errp);
+    int ret = qcow2_count_references(s, r, errp);
 
-    if (ret == 0)
-        ret = qcow2_new_refs_count_l1(r, s->l1_offset, s->l1_size, s->l1, 1,
-                                      errp);
-    if (ret == 0 && s->nb_snapshots)
-        ret = qcow2_new_refs_add(r, s->snapshots_offset, s->snapshots_bytes,
-                                 1, errp);
-    for (uint32_t i = 0; ret == 0 && i < s->nb_snapshots; i++)
-        ret = qcow2_new_refs_count_l1(r, s->snapshots[i].l1_offset,
-                                      s->snapshots[i].l1_size, NULL, 1, errp);
     if (ret == 0)
         ret = qcow2_new_refs_add(r, s->reftable_offset,
                                  (uint64_t)s->reftable_clusters <<

@@ -27,6 +27,14 @@ l2() { printf '%d' $(( $(be64 "$1" "$(($(be64 "$1" 40)))") & 0x00fffffffffffe00 
 set_ref() { $POKE "$1" $(( $(refblock "$1") + 2 * $2 )) be16 "$3"; }
 # problems CMD...: the lines naming problems, from stderr.
 problems() { "$@" 2>&1 >/dev/null | grep -E '^(ERROR|Leaked)'; }
+# same_problems DESC IMAGE: both name the same problems, in the same order.
+same_problems() {
+    if [ "$(problems "$B" check "$2")" = "$(problems qemu-img check "$2")" ]; then
+        ok "check: $1"
+    else
+        not_ok "check: $1"; diag "$(problems "$B" check "$2")"
+    fi
+}
 
 # A clean image: data, a compressed cluster, a zero cluster, fragmented.
 qemu-img create -q -f qcow2 a.qcow2 4M
@@ -48,24 +56,14 @@ end=$(( $(stat -c %s a.qcow2) / 65536 ))
 set_ref leak.qcow2 $end 1; set_ref leak.qcow2 $((end + 1)) 1
 same "two leaked clusters: exit 3 and the leak summary" leak.qcow2
 same "two leaked clusters, --output=json (leaks key)" --output=json leak.qcow2
-if [ "$(problems "$B" check leak.qcow2)" = "$(problems qemu-img check leak.qcow2)" ]; then
-    ok "check: leaked clusters are named on stderr as qemu-img names them"
-else
-    not_ok "check: leaked clusters are named on stderr as qemu-img names them"
-    diag "$(problems "$B" check leak.qcow2)"
-fi
+same_problems "leaked clusters are named on stderr as qemu-img names them" leak.qcow2
 
 # Corruption: a data cluster's refcount too low (0).
 data0=$(( $(be64 a.qcow2 "$(l2 a.qcow2)") & 0x00fffffffffffe00 ))
 cp a.qcow2 low.qcow2; set_ref low.qcow2 $((data0 / 65536)) 0
 same "a data cluster with refcount 0: exit 2, refcount and COPIED errors" low.qcow2
 same "the same, --output=json (corruptions key)" --output=json low.qcow2
-if [ "$(problems "$B" check low.qcow2)" = "$(problems qemu-img check low.qcow2)" ]; then
-    ok "check: too-low refcount and COPIED mismatch named as qemu-img names them"
-else
-    not_ok "check: too-low refcount and COPIED mismatch named as qemu-img names them"
-    diag "$(problems "$B" check low.qcow2)"
-fi
+same_problems "too-low refcount and COPIED mismatch named as qemu-img names them" low.qcow2
 # Refcount too high on a data cluster: a leak, and its COPIED flag wrong.
 cp a.qcow2 high.qcow2; set_ref high.qcow2 $((data0 / 65536)) 2
 same "a data cluster with refcount 2: one leak and one COPIED error (exit 2)" high.qcow2
