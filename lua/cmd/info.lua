@@ -42,11 +42,6 @@ local TOP = {
   { "backing-format", "backing file format" },
   { "backing-filename-format", "backing file format" },
 }
--- Driver keys whose qemu-img JSON name differs.
-local JSON_NAMES = {
-  ["backing-format"] = "backing-filename-format",
-  dirty = "dirty-flag",
-}
 -- Facts about how blkhost opened the image, not about the image.
 local HIDDEN = { ["read-only"] = true, cache = true }
 
@@ -147,38 +142,68 @@ local function human(info, keys)
   return table.concat(out, "\n") .. "\n"
 end
 
-local function as_json(info, keys)
-  local order, t = {}, {}
-  for _, l in ipairs(LABELS) do order[#order + 1] = l[1] end
-  local known = {}
-  for _, k in ipairs(order) do known[k] = true end
-  for _, k in ipairs(keys) do
-    if bitmap_key(k) then
-      k = "bitmaps"
-      t[k] = t[k] or bitmaps(info, keys)
-      if not known[k] then
-        order[#order + 1] = k
-        known[k] = true
-      end
-    elseif not HIDDEN[k] then
-      local name = JSON_NAMES[k] or k
-      t[name] = info[k]
-      if not known[name] then
-        order[#order + 1] = name
-        known[name] = true
-      end
+-- The top-level keys of qemu-img 7.2's info JSON, in the order it prints
+-- them (its dictionary's order); the driver's other facts are in
+-- "format-specific", as qemu-img has them.
+local JSON_ORDER = {
+  "backing-filename-format", "snapshots", "virtual-size", "filename",
+  "cluster-size", "format", "actual-size", "format-specific",
+  "full-backing-filename", "backing-filename", "dirty-flag",
+}
+
+-- qemu-img's snapshot list entries, in its key order.
+local function json_snapshots(img)
+  local list = {}
+  for _, sn in ipairs(img:snapshots()) do
+    local vm = sn.vm_clock_ns or 0
+    local e = {
+      icount = sn.icount,
+      ["vm-clock-nsec"] = vm % 1000000000,
+      name = sn.name,
+      ["date-sec"] = sn.date,
+      ["date-nsec"] = sn.date_nsec,
+      ["vm-clock-sec"] = vm // 1000000000,
+      id = sn.id,
+      ["vm-state-size"] = sn.vm_state_size,
+    }
+    local order = {}
+    for _, k in ipairs({ "icount", "vm-clock-nsec", "name", "date-sec", "date-nsec",
+                         "vm-clock-sec", "id", "vm-state-size" }) do
+      if e[k] ~= nil then order[#order + 1] = k end
     end
+    list[#list + 1] = json.object(e, order)
   end
-  -- qcow2 facts also where qemu-img puts them, so that scripts written
-  -- for `qemu-img info --output=json` find them.
+  return list
+end
+
+local function as_json(img, info, keys)
+  local t = {
+    filename = info.filename, format = info.format,
+    ["virtual-size"] = info["virtual-size"], ["actual-size"] = info["actual-size"],
+    ["cluster-size"] = info["cluster-size"],
+    ["dirty-flag"] = info.dirty or false,
+  }
+  local backing = info["backing-filename"]
+  if backing then
+    t["backing-filename"] = backing
+    t["backing-filename-format"] = info["backing-format"] or info["backing-filename-format"]
+    -- Resolved as qemu-img does: relative to the image's folder.
+    t["full-backing-filename"] = backing:sub(1, 1) == "/" and backing or
+      (info.filename:match("^(.*/)") or "") .. backing
+  end
+  local ok, snaps = pcall(json_snapshots, img)
+  if ok and #snaps > 0 then t.snapshots = snaps end
+  -- qcow2 facts where qemu-img puts them.
   if info.format == "qcow2" then
     local v3 = info.compat ~= "0.10"
     local d = {
       compat = info.compat,
       ["compression-type"] = info["compression-type"] or "zlib",
       ["refcount-bits"] = info["refcount-bits"],
-      bitmaps = t.bitmaps,
     }
+    for _, k in ipairs(keys) do
+      if bitmap_key(k) then d.bitmaps = bitmaps(info, keys) break end
+    end
     if v3 then
       d["lazy-refcounts"] = info["lazy-refcounts"]
       d.corrupt = info.corrupt
@@ -187,7 +212,10 @@ local function as_json(info, keys)
     t["format-specific"] = json.object({ type = "qcow2", data = json.object(d,
       { "compat", "compression-type", "lazy-refcounts", "bitmaps",
         "refcount-bits", "corrupt", "extended-l2" }) }, { "type", "data" })
-    order[#order + 1] = "format-specific"
+  end
+  local order = {}
+  for _, k in ipairs(JSON_ORDER) do
+    if t[k] ~= nil then order[#order + 1] = k end
   end
   return json.encode(json.object(t, order), { indent = 4 }) .. "\n"
 end
@@ -228,6 +256,6 @@ return cli.run("info", USAGE, function(args)
     return 0
   end
   local info, keys = img:info()
-  io.stdout:write(output == "json" and as_json(info, keys) or human(info, keys))
+  io.stdout:write(output == "json" and as_json(img, info, keys) or human(info, keys))
   return 0
 end)
