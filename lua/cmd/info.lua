@@ -1,6 +1,6 @@
 -- info: show an image's format, virtual size, disk size and driver facts
 --
--- blkhost info [--output=human|json] [-f FORMAT] [-o OPTS] [--partitions] IMAGE
+-- blkhost info [--output=human|json] [-f FORMAT] [-o OPTS] [--backing-chain] [--partitions] IMAGE
 -- The image is opened read-only.  --partitions prints its partition table
 -- instead (blkhost.parttable does the formatting).  The text output follows qemu-img info's
 -- layout and the JSON output its key names ("filename", "format",
@@ -13,7 +13,7 @@ local cli = require "blkhost.cli"
 local json = require "blkhost.json"
 
 local USAGE = [==[
-Usage: blkhost info [--output=human|json] [-f FORMAT] [-o OPTIONS]
+Usage: blkhost info [--output=human|json] [-f FORMAT] [-o OPTIONS] [--backing-chain]
                     [--partitions [--sector-size=N]] IMAGE
 
 Show an image's format, virtual size, disk size and what its driver
@@ -22,6 +22,7 @@ reports (cluster size, backing file, ...).  The image is opened read-only.
   -f, --format=FORMAT   driver to open IMAGE with (default: probe)
   -o, --options=OPTS    more open options, k=v,k2=v2 (repeatable)
   --output=FMT          human (default) or json
+  --backing-chain       every image of the backing chain, top first
   --partitions          print the partition table (MBR or GPT) instead
   --sector-size=N       sector size for --partitions (512 or 4096;
                         default: the image's block size)
@@ -176,7 +177,7 @@ local function json_snapshots(img)
   return list
 end
 
-local function as_json(img, info, keys)
+local function json_info(img, info, keys)
   local t = {
     filename = info.filename, format = info.format,
     ["virtual-size"] = info["virtual-size"], ["actual-size"] = info["actual-size"],
@@ -217,7 +218,7 @@ local function as_json(img, info, keys)
   for _, k in ipairs(JSON_ORDER) do
     if t[k] ~= nil then order[#order + 1] = k end
   end
-  return json.encode(json.object(t, order), { indent = 4 }) .. "\n"
+  return json.object(t, order)
 end
 
 return cli.run("info", USAGE, function(args)
@@ -227,6 +228,7 @@ return cli.run("info", USAGE, function(args)
     { nil, "output", arg = "FMT" },
     { "U", "force-share" },
     { nil, "partitions" },
+    { nil, "backing-chain" },
     { nil, "sector-size", arg = "N" },
   })
   local output = o.output or "human"
@@ -256,6 +258,31 @@ return cli.run("info", USAGE, function(args)
     return 0
   end
   local info, keys = img:info()
-  io.stdout:write(output == "json" and as_json(img, info, keys) or human(info, keys))
+  if not o["backing-chain"] then
+    io.stdout:write(output == "json" and
+                    json.encode(json_info(img, info, keys), { indent = 4 }) .. "\n" or
+                    human(info, keys))
+    return 0
+  end
+  -- --backing-chain: every image down the chain, each opened on its own
+  -- by the name qemu-img resolves (relative to the image above's folder).
+  local list, texts, seen = {}, {}, {}
+  local cur = img
+  while true do
+    local t = json_info(cur, info, keys)
+    list[#list + 1] = t
+    texts[#texts + 1] = human(info, keys)
+    seen[info.filename] = true
+    local next_name = t["full-backing-filename"]
+    if not next_name then break end
+    if seen[next_name] then cli.fail("Backing file '" .. next_name .. "' creates a loop") end
+    if cur ~= img then cur:close() end
+    cur = bh.open(next_name, { format = t["backing-filename-format"], readonly = true,
+                               locking = opts.locking })
+    info, keys = cur:info()
+  end
+  if cur ~= img then cur:close() end
+  io.stdout:write(output == "json" and json.encode(json.array(list), { indent = 4 }) .. "\n" or
+                  table.concat(texts, "\n"))
   return 0
 end)

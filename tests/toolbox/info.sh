@@ -7,7 +7,7 @@ source "$SOURCE_ROOT/tests/tap.sh"
 source "$SOURCE_ROOT/tests/toolbox/lib.sh"
 need qemu-img qemu-io
 
-plan 12
+plan 17
 
 cd "$T" || exit 1
 same() { same_as_qemu info "$@"; }
@@ -39,3 +39,22 @@ same "a dirty lazy-refcounts qcow2 (dirty-flag true)" --output=json dirty.qcow2
 same "-f qcow2 names the format" --output=json -f qcow2 a.qcow2
 same "a missing file: exit 1, nothing on stdout" --output=json missing.qcow2
 check_fails "info: --output=xml is refused" "human or json" "$BLKHOST" info --output=xml r.raw
+
+# --backing-chain: every image, top first, each by the name qemu-img
+# resolves.
+qemu-img create -q -f qcow2 -b top.qcow2 -F qcow2 top2.qcow2
+same "--backing-chain --output=json on a three-image chain (a JSON list)" \
+    --backing-chain --output=json top2.qcow2
+same "--backing-chain --output=json through a backing name relative to a folder" \
+    --backing-chain --output=json sub/top.qcow2
+same "--backing-chain --output=json on an image without backing file" \
+    --backing-chain --output=json r.raw
+if [ "$("$BLKHOST" info --backing-chain top2.qcow2 | grep '^image:')" = \
+     "$(qemu-img info --backing-chain top2.qcow2 | grep '^image:')" ]; then
+    ok "info: --backing-chain (human) shows the same images in the same order"
+else
+    not_ok "info: --backing-chain (human) shows the same images in the same order"
+fi
+qemu-img create -q -f qcow2 -u -b gone.qcow2 -F qcow2 orphan.qcow2 1M
+same "--backing-chain with a missing backing file: exit 1, nothing on stdout" \
+    --backing-chain --output=json orphan.qcow2
