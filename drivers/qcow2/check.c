@@ -14,9 +14,8 @@
  *
  * Repair rebuilds the refcounts from the references (rebuild.c), which
  * fixes leaks and refcounts that are too low alike; so -r leaks refuses
- * (as qemu-img does) when a refcount is too low.  COPIED flags are
- * not rewritten: a mismatch that the rebuild does not cure stays
- * reported.  Persistent bitmaps are not counted yet, so images holding
+ * (as qemu-img does) when a refcount is too low.  -r all then rewrites
+ * the COPIED flags that still disagree with the (rebuilt) refcounts.  Persistent bitmaps are not counted yet, so images holding
  * them are refused rather than have their bitmap clusters called leaks.
  */
 #include "snapshot.h"
@@ -91,8 +90,42 @@ static int check_copied(Qcow2State *s, uint64_t entry, uint64_t off,
     return ret;
 }
 
-/* The active L1 and L2 tables: COPIED flags and cluster statistics. */
-static int check_active(Qcow2State *s, BhCheckResult *res, GError **errp)
+/* -r all: give an active L1 entry the COPIED flag its refcount asks for. */
+static int check_fix_l1e(Qcow2State *s, uint32_t i, uint64_t v, GError **errp)
+{
+    uint8_t be[8];
+    int ret;
+
+    qcow2_put_be64(be, v);
+    ret = bh_node_pwrite(s->file, be, s->l1_offset + (uint64_t)i * 8, 8, 0,
+                         errp);
+    if (ret == 0) {
+        qcow2_overlap_entry_set(s, true, s->l1[i], v);
+        s->l1[i] = v;
+    }
+    return ret;
+}
+
+/* The same for entry j of the L2 table at l2_off, through the L2 cache so
+ * that a cached copy stays current. */
+static int check_fix_l2e(Qcow2State *s, uint64_t l2_off, uint64_t j,
+                         uint64_t v, GError **errp)
+{
+    void *t;
+    int ret = qcow2_cache_get(s->l2_cache, l2_off, &t, errp);
+
+    if (ret < 0)
+        return ret;
+    ((uint64_t *)t)[j] = GUINT64_TO_BE(v);
+    qcow2_cache_mark_dirty(s->l2_cache, t);
+    qcow2_cache_put(s->l2_cache, t);
+    return 0;
+}
+
+/* The active L1 and L2 tables: COPIED flags (repaired with fix) and
+ * cluster statistics. */
+static int check_active(Qcow2State *s, bool fix, BhCheckResult *res,
+                        GError **errp)
 {
     g_autofree uint64_t *l2 = g_malloc(s->cluster_size);
     uint64_t next = 0;
@@ -108,10 +141,20 @@ static int check_active(Qcow2State *s, BhCheckResult *res, GError **errp)
         if (ret < 0)
             return ret;
         if (!agrees) {
-            bh_check_result_say(res, "ERROR OFLAG_COPIED L2 cluster: "
+            bh_check_result_say(res, "%s OFLAG_COPIED L2 cluster: "
                                 "l1_index=%" PRIu32 " l1_entry=%" PRIx64
-                                " refcount=%" PRIu64, i, l1e, rc);
-            res->corruptions++;
+                                " refcount=%" PRIu64,
+                                fix ? "Repairing" : "ERROR", i, l1e, rc);
+            if (fix) {
+                l1e = rc == 1 ? l1e | QCOW_OFLAG_COPIED
+                              : l1e & ~QCOW_OFLAG_COPIED;
+                ret = check_fix_l1e(s, i, l1e, errp);
+                if (ret < 0)
+                    return ret;
+                res->corruptions_fixed++;
+            } else {
+                res->corruptions++;
+            }
         }
         ret = bh_node_pread(s->file, l2, l2_off, s->cluster_size, 0, errp);
         if (ret < 0)
@@ -146,10 +189,19 @@ static int check_active(Qcow2State *s, BhCheckResult *res, GError **errp)
             if (ret < 0)
                 return ret;
             if (!agrees) {
-                bh_check_result_say(res, "ERROR OFLAG_COPIED data cluster: "
+                bh_check_result_say(res, "%s OFLAG_COPIED data cluster: "
                                     "l2_entry=%" PRIx64 " refcount=%" PRIu64,
-                                    e, rc);
-                res->corruptions++;
+                                    fix ? "Repairing" : "ERROR", e, rc);
+                if (fix) {
+                    e = rc == 1 ? e | QCOW_OFLAG_COPIED
+                                : e & ~QCOW_OFLAG_COPIED;
+                    ret = check_fix_l2e(s, l2_off, j, e, errp);
+                    if (ret < 0)
+                        return ret;
+                    res->corruptions_fixed++;
+                } else {
+                    res->corruptions++;
+                }
             }
         }
     }
@@ -205,7 +257,10 @@ static int check_locked(Qcow2State *s, uint32_t fix, BhCheckResult *res,
     res->has_clusters = true;
     res->total_clusters = qcow2_align_up(s->size, s->cluster_size) >>
                           s->cluster_bits;
-    return check_active(s, res, errp);
+    ret = check_active(s, (fix & BH_CHECK_FIX_ERRORS) != 0, res, errp);
+    if (ret == 0 && res->corruptions_fixed)
+        ret = qcow2_meta_flush_locked(s, errp);
+    return ret;
 }
 
 int qcow2_check(BhNode *bs, uint32_t fix, BhCheckResult *res, GError **errp)

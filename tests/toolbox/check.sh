@@ -9,7 +9,7 @@ source "$SOURCE_ROOT/tests/tap.sh"
 source "$SOURCE_ROOT/tests/toolbox/lib.sh"
 need qemu-img qemu-io python3
 
-plan 36
+plan 39
 
 B=$BLKHOST
 POKE="python3 $SOURCE_ROOT/tests/qcow2/poke.py"
@@ -117,6 +117,17 @@ repaired "-r all repairs two leaked clusters" leak.qcow2 all
 repaired "-r all repairs a too-low refcount" low.qcow2 all
 repaired "-r leaks repairs a too-high refcount (and so its COPIED error)" high.qcow2 leaks
 repaired "-r all repairs a leak beside a snapshot" snapleak.qcow2 all
+repaired "-r all rewrites a missing COPIED flag on an L2 entry" nocopy.qcow2 all
+repaired "-r all rewrites a missing COPIED flag on an L1 entry" nocopy1.qcow2 all
+cp nocopy1.qcow2 b-nc.qcow2; cp nocopy1.qcow2 q-nc.qcow2
+"$B" check -r all --output=json b-nc.qcow2 2>b.err | sed 's/b-nc/X/' >b.out
+qemu-img check -r all --output=json q-nc.qcow2 2>q.err | sed 's/q-nc/X/' >q.out
+if cmp -s b.out q.out && cmp -s b.err q.err; then
+    ok "check: -r all --output=json on a COPIED mismatch: same JSON and Repairing lines as qemu-img"
+else
+    not_ok "check: -r all --output=json on a COPIED mismatch: same JSON and Repairing lines as qemu-img"
+    diag "$(diff q.out b.out; diff q.err b.err)"
+fi
 cp low.qcow2 low2.qcow2
 same "-r leaks refuses a too-low refcount (exit 1)" -r leaks low2.qcow2
 check "check: ... and leaves that image byte-identical" cmp low.qcow2 low2.qcow2
