@@ -1,19 +1,20 @@
 -- resize: change an image's virtual size (qemu-img resize)
 -- SPDX-License-Identifier: BSD-3-Clause
 --
--- blkhost resize [-f FMT] [--shrink] [--preallocation=off] [-q] IMAGE [+|-]SIZE
+-- blkhost resize [-f FMT] [--shrink] [--preallocation=MODE] [-q] IMAGE [+|-]SIZE
 --
 -- As qemu-img 7.2: SIZE may be relative (+SIZE, -SIZE, taken from the
 -- last argument before the options are read, so that -1G is not an
 -- option); shrinking needs --shrink; "Image resized." on success.  raw
 -- and qcow2 grow and shrink (qcow2: a new L1 table and size in one
--- header write).  Preallocation other than off is refused.
+-- header write).  --preallocation=falloc|full (raw only) writes the new
+-- area's zeros so that it takes disk space.
 
 local bh = require "blkhost"
 local cli = require "blkhost.cli"
 
 local USAGE = [==[
-Usage: blkhost resize [-f FMT] [--shrink] [--preallocation=off] [-q] IMAGE [+|-]SIZE
+Usage: blkhost resize [-f FMT] [--shrink] [--preallocation=MODE] [-q] IMAGE [+|-]SIZE
 
 Change IMAGE's virtual size to SIZE, or by +SIZE / -SIZE (suffixes k, M,
 G, T, P, E), as qemu-img resize does.  Shrinking needs --shrink and cuts
@@ -21,8 +22,8 @@ off the data past the new end.
 
   -f FMT               the image's format (default: probe)
   --shrink             allow making the image smaller
-  --preallocation=off  the only mode taken (metadata, falloc and full
-                       are refused)
+  --preallocation=MODE off (default); raw also falloc or full (the
+                       new area takes disk space); metadata is refused
   -q, --quiet          print nothing on success
   -h, --help           this text
 ]==]
@@ -49,9 +50,6 @@ return cli.run("resize", USAGE, function(args)
   if not PREALLOC[mode] then
     cli.fail("Invalid preallocation mode '" .. mode .. "'")
   end
-  if mode ~= "off" then
-    cli.fail("--preallocation=" .. mode .. " is not supported (only off)")
-  end
 
   local sign, digits = size_arg:match("^([+-]?)(.*)$")
   local ok, n = pcall(bh.parse_size, digits)
@@ -71,7 +69,27 @@ return cli.run("resize", USAGE, function(args)
   if new < current and not o.shrink then
     cli.fail("Use the --shrink option to perform a shrink operation.")
   end
+  if mode ~= "off" then
+    if new < current then
+      cli.fail("Preallocation can only be used for growing images")
+    end
+    -- falloc and full give the new area disk space; writing its zeros
+    -- does both for raw.  qcow2 preallocation is not done.
+    if img:format() ~= "raw" or mode == "metadata" then
+      cli.fail("--preallocation=" .. mode .. " is not supported for " .. img:format() ..
+               " images (raw takes falloc and full)")
+    end
+  end
   img:resize(new)
+  if mode ~= "off" then
+    local chunk = string.rep("\0", 1024 * 1024)
+    local off = current
+    while off < new do
+      local n = math.min(#chunk, new - off)
+      img:write(off, n == #chunk and chunk or chunk:sub(1, n))
+      off = off + n
+    end
+  end
   img:flush()
   if not o.quiet then print("Image resized.") end
   return 0

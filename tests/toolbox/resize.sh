@@ -9,7 +9,7 @@
 source "$SOURCE_ROOT/tests/tap.sh"
 need qemu-img qemu-io
 
-plan 28
+plan 34
 
 B=$BLKHOST
 cd "$T" || exit 1
@@ -80,21 +80,35 @@ resized "qcow2 shrink without --shrink is refused" a.qcow2 512k
 
 resized "qcow2 shrinks with --shrink inside its last L2 table" a.qcow2 --shrink 512k
 resized "qcow2 shrinks to a size that is no cluster multiple" a.qcow2 --shrink 300k
-qemu-img create -q -f qcow2 -o cluster_size=4096 big.qcow2 64M
-io big.qcow2 -c "write -P 7 0 64M"
+qemu-img create -q -f qcow2 -o cluster_size=4096 big.qcow2 16M
+io big.qcow2 -c "write -P 7 0 16M"
 resized "qcow2 shrink drops whole L2 tables (4k clusters)" big.qcow2 --shrink 3M
 resized "qcow2 with a snapshot shrinks" snap.qcow2 --shrink -768k
 cp big.qcow2 regrow.qcow2
-"$B" resize -q --shrink regrow.qcow2 1M && "$B" resize -q regrow.qcow2 64M
-if qemu-io -c "read -P 7 0 1M" -c "read -P 0 1M 63M" regrow.qcow2 | grep -c "^read" | grep -qx 2 &&
+"$B" resize -q --shrink regrow.qcow2 1M && "$B" resize -q regrow.qcow2 16M
+if qemu-io -c "read -P 7 0 1M" -c "read -P 0 1M 15M" regrow.qcow2 | grep -c "^read" | grep -qx 2 &&
    qemu-img check regrow.qcow2 >/dev/null 2>&1; then
     ok "resize: a qcow2 shrunk then grown again reads zeros past the old end, check clean"
 else
     not_ok "resize: a qcow2 shrunk then grown again reads zeros past the old end, check clean"
-    diag "$(qemu-io -c "read -P 0 1M 63M" regrow.qcow2)"
+    diag "$(qemu-io -c "read -P 0 1M 15M" regrow.qcow2)"
 fi
-refused "--preallocation=full is refused (only off)" \
-    "not supported" a.raw --preallocation=full -f raw a.raw 4M
+qemu-img create -q -f raw p.raw 1M
+resized "raw --preallocation=full grows" p.raw -f raw --preallocation=full 5M
+# The new 4 MiB are allocated (the first 1 MiB, made sparse, is not).
+if [ "$(du -k b-p.raw | cut -f1)" -ge 4096 ] &&
+   [ "$(du -k b-p.raw | cut -f1)" -ge "$(du -k q-p.raw | cut -f1)" ]; then
+    ok "resize: ... and the new area takes disk space, as qemu-img's"
+else
+    not_ok "resize: ... and the new area takes disk space, as qemu-img's"; diag "$(du -k b-p.raw q-p.raw)"
+fi
+resized "raw --preallocation=falloc grows" p.raw -f raw --preallocation=falloc +3M
+resized "--preallocation with a shrink is refused (qemu-img's message)" \
+    a.raw -f raw --preallocation=full --shrink 512k
+refused "--preallocation=metadata is refused (not done)" \
+    "not supported" a.raw --preallocation=metadata -f raw a.raw 4M
+refused "qcow2 --preallocation=full is refused (not done)" \
+    "not supported for qcow2" a.qcow2 --preallocation=full a.qcow2 4M
 qemu-img create -q -f qcow2 base.qcow2 4M
 io base.qcow2 -c "write -P 6 0 4M"
 qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 top.qcow2 1M
