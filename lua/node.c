@@ -148,6 +148,20 @@ static int node_size(lua_State *L)
     return 1;
 }
 
+/* node:resize(size): bh_node_truncate, the virtual size becomes size
+ * bytes (formats may refuse what they cannot do, e.g. a qcow2 shrink). */
+static int node_resize(lua_State *L)
+{
+    BhNode *bs = bh_lua_checknode(L, 1);
+    uint64_t size = bh_lua_check_u64(L, 2, "size");
+    GError *err = NULL;
+    int r = bh_node_truncate(bs, size, &err);
+
+    if (r < 0)
+        return node_fail(L, r, err, "resize");
+    return 0;
+}
+
 /* node:extents([offset [, length]]) -> {{offset=, length=, hole=, zero=}, ...}
  * One entry per block_status answer; nothing is merged, so a script sees
  * exactly what the driver reported. */
@@ -333,6 +347,57 @@ static int node_map(lua_State *L)
     return 1;
 }
 
+static void node_check_field(lua_State *L, const char *key, uint64_t v)
+{
+    lua_pushinteger(L, (lua_Integer)v);
+    lua_setfield(L, -2, key);
+}
+
+/* node:check([fix]) -> {corruptions=, leaks=, check_errors=,
+ * corruptions_fixed=, leaks_fixed=, image_end_offset=, total_clusters=?,
+ * allocated_clusters=?, fragmented_clusters=?, compressed_clusters=?,
+ * messages={...}}: bh_node_check; fix is nil, "leaks" or "all" as
+ * qemu-img check -r takes it. */
+static int node_check(lua_State *L)
+{
+    static const char *const fixes[] = { "none", "leaks", "all", NULL };
+    static const uint32_t fix_bits[] = {
+        0, BH_CHECK_FIX_LEAKS, BH_CHECK_FIX_LEAKS | BH_CHECK_FIX_ERRORS,
+    };
+    BhNode *bs = bh_lua_checknode(L, 1);
+    int fix = luaL_checkoption(L, 2, "none", fixes);
+    BhCheckResult res;
+    GError *err = NULL;
+    int r = bh_node_check(bs, fix_bits[fix], &res, &err);
+
+    if (r < 0) {
+        bh_check_result_clear(&res);
+        return node_fail(L, r, err, "check");
+    }
+    lua_createtable(L, 0, 12);
+    node_check_field(L, "corruptions", res.corruptions);
+    node_check_field(L, "leaks", res.leaks);
+    node_check_field(L, "check_errors", res.check_errors);
+    node_check_field(L, "corruptions_fixed", res.corruptions_fixed);
+    node_check_field(L, "leaks_fixed", res.leaks_fixed);
+    if (res.image_end_offset)
+        node_check_field(L, "image_end_offset", res.image_end_offset);
+    if (res.has_clusters) {
+        node_check_field(L, "total_clusters", res.total_clusters);
+        node_check_field(L, "allocated_clusters", res.allocated_clusters);
+        node_check_field(L, "fragmented_clusters", res.fragmented_clusters);
+        node_check_field(L, "compressed_clusters", res.compressed_clusters);
+    }
+    lua_createtable(L, (int)res.messages->len, 0);
+    for (guint i = 0; i < res.messages->len; i++) {
+        lua_pushstring(L, g_ptr_array_index(res.messages, i));
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "messages");
+    bh_check_result_clear(&res);
+    return 1;
+}
+
 static const luaL_Reg node_methods[] = {
     { "read", node_read },
     { "write", node_write },
@@ -340,8 +405,10 @@ static const luaL_Reg node_methods[] = {
     { "discard", node_discard },
     { "zero", node_zero },
     { "size", node_size },
+    { "resize", node_resize },
     { "extents", node_extents },
     { "map", node_map },
+    { "check", node_check },
     { "info", node_info },
     { "filename", node_filename },
     { "format", node_format },

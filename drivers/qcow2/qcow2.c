@@ -267,6 +267,7 @@ static const BhDriver qcow2_driver = {
     .write_zeroes = qcow2_write_zeroes,
     .block_status = qcow2_block_status,
     .block_map = qcow2_block_map,
+    .truncate = qcow2_truncate,
     .info = qcow2_info,
     .create = qcow2_create,
     .snapshot_list = qcow2_snapshot_list,
@@ -277,6 +278,7 @@ static const BhDriver qcow2_driver = {
     .load_vmstate = qcow2_load_vmstate,
     .create_check = qcow2_create_check,
     .create_options = qcow2_create_options,
+    .check = qcow2_check,
 };
 
 static const BhPluginDesc desc = {

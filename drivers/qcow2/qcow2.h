@@ -320,6 +320,12 @@ void qcow2_rb_get(Qcow2State *s, const void *block, uint64_t i,
                   uint64_t *v);
 void qcow2_rb_set(Qcow2State *s, void *block, uint64_t i, uint64_t v);
 
+/* check.c */
+int qcow2_check(BhNode *bs, uint32_t fix, BhCheckResult *res, GError **errp);
+
+/* resize.c */
+int qcow2_truncate(BhNode *bs, uint64_t size, GError **errp);
+
 /* rebuild.c */
 int qcow2_rebuild_refcounts_locked(Qcow2State *s, GError **errp);
 

@@ -19,15 +19,10 @@
 #include <errno.h>
 #include <inttypes.h>
 
-int qcow2_rebuild_refcounts_locked(Qcow2State *s, GError **errp)
+int qcow2_count_references(Qcow2State *s, Qcow2NewRefs *r, GError **errp)
 {
-    g_autoptr(Qcow2NewRefs) r = qcow2_new_refs_new(s, true);
-    uint64_t rt_at;
-    uint32_t rt_clusters;
-    uint8_t hdr[12];
-    int ret;
+    int ret = qcow2_new_refs_add(r, 0, s->cluster_size, 1, errp); /* header */
 
-    ret = qcow2_new_refs_add(r, 0, s->cluster_size, 1, errp);   /* header */
     if (ret == 0)
         ret = qcow2_new_refs_count_l1(r, s->l1_offset, s->l1_size, s->l1, 1,
                                       errp);
@@ -37,6 +32,18 @@ int qcow2_rebuild_refcounts_locked(Qcow2State *s, GError **errp)
     for (uint32_t i = 0; ret == 0 && i < s->nb_snapshots; i++)
         ret = qcow2_new_refs_count_l1(r, s->snapshots[i].l1_offset,
                                       s->snapshots[i].l1_size, NULL, 1, errp);
+    return ret;
+}
+
+int qcow2_rebuild_refcounts_locked(Qcow2State *s, GError **errp)
+{
+    g_autoptr(Qcow2NewRefs) r = qcow2_new_refs_new(s, true);
+    uint64_t rt_at;
+    uint32_t rt_clusters;
+    uint8_t hdr[12];
+    int ret;
+
+    ret = qcow2_count_references(s, r, errp);
     if (ret == 0)
         ret = qcow2_new_refs_place(r, errp);
     if (ret == 0)

@@ -1,6 +1,6 @@
 -- info: show an image's format, virtual size, disk size and driver facts
 --
--- blkhost info [--output=human|json] [-f FORMAT] [-o OPTS] [--partitions] IMAGE
+-- blkhost info [--output=human|json] [-f FORMAT] [-o OPTS] [--backing-chain] [--partitions] IMAGE
 -- The image is opened read-only.  --partitions prints its partition table
 -- instead (blkhost.parttable does the formatting).  The text output follows qemu-img info's
 -- layout and the JSON output its key names ("filename", "format",
@@ -13,7 +13,7 @@ local cli = require "blkhost.cli"
 local json = require "blkhost.json"
 
 local USAGE = [==[
-Usage: blkhost info [--output=human|json] [-f FORMAT] [-o OPTIONS]
+Usage: blkhost info [--output=human|json] [-f FORMAT] [-o OPTIONS] [--backing-chain]
                     [--partitions [--sector-size=N]] IMAGE
 
 Show an image's format, virtual size, disk size and what its driver
@@ -22,6 +22,7 @@ reports (cluster size, backing file, ...).  The image is opened read-only.
   -f, --format=FORMAT   driver to open IMAGE with (default: probe)
   -o, --options=OPTS    more open options, k=v,k2=v2 (repeatable)
   --output=FMT          human (default) or json
+  --backing-chain       every image of the backing chain, top first
   --partitions          print the partition table (MBR or GPT) instead
   --sector-size=N       sector size for --partitions (512 or 4096;
                         default: the image's block size)
@@ -41,11 +42,6 @@ local TOP = {
   { "backing-filename", "backing file" },
   { "backing-format", "backing file format" },
   { "backing-filename-format", "backing file format" },
-}
--- Driver keys whose qemu-img JSON name differs.
-local JSON_NAMES = {
-  ["backing-format"] = "backing-filename-format",
-  dirty = "dirty-flag",
 }
 -- Facts about how blkhost opened the image, not about the image.
 local HIDDEN = { ["read-only"] = true, cache = true }
@@ -147,38 +143,68 @@ local function human(info, keys)
   return table.concat(out, "\n") .. "\n"
 end
 
-local function as_json(info, keys)
-  local order, t = {}, {}
-  for _, l in ipairs(LABELS) do order[#order + 1] = l[1] end
-  local known = {}
-  for _, k in ipairs(order) do known[k] = true end
-  for _, k in ipairs(keys) do
-    if bitmap_key(k) then
-      k = "bitmaps"
-      t[k] = t[k] or bitmaps(info, keys)
-      if not known[k] then
-        order[#order + 1] = k
-        known[k] = true
-      end
-    elseif not HIDDEN[k] then
-      local name = JSON_NAMES[k] or k
-      t[name] = info[k]
-      if not known[name] then
-        order[#order + 1] = name
-        known[name] = true
-      end
+-- The top-level keys of qemu-img 7.2's info JSON, in the order it prints
+-- them (its dictionary's order); the driver's other facts are in
+-- "format-specific", as qemu-img has them.
+local JSON_ORDER = {
+  "backing-filename-format", "snapshots", "virtual-size", "filename",
+  "cluster-size", "format", "actual-size", "format-specific",
+  "full-backing-filename", "backing-filename", "dirty-flag",
+}
+
+-- qemu-img's snapshot list entries, in its key order.
+local function json_snapshots(img)
+  local list = {}
+  for _, sn in ipairs(img:snapshots()) do
+    local vm = sn.vm_clock_ns or 0
+    local e = {
+      icount = sn.icount,
+      ["vm-clock-nsec"] = vm % 1000000000,
+      name = sn.name,
+      ["date-sec"] = sn.date,
+      ["date-nsec"] = sn.date_nsec,
+      ["vm-clock-sec"] = vm // 1000000000,
+      id = sn.id,
+      ["vm-state-size"] = sn.vm_state_size,
+    }
+    local order = {}
+    for _, k in ipairs({ "icount", "vm-clock-nsec", "name", "date-sec", "date-nsec",
+                         "vm-clock-sec", "id", "vm-state-size" }) do
+      if e[k] ~= nil then order[#order + 1] = k end
     end
+    list[#list + 1] = json.object(e, order)
   end
-  -- qcow2 facts also where qemu-img puts them, so that scripts written
-  -- for `qemu-img info --output=json` find them.
+  return list
+end
+
+local function json_info(img, info, keys)
+  local t = {
+    filename = info.filename, format = info.format,
+    ["virtual-size"] = info["virtual-size"], ["actual-size"] = info["actual-size"],
+    ["cluster-size"] = info["cluster-size"],
+    ["dirty-flag"] = info.dirty or false,
+  }
+  local backing = info["backing-filename"]
+  if backing then
+    t["backing-filename"] = backing
+    t["backing-filename-format"] = info["backing-format"] or info["backing-filename-format"]
+    -- Resolved as qemu-img does: relative to the image's folder.
+    t["full-backing-filename"] = backing:sub(1, 1) == "/" and backing or
+      (info.filename:match("^(.*/)") or "") .. backing
+  end
+  local ok, snaps = pcall(json_snapshots, img)
+  if ok and #snaps > 0 then t.snapshots = snaps end
+  -- qcow2 facts where qemu-img puts them.
   if info.format == "qcow2" then
     local v3 = info.compat ~= "0.10"
     local d = {
       compat = info.compat,
       ["compression-type"] = info["compression-type"] or "zlib",
       ["refcount-bits"] = info["refcount-bits"],
-      bitmaps = t.bitmaps,
     }
+    for _, k in ipairs(keys) do
+      if bitmap_key(k) then d.bitmaps = bitmaps(info, keys) break end
+    end
     if v3 then
       d["lazy-refcounts"] = info["lazy-refcounts"]
       d.corrupt = info.corrupt
@@ -187,9 +213,12 @@ local function as_json(info, keys)
     t["format-specific"] = json.object({ type = "qcow2", data = json.object(d,
       { "compat", "compression-type", "lazy-refcounts", "bitmaps",
         "refcount-bits", "corrupt", "extended-l2" }) }, { "type", "data" })
-    order[#order + 1] = "format-specific"
   end
-  return json.encode(json.object(t, order), { indent = 4 }) .. "\n"
+  local order = {}
+  for _, k in ipairs(JSON_ORDER) do
+    if t[k] ~= nil then order[#order + 1] = k end
+  end
+  return json.object(t, order)
 end
 
 return cli.run("info", USAGE, function(args)
@@ -199,6 +228,7 @@ return cli.run("info", USAGE, function(args)
     { nil, "output", arg = "FMT" },
     { "U", "force-share" },
     { nil, "partitions" },
+    { nil, "backing-chain" },
     { nil, "sector-size", arg = "N" },
   })
   local output = o.output or "human"
@@ -228,6 +258,31 @@ return cli.run("info", USAGE, function(args)
     return 0
   end
   local info, keys = img:info()
-  io.stdout:write(output == "json" and as_json(info, keys) or human(info, keys))
+  if not o["backing-chain"] then
+    io.stdout:write(output == "json" and
+                    json.encode(json_info(img, info, keys), { indent = 4 }) .. "\n" or
+                    human(info, keys))
+    return 0
+  end
+  -- --backing-chain: every image down the chain, each opened on its own
+  -- by the name qemu-img resolves (relative to the image above's folder).
+  local list, texts, seen = {}, {}, {}
+  local cur = img
+  while true do
+    local t = json_info(cur, info, keys)
+    list[#list + 1] = t
+    texts[#texts + 1] = human(info, keys)
+    seen[info.filename] = true
+    local next_name = t["full-backing-filename"]
+    if not next_name then break end
+    if seen[next_name] then cli.fail("Backing file '" .. next_name .. "' creates a loop") end
+    if cur ~= img then cur:close() end
+    cur = bh.open(next_name, { format = t["backing-filename-format"], readonly = true,
+                               locking = opts.locking })
+    info, keys = cur:info()
+  end
+  if cur ~= img then cur:close() end
+  io.stdout:write(output == "json" and json.encode(json.array(list), { indent = 4 }) .. "\n" or
+                  table.concat(texts, "\n"))
   return 0
 end)

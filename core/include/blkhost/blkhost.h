@@ -7,6 +7,7 @@
 
 #include <blkhost/version.h>
 #include <blkhost/error.h>
+#include <blkhost/check.h>
 #include <blkhost/opts.h>
 #include <blkhost/info.h>
 #include <blkhost/plugin.h>

@@ -33,6 +33,7 @@
 #include <stdint.h>
 #include <glib.h>
 
+#include <blkhost/check.h>
 #include <blkhost/error.h>
 #include <blkhost/info.h>
 #include <blkhost/node.h>
@@ -150,6 +151,14 @@ typedef struct BhDriver {
     int (*block_map)(BhNode *bs, uint64_t offset, uint64_t len,
                      uint64_t *pnum, uint32_t *flags, uint64_t *map,
                      BhNode **file, GError **errp);
+
+    /* Consistency check (`blkhost check`): count into res what is wrong
+     * with the image's metadata and, as fix (BH_CHECK_FIX_*) asks,
+     * repair it; res comes zeroed with messages set.  A negative return
+     * (-errno, *errp set) means the check could not run.  Optional:
+     * without it bh_node_check() answers -ENOTSUP. */
+    int (*check)(BhNode *bs, uint32_t fix, BhCheckResult *res,
+                 GError **errp);
 
     /* New callbacks go here, at the end. */
 } BhDriver;

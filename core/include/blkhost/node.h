@@ -23,6 +23,8 @@
 #include <stdint.h>
 #include <glib.h>
 
+#include <blkhost/check.h>
+
 #include <blkhost/opts.h>
 #include <blkhost/info.h>
 
@@ -122,6 +124,12 @@ typedef struct BhMapEntry {
  * map.  *pnum is at least 1 and at most len. */
 int bh_node_block_map(BhNode *bs, uint64_t offset, uint64_t len,
                       uint64_t *pnum, BhMapEntry *e, GError **errp);
+/* Check bs's own metadata (not its backing chain) as `qemu-img check`
+ * does and repair what fix (BH_CHECK_FIX_*) asks; res is initialised
+ * here and cleared by the caller.  -ENOTSUP when bs's format has no
+ * check; other negative returns: the check could not run. */
+int bh_node_check(BhNode *bs, uint32_t fix, BhCheckResult *res,
+                  GError **errp);
 /* Change the size (file and formats that can).  Not range checked. */
 int bh_node_truncate(BhNode *bs, uint64_t size, GError **errp);
 
