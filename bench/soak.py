@@ -22,6 +22,7 @@ load, and after everyone has left.
 import math
 import multiprocessing as mp
 import os
+import queue
 import random
 import select
 import socket
@@ -87,7 +88,7 @@ def hist_quantile(hist, q):
 
 
 def new_stats(kind):
-    return {"kind": kind, "ops": 0, "reads": 0, "writes": 0, "errors": 0, "mismatches": 0,
+    return {"kind": kind, "pid": os.getpid(), "ops": 0, "reads": 0, "writes": 0, "errors": 0, "mismatches": 0,
             "bytes": 0, "hist": {}, "max": 0.0, "notes": []}
 
 
@@ -439,13 +440,36 @@ def session(ctx, sock, pid, number, seconds, label):
                  open("/proc/loadavg").read().split()[0]), flush=True)
     stop.set()
     by_kind = {k: new_stats(k) for k in ("clients", "churn", "slow")}
-    for _ in procs:
-        s = results.get(timeout=180)
+    kinds = {p.pid: k for p, k in zip(procs, ["clients"] * (len(procs) - 2)
+                                       + ["churn", "slow"])}
+    for k in by_kind.values():
+        k["connections"] = 0
+    pending = set(kinds)
+    deadline = time.monotonic() + 180
+    while pending and time.monotonic() < deadline:
+        try:
+            s = results.get(timeout=1)
+        except queue.Empty:
+            # A process that died without its report (killed from outside,
+            # or a crash in the bindings) must not hang the soak.
+            for p in procs:
+                if p.pid in pending and not p.is_alive() and results.empty():
+                    pending.discard(p.pid)
+                    st = by_kind[kinds[p.pid]]
+                    st["errors"] += 1
+                    note(st, "%s process %d died (exit code %s) without a "
+                         "report" % (kinds[p.pid], p.pid, p.exitcode))
+            continue
+        pending.discard(s["pid"])
         merge(by_kind[s["kind"]], s)
-        by_kind[s["kind"]].setdefault("connections", 0)
         by_kind[s["kind"]]["connections"] += s.get("connections", 0)
+    for pid in pending:
+        note(by_kind[kinds[pid]], "process %d did not report in time" % pid)
+        by_kind[kinds[pid]]["errors"] += 1
     for p in procs:
-        p.join(30)
+        p.join(5)
+        if p.is_alive():
+            p.kill()
     return by_kind, loaded
 
 
