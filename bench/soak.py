@@ -363,7 +363,8 @@ def slow_reader(sock, session, stop, results):
         want = b"".join(block_data(cid, b, session + 1)
                         for b in range(nblk))
         for k in range(0, len(want), 4 * MiB):
-            request(1, 1, SLOW_OFF + k, 4 * MiB, want[k:k + 4 * MiB])
+            part = want[k:k + 4 * MiB]
+            request(1, 1, SLOW_OFF + k, len(part), part)
             if reply()[0]:
                 raise RuntimeError("write failed")
         handle = 10
