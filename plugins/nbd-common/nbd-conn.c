@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -122,21 +123,51 @@ static void nbd_pool_push(NbdPool *pool, NbdSlot *first, NbdSlot *last,
 
 /* ---- slots ---- */
 
+/* Slot buffers bigger than malloc's default mmap threshold are mapped
+ * directly, as malloc itself would map them at first.  Left to malloc,
+ * freeing such a mapped chunk raises glibc's dynamic mmap threshold to its
+ * size (mallopt(3), M_MMAP_THRESHOLD), after which buffers up to that size
+ * come from the heap arenas, which keep them when they are freed: a client
+ * that sent one 4 MiB write or asked one 8 MiB read made the idle server's
+ * RSS grow by megabytes for each later wave of clients (bench/soak.sh). */
+#define NBD_SLOT_MMAP_MIN (128u * 1024)
+
+static void *slot_buf_alloc(size_t cap)
+{
+    if (cap < NBD_SLOT_MMAP_MIN) {
+        void *p = NULL;
+        /* page alignment keeps O_DIRECT nodes from bouncing */
+        return posix_memalign(&p, 4096, cap) == 0 ? p : NULL;
+    }
+    void *p = mmap(NULL, cap, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static void slot_buf_free(NbdSlot *slot)
+{
+    if (slot->cap >= NBD_SLOT_MMAP_MIN)
+        munmap(slot->buf, slot->cap);
+    else
+        free(slot->buf);
+    slot->buf = NULL;
+    slot->cap = 0;
+}
+
 bool nbd_slot_reserve(NbdSlot *slot, size_t len)
 {
     if (len <= slot->cap)
         return true;
-    /* Grow in big steps so a client ramping up sizes reallocates rarely;
-     * page alignment keeps O_DIRECT nodes from bouncing. */
+    /* Grow in big steps so a client ramping up sizes reallocates rarely. */
     size_t cap = 64 * 1024;
     while (cap < len)
         cap *= 2;
     if (cap > NBD_MAX_PAYLOAD && len <= NBD_MAX_PAYLOAD)
         cap = NBD_MAX_PAYLOAD;
-    void *p = NULL;
-    if (posix_memalign(&p, 4096, cap) != 0)
+    void *p = slot_buf_alloc(cap);
+    if (!p)
         return false;
-    free(slot->buf);
+    slot_buf_free(slot);
     slot->buf = p;
     slot->cap = cap;
     return true;
@@ -207,11 +238,8 @@ void nbd_slot_done(NbdSlot *slot)
 {
     /* Keep buffers of the usual sizes; one made for a rare huge request
      * goes, so idle connections do not pin 32 MiB per slot. */
-    if (slot->cap > NBD_SLOT_KEEP) {
-        free(slot->buf);
-        slot->buf = NULL;
-        slot->cap = 0;
-    }
+    if (slot->cap > NBD_SLOT_KEEP)
+        slot_buf_free(slot);
     nbd_slot_put(slot->conn, slot);
 }
 
@@ -463,7 +491,7 @@ int nbd_conn_serve(int fd, const NbdSession *s, NbdPool *pool,
 
 out:
     for (int i = 0; i < NBD_CONN_SLOTS; i++)
-        free(c->slots[i].buf);
+        slot_buf_free(&c->slots[i]);
     g_free(c->rbuf);
     g_mutex_clear(&c->lock);
     g_cond_clear(&c->cond);

@@ -23,6 +23,9 @@
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
 #include <fcntl.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -248,6 +251,7 @@ static gpointer client_thread(gpointer data)
     g_mutex_lock(&srv->lock);
     close(cl->fd);
     srv->clients = g_list_remove(srv->clients, cl);
+    bool last = !srv->clients;
     if (cl->counted)
         srv->nclients--;
     /* Like qemu-nbd, a server that is not persistent ends when its last
@@ -265,6 +269,15 @@ static gpointer client_thread(gpointer data)
     g_free(cl->export_name);
     g_free(cl->peer);
     g_free(cl);
+#ifdef __GLIBC__
+    /* Each connection's threads spread their buffers over glibc's
+     * per-thread arenas, which keep freed memory: after 64 clients left,
+     * an idle server held 34 MiB of RSS with 1.2 MiB in use, and a longer
+     * run held more (bench/soak.sh).  Give it back once nobody is
+     * connected, as qemu trims after its RCU callbacks. */
+    if (last)
+        malloc_trim(0);
+#endif
     return NULL;
 }
 
