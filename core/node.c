@@ -173,12 +173,14 @@ static BhNode *node_open_protocol(const BhPluginRecord *rec,
     return bs;
 }
 
-/* Open format driver rec over child (which the new node takes). */
+/* Open format driver rec over child (which the new node takes).  Only a
+ * filter stacked under a format (file.driver=) is growable. */
 static BhNode *node_open_format(const BhPluginRecord *rec, BhNode *child,
                                 const char *filename, BhOpts *opts,
-                                const NodeModes *m, GError **errp)
+                                const NodeModes *m, bool growable,
+                                GError **errp)
 {
-    BhNode *bs = node_new(rec, filename, m, false);
+    BhNode *bs = node_new(rec, filename, m, growable);
     node_attach_child(bs, "file", child);
     if (!node_driver_open(bs, opts, errp)) {
         bh_node_unref(bs);
@@ -239,6 +241,28 @@ static BhNode *node_open_modes(const char *filename, BhOpts *opts,
     if (!fm.readonly && m.readonly)
         fm.readonly = true;
     const bool probing = !rec;
+    /* file.driver=NAME stacks a filter (log-writes) between the format and
+     * the file: the filter opens the file itself, with the file.file.*
+     * options, and takes the growable role the file has under a format.
+     * The filter keeps writers out, as a format with metadata does. */
+    const char *filter = bh_opts_get(file_opts, "driver");
+    if (filter && !g_str_equal(filter, "file")) {
+        NodeModes filter_inherit = fm;
+        filter_inherit.share_writes = false;
+        BhNode *file = node_open_modes(filename, file_opts, &filter_inherit,
+                                       true, errp);
+        if (!file)
+            return NULL;
+        if (probing) {
+            rec = bh_probe_node(file, filename, errp);
+            if (!rec) {
+                bh_node_unref(file);
+                return NULL;
+            }
+        }
+        return node_open_format(rec, file, filename, opts, &m, growable,
+                                errp);
+    }
     /* Before probing, assume data-only; a probe that finds metadata
      * reopens the file keeping writers out. */
     fm.share_writes = !inherit && (probing || node_data_only(rec));
@@ -265,7 +289,8 @@ static BhNode *node_open_modes(const char *filename, BhOpts *opts,
                 return NULL;
         }
     }
-    BhNode *bs = node_open_format(rec, file, filename, opts, &m, errp);
+    BhNode *bs = node_open_format(rec, file, filename, opts, &m, growable,
+                                  errp);
     if (bs && probing && node_data_only(rec))
         bh_probe_guard(file, rec, !m.readonly && !fm.readonly);
     return bs;
@@ -335,7 +360,7 @@ BhNode *bh_node_open_over(BhNode *child, const char *format,
         return NULL;
     }
     return node_open_format(rec, bh_node_ref(child), child->filename, work,
-                            &m, errp);
+                            &m, false, errp);
 }
 
 BhNode *bh_node_open_child(BhNode *bs, const char *role, const char *filename,
