@@ -269,10 +269,11 @@ static void wl_snapshots(Workload *w)
 
 static void wl_refcount_growth(Workload *w)
 {
-    /* 512-byte clusters with 64-bit refcounts: a refcount block covers 64
-     * clusters and one cluster of refcount table 4096 clusters (2 MiB),
-     * so writing 3 MiB makes the refcount table grow (and move). */
-    for (uint64_t off = 0; off < 3 * 1024 * 1024; off += 64 * 1024) {
+    /* 512-byte clusters with 32-bit refcounts: a refcount block covers
+     * 128 clusters and one cluster of refcount table 8192 clusters
+     * (4 MiB), so writing 5 MiB makes the refcount table grow (and
+     * move). */
+    for (uint64_t off = 0; off < 5 * 1024 * 1024; off += 64 * 1024) {
         wl_write(w, off, 64 * 1024);
         if ((off / (64 * 1024)) % 6 == 5)
             wl_flush(w);
@@ -753,8 +754,8 @@ int main(void)
                       g_getenv("POWERLOSS_LONG") ? 100000 : 1000;
     env = g_getenv("POWERLOSS_SEED");
     guint32 seed = env ? (guint32)g_ascii_strtoull(env, NULL, 10) : 1;
-    const bool refcount = g_getenv("POWERLOSS_REFCOUNT") != NULL;
-    const uint64_t nwl = refcount ? 4 : 3;
+    const bool refcount64 = g_getenv("POWERLOSS_REFCOUNT64") != NULL;
+    const uint64_t nwl = 4;
     /* A quarter more than a fair share each: intervals with one or two
      * writes have fewer distinct states than their share. */
     uint64_t per = (target + nwl - 1) / nwl * 5 / 4, total = 0;
@@ -764,19 +765,14 @@ int main(void)
                   wl_allocating, per, seed, &total);
     powerloss_run("snapshot create, delete, apply", "cluster_size=4096",
                   256 << 10, false, wl_snapshots, per, seed, &total);
-    /* Known bug, found here: with 512-byte clusters and 64-bit refcounts
-     * the qcow2 driver grows the file without bound (6 GB for 3 MiB of
-     * writes, without the filter too) once the refcount table must grow.
-     * POWERLOSS_REFCOUNT=1 runs the workload anyway. */
-    if (refcount) {
-        powerloss_run("refcount table growth",
-                      "cluster_size=512,refcount_bits=64", 4 << 20, false,
-                      wl_refcount_growth, per, seed, &total);
-    } else {
-        for (int i = 0; i < 4; i++)
-            ok(1, "# SKIP refcount table growth: the qcow2 driver grows the "
-               "file without bound there (see the comment above)");
-    }
+    /* With 64-bit refcounts (a block covering 64 clusters) the qcow2
+     * driver grows the file without bound once the refcount table must
+     * grow (docs/powerloss.md); 32-bit ones are used here until that is
+     * fixed.  POWERLOSS_REFCOUNT64=1 tries the 64-bit case. */
+    powerloss_run("refcount table growth", refcount64 ?
+                  "cluster_size=512,refcount_bits=64" :
+                  "cluster_size=512,refcount_bits=32", 6 << 20, false,
+                  wl_refcount_growth, per, seed, &total);
     powerloss_run("backing chain write", "cluster_size=4096", 256 << 10,
                   true, wl_backing, per, seed, &total);
     ok(total >= target, "powerloss: %" PRIu64 " crash states checked in all "
