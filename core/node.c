@@ -244,34 +244,25 @@ static BhNode *node_open_modes(const char *filename, BhOpts *opts,
     /* file.driver=NAME stacks a filter (log-writes) between the format and
      * the file: the filter opens the file itself, with the file.file.*
      * options, and takes the growable role the file has under a format.
-     * The filter keeps writers out, as a format with metadata does. */
+     * It keeps writers out, as a format with metadata does. */
     const char *filter = bh_opts_get(file_opts, "driver");
+    const BhPluginRecord *file_rec = NULL;
+    BhNode *file;
     if (filter && !g_str_equal(filter, "file")) {
-        NodeModes filter_inherit = fm;
-        filter_inherit.share_writes = false;
-        BhNode *file = node_open_modes(filename, file_opts, &filter_inherit,
-                                       true, errp);
-        if (!file)
+        fm.share_writes = false;
+        file = node_open_modes(filename, file_opts, &fm, true, errp);
+    } else {
+        /* Before probing, assume data-only; a probe that finds metadata
+         * reopens the file keeping writers out. */
+        fm.share_writes = !inherit && (probing || node_data_only(rec));
+        file_rec = node_find_driver("file", errp);
+        if (!file_rec)
             return NULL;
-        if (probing) {
-            rec = bh_probe_node(file, filename, errp);
-            if (!rec) {
-                bh_node_unref(file);
-                return NULL;
-            }
-        }
-        return node_open_format(rec, file, filename, opts, &m, growable,
-                                errp);
+        /* The file under a format is growable: qcow2 allocates past its
+         * end. */
+        file = node_open_protocol(file_rec, filename, file_opts, &fm, true,
+                                  errp);
     }
-    /* Before probing, assume data-only; a probe that finds metadata
-     * reopens the file keeping writers out. */
-    fm.share_writes = !inherit && (probing || node_data_only(rec));
-    const BhPluginRecord *file_rec = node_find_driver("file", errp);
-    if (!file_rec)
-        return NULL;
-    /* The file under a format is growable: qcow2 allocates past its end. */
-    BhNode *file = node_open_protocol(file_rec, filename, file_opts, &fm, true,
-                                      errp);
     if (!file)
         return NULL;
     if (probing) {
@@ -280,7 +271,8 @@ static BhNode *node_open_modes(const char *filename, BhOpts *opts,
             bh_node_unref(file);
             return NULL;
         }
-        if (fm.readonly && fm.share_writes && !node_data_only(rec)) {
+        if (file_rec && fm.readonly && fm.share_writes &&
+            !node_data_only(rec)) {
             bh_node_unref(file);
             fm.share_writes = false;
             file = node_open_protocol(file_rec, filename, file_opts, &fm,
@@ -291,7 +283,7 @@ static BhNode *node_open_modes(const char *filename, BhOpts *opts,
     }
     BhNode *bs = node_open_format(rec, file, filename, opts, &m, growable,
                                   errp);
-    if (bs && probing && node_data_only(rec))
+    if (bs && probing && file_rec && node_data_only(rec))
         bh_probe_guard(file, rec, !m.readonly && !fm.readonly);
     return bs;
 }
