@@ -173,12 +173,14 @@ static BhNode *node_open_protocol(const BhPluginRecord *rec,
     return bs;
 }
 
-/* Open format driver rec over child (which the new node takes). */
+/* Open format driver rec over child (which the new node takes).  Only a
+ * filter stacked under a format (file.driver=) is growable. */
 static BhNode *node_open_format(const BhPluginRecord *rec, BhNode *child,
                                 const char *filename, BhOpts *opts,
-                                const NodeModes *m, GError **errp)
+                                const NodeModes *m, bool growable,
+                                GError **errp)
 {
-    BhNode *bs = node_new(rec, filename, m, false);
+    BhNode *bs = node_new(rec, filename, m, growable);
     node_attach_child(bs, "file", child);
     if (!node_driver_open(bs, opts, errp)) {
         bh_node_unref(bs);
@@ -239,15 +241,28 @@ static BhNode *node_open_modes(const char *filename, BhOpts *opts,
     if (!fm.readonly && m.readonly)
         fm.readonly = true;
     const bool probing = !rec;
-    /* Before probing, assume data-only; a probe that finds metadata
-     * reopens the file keeping writers out. */
-    fm.share_writes = !inherit && (probing || node_data_only(rec));
-    const BhPluginRecord *file_rec = node_find_driver("file", errp);
-    if (!file_rec)
-        return NULL;
-    /* The file under a format is growable: qcow2 allocates past its end. */
-    BhNode *file = node_open_protocol(file_rec, filename, file_opts, &fm, true,
-                                      errp);
+    /* file.driver=NAME stacks a filter (log-writes) between the format and
+     * the file: the filter opens the file itself, with the file.file.*
+     * options, and takes the growable role the file has under a format.
+     * It keeps writers out, as a format with metadata does. */
+    const char *filter = bh_opts_get(file_opts, "driver");
+    const BhPluginRecord *file_rec = NULL;
+    BhNode *file;
+    if (filter && !g_str_equal(filter, "file")) {
+        fm.share_writes = false;
+        file = node_open_modes(filename, file_opts, &fm, true, errp);
+    } else {
+        /* Before probing, assume data-only; a probe that finds metadata
+         * reopens the file keeping writers out. */
+        fm.share_writes = !inherit && (probing || node_data_only(rec));
+        file_rec = node_find_driver("file", errp);
+        if (!file_rec)
+            return NULL;
+        /* The file under a format is growable: qcow2 allocates past its
+         * end. */
+        file = node_open_protocol(file_rec, filename, file_opts, &fm, true,
+                                  errp);
+    }
     if (!file)
         return NULL;
     if (probing) {
@@ -256,7 +271,8 @@ static BhNode *node_open_modes(const char *filename, BhOpts *opts,
             bh_node_unref(file);
             return NULL;
         }
-        if (fm.readonly && fm.share_writes && !node_data_only(rec)) {
+        if (file_rec && fm.readonly && fm.share_writes &&
+            !node_data_only(rec)) {
             bh_node_unref(file);
             fm.share_writes = false;
             file = node_open_protocol(file_rec, filename, file_opts, &fm,
@@ -265,8 +281,9 @@ static BhNode *node_open_modes(const char *filename, BhOpts *opts,
                 return NULL;
         }
     }
-    BhNode *bs = node_open_format(rec, file, filename, opts, &m, errp);
-    if (bs && probing && node_data_only(rec))
+    BhNode *bs = node_open_format(rec, file, filename, opts, &m, growable,
+                                  errp);
+    if (bs && probing && file_rec && node_data_only(rec))
         bh_probe_guard(file, rec, !m.readonly && !fm.readonly);
     return bs;
 }
@@ -335,7 +352,7 @@ BhNode *bh_node_open_over(BhNode *child, const char *format,
         return NULL;
     }
     return node_open_format(rec, bh_node_ref(child), child->filename, work,
-                            &m, errp);
+                            &m, false, errp);
 }
 
 BhNode *bh_node_open_child(BhNode *bs, const char *role, const char *filename,

@@ -1,0 +1,781 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Power-loss replay (docs/powerloss.md).  Each workload runs on a qcow2
+ * image whose file is under the log-writes filter, so the log holds every
+ * write, zero, discard, truncate and flush qcow2 sent, in order.  The
+ * workload keeps a model of what the guest must read (a hash per 512-byte
+ * sector after every operation) and notes the log's length whenever a
+ * guest flush or a snapshot operation returned.
+ *
+ * The replayer then rebuilds, from the image as it was before the
+ * workload, the states a power cut could leave (the CrashMonkey model):
+ * everything up to a flush, plus any subset of the writes that followed
+ * it, persisted in any order, up to the next flush.  For each state:
+ *   - qemu-img check must not find corruption (exit 2) nor fail (exit 1);
+ *     leaks (exit 3) are what an interrupted allocation may leave;
+ *   - every sector reads what the guest last wrote before the last flush
+ *     the state holds, or something a later operation wrote there;
+ *   - the snapshot table lists only snapshots the workload created, all
+ *     those whose creation was flushed (unless a later delete may have
+ *     run), none whose deletion was flushed, and each listed snapshot
+ *     reads exactly what the guest saw when it was taken.
+ *
+ * POWERLOSS_STATES sets how many states to aim for over all workloads
+ * (default 1000; POWERLOSS_LONG=1 means 100000).  POWERLOSS_SEED fixes
+ * the random choices (default 1), so a failure replays.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <glib/gstdio.h>
+
+#include <blkhost/blkhost.h>
+
+#include "tap.h"
+
+#define SECTOR 512
+
+/* ---- the log (format in drivers/log-writes/log-writes.c) ---- */
+enum { LW_WRITE = 1, LW_ZERO, LW_DISCARD, LW_FLUSH, LW_TRUNCATE };
+
+typedef struct Entry {
+    uint32_t type;       /* LW_*, FUA bit masked off */
+    uint64_t offset, len;
+    const uint8_t *data; /* into the log buffer, writes only */
+    uint64_t end;        /* log offset just past this entry */
+} Entry;
+
+static uint64_t le64_at(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return GUINT64_FROM_LE(v);
+}
+
+static uint32_t le32_at(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return GUINT32_FROM_LE(v);
+}
+
+static GArray *powerloss_parse_log(const uint8_t *buf, size_t size)
+{
+    GArray *entries = g_array_new(FALSE, TRUE, sizeof(Entry));
+    if (size < 32 || memcmp(buf, "BHLOGWR1", 8) || le32_at(buf + 8) != 1) {
+        diag("log: bad header");
+        g_array_free(entries, TRUE);
+        return NULL;
+    }
+    size_t pos = le32_at(buf + 12);
+    uint64_t seq = 0;
+    while (pos + 32 <= size) {
+        Entry e = { 0 };
+        if (le32_at(buf + pos) != 0x6c6f6745u || le64_at(buf + pos + 8) != seq) {
+            diag("log: bad entry at %zu", pos);
+            g_array_free(entries, TRUE);
+            return NULL;
+        }
+        e.type = le32_at(buf + pos + 4) & 0xff;
+        e.offset = le64_at(buf + pos + 16);
+        e.len = le64_at(buf + pos + 24);
+        pos += 32;
+        if (e.type == LW_WRITE) {
+            if (e.len > size - pos) {
+                diag("log: truncated write at %zu", pos);
+                g_array_free(entries, TRUE);
+                return NULL;
+            }
+            e.data = buf + pos;
+            pos += e.len;
+        }
+        e.end = pos;
+        g_array_append_val(entries, e);
+        seq++;
+    }
+    return entries;
+}
+
+/* ---- the workload's record ---- */
+typedef struct Record {
+    uint64_t start;      /* log length when the operation began */
+    uint64_t end;        /* ... and when it returned */
+    bool durable;        /* a flush: everything before is on disk */
+    uint64_t *hashes;    /* the guest's sectors after it */
+} Record;
+
+typedef struct SnapEvent {
+    char *name;
+    bool create;         /* else delete */
+    uint64_t start, end;
+    uint64_t *hashes;    /* create: the guest when taken */
+} SnapEvent;
+
+typedef struct Workload {
+    const char *title;
+    char *dir, *image, *log;
+    uint64_t size;           /* virtual size */
+    size_t nsect;
+    uint8_t *model;          /* the guest's bytes as it must read them */
+    GArray *records;         /* Record */
+    GArray *snaps;           /* SnapEvent */
+    GHashTable *snap_models; /* name -> copy of model (for apply) */
+    BhNode *bs;
+    GRand *rand;
+    uint64_t op_start;
+    bool failed;
+} Workload;
+
+static uint64_t powerloss_hash(const uint8_t *p)
+{
+    uint64_t h = 1469598103934665603ull;     /* FNV-1a */
+    for (size_t i = 0; i < SECTOR; i++)
+        h = (h ^ p[i]) * 1099511628211ull;
+    return h;
+}
+
+static uint64_t *powerloss_hash_all(const uint8_t *buf, size_t nsect)
+{
+    uint64_t *h = g_new(uint64_t, nsect);
+    for (size_t i = 0; i < nsect; i++)
+        h[i] = powerloss_hash(buf + i * SECTOR);
+    return h;
+}
+
+static uint64_t powerloss_log_len(Workload *w)
+{
+    GStatBuf st;
+    return g_stat(w->log, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+static void wl_begin(Workload *w)
+{
+    w->op_start = powerloss_log_len(w);
+}
+
+static void wl_record(Workload *w, bool durable)
+{
+    Record r = { w->op_start, powerloss_log_len(w), durable,
+                 powerloss_hash_all(w->model, w->nsect) };
+    g_array_append_val(w->records, r);
+}
+
+static void wl_check(Workload *w, int ret, GError *err, const char *what)
+{
+    if (ret < 0 && !w->failed) {
+        diag("%s: %s failed: %s", w->title, what,
+             err ? err->message : g_strerror(-ret));
+        w->failed = true;
+    }
+    g_clear_error(&err);
+}
+
+static void wl_write(Workload *w, uint64_t off, size_t len)
+{
+    GError *err = NULL;
+    g_autofree uint8_t *buf = g_malloc(len);
+    for (size_t i = 0; i < len; i++)
+        buf[i] = (uint8_t)g_rand_int(w->rand);
+    wl_begin(w);
+    wl_check(w, bh_node_pwrite(w->bs, buf, off, len, 0, &err), err, "write");
+    memcpy(w->model + off, buf, len);
+    wl_record(w, false);
+}
+
+static void wl_flush(Workload *w)
+{
+    GError *err = NULL;
+    wl_begin(w);
+    wl_check(w, bh_node_flush(w->bs, &err), err, "flush");
+    wl_record(w, true);
+}
+
+static void wl_snap(Workload *w, const char *name, bool create)
+{
+    GError *err = NULL;
+    wl_begin(w);
+    if (create) {
+        g_autoptr(BhSnapshotInfo) info = bh_snapshot_info_new();
+        info->name = g_strdup(name);
+        wl_check(w, bh_node_snapshot_create(w->bs, info, &err), err,
+                 "snapshot create");
+        g_hash_table_insert(w->snap_models, g_strdup(name),
+                            g_memdup2(w->model, w->size));
+    } else {
+        wl_check(w, bh_node_snapshot_delete(w->bs, name, &err), err,
+                 "snapshot delete");
+    }
+    SnapEvent e = { g_strdup(name), create, w->op_start,
+                    powerloss_log_len(w),
+                    create ? powerloss_hash_all(w->model, w->nsect) : NULL };
+    g_array_append_val(w->snaps, e);
+    wl_record(w, false);
+}
+
+static void wl_apply(Workload *w, const char *name)
+{
+    GError *err = NULL;
+    wl_begin(w);
+    wl_check(w, bh_node_snapshot_apply(w->bs, name, &err), err,
+             "snapshot apply");
+    memcpy(w->model, g_hash_table_lookup(w->snap_models, name), w->size);
+    wl_record(w, false);
+}
+
+/* ---- workloads ---- */
+static void wl_allocating(Workload *w)
+{
+    /* Random writes of 1-16 KiB over 4 KiB clusters: most allocate, some
+     * overwrite, some straddle clusters; a flush every few. */
+    for (int i = 0; i < 96; i++) {
+        uint64_t len = (uint64_t)g_rand_int_range(w->rand, 1, 33) * SECTOR;
+        uint64_t off = (uint64_t)g_rand_int_range(w->rand, 0,
+                            (gint32)((w->size - len) / SECTOR + 1)) * SECTOR;
+        wl_write(w, off, len);
+        if (i % 6 == 5)
+            wl_flush(w);
+    }
+}
+
+static void wl_snapshots(Workload *w)
+{
+    for (int i = 0; i < 6; i++)
+        wl_write(w, (uint64_t)i * 20480, 6144);
+    wl_flush(w);
+    wl_snap(w, "one", true);
+    wl_flush(w);
+    for (int i = 0; i < 6; i++)
+        wl_write(w, (uint64_t)i * 20480 + 2048, 4096);
+    wl_snap(w, "two", true);
+    wl_flush(w);
+    wl_write(w, 0, 8192);
+    wl_snap(w, "one", false);
+    wl_flush(w);
+    wl_apply(w, "two");
+    wl_flush(w);
+    wl_write(w, 4096, 4096);
+    wl_snap(w, "three", true);
+    wl_apply(w, "three");
+    wl_write(w, 65536, 4096);
+    wl_flush(w);
+    wl_snap(w, "two", false);
+    wl_flush(w);
+}
+
+static void wl_refcount_growth(Workload *w)
+{
+    /* 512-byte clusters with 32-bit refcounts: a refcount block covers
+     * 128 clusters and one cluster of refcount table 8192 clusters
+     * (4 MiB), so writing 5 MiB makes the refcount table grow (and
+     * move). */
+    for (uint64_t off = 0; off < 5 * 1024 * 1024; off += 64 * 1024) {
+        wl_write(w, off, 64 * 1024);
+        if ((off / (64 * 1024)) % 6 == 5)
+            wl_flush(w);
+    }
+    wl_flush(w);
+}
+
+static void wl_backing(Workload *w)
+{
+    /* Partial-cluster writes over a backing file: each allocation copies
+     * the rest of the cluster from the backing file. */
+    for (int i = 0; i < 48; i++) {
+        uint64_t off = (uint64_t)g_rand_int_range(w->rand, 0,
+                            (gint32)(w->size / SECTOR - 8)) * SECTOR;
+        wl_write(w, off, (uint64_t)g_rand_int_range(w->rand, 1, 9) * SECTOR);
+        if (i % 4 == 3)
+            wl_flush(w);
+    }
+}
+
+/* ---- replay ---- */
+typedef struct Replay {
+    Workload *w;
+    GArray *entries;
+    uint8_t *img;        /* the file as of the current flush point */
+    size_t img_len;
+    int fd;              /* the state file */
+    char *state;
+    uint64_t checked, check_exit[4], data_bad, snap_bad;
+    int reported;
+} Replay;
+
+static void replay_apply(uint8_t **img, size_t *len, const Entry *e)
+{
+    uint64_t end = e->offset + e->len;
+    switch (e->type) {
+    case LW_TRUNCATE:
+        if (e->offset > *len)
+            *img = g_realloc(*img, e->offset);
+        if (e->offset > *len)
+            memset(*img + *len, 0, e->offset - *len);
+        *len = e->offset;
+        return;
+    case LW_WRITE: case LW_ZERO: case LW_DISCARD:
+        if (end > *len) {
+            *img = g_realloc(*img, end);
+            memset(*img + *len, 0, end - *len);
+            *len = end;
+        }
+        if (e->type == LW_WRITE)
+            memcpy(*img + e->offset, e->data, e->len);
+        else
+            memset(*img + e->offset, 0, e->len);
+        return;
+    }
+}
+
+static bool replay_pwrite(int fd, const void *buf, size_t len, uint64_t off)
+{
+    while (len) {
+        ssize_t n = pwrite(fd, buf, len, (off_t)off);
+        if (n <= 0)
+            return false;
+        buf = (const uint8_t *)buf + n;
+        len -= (size_t)n;
+        off += (uint64_t)n;
+    }
+    return true;
+}
+
+/* Apply e to the state file (zeros for zeroes and discards: the file
+ * driver punches holes). */
+static void replay_apply_file(int fd, const Entry *e)
+{
+    static const uint8_t zeros[65536];
+    if (e->type == LW_TRUNCATE) {
+        if (ftruncate(fd, (off_t)e->offset) < 0)
+            diag("ftruncate: %s", g_strerror(errno));
+    } else if (e->type == LW_WRITE) {
+        replay_pwrite(fd, e->data, e->len, e->offset);
+    } else if (e->type == LW_ZERO || e->type == LW_DISCARD) {
+        for (uint64_t o = 0; o < e->len; o += sizeof(zeros))
+            replay_pwrite(fd, zeros, MIN(sizeof(zeros), e->len - o),
+                          e->offset + o);
+    }
+}
+
+/* Put the state file back to img after entries were applied to it. */
+static void replay_restore(Replay *r, const Entry *const *applied, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const Entry *e = applied[i];
+        uint64_t from = e->offset, to = e->offset + e->len;
+        if (e->type == LW_TRUNCATE)
+            to = r->img_len;
+        if (from < r->img_len)
+            replay_pwrite(r->fd, r->img + from, MIN(to, r->img_len) - from,
+                          from);
+    }
+    if (ftruncate(r->fd, (off_t)r->img_len) < 0)
+        diag("ftruncate: %s", g_strerror(errno));
+}
+
+static int replay_qemu_img_check(Replay *r, char **out)
+{
+    const char *argv[] = { "qemu-img", "check", "-f", "qcow2", "-U",
+                           r->state, NULL };
+    int status = 0;
+    g_autoptr(GError) err = NULL;
+    if (!g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_SEARCH_PATH | G_SPAWN_STDERR_TO_DEV_NULL, NULL,
+                      NULL, out, NULL, &status, &err)) {
+        diag("qemu-img: %s", err->message);
+        return 1;
+    }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+}
+
+/* Does every sector read something the guest may see here? */
+static bool replay_check_data(Replay *r, BhNode *bs, size_t g, size_t last,
+                              char **why)
+{
+    Workload *w = r->w;
+    g_autofree uint8_t *buf = g_malloc(w->size);
+    g_autoptr(GError) err = NULL;
+    if (bh_node_pread(bs, buf, 0, w->size, 0, &err) < 0) {
+        *why = g_strdup_printf("read failed: %s", err->message);
+        return false;
+    }
+    for (size_t s = 0; s < w->nsect; s++) {
+        uint64_t h = powerloss_hash(buf + s * SECTOR);
+        bool found = false;
+        for (size_t i = g; i <= last && !found; i++)
+            found = g_array_index(w->records, Record, i).hashes[s] == h;
+        if (!found) {
+            *why = g_strdup_printf("sector %zu (offset %zu) reads data the "
+                                   "guest never wrote there since its last "
+                                   "flush (operation %zu)", s, s * SECTOR, g);
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool replay_check_snapshots(Replay *r, BhNode *bs, uint64_t p,
+                                   uint64_t next, char **why)
+{
+    Workload *w = r->w;
+    g_autoptr(GError) err = NULL;
+    g_autoptr(GPtrArray) list = bh_node_snapshot_list(bs, &err);
+    if (!list) {
+        *why = g_strdup_printf("snapshot list failed: %s", err->message);
+        return false;
+    }
+    /* A snapshot operation is durable once a flush after it is in. */
+    uint64_t durable = 0;
+    for (guint i = 0; i < w->records->len; i++) {
+        Record *rec = &g_array_index(w->records, Record, i);
+        if (rec->durable && rec->end <= p)
+            durable = rec->end;
+    }
+    for (guint i = 0; i < w->snaps->len; i++) {
+        SnapEvent *e = &g_array_index(w->snaps, SnapEvent, i);
+        bool listed = false;
+        for (guint j = 0; j < list->len; j++)
+            listed |= g_str_equal(((BhSnapshotInfo *)list->pdata[j])->name,
+                                  e->name);
+        if (!e->create && e->end <= durable && listed) {
+            *why = g_strdup_printf("snapshot '%s' is listed though its "
+                                   "deletion was flushed", e->name);
+            return false;
+        }
+        if (e->create && e->end <= durable && !listed) {
+            bool may_be_deleted = false;
+            for (guint k = i + 1; k < w->snaps->len; k++) {
+                SnapEvent *d = &g_array_index(w->snaps, SnapEvent, k);
+                may_be_deleted |= !d->create && g_str_equal(d->name, e->name)
+                                  && d->start < next;
+            }
+            if (!may_be_deleted) {
+                *why = g_strdup_printf("snapshot '%s' is missing though its "
+                                       "creation was flushed", e->name);
+                return false;
+            }
+        }
+    }
+    for (guint j = 0; j < list->len; j++) {
+        const char *name = ((BhSnapshotInfo *)list->pdata[j])->name;
+        SnapEvent *made = NULL;
+        for (guint i = 0; i < w->snaps->len; i++) {
+            SnapEvent *e = &g_array_index(w->snaps, SnapEvent, i);
+            if (e->create && g_str_equal(e->name, name))
+                made = e;
+        }
+        if (!made) {
+            *why = g_strdup_printf("snapshot '%s' was never created", name);
+            return false;
+        }
+        g_autoptr(BhNode) snap = bh_node_snapshot_open(bs, NULL, name, &err);
+        g_autofree uint8_t *buf = g_malloc(w->size);
+        if (!snap || bh_node_pread(snap, buf, 0, w->size, 0, &err) < 0) {
+            *why = g_strdup_printf("snapshot '%s' cannot be read: %s", name,
+                                   err ? err->message : "?");
+            return false;
+        }
+        for (size_t s = 0; s < w->nsect; s++)
+            if (powerloss_hash(buf + s * SECTOR) != made->hashes[s]) {
+                *why = g_strdup_printf("snapshot '%s' is listed but sector "
+                                       "%zu is not what the guest had when "
+                                       "it was taken", name, s);
+                return false;
+            }
+    }
+    return true;
+}
+
+/*
+ * One state: the file is img plus applied[].  p is the log offset of the
+ * flush point (everything before it is in), next that of the next flush
+ * (nothing after it can be in).
+ */
+static void replay_check_state(Replay *r, uint64_t p, uint64_t next,
+                               const char *what)
+{
+    Workload *w = r->w;
+    r->checked++;
+    g_autofree char *out = NULL;
+    int code = replay_qemu_img_check(r, &out);
+    r->check_exit[MIN(code, 3)]++;
+    g_autofree char *why = NULL;
+    if (code == 1 || code == 2)
+        why = g_strdup_printf("qemu-img check exited %d:\n%s", code,
+                              out ? out : "");
+
+    /* The guest's view: from the last durable record at or before p, any
+     * later record whose operation may have begun before next. */
+    size_t g = 0, last = 0;
+    for (guint i = 0; i < w->records->len; i++) {
+        Record *rec = &g_array_index(w->records, Record, i);
+        if (rec->durable && rec->end <= p)
+            g = i;
+        if (rec->start < next)
+            last = i;
+    }
+    if (!why) {
+        g_autoptr(GError) err = NULL;
+        g_autoptr(BhOpts) o = bh_opts_parse("format=qcow2,readonly=on,"
+                                            "locking=off", NULL, NULL);
+        g_autoptr(BhNode) bs = bh_node_open(r->state, o, &err);
+        if (!bs)
+            why = g_strdup_printf("cannot open: %s", err->message);
+        else if (replay_check_data(r, bs, g, MAX(g, last), &why))
+            replay_check_snapshots(r, bs, p, next, &why);
+        if (why && bs)
+            r->data_bad++;
+    }
+    if (why && r->reported < 3) {
+        r->reported++;
+        diag("%s: state %" PRIu64 " (%s): %s", w->title, r->checked, what,
+             why);
+        g_autofree char *keep = g_strdup_printf("%s.bad%d", r->state,
+                                                r->reported);
+        g_autofree char *cmd = g_strdup_printf("cp '%s' '%s'", r->state, keep);
+        if (system(cmd) == 0)
+            diag("kept as %s", keep);
+    }
+}
+
+static uint64_t replay_workload(Workload *w, const uint8_t *base,
+                                size_t base_len, uint64_t target,
+                                Replay *r)
+{
+    g_autofree char *logbuf = NULL;
+    gsize log_len = 0;
+    if (!g_file_get_contents(w->log, &logbuf, &log_len, NULL))
+        return 0;
+    g_autoptr(GArray) entries = powerloss_parse_log((uint8_t *)logbuf,
+                                                    log_len);
+    if (!entries)
+        return 0;
+    r->w = w;
+    r->entries = entries;
+    r->img = g_memdup2(base, base_len);
+    r->img_len = base_len;
+    r->state = g_build_filename(w->dir, "state.qcow2", NULL);
+    r->fd = open(r->state, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    replay_pwrite(r->fd, r->img, r->img_len, 0);
+
+    /* Intervals: the entries between one flush and the next. */
+    g_autoptr(GArray) starts = g_array_new(FALSE, FALSE, sizeof(guint));
+    guint zero = 0;
+    g_array_append_val(starts, zero);
+    for (guint i = 0; i < entries->len; i++)
+        if (g_array_index(entries, Entry, i).type == LW_FLUSH) {
+            guint s = i + 1;
+            g_array_append_val(starts, s);
+        }
+    guint nint = starts->len;
+    diag("%s: %u log entries, %u flush points, %u records", w->title,
+         entries->len, nint - 1, w->records->len);
+
+    for (guint k = 0; k < nint; k++) {
+        guint from = g_array_index(starts, guint, k);
+        guint to = from;          /* the interval is [from, to) */
+        while (to < entries->len &&
+               g_array_index(entries, Entry, to).type != LW_FLUSH)
+            to++;
+        uint64_t p = from ? g_array_index(entries, Entry, from - 1).end : 32;
+        uint64_t next = to < entries->len ?
+                        g_array_index(entries, Entry, to).end : UINT64_MAX;
+        size_t n = to - from;
+        /* What is left of the aim, shared by the intervals left: an
+         * interval too short for its share leaves the rest to later ones. */
+        guint busy = 0;     /* intervals from here on with writes */
+        for (guint j = k; j < nint; j++) {
+            guint a = g_array_index(starts, guint, j);
+            busy += a < entries->len &&
+                    g_array_index(entries, Entry, a).type != LW_FLUSH;
+        }
+        uint64_t left = target > r->checked ? target - r->checked : 0;
+        uint64_t per = MAX(1, (left + MAX(busy, 1) - 1) / MAX(busy, 1));
+        /* The flush point itself. */
+        replay_check_state(r, p, next, "at a flush point");
+        g_autoptr(GHashTable) seen = g_hash_table_new_full(g_str_hash,
+                                        g_str_equal, g_free, NULL);
+        g_autofree const Entry **pick = g_new(const Entry *, n + 1);
+        g_autofree guint *idx = g_new(guint, n + 1);
+        uint64_t done_here = 1;
+        for (uint64_t tries = 0; n && done_here < per && tries < per * 8;
+             tries++) {
+            /* A random subset in a random order; the first try is all of
+             * them in order (the run as it happened). */
+            size_t m = 0;
+            for (size_t i = 0; i < n; i++)
+                if (!tries || g_rand_boolean(r->w->rand))
+                    idx[m++] = from + (guint)i;
+            for (size_t i = m; tries && i > 1; i--) {
+                size_t j = (size_t)g_rand_int_range(r->w->rand, 0, (gint32)i);
+                guint t = idx[i - 1];
+                idx[i - 1] = idx[j];
+                idx[j] = t;
+            }
+            GString *key = g_string_new(NULL);
+            for (size_t i = 0; i < m; i++)
+                g_string_append_printf(key, "%u,", idx[i]);
+            if (!m || g_hash_table_contains(seen, key->str)) {
+                g_string_free(key, TRUE);
+                continue;
+            }
+            g_hash_table_add(seen, g_string_free(key, FALSE));
+            for (size_t i = 0; i < m; i++) {
+                pick[i] = &g_array_index(entries, Entry, idx[i]);
+                replay_apply_file(r->fd, pick[i]);
+            }
+            g_autofree char *what = g_strdup_printf(
+                "flush point %u + %zu of its %zu later writes", k, m, n);
+            replay_check_state(r, p, next, what);
+            replay_restore(r, pick, m);
+            done_here++;
+        }
+        /* On to the next flush point. */
+        for (guint i = from; i < to; i++)
+            replay_apply(&r->img, &r->img_len,
+                         &g_array_index(entries, Entry, i));
+        if (ftruncate(r->fd, 0) < 0 ||
+            !replay_pwrite(r->fd, r->img, r->img_len, 0))
+            diag("rewriting the state: %s", g_strerror(errno));
+    }
+    close(r->fd);
+    g_free(r->img);
+    return r->checked;
+}
+
+/* ---- driving it ---- */
+typedef void (*WorkloadFn)(Workload *w);
+
+static void powerloss_run(const char *title, const char *create_opts,
+                          uint64_t size, bool backing, WorkloadFn fn,
+                          uint64_t target, guint32 seed, uint64_t *total)
+{
+    Workload w = { .title = title, .size = size };
+    w.dir = g_dir_make_tmp("blkhost-powerloss-XXXXXX", NULL);
+    w.image = g_build_filename(w.dir, "image.qcow2", NULL);
+    w.log = g_build_filename(w.dir, "image.log", NULL);
+    w.nsect = size / SECTOR;
+    w.model = g_malloc0(size);
+    w.records = g_array_new(FALSE, TRUE, sizeof(Record));
+    w.snaps = g_array_new(FALSE, TRUE, sizeof(SnapEvent));
+    w.snap_models = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+                                          g_free);
+    w.rand = g_rand_new_with_seed(seed);
+    g_autoptr(GError) err = NULL;
+    g_autofree char *copts = g_strdup(create_opts);
+
+    if (backing) {
+        /* A backing file full of data the overlay's COW must copy. */
+        g_autofree char *bpath = g_build_filename(w.dir, "backing.qcow2",
+                                                  NULL);
+        g_autoptr(BhOpts) bo = bh_opts_parse(create_opts, NULL, NULL);
+        g_autofree char *sz = g_strdup_printf("%" PRIu64, size);
+        bh_opts_set(bo, "size", sz);
+        g_autoptr(BhOpts) none = bh_opts_new();
+        BhNode *b = NULL;
+        if (bh_create(bpath, "qcow2", bo, &err) &&
+            (b = bh_node_open(bpath, none, &err))) {
+            for (size_t i = 0; i < size; i++)
+                w.model[i] = (uint8_t)g_rand_int(w.rand);
+            bh_node_pwrite(b, w.model, 0, size, 0, &err);
+            bh_node_unref(b);
+        }
+        g_free(copts);
+        copts = g_strdup_printf("%s,backing_file=backing.qcow2,"
+                                "backing_fmt=qcow2", create_opts);
+    }
+    g_autoptr(BhOpts) co = bh_opts_parse(copts, NULL, NULL);
+    g_autofree char *sz = g_strdup_printf("%" PRIu64, size);
+    bh_opts_set(co, "size", sz);
+    g_autofree char *base = NULL;
+    gsize base_len = 0;
+    if (!err && bh_create(w.image, "qcow2", co, &err) &&
+        g_file_get_contents(w.image, &base, &base_len, NULL)) {
+        g_autofree char *oo = g_strdup_printf("format=qcow2,file.driver="
+                                              "log-writes,file.log=%s", w.log);
+        g_autoptr(BhOpts) o = bh_opts_parse(oo, NULL, NULL);
+        w.bs = bh_node_open(w.image, o, &err);
+    }
+    if (!w.bs) {
+        ok(0, "powerloss: %s: set up (%s)", title, err ? err->message : "?");
+        return;
+    }
+    /* The image before the workload is durable: record 0. */
+    wl_begin(&w);
+    wl_record(&w, true);
+    fn(&w);
+    bh_node_unref(w.bs);
+    w.bs = NULL;
+    ok(!w.failed, "powerloss: %s: the workload runs through the log-writes "
+       "filter", title);
+    if (g_str_equal(title, "refcount table growth")) {
+        /* The header's refcount_table_clusters (offset 56) grew. */
+        g_autofree char *img = NULL;
+        gsize len = 0;
+        g_file_get_contents(w.image, &img, &len, NULL);
+        uint32_t before = len >= 60 && base_len >= 60 ?
+            GUINT32_FROM_BE(*(uint32_t *)(base + 56)) : 0;
+        uint32_t after = len >= 60 ?
+            GUINT32_FROM_BE(*(uint32_t *)(img + 56)) : 0;
+        ok(after > before, "powerloss: %s: the refcount table grew from %u "
+           "to %u clusters", title, before, after);
+    }
+
+    Replay r = { 0 };
+    uint64_t n = replay_workload(&w, (uint8_t *)base, base_len, target, &r);
+    *total += n;
+    diag("%s: qemu-img check exits: 0: %" PRIu64 ", 1: %" PRIu64 ", 2: %"
+         PRIu64 ", 3 (leaks): %" PRIu64, title, r.check_exit[0],
+         r.check_exit[1], r.check_exit[2], r.check_exit[3]);
+    ok(n && r.check_exit[1] == 0 && r.check_exit[2] == 0,
+       "powerloss: %s: %" PRIu64 " crash states, qemu-img check finds no "
+       "corruption in any", title, n);
+    ok(n && r.data_bad == 0 && r.reported == 0, "powerloss: %s: in every "
+       "state, flushed writes read back and the snapshot table lists only "
+       "complete snapshots", title);
+
+    if (!r.reported) {
+        g_autofree char *cmd = g_strdup_printf("rm -rf '%s'", w.dir);
+        if (system(cmd) != 0)
+            diag("could not remove %s", w.dir);
+    } else {
+        diag("%s: files kept in %s", title, w.dir);
+    }
+    g_free(r.state);
+}
+
+int main(void)
+{
+    const char *env = g_getenv("POWERLOSS_STATES");
+    uint64_t target = env ? g_ascii_strtoull(env, NULL, 10) :
+                      g_getenv("POWERLOSS_LONG") ? 100000 : 1000;
+    env = g_getenv("POWERLOSS_SEED");
+    guint32 seed = env ? (guint32)g_ascii_strtoull(env, NULL, 10) : 1;
+    const bool refcount64 = g_getenv("POWERLOSS_REFCOUNT64") != NULL;
+    const uint64_t nwl = 4;
+    /* A quarter more than a fair share each: intervals with one or two
+     * writes have fewer distinct states than their share. */
+    uint64_t per = (target + nwl - 1) / nwl * 5 / 4, total = 0;
+
+    plan(14);
+    powerloss_run("allocating writes", "cluster_size=4096", 1 << 20, false,
+                  wl_allocating, per, seed, &total);
+    powerloss_run("snapshot create, delete, apply", "cluster_size=4096",
+                  256 << 10, false, wl_snapshots, per, seed, &total);
+    /* With 64-bit refcounts (a block covering 64 clusters) the qcow2
+     * driver grows the file without bound once the refcount table must
+     * grow (docs/powerloss.md); 32-bit ones are used here until that is
+     * fixed.  POWERLOSS_REFCOUNT64=1 tries the 64-bit case. */
+    powerloss_run("refcount table growth", refcount64 ?
+                  "cluster_size=512,refcount_bits=64" :
+                  "cluster_size=512,refcount_bits=32", 6 << 20, false,
+                  wl_refcount_growth, per, seed, &total);
+    powerloss_run("backing chain write", "cluster_size=4096", 256 << 10,
+                  true, wl_backing, per, seed, &total);
+    ok(total >= target, "powerloss: %" PRIu64 " crash states checked in all "
+       "(aimed at %" PRIu64 ", seed %u)", total, target, seed);
+    return done();
+}
