@@ -541,6 +541,19 @@ void bh_node_set_block_limits(BhNode *bs, uint32_t min, uint32_t pref,
     bs->bl_max = max;
 }
 
+void bh_node_inherit_from(BhNode *bs, BhNode *child)
+{
+    /* FUA always: the child does it, natively or by the core's flush. */
+    uint32_t caps = BH_CAP_FUA, min, pref, max;
+    if (bh_node_can_discard(child))
+        caps |= BH_CAP_DISCARD;
+    if (bh_node_can_zero(child))
+        caps |= BH_CAP_ZERO;
+    bh_node_set_caps(bs, caps);
+    bh_node_block_limits(child, &min, &pref, &max);
+    bh_node_set_block_limits(bs, min, pref, max);
+}
+
 void bh_node_block_limits(const BhNode *bs, uint32_t *min, uint32_t *pref,
                           uint32_t *max)
 {

@@ -151,15 +151,7 @@ static int log_writes_open(BhNode *bs, const char *filename, BhOpts *opts,
 
     /* FUA goes down as FUA (and is logged so); zeroes and discards are
      * whatever the child does with them. */
-    uint32_t caps = BH_CAP_FUA;
-    if (bh_node_can_discard(file))
-        caps |= BH_CAP_DISCARD;
-    if (bh_node_can_zero(file))
-        caps |= BH_CAP_ZERO;
-    bh_node_set_caps(bs, caps);
-    uint32_t min, pref, max;
-    bh_node_block_limits(file, &min, &pref, &max);
-    bh_node_set_block_limits(bs, min, pref, max);
+    bh_node_inherit_from(bs, file);
     return 0;
 }
 

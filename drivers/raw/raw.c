@@ -58,16 +58,7 @@ static int raw_open(BhNode *bs, const char *filename, BhOpts *opts,
     s->has_size = has_size;
     bh_node_set_opaque(bs, s);
 
-    uint32_t caps = BH_CAP_FUA;  /* the child does FUA, native or emulated */
-    if (bh_node_can_discard(file))
-        caps |= BH_CAP_DISCARD;
-    if (bh_node_can_zero(file))
-        caps |= BH_CAP_ZERO;
-    bh_node_set_caps(bs, caps);
-
-    uint32_t min, pref, max;
-    bh_node_block_limits(file, &min, &pref, &max);
-    bh_node_set_block_limits(bs, min, pref, max);
+    bh_node_inherit_from(bs, file);
     return 0;
 }
 

@@ -169,6 +169,10 @@ void *bh_node_get_opaque(const BhNode *bs);
 void bh_node_set_caps(BhNode *bs, uint32_t caps);
 void bh_node_set_block_limits(BhNode *bs, uint32_t min, uint32_t pref,
                               uint32_t max);
+/* For a node that passes its requests to child (raw windows, filters):
+ * FUA, plus discard and zero where child offers them, and child's block
+ * limits. */
+void bh_node_inherit_from(BhNode *bs, BhNode *child);
 /* Tell the core the virtual size changed (after a resize). */
 void bh_node_refresh_size(BhNode *bs);
 
