@@ -39,6 +39,7 @@
 #include <blkhost/node.h>
 #include <blkhost/opts.h>
 #include <blkhost/plugin.h>
+#include <blkhost/request.h>
 #include <blkhost/snapshot.h>
 
 G_BEGIN_DECLS
@@ -159,6 +160,18 @@ typedef struct BhDriver {
      * without it bh_node_check() answers -ENOTSUP. */
     int (*check)(BhNode *bs, uint32_t fix, BhCheckResult *res,
                  GError **errp);
+
+    /* Asynchronous I/O (request.h): when set, the core hands every read,
+     * write, flush, discard and write-zeroes to submit instead of the
+     * synchronous callbacks (which may still be set, for tools that call
+     * them directly).  The driver completes each request exactly once
+     * with bh_request_complete(), from any thread. */
+    void (*submit)(BhNode *bs, BhRequest *req);
+    /* The BH_IO_* request flags this driver handles itself.  The core
+     * never passes others: it emulates FUA by a flush, and drops
+     * BH_IO_MAY_UNMAP (and fails BH_IO_FAST_ZERO with ENOTSUP) for a
+     * driver that does not declare them. */
+    uint32_t request_flags;
 
     /* New callbacks go here, at the end. */
 } BhDriver;

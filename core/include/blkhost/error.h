@@ -28,6 +28,21 @@ int bh_error_set_errno(GError **errp, int errnum, const char *fmt, ...) G_GNUC_P
 /* The errno a GError stands for: its code in BH_ERROR, EIO otherwise. */
 int bh_error_errno(const GError *err);
 
+/* Transition to the libc-only plugin ABI (v2): BhError is the name new code
+ * uses; these wrappers keep their meaning when it becomes an opaque type. */
+typedef GError BhError;
+static inline const char *bh_error_message(const BhError *err)
+{
+    return err ? err->message : NULL;
+}
+static inline void bh_error_free(BhError *err) { if (err) g_error_free(err); }
+static inline void bh_error_clear(BhError **errp) { g_clear_error(errp); }
+static inline void bh_error_propagate(BhError **dst, BhError *src)
+{
+    g_propagate_error(dst, src);
+}
+#define bh_error_prefix(errp, ...) g_prefix_error((errp), __VA_ARGS__)
+
 G_END_DECLS
 
 #endif
