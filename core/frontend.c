@@ -37,7 +37,7 @@ void bh_export_free(BhExport *exp)
 }
 
 BhFrontendHandle *bh_frontend_new(const char *name, BhOpts *opts,
-                                  GError **errp)
+                                  BhError **errp)
 {
     const BhPluginRecord *rec = bh_plugin_find(name, BH_PLUGIN_FRONTEND);
     if (!rec) {
@@ -67,7 +67,7 @@ BhFrontendHandle *bh_frontend_new(const char *name, BhOpts *opts,
     return h;
 }
 
-int bh_frontend_add_export(BhFrontendHandle *h, BhExport *exp, GError **errp)
+int bh_frontend_add_export(BhFrontendHandle *h, BhExport *exp, BhError **errp)
 {
     if (!h->fe->add_export) {
         bh_export_free(exp);
@@ -77,7 +77,7 @@ int bh_frontend_add_export(BhFrontendHandle *h, BhExport *exp, GError **errp)
     return h->fe->add_export(h->inst, exp, errp);
 }
 
-int bh_frontend_start(BhFrontendHandle *h, GError **errp)
+int bh_frontend_start(BhFrontendHandle *h, BhError **errp)
 {
     if (h->started)
         return 0;

@@ -1,5 +1,5 @@
 /* BhInfo: an ordered list of typed facts. */
-#include "blkhost/info.h"
+#include "blkhost/glib.h"
 
 struct BhInfo {
     GArray *items; /* BhInfoItem */

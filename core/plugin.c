@@ -248,12 +248,12 @@ static void plugin_try(PluginEntry *e)
                                            desc->name, dup->pub.path);
     }
     if (!e->pub.error && desc->load) {
-        GError *err = NULL;
+        BhError *err = NULL;
         if (!desc->load(&err)) {
             e->pub.error = g_strdup_printf("plugin '%s' failed to "
                                            "initialise: %s", desc->name,
-                                           err ? err->message : "no reason");
-            g_clear_error(&err);
+                                           err ? bh_error_message(err) : "no reason");
+            bh_error_clear(&err);
         }
     }
     if (e->pub.error) {
@@ -264,7 +264,7 @@ static void plugin_try(PluginEntry *e)
 }
 
 static const BhPluginRecord *plugin_load_locked(const char *path,
-                                                GError **errp)
+                                                BhError **errp)
 {
     plugin_entries_init();
     g_autofree char *abs = g_canonicalize_filename(path, NULL);
@@ -285,7 +285,7 @@ static const BhPluginRecord *plugin_load_locked(const char *path,
     return &e->pub;
 }
 
-const BhPluginRecord *bh_plugin_load(const char *path, GError **errp)
+const BhPluginRecord *bh_plugin_load(const char *path, BhError **errp)
 {
     bh_plugins_scan();
     g_mutex_lock(&plugin_lock);

@@ -18,6 +18,7 @@
 BhSnapshotInfo *bh_snapshot_info_new(void)
 {
     BhSnapshotInfo *i = g_new0(BhSnapshotInfo, 1);
+    i->struct_size = sizeof(*i);
     i->icount = BH_SNAPSHOT_NO_ICOUNT;
     return i;
 }
@@ -39,20 +40,37 @@ BhSnapshotInfo *bh_snapshot_info_copy(const BhSnapshotInfo *info)
     return c;
 }
 
+void bh_snapshot_info_set_id(BhSnapshotInfo *info, const char *id)
+{
+    g_free(info->id);
+    info->id = g_strdup(id);
+}
+
+void bh_snapshot_info_set_name(BhSnapshotInfo *info, const char *name)
+{
+    g_free(info->name);
+    info->name = g_strdup(name);
+}
+
+void bh_snapshot_list_add(BhSnapshotList *list, BhSnapshotInfo *info)
+{
+    g_ptr_array_add(list->items, info);
+}
+
 bool bh_node_can_snapshot(const BhNode *bs)
 {
     return bs->drv->snapshot_list && bs->drv->snapshot_create &&
            bs->drv->snapshot_apply && bs->drv->snapshot_delete;
 }
 
-static int no_snapshots(BhNode *bs, GError **errp)
+static int no_snapshots(BhNode *bs, BhError **errp)
 {
     return bh_error_set(errp, ENOTSUP, "'%s' (driver %s) does not support "
                         "internal snapshots", bs->filename,
                         bh_node_driver_name(bs));
 }
 
-static int need_writable(BhNode *bs, GError **errp)
+static int need_writable(BhNode *bs, BhError **errp)
 {
     if (bs->readonly)
         return bh_error_set(errp, EPERM, "'%s' is open read-only",
@@ -60,7 +78,7 @@ static int need_writable(BhNode *bs, GError **errp)
     return 0;
 }
 
-GPtrArray *bh_node_snapshot_list(BhNode *bs, GError **errp)
+GPtrArray *bh_node_snapshot_list(BhNode *bs, BhError **errp)
 {
     GPtrArray *out;
 
@@ -69,7 +87,8 @@ GPtrArray *bh_node_snapshot_list(BhNode *bs, GError **errp)
         return NULL;
     }
     out = g_ptr_array_new_with_free_func((GDestroyNotify)bh_snapshot_info_free);
-    if (bs->drv->snapshot_list(bs, out, errp) < 0) {
+    BhSnapshotList list = { .items = out };
+    if (bs->drv->snapshot_list(bs, &list, errp) < 0) {
         g_ptr_array_free(out, TRUE);
         return NULL;
     }
@@ -90,7 +109,7 @@ static int snapshot_match(GPtrArray *l, const char *id, const char *name,
 }
 
 BhSnapshotInfo *bh_node_snapshot_find(BhNode *bs, const char *id_or_name,
-                                      GError **errp)
+                                      BhError **errp)
 {
     g_autoptr(GPtrArray) l = bh_node_snapshot_list(bs, errp);
     int i;
@@ -108,7 +127,7 @@ BhSnapshotInfo *bh_node_snapshot_find(BhNode *bs, const char *id_or_name,
 }
 
 BhSnapshotInfo *bh_node_snapshot_lookup(BhNode *bs, const char *id,
-                                        const char *name, GError **errp)
+                                        const char *name, BhError **errp)
 {
     g_autoptr(GPtrArray) l = NULL;
     int i;
@@ -130,7 +149,7 @@ BhSnapshotInfo *bh_node_snapshot_lookup(BhNode *bs, const char *id,
     return NULL;
 }
 
-int bh_node_snapshot_create(BhNode *bs, BhSnapshotInfo *info, GError **errp)
+int bh_node_snapshot_create(BhNode *bs, BhSnapshotInfo *info, BhError **errp)
 {
     if (!bh_node_can_snapshot(bs))
         return no_snapshots(bs, errp);
@@ -148,7 +167,7 @@ int bh_node_snapshot_create(BhNode *bs, BhSnapshotInfo *info, GError **errp)
     return bs->drv->snapshot_create(bs, info, errp);
 }
 
-int bh_node_snapshot_apply(BhNode *bs, const char *id_or_name, GError **errp)
+int bh_node_snapshot_apply(BhNode *bs, const char *id_or_name, BhError **errp)
 {
     if (!bh_node_can_snapshot(bs))
         return no_snapshots(bs, errp);
@@ -160,7 +179,7 @@ int bh_node_snapshot_apply(BhNode *bs, const char *id_or_name, GError **errp)
     return r;
 }
 
-int bh_node_snapshot_delete(BhNode *bs, const char *id_or_name, GError **errp)
+int bh_node_snapshot_delete(BhNode *bs, const char *id_or_name, BhError **errp)
 {
     if (!bh_node_can_snapshot(bs))
         return no_snapshots(bs, errp);
@@ -170,7 +189,7 @@ int bh_node_snapshot_delete(BhNode *bs, const char *id_or_name, GError **errp)
 }
 
 BhNode *bh_node_snapshot_open(BhNode *bs, const char *id, const char *name,
-                              GError **errp)
+                              BhError **errp)
 {
     g_autoptr(BhSnapshotInfo) found = NULL;
     g_autoptr(BhOpts) opts = NULL;
@@ -192,7 +211,7 @@ BhNode *bh_node_snapshot_open(BhNode *bs, const char *id, const char *name,
 }
 
 int bh_node_save_vmstate(BhNode *bs, const void *buf, uint64_t pos,
-                         size_t len, GError **errp)
+                         size_t len, BhError **errp)
 {
     if (!bs->drv->save_vmstate)
         return bh_error_set(errp, ENOTSUP, "'%s' (driver %s) cannot store "
@@ -203,7 +222,7 @@ int bh_node_save_vmstate(BhNode *bs, const void *buf, uint64_t pos,
 }
 
 int bh_node_load_vmstate(BhNode *bs, void *buf, uint64_t pos, size_t len,
-                         GError **errp)
+                         BhError **errp)
 {
     if (!bs->drv->load_vmstate)
         return bh_error_set(errp, ENOTSUP, "'%s' (driver %s) holds no "
@@ -219,7 +238,7 @@ typedef struct {
 } VmStream;
 
 static ssize_t vm_read_at(void *opaque, void *buf, uint64_t pos, size_t len,
-                          GError **errp)
+                          BhError **errp)
 {
     VmStream *v = opaque;
     if (pos >= v->limit)
@@ -230,13 +249,13 @@ static ssize_t vm_read_at(void *opaque, void *buf, uint64_t pos, size_t len,
 }
 
 static int vm_write_at(void *opaque, const void *buf, uint64_t pos,
-                       size_t len, GError **errp)
+                       size_t len, BhError **errp)
 {
     VmStream *v = opaque;
     return bh_node_save_vmstate(v->bs, buf, pos, len, errp);
 }
 
-static int vm_flush(void *opaque, GError **errp)
+static int vm_flush(void *opaque, BhError **errp)
 {
     VmStream *v = opaque;
     return bh_node_flush(v->bs, errp);
@@ -275,7 +294,7 @@ static void unref_all(GPtrArray *nodes)
 
 /* The writable nodes a multi-node operation works on; a writable node
  * that cannot snapshot makes it fail, naming that node. */
-static GPtrArray *capable_nodes(const char *what, GError **errp)
+static GPtrArray *capable_nodes(const char *what, BhError **errp)
 {
     GPtrArray *all = bh_open_nodes(), *out = g_ptr_array_new();
 
@@ -306,7 +325,7 @@ static GPtrArray *capable_nodes(const char *what, GError **errp)
 /* Each node's snapshot list (a GPtrArray of lists, in node order), read
  * before a multi-node operation changes anything. */
 static GPtrArray *snapshot_lists(GPtrArray *nodes, const char *what,
-                             GError **errp)
+                             BhError **errp)
 {
     GPtrArray *lists = g_ptr_array_new_with_free_func(
         (GDestroyNotify)g_ptr_array_unref);
@@ -314,7 +333,7 @@ static GPtrArray *snapshot_lists(GPtrArray *nodes, const char *what,
     for (guint i = 0; i < nodes->len; i++) {
         GPtrArray *l = bh_node_snapshot_list(nodes->pdata[i], errp);
         if (!l) {
-            g_prefix_error(errp, "%s: listing the snapshots of '%s' "
+            bh_error_prefix(errp, "%s: listing the snapshots of '%s' "
                            "(nothing was changed): ", what,
                            bh_node_filename(nodes->pdata[i]));
             g_ptr_array_free(lists, TRUE);
@@ -340,7 +359,7 @@ static char **snapshot_ids_named(GPtrArray *l, const char *name)
 
 /* The given nodes (each writable and snapshot-capable, named if not),
  * referenced, or with given == NULL every open writable node. */
-static GPtrArray *savevm_nodes(BhNode *const *given, size_t n, GError **errp)
+static GPtrArray *savevm_nodes(BhNode *const *given, size_t n, BhError **errp)
 {
     if (!given)
         return capable_nodes("savevm", errp);
@@ -365,13 +384,13 @@ static GPtrArray *savevm_nodes(BhNode *const *given, size_t n, GError **errp)
     return out;
 }
 
-int bh_savevm(const char *name, GError **errp)
+int bh_savevm(const char *name, BhError **errp)
 {
     return bh_savevm_nodes(NULL, 0, name, NULL, errp);
 }
 
 /* Write the state collected in mem to the vmstate area of bs. */
-static int snapshot_store_state(BhNode *bs, BhStream *mem, GError **errp)
+static int snapshot_store_state(BhNode *bs, BhStream *mem, BhError **errp)
 {
     size_t len;
     const uint8_t *data = bh_stream_mem_data(mem, &len);
@@ -403,7 +422,7 @@ static int snapshot_store_state(BhNode *bs, BhStream *mem, GError **errp)
  * running savevm again with the name removes both old copies.
  */
 int bh_savevm_nodes(BhNode *const *given, size_t n, const char *name,
-                    const BhSnapshotInfo *tmpl, GError **errp)
+                    const BhSnapshotInfo *tmpl, BhError **errp)
 {
     GPtrArray *nodes = savevm_nodes(given, n, errp);
     g_autoptr(GPtrArray) lists = NULL;
@@ -449,13 +468,13 @@ int bh_savevm_nodes(BhNode *const *given, size_t n, const char *name,
         BhStream *mem = bh_stream_new_mem_writer();
         r = bh_savevm_write_state(mem, errp);
         if (r < 0) {
-            g_prefix_error(errp, "savevm: collecting the state (nothing was "
+            bh_error_prefix(errp, "savevm: collecting the state (nothing was "
                            "changed): ");
         } else {
             info.vm_state_size = bh_stream_tell(mem);
             r = snapshot_store_state(nodes->pdata[0], mem, errp);
             if (r < 0)
-                g_prefix_error(errp, "savevm: writing the state to '%s' "
+                bh_error_prefix(errp, "savevm: writing the state to '%s' "
                                "(no snapshot was changed): ",
                                bh_node_filename(nodes->pdata[0]));
         }
@@ -475,7 +494,7 @@ int bh_savevm_nodes(BhNode *const *given, size_t n, const char *name,
         g_free(sn.name);
         if (r < 0) {
             g_free(sn.id);
-            g_prefix_error(errp, "savevm: snapshot of '%s' (the old snapshots "
+            bh_error_prefix(errp, "savevm: snapshot of '%s' (the old snapshots "
                            "are kept): ", bs->filename);
             break;
         }
@@ -491,7 +510,7 @@ int bh_savevm_nodes(BhNode *const *given, size_t n, const char *name,
     for (guint i = 0; i < nodes->len; i++)
         for (char **id = old->pdata[i]; *id; id++) {
             BhNode *bs = nodes->pdata[i];
-            GError *e = NULL;
+            BhError *e = NULL;
             if (bh_node_snapshot_delete(bs, *id, &e) == 0)
                 continue;
             if (r == 0)
@@ -499,8 +518,8 @@ int bh_savevm_nodes(BhNode *const *given, size_t n, const char *name,
                                  "saved on every image, but the old snapshot "
                                  "(id %s) of that name on '%s' could not be "
                                  "deleted, so that image has two: %s", name,
-                                 *id, bs->filename, e->message);
-            g_error_free(e);
+                                 *id, bs->filename, bh_error_message(e));
+            bh_error_free(e);
         }
 out:
     unref_all(nodes);
@@ -510,7 +529,7 @@ out:
 /* The one snapshot that name picks on each node (its id in *ids), by name
  * only: a node without it, or with two of that name, refuses the lot. */
 static int snapshot_pick_named(GPtrArray *nodes, const char *name, char ***ids,
-                       BhSnapshotInfo **first, GError **errp)
+                       BhSnapshotInfo **first, BhError **errp)
 {
     g_autoptr(GPtrArray) lists = snapshot_lists(nodes, "loadvm", errp);
     GPtrArray *out;
@@ -549,7 +568,7 @@ static int snapshot_pick_named(GPtrArray *nodes, const char *name, char ***ids,
     return 0;
 }
 
-int bh_loadvm(const char *name, bool *had_state, GError **errp)
+int bh_loadvm(const char *name, bool *had_state, BhError **errp)
 {
     GPtrArray *nodes = capable_nodes("loadvm", errp);
     g_autoptr(BhSnapshotInfo) first_sn = NULL;
@@ -571,7 +590,7 @@ int bh_loadvm(const char *name, bool *had_state, GError **errp)
         BhNode *view = bh_node_snapshot_open(nodes->pdata[0], ids[0], NULL,
                                              errp);
         if (!view) {
-            g_prefix_error(errp, "loadvm: ");
+            bh_error_prefix(errp, "loadvm: ");
             r = -EIO;
             goto out;
         }
@@ -581,7 +600,7 @@ int bh_loadvm(const char *name, bool *had_state, GError **errp)
         r = bh_savevm_load_begin(st, &load, errp);
         bh_stream_close(st, NULL);
         if (r < 0) {
-            g_prefix_error(errp, "loadvm: the state stored in '%s' of '%s' "
+            bh_error_prefix(errp, "loadvm: the state stored in '%s' of '%s' "
                            "cannot be loaded (nothing was changed): ", name,
                            bh_node_filename(nodes->pdata[0]));
             goto out;
@@ -592,7 +611,7 @@ int bh_loadvm(const char *name, bool *had_state, GError **errp)
         /* By id: the driver would take a name for some other id. */
         r = bh_node_snapshot_apply(bs, ids[i], errp);
         if (r < 0) {
-            g_prefix_error(errp, "loadvm: reverting '%s' to '%s' (id %s) "
+            bh_error_prefix(errp, "loadvm: reverting '%s' to '%s' (id %s) "
                            "failed; %u image(s) before it were reverted, the "
                            "rest were not, and the state was not loaded: ",
                            bs->filename, name, ids[i], i);
@@ -610,7 +629,7 @@ out:
     return r;
 }
 
-int bh_delvm(const char *name, GError **errp)
+int bh_delvm(const char *name, BhError **errp)
 {
     GPtrArray *nodes = capable_nodes("delvm", errp);
     g_autoptr(GPtrArray) lists = NULL;
@@ -638,14 +657,14 @@ int bh_delvm(const char *name, GError **errp)
             /* By id: the driver would take a name for some other id. */
             r = bh_node_snapshot_delete(nodes->pdata[i], *id, errp);
             if (r < 0)
-                g_prefix_error(errp, "delvm: deleting '%s' (id %s) of '%s': ",
+                bh_error_prefix(errp, "delvm: deleting '%s' (id %s) of '%s': ",
                                name, *id, bh_node_filename(nodes->pdata[i]));
         }
     unref_all(nodes);
     return r;
 }
 
-GPtrArray *bh_snapshots_common(GError **errp)
+GPtrArray *bh_snapshots_common(BhError **errp)
 {
     GPtrArray *nodes = capable_nodes("snapshots", errp);
     g_autoptr(GPtrArray) lists = NULL;

@@ -43,7 +43,7 @@ void bh_lua_node_register(lua_State *L);
 /* ---- shared helpers (util.c) ---- */
 
 /* Frees err and raises a Lua error whose message is err's; never returns. */
-int bh_lua_error(lua_State *L, GError *err);
+int bh_lua_error(lua_State *L, BhError *err);
 /* Lua table at idx -> BhOpts.  Booleans become "on"/"off", integral
  * numbers decimal integers, strings stay as they are, an array of
  * strings/numbers becomes repeated keys, and a nested table with string
@@ -51,7 +51,7 @@ int bh_lua_error(lua_State *L, GError *err);
  * "file.locking=off").  nil or none at idx gives an empty list.  Returns
  * NULL with *errp set on a value it cannot convert.  Raises no Lua error
  * for bad content (only for out-of-memory). */
-BhOpts *bh_lua_opts_from_table(lua_State *L, int idx, GError **errp);
+BhOpts *bh_lua_opts_from_table(lua_State *L, int idx, BhError **errp);
 /* Push a table {key=value, ...} made from info (ints as integers). */
 void bh_lua_push_info(lua_State *L, const BhInfo *info);
 /* Argument idx as a non-negative integer (floats with an integral value are

@@ -14,7 +14,7 @@
 static int module_open(lua_State *L)
 {
     const char *path = luaL_optstring(L, 1, NULL);
-    GError *err = NULL;
+    BhError *err = NULL;
 
     if (path && !*path)
         path = NULL;
@@ -37,7 +37,7 @@ static int module_open(lua_State *L)
 static int module_create_common(lua_State *L, bool check_only)
 {
     const char *path = luaL_optstring(L, 1, NULL);
-    GError *err = NULL;
+    BhError *err = NULL;
 
     if (path && !*path)
         path = NULL;
@@ -103,7 +103,7 @@ static int module_human_size(lua_State *L)
 /* bh.parse_size("64M") -> 67108864, with the core's suffix rules. */
 static int module_parse_size(lua_State *L)
 {
-    GError *err = NULL;
+    BhError *err = NULL;
     uint64_t v;
     if (lua_type(L, 1) == LUA_TNUMBER) {
         lua_pushinteger(L, (lua_Integer)bh_lua_check_u64(L, 1, "size"));

@@ -126,7 +126,7 @@ static LiveDevice *live_by_id(uint64_t id)
 /* bh.nbd.connect{device=, export= | uri=, ...} -> device handle */
 static int nbd_connect(lua_State *L)
 {
-    GError *err = NULL;
+    BhError *err = NULL;
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
 
@@ -260,7 +260,7 @@ static int device_tostring(lua_State *L)
 static int nbd_disconnect(lua_State *L)
 {
     const char *device = luaL_checkstring(L, 1);
-    GError *err = NULL;
+    BhError *err = NULL;
     LiveDevice *d = live_find(device);
     if (d) {
         if (!live_end(d))
@@ -294,7 +294,7 @@ static int nbd_devices(lua_State *L)
 static int nbd_list(lua_State *L)
 {
     const char *uri = luaL_checkstring(L, 1);
-    GError *err = NULL;
+    BhError *err = NULL;
     GPtrArray *items = nbd_kernel_api(L)->list(uri, &err);
     if (!items)
         return bh_lua_error(L, err);

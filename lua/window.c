@@ -19,7 +19,7 @@
 static int window_open(lua_State *L)
 {
     BhNode *bs = bh_lua_checknode(L, 1);
-    GError *err = NULL;
+    BhError *err = NULL;
     uint64_t offset = 0, size = 0;
     bool has_size = false;
 

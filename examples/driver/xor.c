@@ -20,7 +20,7 @@ typedef struct {
 } Xor;
 
 static int xor_open(BhNode *bs, const char *filename, BhOpts *opts,
-                    uint32_t flags, GError **errp)
+                    uint32_t flags, BhError **errp)
 {
     uint64_t key;
     if (!bh_opts_get_uint(opts, "key", 0x5a, 255, &key, errp))
@@ -50,7 +50,7 @@ static void xor_apply(uint8_t *p, size_t len, uint8_t key)
 }
 
 static int xor_pread(BhNode *bs, void *buf, uint64_t offset, size_t len,
-                     uint32_t flags, GError **errp)
+                     uint32_t flags, BhError **errp)
 {
     Xor *x = bh_node_get_opaque(bs);
     int r = bh_node_pread(bh_node_child(bs, "file"), buf, offset, len, 0,
@@ -61,7 +61,7 @@ static int xor_pread(BhNode *bs, void *buf, uint64_t offset, size_t len,
 }
 
 static int xor_pwrite(BhNode *bs, const void *buf, uint64_t offset,
-                      size_t len, uint32_t flags, GError **errp)
+                      size_t len, uint32_t flags, BhError **errp)
 {
     Xor *x = bh_node_get_opaque(bs);
     uint8_t *tmp = g_malloc(len);

@@ -9,25 +9,26 @@
 #include "nbd-client.h"
 #include "nbd-kernel.h"
 #include "nbd-kernel-api.h"
+#include <blkhost/glib.h>
 
-int nbd_kernel_disconnect(const char *device, GError **errp)
+int nbd_kernel_disconnect(const char *device, BhError **errp)
 {
     int index = nbd_dev_resolve(device, errp);
     if (index < 0)
         return index;
     if (nbd_dev_pid(index) <= 0)
         return bh_error_set(errp, ENOTCONN, "%s is not connected", device);
-    GError *err = NULL;
+    BhError *err = NULL;
     NbdNl *nl = nbd_nl_open(&err);
     int r;
     if (nl) {
         r = nbd_nl_disconnect(nl, index, errp);
         nbd_nl_close(nl);
-    } else if (g_error_matches(err, BH_ERROR, ENOENT)) {
-        g_clear_error(&err);
+    } else if ((bh_error_errno(err) == ENOENT)) {
+        bh_error_clear(&err);
         r = nbd_ioctl_disconnect(device, errp);
     } else {
-        g_propagate_error(errp, err);
+        bh_error_propagate(errp, err);
         return -EIO;
     }
     if (r < 0)
@@ -68,7 +69,7 @@ static void list_one(void *ctx, const char *name, const char *desc,
     g_ptr_array_add(ctx, info);
 }
 
-static GPtrArray *api_list(const char *uri, GError **errp)
+static GPtrArray *api_list(const char *uri, BhError **errp)
 {
     NbdUri u;
     if (!nbd_uri_parse(uri, &u, errp))

@@ -18,7 +18,7 @@ typedef struct NbdKernelApi {
     uint32_t struct_size;
     /* Disconnect /dev/nbdN, whoever connected it; ENOTCONN if it is not
      * connected.  Returns once the kernel shows it disconnected. */
-    int (*disconnect)(const char *device, GError **errp);
+    int (*disconnect)(const char *device, BhError **errp);
     /* Every NBD device: BhInfo items {device, index, connected, size,
      * pid, backend, readonly}; g_ptr_array_unref frees them. */
     GPtrArray *(*devices)(void);
@@ -26,7 +26,7 @@ typedef struct NbdKernelApi {
      * description][, size, flags, readonly, multi_conn, min_block,
      * pref_block, max_block]} (the last ones when the server answers
      * NBD_OPT_INFO); NULL with errp set on failure. */
-    GPtrArray *(*list)(const char *uri, GError **errp);
+    GPtrArray *(*list)(const char *uri, BhError **errp);
 } NbdKernelApi;
 
 typedef const NbdKernelApi *(*NbdKernelApiFn)(void);

@@ -13,13 +13,13 @@
 
 static void refused(const char *what, const char *path, const char *want)
 {
-    GError *err = NULL;
+    BhError *err = NULL;
     const BhPluginRecord *r = bh_plugin_load(path, &err);
-    bool good = err && strstr(err->message, want) &&
-                strstr(err->message, path) && r && r->error;
+    bool good = err && strstr(bh_error_message(err), want) &&
+                strstr(bh_error_message(err), path) && r && r->error;
     ok(good, "%s refused, naming the file: %s", what,
-       err ? err->message : "(loaded!)");
-    g_clear_error(&err);
+       err ? bh_error_message(err) : "(loaded!)");
+    bh_error_clear(&err);
 }
 
 int main(int argc, char **argv)
@@ -29,16 +29,16 @@ int main(int argc, char **argv)
         return 0;
     }
     plan(17);
-    GError *err = NULL;
+    BhError *err = NULL;
     const BhPluginRecord *r = bh_plugin_load(argv[1], &err);
     ok(r && !r->error && g_str_equal(r->name, "testdrv") &&
        r->kind == BH_PLUGIN_DRIVER, "testdrv loads by path");
-    g_clear_error(&err);
+    bh_error_clear(&err);
     ok(bh_plugin_find("testdrv", BH_PLUGIN_DRIVER) != NULL,
        "testdrv is found by name");
     r = bh_plugin_load(argv[1], &err);
     ok(r && !r->error, "loading the same file twice is not a duplicate");
-    g_clear_error(&err);
+    bh_error_clear(&err);
 
     refused("duplicate name", argv[2], "duplicate plugin name 'testdrv'");
     refused("wrong ABI", argv[3], "ABI version 99 is not supported (this "
@@ -64,16 +64,16 @@ int main(int argc, char **argv)
     ok(r && !r->error && r->desc.load == NULL,
        "older descriptor (struct_size without load) loads, fields past it "
        "read as NULL");
-    g_clear_error(&err);
+    bh_error_clear(&err);
 
     /* old-struct has no pwrite: it may only be opened read-only. */
     g_autoptr(BhOpts) o = bh_opts_new();
     bh_opts_set(o, "format", "old-struct");
     BhNode *bs = bh_node_open(NULL, o, &err);
-    ok(!bs && err && strstr(err->message, "cannot write") &&
-       strstr(err->message, "read-only"),
+    ok(!bs && err && strstr(bh_error_message(err), "cannot write") &&
+       strstr(bh_error_message(err), "read-only"),
        "a driver without pwrite: a writable open is refused, saying to "
-       "open read-only: %s", err ? err->message : "(opened!)");
-    g_clear_error(&err);
+       "open read-only: %s", err ? bh_error_message(err) : "(opened!)");
+    bh_error_clear(&err);
     return done();
 }

@@ -15,7 +15,7 @@
 
 #ifndef BROKEN_FRONTEND
 static int broken_open(BhNode *bs, const char *filename, BhOpts *opts,
-                       uint32_t flags, GError **errp)
+                       uint32_t flags, BhError **errp)
 {
     return -ENOTSUP;
 }
@@ -27,7 +27,7 @@ static int64_t broken_get_length(BhNode *bs)
 
 #ifndef BROKEN_NO_PREAD
 static int broken_pread(BhNode *bs, void *buf, uint64_t offset, size_t len,
-                        uint32_t flags, GError **errp)
+                        uint32_t flags, BhError **errp)
 {
     return -EIO;
 }
@@ -47,12 +47,12 @@ static const BhDriver broken_driver = {
 #endif
 };
 #else
-static void *broken_fe_create(BhOpts *opts, GError **errp)
+static void *broken_fe_create(BhOpts *opts, BhError **errp)
 {
     return NULL;
 }
 
-static int broken_fe_start(void *fe, GError **errp)
+static int broken_fe_start(void *fe, BhError **errp)
 {
     return 0;
 }
@@ -71,9 +71,9 @@ static const BhFrontend broken_frontend = {
 #endif
 
 #ifdef BROKEN_INIT_FAIL
-static bool broken_load(GError **errp)
+static bool broken_load(BhError **errp)
 {
-    g_set_error(errp, BH_ERROR, ENODEV, "needs /dev/frobnicator, which "
+    bh_error_set(errp, ENODEV, "needs /dev/frobnicator, which "
                 "this machine does not have");
     return false;
 }
@@ -116,7 +116,7 @@ static const BhPluginDesc desc = {
 #endif
 #ifdef OLD_STRUCT
     /* Past struct_size: the loader must not look at it. */
-    .load = (bool (*)(GError **))1,
+    .load = (bool (*)(BhError **))1,
 #endif
 };
 

@@ -17,7 +17,7 @@ static int zprobe_probe(const uint8_t *buf, size_t len, const char *filename)
 }
 
 static int zprobe_open(BhNode *bs, const char *filename, BhOpts *opts,
-                       uint32_t flags, GError **errp)
+                       uint32_t flags, BhError **errp)
 {
     return bh_node_child(bs, "file") ? 0
         : bh_error_set(errp, EINVAL, "zprobe: no file child");
@@ -29,7 +29,7 @@ static int64_t zprobe_length(BhNode *bs)
 }
 
 static int zprobe_pread(BhNode *bs, void *buf, uint64_t offset, size_t len,
-                        uint32_t flags, GError **errp)
+                        uint32_t flags, BhError **errp)
 {
     return bh_node_pread(bh_node_child(bs, "file"), buf, offset, len, flags,
                          errp);

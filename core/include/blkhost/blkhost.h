@@ -6,6 +6,7 @@
 #define BLKHOST_H
 
 #include <blkhost/version.h>
+#include <blkhost/glib.h>
 #include <blkhost/error.h>
 #include <blkhost/check.h>
 #include <blkhost/opts.h>

@@ -22,9 +22,12 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-#include <glib.h>
 
-G_BEGIN_DECLS
+#include <blkhost/error.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 #define BH_PLUGIN_ABI_VERSION 1   /* what this header describes */
 #define BH_PLUGIN_ABI_MIN 1       /* oldest ABI the loader accepts */
@@ -55,7 +58,7 @@ typedef struct BhPluginDesc {
     const struct BhFrontend *frontend; /* kind == BH_PLUGIN_FRONTEND */
     /* Optional: called once after the checks pass; returning false refuses
      * the plugin with the error's message. */
-    bool (*load)(GError **errp);
+    bool (*load)(BhError **errp);
     /* Optional: called at exit for a plugin whose load succeeded. */
     void (*unload)(void);
 } BhPluginDesc;
@@ -91,14 +94,16 @@ typedef struct BhPluginRecord {
 void bh_plugins_scan(void);
 /* Load one file by path.  Returns the record (also on refusal: check
  * ->error) or NULL with *errp set; errp is set whenever it is refused. */
-const BhPluginRecord *bh_plugin_load(const char *path, GError **errp);
+const BhPluginRecord *bh_plugin_load(const char *path, BhError **errp);
 size_t bh_plugin_count(void);
 const BhPluginRecord *bh_plugin_get(size_t i);
 /* Loaded plugin by name and kind, scanning first if needed. */
 const BhPluginRecord *bh_plugin_find(const char *name, BhPluginKind kind);
 /* The directories that will be (or were) scanned, in order. */
-char **bh_plugin_search_path(void); /* g_strfreev */
+char **bh_plugin_search_path(void); /* bh_strv_free */
 
-G_END_DECLS
+#ifdef __cplusplus
+}
+#endif
 
 #endif

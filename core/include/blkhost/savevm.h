@@ -63,9 +63,9 @@ G_BEGIN_DECLS
  *   release: called with opaque when the entry is unregistered.  Optional.
  */
 typedef struct BhSavevmHandlers {
-    int (*save)(void *opaque, BhStream *s, GError **errp);
+    int (*save)(void *opaque, BhStream *s, BhError **errp);
     int (*load)(void *opaque, BhStream *s, int version_id, void **pending,
-                GError **errp);
+                BhError **errp);
     void (*commit)(void *opaque, void *pending);
     void (*discard)(void *opaque, void *pending);
     void (*release)(void *opaque);
@@ -74,12 +74,12 @@ typedef struct BhSavevmHandlers {
 /* Register a C struct; vmsd->size must be set (loads go through a copy).
  * EEXIST if (idstr, instance_id) is taken, EINVAL for a bad idstr. */
 int bh_savevm_register(const char *idstr, uint32_t instance_id,
-                       const BhVmsd *vmsd, void *opaque, GError **errp);
+                       const BhVmsd *vmsd, void *opaque, BhError **errp);
 
 /* Register callbacks that save and load version version_id (>= 0). */
 int bh_savevm_register_handlers(const char *idstr, uint32_t instance_id,
                                 int version_id, const BhSavevmHandlers *h,
-                                void *opaque, GError **errp);
+                                void *opaque, BhError **errp);
 
 /* Remove an entry (calling its release handler); false if none. */
 bool bh_savevm_unregister(const char *idstr, uint32_t instance_id);
@@ -91,13 +91,13 @@ unsigned bh_savevm_count(void);
  * entries whose vmsd->needed() says false are left out, as QEMU does) and
  * EOF, then flush.  0 or -errno; on error the stream holds a partial state
  * that the caller must not keep. */
-int bh_savevm_write_state(BhStream *s, GError **errp);
+int bh_savevm_write_state(BhStream *s, BhError **errp);
 
 /* Read a whole stream, then commit every section's state.  A wrong magic,
  * another version, an unknown section, a version out of an entry's range,
  * a truncated or malformed section or footer: an error naming it, and no
  * entry changed.  0 or -errno. */
-int bh_savevm_read_state(BhStream *s, GError **errp);
+int bh_savevm_read_state(BhStream *s, BhError **errp);
 
 /* bh_savevm_read_state in two halves, for a caller that must do something
  * that can fail between reading the state and applying it (loadvm reverts
@@ -108,7 +108,7 @@ int bh_savevm_read_state(BhStream *s, GError **errp);
  * locked in between: call both from the same thread, and do not
  * unregister entries in between. */
 typedef struct BhSavevmLoad BhSavevmLoad;
-int bh_savevm_load_begin(BhStream *s, BhSavevmLoad **load, GError **errp);
+int bh_savevm_load_begin(BhStream *s, BhSavevmLoad **load, BhError **errp);
 void bh_savevm_load_finish(BhSavevmLoad *load, bool commit);
 
 G_END_DECLS

@@ -28,57 +28,41 @@
 #include <stdint.h>
 #include <glib.h>
 
+#include <blkhost/glib.h>
 #include <blkhost/node.h>
+#include <blkhost/snapshot-info.h>
 #include <blkhost/stream.h>
 
 G_BEGIN_DECLS
 
-#define BH_SNAPSHOT_NO_ICOUNT UINT64_MAX
-/* Longest id or name a snapshot may have (bytes). */
-#define BH_SNAPSHOT_MAX_NAME 1023
-
-typedef struct BhSnapshotInfo {
-    char *id;                /* create: NULL lets the driver pick one */
-    char *name;
-    uint64_t vm_state_size;  /* bytes of saved state, 0 for disk-only */
-    uint32_t date_sec, date_nsec;
-    uint64_t vm_clock_nsec;
-    uint64_t disk_size;      /* virtual size when taken */
-    uint64_t icount;         /* BH_SNAPSHOT_NO_ICOUNT: none */
-} BhSnapshotInfo;
-
-BhSnapshotInfo *bh_snapshot_info_new(void);
-void bh_snapshot_info_free(BhSnapshotInfo *info);
-BhSnapshotInfo *bh_snapshot_info_copy(const BhSnapshotInfo *info);
-G_DEFINE_AUTOPTR_CLEANUP_FUNC(BhSnapshotInfo, bh_snapshot_info_free)
 
 /* ---- one node ---- */
 bool bh_node_can_snapshot(const BhNode *bs);
 /* A GPtrArray of BhSnapshotInfo* (freed with the array), NULL on error. */
-GPtrArray *bh_node_snapshot_list(BhNode *bs, GError **errp);
+GPtrArray *bh_node_snapshot_list(BhNode *bs, BhError **errp);
 /* Find by id, then by name; NULL with ENOENT if neither matches. */
 BhSnapshotInfo *bh_node_snapshot_find(BhNode *bs, const char *id_or_name,
-                                      GError **errp);
+                                      BhError **errp);
 /* The first snapshot (in table order) whose id is id (unless NULL) and
  * whose name is name (unless NULL); at least one must be given.  NULL
  * with ENOENT (EINVAL: neither given). */
 BhSnapshotInfo *bh_node_snapshot_lookup(BhNode *bs, const char *id,
-                                        const char *name, GError **errp);
+                                        const char *name, BhError **errp);
 /* info->id NULL: the driver picks max numeric id + 1 and fills it in.
  * info->date_sec 0: now.  info->disk_size is filled in. */
-int bh_node_snapshot_create(BhNode *bs, BhSnapshotInfo *info, GError **errp);
-int bh_node_snapshot_apply(BhNode *bs, const char *id_or_name, GError **errp);
+int bh_node_snapshot_create(BhNode *bs, BhSnapshotInfo *info, BhError **errp);
+int bh_node_snapshot_apply(BhNode *bs, const char *id_or_name, BhError **errp);
 int bh_node_snapshot_delete(BhNode *bs, const char *id_or_name,
-                            GError **errp);
+                            BhError **errp);
 /* A new read-only node showing the content of the snapshot that
  * bh_node_snapshot_lookup(id, name) picks. */
 BhNode *bh_node_snapshot_open(BhNode *bs, const char *id, const char *name,
-                              GError **errp);
+                              BhError **errp);
 /* The vmstate area (state saved beside the disk). */
 int bh_node_save_vmstate(BhNode *bs, const void *buf, uint64_t pos,
-                         size_t len, GError **errp);
+                         size_t len, BhError **errp);
 int bh_node_load_vmstate(BhNode *bs, void *buf, uint64_t pos, size_t len,
-                         GError **errp);
+                         BhError **errp);
 /* A BhStream over the node's vmstate area (reading stops at limit bytes). */
 BhStream *bh_node_vmstate_stream(BhNode *bs, bool writable, uint64_t limit);
 
@@ -95,13 +79,13 @@ GPtrArray *bh_open_nodes(void);
  * moment either the old or the new one exists on every node (see
  * snapshot.c for the crash windows).  An error after the new snapshot
  * exists everywhere (an old one could not be deleted) says so. */
-int bh_savevm(const char *name, GError **errp);
+int bh_savevm(const char *name, BhError **errp);
 /* The same over the n given nodes only (each must be writable and able to
  * snapshot; given == NULL means every open node, as bh_savevm).  tmpl,
  * if not NULL, supplies date_sec/date_nsec (used when date_sec != 0) and
  * vm_clock_nsec for every snapshot made. */
 int bh_savevm_nodes(BhNode *const *given, size_t n, const char *name,
-                    const BhSnapshotInfo *tmpl, GError **errp);
+                    const BhSnapshotInfo *tmpl, BhError **errp);
 /* Find the snapshot called name on every node (by name only; a node
  * without one, or with two, is refused with nothing changed), read and
  * check the state stored in the first node's (a bad stream is refused
@@ -109,13 +93,13 @@ int bh_savevm_nodes(BhNode *const *given, size_t n, const char *name,
  * state; if a node fails to revert, the state is not committed (nodes
  * before it stay reverted: a revert cannot be undone).  *had_state (may
  * be NULL): false for a disk-only snapshot (no state was stored). */
-int bh_loadvm(const char *name, bool *had_state, GError **errp);
+int bh_loadvm(const char *name, bool *had_state, BhError **errp);
 /* Delete every snapshot called name (by name only) on every node; the
  * lists are all read first.  ENOENT if no node has one. */
-int bh_delvm(const char *name, GError **errp);
+int bh_delvm(const char *name, BhError **errp);
 /* Snapshots (of the first snapshot-capable node) that every capable node
  * has by the same name; BhSnapshotInfo*, NULL on error. */
-GPtrArray *bh_snapshots_common(GError **errp);
+GPtrArray *bh_snapshots_common(BhError **errp);
 
 G_END_DECLS
 
