@@ -108,11 +108,18 @@ static char *plugin_check_driver(const BhDriver *d)
         return g_strdup_printf("driver has unknown flags 0x%x (this blkhost "
                                "knows 0x%x)", d->flags & ~BH_DRIVER_KNOWN_FLAGS,
                                BH_DRIVER_KNOWN_FLAGS);
+    if (d->request_flags & ~BH_IO_KNOWN_FLAGS)
+        return g_strdup_printf("driver declares unknown request flags 0x%x "
+                               "(this blkhost knows 0x%x)",
+                               d->request_flags & ~BH_IO_KNOWN_FLAGS,
+                               BH_IO_KNOWN_FLAGS);
+    /* Reads need pread, or submit for a driver that does all its I/O
+     * through requests. */
     const char *missing = !d->open ? "open" : !d->get_length ? "get_length"
-                        : !d->pread ? "pread" : NULL;
+                        : !d->pread && !d->submit ? "pread" : NULL;
     if (missing)
         return g_strdup_printf("driver has no %s callback (open, get_length "
-                               "and pread are required)", missing);
+                               "and pread or submit are required)", missing);
     return NULL;
 }
 

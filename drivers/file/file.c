@@ -423,7 +423,6 @@ out:
 }
 
 static const BhDriver file_driver = {
-    .struct_size = sizeof(BhDriver),
     .flags = BH_DRIVER_PROTOCOL | BH_DRIVER_NO_PROBE,
     .open = file_open,
     .close = file_close,
@@ -442,8 +441,6 @@ static const BhDriver file_driver = {
 };
 
 static const BhPluginDesc desc = {
-    .abi_version = BH_PLUGIN_ABI_VERSION,
-    .struct_size = sizeof(BhPluginDesc),
     .kind = BH_PLUGIN_DRIVER,
     .thread_model = BH_THREAD_PARALLEL,
     .name = "file",

@@ -257,7 +257,6 @@ static void log_writes_info(BhNode *bs, BhInfo *info)
 }
 
 static const BhDriver log_writes_driver = {
-    .struct_size = sizeof(BhDriver),
     .flags = BH_DRIVER_NO_PROBE,
     .probe = log_writes_probe,
     .open = log_writes_open,
@@ -275,8 +274,6 @@ static const BhDriver log_writes_driver = {
 };
 
 static const BhPluginDesc desc = {
-    .abi_version = BH_PLUGIN_ABI_VERSION,
-    .struct_size = sizeof(BhPluginDesc),
     .kind = BH_PLUGIN_DRIVER,
     .thread_model = BH_THREAD_PARALLEL,
     .name = "log-writes",

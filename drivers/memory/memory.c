@@ -364,7 +364,6 @@ static void mem_info(BhNode *bs, BhInfo *info)
 }
 
 static const BhDriver memory_driver = {
-    .struct_size = sizeof(BhDriver),
     .flags = BH_DRIVER_PROTOCOL | BH_DRIVER_NO_PROBE,
     .open = mem_open,
     .close = mem_close,
@@ -380,8 +379,6 @@ static const BhDriver memory_driver = {
 };
 
 static const BhPluginDesc desc = {
-    .abi_version = BH_PLUGIN_ABI_VERSION,
-    .struct_size = sizeof(BhPluginDesc),
     .kind = BH_PLUGIN_DRIVER,
     .thread_model = BH_THREAD_PARALLEL,
     .name = "memory",

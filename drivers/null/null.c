@@ -108,7 +108,6 @@ static int64_t null_get_allocated_size(BhNode *bs)
 }
 
 static const BhDriver null_driver = {
-    .struct_size = sizeof(BhDriver),
     .flags = BH_DRIVER_PROTOCOL | BH_DRIVER_NO_PROBE,
     .open = null_open,
     .close = null_close,
@@ -123,8 +122,6 @@ static const BhDriver null_driver = {
 };
 
 static const BhPluginDesc desc = {
-    .abi_version = BH_PLUGIN_ABI_VERSION,
-    .struct_size = sizeof(BhPluginDesc),
     .kind = BH_PLUGIN_DRIVER,
     .thread_model = BH_THREAD_PARALLEL,
     .name = "null",

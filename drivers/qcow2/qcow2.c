@@ -255,7 +255,6 @@ static void qcow2_info(BhNode *bs, BhInfo *info)
 }
 
 static const BhDriver qcow2_driver = {
-    .struct_size = sizeof(BhDriver),
     .probe = qcow2_probe,
     .open = qcow2_open,
     .close = qcow2_close,
@@ -282,8 +281,6 @@ static const BhDriver qcow2_driver = {
 };
 
 static const BhPluginDesc desc = {
-    .abi_version = BH_PLUGIN_ABI_VERSION,
-    .struct_size = sizeof(BhPluginDesc),
     .kind = BH_PLUGIN_DRIVER,
     .thread_model = BH_THREAD_PARALLEL,
     .name = "qcow2",

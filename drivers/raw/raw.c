@@ -253,7 +253,6 @@ static int raw_create(const char *filename, BhNode *file, BhOpts *opts,
 }
 
 static const BhDriver raw_driver = {
-    .struct_size = sizeof(BhDriver),
     .flags = BH_DRIVER_DATA_ONLY,
     .probe = raw_probe,
     .open = raw_open,
@@ -275,8 +274,6 @@ static const BhDriver raw_driver = {
 };
 
 static const BhPluginDesc desc = {
-    .abi_version = BH_PLUGIN_ABI_VERSION,
-    .struct_size = sizeof(BhPluginDesc),
     .kind = BH_PLUGIN_DRIVER,
     .thread_model = BH_THREAD_PARALLEL,
     .name = "raw",

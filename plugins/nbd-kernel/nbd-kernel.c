@@ -705,7 +705,6 @@ static void nk_set_event_cb(void *fe, BhFrontendEventFn cb, void *data)
 }
 
 static const BhFrontend nbd_kernel_frontend = {
-    .struct_size = sizeof(BhFrontend),
     .create = nk_create,
     .add_export = nk_add_export,
     .start = nk_start,
@@ -717,8 +716,6 @@ static const BhFrontend nbd_kernel_frontend = {
 };
 
 static const BhPluginDesc desc = {
-    .abi_version = BH_PLUGIN_ABI_VERSION,
-    .struct_size = sizeof(BhPluginDesc),
     .kind = BH_PLUGIN_FRONTEND,
     .thread_model = BH_THREAD_PARALLEL,
     .name = "nbd-kernel",

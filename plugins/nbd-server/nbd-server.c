@@ -306,7 +306,6 @@ static void nbd_server_set_event_cb(void *fe, BhFrontendEventFn cb, void *data)
 }
 
 static const BhFrontend nbd_server_frontend = {
-    .struct_size = sizeof(BhFrontend),
     .create = nbd_server_create,
     .add_export = nbd_server_add_export,
     .start = nbd_server_start,
@@ -318,8 +317,6 @@ static const BhFrontend nbd_server_frontend = {
 };
 
 static const BhPluginDesc desc = {
-    .abi_version = BH_PLUGIN_ABI_VERSION,
-    .struct_size = sizeof(BhPluginDesc),
     .kind = BH_PLUGIN_FRONTEND,
     .thread_model = BH_THREAD_PARALLEL,
     .name = "nbd-server",

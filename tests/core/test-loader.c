@@ -3,7 +3,7 @@
  * names the file and the reason; an older, shorter descriptor still loads.
  * argv: testdrv, testdrv-dup, bad-abi, no-symbol, init-fail, init-null,
  *       old-struct, not-elf, no-pread, bad-thread, bad-kind, bad-flags,
- *       fe-no-stop
+ *       fe-no-stop, bad-reqflags, old-abi
  */
 #include <string.h>
 
@@ -28,7 +28,7 @@ int main(int argc, char **argv)
         printf("1..0 # SKIP needs the test plugin paths\n");
         return 0;
     }
-    plan(17);
+    plan(19);
     BhError *err = NULL;
     const BhPluginRecord *r = bh_plugin_load(argv[1], &err);
     ok(r && !r->error && g_str_equal(r->name, "testdrv") &&
@@ -42,7 +42,9 @@ int main(int argc, char **argv)
 
     refused("duplicate name", argv[2], "duplicate plugin name 'testdrv'");
     refused("wrong ABI", argv[3], "ABI version 99 is not supported (this "
-            "blkhost supports 1 to 1)");
+            "blkhost supports 2 to 2)");
+    refused("ABI v1 (before the libc-only ABI)", argv[15],
+            "ABI version 1 is not supported (this blkhost supports 2 to 2)");
     refused("missing symbol", argv[4], "no blkhost_plugin_init symbol");
     refused("init failure", argv[5], "failed to initialise: needs "
             "/dev/frobnicator");
@@ -51,7 +53,12 @@ int main(int argc, char **argv)
     refused("missing file", "/nonexistent/plugin.so",
             "No such file or directory");
 
-    refused("driver without pread", argv[9], "driver has no pread callback");
+    refused("driver without pread or submit", argv[9],
+            "driver has no pread callback (open, get_length and pread or "
+            "submit are required)");
+    refused("driver declaring request flag 1<<9", argv[14],
+            "driver declares unknown request flags 0x200 (this blkhost "
+            "knows 0x7)");
     refused("thread model 5 (outside the enum)", argv[10],
             "unknown thread model 5");
     refused("plugin kind 7", argv[11], "unknown plugin kind 7");

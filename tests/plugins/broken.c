@@ -3,8 +3,11 @@
  * each one must be refused by the loader with a message naming the file
  * and the reason (bad ABI, no symbol, failing or NULL init, a driver
  * without pread, an unknown thread model, kind or driver flag, a
- * frontend without stop).  OLD_STRUCT is the opposite: a plugin built
- * against an older, shorter descriptor, which must still load.
+ * frontend without stop, request flags this core does not know, an ABI
+ * older than v2).  OLD_STRUCT is the opposite: a plugin built against an
+ * older, shorter descriptor, which must still load.  Those that fake
+ * their version fields write blkhost_plugin_init by hand, since
+ * BH_PLUGIN_REGISTER fills them in.
  */
 #include <errno.h>
 #include <stddef.h>
@@ -34,7 +37,10 @@ static int broken_pread(BhNode *bs, void *buf, uint64_t offset, size_t len,
 #endif
 
 static const BhDriver broken_driver = {
-    .struct_size = sizeof(BhDriver),
+    .struct_size = sizeof(BhDriver),  /* for the hand-written inits */
+#ifdef BROKEN_REQFLAGS
+    .request_flags = BH_IO_FUA | (1u << 9),
+#endif
 #ifdef BROKEN_FLAGS
     .flags = BH_DRIVER_PROTOCOL | (1u << 30),
 #else
@@ -80,8 +86,10 @@ static bool broken_load(BhError **errp)
 #endif
 
 static const BhPluginDesc desc = {
-#ifdef BROKEN_ABI
+#if defined(BROKEN_ABI)
     .abi_version = 99,
+#elif defined(OLD_ABI)
+    .abi_version = 1,
 #else
     .abi_version = BH_PLUGIN_ABI_VERSION,
 #endif
@@ -126,6 +134,12 @@ BH_PLUGIN_EXPORT const BhPluginDesc *blkhost_plugin_init(void)
 {
     (void)desc;
     return NULL;
+}
+#elif defined(BROKEN_ABI) || defined(OLD_ABI) || defined(OLD_STRUCT)
+BH_PLUGIN_EXPORT const BhPluginDesc *blkhost_plugin_init(void);
+BH_PLUGIN_EXPORT const BhPluginDesc *blkhost_plugin_init(void)
+{
+    return &desc;
 }
 #else
 BH_PLUGIN_REGISTER(desc)

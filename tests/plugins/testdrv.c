@@ -94,7 +94,6 @@ static int testdrv_zero(BhNode *bs, uint64_t off, uint64_t len,
 }
 
 static const BhDriver testdrv_driver = {
-    .struct_size = sizeof(BhDriver),
     .flags = BH_DRIVER_PROTOCOL | BH_DRIVER_NO_PROBE,
     .open = testdrv_open,
     .close = testdrv_close,
@@ -107,8 +106,6 @@ static const BhDriver testdrv_driver = {
 };
 
 static const BhPluginDesc desc = {
-    .abi_version = BH_PLUGIN_ABI_VERSION,
-    .struct_size = sizeof(BhPluginDesc),
     .kind = BH_PLUGIN_DRIVER,
     .thread_model = BH_THREAD_SERIALIZE,
     .name = TESTDRV_NAME,

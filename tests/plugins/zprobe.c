@@ -36,7 +36,6 @@ static int zprobe_pread(BhNode *bs, void *buf, uint64_t offset, size_t len,
 }
 
 static const BhDriver zprobe_driver = {
-    .struct_size = sizeof(BhDriver),
     .probe = zprobe_probe,
     .open = zprobe_open,
     .get_length = zprobe_length,
@@ -44,8 +43,6 @@ static const BhDriver zprobe_driver = {
 };
 
 static const BhPluginDesc desc = {
-    .abi_version = BH_PLUGIN_ABI_VERSION,
-    .struct_size = sizeof(BhPluginDesc),
     .kind = BH_PLUGIN_DRIVER,
     .thread_model = BH_THREAD_PARALLEL,
     .name = "zprobe",

@@ -39,6 +39,7 @@ typedef struct BhNode BhNode;
 #define BH_IO_FUA        (1u << 0) /* durable before returning */
 #define BH_IO_MAY_UNMAP  (1u << 1) /* write_zeroes may deallocate */
 #define BH_IO_FAST_ZERO  (1u << 2) /* write_zeroes: fail ENOTSUP if slow */
+#define BH_IO_KNOWN_FLAGS 0x7u  /* the loader refuses drivers declaring others */
 
 /* block_status results (same bits as NBD base:allocation). */
 #define BH_BLOCK_HOLE    (1u << 0) /* not allocated in storage */

@@ -12,6 +12,7 @@
 #define BLKHOST_OPTS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <blkhost/error.h>

@@ -85,7 +85,6 @@ static int hangdrv_flush(BhNode *bs, BhError **errp)
 }
 
 static const BhDriver hangdrv_driver = {
-    .struct_size = sizeof(BhDriver),
     .flags = BH_DRIVER_PROTOCOL | BH_DRIVER_NO_PROBE,
     .open = hangdrv_open,
     .close = hangdrv_close,
@@ -96,8 +95,6 @@ static const BhDriver hangdrv_driver = {
 };
 
 static const BhPluginDesc desc = {
-    .abi_version = BH_PLUGIN_ABI_VERSION,
-    .struct_size = sizeof(BhPluginDesc),
     .kind = BH_PLUGIN_DRIVER,
     .thread_model = BH_THREAD_PARALLEL,
     .name = "hangdrv",
