@@ -130,3 +130,36 @@ const char *bh_frontend_name(const BhFrontendHandle *h)
 {
     return h->plugin->name;
 }
+
+int bh_frontend_control(const char *name, const char *command,
+                        const BhOpts *args, BhInfoList **reply,
+                        BhError **errp)
+{
+    *reply = NULL;
+    const BhPluginRecord *rec = bh_plugin_find(name, BH_PLUGIN_FRONTEND);
+    if (!rec) {
+        g_autofree char *avail = bh_plugin_names(BH_PLUGIN_FRONTEND);
+        return bh_error_set(errp, ENOENT, "unknown frontend '%s' "
+                            "(available: %s)", name, *avail ? avail : "none");
+    }
+    const BhFrontend *fe = rec->desc.frontend;
+    if (!fe->control)
+        return bh_error_set(errp, ENOTSUP, "frontend %s has no control "
+                            "commands (asked for '%s')", name, command);
+    g_autoptr(BhOpts) work = args ? bh_opts_copy(args) : bh_opts_new();
+    BhInfoList *out = bh_info_list_new();
+    int r = fe->control(command, work, out, errp);
+    if (r == 0) {
+        g_autofree char *who = g_strdup_printf("%s %s", name, command);
+        if (!bh_opts_check_used(work, who, errp))
+            r = -EINVAL;
+    }
+    if (r < 0) {
+        if (errp && !*errp)
+            bh_error_set(errp, -r, "%s %s failed", name, command);
+        bh_info_list_free(out);
+        return r;
+    }
+    *reply = out;
+    return 0;
+}

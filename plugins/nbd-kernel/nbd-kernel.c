@@ -44,7 +44,6 @@
 
 #include "nbd-client.h"
 #include "nbd-kernel.h"
-#include "nbd-kernel-api.h"
 #include <blkhost/glib.h>
 
 #define NBD_KERNEL_LIVE_WAIT_MS 10000
@@ -713,6 +712,7 @@ static const BhFrontend nbd_kernel_frontend = {
     .uri = nk_uri,
     .status = nk_status,
     .set_event_cb = nk_set_event_cb,
+    .control = nbd_kernel_control,
 };
 
 static const BhPluginDesc desc = {

@@ -1,8 +1,8 @@
 /*
  * Internals of the nbd-kernel frontend: the pieces that talk to the
  * kernel's nbd driver, shared by the frontend (nbd-kernel.c, which also
- * runs the persist monitor) and the helpers the Lua binding reaches
- * through nbd-kernel-api.h (api.c).
+ * runs the persist monitor) and its control commands (api.c), which the
+ * Lua binding reaches through bh_frontend_control().
  *
  *   device.c   /dev/nbdN paths, sysfs state, partition re-read
  *   netlink.c  the generic-netlink family "nbd" (raw netlink, no libnl)
@@ -95,5 +95,8 @@ int nbd_ioctl_disconnect(const char *device, BhError **errp);
 
 /* Disconnect /dev/nbdN whoever connected it: netlink, else ioctl. */
 int nbd_kernel_disconnect(const char *device, BhError **errp);
+/* BhFrontend.control: disconnect, devices, list. */
+int nbd_kernel_control(const char *command, BhOpts *args, BhInfoList *reply,
+                       BhError **errp);
 
 #endif

@@ -57,6 +57,15 @@ typedef struct BhFrontend {
     void (*status)(void *fe, BhInfo *info);
     void (*set_event_cb)(void *fe, BhFrontendEventFn cb, void *data);
 
+    /* Commands a program or script sends to the plugin itself, with no
+     * instance (bh_frontend_control): the command's name, its arguments
+     * (unused keys are refused afterwards, as for create), and the reply
+     * as zero or more records.  Unknown commands: -ENOTSUP with errp set.
+     * Optional.  This is the one way in besides create: no private
+     * headers, no dlsym. */
+    int (*control)(const char *command, BhOpts *args, BhInfoList *reply,
+                   BhError **errp);
+
     /* New callbacks go here, at the end. */
 } BhFrontend;
 
@@ -78,6 +87,12 @@ void bh_frontend_status(BhFrontendHandle *h, BhInfo *info);
 void bh_frontend_set_event_cb(BhFrontendHandle *h, BhFrontendEventFn cb,
                               void *data);
 const char *bh_frontend_name(const BhFrontendHandle *h);
+/* Run a control command of the frontend plugin called name (see
+ * BhFrontend.control).  Returns 0 with *reply set (free it with
+ * bh_info_list_free), or -errno with errp set. */
+int bh_frontend_control(const char *name, const char *command,
+                        const BhOpts *args, BhInfoList **reply,
+                        BhError **errp);
 
 #ifdef __cplusplus
 }

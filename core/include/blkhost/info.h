@@ -39,6 +39,16 @@ void bh_info_add_str(BhInfo *info, const char *key, const char *value);
 void bh_info_add_int(BhInfo *info, const char *key, int64_t value);
 void bh_info_add_bool(BhInfo *info, const char *key, bool value);
 
+/* An ordered list of BhInfo records: what a frontend's control command
+ * answers with (frontend.h). */
+typedef struct BhInfoList BhInfoList;
+BhInfoList *bh_info_list_new(void);
+void bh_info_list_free(BhInfoList *list);
+/* Append info; the list owns it from now on. */
+void bh_info_list_append(BhInfoList *list, BhInfo *info);
+size_t bh_info_list_count(const BhInfoList *list);
+const BhInfo *bh_info_list_get(const BhInfoList *list, size_t i);
+
 size_t bh_info_count(const BhInfo *info);
 const BhInfoItem *bh_info_item(const BhInfo *info, size_t i);
 const BhInfoItem *bh_info_find(const BhInfo *info, const char *key);
