@@ -75,7 +75,7 @@ static const luaL_Reg window_methods[] = {
 };
 
 /* Called by luaopen_blkhost. */
-void bh_lua_window_register(lua_State *L)
+void bh_lua_window_register(lua_State *L, int module_index)
 {
     bh_lua_node_methods(L);
     luaL_setfuncs(L, window_methods, 0);
