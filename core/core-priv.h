@@ -5,7 +5,12 @@
 #ifndef BLKHOST_CORE_PRIV_H
 #define BLKHOST_CORE_PRIV_H
 
-#include "blkhost/blkhost.h"
+#include "blkhost/blkhost-plugin.h"
+#include "blkhost/glib.h"
+#include "blkhost/loader.h"
+#include "blkhost/loop.h"
+#include "blkhost/snapshot.h"
+#include "blkhost/version.h"
 
 typedef struct {
     char *role;

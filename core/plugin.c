@@ -14,7 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "blkhost/blkhost.h"
+#include "blkhost/blkhost-plugin.h"
 #include "config.h"
 #include "core-priv.h"
 

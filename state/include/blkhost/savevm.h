@@ -31,6 +31,7 @@
 #include <stdint.h>
 #include <glib.h>
 
+#include <blkhost/snapshot.h>
 #include <blkhost/stream.h>
 #include <blkhost/vmstate.h>
 
@@ -110,6 +111,43 @@ int bh_savevm_read_state(BhStream *s, BhError **errp);
 typedef struct BhSavevmLoad BhSavevmLoad;
 int bh_savevm_load_begin(BhStream *s, BhSavevmLoad **load, BhError **errp);
 void bh_savevm_load_finish(BhSavevmLoad *load, bool commit);
+
+/* ---- across every open image (savevm-nodes.c) ---- */
+/* Snapshot every writable node under name (NULL or "":
+ * vm-%Y%m%d%H%M%S), replacing snapshots of that name; the registered
+ * state (savevm.h) goes to the first node's vmstate area, none when
+ * nothing is registered.  Refused, naming it, when a writable node cannot
+ * snapshot; read-only nodes are left out.  All or nothing: the state is
+ * collected before anything changes, the new snapshots are made on every
+ * node before the old ones of that name are deleted (by id), so at any
+ * moment either the old or the new one exists on every node (see
+ * snapshot.c for the crash windows).  An error after the new snapshot
+ * exists everywhere (an old one could not be deleted) says so. */
+int bh_savevm(const char *name, BhError **errp);
+/* The same over the n given nodes only (each must be writable and able to
+ * snapshot; given == NULL means every open node, as bh_savevm).  tmpl,
+ * if not NULL, supplies date_sec/date_nsec (used when date_sec != 0) and
+ * vm_clock_nsec for every snapshot made. */
+int bh_savevm_nodes(BhNode *const *given, size_t n, const char *name,
+                    const BhSnapshotInfo *tmpl, BhError **errp);
+/* Find the snapshot called name on every node (by name only; a node
+ * without one, or with two, is refused with nothing changed), read and
+ * check the state stored in the first node's (a bad stream is refused
+ * with nothing changed), revert every node, and only then commit the
+ * state; if a node fails to revert, the state is not committed (nodes
+ * before it stay reverted: a revert cannot be undone).  *had_state (may
+ * be NULL): false for a disk-only snapshot (no state was stored). */
+int bh_loadvm(const char *name, bool *had_state, BhError **errp);
+/* Delete every snapshot called name (by name only) on every node; the
+ * lists are all read first.  ENOENT if no node has one. */
+int bh_delvm(const char *name, BhError **errp);
+/* Snapshots (of the first snapshot-capable node) that every capable node
+ * has by the same name; BhSnapshotInfo*, NULL on error. */
+GPtrArray *bh_snapshots_common(BhError **errp);
+
+/* ---- the vmstate area as a stream (vmstate-area.c) ---- */
+/* A BhStream over the node's vmstate area (reading stops at limit bytes). */
+BhStream *bh_node_vmstate_stream(BhNode *bs, bool writable, uint64_t limit);
 
 G_END_DECLS
 
