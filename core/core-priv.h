@@ -5,7 +5,12 @@
 #ifndef BLKHOST_CORE_PRIV_H
 #define BLKHOST_CORE_PRIV_H
 
-#include "blkhost/blkhost.h"
+#include "blkhost/blkhost-plugin.h"
+#include "blkhost/glib.h"
+#include "blkhost/loader.h"
+#include "blkhost/loop.h"
+#include "blkhost/snapshot.h"
+#include "blkhost/version.h"
 
 typedef struct {
     char *role;
@@ -39,6 +44,11 @@ struct BhNode {
     GMutex probe_lock;
 };
 
+/* What a driver's snapshot_list appends to (snapshot-info.h). */
+struct BhSnapshotList {
+    GPtrArray *items;          /* BhSnapshotInfo* */
+};
+
 bool bh_running_uninstalled(void);
 char *bh_plugin_names(BhPluginKind kind);
 
@@ -51,7 +61,7 @@ const BhPluginRecord *bh_probe_buffer(const uint8_t *buf, size_t len,
                                       const char *filename);
 /* The format of the data at the start of file; raw when nobody claims it. */
 const BhPluginRecord *bh_probe_node(BhNode *file, const char *filename,
-                                    GError **errp);
+                                    BhError **errp);
 /* Guard file's head so it keeps probing as probed; warn if writable. */
 void bh_probe_guard(BhNode *file, const BhPluginRecord *probed,
                     bool writable);
@@ -60,9 +70,9 @@ void bh_probe_guard(BhNode *file, const BhPluginRecord *probed,
  * as before.  head gets that head, for the caller to write from. */
 int bh_probe_guard_check(BhNode *file, const char *what, uint64_t offset,
                          uint64_t len, const void *data,
-                         uint8_t head[BH_PROBE_BYTES], GError **errp);
+                         uint8_t head[BH_PROBE_BYTES], BhError **errp);
 
 /* Flush every child (used when a driver has no flush callback). */
-int bh_node_flush_children(BhNode *bs, GError **errp);
+int bh_node_flush_children(BhNode *bs, BhError **errp);
 
 #endif

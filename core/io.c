@@ -47,7 +47,7 @@ static inline void io_unlock(BhNode *bs)
 /* Refuse [offset, offset+len) unless it lies within the node.  Growable
  * nodes (the file under a format) only refuse overflow. */
 static int io_check_range(BhNode *bs, const char *what, uint64_t offset,
-                          uint64_t len, int err, GError **errp)
+                          uint64_t len, int err, BhError **errp)
 {
     if (offset + len < offset)
         return bh_error_set(errp, EINVAL, "%s on '%s': offset %" PRIu64
@@ -63,7 +63,7 @@ static int io_check_range(BhNode *bs, const char *what, uint64_t offset,
     return 0;
 }
 
-static int io_check_writable(BhNode *bs, const char *what, GError **errp)
+static int io_check_writable(BhNode *bs, const char *what, BhError **errp)
 {
     if (bs->readonly)
         return bh_error_set(errp, EPERM, "%s on '%s': the node is read-only",
@@ -84,7 +84,7 @@ static bool io_is_zero(const void *buf, size_t len)
 }
 
 /* Flush the driver (or, lacking a callback, its children). */
-static int io_flush_raw(BhNode *bs, GError **errp)
+static int io_flush_raw(BhNode *bs, BhError **errp)
 {
     if (bs->cache == BH_CACHE_UNSAFE)
         return 0;
@@ -96,7 +96,7 @@ static int io_flush_raw(BhNode *bs, GError **errp)
     return r;
 }
 
-int bh_node_flush_children(BhNode *bs, GError **errp)
+int bh_node_flush_children(BhNode *bs, BhError **errp)
 {
     for (guint i = 0; i < bs->children->len; i++) {
         BhChild *c = bs->children->pdata[i];
@@ -125,7 +125,7 @@ static uint32_t io_fua_flags(BhNode *bs, uint32_t flags, bool *flush_after)
 }
 
 int bh_node_pread(BhNode *bs, void *buf, uint64_t offset, size_t len,
-                  uint32_t flags, GError **errp)
+                  uint32_t flags, BhError **errp)
 {
     int r = io_check_range(bs, "read", offset, len, EINVAL, errp);
     if (r < 0 || len == 0)
@@ -138,7 +138,7 @@ int bh_node_pread(BhNode *bs, void *buf, uint64_t offset, size_t len,
 
 /* Zeroes for [offset, offset+len), by the driver or by writing zeros. */
 static int io_write_zeroes(BhNode *bs, uint64_t offset, uint64_t len,
-                           uint32_t flags, GError **errp)
+                           uint32_t flags, BhError **errp)
 {
     bool flush_after;
     int r = -ENOTSUP;
@@ -156,7 +156,7 @@ static int io_write_zeroes(BhNode *bs, uint64_t offset, uint64_t len,
             return bh_error_set(errp, ENOTSUP, "fast zeroing is not "
                                 "supported by '%s'", bs->filename);
         if (errp)
-            g_clear_error(errp);
+            bh_error_clear(errp);
         const uint8_t *zeros = io_zero_buffer();
         uint32_t wflags = flags & BH_IO_FUA;
         r = 0;
@@ -175,7 +175,7 @@ static int io_write_zeroes(BhNode *bs, uint64_t offset, uint64_t len,
 
 /* The write itself, once checked: detect-zeroes, FUA, the driver. */
 static int io_pwrite(BhNode *bs, const void *buf, uint64_t offset, size_t len,
-                     uint32_t flags, GError **errp)
+                     uint32_t flags, BhError **errp)
 {
     if (bs->detect_zeroes != BH_DETECT_ZEROES_OFF && io_is_zero(buf, len)) {
         uint32_t zflags = flags & BH_IO_FUA;
@@ -206,7 +206,7 @@ static bool io_guarded(const BhNode *bs, uint64_t offset, uint64_t len)
  * copy, in case the caller's buffer changes under us.
  */
 static int io_pwrite_guarded(BhNode *bs, const uint8_t *buf, uint64_t offset,
-                             size_t len, uint32_t flags, GError **errp)
+                             size_t len, uint32_t flags, BhError **errp)
 {
     uint8_t head[BH_PROBE_BYTES];
     size_t n = (size_t)MIN(len, BH_PROBE_BYTES - offset);
@@ -227,7 +227,7 @@ static int io_pwrite_guarded(BhNode *bs, const uint8_t *buf, uint64_t offset,
  * probe_lock stays held for the caller's request; it unlocks after.
  */
 static int io_guard_zeroes(BhNode *bs, const char *what, uint64_t offset,
-                           uint64_t len, GError **errp)
+                           uint64_t len, BhError **errp)
 {
     uint8_t head[BH_PROBE_BYTES];
     g_mutex_lock(&bs->probe_lock);
@@ -239,7 +239,7 @@ static int io_guard_zeroes(BhNode *bs, const char *what, uint64_t offset,
 
 /* The checks every request that changes data passes first. */
 static int io_check_change(BhNode *bs, const char *what, uint64_t offset,
-                           uint64_t len, int range_err, GError **errp)
+                           uint64_t len, int range_err, BhError **errp)
 {
     int r = io_check_writable(bs, what, errp);
     if (r == 0)
@@ -248,7 +248,7 @@ static int io_check_change(BhNode *bs, const char *what, uint64_t offset,
 }
 
 int bh_node_pwrite(BhNode *bs, const void *buf, uint64_t offset, size_t len,
-                   uint32_t flags, GError **errp)
+                   uint32_t flags, BhError **errp)
 {
     int r = io_check_change(bs, "write", offset, len, ENOSPC, errp);
     if (r < 0 || len == 0)
@@ -259,7 +259,7 @@ int bh_node_pwrite(BhNode *bs, const void *buf, uint64_t offset, size_t len,
 }
 
 int bh_node_write_zeroes(BhNode *bs, uint64_t offset, uint64_t len,
-                         uint32_t flags, GError **errp)
+                         uint32_t flags, BhError **errp)
 {
     int r = io_check_change(bs, "write zeroes", offset, len, ENOSPC, errp);
     if (r < 0 || len == 0)
@@ -274,14 +274,14 @@ int bh_node_write_zeroes(BhNode *bs, uint64_t offset, uint64_t len,
     return r;
 }
 
-int bh_node_flush(BhNode *bs, GError **errp)
+int bh_node_flush(BhNode *bs, BhError **errp)
 {
     if (bs->readonly)
         return 0;
     return io_flush_raw(bs, errp);
 }
 
-int bh_node_discard(BhNode *bs, uint64_t offset, uint64_t len, GError **errp)
+int bh_node_discard(BhNode *bs, uint64_t offset, uint64_t len, BhError **errp)
 {
     int r = io_check_change(bs, "discard", offset, len, EINVAL, errp);
     if (r < 0 || len == 0)
@@ -302,14 +302,14 @@ int bh_node_discard(BhNode *bs, uint64_t offset, uint64_t len, GError **errp)
         g_mutex_unlock(&bs->probe_lock);
     if (r == -ENOTSUP) {
         if (errp)
-            g_clear_error(errp);
+            bh_error_clear(errp);
         r = 0;
     }
     return r;
 }
 
 int bh_node_block_status(BhNode *bs, uint64_t offset, uint64_t len,
-                         uint64_t *pnum, uint32_t *status, GError **errp)
+                         uint64_t *pnum, uint32_t *status, BhError **errp)
 {
     int r = io_check_range(bs, "block status", offset, len, EINVAL, errp);
     if (r < 0)
@@ -335,7 +335,7 @@ int bh_node_block_status(BhNode *bs, uint64_t offset, uint64_t len,
  * it is, with no host offset. */
 static int io_layer_map(BhNode *bs, uint64_t offset, uint64_t len,
                         uint64_t *pnum, uint32_t *flags, uint64_t *map,
-                        BhNode **file, GError **errp)
+                        BhNode **file, BhError **errp)
 {
     uint32_t st = 0;
     int r;
@@ -400,7 +400,7 @@ static int io_layer_map(BhNode *bs, uint64_t offset, uint64_t len,
 }
 
 int bh_node_block_map(BhNode *bs, uint64_t offset, uint64_t len,
-                      uint64_t *pnum, BhMapEntry *e, GError **errp)
+                      uint64_t *pnum, BhMapEntry *e, BhError **errp)
 {
     int r = io_check_range(bs, "block map", offset, len, EINVAL, errp);
     if (r < 0)
@@ -439,7 +439,7 @@ int bh_node_block_map(BhNode *bs, uint64_t offset, uint64_t len,
     return 0;
 }
 
-int bh_node_truncate(BhNode *bs, uint64_t size, GError **errp)
+int bh_node_truncate(BhNode *bs, uint64_t size, BhError **errp)
 {
     int r = io_check_writable(bs, "truncate", errp);
     if (r < 0)
