@@ -140,6 +140,7 @@ int luaopen_blkhost(lua_State *L)
     bh_lua_frontend_register(L, idx);
     bh_lua_loop_register(L, idx);
     bh_lua_window_register(L);
+    bh_lua_timezone_register(L, idx);
 
     if (bh_lua_open_nbd)
         bh_lua_open_nbd(L, idx);
