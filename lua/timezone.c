@@ -18,8 +18,12 @@
  *   bh.timezone.days_from_civil(y, m, d), civil_from_days(days),
  *   bh.timezone.days_in_month(y, m)
  *
- * Instants are seconds since 1970 (Lua integers); GDateTime covers the
- * years 1 to 9999, and anything outside raises an error saying so.
+ * Instants are seconds since 1970 (Lua integers).  GDate and GDateTime
+ * stop at the years 1 and 9999, but a snapshot name may say 0000 or
+ * earlier, and the policy must still read it: dates outside are moved by
+ * whole 400-year Gregorian cycles (146097 days, a whole number of weeks,
+ * so weekdays and ISO weeks repeat with them), asked of GLib, and moved
+ * back.
  */
 #include <stdbool.h>
 
@@ -52,27 +56,64 @@ static int timezone_gc(lua_State *L)
     return 0;
 }
 
-/* The instant at argument idx as a UTC GDateTime; raises outside GLib's
- * years 1 to 9999. */
-static GDateTime *timezone_check_instant(lua_State *L, int idx)
+#define TIMEZONE_CYCLE_YEARS 400
+#define TIMEZONE_CYCLE_DAYS 146097
+/* 2000-01-01 in days since 1970: the cycles are moved into 2000-2399. */
+#define TIMEZONE_CYCLE_BASE 10957
+/* Beyond this many seconds from 1970 (about 140 million years) the
+ * arithmetic below could overflow; no snapshot is that old. */
+#define TIMEZONE_MAX_SECONDS ((lua_Integer)1 << 52)
+
+static lua_Integer timezone_floordiv(lua_Integer a, lua_Integer b)
 {
-    lua_Integer t = luaL_checkinteger(L, idx);
-    GDateTime *dt = g_date_time_new_from_unix_utc(t);
-    if (!dt)
-        luaL_error(L, "instant %I is outside the years 1 to 9999", t);
-    return dt;
+    lua_Integer q = a / b;
+    return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
 }
 
-/* Checked date: raises unless y-m-d is a real day of the years 1 to 9999. */
-static void timezone_check_date(lua_State *L, lua_Integer y, lua_Integer m,
-                                lua_Integer d, GDate *date)
+/* How many 400-year cycles year y lies past the years 2000-2399. */
+static lua_Integer timezone_year_cycles(lua_Integer y)
 {
-    if (y < 1 || y > 9999 || m < 1 || m > 12 || d < 1 ||
-        d > g_date_get_days_in_month((GDateMonth)m, (GDateYear)y))
-        luaL_error(L, "%I-%I-%I is not a date of the years 1 to 9999",
-                   y, m, d);
+    return timezone_floordiv(y - 2000, TIMEZONE_CYCLE_YEARS);
+}
+
+/* Checked date: raises unless y-m-d is a real day; sets date to the same
+ * day moved into 2000-2399 and *cycles to how many cycles it moved. */
+static void timezone_check_date(lua_State *L, lua_Integer y, lua_Integer m,
+                                lua_Integer d, GDate *date,
+                                lua_Integer *cycles)
+{
+    if (y < -TIMEZONE_MAX_SECONDS / 31556952 ||
+        y > TIMEZONE_MAX_SECONDS / 31556952)
+        luaL_error(L, "year %I is too far from 1970", y);
+    *cycles = timezone_year_cycles(y);
+    GDateYear gy = (GDateYear)(y - *cycles * TIMEZONE_CYCLE_YEARS);
+    if (m < 1 || m > 12 || d < 1 ||
+        d > g_date_get_days_in_month((GDateMonth)m, gy))
+        luaL_error(L, "%I-%I-%I is not a date", y, m, d);
     g_date_clear(date, 1);
-    g_date_set_dmy(date, (GDateDay)d, (GDateMonth)m, (GDateYear)y);
+    g_date_set_dmy(date, (GDateDay)d, (GDateMonth)m, gy);
+}
+
+/* y-m-d of days since 1970, any day within TIMEZONE_MAX_SECONDS. */
+static void timezone_civil(lua_Integer days, lua_Integer *y, int *m, int *d)
+{
+    lua_Integer cycles = timezone_floordiv(days - TIMEZONE_CYCLE_BASE,
+                                           TIMEZONE_CYCLE_DAYS);
+    GDate date;
+    g_date_clear(&date, 1);
+    g_date_set_julian(&date, (guint32)(days - cycles * TIMEZONE_CYCLE_DAYS +
+                                       TIMEZONE_EPOCH_JULIAN));
+    *y = g_date_get_year(&date) + cycles * TIMEZONE_CYCLE_YEARS;
+    *m = g_date_get_month(&date);
+    *d = g_date_get_day(&date);
+}
+
+static lua_Integer timezone_check_seconds(lua_State *L, int idx)
+{
+    lua_Integer t = luaL_checkinteger(L, idx);
+    luaL_argcheck(L, t > -TIMEZONE_MAX_SECONDS && t < TIMEZONE_MAX_SECONDS,
+                  idx, "instant too far from 1970");
+    return t;
 }
 
 /* bh.timezone.open(identifier): a tzdata name or a TZif file's path.
@@ -103,7 +144,7 @@ static int timezone_open_local(lua_State *L)
 static int timezone_offset(lua_State *L)
 {
     GTimeZone *tz = timezone_check(L, 1);
-    lua_Integer t = luaL_checkinteger(L, 2);
+    lua_Integer t = timezone_check_seconds(L, 2);
     int i = g_time_zone_find_interval(tz, G_TIME_TYPE_UNIVERSAL, t);
     lua_pushinteger(L, g_time_zone_get_offset(tz, i));
     lua_pushboolean(L, g_time_zone_is_dst(tz, i));
@@ -116,17 +157,24 @@ static void timezone_setint(lua_State *L, const char *k, lua_Integer v)
     lua_setfield(L, -2, k);
 }
 
+/* The zone's interval gives the offset (as g_date_time_to_timezone()
+ * does); the wall clock is that instant plus the offset, read in UTC. */
 static int timezone_localtime(lua_State *L)
 {
     GTimeZone *tz = timezone_check(L, 1);
-    GDateTime *utc = timezone_check_instant(L, 2);
-    GDateTime *dt = g_date_time_to_timezone(utc, tz);
-    g_date_time_unref(utc);
-    if (!dt)
-        return luaL_error(L, "instant %I is outside the years 1 to 9999 "
-                          "in this time zone", lua_tointeger(L, 2));
+    lua_Integer t = timezone_check_seconds(L, 2);
+    int i = g_time_zone_find_interval(tz, G_TIME_TYPE_UNIVERSAL, t);
+    lua_Integer offset = g_time_zone_get_offset(tz, i);
+    lua_Integer wall = t + offset;
+    lua_Integer cycles = timezone_floordiv(
+        timezone_floordiv(wall, 86400) - TIMEZONE_CYCLE_BASE,
+        TIMEZONE_CYCLE_DAYS);
+    GDateTime *dt = g_date_time_new_from_unix_utc(
+        wall - cycles * TIMEZONE_CYCLE_DAYS * 86400);
+
     lua_createtable(L, 0, 10);
-    timezone_setint(L, "year", g_date_time_get_year(dt));
+    timezone_setint(L, "year", g_date_time_get_year(dt) +
+                               cycles * TIMEZONE_CYCLE_YEARS);
     timezone_setint(L, "month", g_date_time_get_month(dt));
     timezone_setint(L, "day", g_date_time_get_day_of_month(dt));
     timezone_setint(L, "hour", g_date_time_get_hour(dt));
@@ -134,9 +182,8 @@ static int timezone_localtime(lua_State *L)
     timezone_setint(L, "sec", g_date_time_get_second(dt));
     timezone_setint(L, "wday", g_date_time_get_day_of_week(dt));
     timezone_setint(L, "yday", g_date_time_get_day_of_year(dt));
-    timezone_setint(L, "offset",
-                    g_date_time_get_utc_offset(dt) / G_TIME_SPAN_SECOND);
-    lua_pushboolean(L, g_date_time_is_daylight_savings(dt));
+    timezone_setint(L, "offset", offset);
+    lua_pushboolean(L, g_time_zone_is_dst(tz, i));
     lua_setfield(L, -2, "isdst");
     g_date_time_unref(dt);
     return 1;
@@ -158,7 +205,7 @@ static int timezone_localtime(lua_State *L)
 static int timezone_mktime(lua_State *L)
 {
     GTimeZone *tz = timezone_check(L, 1);
-    lua_Integer wall = luaL_checkinteger(L, 2);
+    lua_Integer wall = timezone_check_seconds(L, 2);
     gint64 moved = wall;
     int i = g_time_zone_adjust_time(tz, G_TIME_TYPE_DAYLIGHT, &moved);
 
@@ -187,12 +234,14 @@ static int timezone_tostring(lua_State *L)
 static int timezone_iso_week(lua_State *L)
 {
     GDate date;
+    lua_Integer cycles;
     timezone_check_date(L, luaL_checkinteger(L, 1), luaL_checkinteger(L, 2),
-                        luaL_checkinteger(L, 3), &date);
+                        luaL_checkinteger(L, 3), &date, &cycles);
     GDateTime *dt = g_date_time_new_utc(g_date_get_year(&date),
                                         g_date_get_month(&date),
                                         g_date_get_day(&date), 0, 0, 0);
-    lua_pushinteger(L, g_date_time_get_week_numbering_year(dt));
+    lua_pushinteger(L, g_date_time_get_week_numbering_year(dt) +
+                       cycles * TIMEZONE_CYCLE_YEARS);
     lua_pushinteger(L, g_date_time_get_week_of_year(dt));
     g_date_time_unref(dt);
     return 2;
@@ -202,38 +251,35 @@ static int timezone_iso_week(lua_State *L)
 static int timezone_days_from_civil(lua_State *L)
 {
     GDate date;
+    lua_Integer cycles;
     timezone_check_date(L, luaL_checkinteger(L, 1), luaL_checkinteger(L, 2),
-                        luaL_checkinteger(L, 3), &date);
+                        luaL_checkinteger(L, 3), &date, &cycles);
     lua_pushinteger(L, (lua_Integer)g_date_get_julian(&date) -
-                       TIMEZONE_EPOCH_JULIAN);
+                       TIMEZONE_EPOCH_JULIAN + cycles * TIMEZONE_CYCLE_DAYS);
     return 1;
 }
 
 /* bh.timezone.civil_from_days(days) -> y, m, d. */
 static int timezone_civil_from_days(lua_State *L)
 {
-    lua_Integer days = luaL_checkinteger(L, 1);
-    lua_Integer julian = days + TIMEZONE_EPOCH_JULIAN;
-    GDate date;
-
-    g_date_clear(&date, 1);
-    if (julian < 1 || !g_date_valid_julian((guint32)julian) ||
-        julian > 3652059)                       /* 9999-12-31 */
-        return luaL_error(L, "day %I is outside the years 1 to 9999", days);
-    g_date_set_julian(&date, (guint32)julian);
-    lua_pushinteger(L, g_date_get_year(&date));
-    lua_pushinteger(L, g_date_get_month(&date));
-    lua_pushinteger(L, g_date_get_day(&date));
+    lua_Integer days = luaL_checkinteger(L, 1), y;
+    int m, d;
+    luaL_argcheck(L, days > -TIMEZONE_MAX_SECONDS / 86400 &&
+                     days < TIMEZONE_MAX_SECONDS / 86400, 1,
+                  "day too far from 1970");
+    timezone_civil(days, &y, &m, &d);
+    lua_pushinteger(L, y);
+    lua_pushinteger(L, m);
+    lua_pushinteger(L, d);
     return 3;
 }
 
 static int timezone_days_in_month(lua_State *L)
 {
     lua_Integer y = luaL_checkinteger(L, 1), m = luaL_checkinteger(L, 2);
-    if (y < 1 || y > 9999 || m < 1 || m > 12)
-        return luaL_error(L, "%I-%I is not a month of the years 1 to 9999",
-                          y, m);
-    lua_pushinteger(L, g_date_get_days_in_month((GDateMonth)m, (GDateYear)y));
+    luaL_argcheck(L, m >= 1 && m <= 12, 2, "month must be 1 to 12");
+    lua_pushinteger(L, g_date_get_days_in_month((GDateMonth)m,
+        (GDateYear)(y - timezone_year_cycles(y) * TIMEZONE_CYCLE_YEARS)));
     return 1;
 }
 

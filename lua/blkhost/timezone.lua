@@ -16,6 +16,9 @@
 -- they read the tzdata files (TZif, with the POSIX rule of their footer)
 -- and, for "local", TZ or /etc/localtime as the C library does.  What
 -- stays here is which names are accepted and the errors for the others.
+-- GLib 2.74 applies a zone's yearly rule up to the year 2998; instants
+-- after that keep the zone's last offset, where the C library would
+-- still change the clocks twice a year.
 
 local bh = require "blkhost"
 local c = bh.timezone
