@@ -3,8 +3,10 @@
  * bh.timezone: civil time in a named zone through GLib's GTimeZone and
  * GDateTime, for lua/blkhost/timezone.lua (the snapshot retention policy's
  * days, ISO weeks, months and UTC offsets).  GLib reads the tzdata files,
- * the POSIX rule in their footer and the TZ variable; this file only
- * turns its answers into Lua values.
+ * the POSIX rule in their footer and the TZ variable; this file turns
+ * its answers into Lua values and adds only what the policy promises and
+ * GLib does not do: the wall-time rule of zone:mktime and years outside
+ * 1 to 9999 (below).
  *
  *   bh.timezone.open(identifier)   -> zone, or nil when GLib cannot load it
  *   bh.timezone.open_utc(), open_local() -> UTC, the process's zone (TZ,
@@ -36,14 +38,19 @@
 
 static GTimeZone *timezone_check(lua_State *L, int idx)
 {
-    return *(GTimeZone **)luaL_checkudata(L, idx, TIMEZONE_MT);
+    GTimeZone *tz = *(GTimeZone **)luaL_checkudata(L, idx, TIMEZONE_MT);
+    luaL_argcheck(L, tz != NULL, idx, "time zone not opened");
+    return tz;
 }
 
-static void timezone_push(lua_State *L, GTimeZone *tz)
+/* A new zone userdata, empty until the caller stores a GTimeZone in it
+ * (made first, so that running out of memory here leaks nothing). */
+static GTimeZone **timezone_new(lua_State *L)
 {
     GTimeZone **ud = lua_newuserdatauv(L, sizeof(*ud), 0);
-    *ud = tz;
+    *ud = NULL;
     luaL_setmetatable(L, TIMEZONE_MT);
+    return ud;
 }
 
 static int timezone_gc(lua_State *L)
@@ -63,6 +70,8 @@ static int timezone_gc(lua_State *L)
 /* Beyond this many seconds from 1970 (about 140 million years) the
  * arithmetic below could overflow; no snapshot is that old. */
 #define TIMEZONE_MAX_SECONDS ((lua_Integer)1 << 52)
+/* The same in years of 31556952 s, the Gregorian average. */
+#define TIMEZONE_MAX_YEARS (TIMEZONE_MAX_SECONDS / 31556952)
 
 static lua_Integer timezone_floordiv(lua_Integer a, lua_Integer b)
 {
@@ -82,8 +91,7 @@ static void timezone_check_date(lua_State *L, lua_Integer y, lua_Integer m,
                                 lua_Integer d, GDate *date,
                                 lua_Integer *cycles)
 {
-    if (y < -TIMEZONE_MAX_SECONDS / 31556952 ||
-        y > TIMEZONE_MAX_SECONDS / 31556952)
+    if (y < -TIMEZONE_MAX_YEARS || y > TIMEZONE_MAX_YEARS)
         luaL_error(L, "year %I is too far from 1970", y);
     *cycles = timezone_year_cycles(y);
     GDateYear gy = (GDateYear)(y - *cycles * TIMEZONE_CYCLE_YEARS);
@@ -120,24 +128,23 @@ static lua_Integer timezone_check_seconds(lua_State *L, int idx)
  * timezone.lua decides which names may reach here. */
 static int timezone_open(lua_State *L)
 {
-    GTimeZone *tz = g_time_zone_new_identifier(luaL_checkstring(L, 1));
-    if (!tz) {
+    const char *identifier = luaL_checkstring(L, 1);
+    GTimeZone **ud = timezone_new(L);
+    *ud = g_time_zone_new_identifier(identifier);
+    if (!*ud)
         lua_pushnil(L);
-        return 1;
-    }
-    timezone_push(L, tz);
     return 1;
 }
 
 static int timezone_open_utc(lua_State *L)
 {
-    timezone_push(L, g_time_zone_new_utc());
+    *timezone_new(L) = g_time_zone_new_utc();
     return 1;
 }
 
 static int timezone_open_local(lua_State *L)
 {
-    timezone_push(L, g_time_zone_new_local());
+    *timezone_new(L) = g_time_zone_new_local();
     return 1;
 }
 
