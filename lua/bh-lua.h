@@ -83,6 +83,7 @@ void bh_lua_plugin_register(lua_State *L, int module_index);   /* plugin.c */
 void bh_lua_frontend_register(lua_State *L, int module_index); /* frontend.c */
 void bh_lua_loop_register(lua_State *L, int module_index);     /* loop.c */
 void bh_lua_window_register(lua_State *L, int module_index); /* window.c: node:window{} */
+void bh_lua_timezone_register(lua_State *L, int module_index); /* timezone.c */
 
 /* For callbacks that run Lua from inside bh.loop() (frontend events):
  * call fn (on top of the stack, below its nargs arguments) protected; on

@@ -138,6 +138,7 @@ static const struct {
     { "frontend", bh_lua_frontend_register },
     { "loop", bh_lua_loop_register },
     { "window", bh_lua_window_register },
+    { "timezone", bh_lua_timezone_register },
     { "nbd", bh_lua_open_nbd },
     { "partition", bh_lua_open_partition },
     { "snapshot", bh_lua_open_snapshot },

@@ -10,12 +10,12 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <string.h>
+#include <zlib.h>
 
 #include <blkhost/error.h>
 #include <blkhost/partition.h>
 #include <blkhost/glib.h>
 
-#include "crc32.h"
 #include "partition-types.h"
 
 #define MBR_SIZE 512
@@ -359,7 +359,8 @@ static bool gpt_load(PartDisk *d, uint64_t lba, GptHeader *h, bool *seen,
                             GPT_HEADER_MIN, d->ss), false;
     uint32_t stored = part_le32(buf + 16);
     memset(buf + 16, 0, 4);
-    uint32_t crc = bh_crc32(0, buf, hsize);
+    /* GPT's CRC-32 is zlib's (IEEE polynomial, reflected, inverted). */
+    uint32_t crc = (uint32_t)crc32(0, buf, hsize);
     if (crc != stored)
         return bh_error_set(errp, EINVAL, "header CRC32 field is 0x%08"
                             PRIx32 " but the header's CRC32 is 0x%08" PRIx32,
@@ -410,7 +411,7 @@ static bool gpt_load(PartDisk *d, uint64_t lba, GptHeader *h, bool *seen,
         g_clear_pointer(&h->entries, g_free);
         return false;
     }
-    crc = bh_crc32(0, h->entries, bytes);
+    crc = (uint32_t)crc32(0, h->entries, (uInt)bytes);
     if (crc != h->entries_crc) {
         g_clear_pointer(&h->entries, g_free);
         return bh_error_set(errp, EINVAL, "the header gives partition entry "
