@@ -1,0 +1,107 @@
+#!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
+# `blkhost commit` (lua/cmd/commit.lua): qemu-img 7.2 commit run with the
+# same arguments on a copy of the same chain, each in its own folder; the
+# same exit status and stdout (progress figures left out), then every
+# image of the chain reads the same as qemu-img's (qemu-img compare) and
+# is clean for qemu-img check, and the top image is emptied (qemu-img map
+# shows no area of its own) exactly when qemu-img empties it.  What is
+# refused leaves every image byte-identical.
+source "$SOURCE_ROOT/tests/tap.sh"
+need qemu-img qemu-io
+
+plan 17
+
+B=$BLKHOST
+cd "$T" || exit 1
+io() { local f=$1; shift; qemu-io "$@" "$f" >/dev/null; }
+own_areas() { qemu-img map --output=json "$1" | grep -c '"depth": 0'; }
+
+# orig/: base.qcow2 2M: 1s over 0-1M;  mid.qcow2 over base: 3s at 128k,
+# zeros at 512k;  top.qcow2 over mid: 2s at 0, zeros at 256k, 6s at
+# 1M+4k (not cluster aligned);  small.qcow2 1M with 1s, under big.qcow2
+# 4M (the base grows);  v2.qcow2 (compat 0.10) over base;  base.raw
+# under onraw.qcow2;  alone.qcow2 has no backing file.
+mkdir orig && cd orig || exit 1
+qemu-img create -q -f qcow2 base.qcow2 2M
+io base.qcow2 -c "write -P 1 0 1M"
+qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 mid.qcow2
+io mid.qcow2 -c "write -P 3 128k 64k" -c "write -z 512k 64k"
+qemu-img create -q -f qcow2 -b mid.qcow2 -F qcow2 top.qcow2
+io top.qcow2 -c "write -P 2 0 64k" -c "write -z 256k 64k" -c "write -P 6 1028k 5k"
+qemu-img create -q -f qcow2 small.qcow2 1M
+io small.qcow2 -c "write -P 1 0 1M"
+qemu-img create -q -f qcow2 -b small.qcow2 -F qcow2 big.qcow2 4M
+io big.qcow2 -c "write -P 8 3M 64k"
+qemu-img create -q -f qcow2 -o compat=0.10 -b base.qcow2 -F qcow2 v2.qcow2
+io v2.qcow2 -c "write -P 4 64k 64k"
+qemu-img create -q -f raw base.raw 2M
+io base.raw -f raw -c "write -P 9 0 2M"
+qemu-img create -q -f qcow2 -b base.raw -F raw onraw.qcow2
+io onraw.qcow2 -c "write -P 5 1M 128k" -c "write -z 0 64k"
+qemu-img create -q -f qcow2 alone.qcow2 1M
+cd .. || exit 1
+
+fresh() { rm -rf b q; cp -a orig b; cp -a orig q; }
+
+# committed DESC IMAGE ARGS...
+committed() {
+    local desc=$1 img=$2 brc qrc bad="" f; shift 2
+    fresh
+    (cd b && "$B" commit "$@" "$img" >../b.out 2>../b.err); brc=$?
+    (cd q && qemu-img commit "$@" "$img" >../q.out 2>../q.err); qrc=$?
+    sed -i 's/ *([0-9.]*\/100%)\r//g' b.out q.out
+    [ $brc -eq $qrc ] || bad="exit $brc, qemu-img's $qrc"
+    cmp -s b.out q.out || bad="$bad; stdout differs"
+    for f in orig/*.qcow2; do
+        f=${f#orig/}
+        qemu-img compare -q "q/$f" "b/$f" || bad="$bad; $f reads differently"
+        qemu-img check -q "b/$f" || bad="$bad; $f not clean"
+    done
+    cmp -s q/base.raw b/base.raw || bad="$bad; base.raw differs"
+    [ "$(own_areas "b/$img")" = "$(own_areas "q/$img")" ] ||
+        bad="$bad; $img holds $(own_areas "b/$img") areas, qemu-img's $(own_areas "q/$img")"
+    if [ -z "$bad" ]; then
+        ok "commit: $desc (as qemu-img commit, exit $qrc)"
+    else
+        not_ok "commit: $desc"; diag "$bad"; diag "$(cat b.out b.err q.out q.err)"
+    fi
+}
+
+refused() {
+    local desc=$1 pat=$2 img=$3 qrc out brc; shift 3
+    fresh
+    (cd q && qemu-img commit "$@" "$img" >/dev/null 2>&1); qrc=$?
+    out=$(cd b && "$B" commit "$@" "$img" 2>&1); brc=$?
+    if [ $brc -ne 0 ] && [ $qrc -ne 0 ] && echo "$out" | grep -qE -- "$pat" &&
+       diff -r orig b >/dev/null; then
+        ok "commit: $desc (refused as by qemu-img; every image byte-identical)"
+    else
+        not_ok "commit: $desc"; diag "blkhost exit $brc, qemu-img exit $qrc"; diag "$out"
+    fi
+}
+
+committed "into the backing file, which gets data and zero clusters; the top is emptied" top.qcow2
+committed "-d leaves the top image as it was" top.qcow2 -d
+fresh
+(cd b && "$B" commit -q -d top.qcow2)
+check "commit: ... byte for byte" cmp orig/top.qcow2 b/top.qcow2
+committed "-b the bottom file: the middle layer's areas too (implies -d)" top.qcow2 -b base.qcow2
+committed "-b the backing file itself, with -d" top.qcow2 -b mid.qcow2 -d
+committed "-b names the base by its path from here" top.qcow2 -b ./base.qcow2
+committed "a base shorter than the image grows to its size" big.qcow2
+committed "a version 2 image is emptied too (no zero flag needed)" v2.qcow2
+committed "into a raw backing file" onraw.qcow2
+committed "-p prints progress" top.qcow2 -p
+committed "-q prints nothing" top.qcow2 -q
+refused "an image without a backing file" "Image does not have a backing file" alone.qcow2
+refused "-b not in the chain" "Did not find 'nothere' in the backing chain of 'top.qcow2'" \
+    top.qcow2 -b nothere
+refused "-b the image itself is not in its backing chain" "Did not find" top.qcow2 -b top.qcow2
+refused "no image" "Expecting one image file name" -q
+# A missing backing file: nothing to commit into.
+fresh
+rm b/mid.qcow2
+cp -a b b.before
+check_fails "commit: a missing backing file is refused" "mid.qcow2" "$B" commit b/top.qcow2
+check "commit: ... and leaves the image byte-identical" diff -r b.before b
