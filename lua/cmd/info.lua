@@ -11,6 +11,7 @@
 local bh = require "blkhost"
 local cli = require "blkhost.cli"
 local json = require "blkhost.json"
+local snaptable = require "blkhost.snaptable"
 
 local USAGE = [==[
 Usage: blkhost info [--output=human|json] [-f FORMAT] [-o OPTIONS] [--backing-chain]
@@ -221,6 +222,60 @@ local function json_info(img, info, keys)
   return json.object(t, order)
 end
 
+-- qemu-img 7.2's human layout of one image, from its JSON table t (as
+-- json_info makes it): used for --backing-chain, whose blocks are
+-- qemu-img's byte for byte.
+local SPECIFIC_ORDER = { "compat", "compression-type", "lazy-refcounts", "bitmaps",
+                         "refcount-bits", "corrupt", "extended-l2" }
+
+local function qemu_human(img, t)
+  local out = {
+    "image: " .. t.filename,
+    "file format: " .. t.format,
+    string.format("virtual size: %s (%d bytes)", bh.human_size(t["virtual-size"]),
+                  t["virtual-size"]),
+    "disk size: " .. (t["actual-size"] and bh.human_size(t["actual-size"]) or "unavailable"),
+  }
+  if t["cluster-size"] then out[#out + 1] = "cluster_size: " .. t["cluster-size"] end
+  if t["dirty-flag"] then out[#out + 1] = "cleanly shut down: no" end
+  local b = t["backing-filename"]
+  if b then
+    local full = t["full-backing-filename"]
+    out[#out + 1] = "backing file: " .. b .. (full ~= b and " (actual path: " .. full .. ")" or "")
+    if t["backing-filename-format"] then
+      out[#out + 1] = "backing file format: " .. t["backing-filename-format"]
+    end
+  end
+  local ok, sns = pcall(img.snapshots, img)
+  if ok and #sns > 0 then
+    out[#out + 1] = "Snapshot list:"
+    for _, l in ipairs(snaptable.lines(sns)) do out[#out + 1] = l end
+  end
+  local fs = t["format-specific"]
+  if fs then
+    out[#out + 1] = "Format specific information:"
+    local d = fs.data
+    for _, k in ipairs(SPECIFIC_ORDER) do
+      local v = d[k]
+      if k == "bitmaps" and v then
+        out[#out + 1] = "    bitmaps:"
+        for i, bm in ipairs(v) do
+          out[#out + 1] = string.format("        [%d]:", i - 1)
+          out[#out + 1] = "            flags:"
+          for j, f in ipairs(bm.flags) do
+            out[#out + 1] = string.format("                [%d]: %s", j - 1, f)
+          end
+          out[#out + 1] = "            name: " .. bm.name
+          out[#out + 1] = "            granularity: " .. show(bm.granularity)
+        end
+      elseif v ~= nil then
+        out[#out + 1] = "    " .. k:gsub("-", " ") .. ": " .. show(v)
+      end
+    end
+  end
+  return table.concat(out, "\n") .. "\n"
+end
+
 return cli.run("info", USAGE, function(args)
   local o, rest = cli.parse(args, {
     { "f", "format", arg = "FORMAT" },
@@ -271,7 +326,7 @@ return cli.run("info", USAGE, function(args)
   while true do
     local t = json_info(cur, info, keys)
     list[#list + 1] = t
-    texts[#texts + 1] = human(info, keys)
+    texts[#texts + 1] = qemu_human(cur, t)
     seen[info.filename] = true
     local next_name = t["full-backing-filename"]
     if not next_name then break end
