@@ -46,6 +46,38 @@ function chain.open_alone(name, opts)
   return bh.open(name, o)
 end
 
+-- The absolute path of an existing file, else nil.
+function chain.realpath(path)
+  local ok, p = pcall(bh.process.realpath, path)
+  return ok and p or nil
+end
+local realpath = chain.realpath
+
+-- The files of node's backing chain (node opened as name), node's own
+-- first, as real paths.  Stops at a file that is not there (opening it
+-- would have failed) or after 64 levels.  For refusing to write onto a
+-- file that is also read.
+function chain.files(node, name)
+  local files = { realpath(name) }
+  local info = node:info()
+  local image = info.filename or name
+  for _ = 1, 64 do
+    local backing = info["backing-filename"]
+    if not backing or backing == "" then break end
+    backing = chain.resolve(image, backing)
+    local real = realpath(backing)
+    if not real then break end
+    files[#files + 1] = real
+    local ok, b = pcall(bh.open, backing, { readonly = true, locking = false,
+                                             format = info["backing-format"] })
+    if not ok then break end
+    info = b:info()
+    b:close()
+    image = backing
+  end
+  return files
+end
+
 -- The layers of name's backing chain, top first: {name=, format=,
 -- backing=, backing_format=} from each image's own header, each opened
 -- alone (read-only, without its backing file where the format allows).

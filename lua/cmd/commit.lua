@@ -38,10 +38,7 @@ then empty IMAGE (it then reads its backing file's data through).
 
 local IO_BUF = 2 * 1024 * 1024
 
-local function realpath(path)
-  local ok, p = pcall(bh.process.realpath, path)
-  return ok and p or nil
-end
+local realpath = chain.realpath
 
 -- Index in layers (top first) of the image base names, or nil.  As
 -- qemu-img: the name as the chain spells it, or the same file.

@@ -27,6 +27,7 @@ reports (cluster size, backing file, ...).  The image is opened read-only.
   --partitions          print the partition table (MBR or GPT) instead
   --sector-size=N       sector size for --partitions (512 or 4096;
                         default: the image's block size)
+  -q, --quiet           accepted (the output is the result)
   -h, --help            this text
 ]==]
 

@@ -35,6 +35,7 @@ every cluster written.  Nothing is created.
   -l SNAPSHOT     measure IMAGE's internal snapshot (id or name)
   -U              open IMAGE even if another process writes it
   --output=FMT    human (default) or json (qemu-img's keys)
+  -q, --quiet     accepted (the output is the result)
   -h, --help      this text
 ]==]
 
