@@ -27,6 +27,8 @@ reports (cluster size, backing file, ...).  The image is opened read-only.
   --partitions          print the partition table (MBR or GPT) instead
   --sector-size=N       sector size for --partitions (512 or 4096;
                         default: the image's block size)
+  -U, --force-share     open an image another process is writing (its
+                        metadata may be changing: figures may be stale)
   -q, --quiet           accepted (the output is the result)
   -h, --help            this text
 ]==]
