@@ -93,6 +93,21 @@ local function show(v)
   return tostring(v)
 end
 
+-- The bitmaps list (from bitmaps()) as qemu-img prints it under "Format
+-- specific information", appended to out.
+local function bitmap_lines(out, list)
+  out[#out + 1] = "    bitmaps:"
+  for i, b in ipairs(list) do
+    out[#out + 1] = string.format("        [%d]:", i - 1)
+    out[#out + 1] = "            flags:"
+    for j, f in ipairs(b.flags) do
+      out[#out + 1] = string.format("                [%d]: %s", j - 1, f)
+    end
+    out[#out + 1] = "            name: " .. b.name
+    out[#out + 1] = "            granularity: " .. show(b.granularity)
+  end
+end
+
 local function human(info, keys)
   local out = {}
   local shown = {}
@@ -128,16 +143,7 @@ local function human(info, keys)
       if bitmap_key(k) then
         if not shown.bitmaps then
           shown.bitmaps = true
-          out[#out + 1] = "    bitmaps:"
-          for i, b in ipairs(bitmaps(info, keys)) do
-            out[#out + 1] = string.format("        [%d]:", i - 1)
-            out[#out + 1] = "            flags:"
-            for j, f in ipairs(b.flags) do
-              out[#out + 1] = string.format("                [%d]: %s", j - 1, f)
-            end
-            out[#out + 1] = "            name: " .. b.name
-            out[#out + 1] = "            granularity: " .. show(b.granularity)
-          end
+          bitmap_lines(out, bitmaps(info, keys))
         end
       else
         out[#out + 1] = "    " .. k:gsub("-", " ") .. ": " .. show(info[k])
@@ -261,16 +267,7 @@ local function qemu_human(img, t)
     for _, k in ipairs(SPECIFIC_ORDER) do
       local v = d[k]
       if k == "bitmaps" and v then
-        out[#out + 1] = "    bitmaps:"
-        for i, bm in ipairs(v) do
-          out[#out + 1] = string.format("        [%d]:", i - 1)
-          out[#out + 1] = "            flags:"
-          for j, f in ipairs(bm.flags) do
-            out[#out + 1] = string.format("                [%d]: %s", j - 1, f)
-          end
-          out[#out + 1] = "            name: " .. bm.name
-          out[#out + 1] = "            granularity: " .. show(bm.granularity)
-        end
+        bitmap_lines(out, v)
       elseif v ~= nil then
         out[#out + 1] = "    " .. k:gsub("-", " ") .. ": " .. show(v)
       end

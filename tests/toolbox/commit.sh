@@ -8,6 +8,7 @@
 # shows no area of its own) exactly when qemu-img empties it.  What is
 # refused leaves every image byte-identical.
 source "$SOURCE_ROOT/tests/tap.sh"
+source "$SOURCE_ROOT/tests/toolbox/lib.sh"
 need qemu-img qemu-io
 
 plan 17
@@ -42,8 +43,6 @@ io onraw.qcow2 -c "write -P 5 1M 128k" -c "write -z 0 64k"
 qemu-img create -q -f qcow2 alone.qcow2 1M
 cd .. || exit 1
 
-fresh() { rm -rf b q; cp -a orig b; cp -a orig q; }
-
 # committed DESC IMAGE ARGS...
 committed() {
     local desc=$1 img=$2 brc qrc bad="" f; shift 2
@@ -61,25 +60,10 @@ committed() {
     cmp -s q/base.raw b/base.raw || bad="$bad; base.raw differs"
     [ "$(own_areas "b/$img")" = "$(own_areas "q/$img")" ] ||
         bad="$bad; $img holds $(own_areas "b/$img") areas, qemu-img's $(own_areas "q/$img")"
-    if [ -z "$bad" ]; then
-        ok "commit: $desc (as qemu-img commit, exit $qrc)"
-    else
-        not_ok "commit: $desc"; diag "$bad"; diag "$(cat b.out b.err q.out q.err)"
-    fi
+    chain_report commit "$desc" $qrc "$bad"
 }
 
-refused() {
-    local desc=$1 pat=$2 img=$3 qrc out brc; shift 3
-    fresh
-    (cd q && qemu-img commit "$@" "$img" >/dev/null 2>&1); qrc=$?
-    out=$(cd b && "$B" commit "$@" "$img" 2>&1); brc=$?
-    if [ $brc -ne 0 ] && [ $qrc -ne 0 ] && echo "$out" | grep -qE -- "$pat" &&
-       diff -r orig b >/dev/null; then
-        ok "commit: $desc (refused as by qemu-img; every image byte-identical)"
-    else
-        not_ok "commit: $desc"; diag "blkhost exit $brc, qemu-img exit $qrc"; diag "$out"
-    fi
-}
+refused() { chain_refused commit "$@"; }
 
 committed "into the backing file, which gets data and zero clusters; the top is emptied" top.qcow2
 committed "-d leaves the top image as it was" top.qcow2 -d

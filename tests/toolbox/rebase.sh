@@ -43,8 +43,6 @@ qemu-img create -q -f raw top.raw 1M
 qemu-img create -q -f qcow2 -o cluster_size=512 small.qcow2 1M
 cd .. || exit 1
 
-# fresh: b/ and q/ as copies of orig/.
-fresh() { rm -rf b q; cp -a orig b; cp -a orig q; }
 
 # rebased DESC IMAGE ARGS...: both commands in their folder, then compared.
 rebased() {
@@ -61,28 +59,10 @@ rebased() {
         qemu-img compare -q "q/$img" "b/$img" || bad="$bad; contents differ"
         qemu-img check -q "b/$img" || bad="$bad; check not clean"
     fi
-    if [ -z "$bad" ]; then
-        ok "rebase: $desc (as qemu-img rebase, exit $qrc)"
-    else
-        not_ok "rebase: $desc"; diag "$bad"; diag "$(cat b.out b.err q.out q.err)"
-    fi
+    chain_report rebase "$desc" $qrc "$bad"
 }
 
-# refused DESC PATTERN IMAGE ARGS...: blkhost fails with PATTERN, as
-# qemu-img fails, and every image in b/ is byte-identical to orig/'s.
-refused() {
-    local desc=$1 pat=$2 img=$3 qrc out brc; shift 3
-    fresh
-    (cd q && qemu-img rebase "$@" "$img" >/dev/null 2>&1); qrc=$?
-    out=$(cd b && "$B" rebase "$@" "$img" 2>&1); brc=$?
-    if [ $brc -ne 0 ] && [ $qrc -ne 0 ] && echo "$out" | grep -qE -- "$pat" &&
-       diff -r orig b >/dev/null; then
-        ok "rebase: $desc (refused as by qemu-img; every image byte-identical)"
-    else
-        not_ok "rebase: $desc"; diag "blkhost exit $brc, qemu-img exit $qrc"; diag "$out"
-        diff -r orig b | while read -r l; do diag "$l"; done
-    fi
-}
+refused() { chain_refused rebase "$@"; }
 
 rebased "safe: onto the backing file's backing file (mid's areas copied into top)" \
     top.qcow2 -b base.qcow2 -F qcow2
