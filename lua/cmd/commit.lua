@@ -40,13 +40,16 @@ local IO_BUF = 2 * 1024 * 1024
 
 local realpath = chain.realpath
 
--- Index in layers (top first) of the image base names, or nil.  As
--- qemu-img: the name as the chain spells it, or the same file.
+-- Index in layers (top first) of the image base names, or nil: the name
+-- as the chain spells it, or the same file, base taken (as qemu-img takes
+-- it) relative to the folder of the image above, or to the current one.
 local function find_base(layers, base)
   local real = realpath(base)
   for i = 2, #layers do
     local l = layers[i]
-    if l.name == base or l.backing_name == base or (real and realpath(l.name) == real) then
+    local here = realpath(l.name)
+    if l.name == base or l.backing_name == base or (here and (here == real or
+       here == realpath(chain.resolve(layers[i - 1].name, base)))) then
       return i
     end
   end

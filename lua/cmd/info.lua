@@ -11,6 +11,7 @@
 local bh = require "blkhost"
 local cli = require "blkhost.cli"
 local json = require "blkhost.json"
+local chain = require "blkhost.chain"
 local snaptable = require "blkhost.snaptable"
 
 local USAGE = [==[
@@ -300,7 +301,21 @@ return cli.run("info", USAGE, function(args)
   -- Like qemu-img -U: look at an image another process holds for writing.
   if o["force-share"] then opts.locking = false end
 
-  local img <close> = bh.open(rest[1], opts)
+  local ok, img = pcall(bh.open, rest[1], opts)
+  if not ok then
+    -- A qcow2 image whose backing file is missing is still shown (as
+    -- qemu-img info shows it: it does not open backing files), opened
+    -- alone, with a warning naming the reason; --backing-chain needs the
+    -- chain and fails.
+    local why = img
+    if o["backing-chain"] or o.partitions or (opts.format or chain.probe(rest[1])) ~= "qcow2" then
+      error(why, 0)
+    end
+    ok, img = pcall(chain.open_alone, rest[1], opts)
+    if not ok then error(why, 0) end
+    io.stderr:write("blkhost info: warning: ", tostring(why), "\n")
+  end
+  local _ <close> = img
   if o.partitions then
     local popts = {}
     if o["sector-size"] then

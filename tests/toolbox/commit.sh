@@ -11,7 +11,7 @@ source "$SOURCE_ROOT/tests/tap.sh"
 source "$SOURCE_ROOT/tests/toolbox/lib.sh"
 need qemu-img qemu-io
 
-plan 17
+plan 19
 
 B=$BLKHOST
 cd "$T" || exit 1
@@ -22,7 +22,8 @@ own_areas() { qemu-img map --output=json "$1" | grep -c '"depth": 0'; }
 # zeros at 512k;  top.qcow2 over mid: 2s at 0, zeros at 256k, 6s at
 # 1M+4k (not cluster aligned);  small.qcow2 1M with 1s, under big.qcow2
 # 4M (the base grows);  v2.qcow2 (compat 0.10) over base;  base.raw
-# under onraw.qcow2;  alone.qcow2 has no backing file.
+# under onraw.qcow2;  alone.qcow2 has no backing file;  odd.qcow2 over
+# oddbase.qcow2, 1000k (no cluster multiple), data in its last cluster.
 mkdir orig && cd orig || exit 1
 qemu-img create -q -f qcow2 base.qcow2 2M
 io base.qcow2 -c "write -P 1 0 1M"
@@ -41,6 +42,9 @@ io base.raw -f raw -c "write -P 9 0 2M"
 qemu-img create -q -f qcow2 -b base.raw -F raw onraw.qcow2
 io onraw.qcow2 -c "write -P 5 1M 128k" -c "write -z 0 64k"
 qemu-img create -q -f qcow2 alone.qcow2 1M
+qemu-img create -q -f qcow2 oddbase.qcow2 1000k
+qemu-img create -q -f qcow2 -b oddbase.qcow2 -F qcow2 odd.qcow2
+io odd.qcow2 -c "write -P 7 0 4k" -c "write -P 2 960k 40k"
 cd .. || exit 1
 
 # committed DESC IMAGE ARGS...
@@ -73,9 +77,23 @@ check "commit: ... byte for byte" cmp orig/top.qcow2 b/top.qcow2
 committed "-b the bottom file: the middle layer's areas too (implies -d)" top.qcow2 -b base.qcow2
 committed "-b the backing file itself, with -d" top.qcow2 -b mid.qcow2 -d
 committed "-b names the base by its path from here" top.qcow2 -b ./base.qcow2
+fresh
+mkdir q/sub b/sub
+mv q/base.qcow2 q/sub/; mv b/base.qcow2 b/sub/
+(cd q && qemu-img rebase -u -b sub/base.qcow2 -F qcow2 mid.qcow2 &&
+ qemu-img rebase -u -b sub/base.qcow2 -F qcow2 ../b/mid.qcow2)
+if (cd q/sub && qemu-img commit -q -b ./sub/base.qcow2 ../top.qcow2) &&
+   (cd b/sub && "$B" commit -q -b ./sub/base.qcow2 ../top.qcow2) &&
+   qemu-img compare -q q/sub/base.qcow2 b/sub/base.qcow2 &&
+   ! qemu-img compare -q orig/base.qcow2 b/sub/base.qcow2; then
+    ok "commit: -b is taken relative to the folder of the image above it (as qemu-img)"
+else
+    not_ok "commit: -b is taken relative to the folder of the image above it (as qemu-img)"
+fi
 committed "a base shorter than the image grows to its size" big.qcow2
 committed "a version 2 image is emptied too (no zero flag needed)" v2.qcow2
 committed "into a raw backing file" onraw.qcow2
+committed "a size no cluster multiple: the last, partial cluster is emptied too" odd.qcow2
 committed "-p prints progress" top.qcow2 -p
 committed "-q prints nothing" top.qcow2 -q
 refused "an image without a backing file" "Image does not have a backing file" alone.qcow2

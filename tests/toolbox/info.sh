@@ -7,7 +7,7 @@ source "$SOURCE_ROOT/tests/tap.sh"
 source "$SOURCE_ROOT/tests/toolbox/lib.sh"
 need qemu-img qemu-io
 
-plan 22
+plan 24
 
 cd "$T" || exit 1
 same() { same_as_qemu info "$@"; }
@@ -66,3 +66,11 @@ same "--backing-chain (human): a raw backing file" --backing-chain onraw.qcow2
 qemu-img create -q -f qcow2 -u -b gone.qcow2 -F qcow2 orphan.qcow2 1M
 same "--backing-chain with a missing backing file: exit 1, nothing on stdout" \
     --backing-chain --output=json orphan.qcow2
+same "a missing backing file: the image alone, --output=json" --output=json orphan.qcow2
+if "$BLKHOST" info orphan.qcow2 2>err.txt | grep -q '^backing file: gone.qcow2' &&
+   grep -q "warning: .*gone.qcow2" err.txt; then
+    ok "info: a missing backing file is shown, and a warning on stderr names it"
+else
+    not_ok "info: a missing backing file is shown, and a warning on stderr names it"
+    diag "$(cat err.txt)"
+fi
