@@ -11,7 +11,7 @@ source "$SOURCE_ROOT/tests/tap.sh"
 source "$SOURCE_ROOT/tests/toolbox/lib.sh"
 need qemu-img qemu-io
 
-plan 19
+plan 21
 
 B=$BLKHOST
 cd "$T" || exit 1
@@ -107,3 +107,15 @@ rm b/mid.qcow2
 cp -a b b.before
 check_fails "commit: a missing backing file is refused" "mid.qcow2" "$B" commit b/top.qcow2
 check "commit: ... and leaves the image byte-identical" diff -r b.before b
+
+# A read error in the overlay mid-copy (an L2 entry pointing at an
+# unaligned offset): the command fails and the overlay is neither changed
+# nor emptied (it was open read-only while copying).
+fresh
+qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 b/badtop.qcow2
+qemu-io -c "write -P 8 0 1M" b/badtop.qcow2 >/dev/null
+corrupt_l2 b/badtop.qcow2 10
+cp b/badtop.qcow2 badtop.before
+check_fails "commit: a read error in the overlay mid-copy fails the command" \
+    "." "$B" commit b/badtop.qcow2
+check "commit: ... and leaves the overlay byte-identical (not emptied)" cmp badtop.before b/badtop.qcow2

@@ -11,7 +11,7 @@ source "$SOURCE_ROOT/tests/tap.sh"
 source "$SOURCE_ROOT/tests/toolbox/lib.sh"
 need qemu-img qemu-io
 
-plan 28
+plan 30
 
 B=$BLKHOST
 cd "$T" || exit 1
@@ -132,3 +132,21 @@ cp -a b b.before
 check_fails "rebase: safe mode over a missing old backing file is refused" \
     "mid.qcow2" "$B" rebase -b other.qcow2 -F qcow2 b/top.qcow2
 check "rebase: ... and leaves the image byte-identical" diff -r b.before b
+
+# A read error in the new backing file mid-copy (an L2 entry pointing at an
+# unaligned offset): the copy stops, the header still names the old
+# backing file, and the image reads as before.
+fresh
+qemu-img create -q -f qcow2 b/bad.qcow2 2M
+qemu-io -c "write -P 8 0 2M" b/bad.qcow2 >/dev/null
+corrupt_l2 b/bad.qcow2 20
+check_fails "rebase: a read error in the new backing file mid-copy fails the command" \
+    "." "$B" rebase -b bad.qcow2 -F qcow2 b/top.qcow2
+if [ "$(backing_of b/top.qcow2)" = "$(backing_of orig/top.qcow2)" ] &&
+   (cd orig && qemu-img compare -q top.qcow2 ../b/top.qcow2) &&
+   qemu-img check -q b/top.qcow2; then
+    ok "rebase: ... and the image still names its old backing file and reads as before"
+else
+    not_ok "rebase: ... and the image still names its old backing file and reads as before"
+    diag "$(backing_of b/top.qcow2)"
+fi
