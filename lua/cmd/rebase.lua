@@ -51,35 +51,42 @@ fit in the header.
 ]==]
 
 local IO_BUF = 2 * 1024 * 1024 -- bytes compared at a time, as qemu-img
-local SECTOR = 512
 
--- Write into img (at base) the 512-byte sectors where old and new
--- differ, as runs: old's bytes, or zeros when old is past the end of the
--- old backing file (old_zero).
-local function write_differences(img, base, old, new, old_zero)
+-- Write into img (at base) the units (img's clusters, counted from offset
+-- 0) where old and new differ, neighbouring ones as one request: old's
+-- bytes, or zeros when old lies past the end of the old backing file
+-- (old_zero).  A whole cluster is written where any byte differs: the
+-- bytes that do not differ are old's too, which is what the cluster shows
+-- already, and qemu-img's sector writes allocate that cluster whole all
+-- the same.
+local function write_differences(img, base, old, new, old_zero, unit)
   local n = #old
-  local i = 1
-  while i <= n do
-    local j = i
-    local differ = old:sub(i, i + SECTOR - 1) ~= new:sub(i, i + SECTOR - 1)
-    while j <= n and (old:sub(j, j + SECTOR - 1) ~= new:sub(j, j + SECTOR - 1)) == differ do
-      j = j + SECTOR
+  local run -- first byte (0-based) of the pending run of differing units
+  local function flush(upto)
+    if not run then return end
+    if old_zero then
+      img:zero(base + run, upto - run)
+    else
+      img:write(base + run, (run == 0 and upto == n) and old or old:sub(run + 1, upto))
     end
-    local last = math.min(j, n + 1)
-    if differ then
-      if old_zero then
-        img:zero(base + i - 1, last - i)
-      else
-        img:write(base + i - 1, old:sub(i, last - 1))
-      end
-    end
-    i = last
+    run = nil
   end
+  local i = 0
+  while i < n do
+    local e = math.min(n, ((base + i) // unit + 1) * unit - base)
+    if old:sub(i + 1, e) ~= new:sub(i + 1, e) then
+      run = run or i
+    else
+      flush(i)
+    end
+    i = e
+  end
+  flush(n)
 end
 
 -- The safe copy: every area img does not hold, where the old view (img
 -- itself reads it from its old chain) and new (nil: zeros) differ.
-local function copy_differences(img, old_size, new, p)
+local function copy_differences(img, old_size, new, unit, p)
   local size = img:size()
   local new_size = new and new:size() or 0
   local walk = blockmap.walker(img)
@@ -91,9 +98,10 @@ local function copy_differences(img, old_size, new, p)
       local old_zero = off >= old_size
       if not old_zero then n = math.min(n, old_size - off) end
       if new and off < new_size then n = math.min(n, new_size - off) end
-      local old = old_zero and blockmap.zeros(n) or img:read(off, n)
+      -- An area the old chain shows as zeros is not read.
+      local old = (old_zero or e.zero) and blockmap.zeros(n) or img:read(off, n)
       local newbuf = (new and off < new_size) and new:read(off, n) or blockmap.zeros(n)
-      if old ~= newbuf then write_differences(img, off, old, newbuf, old_zero) end
+      if old ~= newbuf then write_differences(img, off, old, newbuf, old_zero, unit) end
     end
     off = off + n
     -- 100 is printed once, when the header is written too.
@@ -168,7 +176,8 @@ return cli.run("rebase", USAGE, function(args)
       end
       new = n
     end
-    local cok, err = pcall(copy_differences, img, old_size, new, p)
+    local cok, err = pcall(copy_differences, img, old_size, new,
+                           info["cluster-size"] or 512, p)
     if new then new:close() end
     if not cok then error(err, 0) end
     img:flush()

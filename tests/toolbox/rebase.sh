@@ -11,7 +11,7 @@ source "$SOURCE_ROOT/tests/tap.sh"
 source "$SOURCE_ROOT/tests/toolbox/lib.sh"
 need qemu-img qemu-io
 
-plan 30
+plan 32
 
 B=$BLKHOST
 cd "$T" || exit 1
@@ -25,7 +25,9 @@ backing_of() {
 #   base.qcow2 2M: 1s over 0-1M;  mid.qcow2 over base: 3s at 128k, zeros
 #   at 512k;  top.qcow2 over mid: 2s at 0, zeros at 256k;  new.raw 1M
 #   (shorter than top): 1s over 0-100k, 5s at 700k;  other.qcow2 2M alone:
-#   7s at 1M;  v2.qcow2 (compat 0.10) over base: 4s at 64k;  top.raw.
+#   7s at 1M;  v2.qcow2 (compat 0.10) over base: 4s at 64k;  top.raw;
+#   c4k.qcow2 (4k clusters) over base;  near.raw: base's data with a few
+#   sectors changed.
 mkdir orig sub && cd orig || exit 1
 qemu-img create -q -f qcow2 base.qcow2 2M
 io base.qcow2 -c "write -P 1 0 1M"
@@ -41,6 +43,10 @@ qemu-img create -q -f qcow2 -o compat=0.10 -b base.qcow2 -F qcow2 v2.qcow2
 io v2.qcow2 -c "write -P 4 64k 64k"
 qemu-img create -q -f raw top.raw 1M
 qemu-img create -q -f qcow2 -o cluster_size=512 small.qcow2 1M
+qemu-img create -q -f qcow2 -o cluster_size=4096 -b base.qcow2 -F qcow2 c4k.qcow2
+io c4k.qcow2 -c "write -P 6 8k 4k"
+qemu-img convert -O raw base.qcow2 near.raw
+io near.raw -f raw -c "write -P 9 5632 512" -c "write -P 9 70k 1k" -c "write -P 0 200k 512"
 cd .. || exit 1
 
 
@@ -71,6 +77,9 @@ rebased "safe: onto a raw file shorter than the image (past its end: zeros)" \
 rebased "safe: onto an unrelated image" top.qcow2 -b other.qcow2 -F qcow2
 rebased "safe: -b '' flattens (everything the chain showed copied)" top.qcow2 -b ''
 rebased "safe: onto the same backing file (nothing to copy)" top.qcow2 -b mid.qcow2 -F qcow2
+rebased "safe: 4k clusters, a new backing file differing in single sectors" \
+    c4k.qcow2 -b near.raw -F raw
+rebased "safe: 64k clusters, the same single-sector differences" top.qcow2 -b near.raw -F raw
 rebased "safe: a version 2 image onto an unrelated one" v2.qcow2 -b other.qcow2 -F qcow2
 rebased "safe: a version 2 image flattened" v2.qcow2 -b ''
 rebased "unsafe: -u only renames the backing file" top.qcow2 -u -b other.qcow2 -F qcow2
