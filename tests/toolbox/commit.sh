@@ -11,7 +11,7 @@ source "$SOURCE_ROOT/tests/tap.sh"
 source "$SOURCE_ROOT/tests/toolbox/lib.sh"
 need qemu-img qemu-io
 
-plan 21
+plan 23
 
 B=$BLKHOST
 cd "$T" || exit 1
@@ -23,7 +23,8 @@ own_areas() { qemu-img map --output=json "$1" | grep -c '"depth": 0'; }
 # 1M+4k (not cluster aligned);  small.qcow2 1M with 1s, under big.qcow2
 # 4M (the base grows);  v2.qcow2 (compat 0.10) over base;  base.raw
 # under onraw.qcow2;  alone.qcow2 has no backing file;  odd.qcow2 over
-# oddbase.qcow2, 1000k (no cluster multiple), data in its last cluster.
+# oddbase.qcow2, 1000k (no cluster multiple), data in its last cluster;
+# snap.qcow2: top.qcow2 with an internal snapshot, then 4s at 64k.
 mkdir orig && cd orig || exit 1
 qemu-img create -q -f qcow2 base.qcow2 2M
 io base.qcow2 -c "write -P 1 0 1M"
@@ -45,6 +46,9 @@ qemu-img create -q -f qcow2 alone.qcow2 1M
 qemu-img create -q -f qcow2 oddbase.qcow2 1000k
 qemu-img create -q -f qcow2 -b oddbase.qcow2 -F qcow2 odd.qcow2
 io odd.qcow2 -c "write -P 7 0 4k" -c "write -P 2 960k 40k"
+cp top.qcow2 snap.qcow2
+qemu-img snapshot -c s1 snap.qcow2
+io snap.qcow2 -c "write -P 4 64k 64k"
 cd .. || exit 1
 
 # committed DESC IMAGE ARGS...
@@ -94,6 +98,14 @@ committed "a base shorter than the image grows to its size" big.qcow2
 committed "a version 2 image is emptied too (no zero flag needed)" v2.qcow2
 committed "into a raw backing file" onraw.qcow2
 committed "a size no cluster multiple: the last, partial cluster is emptied too" odd.qcow2
+committed "an overlay with an internal snapshot is emptied" snap.qcow2
+(cd b && "$B" snapshot -a s1 snap.qcow2) && (cd q && qemu-img snapshot -a s1 snap.qcow2)
+if qemu-img compare -q q/snap.qcow2 b/snap.qcow2 && qemu-img check -q b/snap.qcow2 &&
+   ! (cd orig && qemu-img compare -q mid.qcow2 ../b/mid.qcow2); then
+    ok "commit: ... and its snapshot still holds its own data (reverted, it reads as qemu-img's)"
+else
+    not_ok "commit: ... and its snapshot still holds its own data (reverted, it reads as qemu-img's)"
+fi
 committed "-p prints progress" top.qcow2 -p
 committed "-q prints nothing" top.qcow2 -q
 refused "an image without a backing file" "Image does not have a backing file" alone.qcow2
