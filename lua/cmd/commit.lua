@@ -58,11 +58,7 @@ end
 -- Copy into base what top holds above depth (the base's layer).
 local function copy_down(top, base, depth, p)
   local size = top:size()
-  local walk = blockmap.walker(top)
-  local off = 0
-  while off < size do
-    local e = walk:at(off)
-    local n = math.min(e.start + e.length - off, IO_BUF)
+  blockmap.each(top, 0, size, IO_BUF, function(off, n, e)
     if e.present and e.depth < depth then
       if e.zero then
         base:zero(off, n, { may_unmap = true })
@@ -70,9 +66,8 @@ local function copy_down(top, base, depth, p)
         base:write(off, top:read(off, n))
       end
     end
-    off = off + n
-    if off < size then p:set(off / size * 100) end
-  end
+    if off + n < size then p:set((off + n) / size * 100) end
+  end)
 end
 
 return cli.run("commit", USAGE, function(args)

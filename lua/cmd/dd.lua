@@ -55,18 +55,13 @@ end
 -- Copy [from, to) of input to output at 0, leaving out areas that read
 -- as zeros.
 local function copy(input, output, from, to, p)
-  local walk = blockmap.walker(input)
-  local off = from
-  while off < to do
-    local e = walk:at(off)
-    local n = math.min(e.start + e.length - off, IO_BUF, to - off)
+  blockmap.each(input, from, to, IO_BUF, function(off, n, e)
     if not e.zero then
       local data = input:read(off, n)
       if data ~= blockmap.zeros(n) then output:write(off - from, data) end
     end
-    off = off + n
-    if off < to then p:set((off - from) / (to - from) * 100) end
-  end
+    if off + n < to then p:set((off + n - from) / (to - from) * 100) end
+  end)
   output:flush()
 end
 

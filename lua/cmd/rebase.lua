@@ -89,11 +89,7 @@ end
 local function copy_differences(img, old_size, new, unit, p)
   local size = img:size()
   local new_size = new and new:size() or 0
-  local walk = blockmap.walker(img)
-  local off = 0
-  while off < size do
-    local e = walk:at(off)
-    local n = math.min(e.start + e.length - off, IO_BUF)
+  blockmap.each(img, 0, size, IO_BUF, function(off, n, e)
     if not (e.depth == 0 and e.present) then
       local old_zero = off >= old_size
       if not old_zero then n = math.min(n, old_size - off) end
@@ -103,10 +99,10 @@ local function copy_differences(img, old_size, new, unit, p)
       local newbuf = (new and off < new_size) and new:read(off, n) or blockmap.zeros(n)
       if old ~= newbuf then write_differences(img, off, old, newbuf, old_zero, unit) end
     end
-    off = off + n
     -- 100 is printed once, when the header is written too.
-    if off < size then p:set(off / size * 100) end
-  end
+    if off + n < size then p:set((off + n) / size * 100) end
+    return n
+  end)
 end
 
 return cli.run("rebase", USAGE, function(args)
