@@ -151,6 +151,8 @@ int luaopen_blkhost(lua_State *L)
         bh_lua_open_nbd_kernel(L, idx);
     if (bh_lua_open_process)
         bh_lua_open_process(L, idx);
+    if (bh_lua_open_fuse)
+        bh_lua_open_fuse(L, idx);
 
     lua_settop(L, idx);
     return 1;
