@@ -196,11 +196,12 @@ static bool fuse_export_mount(FuseExport *fe, GError **errp)
     fuse_export_log_capture = NULL;
     fuse_opt_free_args(&args);
 
-    g_strchomp(log->str);
+    g_strstrip(log->str);
     if (!ok) {
+        bool said = log->str[0] != '\0';
         bh_error_set(errp, EIO, "cannot mount FUSE on '%s'%s%s%s",
-                     fe->mountpoint, log->len ? " (" : "", log->str,
-                     log->len ? ")" : "");
+                     fe->mountpoint, said ? " (" : "", log->str,
+                     said ? ")" : "");
         if (fe->se)
             fuse_session_destroy(fe->se);
         fe->se = NULL;
