@@ -129,6 +129,22 @@ static bool ops_is_dir(FuseExport *fe, fuse_ino_t ino)
     return fe->dir_mode && ino == FUSE_EXPORT_DIR_INO;
 }
 
+/* The node's size for a request at off, or -1 once the error is
+ * replied (no size, or a negative offset). */
+static int64_t ops_size_at(fuse_req_t req, FuseExport *fe, off_t off)
+{
+    int64_t len = bh_node_size(fe->node);
+    if (len < 0) {
+        ops_reply_err(req, fe, (int)-len);
+        return -1;
+    }
+    if (off < 0) {
+        ops_reply_err(req, fe, EINVAL);
+        return -1;
+    }
+    return len;
+}
+
 static void ops_init(void *userdata, struct fuse_conn_info *conn)
 {
     /* Requests are copied into the session buffer by read(); splicing
@@ -295,16 +311,10 @@ static void ops_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                      struct fuse_file_info *fi)
 {
     FuseExport *fe = ops_begin(req);
-    int64_t len = bh_node_size(fe->node);
+    int64_t len = ops_size_at(req, fe, off);
 
-    if (len < 0) {
-        ops_reply_err(req, fe, (int)-len);
+    if (len < 0)
         return;
-    }
-    if (off < 0) {
-        ops_reply_err(req, fe, EINVAL);
-        return;
-    }
     if (off >= len) {
         fuse_reply_buf(req, NULL, 0);
         return;
@@ -328,20 +338,14 @@ static void ops_write(fuse_req_t req, fuse_ino_t ino, const char *data,
                       size_t size, off_t off, struct fuse_file_info *fi)
 {
     FuseExport *fe = ops_begin(req);
-    int64_t len = bh_node_size(fe->node);
 
     if (fe->readonly) {
         ops_reply_err(req, fe, EROFS);
         return;
     }
-    if (len < 0) {
-        ops_reply_err(req, fe, (int)-len);
+    int64_t len = ops_size_at(req, fe, off);
+    if (len < 0)
         return;
-    }
-    if (off < 0) {
-        ops_reply_err(req, fe, EINVAL);
-        return;
-    }
     /* A disk does not grow by writing past its end. */
     if (off >= len) {
         ops_reply_err(req, fe, size ? ENOSPC : 0);
@@ -393,7 +397,6 @@ static void ops_fallocate(fuse_req_t req, fuse_ino_t ino, int mode,
                           off_t off, off_t length, struct fuse_file_info *fi)
 {
     FuseExport *fe = ops_begin(req);
-    int64_t len = bh_node_size(fe->node);
     const int known = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE |
                       FALLOC_FL_ZERO_RANGE;
     int r = 0;
@@ -402,11 +405,10 @@ static void ops_fallocate(fuse_req_t req, fuse_ino_t ino, int mode,
         ops_reply_err(req, fe, EROFS);
         return;
     }
-    if (len < 0) {
-        ops_reply_err(req, fe, (int)-len);
+    int64_t len = ops_size_at(req, fe, off);
+    if (len < 0)
         return;
-    }
-    if (off < 0 || length <= 0 || off > INT64_MAX - length) {
+    if (length <= 0 || off > INT64_MAX - length) {
         ops_reply_err(req, fe, EINVAL);
         return;
     }

@@ -176,6 +176,32 @@ if [ $have_qsd = 1 ]; then
     else not_ok "qemu-storage-daemon mounts the qcow2 image"; not_ok "(skipped comparison)"; fi
 else skip "qemu-storage-daemon is not installed"; skip "qemu-storage-daemon is not installed"; fi
 
+# ---------------------------------------------------------------- backing chain
+qemu-img create -q -f qcow2 "$T/base.qcow2" 8M
+qemu-io -f qcow2 -c 'write -P 0x66 1M 1M' -c 'write -P 0x67 6M 64k' "$T/base.qcow2" >/dev/null
+qemu-img create -q -f qcow2 -b "$T/base.qcow2" -F qcow2 "$T/top.qcow2"
+qemu-io -f qcow2 -c 'write -P 0x68 3M 64k' "$T/top.qcow2" >/dev/null
+: >"$T/top.mnt"
+start_fuse top -r -f qcow2 "$T/top.qcow2" "$T/top.mnt" || not_ok "blkhost fuse mounts a qcow2 over a backing file"
+"$SEEK_PY" "$T/top.mnt" >"$T/top.seek" 2>&1
+check "backing chain: the file reads as qemu-img convert of the top image" \
+    bash -c "qemu-img convert -U -f qcow2 -O raw '$T/top.qcow2' '$T/top.ref' && cmp '$T/top.mnt' '$T/top.ref'"
+stop_pid "$top_pid"
+if grep -q "^data $M $((2 * M))$" "$T/top.seek" && grep -q "^data $((3 * M)) " "$T/top.seek"; then
+    ok "backing chain: SEEK_DATA finds the backing file's data as well as the top's"
+else not_ok "backing chain: SEEK_DATA finds the backing file's data as well as the top's"; diag "$(cat "$T/top.seek")"; fi
+if [ $have_qsd = 1 ]; then
+    : >"$T/qtop.mnt"
+    if start_qsd qtop qcow2 "$T/top.qcow2" "$T/qtop.mnt"; then
+        "$SEEK_PY" "$T/qtop.mnt" >"$T/qtop.seek" 2>&1
+        stop_pid "$qtop_pid"
+        if cmp -s "$T/top.seek" "$T/qtop.seek"; then
+            ok "backing chain: the SEEK_DATA/SEEK_HOLE extents equal qemu-storage-daemon's"
+        else not_ok "backing chain: the SEEK_DATA/SEEK_HOLE extents equal qemu-storage-daemon's"
+            diag "blkhost:"; diag "$(cat "$T/top.seek")"; diag "qsd:"; diag "$(cat "$T/qtop.seek")"; fi
+    else not_ok "qemu-storage-daemon mounts the qcow2 over a backing file"; fi
+else skip "qemu-storage-daemon is not installed"; fi
+
 # ---------------------------------------------------------------- read-only
 sum=$(md5sum <"$T/a.raw")
 : >"$T/r.mnt"
@@ -215,6 +241,16 @@ check "over a directory the file takes writes" \
 stop_pid "$d_pid"
 check "over a directory: stop leaves the empty directory" \
     bash -c "! awk '\$5 == \"$(realpath "$T/dir")\"' /proc/self/mountinfo | grep -q . && [ -z \"\$(ls -A '$T/dir')\" ]"
+
+# ---------------------------------------------------------------- allow_other
+if [ "$(id -u)" = 0 ] || grep -q '^user_allow_other' /etc/fuse.conf 2>/dev/null; then
+    : >"$T/o.mnt"
+    start_fuse o --allow-other -f raw "$T/c.raw" "$T/o.mnt" || not_ok "blkhost fuse --allow-other mounts"
+    check "--allow-other: the mount has allow_other and the file is mode 0644" \
+        bash -c "grep ' $(realpath "$T/o.mnt") ' /proc/self/mountinfo | grep -q allow_other &&
+                 [ \$(stat -c %a '$T/o.mnt') = 644 ]"
+    stop_pid "$o_pid"
+else skip "--allow-other needs root or user_allow_other in /etc/fuse.conf"; fi
 
 # ---------------------------------------------------------------- life cycle
 lifecycle() { # SIGNAL

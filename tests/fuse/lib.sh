@@ -13,15 +13,8 @@ is_mounted() {
     awk -v p="$p" '$5 == p { found = 1 } END { exit !found }' /proc/self/mountinfo
 }
 
-# wait_gone PID: wait up to 20 s for a process (not our child) to exit.
-wait_gone() {
-    local i
-    for i in $(seq 1 400); do
-        kill -0 "$1" 2>/dev/null || return 0
-        sleep 0.05
-    done
-    return 1
-}
+# wait_gone PID (from the nbd tests' helpers): up to 10 s for it to exit.
+source "$SOURCE_ROOT/tests/nbd/lib.sh"
 
 # start_fuse NAME ARGS...: `blkhost fuse --fork ARGS`, which returns once
 # mounted.  Its output goes to $T/NAME.log, its pid to NAME_pid.
