@@ -279,6 +279,42 @@ if umount "$T/x.mnt" 2>/dev/null || fusermount3 -u "$T/x.mnt"; then
     else not_ok "umount from outside ends blkhost fuse, which says why"; diag "$(cat "$T/x.log")"; fi
 else not_ok "umount from outside ends blkhost fuse, which says why"; diag "umount failed"; fi
 
+# SIGTERM while a program holds the file open: the mount goes at once
+# (lazy unmount) and that program's next read fails instead of hanging.
+: >"$T/busy.mnt"
+start_fuse busy -f raw "$T/c.raw" "$T/busy.mnt" || not_ok "blkhost fuse mounts"
+out=$(timeout 30 /usr/bin/python3 - "$T/busy.mnt" "$busy_pid" <<'PY' 2>&1
+import os, signal, sys, time
+fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECT)
+os.kill(int(sys.argv[2]), signal.SIGTERM)
+for _ in range(400):
+    try:
+        os.kill(int(sys.argv[2]), 0)
+    except ProcessLookupError:
+        break
+    time.sleep(0.05)
+else:
+    print("still running")
+try:
+    os.pread(fd, 4096, 0)
+    print("read worked")
+except OSError as e:
+    print("read failed:", os.strerror(e.errno))
+PY
+)
+if [ "$out" = "read failed: Transport endpoint is not connected" ] && ! is_mounted "$T/busy.mnt"; then
+    ok "SIGTERM with the file open elsewhere: blkhost fuse exits, no mount is left, the holder's next read fails with ENOTCONN"
+else not_ok "SIGTERM with the file open elsewhere: blkhost fuse exits, no mount is left, the holder's next read fails with ENOTCONN"
+    diag "$out"; fi
+
+# Like qemu's, the export may cover the very image file it shows.
+cp "$T/c.raw" "$T/self.raw"
+start_fuse self -f raw "$T/self.raw" "$T/self.raw" || not_ok "blkhost fuse mounts over its own image"
+check "mounted over its own image file, the file still reads as the image" \
+    cmp "$T/self.raw" "$T/c.raw"
+stop_pid "$self_pid"
+check "after that unmount the image file is back, unchanged" cmp "$T/self.raw" "$T/c.raw"
+
 check_fails "a missing mount point fails, named, with ENOENT's message" \
     "mount point '$T/nope': No such file or directory" "$BLKHOST" fuse -f raw "$T/c.raw" "$T/nope"
 check_fails "a mount point that is a device (/dev/null) is refused by name" \
