@@ -155,8 +155,13 @@ static bool fuse_export_check_mountpoint(FuseExport *fe, GError **errp)
 {
     struct stat st;
     if (stat(fe->mountpoint, &st) < 0) {
-        bh_error_set_errno(errp, errno, "mount point '%s'",
-                           fe->mountpoint);
+        if (errno == ENOTCONN)
+            bh_error_set(errp, ENOTCONN, "mount point '%s' is a FUSE mount "
+                         "whose server is gone (killed?); unmount it first "
+                         "(fusermount3 -u or umount -l)", fe->mountpoint);
+        else
+            bh_error_set_errno(errp, errno, "mount point '%s'",
+                               fe->mountpoint);
         return false;
     }
     if (S_ISDIR(st.st_mode)) {

@@ -315,6 +315,19 @@ check "mounted over its own image file, the file still reads as the image" \
 stop_pid "$self_pid"
 check "after that unmount the image file is back, unchanged" cmp "$T/self.raw" "$T/c.raw"
 
+# A server killed with SIGKILL cannot unmount: the next one is told what
+# is in the way and how to clear it.
+: >"$T/k.mnt"
+start_fuse k -f raw "$T/c.raw" "$T/k.mnt" || not_ok "blkhost fuse mounts"
+stop_pid "$k_pid" KILL
+check_fails "over the dead mount of a killed server: refused, saying how to clear it" \
+    "server is gone.*fusermount3 -u or umount -l" "$BLKHOST" fuse -f raw "$T/c.raw" "$T/k.mnt"
+umount -l "$T/k.mnt" 2>/dev/null || fusermount3 -uz "$T/k.mnt"
+if start_fuse k2 -f raw "$T/c.raw" "$T/k.mnt" && cmp -s "$T/k.mnt" "$T/c.raw"; then
+    ok "after umount -l the same mount point serves again"
+else not_ok "after umount -l the same mount point serves again"; fi
+stop_pid "${k2_pid:-0}"
+
 check_fails "a missing mount point fails, named, with ENOENT's message" \
     "mount point '$T/nope': No such file or directory" "$BLKHOST" fuse -f raw "$T/c.raw" "$T/nope"
 check_fails "a mount point that is a device (/dev/null) is refused by name" \
