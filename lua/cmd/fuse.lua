@@ -29,7 +29,7 @@ covers, or a directory, in which the export appears as one file.
       --cache=MODE       writeback (default), none, writethrough,
                          directsync or unsafe, as with qemu
       --name=NAME        the file's name under a directory (default disk)
-      --threads=N        request threads (default: one per CPU, at least 2;
+      --threads=N        request threads (default: one per CPU, 2 to 16;
                          1 for formats that serialize requests)
       --fork             go to the background once mounted
       --pid-file=PATH    write the pid to PATH (removed at exit)

@@ -14,7 +14,9 @@
  *   name         the file's name when mounting over a directory
  *                (default: "disk")
  *   threads      request threads when the node is parallel (default:
- *                one per CPU, at least 2); a serialized node gets one
+ *                one per CPU, at least 2 and at most 16: the kernel
+ *                keeps at most 12 asynchronous requests of a mount in
+ *                flight by default); a serialized node gets one
  *
  * Life cycle.  start() mounts, then worker threads take the kernel's
  * requests from /dev/fuse (non-blocking, each waiting in its own epoll
@@ -334,7 +336,8 @@ static int fuse_export_start(void *opaque, GError **errp)
 
     unsigned n = 1;
     if (bh_node_is_parallel(fe->node))
-        n = fe->nthreads ? fe->nthreads : MAX(2u, g_get_num_processors());
+        n = fe->nthreads ? fe->nthreads
+                         : CLAMP(g_get_num_processors(), 2u, 16u);
     fe->nthreads = n;
 
     fe->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
