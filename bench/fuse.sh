@@ -31,6 +31,10 @@ fuse_bench_stop() {
         pid=${MNT_PID[$n]}
         kill -TERM "$pid" 2>/dev/null || continue
         while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+        # qemu-storage-daemon 7.2 sometimes leaves its mount behind.
+        if grep -q " $BENCH_DIR/$n.mnt " /proc/self/mountinfo; then
+            umount -l "$BENCH_DIR/$n.mnt" 2>/dev/null || fusermount3 -uz "$BENCH_DIR/$n.mnt"
+        fi
     done
 }
 trap 'fuse_bench_stop; bench_stop_all; [ "${BENCH_KEEP:-0}" = 1 ] || rm -rf "$BENCH_DIR"' EXIT

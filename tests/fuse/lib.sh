@@ -16,6 +16,13 @@ is_mounted() {
 # wait_gone PID (from the nbd tests' helpers): up to 10 s for it to exit.
 source "$SOURCE_ROOT/tests/nbd/lib.sh"
 
+# unmount_dead PATH: a mount left on PATH by a server that did not
+# unmount (killed) is detached, so that the scratch directory can go.
+unmount_dead() {
+    is_mounted "$1" 2>/dev/null || return 0
+    umount -l "$1" 2>/dev/null || fusermount3 -uz "$1" 2>/dev/null
+}
+
 # start_fuse NAME ARGS...: `blkhost fuse --fork ARGS`, which returns once
 # mounted.  Its output goes to $T/NAME.log, its pid to NAME_pid.
 start_fuse() {
@@ -26,7 +33,7 @@ start_fuse() {
     fi
     local pid; pid=$(cat "$T/$name.pid")
     eval "${name}_pid=$pid"
-    at_exit "kill $pid 2>/dev/null; wait_gone $pid"
+    at_exit "kill $pid 2>/dev/null; wait_gone $pid; unmount_dead '${*: -1}'"
 }
 
 # stop_pid PID [SIGNAL]: signal (TERM) and wait until it has exited.
@@ -50,7 +57,7 @@ start_qsd() {
     fi
     local pid; pid=$(cat "$T/$name.pid")
     eval "${name}_pid=$pid"
-    at_exit "kill $pid 2>/dev/null; wait_gone $pid"
+    at_exit "kill $pid 2>/dev/null; wait_gone $pid; unmount_dead '$mp'"
 }
 
 # fuse_need: skip the whole file, with the reason, where this machine
