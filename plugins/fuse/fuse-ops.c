@@ -348,7 +348,10 @@ static void ops_write(fuse_req_t req, fuse_ino_t ino, const char *data,
         return;
     /* A disk does not grow by writing past its end. */
     if (off >= len) {
-        ops_reply_err(req, fe, size ? ENOSPC : 0);
+        if (size)
+            ops_reply_err(req, fe, ENOSPC);
+        else
+            fuse_reply_write(req, 0);
         return;
     }
     size = (size_t)MIN((uint64_t)size, (uint64_t)(len - off));
