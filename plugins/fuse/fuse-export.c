@@ -189,9 +189,12 @@ static bool fuse_export_check_mountpoint(FuseExport *fe, GError **errp)
  * error's text. */
 static bool fuse_export_mount(FuseExport *fe, GError **errp)
 {
+    /* A read-only export is a read-only mount: the kernel then answers
+     * every attempt to write with EROFS before looking at the mode, for
+     * root and other users alike. */
     g_autofree char *mopts = g_strdup_printf(
-        "default_permissions,fsname=blkhost,subtype=blkhost%s",
-        fe->allow_other ? ",allow_other" : "");
+        "default_permissions,fsname=blkhost,subtype=blkhost%s%s",
+        fe->allow_other ? ",allow_other" : "", fe->readonly ? ",ro" : "");
     char *argv[] = { "blkhost", "-o", mopts, NULL };
     struct fuse_args args = FUSE_ARGS_INIT(3, argv);
     GString *log = g_string_new(NULL);

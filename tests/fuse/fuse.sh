@@ -213,8 +213,9 @@ check_fails "read-only: truncate fails with EROFS" "Read-only file system" \
     truncate -s 1M "$T/r.mnt"
 check_fails "read-only: fallocate --punch-hole fails with EROFS" "Read-only file system" \
     fallocate -p -o 0 -l 4096 "$T/r.mnt"
-check "read-only: the file's mode is -r-------- (0400)" \
-    bash -c "[ \$(stat -c %a '$T/r.mnt') = 400 ]"
+check "read-only: the file's mode is -r-------- (0400) and the mount is ro" \
+    bash -c "[ \$(stat -c %a '$T/r.mnt') = 400 ] &&
+             grep ' $(realpath "$T/r.mnt") ' /proc/self/mountinfo | grep -q ' ro,'"
 stop_pid "$r_pid"
 if [ "$(md5sum <"$T/a.raw")" = "$sum" ]; then ok "read-only: the image is byte-identical afterwards"
 else not_ok "read-only: the image is byte-identical afterwards"; fi
