@@ -129,10 +129,16 @@ static bool ops_is_dir(FuseExport *fe, fuse_ino_t ino)
     return fe->dir_mode && ino == FUSE_EXPORT_DIR_INO;
 }
 
-/* The node's size for a request at off, or -1 once the error is
- * replied (no size, or a negative offset). */
-static int64_t ops_size_at(fuse_req_t req, FuseExport *fe, off_t off)
+/* The node's size for a request at off (one that writes when write is
+ * true), or -1 once the error is replied: a write to a read-only export,
+ * no size, a negative offset. */
+static int64_t ops_size_at(fuse_req_t req, FuseExport *fe, off_t off,
+                           bool write)
 {
+    if (write && fe->readonly) {
+        ops_reply_err(req, fe, EROFS);
+        return -1;
+    }
     int64_t len = bh_node_size(fe->node);
     if (len < 0) {
         ops_reply_err(req, fe, (int)-len);
@@ -311,7 +317,7 @@ static void ops_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                      struct fuse_file_info *fi)
 {
     FuseExport *fe = ops_begin(req);
-    int64_t len = ops_size_at(req, fe, off);
+    int64_t len = ops_size_at(req, fe, off, false);
 
     if (len < 0)
         return;
@@ -338,12 +344,8 @@ static void ops_write(fuse_req_t req, fuse_ino_t ino, const char *data,
                       size_t size, off_t off, struct fuse_file_info *fi)
 {
     FuseExport *fe = ops_begin(req);
+    int64_t len = ops_size_at(req, fe, off, true);
 
-    if (fe->readonly) {
-        ops_reply_err(req, fe, EROFS);
-        return;
-    }
-    int64_t len = ops_size_at(req, fe, off);
     if (len < 0)
         return;
     /* A disk does not grow by writing past its end. */
@@ -403,12 +405,8 @@ static void ops_fallocate(fuse_req_t req, fuse_ino_t ino, int mode,
     const int known = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE |
                       FALLOC_FL_ZERO_RANGE;
     int r = 0;
+    int64_t len = ops_size_at(req, fe, off, true);
 
-    if (fe->readonly) {
-        ops_reply_err(req, fe, EROFS);
-        return;
-    }
-    int64_t len = ops_size_at(req, fe, off);
     if (len < 0)
         return;
     if (length <= 0 || off > INT64_MAX - length) {
