@@ -45,19 +45,36 @@
 
 #include "fuse-export.h"
 
-/* While start() mounts, libfuse's messages are kept here (start runs on
- * one thread at a time: the main one) to become the error's text. */
-static __thread GString *fuse_export_log_capture;
+/* While start() mounts, libfuse's messages from that thread are kept
+ * here to become the error's text; other threads' messages (a running
+ * export's) go to stderr.  A lock and the owner's id rather than a
+ * __thread variable: thread-local storage in a dlopen'd plugin is
+ * dynamic TLS, and clang 14's LeakSanitizer crashed walking it at exit. */
+static GMutex fuse_export_log_lock;
+static GString *fuse_export_log_capture;
+static pthread_t fuse_export_log_owner;
 
 static void fuse_export_log(enum fuse_log_level level, const char *fmt,
                             va_list ap)
 {
-    if (fuse_export_log_capture) {
+    g_mutex_lock(&fuse_export_log_lock);
+    if (fuse_export_log_capture &&
+        pthread_equal(fuse_export_log_owner, pthread_self())) {
         g_string_append_vprintf(fuse_export_log_capture, fmt, ap);
+        g_mutex_unlock(&fuse_export_log_lock);
         return;
     }
+    g_mutex_unlock(&fuse_export_log_lock);
     fputs("fuse: ", stderr);
     vfprintf(stderr, fmt, ap);
+}
+
+static void fuse_export_log_capture_to(GString *log)
+{
+    g_mutex_lock(&fuse_export_log_lock);
+    fuse_export_log_capture = log;
+    fuse_export_log_owner = pthread_self();
+    g_mutex_unlock(&fuse_export_log_lock);
 }
 
 static bool fuse_export_load(GError **errp)
@@ -199,11 +216,11 @@ static bool fuse_export_mount(FuseExport *fe, GError **errp)
     struct fuse_args args = FUSE_ARGS_INIT(3, argv);
     GString *log = g_string_new(NULL);
 
-    fuse_export_log_capture = log;
+    fuse_export_log_capture_to(log);
     fe->se = fuse_session_new(&args, &fuse_export_ops,
                               sizeof(fuse_export_ops), fe);
     bool ok = fe->se && fuse_session_mount(fe->se, fe->mountpoint) == 0;
-    fuse_export_log_capture = NULL;
+    fuse_export_log_capture_to(NULL);
     fuse_opt_free_args(&args);
 
     g_strstrip(log->str);
