@@ -95,6 +95,7 @@ static BhNode *node_new(const BhPluginRecord *rec, const char *filename,
     g_mutex_init(&bs->serial_lock);
     g_mutex_init(&bs->probe_lock);
     bs->children = g_ptr_array_new();
+    bh_drain_init(bs);
     return bs;
 }
 
@@ -104,6 +105,7 @@ static void node_attach_child(BhNode *bs, const char *role, BhNode *child)
     c->role = g_strdup(role);
     c->node = child;
     g_ptr_array_add(bs->children, c);
+    bh_drain_link(bs, child);
 }
 
 static const BhPluginRecord *node_find_driver(const char *name, GError **errp)
@@ -376,6 +378,7 @@ void bh_node_drop_child(BhNode *bs, const char *role)
         BhChild *c = bs->children->pdata[i];
         if (g_str_equal(c->role, role)) {
             g_ptr_array_remove_index(bs->children, i);
+            bh_drain_unlink(bs, c->node);
             bh_node_unref(c->node);
             g_free(c->role);
             g_free(c);
@@ -413,11 +416,13 @@ void bh_node_unref(BhNode *bs)
     /* Children go after the parent closed: it may flush through them. */
     for (guint i = bs->children->len; i-- > 0;) {
         BhChild *c = bs->children->pdata[i];
+        bh_drain_unlink(bs, c->node);
         bh_node_unref(c->node);
         g_free(c->role);
         g_free(c);
     }
     g_ptr_array_free(bs->children, TRUE);
+    bh_drain_clear(bs);
     g_mutex_clear(&bs->serial_lock);
     g_mutex_clear(&bs->probe_lock);
     g_free(bs->filename);
@@ -597,14 +602,17 @@ int64_t bh_node_allocated_size(BhNode *bs)
 }
 
 bool bh_node_can_fua(const BhNode *bs) { return !bs->readonly; }
+/* A submit driver takes every op; its caps say which it does well. */
 bool bh_node_can_zero(const BhNode *bs)
 {
-    return bs->drv->write_zeroes != NULL;
+    return bs->drv->write_zeroes != NULL ||
+           (bs->drv->submit && (bs->caps & BH_CAP_ZERO));
 }
 bool bh_node_can_discard(const BhNode *bs)
 {
     return !bs->readonly && bs->discard == BH_DISCARD_UNMAP &&
-           bs->drv->discard != NULL;
+           (bs->drv->discard != NULL ||
+            (bs->drv->submit && (bs->caps & BH_CAP_DISCARD)));
 }
 bool bh_node_can_block_status(const BhNode *bs)
 {

@@ -376,6 +376,7 @@ static const BhDriver memory_driver = {
     .truncate = mem_truncate,
     .info = mem_info,
     .get_allocated_size = mem_get_allocated_size,
+    .request_flags = BH_IO_FUA | BH_IO_MAY_UNMAP | BH_IO_FAST_ZERO,
 };
 
 static const BhPluginDesc desc = {
