@@ -123,7 +123,7 @@ static const BhPluginRecord *node_find_driver(const char *name, GError **errp)
 static bool node_driver_open(BhNode *bs, BhOpts *opts, GError **errp)
 {
     /* pwrite is optional: such a driver serves read-only, as in nbdkit. */
-    if (!bs->drv->pwrite && !bs->readonly) {
+    if (!bs->drv->pwrite && !bs->drv->submit && !bs->readonly) {
         bh_error_set(errp, EROFS, "driver %s cannot write (it has no "
                      "pwrite): open it read-only (readonly=on)",
                      bs->plugin->name);

@@ -109,10 +109,10 @@ static char *plugin_check_driver(const BhDriver *d)
                                "knows 0x%x)", d->flags & ~BH_DRIVER_KNOWN_FLAGS,
                                BH_DRIVER_KNOWN_FLAGS);
     const char *missing = !d->open ? "open" : !d->get_length ? "get_length"
-                        : !d->pread ? "pread" : NULL;
+                        : !d->pread && !d->submit ? "pread" : NULL;
     if (missing)
         return g_strdup_printf("driver has no %s callback (open, get_length "
-                               "and pread are required)", missing);
+                               "and pread or submit are required)", missing);
     return NULL;
 }
 
