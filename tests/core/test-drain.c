@@ -17,6 +17,7 @@
 
 #include <blkhost/blkhost.h>
 
+#include "open-spec.h"
 #include "tap.h"
 
 typedef struct {
@@ -140,18 +141,6 @@ static gpointer sync_writer_main(gpointer opaque)
                             (uint64_t)s->block * BLK, BLK, 0, NULL);
     g_atomic_int_set(&s->done, 1);
     return NULL;
-}
-
-static BhNode *open_spec(const char *spec)
-{
-    g_autoptr(BhOpts) o = bh_opts_parse(spec, NULL, NULL);
-    GError *err = NULL;
-    BhNode *bs = bh_node_open(NULL, o, &err);
-    if (!bs) {
-        printf("Bail out! cannot open %s: %s\n", spec, err->message);
-        exit(1);
-    }
-    return bs;
 }
 
 static void test_sixteen_writers(void)

@@ -13,6 +13,7 @@
 
 #include <blkhost/blkhost.h>
 
+#include "open-spec.h"
 #include "tap.h"
 
 typedef struct {
@@ -43,18 +44,6 @@ static void *load(const char *path, const char *sym)
         exit(1);
     }
     return p;
-}
-
-static BhNode *open_node(const char *spec)
-{
-    g_autoptr(BhOpts) o = bh_opts_parse(spec, NULL, NULL);
-    GError *err = NULL;
-    BhNode *bs = bh_node_open(NULL, o, &err);
-    if (!bs) {
-        printf("Bail out! cannot open %s: %s\n", spec, err->message);
-        exit(1);
-    }
-    return bs;
 }
 
 /* ---- waiting for bh_node_submit callbacks ---- */
@@ -180,7 +169,7 @@ int main(int argc, char **argv)
     memset(buf, 0x5a, sizeof buf);
 
     /* --- a synchronous driver declaring no flags --- */
-    BhNode *bs = open_node("format=testdrv,size=64K,zeroes=on,"
+    BhNode *bs = open_spec("format=testdrv,size=64K,zeroes=on,"
                            "discard=unmap");
     memset(ts, 0, sizeof *ts);
     bh_node_pwrite(bs, buf, 0, 4096, BH_IO_FUA, NULL);
@@ -199,7 +188,7 @@ int main(int argc, char **argv)
     bh_node_unref(bs);
 
     /* --- a submit driver declaring no flags --- */
-    bs = open_node("format=holddrv-noflags,size=64K,discard=unmap");
+    bs = open_spec("format=holddrv-noflags,size=64K,discard=unmap");
     memset(ns, 0, sizeof *ns);
     bh_node_pwrite(bs, buf, 0, 4096, BH_IO_FUA, NULL);
     ok(ns->fua_writes == 0 && ns->flushes == 1 && ns->seen_flags == 0,
@@ -222,7 +211,7 @@ int main(int argc, char **argv)
     bh_node_unref(bs);
 
     /* --- a submit driver declaring all three --- */
-    bs = open_node("format=holddrv,size=64K,discard=unmap");
+    bs = open_spec("format=holddrv,size=64K,discard=unmap");
     memset(hs, 0, sizeof *hs);
     bh_node_pwrite(bs, buf, 0, 4096, BH_IO_FUA, NULL);
     ok(hs->fua_writes == 1 && hs->flushes == 0,
@@ -237,7 +226,7 @@ int main(int argc, char **argv)
     ok(r == 0 && hs->zeroes == 2 && (hs->seen_flags & BH_IO_FAST_ZERO),
        "submit driver declaring FAST_ZERO gets it and succeeds");
     bh_node_unref(bs);
-    bs = open_node("format=holddrv,size=64K");
+    bs = open_spec("format=holddrv,size=64K");
     memset(hs, 0, sizeof *hs);
     bh_node_write_zeroes(bs, 0, 4096, BH_IO_MAY_UNMAP, NULL);
     ok(hs->zeroes == 1 && !(hs->seen_flags & BH_IO_MAY_UNMAP),
@@ -245,10 +234,10 @@ int main(int argc, char **argv)
     bh_node_unref(bs);
 
     /* --- the same bytes four ways --- */
-    BhNode *ref = open_node("format=memory,size=256K,discard=unmap");
-    BhNode *mem = open_node("format=memory,size=256K,discard=unmap");
-    BhNode *hsync = open_node("format=holddrv,size=256K,discard=unmap");
-    BhNode *hasync = open_node("format=holddrv,size=256K,discard=unmap");
+    BhNode *ref = open_spec("format=memory,size=256K,discard=unmap");
+    BhNode *mem = open_spec("format=memory,size=256K,discard=unmap");
+    BhNode *hsync = open_spec("format=holddrv,size=256K,discard=unmap");
+    BhNode *hasync = open_spec("format=holddrv,size=256K,discard=unmap");
     ok(workload(ref, false, &w) == 0, "the workload runs synchronously on "
        "a sync driver (memory)");
     ok(workload(mem, true, &w) == 0, "the workload runs by bh_node_submit "
