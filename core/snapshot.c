@@ -12,7 +12,8 @@
  * Every call that reaches a driver's snapshot or vmstate callback runs
  * with the node drained (drain.c): no guest request is in flight on it
  * or above it, while the driver's own metadata I/O, made on this thread,
- * goes through.
+ * goes through.  savevm and loadvm keep all their nodes drained from the
+ * first step to the last, so the state and every disk are one moment.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -285,6 +286,18 @@ BhStream *bh_node_vmstate_stream(BhNode *bs, bool writable, uint64_t limit)
 
 /* ---- every open node ---- */
 
+/* Drain (or end the drain of) every node of a multi-node operation, so
+ * that the state and the disks are taken at one point for all of them. */
+static void drain_all(GPtrArray *nodes, bool begin)
+{
+    for (guint i = 0; i < nodes->len; i++) {
+        if (begin)
+            bh_node_drain_begin(nodes->pdata[i]);
+        else
+            bh_node_drain_end(nodes->pdata[nodes->len - 1 - i]);
+    }
+}
+
 static void unref_all(GPtrArray *nodes)
 {
     for (guint i = 0; i < nodes->len; i++)
@@ -435,6 +448,7 @@ int bh_savevm_nodes(BhNode *const *given, size_t n, const char *name,
 
     if (!nodes)
         return -ENOTSUP;
+    drain_all(nodes, true);
     if (!name || !*name) {
         g_autoptr(GDateTime) t = g_date_time_new_now_local();
         def = g_date_time_format(t, "vm-%Y%m%d%H%M%S");
@@ -522,6 +536,7 @@ int bh_savevm_nodes(BhNode *const *given, size_t n, const char *name,
             g_error_free(e);
         }
 out:
+    drain_all(nodes, false);
     unref_all(nodes);
     return r;
 }
@@ -580,6 +595,7 @@ int bh_loadvm(const char *name, bool *had_state, GError **errp)
         *had_state = false;
     if (!nodes)
         return -ENOTSUP;
+    drain_all(nodes, true);
     r = snapshot_pick_named(nodes, name, &ids, &first_sn, errp);
     if (r < 0)
         goto out;
@@ -625,6 +641,7 @@ int bh_loadvm(const char *name, bool *had_state, GError **errp)
             *had_state = true;
     }
 out:
+    drain_all(nodes, false);
     unref_all(nodes);
     return r;
 }
