@@ -57,7 +57,8 @@ struct BhNode {
 typedef struct BhRequestWaiter {
     GMutex lock;
     GCond cond;
-    gint done;
+    gint done;                /* 1: completed, 2: on the waiting thread */
+    GThread *thread;          /* the waiting thread */
 } BhRequestWaiter;
 
 struct BhRequest {
@@ -85,7 +86,8 @@ void bh_request_init(BhRequest *req, BhNode *bs, BhOp op, uint64_t offset,
 /* Hand req to the submit driver and wait for its completion; returns its
  * result with *errp set from its message. */
 int bh_request_submit_wait(BhRequest *req, GError **errp);
-/* Run fn(req) on the core's I/O pool. */
+/* Run the request's steps (bh_io_run) on the core's I/O pool, then
+ * finish it. */
 void bh_request_run_on_pool(BhRequest *req);
 /* The end of a heap request: the caller's callback, the node's in-flight
  * count, the memory. */

@@ -141,12 +141,16 @@ int bh_request_submit_wait(BhRequest *req, GError **errp)
     g_mutex_init(&w.lock);
     g_cond_init(&w.cond);
     w.done = 0;
+    w.thread = g_thread_self();
     req->waiter = &w;
     req->bs->drv->submit(req->bs, req);
-    g_mutex_lock(&w.lock);
-    while (!w.done)
-        g_cond_wait(&w.cond, &w.lock);
-    g_mutex_unlock(&w.lock);
+    /* Completed inside submit, on this thread: nobody else touches w. */
+    if (g_atomic_int_get(&w.done) != 2) {
+        g_mutex_lock(&w.lock);
+        while (!g_atomic_int_get(&w.done))
+            g_cond_wait(&w.cond, &w.lock);
+        g_mutex_unlock(&w.lock);
+    }
     g_cond_clear(&w.cond);
     g_mutex_clear(&w.lock);
     req->waiter = NULL;
@@ -198,8 +202,12 @@ void bh_request_complete(BhRequest *req, int ret)
     req->ret = ret;
     if (req->waiter) {
         BhRequestWaiter *w = req->waiter;
+        if (w->thread == g_thread_self()) {
+            g_atomic_int_set(&w->done, 2);
+            return;
+        }
         g_mutex_lock(&w->lock);
-        w->done = 1;
+        g_atomic_int_set(&w->done, 1);
         g_cond_signal(&w->cond);
         g_mutex_unlock(&w->lock);
         return;
