@@ -117,6 +117,9 @@ void bh_drain_init(BhNode *bs);
 void bh_drain_clear(BhNode *bs);
 
 bool bh_running_uninstalled(void);
+/* A new reference on bs, unless its last one is already gone (it is
+ * being freed on another thread): false then. */
+bool bh_node_try_ref(BhNode *bs);
 char *bh_plugin_names(BhPluginKind kind);
 
 /* ---- probe.c ---- */

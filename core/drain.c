@@ -119,13 +119,15 @@ bool bh_drain_try_enter(BhNode *bs, BhRequest *req)
 /* bs and every node above it, each once, parents before children. */
 static void drain_collect(BhNode *bs, GPtrArray *order, GHashTable *seen)
 {
-    if (!g_hash_table_add(seen, bs))
+    /* A parent being closed on another thread, not yet unlinked, has
+     * nothing left to drain. */
+    if (!g_hash_table_add(seen, bs) || !bh_node_try_ref(bs))
         return;
     /* Post-order over the parents: every node comes after all the nodes
      * above it. */
     for (guint i = 0; i < bs->parents->len; i++)
         drain_collect(bs->parents->pdata[i], order, seen);
-    g_ptr_array_add(order, bh_node_ref(bs));
+    g_ptr_array_add(order, bs);
 }
 
 /* Close one node: become its owner (waiting for another thread's drain

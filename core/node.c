@@ -306,11 +306,7 @@ GPtrArray *bh_open_nodes(void)
     g_mutex_lock(&open_nodes_lock);
     for (guint i = 0; open_nodes && i < open_nodes->len; i++) {
         BhNode *bs = open_nodes->pdata[i];
-        gint n = g_atomic_int_get(&bs->refcnt);
-        while (n > 0 && !g_atomic_int_compare_and_exchange(&bs->refcnt, n,
-                                                           n + 1))
-            n = g_atomic_int_get(&bs->refcnt);
-        if (n > 0)
+        if (bh_node_try_ref(bs))
             g_ptr_array_add(out, bs);
     }
     g_mutex_unlock(&open_nodes_lock);
@@ -395,6 +391,14 @@ BhNode *bh_node_child(const BhNode *bs, const char *role)
             return c->node;
     }
     return NULL;
+}
+
+bool bh_node_try_ref(BhNode *bs)
+{
+    gint n = g_atomic_int_get(&bs->refcnt);
+    while (n > 0 && !g_atomic_int_compare_and_exchange(&bs->refcnt, n, n + 1))
+        n = g_atomic_int_get(&bs->refcnt);
+    return n > 0;
 }
 
 BhNode *bh_node_ref(BhNode *bs)
