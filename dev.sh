@@ -16,7 +16,7 @@ ASAN_DIR=${ASAN_DIR:-$BUILD_DIR-asan}
 
 # What the build, the tests and the examples need, all from Debian 12.
 PKGS=(gcc libc6-dev make pkg-config meson ninja-build
-      liblua5.4-dev lua5.4 libglib2.0-dev zlib1g-dev libzstd-dev
+      liblua5.4-dev lua5.4 lua-dkjson libglib2.0-dev zlib1g-dev libzstd-dev
       qemu-utils nbdkit libnbd-bin python3-libnbd fio fdisk e2fsprogs
       gnutls-bin libgnutls28-dev)
 # The kernel-client tests boot a VM; installing these is best effort.

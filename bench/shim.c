@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * What the core's path for synchronous driver callbacks costs: 4 KiB
  * random reads from N threads on the memory driver (synchronous
@@ -115,10 +115,10 @@ static BhNode *open_filled(const char *format)
     g_autofree char *spec = g_strdup_printf("format=%s,size=%llu", format,
                                             SIZE);
     g_autoptr(BhOpts) o = bh_opts_parse(spec, NULL, NULL);
-    GError *err = NULL;
+    BhError *err = NULL;
     BhNode *bs = bh_node_open(NULL, o, &err);
     if (!bs) {
-        fprintf(stderr, "shim: %s: %s\n", format, err->message);
+        fprintf(stderr, "shim: %s: %s\n", format, bh_error_message(err));
         exit(1);
     }
     /* Written once, so reads copy data rather than zeros of a hole. */
@@ -136,11 +136,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: shim MEMORY_SUBMIT_SO THREADS SECONDS QD\n");
         return 2;
     }
-    GError *err = NULL;
+    BhError *err = NULL;
     const BhPluginRecord *rec = bh_plugin_load(argv[1], &err);
     if (!rec || rec->error) {
         fprintf(stderr, "shim: cannot load %s: %s\n", argv[1],
-                err ? err->message : rec->error);
+                err ? bh_error_message(err) : rec->error);
         return 1;
     }
     int nthreads = atoi(argv[2]), qd = atoi(argv[4]);

@@ -1,5 +1,5 @@
 #!/bin/bash
-# SPDX-License-Identifier: LGPL-2.1-or-later
+# SPDX-License-Identifier: BSD-3-Clause
 # The sync-shim overhead (issue 14): 4k random reads on the memory driver
 # through the core's path for synchronous callbacks against memory-submit,
 # the same storage behind a native submit (tests/plugins builds it from

@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <stdbool.h>
+#include <blkhost/glib.h>
 
 struct nbd_handle;
 

@@ -11,6 +11,7 @@
 void bh_check_result_init(BhCheckResult *res)
 {
     memset(res, 0, sizeof(*res));
+    res->struct_size = sizeof(*res);
     res->messages = g_ptr_array_new_with_free_func(g_free);
 }
 
@@ -19,6 +20,18 @@ void bh_check_result_clear(BhCheckResult *res)
     if (res->messages)
         g_ptr_array_unref(res->messages);
     memset(res, 0, sizeof(*res));
+}
+
+size_t bh_check_result_message_count(const BhCheckResult *res)
+{
+    const GPtrArray *msgs = res->messages;
+    return msgs ? msgs->len : 0;
+}
+
+const char *bh_check_result_message(const BhCheckResult *res, size_t i)
+{
+    const GPtrArray *msgs = res->messages;
+    return msgs && i < msgs->len ? msgs->pdata[i] : NULL;
 }
 
 void bh_check_result_say(BhCheckResult *res, const char *fmt, ...)
@@ -31,7 +44,7 @@ void bh_check_result_say(BhCheckResult *res, const char *fmt, ...)
 }
 
 int bh_node_check(BhNode *bs, uint32_t fix, BhCheckResult *res,
-                  GError **errp)
+                  BhError **errp)
 {
     bh_check_result_init(res);
     if (!bs->drv->check)

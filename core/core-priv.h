@@ -5,7 +5,12 @@
 #ifndef BLKHOST_CORE_PRIV_H
 #define BLKHOST_CORE_PRIV_H
 
-#include "blkhost/blkhost.h"
+#include "blkhost/blkhost-plugin.h"
+#include "blkhost/glib.h"
+#include "blkhost/loader.h"
+#include "blkhost/loop.h"
+#include "blkhost/snapshot.h"
+#include "blkhost/version.h"
 
 typedef struct {
     char *role;
@@ -51,6 +56,11 @@ struct BhNode {
     GPtrArray *parents;       /* BhNode* */
 };
 
+/* What a driver's snapshot_list appends to (snapshot-info.h). */
+struct BhSnapshotList {
+    GPtrArray *items;          /* BhSnapshotInfo* */
+};
+
 /* ---- request.c ---- */
 /* A request moving through io.c.  The synchronous API builds one on its
  * stack; bh_request_new() on the heap. */
@@ -73,7 +83,7 @@ struct BhRequest {
     struct iovec *iov_heap;   /* a copy of a longer caller's array */
     BhRequestDoneFn done;     /* the caller's callback (heap requests) */
     void *opaque;
-    GError *err;
+    BhError *err;
     int ret;
     BhRequestWaiter *waiter;  /* a synchronous caller waiting on submit */
     bool then_flush;          /* FUA emulated: flush once the write is in */
@@ -85,7 +95,7 @@ void bh_request_init(BhRequest *req, BhNode *bs, BhOp op, uint64_t offset,
                      uint64_t len, void *buf, uint32_t flags);
 /* Hand req to the submit driver and wait for its completion; returns its
  * result with *errp set from its message. */
-int bh_request_submit_wait(BhRequest *req, GError **errp);
+int bh_request_submit_wait(BhRequest *req, BhError **errp);
 /* Run the request's steps (bh_io_run) on the core's I/O pool, then
  * finish it. */
 void bh_request_run_on_pool(BhRequest *req);
@@ -96,7 +106,7 @@ void bh_request_finish(BhRequest *req, int ret);
 /* ---- io.c ---- */
 /* Everything a request goes through, run on this thread: checks,
  * emulations, the driver (waited for).  The request was admitted. */
-int bh_io_run(BhRequest *req, GError **errp);
+int bh_io_run(BhRequest *req, BhError **errp);
 /* bh_node_submit's path for a submit driver: true when req went to the
  * driver (or was completed) without needing the pool. */
 bool bh_io_submit_direct(BhRequest *req);
@@ -131,7 +141,7 @@ const BhPluginRecord *bh_probe_buffer(const uint8_t *buf, size_t len,
                                       const char *filename);
 /* The format of the data at the start of file; raw when nobody claims it. */
 const BhPluginRecord *bh_probe_node(BhNode *file, const char *filename,
-                                    GError **errp);
+                                    BhError **errp);
 /* Guard file's head so it keeps probing as probed; warn if writable. */
 void bh_probe_guard(BhNode *file, const BhPluginRecord *probed,
                     bool writable);
@@ -140,9 +150,9 @@ void bh_probe_guard(BhNode *file, const BhPluginRecord *probed,
  * as before.  head gets that head, for the caller to write from. */
 int bh_probe_guard_check(BhNode *file, const char *what, uint64_t offset,
                          uint64_t len, const void *data,
-                         uint8_t head[BH_PROBE_BYTES], GError **errp);
+                         uint8_t head[BH_PROBE_BYTES], BhError **errp);
 
 /* Flush every child (used when a driver has no flush callback). */
-int bh_node_flush_children(BhNode *bs, GError **errp);
+int bh_node_flush_children(BhNode *bs, BhError **errp);
 
 #endif

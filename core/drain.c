@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Drain: quiescing a node and every node above it, so that an operation
  * that rewrites metadata (snapshots, vmstate, truncate) sees no guest

@@ -37,7 +37,7 @@ void bh_export_free(BhExport *exp)
 }
 
 BhFrontendHandle *bh_frontend_new(const char *name, BhOpts *opts,
-                                  GError **errp)
+                                  BhError **errp)
 {
     const BhPluginRecord *rec = bh_plugin_find(name, BH_PLUGIN_FRONTEND);
     if (!rec) {
@@ -67,7 +67,7 @@ BhFrontendHandle *bh_frontend_new(const char *name, BhOpts *opts,
     return h;
 }
 
-int bh_frontend_add_export(BhFrontendHandle *h, BhExport *exp, GError **errp)
+int bh_frontend_add_export(BhFrontendHandle *h, BhExport *exp, BhError **errp)
 {
     if (!h->fe->add_export) {
         bh_export_free(exp);
@@ -77,7 +77,7 @@ int bh_frontend_add_export(BhFrontendHandle *h, BhExport *exp, GError **errp)
     return h->fe->add_export(h->inst, exp, errp);
 }
 
-int bh_frontend_start(BhFrontendHandle *h, GError **errp)
+int bh_frontend_start(BhFrontendHandle *h, BhError **errp)
 {
     if (h->started)
         return 0;
@@ -129,4 +129,37 @@ void bh_frontend_set_event_cb(BhFrontendHandle *h, BhFrontendEventFn cb,
 const char *bh_frontend_name(const BhFrontendHandle *h)
 {
     return h->plugin->name;
+}
+
+int bh_frontend_control(const char *name, const char *command,
+                        const BhOpts *args, BhInfoList **reply,
+                        BhError **errp)
+{
+    *reply = NULL;
+    const BhPluginRecord *rec = bh_plugin_find(name, BH_PLUGIN_FRONTEND);
+    if (!rec) {
+        g_autofree char *avail = bh_plugin_names(BH_PLUGIN_FRONTEND);
+        return bh_error_set(errp, ENOENT, "unknown frontend '%s' "
+                            "(available: %s)", name, *avail ? avail : "none");
+    }
+    const BhFrontend *fe = rec->desc.frontend;
+    if (!fe->control)
+        return bh_error_set(errp, ENOTSUP, "frontend %s has no control "
+                            "commands (asked for '%s')", name, command);
+    g_autoptr(BhOpts) work = args ? bh_opts_copy(args) : bh_opts_new();
+    BhInfoList *out = bh_info_list_new();
+    int r = fe->control(command, work, out, errp);
+    if (r == 0) {
+        g_autofree char *who = g_strdup_printf("%s %s", name, command);
+        if (!bh_opts_check_used(work, who, errp))
+            r = -EINVAL;
+    }
+    if (r < 0) {
+        if (errp && !*errp)
+            bh_error_set(errp, -r, "%s %s failed", name, command);
+        bh_info_list_free(out);
+        return r;
+    }
+    *reply = out;
+    return 0;
 }

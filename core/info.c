@@ -1,5 +1,5 @@
 /* BhInfo: an ordered list of typed facts. */
-#include "blkhost/info.h"
+#include "blkhost/glib.h"
 
 struct BhInfo {
     GArray *items; /* BhInfoItem */
@@ -83,4 +83,38 @@ const BhInfoItem *bh_info_find(const BhInfo *info, const char *key)
             return it;
     }
     return NULL;
+}
+
+struct BhInfoList {
+    GPtrArray *items;    /* BhInfo* */
+};
+
+BhInfoList *bh_info_list_new(void)
+{
+    BhInfoList *l = g_new0(BhInfoList, 1);
+    l->items = g_ptr_array_new_with_free_func((GDestroyNotify)bh_info_free);
+    return l;
+}
+
+void bh_info_list_free(BhInfoList *list)
+{
+    if (!list)
+        return;
+    g_ptr_array_unref(list->items);
+    g_free(list);
+}
+
+void bh_info_list_append(BhInfoList *list, BhInfo *info)
+{
+    g_ptr_array_add(list->items, info);
+}
+
+size_t bh_info_list_count(const BhInfoList *list)
+{
+    return list->items->len;
+}
+
+const BhInfo *bh_info_list_get(const BhInfoList *list, size_t i)
+{
+    return i < list->items->len ? list->items->pdata[i] : NULL;
 }

@@ -58,7 +58,7 @@ static inline void io_unlock(BhNode *bs)
 
 /* A driver call made as a request to a submit driver, waited for. */
 static int io_drv_wait(BhNode *bs, BhOp op, void *buf, uint64_t offset,
-                       uint64_t len, uint32_t flags, GError **errp)
+                       uint64_t len, uint32_t flags, BhError **errp)
 {
     BhRequest req;
     bh_request_init(&req, bs, op, offset, len, buf, flags);
@@ -68,7 +68,7 @@ static int io_drv_wait(BhNode *bs, BhOp op, void *buf, uint64_t offset,
 /* The driver's read or write: submit, or the callback.  The driver only
  * sees the flags it declared. */
 static int io_drv_rw(BhNode *bs, BhOp op, void *buf, uint64_t offset,
-                     size_t len, uint32_t flags, GError **errp)
+                     size_t len, uint32_t flags, BhError **errp)
 {
     flags &= bs->drv->request_flags;
     if (bs->drv->submit)
@@ -84,7 +84,7 @@ static int io_drv_rw(BhNode *bs, BhOp op, void *buf, uint64_t offset,
 /* Refuse [offset, offset+len) unless it lies within the node.  Growable
  * nodes (the file under a format) only refuse overflow. */
 static int io_check_range(BhNode *bs, const char *what, uint64_t offset,
-                          uint64_t len, int err, GError **errp)
+                          uint64_t len, int err, BhError **errp)
 {
     if (offset + len < offset)
         return bh_error_set(errp, EINVAL, "%s on '%s': offset %" PRIu64
@@ -100,7 +100,7 @@ static int io_check_range(BhNode *bs, const char *what, uint64_t offset,
     return 0;
 }
 
-static int io_check_writable(BhNode *bs, const char *what, GError **errp)
+static int io_check_writable(BhNode *bs, const char *what, BhError **errp)
 {
     if (bs->readonly)
         return bh_error_set(errp, EPERM, "%s on '%s': the node is read-only",
@@ -121,7 +121,7 @@ static bool io_is_zero(const void *buf, size_t len)
 }
 
 /* Flush the driver (or, lacking a callback, its children). */
-static int io_flush_raw(BhNode *bs, GError **errp)
+static int io_flush_raw(BhNode *bs, BhError **errp)
 {
     if (bs->cache == BH_CACHE_UNSAFE)
         return 0;
@@ -135,7 +135,7 @@ static int io_flush_raw(BhNode *bs, GError **errp)
     return r;
 }
 
-int bh_node_flush_children(BhNode *bs, GError **errp)
+int bh_node_flush_children(BhNode *bs, BhError **errp)
 {
     for (guint i = 0; i < bs->children->len; i++) {
         BhChild *c = bs->children->pdata[i];
@@ -165,7 +165,7 @@ static uint32_t io_fua_flags(BhNode *bs, uint32_t flags, bool *flush_after)
 }
 
 static int io_pread(BhNode *bs, void *buf, uint64_t offset, size_t len,
-                    uint32_t flags, GError **errp)
+                    uint32_t flags, BhError **errp)
 {
     int r = io_check_range(bs, "read", offset, len, EINVAL, errp);
     if (r < 0 || len == 0)
@@ -175,7 +175,7 @@ static int io_pread(BhNode *bs, void *buf, uint64_t offset, size_t len,
 
 /* The driver's write_zeroes; -ENOTSUP when it has none. */
 static int io_drv_zeroes(BhNode *bs, uint64_t offset, uint64_t len,
-                         uint32_t flags, GError **errp)
+                         uint32_t flags, BhError **errp)
 {
     flags &= bs->drv->request_flags;
     if (bs->drv->submit)
@@ -191,7 +191,7 @@ static int io_drv_zeroes(BhNode *bs, uint64_t offset, uint64_t len,
 
 /* Zeroes for [offset, offset+len), by the driver or by writing zeros. */
 static int io_write_zeroes(BhNode *bs, uint64_t offset, uint64_t len,
-                           uint32_t flags, GError **errp)
+                           uint32_t flags, BhError **errp)
 {
     const uint32_t declared = bs->drv->request_flags;
     bool flush_after;
@@ -208,7 +208,7 @@ static int io_write_zeroes(BhNode *bs, uint64_t offset, uint64_t len,
             return bh_error_set(errp, ENOTSUP, "fast zeroing is not "
                                 "supported by '%s'", bs->filename);
         if (errp)
-            g_clear_error(errp);
+            bh_error_clear(errp);
         const uint8_t *zeros = io_zero_buffer();
         uint32_t wflags = flags & BH_IO_FUA;
         r = 0;
@@ -226,7 +226,7 @@ static int io_write_zeroes(BhNode *bs, uint64_t offset, uint64_t len,
 
 /* The write itself, once checked: detect-zeroes, FUA, the driver. */
 static int io_pwrite(BhNode *bs, const void *buf, uint64_t offset, size_t len,
-                     uint32_t flags, GError **errp)
+                     uint32_t flags, BhError **errp)
 {
     if (bs->detect_zeroes != BH_DETECT_ZEROES_OFF && io_is_zero(buf, len)) {
         uint32_t zflags = flags & BH_IO_FUA;
@@ -255,7 +255,7 @@ static bool io_guarded(const BhNode *bs, uint64_t offset, uint64_t len)
  * copy, in case the caller's buffer changes under us.
  */
 static int io_pwrite_guarded(BhNode *bs, const uint8_t *buf, uint64_t offset,
-                             size_t len, uint32_t flags, GError **errp)
+                             size_t len, uint32_t flags, BhError **errp)
 {
     uint8_t head[BH_PROBE_BYTES];
     size_t n = (size_t)MIN(len, BH_PROBE_BYTES - offset);
@@ -276,7 +276,7 @@ static int io_pwrite_guarded(BhNode *bs, const uint8_t *buf, uint64_t offset,
  * probe_lock stays held for the caller's request; it unlocks after.
  */
 static int io_guard_zeroes(BhNode *bs, const char *what, uint64_t offset,
-                           uint64_t len, GError **errp)
+                           uint64_t len, BhError **errp)
 {
     uint8_t head[BH_PROBE_BYTES];
     g_mutex_lock(&bs->probe_lock);
@@ -288,7 +288,7 @@ static int io_guard_zeroes(BhNode *bs, const char *what, uint64_t offset,
 
 /* The checks every request that changes data passes first. */
 static int io_check_change(BhNode *bs, const char *what, uint64_t offset,
-                           uint64_t len, int range_err, GError **errp)
+                           uint64_t len, int range_err, BhError **errp)
 {
     int r = io_check_writable(bs, what, errp);
     if (r == 0)
@@ -297,7 +297,7 @@ static int io_check_change(BhNode *bs, const char *what, uint64_t offset,
 }
 
 static int io_pwrite_checked(BhNode *bs, const void *buf, uint64_t offset,
-                             size_t len, uint32_t flags, GError **errp)
+                             size_t len, uint32_t flags, BhError **errp)
 {
     int r = io_check_change(bs, "write", offset, len, ENOSPC, errp);
     if (r < 0 || len == 0)
@@ -308,7 +308,7 @@ static int io_pwrite_checked(BhNode *bs, const void *buf, uint64_t offset,
 }
 
 static int io_zeroes_checked(BhNode *bs, uint64_t offset, uint64_t len,
-                             uint32_t flags, GError **errp)
+                             uint32_t flags, BhError **errp)
 {
     int r = io_check_change(bs, "write zeroes", offset, len, ENOSPC, errp);
     if (r < 0 || len == 0)
@@ -323,7 +323,7 @@ static int io_zeroes_checked(BhNode *bs, uint64_t offset, uint64_t len,
     return r;
 }
 
-static int io_flush(BhNode *bs, GError **errp)
+static int io_flush(BhNode *bs, BhError **errp)
 {
     if (bs->readonly)
         return 0;
@@ -331,7 +331,7 @@ static int io_flush(BhNode *bs, GError **errp)
 }
 
 static int io_discard(BhNode *bs, uint64_t offset, uint64_t len,
-                      GError **errp)
+                      BhError **errp)
 {
     int r = io_check_change(bs, "discard", offset, len, EINVAL, errp);
     if (r < 0 || len == 0)
@@ -357,7 +357,7 @@ static int io_discard(BhNode *bs, uint64_t offset, uint64_t len,
         g_mutex_unlock(&bs->probe_lock);
     if (r == -ENOTSUP) {
         if (errp)
-            g_clear_error(errp);
+            bh_error_clear(errp);
         r = 0;
     }
     return r;
@@ -385,7 +385,7 @@ static void io_iov_copy(const BhRequest *req, uint8_t *linear, bool to_iov)
     }
 }
 
-int bh_io_run(BhRequest *req, GError **errp)
+int bh_io_run(BhRequest *req, BhError **errp)
 {
     BhNode *bs = req->bs;
     const bool rw = req->op == BH_OP_READ || req->op == BH_OP_WRITE;
@@ -435,7 +435,7 @@ int bh_io_run(BhRequest *req, GError **errp)
 bool bh_io_submit_direct(BhRequest *req)
 {
     BhNode *bs = req->bs;
-    g_autoptr(GError) err = NULL;
+    BhError *err = NULL;
     bool flush_after = false;
     int r = 0;
 
@@ -479,7 +479,7 @@ bool bh_io_submit_direct(BhRequest *req)
 /* ---- the synchronous API: one request on the stack, run here ---- */
 
 static int io_sync(BhNode *bs, BhOp op, void *buf, uint64_t offset,
-                   uint64_t len, uint32_t flags, GError **errp)
+                   uint64_t len, uint32_t flags, BhError **errp)
 {
     BhRequest req;
     bh_request_init(&req, bs, op, offset, len, buf, flags);
@@ -490,35 +490,35 @@ static int io_sync(BhNode *bs, BhOp op, void *buf, uint64_t offset,
 }
 
 int bh_node_pread(BhNode *bs, void *buf, uint64_t offset, size_t len,
-                  uint32_t flags, GError **errp)
+                  uint32_t flags, BhError **errp)
 {
     return io_sync(bs, BH_OP_READ, buf, offset, len, flags, errp);
 }
 
 int bh_node_pwrite(BhNode *bs, const void *buf, uint64_t offset, size_t len,
-                   uint32_t flags, GError **errp)
+                   uint32_t flags, BhError **errp)
 {
     return io_sync(bs, BH_OP_WRITE, (void *)buf, offset, len, flags, errp);
 }
 
 int bh_node_write_zeroes(BhNode *bs, uint64_t offset, uint64_t len,
-                         uint32_t flags, GError **errp)
+                         uint32_t flags, BhError **errp)
 {
     return io_sync(bs, BH_OP_WRITE_ZEROES, NULL, offset, len, flags, errp);
 }
 
-int bh_node_flush(BhNode *bs, GError **errp)
+int bh_node_flush(BhNode *bs, BhError **errp)
 {
     return io_sync(bs, BH_OP_FLUSH, NULL, 0, 0, 0, errp);
 }
 
-int bh_node_discard(BhNode *bs, uint64_t offset, uint64_t len, GError **errp)
+int bh_node_discard(BhNode *bs, uint64_t offset, uint64_t len, BhError **errp)
 {
     return io_sync(bs, BH_OP_DISCARD, NULL, offset, len, 0, errp);
 }
 
 static int io_block_status(BhNode *bs, uint64_t offset, uint64_t len,
-                           uint64_t *pnum, uint32_t *status, GError **errp)
+                           uint64_t *pnum, uint32_t *status, BhError **errp)
 {
     int r = io_check_range(bs, "block status", offset, len, EINVAL, errp);
     if (r < 0)
@@ -540,7 +540,7 @@ static int io_block_status(BhNode *bs, uint64_t offset, uint64_t len,
 
 /* Not a request, but it reads metadata: drained like one. */
 int bh_node_block_status(BhNode *bs, uint64_t offset, uint64_t len,
-                         uint64_t *pnum, uint32_t *status, GError **errp)
+                         uint64_t *pnum, uint32_t *status, BhError **errp)
 {
     bh_drain_enter(bs);
     int r = io_block_status(bs, offset, len, pnum, status, errp);
@@ -554,7 +554,7 @@ int bh_node_block_status(BhNode *bs, uint64_t offset, uint64_t len,
  * it is, with no host offset. */
 static int io_layer_map(BhNode *bs, uint64_t offset, uint64_t len,
                         uint64_t *pnum, uint32_t *flags, uint64_t *map,
-                        BhNode **file, GError **errp)
+                        BhNode **file, BhError **errp)
 {
     uint32_t st = 0;
     int r;
@@ -619,7 +619,7 @@ static int io_layer_map(BhNode *bs, uint64_t offset, uint64_t len,
 }
 
 int bh_node_block_map(BhNode *bs, uint64_t offset, uint64_t len,
-                      uint64_t *pnum, BhMapEntry *e, GError **errp)
+                      uint64_t *pnum, BhMapEntry *e, BhError **errp)
 {
     int r = io_check_range(bs, "block map", offset, len, EINVAL, errp);
     if (r < 0)
@@ -658,7 +658,7 @@ int bh_node_block_map(BhNode *bs, uint64_t offset, uint64_t len,
     return 0;
 }
 
-int bh_node_truncate(BhNode *bs, uint64_t size, GError **errp)
+int bh_node_truncate(BhNode *bs, uint64_t size, BhError **errp)
 {
     int r = io_check_writable(bs, "truncate", errp);
     if (r < 0)

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "blkhost/driver.h"
+#include <blkhost/glib.h>
 
 #define LOCK_PERM_BASE 100
 #define LOCK_SHARE_BASE 200
@@ -138,7 +139,7 @@ static char *lock_find_holder(int fd, off_t byte)
 
 /* what: "holds" or "does not share"; the message leads with who. */
 static int lock_conflict(int fd, const char *filename, off_t byte,
-                         const char *what, int perm, GError **errp)
+                         const char *what, int perm, BhError **errp)
 {
     g_autofree char *holder = lock_find_holder(fd, byte);
     bool self = holder && g_str_equal(holder, "this process");
@@ -155,7 +156,7 @@ static int lock_conflict(int fd, const char *filename, off_t byte,
 }
 
 int bh_lock_apply(int fd, const char *filename, uint32_t perms,
-                  uint32_t shared, GError **errp)
+                  uint32_t shared, BhError **errp)
 {
     for (int i = 0; i < LOCK_NPERMS; i++) {
         uint32_t bit = 1u << i;

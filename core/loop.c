@@ -9,6 +9,7 @@
 #include <glib-unix.h>
 
 #include "blkhost/loop.h"
+#include <blkhost/glib.h>
 
 static GMainLoop *loop_main;
 static gint loop_holds;

@@ -31,7 +31,7 @@ typedef struct {
 } NodeModes;
 
 static bool node_parse_modes(BhOpts *opts, const NodeModes *inherit,
-                             NodeModes *m, GError **errp)
+                             NodeModes *m, BhError **errp)
 {
     NodeModes def = { false, BH_CACHE_WRITEBACK, BH_DISCARD_IGNORE,
                       BH_DETECT_ZEROES_OFF, true, false };
@@ -108,7 +108,7 @@ static void node_attach_child(BhNode *bs, const char *role, BhNode *child)
     bh_drain_link(bs, child);
 }
 
-static const BhPluginRecord *node_find_driver(const char *name, GError **errp)
+static const BhPluginRecord *node_find_driver(const char *name, BhError **errp)
 {
     const BhPluginRecord *rec = bh_plugin_find(name, BH_PLUGIN_DRIVER);
     if (!rec) {
@@ -120,7 +120,7 @@ static const BhPluginRecord *node_find_driver(const char *name, GError **errp)
 }
 
 /* Call the driver's open, check option use, and settle size and limits. */
-static bool node_driver_open(BhNode *bs, BhOpts *opts, GError **errp)
+static bool node_driver_open(BhNode *bs, BhOpts *opts, BhError **errp)
 {
     /* pwrite is optional: such a driver serves read-only, as in nbdkit. */
     if (!bs->drv->pwrite && !bs->drv->submit && !bs->readonly) {
@@ -165,7 +165,7 @@ static bool node_driver_open(BhNode *bs, BhOpts *opts, GError **errp)
 static BhNode *node_open_protocol(const BhPluginRecord *rec,
                                   const char *filename, BhOpts *opts,
                                   const NodeModes *m, bool growable,
-                                  GError **errp)
+                                  BhError **errp)
 {
     BhNode *bs = node_new(rec, filename, m, growable);
     if (!node_driver_open(bs, opts, errp)) {
@@ -180,7 +180,7 @@ static BhNode *node_open_protocol(const BhPluginRecord *rec,
 static BhNode *node_open_format(const BhPluginRecord *rec, BhNode *child,
                                 const char *filename, BhOpts *opts,
                                 const NodeModes *m, bool growable,
-                                GError **errp)
+                                BhError **errp)
 {
     BhNode *bs = node_new(rec, filename, m, growable);
     node_attach_child(bs, "file", child);
@@ -207,7 +207,7 @@ static bool node_data_only(const BhPluginRecord *rec)
  */
 static BhNode *node_open_modes(const char *filename, BhOpts *opts,
                                const NodeModes *inherit, bool growable,
-                               GError **errp)
+                               BhError **errp)
 {
     NodeModes m;
     if (!node_parse_modes(opts, inherit, &m, errp))
@@ -313,7 +313,7 @@ GPtrArray *bh_open_nodes(void)
     return out;
 }
 
-BhNode *bh_node_open(const char *filename, const BhOpts *opts, GError **errp)
+BhNode *bh_node_open(const char *filename, const BhOpts *opts, BhError **errp)
 {
     g_autoptr(BhOpts) work = bh_opts_copy(opts);
     BhNode *bs = node_open_modes(filename, work, NULL, false, errp);
@@ -328,7 +328,7 @@ BhNode *bh_node_open(const char *filename, const BhOpts *opts, GError **errp)
 }
 
 BhNode *bh_node_open_over(BhNode *child, const char *format,
-                          const BhOpts *opts, GError **errp)
+                          const BhOpts *opts, BhError **errp)
 {
     g_autoptr(BhOpts) work = bh_opts_copy(opts);
     NodeModes inherit = { child->readonly, child->cache, child->discard,
@@ -354,7 +354,7 @@ BhNode *bh_node_open_over(BhNode *child, const char *format,
 }
 
 BhNode *bh_node_open_child(BhNode *bs, const char *role, const char *filename,
-                           const BhOpts *opts, GError **errp)
+                           const BhOpts *opts, BhError **errp)
 {
     g_autoptr(BhOpts) work = bh_opts_copy(opts);
     /* Children are read-only unless asked otherwise, like qemu's backing. */
@@ -456,7 +456,7 @@ static bool node_create_new_file(const char *filename)
  */
 static const BhPluginRecord *node_create_check(const char *filename,
                                                const char *format,
-                                               BhOpts *work, GError **errp)
+                                               BhOpts *work, BhError **errp)
 {
     if (!format)
         format = bh_opts_get(work, "format");
@@ -485,14 +485,14 @@ static const BhPluginRecord *node_create_check(const char *filename,
 }
 
 bool bh_create_check(const char *filename, const char *format,
-                     const BhOpts *opts, GError **errp)
+                     const BhOpts *opts, BhError **errp)
 {
     g_autoptr(BhOpts) work = bh_opts_copy(opts);
     return node_create_check(filename, format, work, errp) != NULL;
 }
 
 bool bh_create(const char *filename, const char *format, const BhOpts *opts,
-               GError **errp)
+               BhError **errp)
 {
     g_autoptr(BhOpts) work = bh_opts_copy(opts);
     const BhPluginRecord *rec = node_create_check(filename, format, work,

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "blkhost/error.h"
-#include "blkhost/opts.h"
+#include "blkhost/glib.h"
 
 typedef struct {
     char *key;
@@ -101,7 +101,7 @@ bool bh_opts_has(const BhOpts *opts, const char *key)
     return false;
 }
 
-BhOpts *bh_opts_parse(const char *str, const char *implied_key, GError **errp)
+BhOpts *bh_opts_parse(const char *str, const char *implied_key, BhError **errp)
 {
     g_autoptr(BhOpts) opts = bh_opts_new();
     const char *p = str;
@@ -179,7 +179,7 @@ char **bh_opts_get_all(BhOpts *opts, const char *key)
 }
 
 bool bh_opts_get_bool(BhOpts *opts, const char *key, bool def, bool *out,
-                      GError **errp)
+                      BhError **errp)
 {
     const char *v = bh_opts_get(opts, key);
     if (!v) {
@@ -299,7 +299,7 @@ static bool parse_unsigned(const char *str, bool suffixes, uint64_t *out,
     return true;
 }
 
-bool bh_parse_size(const char *str, uint64_t *out, GError **errp)
+bool bh_parse_size(const char *str, uint64_t *out, BhError **errp)
 {
     const char *why = NULL;
     if (!parse_unsigned(str, true, out, &why)) {
@@ -311,7 +311,7 @@ bool bh_parse_size(const char *str, uint64_t *out, GError **errp)
 }
 
 bool bh_opts_get_size(BhOpts *opts, const char *key, uint64_t def,
-                      uint64_t *out, GError **errp)
+                      uint64_t *out, BhError **errp)
 {
     const char *v = bh_opts_get(opts, key);
     const char *why = NULL;
@@ -329,7 +329,7 @@ bool bh_opts_get_size(BhOpts *opts, const char *key, uint64_t def,
 }
 
 bool bh_opts_get_uint(BhOpts *opts, const char *key, uint64_t def,
-                      uint64_t max, uint64_t *out, GError **errp)
+                      uint64_t max, uint64_t *out, BhError **errp)
 {
     const char *v = bh_opts_get(opts, key);
     const char *why = NULL;
@@ -351,7 +351,7 @@ bool bh_opts_get_uint(BhOpts *opts, const char *key, uint64_t def,
 
 bool bh_opts_get_enum(BhOpts *opts, const char *key,
                       const char *const *names, int def, int *out,
-                      GError **errp)
+                      BhError **errp)
 {
     const char *v = bh_opts_get(opts, key);
     if (!v) {
@@ -386,7 +386,7 @@ BhOpts *bh_opts_take_prefix(BhOpts *opts, const char *prefix)
     return out;
 }
 
-bool bh_opts_check_used(const BhOpts *opts, const char *who, GError **errp)
+bool bh_opts_check_used(const BhOpts *opts, const char *who, BhError **errp)
 {
     for (guint i = 0; opts && i < opts->list->len; i++) {
         const Opt *o = &g_array_index(opts->list, Opt, i);
@@ -412,4 +412,9 @@ const char *bh_opts_key(const BhOpts *opts, size_t i)
 const char *bh_opts_value(const BhOpts *opts, size_t i)
 {
     return g_array_index(opts->list, Opt, i).value;
+}
+
+void bh_strv_free(char **strv)
+{
+    g_strfreev(strv);
 }

@@ -14,7 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "blkhost/blkhost.h"
+#include "blkhost/blkhost-plugin.h"
 #include "config.h"
 #include "core-priv.h"
 
@@ -108,6 +108,13 @@ static char *plugin_check_driver(const BhDriver *d)
         return g_strdup_printf("driver has unknown flags 0x%x (this blkhost "
                                "knows 0x%x)", d->flags & ~BH_DRIVER_KNOWN_FLAGS,
                                BH_DRIVER_KNOWN_FLAGS);
+    if (d->request_flags & ~BH_IO_KNOWN_FLAGS)
+        return g_strdup_printf("driver declares unknown request flags 0x%x "
+                               "(this blkhost knows 0x%x)",
+                               d->request_flags & ~BH_IO_KNOWN_FLAGS,
+                               BH_IO_KNOWN_FLAGS);
+    /* Reads need pread, or submit for a driver that does all its I/O
+     * through requests. */
     const char *missing = !d->open ? "open" : !d->get_length ? "get_length"
                         : !d->pread && !d->submit ? "pread" : NULL;
     if (missing)
@@ -248,12 +255,12 @@ static void plugin_try(PluginEntry *e)
                                            desc->name, dup->pub.path);
     }
     if (!e->pub.error && desc->load) {
-        GError *err = NULL;
+        BhError *err = NULL;
         if (!desc->load(&err)) {
             e->pub.error = g_strdup_printf("plugin '%s' failed to "
                                            "initialise: %s", desc->name,
-                                           err ? err->message : "no reason");
-            g_clear_error(&err);
+                                           err ? bh_error_message(err) : "no reason");
+            bh_error_clear(&err);
         }
     }
     if (e->pub.error) {
@@ -264,7 +271,7 @@ static void plugin_try(PluginEntry *e)
 }
 
 static const BhPluginRecord *plugin_load_locked(const char *path,
-                                                GError **errp)
+                                                BhError **errp)
 {
     plugin_entries_init();
     g_autofree char *abs = g_canonicalize_filename(path, NULL);
@@ -285,7 +292,7 @@ static const BhPluginRecord *plugin_load_locked(const char *path,
     return &e->pub;
 }
 
-const BhPluginRecord *bh_plugin_load(const char *path, GError **errp)
+const BhPluginRecord *bh_plugin_load(const char *path, BhError **errp)
 {
     bh_plugins_scan();
     g_mutex_lock(&plugin_lock);

@@ -43,7 +43,7 @@ const BhPluginRecord *bh_probe_buffer(const uint8_t *buf, size_t len,
 }
 
 const BhPluginRecord *bh_probe_node(BhNode *file, const char *filename,
-                                    GError **errp)
+                                    BhError **errp)
 {
     uint8_t buf[BH_PROBE_BYTES] = { 0 };
     int64_t size = bh_node_size(file);
@@ -51,7 +51,7 @@ const BhPluginRecord *bh_probe_node(BhNode *file, const char *filename,
     int r = n ? bh_node_pread(file, buf, 0, n, 0, errp) : 0;
 
     if (r < 0) {
-        g_prefix_error(errp, "cannot probe the format of '%s': ", filename);
+        bh_error_prefix(errp, "cannot probe the format of '%s': ", filename);
         return NULL;
     }
     const BhPluginRecord *best = bh_probe_buffer(buf, n, filename);
@@ -79,7 +79,7 @@ void bh_probe_guard(BhNode *file, const BhPluginRecord *probed,
 
 int bh_probe_guard_check(BhNode *file, const char *what, uint64_t offset,
                          uint64_t len, const void *data,
-                         uint8_t head[BH_PROBE_BYTES], GError **errp)
+                         uint8_t head[BH_PROBE_BYTES], BhError **errp)
 {
     int64_t size = bh_node_size(file);
     size_t n = (size_t)CLAMP(size, 0, BH_PROBE_BYTES);
@@ -88,7 +88,7 @@ int bh_probe_guard_check(BhNode *file, const char *what, uint64_t offset,
     memset(head, 0, BH_PROBE_BYTES);
     int r = n ? bh_node_pread(file, head, 0, n, 0, errp) : 0;
     if (r < 0) {
-        g_prefix_error(errp, "%s on '%s': cannot read its first bytes to "
+        bh_error_prefix(errp, "%s on '%s': cannot read its first bytes to "
                        "check them: ", what, file->filename);
         return r;
     }

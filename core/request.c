@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * BhRequest (request.h): building, starting, completing and waiting for
  * one request; where it runs is decided here, what it goes through in
@@ -77,7 +77,7 @@ void bh_request_finish(BhRequest *req, int ret)
         req->done(req->opaque, ret, req->err);
     bh_drain_leave(bs);
     if (req->err)
-        g_error_free(req->err);
+        bh_error_free(req->err);
     g_free(req->iov_heap);
     g_free(req);
     bh_node_unref(bs);
@@ -88,12 +88,12 @@ void bh_request_finish(BhRequest *req, int ret)
 static void request_pool_job(gpointer data, gpointer unused)
 {
     BhRequest *req = data;
-    GError *err = NULL;
+    BhError *err = NULL;
     int r = bh_io_run(req, &err);
 
     if (err) {
         if (req->err)
-            g_error_free(req->err);
+            bh_error_free(req->err);
         req->err = err;
     }
     bh_request_finish(req, r);
@@ -134,7 +134,7 @@ void bh_node_submit(BhRequest *req)
     bh_request_run_on_pool(req);
 }
 
-int bh_request_submit_wait(BhRequest *req, GError **errp)
+int bh_request_submit_wait(BhRequest *req, BhError **errp)
 {
     BhRequestWaiter w;
 
@@ -157,10 +157,10 @@ int bh_request_submit_wait(BhRequest *req, GError **errp)
 
     int r = req->ret;
     if (r < 0 && req->err) {
-        g_propagate_error(errp, req->err);
+        bh_error_propagate(errp, req->err);
     } else {
         if (req->err)
-            g_error_free(req->err);
+            bh_error_free(req->err);
         if (r < 0)
             bh_error_set(errp, -r, "%s: request on '%s' failed: %s",
                          req->bs->plugin->name, req->bs->filename,
@@ -190,10 +190,11 @@ int bh_request_error(BhRequest *req, int errnum, const char *fmt, ...)
     va_list ap;
 
     if (req->err)
-        g_error_free(req->err);
+        bh_error_free(req->err);
     va_start(ap, fmt);
-    req->err = g_error_new_valist(BH_ERROR, errnum, fmt, ap);
+    g_autofree char *msg = g_strdup_vprintf(fmt, ap);
     va_end(ap);
+    req->err = bh_error_new(errnum, "%s", msg);
     return -errnum;
 }
 

@@ -1,5 +1,5 @@
 /* The library's version, for bindings and `blkhost --version`. */
-#include "blkhost/blkhost.h"
+#include "blkhost/version.h"
 
 const char *bh_version(void)
 {

@@ -22,6 +22,7 @@
 
 #include "fuzz-util.h"
 #include "nbd-common.h"
+#include <blkhost/glib.h>
 
 static BhNode *export_node;
 
@@ -132,7 +133,7 @@ static NbdPool *fuzz_nbd_pool(void)
 {
     static NbdPool *pool;
     if (!pool) {
-        GError *err = NULL;
+        BhError *err = NULL;
         pool = nbd_pool_new(2, &err);
         if (!pool)
             abort();

@@ -7,6 +7,7 @@
  * read-only window and reads its first and last sector.
  */
 #include "fuzz-util.h"
+#include <blkhost/glib.h>
 
 static void fuzz_partition_window(BhNode *disk, const BhPartition *p)
 {

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "fuzz-util.h"
+#include <blkhost/glib.h>
 
 /* Enough for the header, L1, a refcount table and a few clusters. */
 #define QCOW2_FUZZ_IO 4096

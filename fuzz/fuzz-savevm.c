@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "fuzz-util.h"
+#include <blkhost/glib.h>
 
 typedef struct FuzzTimer {
     int64_t expire;
@@ -71,7 +72,7 @@ typedef struct FuzzScript {
     uint32_t counter;
 } FuzzScript;
 
-static int fuzz_savevm_script_save(void *opaque, BhStream *s, GError **errp)
+static int fuzz_savevm_script_save(void *opaque, BhStream *s, BhError **errp)
 {
     FuzzScript *sc = opaque;
     bh_stream_put_counted_string(s, sc->name);
@@ -80,7 +81,7 @@ static int fuzz_savevm_script_save(void *opaque, BhStream *s, GError **errp)
 }
 
 static int fuzz_savevm_script_load(void *opaque, BhStream *s, int version_id,
-                                   void **pending, GError **errp)
+                                   void **pending, BhError **errp)
 {
     FuzzScript *p = g_new0(FuzzScript, 1);
     bh_stream_get_counted_string(s, p->name);
@@ -131,7 +132,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 {
     fuzz_init();
     fuzz_savevm_register();
-    GError *err = NULL;
+    BhError *err = NULL;
     BhStream *r = bh_stream_new_mem_reader(data, len);
     int rc = bh_savevm_read_state(r, &err);
     bh_stream_close(r, NULL);
@@ -139,22 +140,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
         /* A refusal must say why. */
         if (!err)
             g_error("savevm: refused with %d and no message", rc);
-        g_error_free(err);
+        bh_error_free(err);
         return 0;
     }
-    g_clear_error(&err);
+    bh_error_clear(&err);
 
     /* Round trip: what loaded is saved, and the saved stream loads. */
     BhStream *w = bh_stream_new_mem_writer();
     if (bh_savevm_write_state(w, &err) < 0)
-        g_error("savevm: a loaded state cannot be saved: %s", err->message);
+        g_error("savevm: a loaded state cannot be saved: %s", bh_error_message(err));
     size_t wlen;
     const uint8_t *wd = bh_stream_mem_data(w, &wlen);
     g_autofree uint8_t *copy = g_memdup2(wd, wlen);
     bh_stream_close(w, NULL);
     r = bh_stream_new_mem_reader(copy, wlen);
     if (bh_savevm_read_state(r, &err) < 0)
-        g_error("savevm: the saved state does not load: %s", err->message);
+        g_error("savevm: the saved state does not load: %s", bh_error_message(err));
     bh_stream_close(r, NULL);
     return 0;
 }

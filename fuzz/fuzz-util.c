@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "fuzz-util.h"
+#include <blkhost/glib.h>
 
 /* Warnings and below are what damaged input is expected to cause;
  * criticals (a g_return_if_fail tripped) and errors are bugs and print. */
@@ -42,13 +43,13 @@ BhNode *fuzz_memory_node(const uint8_t *data, size_t len, uint64_t min_size)
     size = MAX((size + 511) & ~(uint64_t)511, 512);
     g_autoptr(BhOpts) opts = bh_opts_new();
     g_autofree char *s = g_strdup_printf("%" G_GUINT64_FORMAT, size);
-    GError *err = NULL;
+    BhError *err = NULL;
 
     bh_opts_set(opts, "format", "memory");
     bh_opts_set(opts, "size", s);
     BhNode *node = bh_node_open(NULL, opts, &err);
     if (!node || (len && bh_node_pwrite(node, data, 0, len, 0, &err) < 0)) {
-        fprintf(stderr, "fuzz: memory node: %s\n", err ? err->message : "?");
+        fprintf(stderr, "fuzz: memory node: %s\n", err ? bh_error_message(err) : "?");
         abort();
     }
     return node;

@@ -4,11 +4,10 @@
  * binding files (nbd.c, partition.c, snapshot.c, ...) use to extend the
  * module.  Not installed.
  *
- * Extending the module: a binding file defines one of the weak hooks below
- * (bh_lua_open_nbd, bh_lua_open_partition, bh_lua_open_snapshot,
- * bh_lua_open_nbd_kernel, bh_lua_open_process).
- * luaopen_blkhost calls each hook that is linked in with the module table
- * at module_index, after the node metatable exists, so a hook can
+ * Extending the module: a binding file defines a bh_lua_open_* function
+ * (declared below) and adds it to lua_parts in module.c, the one list of
+ * parts.  luaopen_blkhost calls each with the module table at
+ * module_index, after the node metatable exists, so a part can
  *   - add module functions:  lua_pushcfunction(L, f);
  *                            lua_setfield(L, module_index, "name");
  *   - add node methods:      bh_lua_node_methods(L);
@@ -43,7 +42,7 @@ void bh_lua_node_register(lua_State *L);
 /* ---- shared helpers (util.c) ---- */
 
 /* Frees err and raises a Lua error whose message is err's; never returns. */
-int bh_lua_error(lua_State *L, GError *err);
+int bh_lua_error(lua_State *L, BhError *err);
 /* Lua table at idx -> BhOpts.  Booleans become "on"/"off", integral
  * numbers decimal integers, strings stay as they are, an array of
  * strings/numbers becomes repeated keys, and a nested table with string
@@ -51,7 +50,7 @@ int bh_lua_error(lua_State *L, GError *err);
  * "file.locking=off").  nil or none at idx gives an empty list.  Returns
  * NULL with *errp set on a value it cannot convert.  Raises no Lua error
  * for bad content (only for out-of-memory). */
-BhOpts *bh_lua_opts_from_table(lua_State *L, int idx, GError **errp);
+BhOpts *bh_lua_opts_from_table(lua_State *L, int idx, BhError **errp);
 /* Push a table {key=value, ...} made from info (ints as integers). */
 void bh_lua_push_info(lua_State *L, const BhInfo *info);
 /* Argument idx as a non-negative integer (floats with an integral value are
@@ -83,7 +82,8 @@ char *bh_lua_human_size(uint64_t bytes);
 void bh_lua_plugin_register(lua_State *L, int module_index);   /* plugin.c */
 void bh_lua_frontend_register(lua_State *L, int module_index); /* frontend.c */
 void bh_lua_loop_register(lua_State *L, int module_index);     /* loop.c */
-void bh_lua_window_register(lua_State *L);  /* window.c: node:window{} */
+void bh_lua_window_register(lua_State *L, int module_index); /* window.c: node:window{} */
+void bh_lua_timezone_register(lua_State *L, int module_index); /* timezone.c */
 
 /* For callbacks that run Lua from inside bh.loop() (frontend events):
  * call fn (on top of the stack, below its nargs arguments) protected; on
@@ -93,14 +93,14 @@ void bh_lua_loop_call(lua_State *L, int nargs);
 /* The module opener; main.c preloads it as "blkhost". */
 int luaopen_blkhost(lua_State *L);
 
-/* ---- optional hooks, defined by binding files of later issues ---- */
-void bh_lua_open_nbd(lua_State *L, int module_index) __attribute__((weak));
-void bh_lua_open_partition(lua_State *L, int module_index) __attribute__((weak));
-void bh_lua_open_snapshot(lua_State *L, int module_index) __attribute__((weak));
+/* ---- the other parts of the module (lua_parts in module.c) ---- */
+void bh_lua_open_nbd(lua_State *L, int module_index);
+void bh_lua_open_partition(lua_State *L, int module_index);
+void bh_lua_open_snapshot(lua_State *L, int module_index);
 /* nbd-kernel.c: adds connect/disconnect/devices/list to bh.nbd (runs after
  * bh_lua_open_nbd, so the nbd table exists at module_index's "nbd"). */
-void bh_lua_open_nbd_kernel(lua_State *L, int module_index) __attribute__((weak));
+void bh_lua_open_nbd_kernel(lua_State *L, int module_index);
 /* process.c: process-level helpers for commands (daemonize, pid files). */
-void bh_lua_open_process(lua_State *L, int module_index) __attribute__((weak));
+void bh_lua_open_process(lua_State *L, int module_index);
 
 #endif

@@ -52,7 +52,7 @@ static void frontend_update_events(LuaFrontend *f)
 void bh_lua_frontend_push(lua_State *L, const char *name, int opts_idx,
                           const char *label, bool auto_start)
 {
-    GError *err = NULL;
+    BhError *err = NULL;
     opts_idx = lua_absindex(L, opts_idx);
     LuaFrontend *f = lua_newuserdatauv(L, sizeof(*f), 0);
     memset(f, 0, sizeof(*f));
@@ -93,7 +93,7 @@ void bh_lua_frontend_on(lua_State *L, int ud_idx, const char *event,
 /* Start once; raises on failure. */
 static void frontend_start_once(lua_State *L, LuaFrontend *f)
 {
-    GError *err = NULL;
+    BhError *err = NULL;
     if (f->started)
         return;
     if (bh_frontend_start(f->h, &err) < 0)
@@ -146,7 +146,7 @@ static int frontend_export(lua_State *L)
     BhFrontendHandle *h = frontend_check(L, 1);
     LuaFrontend *f = frontend_ud(L, 1);
     BhExport *exp = bh_lua_check_export(L, 2, 3);
-    GError *err = NULL;
+    BhError *err = NULL;
 
     if (bh_frontend_add_export(h, exp, &err) < 0)
         return bh_lua_error(L, err);

@@ -1,8 +1,7 @@
 /*
  * luaopen_blkhost: the "blkhost" module table.  Opening and creating
  * images live here; plugins, frontends and the main loop register their
- * parts from their own files, and later issues hook in through the weak
- * bh_lua_open_* functions declared in bh-lua.h.
+ * parts from their own files through the one table below, lua_parts.
  */
 #include <errno.h>
 #include <string.h>
@@ -14,7 +13,7 @@
 static int module_open(lua_State *L)
 {
     const char *path = luaL_optstring(L, 1, NULL);
-    GError *err = NULL;
+    BhError *err = NULL;
 
     if (path && !*path)
         path = NULL;
@@ -37,7 +36,7 @@ static int module_open(lua_State *L)
 static int module_create_common(lua_State *L, bool check_only)
 {
     const char *path = luaL_optstring(L, 1, NULL);
-    GError *err = NULL;
+    BhError *err = NULL;
 
     if (path && !*path)
         path = NULL;
@@ -103,7 +102,7 @@ static int module_human_size(lua_State *L)
 /* bh.parse_size("64M") -> 67108864, with the core's suffix rules. */
 static int module_parse_size(lua_State *L)
 {
-    GError *err = NULL;
+    BhError *err = NULL;
     uint64_t v;
     if (lua_type(L, 1) == LUA_TNUMBER) {
         lua_pushinteger(L, (lua_Integer)bh_lua_check_u64(L, 1, "size"));
@@ -127,6 +126,26 @@ static const luaL_Reg module_funcs[] = {
     { NULL, NULL },
 };
 
+/* Every binding file that adds to the module, in the order they run (an
+ * entry may build on an earlier one: nbd-kernel adds to bh.nbd).  One
+ * explicit list, so a missing file fails the link instead of silently
+ * dropping a feature. */
+static const struct {
+    const char *name;
+    void (*open)(lua_State *L, int module_index);
+} lua_parts[] = {
+    { "plugin", bh_lua_plugin_register },
+    { "frontend", bh_lua_frontend_register },
+    { "loop", bh_lua_loop_register },
+    { "window", bh_lua_window_register },
+    { "timezone", bh_lua_timezone_register },
+    { "nbd", bh_lua_open_nbd },
+    { "partition", bh_lua_open_partition },
+    { "snapshot", bh_lua_open_snapshot },
+    { "nbd-kernel", bh_lua_open_nbd_kernel },
+    { "process", bh_lua_open_process },
+};
+
 int luaopen_blkhost(lua_State *L)
 {
     bh_lua_node_register(L);
@@ -136,21 +155,10 @@ int luaopen_blkhost(lua_State *L)
     lua_pushstring(L, bh_version());
     lua_setfield(L, idx, "version");
 
-    bh_lua_plugin_register(L, idx);
-    bh_lua_frontend_register(L, idx);
-    bh_lua_loop_register(L, idx);
-    bh_lua_window_register(L);
-
-    if (bh_lua_open_nbd)
-        bh_lua_open_nbd(L, idx);
-    if (bh_lua_open_partition)
-        bh_lua_open_partition(L, idx);
-    if (bh_lua_open_snapshot)
-        bh_lua_open_snapshot(L, idx);
-    if (bh_lua_open_nbd_kernel)
-        bh_lua_open_nbd_kernel(L, idx);
-    if (bh_lua_open_process)
-        bh_lua_open_process(L, idx);
+    for (size_t i = 0; i < G_N_ELEMENTS(lua_parts); i++) {
+        lua_parts[i].open(L, idx);
+        lua_settop(L, idx);
+    }
 
     lua_settop(L, idx);
     return 1;

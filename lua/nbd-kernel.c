@@ -20,17 +20,15 @@
  * in-process export keeps being served by this process's threads) until
  * someone disconnects it.  The frontend instances are kept in a list here
  * for the life of the process; dev:disconnect() or bh.nbd.disconnect()
- * ends one.  The module-level calls reach the plugin's extra entry points
- * (nbd-kernel-api.h) with dlsym.
+ * ends one.  The module-level calls are the plugin's control commands
+ * (bh_frontend_control), the frontend ABI's one way in.
  */
-#include <dlfcn.h>
 #include <errno.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bh-lua.h"
-#include "../plugins/nbd-kernel/nbd-kernel-api.h"
 
 #define NBD_DEVICE_MT "blkhost.nbd.device"
 
@@ -50,26 +48,20 @@ typedef struct {
     char *device;
 } LuaNbdDevice;
 
-static const NbdKernelApi *nbd_kernel_api(lua_State *L)
+/* Run an nbd-kernel control command; raises the Lua error on failure. */
+static BhInfoList *nbd_control(lua_State *L, const char *command,
+                               const char *key, const char *value)
 {
-    static const NbdKernelApi *api;
-    if (api)
-        return api;
-    const BhPluginRecord *r = bh_plugin_find("nbd-kernel",
-                                             BH_PLUGIN_FRONTEND);
-    if (!r)
-        luaL_error(L, "the nbd-kernel plugin is not available (see "
-                   "`blkhost plugins`)");
-    void *h = dlopen(r->path, RTLD_NOW | RTLD_NOLOAD);
-    NbdKernelApiFn fn = h ? (NbdKernelApiFn)dlsym(h, NBD_KERNEL_API_SYMBOL)
-                          : NULL;
-    const NbdKernelApi *a = fn ? fn() : NULL;
-    if (!a || a->struct_size < offsetof(NbdKernelApi, list) +
-                                   sizeof(a->list))
-        luaL_error(L, "the nbd-kernel plugin at %s does not offer the "
-                   "device calls this blkhost needs", r->path);
-    api = a;
-    return api;
+    BhOpts *args = bh_opts_new();
+    if (key)
+        bh_opts_set(args, key, value);
+    BhInfoList *reply = NULL;
+    BhError *err = NULL;
+    int r = bh_frontend_control("nbd-kernel", command, args, &reply, &err);
+    bh_opts_free(args);
+    if (r < 0)
+        bh_lua_error(L, err);  /* does not return */
+    return reply;
 }
 
 static char *real_device(const char *device)
@@ -126,7 +118,7 @@ static LiveDevice *live_by_id(uint64_t id)
 /* bh.nbd.connect{device=, export= | uri=, ...} -> device handle */
 static int nbd_connect(lua_State *L)
 {
-    GError *err = NULL;
+    BhError *err = NULL;
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
 
@@ -260,33 +252,32 @@ static int device_tostring(lua_State *L)
 static int nbd_disconnect(lua_State *L)
 {
     const char *device = luaL_checkstring(L, 1);
-    GError *err = NULL;
     LiveDevice *d = live_find(device);
     if (d) {
         if (!live_end(d))
             return luaL_error(L, "%s is not connected", device);
         return 0;
     }
-    if (nbd_kernel_api(L)->disconnect(device, &err) < 0)
-        return bh_lua_error(L, err);
+    bh_info_list_free(nbd_control(L, "disconnect", "device", device));
     return 0;
 }
 
-static void push_info_list(lua_State *L, GPtrArray *items)
+/* Push the records as a Lua array and free them. */
+static void push_info_list(lua_State *L, BhInfoList *items)
 {
-    lua_createtable(L, (int)items->len, 0);
-    for (guint i = 0; i < items->len; i++) {
-        bh_lua_push_info(L, g_ptr_array_index(items, i));
+    size_t n = bh_info_list_count(items);
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+        bh_lua_push_info(L, bh_info_list_get(items, i));
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
+    bh_info_list_free(items);
 }
 
 /* bh.nbd.devices() -> {{device=, connected=, size=, pid=, backend=}} */
 static int nbd_devices(lua_State *L)
 {
-    GPtrArray *items = nbd_kernel_api(L)->devices();
-    push_info_list(L, items);
-    g_ptr_array_unref(items);
+    push_info_list(L, nbd_control(L, "devices", NULL, NULL));
     return 1;
 }
 
@@ -294,12 +285,7 @@ static int nbd_devices(lua_State *L)
 static int nbd_list(lua_State *L)
 {
     const char *uri = luaL_checkstring(L, 1);
-    GError *err = NULL;
-    GPtrArray *items = nbd_kernel_api(L)->list(uri, &err);
-    if (!items)
-        return bh_lua_error(L, err);
-    push_info_list(L, items);
-    g_ptr_array_unref(items);
+    push_info_list(L, nbd_control(L, "list", "uri", uri));
     return 1;
 }
 

@@ -43,10 +43,10 @@ void bh_lua_node_methods(lua_State *L)
 
 /* Raise the core's error, or a generic one naming the errno if the core
  * returned -errno without a message. */
-static int node_fail(lua_State *L, int r, GError *err, const char *what)
+static int node_fail(lua_State *L, int r, BhError *err, const char *what)
 {
     if (!err)
-        err = g_error_new(BH_ERROR, -r, "%s failed: %s", what, g_strerror(-r));
+        err = bh_error_new(-r, "%s failed: %s", what, g_strerror(-r));
     return bh_lua_error(L, err);
 }
 
@@ -57,7 +57,7 @@ static int node_read(lua_State *L)
     uint64_t off = bh_lua_check_u64(L, 2, "offset");
     uint64_t len = bh_lua_check_u64(L, 3, "length");
     int64_t size = bh_node_size(bs);
-    GError *err = NULL;
+    BhError *err = NULL;
 
     /* A huge request past the end must not allocate first: the core's
      * range check refuses it before any buffer is touched, so probe with
@@ -90,7 +90,7 @@ static int node_write(lua_State *L)
     size_t len;
     const char *data = luaL_checklstring(L, 3, &len);
     uint32_t flags = bh_lua_opt_flag(L, 4, "fua", false) ? BH_IO_FUA : 0;
-    GError *err = NULL;
+    BhError *err = NULL;
 
     int r = bh_node_pwrite(bs, data, off, len, flags, &err);
     if (r < 0)
@@ -101,7 +101,7 @@ static int node_write(lua_State *L)
 static int node_flush(lua_State *L)
 {
     BhNode *bs = bh_lua_checknode(L, 1);
-    GError *err = NULL;
+    BhError *err = NULL;
     int r = bh_node_flush(bs, &err);
     if (r < 0)
         return node_fail(L, r, err, "flush");
@@ -114,7 +114,7 @@ static int node_discard(lua_State *L)
     BhNode *bs = bh_lua_checknode(L, 1);
     uint64_t off = bh_lua_check_u64(L, 2, "offset");
     uint64_t len = bh_lua_check_u64(L, 3, "length");
-    GError *err = NULL;
+    BhError *err = NULL;
     int r = bh_node_discard(bs, off, len, &err);
     if (r < 0)
         return node_fail(L, r, err, "discard");
@@ -134,7 +134,7 @@ static int node_zero(lua_State *L)
         flags |= BH_IO_FAST_ZERO;
     if (bh_lua_opt_flag(L, 4, "fua", false))
         flags |= BH_IO_FUA;
-    GError *err = NULL;
+    BhError *err = NULL;
     int r = bh_node_write_zeroes(bs, off, len, flags, &err);
     if (r < 0)
         return node_fail(L, r, err, "zero");
@@ -154,7 +154,7 @@ static int node_resize(lua_State *L)
 {
     BhNode *bs = bh_lua_checknode(L, 1);
     uint64_t size = bh_lua_check_u64(L, 2, "size");
-    GError *err = NULL;
+    BhError *err = NULL;
     int r = bh_node_truncate(bs, size, &err);
 
     if (r < 0)
@@ -178,7 +178,7 @@ static int node_extents(lua_State *L)
 
     lua_newtable(L);
     lua_Integer n = 0;
-    GError *err = NULL;
+    BhError *err = NULL;
     if (len == 0 && size >= 0 && off > (uint64_t)size) {
         /* Nothing to report, but the offset is still wrong: let the core
          * say so in its own words. */
@@ -302,7 +302,7 @@ static int node_map(lua_State *L)
     uint64_t off = lua_isnoneornil(L, 2) ? 0 : bh_lua_check_u64(L, 2, "offset");
     uint64_t len;
     lua_Integer n = 0;
-    GError *err = NULL;
+    BhError *err = NULL;
 
     if (lua_isnoneornil(L, 3))
         len = size >= 0 && off < (uint64_t)size ? (uint64_t)size - off : 0;
@@ -367,7 +367,7 @@ static int node_check(lua_State *L)
     BhNode *bs = bh_lua_checknode(L, 1);
     int fix = luaL_checkoption(L, 2, "none", fixes);
     BhCheckResult res;
-    GError *err = NULL;
+    BhError *err = NULL;
     int r = bh_node_check(bs, fix_bits[fix], &res, &err);
 
     if (r < 0) {
@@ -388,9 +388,10 @@ static int node_check(lua_State *L)
         node_check_field(L, "fragmented_clusters", res.fragmented_clusters);
         node_check_field(L, "compressed_clusters", res.compressed_clusters);
     }
-    lua_createtable(L, (int)res.messages->len, 0);
-    for (guint i = 0; i < res.messages->len; i++) {
-        lua_pushstring(L, g_ptr_array_index(res.messages, i));
+    size_t nmsg = bh_check_result_message_count(&res);
+    lua_createtable(L, (int)nmsg, 0);
+    for (size_t i = 0; i < nmsg; i++) {
+        lua_pushstring(L, bh_check_result_message(&res, i));
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
     lua_setfield(L, -2, "messages");

@@ -106,7 +106,7 @@ static int partition_list(lua_State *L)
         partition_check_keys(L, 2, allowed);
     }
     uint32_t ss = partition_opt_sector_size(L, 2);
-    GError *err = NULL;
+    BhError *err = NULL;
 
     BhPartitionTable *t = bh_partition_table_read(bs, ss, &err);
     if (!t)
@@ -193,7 +193,7 @@ static int partition_open(lua_State *L)
                                     bh_node_is_readonly(bs));
     uint32_t ss = partition_opt_sector_size(L, opt_idx);
 
-    GError *err = NULL;
+    BhError *err = NULL;
     GPtrArray *parts = bh_partitions_read(bs, ss, &err);
     if (!parts)
         return bh_lua_error(L, err);

@@ -64,11 +64,11 @@ static int plugin_list(lua_State *L)
 static int plugin_load(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
-    GError *err = NULL;
+    BhError *err = NULL;
     const BhPluginRecord *rec = bh_plugin_load(path, &err);
     if (!rec || err || rec->error) {
         if (!err)
-            err = g_error_new(BH_ERROR, EINVAL, "%s: %s", path,
+            err = bh_error_new(EINVAL, "%s: %s", path,
                               rec && rec->error ? rec->error : "refused");
         return bh_lua_error(L, err);
     }

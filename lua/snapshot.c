@@ -35,7 +35,7 @@ static void push_info(lua_State *L, const BhSnapshotInfo *sn)
     }
 }
 
-static int push_list(lua_State *L, GPtrArray *l, GError **err)
+static int push_list(lua_State *L, GPtrArray *l, BhError **err)
 {
     if (!l)
         return bh_lua_error(L, *err);
@@ -52,7 +52,7 @@ static int push_list(lua_State *L, GPtrArray *l, GError **err)
 static int l_snapshots(lua_State *L)
 {
     BhNode *bs = bh_lua_checknode(L, 1);
-    GError *err = NULL;
+    BhError *err = NULL;
     GPtrArray *l = bh_node_snapshot_list(bs, &err);
     return push_list(L, l, &err);
 }
@@ -77,7 +77,7 @@ static int l_snapshot_create(lua_State *L)
     BhNode *bs = bh_lua_checknode(L, 1);
     const char *name = luaL_checkstring(L, 2);
     const char *id = NULL;
-    GError *err = NULL;
+    BhError *err = NULL;
 
     /* Every check that can raise a Lua error (a longjmp, which skips
      * g_autoptr cleanups) comes before the allocation. */
@@ -111,7 +111,7 @@ static int l_snapshot_create(lua_State *L)
  * (both must match), a string by id first, then name.  Raises. */
 static BhSnapshotInfo *check_snapshot(lua_State *L, BhNode *bs, int idx)
 {
-    GError *err = NULL;
+    BhError *err = NULL;
     BhSnapshotInfo *sn;
 
     if (lua_istable(L, idx)) {
@@ -139,7 +139,7 @@ static int l_snapshot_apply(lua_State *L)
 {
     BhNode *bs = bh_lua_checknode(L, 1);
     BhSnapshotInfo *sn = check_snapshot(L, bs, 2);
-    GError *err = NULL;
+    BhError *err = NULL;
     /* By the id found: the driver would take a name for some other id. */
     int r = bh_node_snapshot_apply(bs, sn->id, &err);
     bh_snapshot_info_free(sn);   /* before a Lua error jumps past */
@@ -151,7 +151,7 @@ static int l_snapshot_delete(lua_State *L)
 {
     BhNode *bs = bh_lua_checknode(L, 1);
     BhSnapshotInfo *sn = check_snapshot(L, bs, 2);
-    GError *err = NULL;
+    BhError *err = NULL;
     int r = bh_node_snapshot_delete(bs, sn->id, &err);
     bh_snapshot_info_free(sn);
     return r < 0 ? bh_lua_error(L, err) : 0;
@@ -162,7 +162,7 @@ static int l_snapshot_open(lua_State *L)
 {
     BhNode *bs = bh_lua_checknode(L, 1);
     BhSnapshotInfo *sn = check_snapshot(L, bs, 2);
-    GError *err = NULL;
+    BhError *err = NULL;
     BhNode *view = bh_node_snapshot_open(bs, sn->id, NULL, &err);
 
     bh_snapshot_info_free(sn);
@@ -180,7 +180,7 @@ static int l_savevm(lua_State *L)
     BhNode **nodes = NULL;
     size_t n = 0;
     BhSnapshotInfo tmpl = { 0 };
-    GError *err = NULL;
+    BhError *err = NULL;
 
     /* The checks below and bh_lua_error() raise, and a Lua error is a
      * longjmp that skips g_autofree: what must outlive them is owned by
@@ -226,7 +226,7 @@ static int l_savevm(lua_State *L)
 static int l_loadvm(lua_State *L)
 {
     bool had = false;
-    GError *err = NULL;
+    BhError *err = NULL;
     if (bh_loadvm(luaL_checkstring(L, 1), &had, &err) < 0)
         return bh_lua_error(L, err);
     lua_pushboolean(L, had);
@@ -238,7 +238,7 @@ static int l_loadvm(lua_State *L)
 
 static int l_delvm(lua_State *L)
 {
-    GError *err = NULL;
+    BhError *err = NULL;
     if (bh_delvm(luaL_checkstring(L, 1), &err) < 0)
         return bh_lua_error(L, err);
     return 0;
@@ -246,7 +246,7 @@ static int l_delvm(lua_State *L)
 
 static int l_all_snapshots(lua_State *L)
 {
-    GError *err = NULL;
+    BhError *err = NULL;
     GPtrArray *l = bh_snapshots_common(&err);
     return push_list(L, l, &err);
 }

@@ -11,13 +11,13 @@
 
 #include "bh-lua.h"
 
-int bh_lua_error(lua_State *L, GError *err)
+int bh_lua_error(lua_State *L, BhError *err)
 {
     /* Copy the message onto the Lua stack first: lua_error never returns,
      * so err must be freed before it. */
     if (err) {
-        lua_pushstring(L, err->message);
-        g_error_free(err);
+        lua_pushstring(L, bh_error_message(err));
+        bh_error_free(err);
     } else {
         lua_pushliteral(L, "unknown error");
     }
@@ -89,7 +89,7 @@ static int opts_key_cmp(const void *a, const void *b)
 }
 
 static bool opts_value_string(lua_State *L, int idx, const char *key,
-                              char **out, GError **errp)
+                              char **out, BhError **errp)
 {
     switch (lua_type(L, idx)) {
     case LUA_TBOOLEAN:
@@ -119,11 +119,11 @@ static bool opts_value_string(lua_State *L, int idx, const char *key,
 }
 
 static bool opts_add_table(lua_State *L, int idx, const char *prefix,
-                           BhOpts *opts, int depth, GError **errp);
+                           BhOpts *opts, int depth, BhError **errp);
 
 /* One key of the table at idx, whose value is on top of the stack. */
 static bool opts_add_value(lua_State *L, const char *key, BhOpts *opts,
-                           int depth, GError **errp)
+                           int depth, BhError **errp)
 {
     int v = lua_gettop(L);
 
@@ -166,7 +166,7 @@ static bool opts_add_value(lua_State *L, const char *key, BhOpts *opts,
 }
 
 static bool opts_add_table(lua_State *L, int idx, const char *prefix,
-                           BhOpts *opts, int depth, GError **errp)
+                           BhOpts *opts, int depth, BhError **errp)
 {
     GPtrArray *keys = g_ptr_array_new_with_free_func(g_free);
     bool ok = true;
@@ -204,7 +204,7 @@ static bool opts_add_table(lua_State *L, int idx, const char *prefix,
     return ok;
 }
 
-BhOpts *bh_lua_opts_from_table(lua_State *L, int idx, GError **errp)
+BhOpts *bh_lua_opts_from_table(lua_State *L, int idx, BhError **errp)
 {
     BhOpts *opts = bh_opts_new();
 

@@ -64,7 +64,7 @@ typedef struct {
     int nsub;
 } LEntry;
 
-static int lerr(GError **errp, LEntry *e, const char *fmt, const char *a)
+static int lerr(BhError **errp, LEntry *e, const char *fmt, const char *a)
 {
     return bh_error_set(errp, EINVAL, "vmstate '%s': %s%s", e->idstr, fmt,
                         a ? a : "");
@@ -124,7 +124,7 @@ static void push_scalar(BhStream *s, int type, lua_State *L)
 
 /* Write d's fields from the state table at tidx. */
 static int vmstate_save_fields(LEntry *e, const LDesc *d, BhStream *s, int tidx,
-                       GError **errp)
+                       BhError **errp)
 {
     lua_State *L = e->L;
     int ret = 0;
@@ -187,7 +187,7 @@ static int vmstate_save_fields(LEntry *e, const LDesc *d, BhStream *s, int tidx,
 
 /* needed(state) of a subsection: true without one, or if it says so. */
 static int vmstate_needed(LEntry *e, const LDesc *d, int tidx, bool *needed,
-                      GError **errp)
+                      BhError **errp)
 {
     lua_State *L = e->L;
 
@@ -208,7 +208,7 @@ static int vmstate_needed(LEntry *e, const LDesc *d, int tidx, bool *needed,
     return 0;
 }
 
-static int v_save(void *opaque, BhStream *s, GError **errp)
+static int v_save(void *opaque, BhStream *s, BhError **errp)
 {
     LEntry *e = opaque;
     lua_State *L = e->L;
@@ -245,7 +245,7 @@ out:
 /* Read d's fields of a stream written at version_id into the table at
  * tidx.  0, or -EINVAL with errp set. */
 static int vmstate_load_fields(LEntry *e, const LDesc *d, BhStream *s,
-                       int version_id, int tidx, GError **errp)
+                       int version_id, int tidx, BhError **errp)
 {
     lua_State *L = e->L;
 
@@ -293,7 +293,7 @@ static int vmstate_load_fields(LEntry *e, const LDesc *d, BhStream *s,
         if (bh_stream_error(s)) {
             lua_settop(L, tidx);
             bh_stream_take_error(s, errp);
-            g_prefix_error(errp, "vmstate '%s', field '%s': ", e->idstr,
+            bh_error_prefix(errp, "vmstate '%s', field '%s': ", e->idstr,
                            f->name);
             return -EINVAL;
         }
@@ -305,7 +305,7 @@ static int vmstate_load_fields(LEntry *e, const LDesc *d, BhStream *s,
 /* The subsections after the fields, as QEMU reads them: each one that
  * starts with this entry's name must be known; anything else ends them
  * (and is the section footer's business). */
-static int vmstate_load_subsections(LEntry *e, BhStream *s, int tidx, GError **errp)
+static int vmstate_load_subsections(LEntry *e, BhStream *s, int tidx, BhError **errp)
 {
     uint8_t hdr[2 + 256];
 
@@ -345,7 +345,7 @@ static int vmstate_load_subsections(LEntry *e, BhStream *s, int tidx, GError **e
 }
 
 static int v_load(void *opaque, BhStream *s, int version_id, void **pending,
-                  GError **errp)
+                  BhError **errp)
 {
     LEntry *e = opaque;
     lua_State *L = e->L;
@@ -608,7 +608,7 @@ static int l_register(lua_State *L)
     LEntry *e;
     const char *name;
     int instance;
-    GError *err = NULL;
+    BhError *err = NULL;
 
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);

@@ -19,7 +19,7 @@
 static int window_open(lua_State *L)
 {
     BhNode *bs = bh_lua_checknode(L, 1);
-    GError *err = NULL;
+    BhError *err = NULL;
     uint64_t offset = 0, size = 0;
     bool has_size = false;
 
@@ -75,7 +75,7 @@ static const luaL_Reg window_methods[] = {
 };
 
 /* Called by luaopen_blkhost. */
-void bh_lua_window_register(lua_State *L)
+void bh_lua_window_register(lua_State *L, int module_index)
 {
     bh_lua_node_methods(L);
     luaL_setfuncs(L, window_methods, 0);

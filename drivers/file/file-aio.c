@@ -20,6 +20,7 @@
 #include <linux/aio_abi.h>
 
 #include "file.h"
+#include <blkhost/glib.h>
 
 /* Contexts kept for reuse; more are created when all are busy. */
 #define AIO_POOL_KEEP 64
@@ -40,7 +41,7 @@ static void aio_destroy(aio_context_t ctx)
     syscall(SYS_io_destroy, ctx);
 }
 
-int file_aio_init(FileState *s, GError **errp)
+int file_aio_init(FileState *s, BhError **errp)
 {
     aio_context_t ctx;
     if (aio_setup(&ctx) < 0) {

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "file.h"
+#include <blkhost/glib.h>
 
 /* Largest slice of an unaligned O_DIRECT request handled in one go. */
 #define BOUNCE_MAX (1u << 20)
@@ -130,7 +131,7 @@ static size_t bounce_size(const FileState *s, size_t len)
 }
 
 static int read_error(FileState *s, int err, uint64_t off, size_t len,
-                      GError **errp)
+                      BhError **errp)
 {
     return bh_error_set_errno(errp, -err, "read of %zu bytes at offset %"
                               PRIu64 " from '%s' failed", len, off,
@@ -138,7 +139,7 @@ static int read_error(FileState *s, int err, uint64_t off, size_t len,
 }
 
 static int write_error(FileState *s, int err, uint64_t off, size_t len,
-                       GError **errp)
+                       BhError **errp)
 {
     return bh_error_set_errno(errp, -err, "write of %zu bytes at offset %"
                               PRIu64 " to '%s' failed", len, off,
@@ -146,7 +147,7 @@ static int write_error(FileState *s, int err, uint64_t off, size_t len,
 }
 
 static int pread_bounced(FileState *s, uint8_t *buf, uint64_t off,
-                         size_t len, GError **errp)
+                         size_t len, BhError **errp)
 {
     uint64_t mask = s->align - 1;
     uint8_t *bounce = bounce_alloc(s, bounce_size(s, len));
@@ -173,7 +174,7 @@ static int pread_bounced(FileState *s, uint8_t *buf, uint64_t off,
 }
 
 int file_pread(BhNode *bs, void *buf, uint64_t offset, size_t len,
-               uint32_t flags, GError **errp)
+               uint32_t flags, BhError **errp)
 {
     FileState *s = bh_node_get_opaque(bs);
     if (s->direct && !is_aligned(s, buf, offset, len))
@@ -205,7 +206,7 @@ static int read_block(FileState *s, uint8_t *dst, uint64_t astart)
  * would have left.
  */
 static int pwrite_bounced(FileState *s, const uint8_t *buf, uint64_t off,
-                          size_t len, bool fua, GError **errp)
+                          size_t len, bool fua, BhError **errp)
 {
     uint64_t mask = s->align - 1;
     uint64_t req_off = off;
@@ -261,7 +262,7 @@ static int pwrite_bounced(FileState *s, const uint8_t *buf, uint64_t off,
 }
 
 int file_pwrite(BhNode *bs, const void *buf, uint64_t offset, size_t len,
-                uint32_t flags, GError **errp)
+                uint32_t flags, BhError **errp)
 {
     FileState *s = bh_node_get_opaque(bs);
     bool fua = flags & BH_IO_FUA;

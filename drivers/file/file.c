@@ -21,6 +21,7 @@
 #include <linux/fs.h>
 
 #include <blkhost/driver.h>
+#include <blkhost/glib.h>
 
 #include "file.h"
 
@@ -69,7 +70,7 @@ static void file_probe_alignment(FileState *s)
 }
 
 static int file_open_error(const char *filename, int err, bool direct,
-                           GError **errp)
+                           BhError **errp)
 {
     switch (err) {
     case EISDIR:
@@ -87,7 +88,7 @@ static int file_open_error(const char *filename, int err, bool direct,
 }
 
 static int file_open(BhNode *bs, const char *filename, BhOpts *opts,
-                     uint32_t open_flags, GError **errp)
+                     uint32_t open_flags, BhError **errp)
 {
     bool rdwr = open_flags & BH_OPEN_RDWR;
     bool direct = open_flags & BH_OPEN_DIRECT;
@@ -214,7 +215,7 @@ static int64_t file_get_length(BhNode *bs)
     return atomic_load(&s->size);
 }
 
-static int file_flush(BhNode *bs, GError **errp)
+static int file_flush(BhNode *bs, BhError **errp)
 {
     FileState *s = bh_node_get_opaque(bs);
     if (fdatasync(s->fd) < 0)
@@ -224,7 +225,7 @@ static int file_flush(BhNode *bs, GError **errp)
 }
 
 static int file_block_status(BhNode *bs, uint64_t offset, uint64_t len,
-                             uint64_t *pnum, uint32_t *status, GError **errp)
+                             uint64_t *pnum, uint32_t *status, BhError **errp)
 {
     FileState *s = bh_node_get_opaque(bs);
     off_t data = lseek(s->fd, offset, SEEK_DATA);
@@ -256,7 +257,7 @@ static int file_block_status(BhNode *bs, uint64_t offset, uint64_t len,
 }
 
 static int file_discard(BhNode *bs, uint64_t offset, uint64_t len,
-                        GError **errp)
+                        BhError **errp)
 {
     FileState *s = bh_node_get_opaque(bs);
     if (s->is_blockdev) {
@@ -290,7 +291,7 @@ static bool unsupported(int err)
  * growable file is extended afterwards; ZERO_RANGE extends by itself.
  * -ENOTSUP (no message) makes the core write zeros instead. */
 static int file_write_zeroes(BhNode *bs, uint64_t offset, uint64_t len,
-                             uint32_t flags, GError **errp)
+                             uint32_t flags, BhError **errp)
 {
     FileState *s = bh_node_get_opaque(bs);
     uint64_t end = offset + len;
@@ -330,7 +331,7 @@ error:
                               len, offset, s->filename);
 }
 
-static int file_truncate(BhNode *bs, uint64_t size, GError **errp)
+static int file_truncate(BhNode *bs, uint64_t size, BhError **errp)
 {
     FileState *s = bh_node_get_opaque(bs);
     if (size > INT64_MAX)
@@ -364,7 +365,7 @@ static const BhCreateOption file_create_options[] = {
     { NULL, NULL, NULL },
 };
 
-static int file_create_size(BhOpts *opts, uint64_t *size, GError **errp)
+static int file_create_size(BhOpts *opts, uint64_t *size, BhError **errp)
 {
     if (!bh_opts_get_size(opts, "size", 0, size, errp))
         return -EINVAL;
@@ -375,7 +376,7 @@ static int file_create_size(BhOpts *opts, uint64_t *size, GError **errp)
 }
 
 static int file_create_check(const char *filename, BhOpts *opts,
-                             GError **errp)
+                             BhError **errp)
 {
     uint64_t size;
     return file_create_size(opts, &size, errp);
@@ -384,7 +385,7 @@ static int file_create_check(const char *filename, BhOpts *opts,
 /* Create (or empty) filename and give it the requested size.  The image
  * is locked first, so an image somebody has open is never clobbered. */
 static int file_create(const char *filename, BhNode *file, BhOpts *opts,
-                       GError **errp)
+                       BhError **errp)
 {
     uint64_t size;
     int ret = file_create_size(opts, &size, errp);
@@ -422,7 +423,6 @@ out:
 }
 
 static const BhDriver file_driver = {
-    .struct_size = sizeof(BhDriver),
     .flags = BH_DRIVER_PROTOCOL | BH_DRIVER_NO_PROBE,
     .open = file_open,
     .close = file_close,
@@ -442,8 +442,6 @@ static const BhDriver file_driver = {
 };
 
 static const BhPluginDesc desc = {
-    .abi_version = BH_PLUGIN_ABI_VERSION,
-    .struct_size = sizeof(BhPluginDesc),
     .kind = BH_PLUGIN_DRIVER,
     .thread_model = BH_THREAD_PARALLEL,
     .name = "file",

@@ -38,14 +38,14 @@ typedef struct FileState {
 void file_size_grow(FileState *s, int64_t end);
 
 /* aio=native (file-aio.c). */
-int file_aio_init(FileState *s, GError **errp);
+int file_aio_init(FileState *s, BhError **errp);
 void file_aio_cleanup(FileState *s);
 ssize_t file_aio_rw(FileState *s, bool write, void *buf, size_t len,
                     uint64_t off, bool dsync);
 
 int file_pread(BhNode *bs, void *buf, uint64_t offset, size_t len,
-               uint32_t flags, GError **errp);
+               uint32_t flags, BhError **errp);
 int file_pwrite(BhNode *bs, const void *buf, uint64_t offset, size_t len,
-                uint32_t flags, GError **errp);
+                uint32_t flags, BhError **errp);
 
 #endif

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include <blkhost/driver.h>
+#include <blkhost/glib.h>
 
 #define LOG_WRITES_MAGIC       0x6c6f6745u
 #define LOG_WRITES_T_WRITE     1u
@@ -73,7 +74,7 @@ static bool log_writes_full_write(int fd, const void *buf, size_t len)
  * that cannot be written fails the request, since a silent gap would make
  * every replay after it wrong. */
 static int log_writes_append(BhNode *bs, uint32_t type, uint64_t offset,
-                             uint64_t len, const void *data, GError **errp)
+                             uint64_t len, const void *data, BhError **errp)
 {
     LogWritesState *s = bh_node_get_opaque(bs);
     if (s->fd < 0)
@@ -113,7 +114,7 @@ static int log_writes_append(BhNode *bs, uint32_t type, uint64_t offset,
 }
 
 static int log_writes_open(BhNode *bs, const char *filename, BhOpts *opts,
-                           uint32_t open_flags, GError **errp)
+                           uint32_t open_flags, BhError **errp)
 {
     BhNode *file = bh_node_child(bs, "file");
     if (!file)
@@ -173,7 +174,7 @@ static int64_t log_writes_get_length(BhNode *bs)
 }
 
 static int log_writes_pread(BhNode *bs, void *buf, uint64_t offset,
-                            size_t len, uint32_t flags, GError **errp)
+                            size_t len, uint32_t flags, BhError **errp)
 {
     LogWritesState *s = bh_node_get_opaque(bs);
     return bh_node_pread(s->file, buf, offset, len, flags, errp);
@@ -185,7 +186,7 @@ static uint32_t log_writes_fua(uint32_t type, uint32_t flags)
 }
 
 static int log_writes_pwrite(BhNode *bs, const void *buf, uint64_t offset,
-                             size_t len, uint32_t flags, GError **errp)
+                             size_t len, uint32_t flags, BhError **errp)
 {
     LogWritesState *s = bh_node_get_opaque(bs);
     int ret = bh_node_pwrite(s->file, buf, offset, len, flags, errp);
@@ -195,7 +196,7 @@ static int log_writes_pwrite(BhNode *bs, const void *buf, uint64_t offset,
                              offset, len, buf, errp);
 }
 
-static int log_writes_flush(BhNode *bs, GError **errp)
+static int log_writes_flush(BhNode *bs, BhError **errp)
 {
     LogWritesState *s = bh_node_get_opaque(bs);
     int ret = bh_node_flush(s->file, errp);
@@ -205,7 +206,7 @@ static int log_writes_flush(BhNode *bs, GError **errp)
 }
 
 static int log_writes_discard(BhNode *bs, uint64_t offset, uint64_t len,
-                              GError **errp)
+                              BhError **errp)
 {
     LogWritesState *s = bh_node_get_opaque(bs);
     int ret = bh_node_discard(s->file, offset, len, errp);
@@ -216,7 +217,7 @@ static int log_writes_discard(BhNode *bs, uint64_t offset, uint64_t len,
 }
 
 static int log_writes_write_zeroes(BhNode *bs, uint64_t offset, uint64_t len,
-                                   uint32_t flags, GError **errp)
+                                   uint32_t flags, BhError **errp)
 {
     LogWritesState *s = bh_node_get_opaque(bs);
     int ret = bh_node_write_zeroes(s->file, offset, len, flags, errp);
@@ -226,7 +227,7 @@ static int log_writes_write_zeroes(BhNode *bs, uint64_t offset, uint64_t len,
                              offset, len, NULL, errp);
 }
 
-static int log_writes_truncate(BhNode *bs, uint64_t size, GError **errp)
+static int log_writes_truncate(BhNode *bs, uint64_t size, BhError **errp)
 {
     LogWritesState *s = bh_node_get_opaque(bs);
     int ret = bh_node_truncate(s->file, size, errp);
@@ -237,7 +238,7 @@ static int log_writes_truncate(BhNode *bs, uint64_t size, GError **errp)
 
 static int log_writes_block_status(BhNode *bs, uint64_t offset, uint64_t len,
                                    uint64_t *pnum, uint32_t *status,
-                                   GError **errp)
+                                   BhError **errp)
 {
     LogWritesState *s = bh_node_get_opaque(bs);
     return bh_node_block_status(s->file, offset, len, pnum, status, errp);
@@ -256,7 +257,6 @@ static void log_writes_info(BhNode *bs, BhInfo *info)
 }
 
 static const BhDriver log_writes_driver = {
-    .struct_size = sizeof(BhDriver),
     .flags = BH_DRIVER_NO_PROBE,
     .probe = log_writes_probe,
     .open = log_writes_open,
@@ -275,8 +275,6 @@ static const BhDriver log_writes_driver = {
 };
 
 static const BhPluginDesc desc = {
-    .abi_version = BH_PLUGIN_ABI_VERSION,
-    .struct_size = sizeof(BhPluginDesc),
     .kind = BH_PLUGIN_DRIVER,
     .thread_model = BH_THREAD_PARALLEL,
     .name = "log-writes",

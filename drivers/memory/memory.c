@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include <blkhost/driver.h>
+#include <blkhost/glib.h>
 
 #define CHUNK_SHIFT 16
 #define CHUNK_SIZE  (1u << CHUNK_SHIFT)
@@ -112,7 +113,7 @@ static void mem_state_free(MemState *s)
 }
 
 static int mem_open(BhNode *bs, const char *filename, BhOpts *opts,
-                    uint32_t open_flags, GError **errp)
+                    uint32_t open_flags, BhError **errp)
 {
     uint64_t size;
     bool growable = open_flags & BH_OPEN_GROWABLE;
@@ -162,7 +163,7 @@ static int64_t mem_get_length(BhNode *bs)
 }
 
 static int mem_pread(BhNode *bs, void *buf, uint64_t offset, size_t len,
-                     uint32_t flags, GError **errp)
+                     uint32_t flags, BhError **errp)
 {
     MemState *s = bh_node_get_opaque(bs);
     uint8_t *dst = buf;
@@ -199,7 +200,7 @@ static void mem_grow(MemState *s, uint64_t end)
 }
 
 static int mem_check_capacity(MemState *s, const char *what, uint64_t offset,
-                              uint64_t len, GError **errp)
+                              uint64_t len, BhError **errp)
 {
     if (offset > s->capacity || len > s->capacity - offset)
         return bh_error_set(errp, ENOSPC, "memory: %s at offset %" PRIu64
@@ -209,7 +210,7 @@ static int mem_check_capacity(MemState *s, const char *what, uint64_t offset,
 }
 
 static int mem_pwrite(BhNode *bs, const void *buf, uint64_t offset,
-                      size_t len, uint32_t flags, GError **errp)
+                      size_t len, uint32_t flags, BhError **errp)
 {
     MemState *s = bh_node_get_opaque(bs);
     const uint8_t *src = buf;
@@ -286,14 +287,14 @@ static void mem_zero_range(MemState *s, uint64_t offset, uint64_t len,
 }
 
 static int mem_discard(BhNode *bs, uint64_t offset, uint64_t len,
-                       GError **errp)
+                       BhError **errp)
 {
     mem_zero_range(bh_node_get_opaque(bs), offset, len, true);
     return 0;
 }
 
 static int mem_write_zeroes(BhNode *bs, uint64_t offset, uint64_t len,
-                            uint32_t flags, GError **errp)
+                            uint32_t flags, BhError **errp)
 {
     MemState *s = bh_node_get_opaque(bs);
     int r = mem_check_capacity(s, "write zeroes", offset, len, errp);
@@ -305,7 +306,7 @@ static int mem_write_zeroes(BhNode *bs, uint64_t offset, uint64_t len,
 }
 
 static int mem_block_status(BhNode *bs, uint64_t offset, uint64_t len,
-                            uint64_t *pnum, uint32_t *status, GError **errp)
+                            uint64_t *pnum, uint32_t *status, BhError **errp)
 {
     MemState *s = bh_node_get_opaque(bs);
     uint64_t end = offset + len, pos = offset;
@@ -333,7 +334,7 @@ static int mem_block_status(BhNode *bs, uint64_t offset, uint64_t len,
     return 0;
 }
 
-static int mem_truncate(BhNode *bs, uint64_t size, GError **errp)
+static int mem_truncate(BhNode *bs, uint64_t size, BhError **errp)
 {
     MemState *s = bh_node_get_opaque(bs);
     if (size > s->capacity)
@@ -375,7 +376,7 @@ static void mem_submit(BhNode *bs, BhRequest *req)
     uint32_t flags = bh_request_flags(req);
     int niov, r = 0;
     const struct iovec *iov = bh_request_iov(req, &niov);
-    GError *err = NULL;
+    BhError *err = NULL;
 
     switch (bh_request_op(req)) {
     case BH_OP_READ:
@@ -409,7 +410,6 @@ static void mem_submit(BhNode *bs, BhRequest *req)
 #endif
 
 static const BhDriver memory_driver = {
-    .struct_size = sizeof(BhDriver),
     .flags = BH_DRIVER_PROTOCOL | BH_DRIVER_NO_PROBE,
     .open = mem_open,
     .close = mem_close,
@@ -429,8 +429,6 @@ static const BhDriver memory_driver = {
 };
 
 static const BhPluginDesc desc = {
-    .abi_version = BH_PLUGIN_ABI_VERSION,
-    .struct_size = sizeof(BhPluginDesc),
     .kind = BH_PLUGIN_DRIVER,
     .thread_model = BH_THREAD_PARALLEL,
     .name = MEMORY_NAME,

@@ -9,13 +9,14 @@
 #include <string.h>
 
 #include <blkhost/driver.h>
+#include <blkhost/glib.h>
 
 typedef struct NullState {
     _Atomic int64_t size;
 } NullState;
 
 static int null_open(BhNode *bs, const char *filename, BhOpts *opts,
-                     uint32_t open_flags, GError **errp)
+                     uint32_t open_flags, BhError **errp)
 {
     uint64_t size;
     if (!bh_opts_get(opts, "size") && !(open_flags & BH_OPEN_GROWABLE))
@@ -57,41 +58,41 @@ static void null_grow(NullState *s, uint64_t end)
 }
 
 static int null_pread(BhNode *bs, void *buf, uint64_t offset, size_t len,
-                      uint32_t flags, GError **errp)
+                      uint32_t flags, BhError **errp)
 {
     memset(buf, 0, len);
     return 0;
 }
 
 static int null_pwrite(BhNode *bs, const void *buf, uint64_t offset,
-                       size_t len, uint32_t flags, GError **errp)
+                       size_t len, uint32_t flags, BhError **errp)
 {
     null_grow(bh_node_get_opaque(bs), offset + len);
     return 0;
 }
 
 static int null_discard(BhNode *bs, uint64_t offset, uint64_t len,
-                        GError **errp)
+                        BhError **errp)
 {
     return 0;
 }
 
 static int null_write_zeroes(BhNode *bs, uint64_t offset, uint64_t len,
-                             uint32_t flags, GError **errp)
+                             uint32_t flags, BhError **errp)
 {
     null_grow(bh_node_get_opaque(bs), offset + len);
     return 0;
 }
 
 static int null_block_status(BhNode *bs, uint64_t offset, uint64_t len,
-                             uint64_t *pnum, uint32_t *status, GError **errp)
+                             uint64_t *pnum, uint32_t *status, BhError **errp)
 {
     *pnum = len;
     *status = BH_BLOCK_HOLE | BH_BLOCK_ZERO;
     return 0;
 }
 
-static int null_truncate(BhNode *bs, uint64_t size, GError **errp)
+static int null_truncate(BhNode *bs, uint64_t size, BhError **errp)
 {
     NullState *s = bh_node_get_opaque(bs);
     if (size > INT64_MAX)
@@ -107,7 +108,6 @@ static int64_t null_get_allocated_size(BhNode *bs)
 }
 
 static const BhDriver null_driver = {
-    .struct_size = sizeof(BhDriver),
     .flags = BH_DRIVER_PROTOCOL | BH_DRIVER_NO_PROBE,
     .open = null_open,
     .close = null_close,
@@ -123,8 +123,6 @@ static const BhDriver null_driver = {
 };
 
 static const BhPluginDesc desc = {
-    .abi_version = BH_PLUGIN_ABI_VERSION,
-    .struct_size = sizeof(BhPluginDesc),
     .kind = BH_PLUGIN_DRIVER,
     .thread_model = BH_THREAD_PARALLEL,
     .name = "null",

@@ -33,7 +33,7 @@ void qcow2_bitmaps_free(Qcow2State *s)
 }
 
 int qcow2_read_bitmaps(Qcow2State *s, uint64_t ext_offset, uint64_t ext_len,
-                       const uint8_t *ext, GError **errp)
+                       const uint8_t *ext, BhError **errp)
 {
     int64_t file_len = bh_node_size(s->file);
     g_autofree uint8_t *dir = NULL;

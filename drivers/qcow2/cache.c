@@ -64,7 +64,7 @@ static size_t slot_of(Qcow2Cache *c, const void *table)
     return (size_t)((const uint8_t *)table - c->mem) / c->s->cluster_size;
 }
 
-static int cache_write_slot(Qcow2Cache *c, size_t i, GError **errp)
+static int cache_write_slot(Qcow2Cache *c, size_t i, BhError **errp)
 {
     Qcow2State *s = c->s;
     unsigned self = c == s->l2_cache ? QCOW2_OL_ACTIVE_L2 :
@@ -93,7 +93,7 @@ bool qcow2_cache_has_dirty(Qcow2Cache *c)
     return false;
 }
 
-int qcow2_cache_flush(Qcow2Cache *c, GError **errp)
+int qcow2_cache_flush(Qcow2Cache *c, BhError **errp)
 {
     int ret;
 
@@ -122,7 +122,7 @@ int qcow2_cache_flush(Qcow2Cache *c, GError **errp)
 
 /* Find a slot for a new table: an empty one, else the least recently used
  * unpinned one, written back first if dirty. */
-static int cache_victim(Qcow2Cache *c, size_t *out, GError **errp)
+static int cache_victim(Qcow2Cache *c, size_t *out, BhError **errp)
 {
     size_t best = c->n;
     int ret;
@@ -157,7 +157,7 @@ static int cache_victim(Qcow2Cache *c, size_t *out, GError **errp)
 }
 
 static int cache_lookup(Qcow2Cache *c, uint64_t offset, void **table,
-                        bool read, GError **errp)
+                        bool read, BhError **errp)
 {
     gpointer v = g_hash_table_lookup(c->index, &offset);
     size_t i = 0;
@@ -190,14 +190,14 @@ static int cache_lookup(Qcow2Cache *c, uint64_t offset, void **table,
 }
 
 int qcow2_cache_get(Qcow2Cache *c, uint64_t offset, void **table,
-                    GError **errp)
+                    BhError **errp)
 {
     return cache_lookup(c, offset, table, true, errp);
 }
 
 /* A table that is new on disk: zero-filled, not read. */
 int qcow2_cache_get_empty(Qcow2Cache *c, uint64_t offset, void **table,
-                          GError **errp)
+                          BhError **errp)
 {
     int ret = cache_lookup(c, offset, table, false, errp);
     if (ret == 0)

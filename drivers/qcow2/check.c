@@ -22,9 +22,10 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <blkhost/glib.h>
 
 /* Count every reference into r, the refcount structure's own too. */
-static int check_count(Qcow2State *s, Qcow2NewRefs *r, GError **errp)
+static int check_count(Qcow2State *s, Qcow2NewRefs *r, BhError **errp)
 {
     int ret = qcow2_count_references(s, r, errp);
 
@@ -44,7 +45,7 @@ static int check_count(Qcow2State *s, Qcow2NewRefs *r, GError **errp)
  * cluster of the file. */
 static int check_compare(Qcow2State *s, Qcow2NewRefs *r, BhCheckResult *res,
                          uint64_t *refcount_leaks,
-                         uint64_t *refcount_corruptions, GError **errp)
+                         uint64_t *refcount_corruptions, BhError **errp)
 {
     int64_t flen = bh_node_size(s->file);
     uint64_t n, highest = 0;
@@ -81,7 +82,7 @@ static int check_compare(Qcow2State *s, Qcow2NewRefs *r, BhCheckResult *res,
 /* Whether the COPIED flag of an entry pointing at cluster off agrees with
  * its refcount on disk; *refcount gets that refcount. */
 static int check_copied(Qcow2State *s, uint64_t entry, uint64_t off,
-                        uint64_t *refcount, bool *agrees, GError **errp)
+                        uint64_t *refcount, bool *agrees, BhError **errp)
 {
     int ret = qcow2_get_refcount_locked(s, off >> s->cluster_bits, refcount,
                                         errp);
@@ -91,7 +92,7 @@ static int check_copied(Qcow2State *s, uint64_t entry, uint64_t off,
 }
 
 /* -r all: give an active L1 entry the COPIED flag its refcount asks for. */
-static int check_fix_l1e(Qcow2State *s, uint32_t i, uint64_t v, GError **errp)
+static int check_fix_l1e(Qcow2State *s, uint32_t i, uint64_t v, BhError **errp)
 {
     uint8_t be[8];
     int ret;
@@ -109,7 +110,7 @@ static int check_fix_l1e(Qcow2State *s, uint32_t i, uint64_t v, GError **errp)
 /* The same for entry j of the L2 table at l2_off, through the L2 cache so
  * that a cached copy stays current. */
 static int check_fix_l2e(Qcow2State *s, uint64_t l2_off, uint64_t j,
-                         uint64_t v, GError **errp)
+                         uint64_t v, BhError **errp)
 {
     void *t;
     int ret = qcow2_cache_get(s->l2_cache, l2_off, &t, errp);
@@ -125,7 +126,7 @@ static int check_fix_l2e(Qcow2State *s, uint64_t l2_off, uint64_t j,
 /* The active L1 and L2 tables: COPIED flags (repaired with fix) and
  * cluster statistics. */
 static int check_active(Qcow2State *s, bool fix, BhCheckResult *res,
-                        GError **errp)
+                        BhError **errp)
 {
     g_autofree uint64_t *l2 = g_malloc(s->cluster_size);
     uint64_t next = 0;
@@ -211,7 +212,7 @@ static int check_active(Qcow2State *s, bool fix, BhCheckResult *res,
 /* One pass: refcounts, then (after a repair, on the repaired ones) the
  * active tables. */
 static int check_locked(Qcow2State *s, uint32_t fix, BhCheckResult *res,
-                        GError **errp)
+                        BhError **errp)
 {
     g_autoptr(Qcow2NewRefs) r = qcow2_new_refs_new(s, true);
     uint64_t leaks = 0, corruptions = 0;
@@ -263,7 +264,7 @@ static int check_locked(Qcow2State *s, uint32_t fix, BhCheckResult *res,
     return ret;
 }
 
-int qcow2_check(BhNode *bs, uint32_t fix, BhCheckResult *res, GError **errp)
+int qcow2_check(BhNode *bs, uint32_t fix, BhCheckResult *res, BhError **errp)
 {
     Qcow2State *s = bh_node_get_opaque(bs);
     int ret;

@@ -36,9 +36,9 @@ static uint64_t file_end(Qcow2State *s)
     return len < 0 ? 0 : (uint64_t)len;
 }
 
-static int corrupt(Qcow2State *s, GError **errp, const char *fmt, ...)
+static int corrupt(Qcow2State *s, BhError **errp, const char *fmt, ...)
     G_GNUC_PRINTF(3, 4);
-static int corrupt(Qcow2State *s, GError **errp, const char *fmt, ...)
+static int corrupt(Qcow2State *s, BhError **errp, const char *fmt, ...)
 {
     va_list ap;
     g_autofree char *msg = NULL;
@@ -54,7 +54,7 @@ static int corrupt(Qcow2State *s, GError **errp, const char *fmt, ...)
 
 /* Check what an L2 entry says before anybody reads or writes through it. */
 int qcow2_check_l2_entry(Qcow2State *s, uint64_t guest, uint64_t l2e,
-                         GError **errp)
+                         BhError **errp)
 {
     Qcow2ClusterType t = qcow2_entry_type(s, l2e);
     uint64_t off = l2e & L2E_OFFSET_MASK, end;
@@ -99,7 +99,7 @@ int qcow2_check_l2_entry(Qcow2State *s, uint64_t guest, uint64_t l2e,
 }
 
 static int check_l2_table(Qcow2State *s, uint64_t l1_index, uint64_t l1e,
-                          GError **errp)
+                          BhError **errp)
 {
     uint64_t off = l1e & L1E_OFFSET_MASK;
     bool cached;
@@ -153,7 +153,7 @@ static bool same_run(Qcow2State *s, uint64_t a, uint64_t b, uint64_t k)
  * from there (within the same L2 table, looking at no more than the
  * bytes the caller cares about) map the same way. */
 int qcow2_get_l2e_locked(Qcow2State *s, uint64_t guest, uint64_t bytes,
-                         uint64_t *l2e, uint64_t *contiguous, GError **errp)
+                         uint64_t *l2e, uint64_t *contiguous, BhError **errp)
 {
     uint64_t cluster = guest >> s->cluster_bits;
     uint64_t l1_index = cluster >> s->l2_bits;
@@ -194,7 +194,7 @@ int qcow2_get_l2e_locked(Qcow2State *s, uint64_t guest, uint64_t bytes,
 }
 
 static int write_l1_entry(Qcow2State *s, uint64_t l1_index, uint64_t v,
-                          GError **errp)
+                          BhError **errp)
 {
     uint8_t be[8];
     int ret;
@@ -220,7 +220,7 @@ static int write_l1_entry(Qcow2State *s, uint64_t l1_index, uint64_t v,
  * and the file are flushed before the L1 entry points at it; the shared
  * original loses its reference only after that (queued free).
  */
-static int l2_make_writable(Qcow2State *s, uint64_t l1_index, GError **errp)
+static int l2_make_writable(Qcow2State *s, uint64_t l1_index, BhError **errp)
 {
     uint64_t l1e = s->l1[l1_index], old = l1e & L1E_OFFSET_MASK;
     g_autofree uint8_t *copy = NULL;
@@ -266,7 +266,7 @@ static int l2_make_writable(Qcow2State *s, uint64_t l1_index, GError **errp)
 /* Set the L2 entry of the guest cluster containing guest; *old gets what
  * it was.  The caller frees what the old entry pointed to. */
 int qcow2_set_l2e_locked(Qcow2State *s, uint64_t guest, uint64_t l2e,
-                         uint64_t *old, GError **errp)
+                         uint64_t *old, BhError **errp)
 {
     uint64_t cluster = guest >> s->cluster_bits;
     uint64_t l1_index = cluster >> s->l2_bits;

@@ -67,7 +67,7 @@ static int inflate_zstd(const uint8_t *src, size_t slen, uint8_t *dst,
 
 /* Called without the lock: l2e was read under it and checked. */
 int qcow2_read_compressed(Qcow2State *s, uint64_t l2e, void *cluster_buf,
-                          GError **errp)
+                          BhError **errp)
 {
     uint64_t coff = l2e & s->coffset_mask;
     uint64_t nsec = ((l2e >> s->csize_shift) & s->csize_mask) + 1;

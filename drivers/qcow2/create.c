@@ -84,7 +84,7 @@ static char *resolve_backing(const char *image, const char *backing)
 /* An image backed by itself would be emptied by its own creation and then
  * never open (qemu-img catches only the same spelling). */
 static int check_not_self(const char *filename, const char *backing,
-                          GError **errp)
+                          BhError **errp)
 {
     g_autofree char *path = resolve_backing(filename, backing);
     GStatBuf a, b;
@@ -100,7 +100,7 @@ static int check_not_self(const char *filename, const char *backing,
  * backing_fmt was given its probed format is recorded in the image, so
  * that the image never depends on probing again. */
 static int check_backing(const char *filename, CreateOpts *o, bool have_size,
-                         GError **errp)
+                         BhError **errp)
 {
     g_autofree char *path = resolve_backing(filename, o->backing);
     g_autoptr(BhOpts) bo = bh_opts_new();
@@ -112,7 +112,7 @@ static int check_backing(const char *filename, CreateOpts *o, bool have_size,
         bh_opts_set(bo, "format", o->backing_fmt);
     b = bh_node_open(path, bo, errp);
     if (!b) {
-        g_prefix_error(errp, "qcow2: cannot open the backing file '%s': ",
+        bh_error_prefix(errp, "qcow2: cannot open the backing file '%s': ",
                        path);
         return -ENOENT;
     }
@@ -125,7 +125,7 @@ static int check_backing(const char *filename, CreateOpts *o, bool have_size,
 }
 
 static int parse_opts(const char *filename, BhOpts *opts, CreateOpts *o,
-                      GError **errp)
+                      BhError **errp)
 {
     static const char *const compat_names[] = { "1.1", "0.10", "v3", "v2",
                                                 NULL };
@@ -232,7 +232,7 @@ static size_t header_bytes(const CreateOpts *o)
     return pos;
 }
 
-static int plan_layout(const CreateOpts *o, CreateLayout *l, GError **errp)
+static int plan_layout(const CreateOpts *o, CreateLayout *l, BhError **errp)
 {
     uint64_t cs = o->cluster_size, per_block;
     int refcount_bits = 1 << o->refcount_order;
@@ -275,7 +275,7 @@ static int plan_layout(const CreateOpts *o, CreateLayout *l, GError **errp)
     return 0;
 }
 
-int qcow2_create_check(const char *filename, BhOpts *opts, GError **errp)
+int qcow2_create_check(const char *filename, BhOpts *opts, BhError **errp)
 {
     CreateOpts o = { 0 };
     CreateLayout l;
@@ -334,7 +334,7 @@ static void build_header(const CreateOpts *o, const CreateLayout *l,
  * (fallocate on the file; zeros written where that is missing), or zeros
  * written, so that every mode allocates what qemu-img's does. */
 static int preallocate_data(BhNode *file, int mode, uint64_t off,
-                            uint64_t len, GError **errp)
+                            uint64_t len, BhError **errp)
 {
     const size_t chunk = 1 << 20;
     g_autofree uint8_t *zeros = NULL;
@@ -354,7 +354,7 @@ static int preallocate_data(BhNode *file, int mode, uint64_t off,
 }
 
 static int write_image(const CreateOpts *o, const CreateLayout *l,
-                       BhNode *file, GError **errp)
+                       BhNode *file, BhError **errp)
 {
     Qcow2State s = { 0 };
     uint64_t cs = o->cluster_size, per_block;
@@ -420,7 +420,7 @@ static int write_image(const CreateOpts *o, const CreateLayout *l,
 }
 
 int qcow2_create(const char *filename, BhNode *file, BhOpts *opts,
-                 GError **errp)
+                 BhError **errp)
 {
     CreateOpts o = { 0 };
     CreateLayout l;

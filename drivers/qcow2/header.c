@@ -27,7 +27,7 @@ static const char *feature_name(const FeatureName *names, size_t n,
 }
 
 static int check_table(Qcow2State *s, const char *what, uint64_t offset,
-                       uint64_t bytes, int64_t file_len, GError **errp)
+                       uint64_t bytes, int64_t file_len, BhError **errp)
 {
     if (offset & (s->cluster_size - 1))
         return bh_error_set(errp, EINVAL, "qcow2: %s offset 0x%" PRIx64
@@ -46,7 +46,7 @@ static int check_table(Qcow2State *s, const char *what, uint64_t offset,
 
 static int read_extensions(Qcow2State *s, const uint8_t *cl, uint64_t start,
                            uint64_t end, FeatureName **names, size_t *nnames,
-                           GError **errp)
+                           BhError **errp)
 {
     uint64_t pos = start;
 
@@ -102,7 +102,7 @@ static int read_extensions(Qcow2State *s, const uint8_t *cl, uint64_t start,
 }
 
 static int check_features(Qcow2State *s, const FeatureName *names,
-                          size_t nnames, uint32_t crypt, GError **errp)
+                          size_t nnames, uint32_t crypt, BhError **errp)
 {
     uint64_t known = QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_CORRUPT |
                      QCOW2_INCOMPAT_DATA_FILE | QCOW2_INCOMPAT_COMPRESSION |
@@ -153,7 +153,7 @@ static int check_features(Qcow2State *s, const FeatureName *names,
     return 0;
 }
 
-int qcow2_read_header(Qcow2State *s, GError **errp)
+int qcow2_read_header(Qcow2State *s, BhError **errp)
 {
     uint8_t h[112] = { 0 };
     g_autofree uint8_t *cl = NULL;
@@ -306,7 +306,7 @@ int qcow2_read_header(Qcow2State *s, GError **errp)
 
 /* Parse the snapshot table: nothing is done with the snapshots yet except
  * keeping their L1 tables known (refcount rebuild, overlap checks). */
-int qcow2_read_snapshot_table(Qcow2State *s, GError **errp)
+int qcow2_read_snapshot_table(Qcow2State *s, BhError **errp)
 {
     int64_t file_len = bh_node_size(s->file);
     uint64_t pos = s->snapshots_offset;
@@ -365,7 +365,7 @@ int qcow2_read_snapshot_table(Qcow2State *s, GError **errp)
 
 /* Write one header field and make it durable before going on. */
 int qcow2_header_write_field(Qcow2State *s, uint64_t offset, const void *buf,
-                             size_t len, GError **errp)
+                             size_t len, BhError **errp)
 {
     int ret = bh_node_pwrite(s->file, buf, offset, len, 0, errp);
     if (ret == 0)
@@ -374,7 +374,7 @@ int qcow2_header_write_field(Qcow2State *s, uint64_t offset, const void *buf,
 }
 
 int qcow2_header_set_incompat(Qcow2State *s, uint64_t bits, bool set,
-                              GError **errp)
+                              BhError **errp)
 {
     uint64_t v = set ? s->incompat | bits : s->incompat & ~bits;
     uint8_t be[8];
@@ -392,7 +392,7 @@ int qcow2_header_set_incompat(Qcow2State *s, uint64_t bits, bool set,
 /* Before the first change to the image: clear autoclear bits we do not
  * know (all of them: bitmaps are not kept up to date), and with lazy
  * refcounts set the dirty bit, since refcounts may lag from now on. */
-int qcow2_prepare_first_write_locked(Qcow2State *s, GError **errp)
+int qcow2_prepare_first_write_locked(Qcow2State *s, BhError **errp)
 {
     uint8_t zero[8] = { 0 };
     int ret;

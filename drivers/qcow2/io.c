@@ -64,7 +64,7 @@ void qcow2_io_drain_locked(Qcow2State *s)
 }
 
 static int read_backing(Qcow2State *s, void *buf, uint64_t offset,
-                        uint64_t len, GError **errp)
+                        uint64_t len, BhError **errp)
 {
     int64_t blen = s->backing ? bh_node_size(s->backing) : 0;
     uint64_t n = 0;
@@ -80,7 +80,7 @@ static int read_backing(Qcow2State *s, void *buf, uint64_t offset,
 }
 
 int qcow2_pread(BhNode *bs, void *buf, uint64_t offset, size_t len,
-                uint32_t flags, GError **errp)
+                uint32_t flags, BhError **errp)
 {
     Qcow2State *s = state(bs);
     uint8_t *p = buf;
@@ -133,7 +133,7 @@ int qcow2_pread(BhNode *bs, void *buf, uint64_t offset, size_t len,
 
 /* The old content of one guest cluster, for copy on write. */
 static int cow_fill(Qcow2State *s, uint64_t l2e, uint64_t guest_cluster_off,
-                    uint64_t j, uint8_t *buf, GError **errp)
+                    uint64_t j, uint8_t *buf, BhError **errp)
 {
     switch (qcow2_entry_type(s, l2e)) {
     case QCOW2_UNALLOCATED:
@@ -173,7 +173,7 @@ static bool cow_is_zero(Qcow2State *s, uint64_t l2e, uint64_t guest_cluster_off)
 static int write_partial_cluster(Qcow2State *s, const uint8_t *data,
                                  uint64_t in, uint64_t n, uint64_t l2e,
                                  uint64_t gc, uint64_t j, uint64_t host,
-                                 uint8_t *b, GError **errp)
+                                 uint8_t *b, BhError **errp)
 {
     int ret;
 
@@ -214,7 +214,7 @@ static void in_flight_end_locked(Qcow2State *s, Qcow2InFlight *f)
 static int write_new_clusters(Qcow2State *s, const uint8_t *data,
                               uint64_t offset, uint64_t len, uint64_t gc,
                               uint64_t k, uint64_t l2e, uint64_t host,
-                              GError **errp)
+                              BhError **errp)
 {
     uint64_t cs = s->cluster_size, head = offset - gc, end = head + len;
     bool first_partial = head != 0 || end < cs;
@@ -265,7 +265,7 @@ static int write_new_clusters(Qcow2State *s, const uint8_t *data,
  * worst leaked clusters.
  */
 static int64_t write_step(Qcow2State *s, const uint8_t *data, uint64_t offset,
-                          uint64_t len, GError **errp)
+                          uint64_t len, BhError **errp)
 {
     uint64_t cs = s->cluster_size, in = offset & (cs - 1);
     uint64_t gc = offset - in, l2e, n, k, chunk, first;
@@ -340,7 +340,7 @@ out:
 }
 
 int qcow2_pwrite(BhNode *bs, const void *buf, uint64_t offset, size_t len,
-                 uint32_t flags, GError **errp)
+                 uint32_t flags, BhError **errp)
 {
     Qcow2State *s = state(bs);
     const uint8_t *p = buf;
@@ -362,7 +362,7 @@ int qcow2_pwrite(BhNode *bs, const void *buf, uint64_t offset, size_t len,
  * disk.  skip_same: leave entries alone that already read the same way.
  */
 static int set_clusters(Qcow2State *s, uint64_t offset, uint64_t len,
-                        uint64_t new_l2e, GError **errp)
+                        uint64_t new_l2e, BhError **errp)
 {
     uint64_t cs = s->cluster_size;
     int ret = 0;
@@ -400,7 +400,7 @@ static int set_clusters(Qcow2State *s, uint64_t offset, uint64_t len,
 }
 
 int qcow2_write_zeroes(BhNode *bs, uint64_t offset, uint64_t len,
-                       uint32_t flags, GError **errp)
+                       uint32_t flags, BhError **errp)
 {
     Qcow2State *s = state(bs);
     uint64_t cs = s->cluster_size;
@@ -438,7 +438,7 @@ int qcow2_write_zeroes(BhNode *bs, uint64_t offset, uint64_t len,
 
 /* Frees whole clusters: they become unallocated, or zero clusters when a
  * backing file would otherwise show through (v2 cannot: nothing done). */
-int qcow2_discard(BhNode *bs, uint64_t offset, uint64_t len, GError **errp)
+int qcow2_discard(BhNode *bs, uint64_t offset, uint64_t len, BhError **errp)
 {
     Qcow2State *s = state(bs);
     uint64_t cs = s->cluster_size;
@@ -453,7 +453,7 @@ int qcow2_discard(BhNode *bs, uint64_t offset, uint64_t len, GError **errp)
                         s->backing ? QCOW_OFLAG_ZERO : 0, errp);
 }
 
-int qcow2_flush(BhNode *bs, GError **errp)
+int qcow2_flush(BhNode *bs, BhError **errp)
 {
     Qcow2State *s = state(bs);
     int ret;
@@ -476,7 +476,7 @@ int qcow2_flush(BhNode *bs, GError **errp)
 /* The L2 entry mapping offset, and in *pnum how many bytes from offset
  * (at most len) map the same way. */
 static int block_lookup(Qcow2State *s, uint64_t offset, uint64_t len,
-                        uint64_t *l2e, uint64_t *pnum, GError **errp)
+                        uint64_t *l2e, uint64_t *pnum, BhError **errp)
 {
     uint64_t n, in = offset & (s->cluster_size - 1);
     int ret;
@@ -491,7 +491,7 @@ static int block_lookup(Qcow2State *s, uint64_t offset, uint64_t len,
 }
 
 int qcow2_block_status(BhNode *bs, uint64_t offset, uint64_t len,
-                       uint64_t *pnum, uint32_t *status, GError **errp)
+                       uint64_t *pnum, uint32_t *status, BhError **errp)
 {
     Qcow2State *s = state(bs);
     uint64_t l2e;
@@ -562,7 +562,7 @@ static bool looks_preallocated(Qcow2State *s)
  * unallocated ones are left to the core, which looks at the backing file. */
 int qcow2_block_map(BhNode *bs, uint64_t offset, uint64_t len,
                     uint64_t *pnum, uint32_t *flags, uint64_t *map,
-                    BhNode **file, GError **errp)
+                    BhNode **file, BhError **errp)
 {
     Qcow2State *s = state(bs);
     uint64_t l2e, in = offset & (s->cluster_size - 1);

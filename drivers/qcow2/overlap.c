@@ -241,7 +241,7 @@ int qcow2_overlap_check(Qcow2State *s, unsigned ignore, uint64_t offset,
 
 int qcow2_mark_corrupt_locked(Qcow2State *s, const char *why)
 {
-    g_autoptr(GError) err = NULL;
+    g_autoptr(BhError) err = NULL;
     bool first = !s->corrupt_reported;
     int ret = 0;
 
@@ -258,13 +258,13 @@ int qcow2_mark_corrupt_locked(Qcow2State *s, const char *why)
         g_printerr("qcow2: %s: marking the image as corrupt: %s%s%s\n",
                    bh_node_filename(s->file), why,
                    ret < 0 ? "; could not set the corrupt bit: " : "",
-                   ret < 0 ? err->message : "");
+                   ret < 0 ? bh_error_message(err) : "");
     return ret;
 }
 
 int qcow2_overlap_refuse_locked(Qcow2State *s, unsigned ignore,
                                 uint64_t offset, uint64_t size,
-                                const char *what, GError **errp)
+                                const char *what, BhError **errp)
 {
     int hit = qcow2_overlap_check(s, ignore, offset, size);
     g_autofree char *why = NULL;

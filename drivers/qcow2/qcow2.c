@@ -43,7 +43,7 @@ static void qcow2_state_free(Qcow2State *s)
 }
 
 static int read_u64_table(Qcow2State *s, uint64_t offset, uint64_t n,
-                          uint64_t **out, GError **errp)
+                          uint64_t **out, BhError **errp)
 {
     uint64_t *t = g_new0(uint64_t, n ? n : 1);
     int ret = n ? bh_node_pread(s->file, t, offset, n * 8, 0, errp) : 0;
@@ -73,7 +73,7 @@ static char *backing_path(Qcow2State *s)
                            s->backing_file);
 }
 
-static int open_backing(Qcow2State *s, BhOpts *opts, GError **errp)
+static int open_backing(Qcow2State *s, BhOpts *opts, BhError **errp)
 {
     g_autoptr(BhOpts) bo = bh_opts_take_prefix(opts, "backing.");
     g_autofree char *path = NULL;
@@ -85,13 +85,13 @@ static int open_backing(Qcow2State *s, BhOpts *opts, GError **errp)
         bh_opts_set(bo, "format", s->backing_format);
     s->backing = bh_node_open_child(s->bs, "backing", path, bo, errp);
     if (!s->backing) {
-        g_prefix_error(errp, "qcow2: cannot open backing file '%s': ", path);
+        bh_error_prefix(errp, "qcow2: cannot open backing file '%s': ", path);
         return -ENOENT;
     }
     return 0;
 }
 
-static int setup_caches(Qcow2State *s, BhOpts *opts, GError **errp)
+static int setup_caches(Qcow2State *s, BhOpts *opts, BhError **errp)
 {
     uint64_t per_l2 = s->cluster_size * s->l2_entries;
     uint64_t l2_needed = (s->size + per_l2 - 1) / per_l2;
@@ -115,7 +115,7 @@ static int setup_caches(Qcow2State *s, BhOpts *opts, GError **errp)
 }
 
 static int qcow2_open(BhNode *bs, const char *filename, BhOpts *opts,
-                      uint32_t flags, GError **errp)
+                      uint32_t flags, BhError **errp)
 {
     Qcow2State *s = g_new0(Qcow2State, 1);
     int ret;
@@ -164,7 +164,7 @@ static int qcow2_open(BhNode *bs, const char *filename, BhOpts *opts,
             ret = qcow2_header_set_incompat(s, QCOW2_INCOMPAT_DIRTY, false,
                                             errp);
         if (ret < 0) {
-            g_prefix_error(errp, "qcow2: repairing the refcounts of dirty "
+            bh_error_prefix(errp, "qcow2: repairing the refcounts of dirty "
                            "image '%s': ", filename);
             goto fail;
         }
@@ -186,7 +186,7 @@ fail:
 static void qcow2_close(BhNode *bs)
 {
     Qcow2State *s = bh_node_get_opaque(bs);
-    g_autoptr(GError) err = NULL;
+    g_autoptr(BhError) err = NULL;
 
     if (!s)
         return;
@@ -201,7 +201,7 @@ static void qcow2_close(BhNode *bs)
         g_mutex_unlock(&s->lock);
         if (ret < 0)
             g_warning("qcow2: closing '%s': %s", bh_node_filename(s->file),
-                      err ? err->message : g_strerror(-ret));
+                      err ? bh_error_message(err) : g_strerror(-ret));
     }
     bh_node_set_opaque(bs, NULL);
     qcow2_state_free(s);
@@ -255,7 +255,6 @@ static void qcow2_info(BhNode *bs, BhInfo *info)
 }
 
 static const BhDriver qcow2_driver = {
-    .struct_size = sizeof(BhDriver),
     .probe = qcow2_probe,
     .open = qcow2_open,
     .close = qcow2_close,
@@ -283,8 +282,6 @@ static const BhDriver qcow2_driver = {
 };
 
 static const BhPluginDesc desc = {
-    .abi_version = BH_PLUGIN_ABI_VERSION,
-    .struct_size = sizeof(BhPluginDesc),
     .kind = BH_PLUGIN_DRIVER,
     .thread_model = BH_THREAD_PARALLEL,
     .name = "qcow2",

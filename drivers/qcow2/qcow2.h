@@ -248,13 +248,13 @@ static inline uint64_t qcow2_align_up(uint64_t v, uint64_t a)
 }
 
 /* header.c */
-int qcow2_read_header(Qcow2State *s, GError **errp);
-int qcow2_read_snapshot_table(Qcow2State *s, GError **errp);
+int qcow2_read_header(Qcow2State *s, BhError **errp);
+int qcow2_read_snapshot_table(Qcow2State *s, BhError **errp);
 int qcow2_header_write_field(Qcow2State *s, uint64_t offset,
-                             const void *buf, size_t len, GError **errp);
+                             const void *buf, size_t len, BhError **errp);
 int qcow2_header_set_incompat(Qcow2State *s, uint64_t bits, bool set,
-                              GError **errp);
-int qcow2_prepare_first_write_locked(Qcow2State *s, GError **errp);
+                              BhError **errp);
+int qcow2_prepare_first_write_locked(Qcow2State *s, BhError **errp);
 
 /* overlap.c, called with s->lock held: qcow2_overlap_check returns the
  * QCOW2_OL_* bit of a section that [offset, offset+size) meets (sections
@@ -266,7 +266,7 @@ int qcow2_overlap_check(Qcow2State *s, unsigned ignore, uint64_t offset,
                         uint64_t size);
 int qcow2_overlap_refuse_locked(Qcow2State *s, unsigned ignore,
                                 uint64_t offset, uint64_t size,
-                                const char *what, GError **errp);
+                                const char *what, BhError **errp);
 int qcow2_mark_corrupt_locked(Qcow2State *s, const char *why);
 const char *qcow2_overlap_name(int section);
 void qcow2_overlap_entry_set(Qcow2State *s, bool l1, uint64_t old_entry,
@@ -278,7 +278,7 @@ const char *qcow2_metadata_overlap(Qcow2State *s, uint64_t offset,
 
 /* bitmaps.c */
 int qcow2_read_bitmaps(Qcow2State *s, uint64_t ext_offset, uint64_t ext_len,
-                       const uint8_t *ext, GError **errp);
+                       const uint8_t *ext, BhError **errp);
 void qcow2_bitmaps_free(Qcow2State *s);
 void qcow2_bitmaps_dropped(Qcow2State *s);
 
@@ -288,82 +288,82 @@ void qcow2_io_end(Qcow2State *s, int epoch);
 void qcow2_io_drain_locked(Qcow2State *s);
 
 /* cache.c */
-typedef int (*Qcow2CacheHook)(Qcow2State *s, GError **errp);
+typedef int (*Qcow2CacheHook)(Qcow2State *s, BhError **errp);
 Qcow2Cache *qcow2_cache_new(Qcow2State *s, const char *what, size_t entries,
                             Qcow2CacheHook before_write);
 void qcow2_cache_free(Qcow2Cache *c);
 int qcow2_cache_get(Qcow2Cache *c, uint64_t offset, void **table,
-                    GError **errp);
+                    BhError **errp);
 int qcow2_cache_get_empty(Qcow2Cache *c, uint64_t offset, void **table,
-                          GError **errp);
+                          BhError **errp);
 bool qcow2_cache_contains(Qcow2Cache *c, uint64_t offset);
 void qcow2_cache_put(Qcow2Cache *c, void *table);
 void qcow2_cache_mark_dirty(Qcow2Cache *c, void *table);
-int qcow2_cache_flush(Qcow2Cache *c, GError **errp);
+int qcow2_cache_flush(Qcow2Cache *c, BhError **errp);
 bool qcow2_cache_has_dirty(Qcow2Cache *c);
 void qcow2_cache_forget(Qcow2Cache *c, uint64_t offset);
 void qcow2_cache_forget_all(Qcow2Cache *c);
 
 /* refcount.c */
 int qcow2_get_refcount_locked(Qcow2State *s, uint64_t cluster,
-                              uint64_t *refcount, GError **errp);
+                              uint64_t *refcount, BhError **errp);
 int qcow2_update_refcount_locked(Qcow2State *s, uint64_t cluster,
-                                 int64_t delta, GError **errp);
+                                 int64_t delta, BhError **errp);
 int64_t qcow2_alloc_clusters_locked(Qcow2State *s, uint64_t n,
-                                    GError **errp);
+                                    BhError **errp);
 int qcow2_free_later_locked(Qcow2State *s, uint64_t offset, uint64_t bytes);
 int qcow2_free_now_locked(Qcow2State *s, uint64_t offset, uint64_t bytes,
-                          GError **errp);
-int qcow2_meta_flush_locked(Qcow2State *s, GError **errp);
-int qcow2_l2_before_write(Qcow2State *s, GError **errp);
+                          BhError **errp);
+int qcow2_meta_flush_locked(Qcow2State *s, BhError **errp);
+int qcow2_l2_before_write(Qcow2State *s, BhError **errp);
 void qcow2_rb_get(Qcow2State *s, const void *block, uint64_t i,
                   uint64_t *v);
 void qcow2_rb_set(Qcow2State *s, void *block, uint64_t i, uint64_t v);
 
 /* check.c */
-int qcow2_check(BhNode *bs, uint32_t fix, BhCheckResult *res, GError **errp);
+int qcow2_check(BhNode *bs, uint32_t fix, BhCheckResult *res, BhError **errp);
 
 /* resize.c */
-int qcow2_truncate(BhNode *bs, uint64_t size, GError **errp);
+int qcow2_truncate(BhNode *bs, uint64_t size, BhError **errp);
 
 /* rebuild.c */
-int qcow2_rebuild_refcounts_locked(Qcow2State *s, GError **errp);
+int qcow2_rebuild_refcounts_locked(Qcow2State *s, BhError **errp);
 
 /* cluster.c */
 Qcow2ClusterType qcow2_entry_type(Qcow2State *s, uint64_t l2e);
 int qcow2_check_l2_entry(Qcow2State *s, uint64_t guest, uint64_t l2e,
-                         GError **errp);
+                         BhError **errp);
 int qcow2_get_l2e_locked(Qcow2State *s, uint64_t guest, uint64_t bytes,
-                         uint64_t *l2e, uint64_t *contiguous, GError **errp);
+                         uint64_t *l2e, uint64_t *contiguous, BhError **errp);
 int qcow2_set_l2e_locked(Qcow2State *s, uint64_t guest, uint64_t l2e,
-                         uint64_t *old, GError **errp);
+                         uint64_t *old, BhError **errp);
 void qcow2_free_entry_later_locked(Qcow2State *s, uint64_t l2e);
 uint64_t qcow2_compressed_range(Qcow2State *s, uint64_t l2e,
                                 uint64_t *bytes);
 
 /* compress.c */
 int qcow2_read_compressed(Qcow2State *s, uint64_t l2e, void *cluster_buf,
-                          GError **errp);
+                          BhError **errp);
 
 /* io.c */
 int qcow2_pread(BhNode *bs, void *buf, uint64_t offset, size_t len,
-                uint32_t flags, GError **errp);
+                uint32_t flags, BhError **errp);
 int qcow2_pwrite(BhNode *bs, const void *buf, uint64_t offset, size_t len,
-                 uint32_t flags, GError **errp);
-int qcow2_flush(BhNode *bs, GError **errp);
-int qcow2_discard(BhNode *bs, uint64_t offset, uint64_t len, GError **errp);
+                 uint32_t flags, BhError **errp);
+int qcow2_flush(BhNode *bs, BhError **errp);
+int qcow2_discard(BhNode *bs, uint64_t offset, uint64_t len, BhError **errp);
 int qcow2_write_zeroes(BhNode *bs, uint64_t offset, uint64_t len,
-                       uint32_t flags, GError **errp);
+                       uint32_t flags, BhError **errp);
 int qcow2_block_map(BhNode *bs, uint64_t offset, uint64_t len,
                     uint64_t *pnum, uint32_t *flags, uint64_t *map,
-                    BhNode **file, GError **errp);
+                    BhNode **file, BhError **errp);
 int qcow2_block_status(BhNode *bs, uint64_t offset, uint64_t len,
-                       uint64_t *pnum, uint32_t *status, GError **errp);
+                       uint64_t *pnum, uint32_t *status, BhError **errp);
 
 /* create.c */
-int qcow2_create_check(const char *filename, BhOpts *opts, GError **errp);
+int qcow2_create_check(const char *filename, BhOpts *opts, BhError **errp);
 int qcow2_create(const char *filename, BhNode *file, BhOpts *opts,
-                 GError **errp);
+                 BhError **errp);
 extern const BhCreateOption qcow2_create_options[];
 
 #endif

@@ -19,7 +19,7 @@
 #include <errno.h>
 #include <inttypes.h>
 
-int qcow2_count_references(Qcow2State *s, Qcow2NewRefs *r, GError **errp)
+int qcow2_count_references(Qcow2State *s, Qcow2NewRefs *r, BhError **errp)
 {
     int ret = qcow2_new_refs_add(r, 0, s->cluster_size, 1, errp); /* header */
 
@@ -35,7 +35,7 @@ int qcow2_count_references(Qcow2State *s, Qcow2NewRefs *r, GError **errp)
     return ret;
 }
 
-int qcow2_rebuild_refcounts_locked(Qcow2State *s, GError **errp)
+int qcow2_rebuild_refcounts_locked(Qcow2State *s, BhError **errp)
 {
     g_autoptr(Qcow2NewRefs) r = qcow2_new_refs_new(s, true);
     uint64_t rt_at;

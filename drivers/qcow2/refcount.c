@@ -63,7 +63,7 @@ void qcow2_rb_set(Qcow2State *s, void *block, uint64_t i, uint64_t v)
 }
 
 static int refblock_offset(Qcow2State *s, uint64_t rt_index,
-                           uint64_t *offset, GError **errp)
+                           uint64_t *offset, BhError **errp)
 {
     uint64_t e;
 
@@ -86,7 +86,7 @@ static int refblock_offset(Qcow2State *s, uint64_t rt_index,
 }
 
 int qcow2_get_refcount_locked(Qcow2State *s, uint64_t cluster,
-                              uint64_t *refcount, GError **errp)
+                              uint64_t *refcount, BhError **errp)
 {
     uint64_t rt_index = cluster >> s->rb_bits, off = 0;
     void *block;
@@ -108,7 +108,7 @@ int qcow2_get_refcount_locked(Qcow2State *s, uint64_t cluster,
 }
 
 static int write_reftable_entry(Qcow2State *s, uint64_t rt_index,
-                                uint64_t value, GError **errp)
+                                uint64_t value, BhError **errp)
 {
     uint8_t be[8];
     int ret;
@@ -133,7 +133,7 @@ static int write_reftable_entry(Qcow2State *s, uint64_t rt_index,
  * the header in one write, flush, then free the old table.
  */
 static int grow_reftable_locked(Qcow2State *s, uint64_t rt_index,
-                                GError **errp)
+                                BhError **errp)
 {
     uint64_t per_block = 1ull << s->rb_bits, cs = s->cluster_size;
     uint64_t area = rt_index << s->rb_bits;   /* cluster index */
@@ -207,7 +207,7 @@ static int grow_reftable_locked(Qcow2State *s, uint64_t rt_index,
  * counts itself.  Written and flushed before the table points at it.
  */
 static int create_refblock_locked(Qcow2State *s, uint64_t rt_index,
-                                  GError **errp)
+                                  BhError **errp)
 {
     uint64_t cs = s->cluster_size, off;
     g_autofree uint8_t *block = NULL;
@@ -246,7 +246,7 @@ static int create_refblock_locked(Qcow2State *s, uint64_t rt_index,
 }
 
 int qcow2_update_refcount_locked(Qcow2State *s, uint64_t cluster,
-                                 int64_t delta, GError **errp)
+                                 int64_t delta, BhError **errp)
 {
     uint64_t rt_index = cluster >> s->rb_bits, off = 0, v, nv;
     void *block;
@@ -290,7 +290,7 @@ int qcow2_update_refcount_locked(Qcow2State *s, uint64_t cluster,
 }
 
 /* n contiguous free clusters, their refcounts raised to 1 (in the cache). */
-int64_t qcow2_alloc_clusters_locked(Qcow2State *s, uint64_t n, GError **errp)
+int64_t qcow2_alloc_clusters_locked(Qcow2State *s, uint64_t n, BhError **errp)
 {
     uint64_t i = s->free_hint, run_start = i, run = 0;
     uint64_t first_free = UINT64_MAX, v;
@@ -344,7 +344,7 @@ int64_t qcow2_alloc_clusters_locked(Qcow2State *s, uint64_t n, GError **errp)
 }
 
 int qcow2_free_now_locked(Qcow2State *s, uint64_t offset, uint64_t bytes,
-                          GError **errp)
+                          BhError **errp)
 {
     uint64_t first, last;
     int ret;
@@ -369,7 +369,7 @@ int qcow2_free_later_locked(Qcow2State *s, uint64_t offset, uint64_t bytes)
     return s->pending_free->len >= 4096;
 }
 
-int qcow2_l2_before_write(Qcow2State *s, GError **errp)
+int qcow2_l2_before_write(Qcow2State *s, BhError **errp)
 {
     int ret;
 
@@ -385,7 +385,7 @@ int qcow2_l2_before_write(Qcow2State *s, GError **errp)
  * top explains, then apply the frees that were queued before the L2
  * tables were written.  One flush at a time: draining I/O releases the
  * lock, and meanwhile other threads may only append to pending_free. */
-int qcow2_meta_flush_locked(Qcow2State *s, GError **errp)
+int qcow2_meta_flush_locked(Qcow2State *s, BhError **errp)
 {
     guint n;
     int ret;

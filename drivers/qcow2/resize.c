@@ -24,8 +24,9 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <blkhost/glib.h>
 
-static int resize_locked(Qcow2State *s, uint64_t size, GError **errp)
+static int resize_locked(Qcow2State *s, uint64_t size, BhError **errp)
 {
     uint64_t per_l1 = s->cluster_size * s->l2_entries;
     uint64_t need = size / per_l1 + (size % per_l1 != 0);
@@ -73,7 +74,7 @@ static int resize_locked(Qcow2State *s, uint64_t size, GError **errp)
 /* Shrinking: free the whole clusters from the new end to the end of the
  * last L2 table that stays (the ones past it go with their L1 entries). */
 static int resize_discard_tail(BhNode *bs, Qcow2State *s, uint64_t size,
-                               GError **errp)
+                               BhError **errp)
 {
     uint64_t per_l1 = s->cluster_size * s->l2_entries;
     uint64_t start = qcow2_align_up(size, s->cluster_size);
@@ -93,7 +94,7 @@ static int resize_discard_tail(BhNode *bs, Qcow2State *s, uint64_t size,
     return qcow2_discard(bs, start, end - start, errp);
 }
 
-int qcow2_truncate(BhNode *bs, uint64_t size, GError **errp)
+int qcow2_truncate(BhNode *bs, uint64_t size, BhError **errp)
 {
     Qcow2State *s = bh_node_get_opaque(bs);
     int ret;

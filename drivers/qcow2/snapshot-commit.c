@@ -50,7 +50,7 @@ typedef struct {
  * in both tables (same L1 table) do not change anything.
  */
 static int commit_count(Commit *c, const uint64_t *src_l1, uint64_t l1_n,
-                        GArray *t, GError **errp)
+                        GArray *t, BhError **errp)
 {
     Qcow2State *s = c->s;
     g_autofree bool *stays = g_new0(bool, s->nb_snapshots + 1);
@@ -121,7 +121,7 @@ static int commit_count(Commit *c, const uint64_t *src_l1, uint64_t l1_n,
  * a copy where the flags of src_l1[i]'s table are wrong (flags of the
  * L1 entries come later). */
 static int commit_copy_l2(Commit *c, const uint64_t *src_l1, uint64_t l1_n,
-                          uint64_t *new_l1, GError **errp)
+                          uint64_t *new_l1, BhError **errp)
 {
     Qcow2State *s = c->s;
     uint64_t *t = (uint64_t *)c->l2;
@@ -168,7 +168,7 @@ static int commit_copy_l2(Commit *c, const uint64_t *src_l1, uint64_t l1_n,
 }
 
 static int commit_write_be64s(Qcow2State *s, const uint64_t *v, uint64_t n,
-                              uint64_t off, GError **errp)
+                              uint64_t off, BhError **errp)
 {
     uint64_t bytes = qcow2_align_up(MAX(n, 1) * 8, s->cluster_size);
     g_autofree uint64_t *be = g_malloc0(bytes);
@@ -179,7 +179,7 @@ static int commit_write_be64s(Qcow2State *s, const uint64_t *v, uint64_t n,
 
 int qcow2_snapshot_commit_locked(Qcow2State *s, const uint64_t *src_l1,
                                  uint64_t l1_n, uint64_t new_size, GArray *t,
-                                 GError **errp)
+                                 BhError **errp)
 {
     uint64_t cs = s->cluster_size, l1_clusters, tbl_clusters, tbl_bytes;
     uint64_t l1_at = 0, tbl_at = 0, rt_at, lowest;

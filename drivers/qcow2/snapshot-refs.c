@@ -29,6 +29,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <blkhost/glib.h>
 
 typedef struct {
     uint64_t index;
@@ -108,7 +109,7 @@ void qcow2_new_refs_free(Qcow2NewRefs *r)
 /* The committed refcount block index (NULL when it has none).  Read from
  * the file: the caches were flushed and are not used by the commit. */
 static int refs_old_block(Qcow2NewRefs *r, uint64_t index,
-                          const uint8_t **out, GError **errp)
+                          const uint8_t **out, BhError **errp)
 {
     Qcow2State *s = r->s;
     uint64_t e;
@@ -144,7 +145,7 @@ static RefBlock *refs_lookup(Qcow2NewRefs *r, uint64_t index)
 }
 
 static int refs_block_get(Qcow2NewRefs *r, uint64_t index, RefBlock **out,
-                          GError **errp)
+                          BhError **errp)
 {
     Qcow2State *s = r->s;
     const uint8_t *old;
@@ -173,7 +174,7 @@ static int refs_block_get(Qcow2NewRefs *r, uint64_t index, RefBlock **out,
 
 /* Add delta to the refcount of every cluster of [offset, offset+bytes). */
 int qcow2_new_refs_add(Qcow2NewRefs *r, uint64_t offset, uint64_t bytes,
-                       int64_t delta, GError **errp)
+                       int64_t delta, BhError **errp)
 {
     Qcow2State *s = r->s;
     uint64_t mask = (1ull << s->rb_bits) - 1, end = offset + bytes, v;
@@ -203,7 +204,7 @@ int qcow2_new_refs_add(Qcow2NewRefs *r, uint64_t offset, uint64_t bytes,
 }
 
 int qcow2_new_refs_get(Qcow2NewRefs *r, uint64_t cluster, uint64_t *v,
-                       GError **errp)
+                       BhError **errp)
 {
     Qcow2State *s = r->s;
     uint64_t i = cluster & ((1ull << s->rb_bits) - 1);
@@ -228,7 +229,7 @@ int qcow2_new_refs_get(Qcow2NewRefs *r, uint64_t cluster, uint64_t *v,
  * clusters (a compressed cluster's sector count may reach a little past
  * the last byte written, within its last cluster). */
 static int refs_check_range(Qcow2NewRefs *r, const char *what,
-                            uint64_t offset, uint64_t bytes, GError **errp)
+                            uint64_t offset, uint64_t bytes, BhError **errp)
 {
     uint64_t limit = qcow2_align_up(r->flen, r->s->cluster_size);
     if (offset + bytes > limit || offset + bytes < offset)
@@ -238,7 +239,7 @@ static int refs_check_range(Qcow2NewRefs *r, const char *what,
 }
 
 int qcow2_new_refs_check_l1e(Qcow2NewRefs *r, uint64_t i, uint64_t e,
-                             GError **errp)
+                             BhError **errp)
 {
     uint64_t off = e & L1E_OFFSET_MASK;
     if ((e & L1E_RESERVED) || (off & (r->s->cluster_size - 1)) ||
@@ -250,7 +251,7 @@ int qcow2_new_refs_check_l1e(Qcow2NewRefs *r, uint64_t i, uint64_t e,
 }
 
 int qcow2_new_refs_count_l2(Qcow2NewRefs *r, uint64_t l2_off, int64_t delta,
-                            GError **errp)
+                            BhError **errp)
 {
     Qcow2State *s = r->s;
     const uint64_t *t = (const uint64_t *)r->l2;
@@ -280,7 +281,7 @@ int qcow2_new_refs_count_l2(Qcow2NewRefs *r, uint64_t l2_off, int64_t delta,
 }
 
 int qcow2_new_refs_count_l1(Qcow2NewRefs *r, uint64_t offset, uint32_t n,
-                            const uint64_t *mem, int64_t delta, GError **errp)
+                            const uint64_t *mem, int64_t delta, BhError **errp)
 {
     g_autofree uint64_t *l1 = NULL;
     int ret = refs_check_range(r, "an L1 table", offset, (uint64_t)n * 8,
@@ -304,7 +305,7 @@ int qcow2_new_refs_count_l1(Qcow2NewRefs *r, uint64_t offset, uint32_t n,
 
 /* n contiguous clusters free before and after, now counted once; returns
  * the byte offset of the first. */
-int64_t qcow2_new_refs_alloc(Qcow2NewRefs *r, uint64_t n, GError **errp)
+int64_t qcow2_new_refs_alloc(Qcow2NewRefs *r, uint64_t n, BhError **errp)
 {
     Qcow2State *s = r->s;
     uint64_t per = 1ull << s->rb_bits, x = r->cursor, start = x, run = 0;
@@ -359,7 +360,7 @@ int64_t qcow2_new_refs_alloc(Qcow2NewRefs *r, uint64_t n, GError **errp)
 }
 
 static int refs_release(Qcow2NewRefs *r, uint64_t offset, uint64_t n,
-                        GError **errp)
+                        BhError **errp)
 {
     r->cursor = MIN(r->cursor, offset >> r->s->cluster_bits);
     return qcow2_new_refs_add(r, offset, n << r->s->cluster_bits, -1, errp);
@@ -372,7 +373,7 @@ static int refs_release(Qcow2NewRefs *r, uint64_t offset, uint64_t n,
  * The committed refcount table is freed here, so call this once, after
  * every other change.
  */
-int qcow2_new_refs_place(Qcow2NewRefs *r, GError **errp)
+int qcow2_new_refs_place(Qcow2NewRefs *r, BhError **errp)
 {
     Qcow2State *s = r->s;
     uint64_t cs = s->cluster_size;
@@ -432,7 +433,7 @@ static gint refs_by_offset(gconstpointer a, gconstpointer b)
 }
 
 /* Write the changed blocks and the new table (not flushed). */
-int qcow2_new_refs_write(Qcow2NewRefs *r, GError **errp)
+int qcow2_new_refs_write(Qcow2NewRefs *r, BhError **errp)
 {
     Qcow2State *s = r->s;
     uint64_t cs = s->cluster_size, n = r->rt_clusters * cs / 8;
@@ -476,7 +477,7 @@ uint64_t qcow2_new_refs_table_offset(Qcow2NewRefs *r, uint32_t *clusters)
 /* The new content of block index (NULL: none), the committed one when
  * the commit did not change it. */
 static int refs_new_block(Qcow2NewRefs *r, uint64_t index,
-                          const uint8_t **out, GError **errp)
+                          const uint8_t **out, BhError **errp)
 {
     RefBlock *b = refs_lookup(r, index);
     if (b || r->scratch) {

@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <blkhost/glib.h>
 
 #define SN_MAX_EXTRA 1024
 #define SN_MAX_TABLE (64ull << 20)     /* QEMU's limit */
@@ -38,7 +39,7 @@ void qcow2_sn_table_free(GArray *t)
 
 static int parse_entry(Qcow2State *s, const uint8_t *p, uint64_t avail,
                        uint32_t i, Qcow2SnEntry *e, uint64_t *used,
-                       int64_t file_len, GError **errp)
+                       int64_t file_len, BhError **errp)
 {
     uint16_t id_len, name_len;
     uint64_t len;
@@ -97,7 +98,7 @@ static int parse_entry(Qcow2State *s, const uint8_t *p, uint64_t avail,
     return 0;
 }
 
-GArray *qcow2_sn_table_read(Qcow2State *s, GError **errp)
+GArray *qcow2_sn_table_read(Qcow2State *s, BhError **errp)
 {
     GArray *t = g_array_new(FALSE, TRUE, sizeof(Qcow2SnEntry));
     int64_t file_len = bh_node_size(s->file);

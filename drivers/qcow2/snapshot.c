@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <blkhost/glib.h>
 
 static Qcow2State *state(BhNode *bs)
 {
@@ -23,7 +24,7 @@ static Qcow2State *state(BhNode *bs)
 }
 
 int qcow2_snapshot_read_l1(Qcow2State *s, uint64_t offset, uint32_t n,
-                           uint64_t **out, GError **errp)
+                           uint64_t **out, BhError **errp)
 {
     uint64_t *t = g_new0(uint64_t, n ? n : 1);
     int ret = n ? bh_node_pread(s->file, t, offset, (size_t)n * 8, 0, errp)
@@ -50,7 +51,7 @@ static uint64_t next_id(GArray *t)
     return max + 1;
 }
 
-int qcow2_snapshot_list(BhNode *bs, GPtrArray *out, GError **errp)
+int qcow2_snapshot_list(BhNode *bs, BhSnapshotList *out, BhError **errp)
 {
     Qcow2State *s = state(bs);
     GArray *t;
@@ -71,13 +72,13 @@ int qcow2_snapshot_list(BhNode *bs, GPtrArray *out, GError **errp)
         info->vm_clock_nsec = e->vm_clock;
         info->disk_size = e->disk_size;
         info->icount = e->icount;
-        g_ptr_array_add(out, info);
+        bh_snapshot_list_add(out, info);
     }
     qcow2_sn_table_free(t);
     return 0;
 }
 
-static int check_writable(Qcow2State *s, GError **errp)
+static int check_writable(Qcow2State *s, BhError **errp)
 {
     if (s->readonly)
         return bh_error_set(errp, EPERM, "qcow2: '%s' is open read-only",
@@ -88,7 +89,7 @@ static int check_writable(Qcow2State *s, GError **errp)
 /* What every table-changing operation starts with, under s->lock: the
  * image must be writable, cached metadata on disk (the commit builds on
  * the refcounts and tables on disk), and the current table read. */
-static int sn_begin_locked(Qcow2State *s, GArray **tp, GError **errp)
+static int sn_begin_locked(Qcow2State *s, GArray **tp, BhError **errp)
 {
     int ret = check_writable(s, errp);
     if (ret == 0)
@@ -106,7 +107,7 @@ static int sn_begin_locked(Qcow2State *s, GArray **tp, GError **errp)
  * whose COPIED flags must be cleared.  See snapshot-commit.c for the
  * order of the writes.
  */
-int qcow2_snapshot_create(BhNode *bs, BhSnapshotInfo *info, GError **errp)
+int qcow2_snapshot_create(BhNode *bs, BhSnapshotInfo *info, BhError **errp)
 {
     Qcow2State *s = state(bs);
     Qcow2SnEntry e = { 0 };
@@ -169,7 +170,7 @@ out:
 }
 
 static int find_or_fail(Qcow2State *s, GArray *t, const char *id_or_name,
-                        GError **errp)
+                        BhError **errp)
 {
     int i = qcow2_sn_find(t, id_or_name);
     if (i < 0)
@@ -181,7 +182,7 @@ static int find_or_fail(Qcow2State *s, GArray *t, const char *id_or_name,
 
 /* Delete: the same active image, the table without the entry; whatever
  * only the snapshot used is free in the new refcounts. */
-int qcow2_snapshot_delete(BhNode *bs, const char *id_or_name, GError **errp)
+int qcow2_snapshot_delete(BhNode *bs, const char *id_or_name, BhError **errp)
 {
     Qcow2State *s = state(bs);
     GArray *t = NULL;
@@ -207,7 +208,7 @@ out:
 /* Apply (revert): the active image takes the snapshot's L2 tables
  * (shared, or copied where their COPIED flags are wrong), at the
  * snapshot's disk size; the table is unchanged. */
-int qcow2_snapshot_apply(BhNode *bs, const char *id_or_name, GError **errp)
+int qcow2_snapshot_apply(BhNode *bs, const char *id_or_name, BhError **errp)
 {
     Qcow2State *s = state(bs);
     g_autofree uint64_t *l1 = NULL;
@@ -247,7 +248,7 @@ out:
     return ret;
 }
 
-int qcow2_snapshot_open_option(Qcow2State *s, BhOpts *opts, GError **errp)
+int qcow2_snapshot_open_option(Qcow2State *s, BhOpts *opts, BhError **errp)
 {
     const char *want = bh_opts_get(opts, "snapshot");
     uint64_t *l1 = NULL;

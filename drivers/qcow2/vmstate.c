@@ -31,7 +31,7 @@ uint64_t qcow2_vmstate_offset(Qcow2State *s)
  * is flushed, then l1_size and l1_table_offset switch in one header write
  * (they are adjacent, at 36 and 40), then the old table is freed.
  */
-int qcow2_grow_l1_locked(Qcow2State *s, uint64_t n, GError **errp)
+int qcow2_grow_l1_locked(Qcow2State *s, uint64_t n, BhError **errp)
 {
     uint64_t bytes = qcow2_align_up(n * 8, s->cluster_size);
     uint64_t old_off = s->l1_offset, old_size = s->l1_size;
@@ -81,7 +81,7 @@ int qcow2_grow_l1_locked(Qcow2State *s, uint64_t n, GError **errp)
 }
 
 int qcow2_save_vmstate(BhNode *bs, const void *buf, uint64_t pos,
-                       size_t len, GError **errp)
+                       size_t len, BhError **errp)
 {
     Qcow2State *s = state(bs);
     uint64_t per_l1 = s->cluster_size * s->l2_entries, start, end;
@@ -113,7 +113,7 @@ int qcow2_save_vmstate(BhNode *bs, const void *buf, uint64_t pos,
 }
 
 int qcow2_load_vmstate(BhNode *bs, void *buf, uint64_t pos, size_t len,
-                       GError **errp)
+                       BhError **errp)
 {
     Qcow2State *s = state(bs);
     uint64_t per_l1 = s->cluster_size * s->l2_entries, start, mapped;

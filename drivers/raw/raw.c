@@ -10,6 +10,7 @@
 #include <inttypes.h>
 
 #include <blkhost/driver.h>
+#include <blkhost/glib.h>
 
 typedef struct RawState {
     BhNode *file;     /* borrowed: the core owns the child */
@@ -24,7 +25,7 @@ static int raw_probe(const uint8_t *buf, size_t len, const char *filename)
 }
 
 static int raw_open(BhNode *bs, const char *filename, BhOpts *opts,
-                    uint32_t open_flags, GError **errp)
+                    uint32_t open_flags, BhError **errp)
 {
     BhNode *file = bh_node_child(bs, "file");
     if (!file)
@@ -80,34 +81,34 @@ static int64_t raw_get_length(BhNode *bs)
 }
 
 static int raw_pread(BhNode *bs, void *buf, uint64_t offset, size_t len,
-                     uint32_t flags, GError **errp)
+                     uint32_t flags, BhError **errp)
 {
     RawState *s = bh_node_get_opaque(bs);
     return bh_node_pread(s->file, buf, offset + s->offset, len, flags, errp);
 }
 
 static int raw_pwrite(BhNode *bs, const void *buf, uint64_t offset,
-                      size_t len, uint32_t flags, GError **errp)
+                      size_t len, uint32_t flags, BhError **errp)
 {
     RawState *s = bh_node_get_opaque(bs);
     return bh_node_pwrite(s->file, buf, offset + s->offset, len, flags, errp);
 }
 
-static int raw_flush(BhNode *bs, GError **errp)
+static int raw_flush(BhNode *bs, BhError **errp)
 {
     RawState *s = bh_node_get_opaque(bs);
     return bh_node_flush(s->file, errp);
 }
 
 static int raw_discard(BhNode *bs, uint64_t offset, uint64_t len,
-                       GError **errp)
+                       BhError **errp)
 {
     RawState *s = bh_node_get_opaque(bs);
     return bh_node_discard(s->file, offset + s->offset, len, errp);
 }
 
 static int raw_write_zeroes(BhNode *bs, uint64_t offset, uint64_t len,
-                            uint32_t flags, GError **errp)
+                            uint32_t flags, BhError **errp)
 {
     RawState *s = bh_node_get_opaque(bs);
     return bh_node_write_zeroes(s->file, offset + s->offset, len, flags,
@@ -115,7 +116,7 @@ static int raw_write_zeroes(BhNode *bs, uint64_t offset, uint64_t len,
 }
 
 static int raw_block_status(BhNode *bs, uint64_t offset, uint64_t len,
-                            uint64_t *pnum, uint32_t *status, GError **errp)
+                            uint64_t *pnum, uint32_t *status, BhError **errp)
 {
     RawState *s = bh_node_get_opaque(bs);
     return bh_node_block_status(s->file, offset + s->offset, len, pnum,
@@ -125,7 +126,7 @@ static int raw_block_status(BhNode *bs, uint64_t offset, uint64_t len,
 /* The bytes are the file's, shifted by the window: let the file say. */
 static int raw_block_map(BhNode *bs, uint64_t offset, uint64_t len,
                          uint64_t *pnum, uint32_t *flags, uint64_t *map,
-                         BhNode **file, GError **errp)
+                         BhNode **file, BhError **errp)
 {
     RawState *s = bh_node_get_opaque(bs);
     (void)errp;
@@ -136,7 +137,7 @@ static int raw_block_map(BhNode *bs, uint64_t offset, uint64_t len,
     return 0;
 }
 
-static int raw_truncate(BhNode *bs, uint64_t size, GError **errp)
+static int raw_truncate(BhNode *bs, uint64_t size, BhError **errp)
 {
     RawState *s = bh_node_get_opaque(bs);
     if (s->has_size)
@@ -183,7 +184,7 @@ static const BhCreateOption raw_create_options[] = {
 };
 
 static int raw_create_parse(BhOpts *opts, uint64_t *size, int *prealloc,
-                            GError **errp)
+                            BhError **errp)
 {
     static const char *const names[] = { "off", "metadata", "falloc", "full",
                                          NULL };
@@ -202,7 +203,7 @@ static int raw_create_parse(BhOpts *opts, uint64_t *size, int *prealloc,
 }
 
 static int raw_create_check(const char *filename, BhOpts *opts,
-                            GError **errp)
+                            BhError **errp)
 {
     uint64_t size;
     int prealloc;
@@ -212,7 +213,7 @@ static int raw_create_check(const char *filename, BhOpts *opts,
 /* Zeros written in 1 MiB pieces, so that full preallocation has every block
  * on disk (the file node never turns zeros into holes: detect-zeroes is
  * off under create). */
-static int raw_write_zeros(BhNode *file, uint64_t size, GError **errp)
+static int raw_write_zeros(BhNode *file, uint64_t size, BhError **errp)
 {
     const size_t chunk = 1 << 20;
     g_autofree uint8_t *zeros = g_malloc0(MIN(chunk, size));
@@ -229,7 +230,7 @@ static int raw_write_zeros(BhNode *file, uint64_t size, GError **errp)
  * falloc reserves the blocks without writing them: write-zeroes on the
  * file is fallocate(ZERO_RANGE), or zeros written where that is missing. */
 static int raw_create(const char *filename, BhNode *file, BhOpts *opts,
-                      GError **errp)
+                      BhError **errp)
 {
     uint64_t size;
     int prealloc, ret;
@@ -252,7 +253,6 @@ static int raw_create(const char *filename, BhNode *file, BhOpts *opts,
 }
 
 static const BhDriver raw_driver = {
-    .struct_size = sizeof(BhDriver),
     .flags = BH_DRIVER_DATA_ONLY,
     .probe = raw_probe,
     .open = raw_open,
@@ -275,8 +275,6 @@ static const BhDriver raw_driver = {
 };
 
 static const BhPluginDesc desc = {
-    .abi_version = BH_PLUGIN_ABI_VERSION,
-    .struct_size = sizeof(BhPluginDesc),
     .kind = BH_PLUGIN_DRIVER,
     .thread_model = BH_THREAD_PARALLEL,
     .name = "raw",

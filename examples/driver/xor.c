@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * xor: an example out-of-tree blkhost driver.
  *
@@ -5,27 +6,32 @@
  * child.  It shows the whole driver contract in one page: parse options,
  * keep state in the node's opaque pointer, do I/O on the "file" child, and
  * leave range checks, read-only checks, FUA emulation and zeroing to the
- * core.  Build it with the Makefile beside it, then in Lua:
+ * core.  It needs only libc and the plugin headers; the version fields
+ * are filled by BH_PLUGIN_REGISTER.  Build it with the Makefile beside
+ * it, then in Lua:
  *
  *     bh.plugin.load("./xor.so")
  *     local disk <close> = bh.open("disk.img", {format = "xor", key = 90})
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
-#include <blkhost/blkhost.h>
+#include <blkhost/blkhost-plugin.h>
 
 typedef struct {
     uint8_t key;
 } Xor;
 
 static int xor_open(BhNode *bs, const char *filename, BhOpts *opts,
-                    uint32_t flags, GError **errp)
+                    uint32_t flags, BhError **errp)
 {
     uint64_t key;
     if (!bh_opts_get_uint(opts, "key", 0x5a, 255, &key, errp))
         return -EINVAL;
-    Xor *x = g_new0(Xor, 1);
+    Xor *x = calloc(1, sizeof(*x));
+    if (!x)
+        return bh_error_set(errp, ENOMEM, "out of memory");
     x->key = (uint8_t)key;
     bh_node_set_opaque(bs, x);
     /* FUA is passed down to the file, which honours it. */
@@ -35,7 +41,7 @@ static int xor_open(BhNode *bs, const char *filename, BhOpts *opts,
 
 static void xor_close(BhNode *bs)
 {
-    g_free(bh_node_get_opaque(bs));
+    free(bh_node_get_opaque(bs));
 }
 
 static int64_t xor_length(BhNode *bs)
@@ -50,7 +56,7 @@ static void xor_apply(uint8_t *p, size_t len, uint8_t key)
 }
 
 static int xor_pread(BhNode *bs, void *buf, uint64_t offset, size_t len,
-                     uint32_t flags, GError **errp)
+                     uint32_t flags, BhError **errp)
 {
     Xor *x = bh_node_get_opaque(bs);
     int r = bh_node_pread(bh_node_child(bs, "file"), buf, offset, len, 0,
@@ -61,15 +67,17 @@ static int xor_pread(BhNode *bs, void *buf, uint64_t offset, size_t len,
 }
 
 static int xor_pwrite(BhNode *bs, const void *buf, uint64_t offset,
-                      size_t len, uint32_t flags, GError **errp)
+                      size_t len, uint32_t flags, BhError **errp)
 {
     Xor *x = bh_node_get_opaque(bs);
-    uint8_t *tmp = g_malloc(len);
+    uint8_t *tmp = malloc(len);
+    if (!tmp)
+        return bh_error_set(errp, ENOMEM, "out of memory");
     memcpy(tmp, buf, len);
     xor_apply(tmp, len, x->key);
     int r = bh_node_pwrite(bh_node_child(bs, "file"), tmp, offset, len,
                            flags & BH_IO_FUA, errp);
-    g_free(tmp);
+    free(tmp);
     return r;
 }
 
@@ -79,7 +87,6 @@ static void xor_info(BhNode *bs, BhInfo *info)
 }
 
 static const BhDriver xor_driver = {
-    .struct_size = sizeof(BhDriver),
     .flags = BH_DRIVER_NO_PROBE,   /* only used when asked for by name */
     .open = xor_open,
     .close = xor_close,
@@ -92,8 +99,6 @@ static const BhDriver xor_driver = {
 };
 
 static const BhPluginDesc desc = {
-    .abi_version = BH_PLUGIN_ABI_VERSION,
-    .struct_size = sizeof(BhPluginDesc),
     .kind = BH_PLUGIN_DRIVER,
     .thread_model = BH_THREAD_PARALLEL,
     .name = "xor",

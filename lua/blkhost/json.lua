@@ -8,6 +8,9 @@
 -- which fixes their order (e.g. the order the core reported them in).
 -- json.array(t) marks a table as an array even when it is empty.
 -- Integers print exactly; NaN and infinities become null.
+-- Hand-written on purpose: qemu-img's JSON must come out byte for byte
+-- (its key order, 4-space indent, ": "), which no library encoder
+-- promises.  Reading JSON is dkjson's job (lua-dkjson), never code here.
 
 local json = {}
 

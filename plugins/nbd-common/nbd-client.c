@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "nbd-client.h"
+#include <blkhost/glib.h>
 
 #define NBD_OLDSTYLE_MAGIC  UINT64_C(0x0000420281861253)
 #define NBD_CLIENT_HANDSHAKE_TIMEOUT 30   /* seconds per read */
@@ -35,7 +36,7 @@ void nbd_uri_clear(NbdUri *u)
     u->is_unix = false;
 }
 
-static bool uri_fail(NbdUri *u, GError **errp, const char *uri,
+static bool uri_fail(NbdUri *u, BhError **errp, const char *uri,
                      const char *what)
 {
     nbd_uri_clear(u);
@@ -45,7 +46,7 @@ static bool uri_fail(NbdUri *u, GError **errp, const char *uri,
     return false;
 }
 
-static bool parse_authority(NbdUri *u, const char *auth, GError **errp,
+static bool parse_authority(NbdUri *u, const char *auth, BhError **errp,
                             const char *uri)
 {
     const char *port = NULL;
@@ -82,7 +83,7 @@ static bool parse_authority(NbdUri *u, const char *auth, GError **errp,
     return true;
 }
 
-bool nbd_uri_parse(const char *uri, NbdUri *u, GError **errp)
+bool nbd_uri_parse(const char *uri, NbdUri *u, BhError **errp)
 {
     memset(u, 0, sizeof(*u));
     const char *sep = strstr(uri, "://");
@@ -156,7 +157,7 @@ bool nbd_uri_parse(const char *uri, NbdUri *u, GError **errp)
     return true;
 }
 
-int nbd_uri_connect(const NbdUri *u, GError **errp)
+int nbd_uri_connect(const NbdUri *u, BhError **errp)
 {
     if (u->is_unix) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -214,7 +215,7 @@ static void set_read_timeout(int fd, int seconds)
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 }
 
-static int io_fail(GError **errp, int r, const char *doing)
+static int io_fail(BhError **errp, int r, const char *doing)
 {
     if (r == -EPIPE)
         return bh_error_set(errp, EPIPE, "the NBD server closed the "
@@ -229,7 +230,7 @@ static int io_fail(GError **errp, int r, const char *doing)
 
 /* Greeting and client flags; *no_zeroes tells whether EXPORT_NAME's reply
  * omits its 124 bytes of padding. */
-static int client_greeting(int fd, bool *no_zeroes, GError **errp)
+static int client_greeting(int fd, bool *no_zeroes, BhError **errp)
 {
     uint64_t magic[2];
     uint16_t hflags;
@@ -273,7 +274,7 @@ static int send_option(int fd, uint32_t opt, const void *data, uint32_t len)
 
 /* One option reply; *payload (g_free) holds its data, NUL-terminated. */
 static int read_reply(int fd, uint32_t opt, uint32_t *type, char **payload,
-                      uint32_t *len, GError **errp)
+                      uint32_t *len, BhError **errp)
 {
     NbdOptionReply rep;
     int r = nbd_read_full(fd, &rep, sizeof(rep));
@@ -304,9 +305,9 @@ static uint32_t be32_at(const char *p)
     return GUINT32_FROM_BE(v);
 }
 
-/* An error reply to opt, as a GError whose errno says what kind it was. */
+/* An error reply to opt, as a BhError whose errno says what kind it was. */
 static int reply_error(uint32_t type, const char *msg, const char *name,
-                       GError **errp)
+                       BhError **errp)
 {
     const char *sep = *msg ? ": " : "";
     switch (type) {
@@ -334,7 +335,7 @@ static int reply_error(uint32_t type, const char *msg, const char *name,
 /* GO or INFO (opt): 1 on success, 0 when the server does not know the
  * option, else -errno. */
 static int client_go(int fd, uint32_t opt, const char *name,
-                     NbdClientExport *out, GError **errp)
+                     NbdClientExport *out, BhError **errp)
 {
     /* name length, name, one information request: BLOCK_SIZE */
     uint32_t nlen = (uint32_t)strlen(name);
@@ -395,7 +396,7 @@ static int client_go(int fd, uint32_t opt, const char *name,
 }
 
 static int client_export_name(int fd, const char *name, bool no_zeroes,
-                              NbdClientExport *out, GError **errp)
+                              NbdClientExport *out, BhError **errp)
 {
     int r = send_option(fd, NBD_OPT_EXPORT_NAME, name,
                         (uint32_t)strlen(name));
@@ -430,7 +431,7 @@ static void export_defaults(NbdClientExport *ex)
 }
 
 int nbd_client_handshake(int fd, const char *name, NbdClientExport *out,
-                         GError **errp)
+                         BhError **errp)
 {
     bool no_zeroes = false;
     export_defaults(out);
@@ -455,7 +456,7 @@ int nbd_client_handshake(int fd, const char *name, NbdClientExport *out,
 }
 
 /* NBD_OPT_STRUCTURED_REPLY: true when the server agreed. */
-static int client_structured(int fd, bool *structured, GError **errp)
+static int client_structured(int fd, bool *structured, BhError **errp)
 {
     *structured = false;
     int r = send_option(fd, NBD_OPT_STRUCTURED_REPLY, NULL, 0);
@@ -474,7 +475,7 @@ static int client_structured(int fd, bool *structured, GError **errp)
  * server offers.  *out is a NULL-terminated array (g_strfreev), NULL when
  * the server refused the option (the listing goes on without). */
 static int client_meta_contexts(int fd, const char *name, char ***out,
-                                GError **errp)
+                                BhError **errp)
 {
     uint32_t nlen = (uint32_t)strlen(name);
     g_autofree char *data = g_malloc(nlen + 8);
@@ -510,7 +511,7 @@ static int client_meta_contexts(int fd, const char *name, char ***out,
     return 0;
 }
 
-int nbd_client_list_info(int fd, NbdListInfoFn fn, void *ctx, GError **errp)
+int nbd_client_list_info(int fd, NbdListInfoFn fn, void *ctx, BhError **errp)
 {
     bool no_zeroes;
     g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
@@ -557,13 +558,13 @@ int nbd_client_list_info(int fd, NbdListInfoFn fn, void *ctx, GError **errp)
         const char *name = g_ptr_array_index(names, i);
         export_defaults(&ex);
         if (info) {
-            g_autoptr(GError) err = NULL;
+            g_autoptr(BhError) err = NULL;
             r = client_go(fd, NBD_OPT_INFO, name, &ex, &err);
             if (r == 0)
                 info = false;   /* NBD_REP_ERR_UNSUP: never ask again */
             else if (r < 0 && (r == -EPIPE || r == -EPROTO ||
                                r == -ETIMEDOUT || r == -ECONNRESET))
-                return g_propagate_error(errp, g_steal_pointer(&err)), r;
+                return bh_error_propagate(errp, g_steal_pointer(&err)), r;
             g_auto(GStrv) contexts = NULL;
             if (r == 1 && structured) {
                 int m = client_meta_contexts(fd, name, &contexts, errp);
@@ -593,7 +594,7 @@ static void list_only(void *ctx, const char *name, const char *desc,
     l->fn(l->ctx, name, desc);
 }
 
-int nbd_client_list(int fd, NbdListFn fn, void *ctx, GError **errp)
+int nbd_client_list(int fd, NbdListFn fn, void *ctx, BhError **errp)
 {
     ListOnly l = { fn, ctx };
     return nbd_client_list_info(fd, list_only, &l, errp);

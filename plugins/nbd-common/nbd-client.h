@@ -31,11 +31,11 @@ typedef struct NbdUri {
 
 /* Fill *u from uri; on error *u is left cleared and errp says what part
  * of the URI was wrong and what was expected. */
-bool nbd_uri_parse(const char *uri, NbdUri *u, GError **errp);
+bool nbd_uri_parse(const char *uri, NbdUri *u, BhError **errp);
 void nbd_uri_clear(NbdUri *u);
 
 /* A connected stream socket (CLOEXEC, blocking) or -1 with errp set. */
-int nbd_uri_connect(const NbdUri *u, GError **errp);
+int nbd_uri_connect(const NbdUri *u, BhError **errp);
 
 /* What the handshake learned about the export. */
 typedef struct NbdClientExport {
@@ -58,11 +58,11 @@ typedef struct NbdClientExport {
  * newstyle NBD, -EPIPE when it hung up.
  */
 int nbd_client_handshake(int fd, const char *name, NbdClientExport *out,
-                         GError **errp);
+                         BhError **errp);
 
 /* Ask the server for its exports (NBD_OPT_LIST), calling fn for each, then
  * end the session with NBD_OPT_ABORT.  Returns 0 or -errno with errp. */
-int nbd_client_list(int fd, NbdListFn fn, void *ctx, GError **errp);
+int nbd_client_list(int fd, NbdListFn fn, void *ctx, BhError **errp);
 
 /* The same, then NBD_OPT_INFO for each export: ex is its size, flags and
  * block sizes, or NULL when the server would not say (no INFO, or it
@@ -71,7 +71,7 @@ int nbd_client_list(int fd, NbdListFn fn, void *ctx, GError **errp);
  * and then lists every meta context of each export. */
 typedef void (*NbdListInfoFn)(void *ctx, const char *name, const char *desc,
                               const NbdClientExport *ex);
-int nbd_client_list_info(int fd, NbdListInfoFn fn, void *ctx, GError **errp);
+int nbd_client_list_info(int fd, NbdListInfoFn fn, void *ctx, BhError **errp);
 
 G_END_DECLS
 

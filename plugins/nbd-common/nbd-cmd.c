@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "nbd-conn-priv.h"
+#include <blkhost/glib.h>
 
 static inline void stat_add(uint64_t *p, uint64_t v)
 {

@@ -91,7 +91,7 @@ void nbd_session_clear(NbdSession *s);
  * protocol violation or I/O error with errp saying what was wrong.
  */
 int nbd_handshake_server(int fd, const NbdHandshakeOps *ops, void *data,
-                         const char *refuse, NbdSession *s, GError **errp);
+                         const char *refuse, NbdSession *s, BhError **errp);
 /*
  * The same with TLS offered (tls not NULL): STARTTLS runs the TLS
  * handshake and the rest of the session goes through s->tls.  Under
@@ -103,7 +103,7 @@ int nbd_handshake_server(int fd, const NbdHandshakeOps *ops, void *data,
  */
 int nbd_handshake_server_tls(int fd, const NbdHandshakeOps *ops, void *data,
                              NbdTls *tls, const char *refuse, NbdSession *s,
-                             GError **errp);
+                             BhError **errp);
 
 /* ---- transmission ---- */
 
@@ -117,7 +117,7 @@ typedef struct NbdStats {
 
 typedef struct NbdPool NbdPool;
 
-NbdPool *nbd_pool_new(unsigned nworkers, GError **errp);
+NbdPool *nbd_pool_new(unsigned nworkers, BhError **errp);
 /* Joins the workers; no connection may still be served. */
 void nbd_pool_free(NbdPool *pool);
 
@@ -129,7 +129,7 @@ void nbd_pool_free(NbdPool *pool);
  * between requests), -errno otherwise with errp set.
  */
 int nbd_conn_serve(int fd, const NbdSession *s, NbdPool *pool,
-                   NbdStats *stats, GError **errp);
+                   NbdStats *stats, BhError **errp);
 
 /* Write all of buf (blocking); -errno on failure. */
 int nbd_write_full(int fd, const void *buf, size_t len);

@@ -111,7 +111,7 @@ void nbd_slot_run(NbdSlot *slot);
 void nbd_slot_done(NbdSlot *slot);
 
 /* nbd-reply.c: the connection's reply path. */
-bool nbd_reply_start(NbdConn *c, GError **errp);
+bool nbd_reply_start(NbdConn *c, BhError **errp);
 /* Send slot->iov[0, niov) without ever blocking the calling worker; the
  * slot is given back (nbd_slot_done) once sent or dropped. */
 void nbd_reply_send(NbdSlot *slot, int niov);

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "nbd-conn-priv.h"
+#include <blkhost/glib.h>
 
 #define NBD_RBUF_SIZE (64 * 1024)
 
@@ -63,7 +64,7 @@ static gpointer nbd_pool_worker(gpointer data)
     return NULL;
 }
 
-NbdPool *nbd_pool_new(unsigned nworkers, GError **errp)
+NbdPool *nbd_pool_new(unsigned nworkers, BhError **errp)
 {
     NbdPool *pool = g_new0(NbdPool, 1);
     g_mutex_init(&pool->lock);
@@ -389,7 +390,7 @@ static void conn_check(NbdConn *c, NbdSlot *slot)
 /* ---- the reader ---- */
 
 int nbd_conn_serve(int fd, const NbdSession *s, NbdPool *pool,
-                   NbdStats *stats, GError **errp)
+                   NbdStats *stats, BhError **errp)
 {
     NbdConn *c = g_new0(NbdConn, 1);
     int ret = 0;
@@ -484,7 +485,7 @@ int nbd_conn_serve(int fd, const NbdSession *s, NbdPool *pool,
     g_mutex_unlock(&c->lock);
     nbd_reply_stop(c);
     if (send_err == -ETIMEDOUT) {
-        g_clear_error(errp);
+        bh_error_clear(errp);
         ret = bh_error_set(errp, ETIMEDOUT, "the client stopped reading its "
                            "replies (send timeout); dropped it");
     }

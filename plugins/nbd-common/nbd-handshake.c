@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "nbd-common.h"
+#include <blkhost/glib.h>
 
 /* Larger option payloads than this are not worth skipping. */
 #define NBD_OPTION_SKIP_MAX (1u << 20)
@@ -384,7 +385,7 @@ static int hs_meta(Hs *hs, const char *payload, size_t len)
 }
 
 static int hs_export_name(Hs *hs, const char *payload, size_t len,
-                          GError **errp)
+                          BhError **errp)
 {
     g_autofree char *name = g_strndup(payload, len);
     NbdExportView v = { 0 };
@@ -412,7 +413,7 @@ static int hs_export_name(Hs *hs, const char *payload, size_t len,
 
 /* STARTTLS: acknowledge in plaintext, then the TLS handshake; what was
  * negotiated before does not carry over into the TLS session. */
-static int hs_starttls(Hs *hs, uint32_t len, GError **errp)
+static int hs_starttls(Hs *hs, uint32_t len, BhError **errp)
 {
     if (len)
         return hs_error(hs, NBD_REP_ERR_INVALID,
@@ -435,17 +436,17 @@ static int hs_starttls(Hs *hs, uint32_t len, GError **errp)
     return 0;
 }
 
-static int hs_run(Hs *hs, const char *refuse, GError **errp);
+static int hs_run(Hs *hs, const char *refuse, BhError **errp);
 
 int nbd_handshake_server(int fd, const NbdHandshakeOps *ops, void *data,
-                         const char *refuse, NbdSession *s, GError **errp)
+                         const char *refuse, NbdSession *s, BhError **errp)
 {
     return nbd_handshake_server_tls(fd, ops, data, NULL, refuse, s, errp);
 }
 
 int nbd_handshake_server_tls(int fd, const NbdHandshakeOps *ops, void *data,
                              NbdTls *tls, const char *refuse, NbdSession *s,
-                             GError **errp)
+                             BhError **errp)
 {
     Hs hs = { .fd = fd, .ops = ops, .data = data, .s = s, .tls = tls };
     memset(s, 0, sizeof(*s));
@@ -463,7 +464,7 @@ int nbd_handshake_server_tls(int fd, const NbdHandshakeOps *ops, void *data,
     return r;
 }
 
-static int hs_run(Hs *hs, const char *refuse, GError **errp)
+static int hs_run(Hs *hs, const char *refuse, BhError **errp)
 {
     NbdSession *s = hs->s;
     const NbdHandshakeOps *ops = hs->ops;

@@ -25,6 +25,7 @@
 #include <sys/uio.h>
 
 #include "nbd-conn-priv.h"
+#include <blkhost/glib.h>
 
 /* Send what is left of the slot's iov.  0 when all went out; -EAGAIN when
  * a non-blocking send found the socket full (the slot records how far it
@@ -110,7 +111,7 @@ static gpointer reply_writer(gpointer data)
     return NULL;
 }
 
-bool nbd_reply_start(NbdConn *c, GError **errp)
+bool nbd_reply_start(NbdConn *c, BhError **errp)
 {
     GError *err = NULL;
     g_cond_init(&c->out_cond);

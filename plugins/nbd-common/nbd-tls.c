@@ -83,9 +83,9 @@ NbdTlsMode nbd_tls_mode(const NbdTls *tls)
 }
 
 /* "WHAT: GnuTLS's reason", WHAT a format. */
-static int tls_fail(GError **errp, int err, int gr, const char *fmt, ...)
+static int tls_fail(BhError **errp, int err, int gr, const char *fmt, ...)
     G_GNUC_PRINTF(4, 5);
-static int tls_fail(GError **errp, int err, int gr, const char *fmt, ...)
+static int tls_fail(BhError **errp, int err, int gr, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -97,7 +97,7 @@ static int tls_fail(GError **errp, int err, int gr, const char *fmt, ...)
 /* identity:hexkey lines, as psktool writes them.  The keys are held in
  * memory so that the file is read once and an unknown identity can be
  * named in the log. */
-static bool tls_load_psk(NbdTls *tls, const char *path, GError **errp)
+static bool tls_load_psk(NbdTls *tls, const char *path, BhError **errp)
 {
     g_autofree char *text = NULL;
     GError *gerr = NULL;
@@ -163,7 +163,7 @@ static int tls_psk_lookup(gnutls_session_t s, const char *username,
     return 0;
 }
 
-static bool tls_load_x509(NbdTls *tls, const char *dir, GError **errp)
+static bool tls_load_x509(NbdTls *tls, const char *dir, BhError **errp)
 {
     g_autofree char *ca = g_build_filename(dir, "ca-cert.pem", NULL);
     g_autofree char *crl = g_build_filename(dir, "ca-crl.pem", NULL);
@@ -202,7 +202,7 @@ static bool tls_load_x509(NbdTls *tls, const char *dir, GError **errp)
     return true;
 }
 
-NbdTls *nbd_tls_new(const NbdTlsConfig *cfg, GError **errp)
+NbdTls *nbd_tls_new(const NbdTlsConfig *cfg, BhError **errp)
 {
     if (cfg->mode == NBD_TLS_OFF)
         return NULL;
@@ -329,7 +329,7 @@ static bool tls_allowed(const NbdTls *tls, const char *id, const char *alt)
 }
 
 NbdTlsConn *nbd_tls_handshake(NbdTls *tls, int fd, char **refuse,
-                              GError **errp)
+                              BhError **errp)
 {
     NbdTlsConn *c = g_new0(NbdTlsConn, 1);
     c->tls = tls;
@@ -501,7 +501,7 @@ NbdTlsMode nbd_tls_mode(const NbdTls *tls)
     return NBD_TLS_OFF;
 }
 
-NbdTls *nbd_tls_new(const NbdTlsConfig *cfg, GError **errp)
+NbdTls *nbd_tls_new(const NbdTlsConfig *cfg, BhError **errp)
 {
     if (cfg->mode != NBD_TLS_OFF)
         bh_error_set(errp, ENOTSUP, "TLS is not available: blkhost was "
@@ -513,7 +513,7 @@ NbdTls *nbd_tls_new(const NbdTlsConfig *cfg, GError **errp)
 void nbd_tls_free(NbdTls *tls) { }
 
 NbdTlsConn *nbd_tls_handshake(NbdTls *tls, int fd, char **refuse,
-                              GError **errp)
+                              BhError **errp)
 {
     bh_error_set(errp, ENOTSUP, "TLS is not available in this build");
     return NULL;

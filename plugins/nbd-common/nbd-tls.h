@@ -46,7 +46,7 @@ bool nbd_tls_available(void);
 bool nbd_tls_mode_parse(const char *s, NbdTlsMode *mode);
 
 /* Load the credentials; NULL with errp set when they cannot be used. */
-NbdTls *nbd_tls_new(const NbdTlsConfig *cfg, GError **errp);
+NbdTls *nbd_tls_new(const NbdTlsConfig *cfg, BhError **errp);
 void nbd_tls_free(NbdTls *tls);
 NbdTlsMode nbd_tls_mode(const NbdTls *tls);
 
@@ -58,7 +58,7 @@ NbdTlsMode nbd_tls_mode(const NbdTls *tls);
  * learns why instead of seeing a hang-up.
  */
 NbdTlsConn *nbd_tls_handshake(NbdTls *tls, int fd, char **refuse,
-                              GError **errp);
+                              BhError **errp);
 /* The client's identity: certificate DN or PSK username, or NULL. */
 const char *nbd_tls_conn_identity(const NbdTlsConn *c);
 /* Send close_notify (best effort) and free the session. */

@@ -1,33 +1,37 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * The nbd-kernel plugin's extra entry points (nbd-kernel-api.h): acting
- * on a device by name whoever attached it, listing devices, and listing a
- * server's exports.
+ * The nbd-kernel plugin's control commands (BhFrontend.control), what
+ * scripts call without a device of their own:
+ *   disconnect device=/dev/nbdN   whoever attached it
+ *   devices                       every NBD device, one record each
+ *   list uri=nbd://...            a server's exports, one record each
  */
 #include <errno.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "nbd-client.h"
 #include "nbd-kernel.h"
-#include "nbd-kernel-api.h"
+#include <blkhost/glib.h>
 
-int nbd_kernel_disconnect(const char *device, GError **errp)
+int nbd_kernel_disconnect(const char *device, BhError **errp)
 {
     int index = nbd_dev_resolve(device, errp);
     if (index < 0)
         return index;
     if (nbd_dev_pid(index) <= 0)
         return bh_error_set(errp, ENOTCONN, "%s is not connected", device);
-    GError *err = NULL;
+    BhError *err = NULL;
     NbdNl *nl = nbd_nl_open(&err);
     int r;
     if (nl) {
         r = nbd_nl_disconnect(nl, index, errp);
         nbd_nl_close(nl);
-    } else if (g_error_matches(err, BH_ERROR, ENOENT)) {
-        g_clear_error(&err);
+    } else if ((bh_error_errno(err) == ENOENT)) {
+        bh_error_clear(&err);
         r = nbd_ioctl_disconnect(device, errp);
     } else {
-        g_propagate_error(errp, err);
+        bh_error_propagate(errp, err);
         return -EIO;
     }
     if (r < 0)
@@ -36,11 +40,6 @@ int nbd_kernel_disconnect(const char *device, GError **errp)
     for (int i = 0; i < 1000 && nbd_dev_pid(index) > 0; i++)
         g_usleep(5000);
     return 0;
-}
-
-static GPtrArray *api_devices(void)
-{
-    return nbd_dev_list();
 }
 
 static void list_one(void *ctx, const char *name, const char *desc,
@@ -65,41 +64,50 @@ static void list_one(void *ctx, const char *name, const char *desc,
             bh_info_add_str(info, "meta_contexts", all);
         }
     }
-    g_ptr_array_add(ctx, info);
+    bh_info_list_append(ctx, info);
 }
 
-static GPtrArray *api_list(const char *uri, GError **errp)
+static int api_list(const char *uri, BhInfoList *reply, BhError **errp)
 {
     NbdUri u;
     if (!nbd_uri_parse(uri, &u, errp))
-        return NULL;
+        return -EINVAL;
     int fd = nbd_uri_connect(&u, errp);
     nbd_uri_clear(&u);
     if (fd < 0)
-        return NULL;
-    GPtrArray *out = g_ptr_array_new_with_free_func((GDestroyNotify)
-                                                    bh_info_free);
-    int r = nbd_client_list_info(fd, list_one, out, errp);
+        return fd;
+    int r = nbd_client_list_info(fd, list_one, reply, errp);
     close(fd);
-    if (r < 0) {
-        g_ptr_array_unref(out);
-        return NULL;
-    }
-    return out;
+    return r;
 }
 
-static const NbdKernelApi api = {
-    .struct_size = sizeof(NbdKernelApi),
-    .disconnect = nbd_kernel_disconnect,
-    .devices = api_devices,
-    .list = api_list,
-};
-
-__attribute__((visibility("default"))) const NbdKernelApi *
-blkhost_nbd_kernel_api(void);
-
-__attribute__((visibility("default"))) const NbdKernelApi *
-blkhost_nbd_kernel_api(void)
+/* A required string argument of a control command. */
+static const char *api_arg(BhOpts *args, const char *command,
+                           const char *key, BhError **errp)
 {
-    return &api;
+    const char *v = bh_opts_get(args, key);
+    if (!v || !*v)
+        bh_error_set(errp, EINVAL, "nbd-kernel %s needs %s=", command, key);
+    return v && *v ? v : NULL;
+}
+
+int nbd_kernel_control(const char *command, BhOpts *args, BhInfoList *reply,
+                       BhError **errp)
+{
+    if (strcmp(command, "disconnect") == 0) {
+        const char *device = api_arg(args, command, "device", errp);
+        return device ? nbd_kernel_disconnect(device, errp) : -EINVAL;
+    }
+    if (strcmp(command, "devices") == 0) {
+        g_autoptr(GPtrArray) all = nbd_dev_list();
+        for (guint i = 0; i < all->len; i++)
+            bh_info_list_append(reply, g_steal_pointer(&all->pdata[i]));
+        return 0;
+    }
+    if (strcmp(command, "list") == 0) {
+        const char *uri = api_arg(args, command, "uri", errp);
+        return uri ? api_list(uri, reply, errp) : -EINVAL;
+    }
+    return bh_error_set(errp, ENOTSUP, "nbd-kernel has no control command "
+                        "'%s' (disconnect, devices, list)", command);
 }

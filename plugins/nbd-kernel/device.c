@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "nbd-kernel.h"
+#include <blkhost/glib.h>
 
 char *nbd_dev_sysfs(int index, const char *file)
 {
@@ -32,7 +33,7 @@ char *nbd_dev_sysfs(int index, const char *file)
     return s;
 }
 
-int nbd_dev_perm_error(GError **errp, int err, const char *what,
+int nbd_dev_perm_error(BhError **errp, int err, const char *what,
                        const char *device)
 {
     if (err == EPERM || err == EACCES)
@@ -43,7 +44,7 @@ int nbd_dev_perm_error(GError **errp, int err, const char *what,
     return bh_error_set_errno(errp, err, "%s %s", what, device);
 }
 
-int nbd_dev_resolve(const char *path, GError **errp)
+int nbd_dev_resolve(const char *path, BhError **errp)
 {
     struct stat st;
     if (!path || !*path)

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "nbd-kernel.h"
+#include <blkhost/glib.h>
 
 #define NBD_IOC_SET_SOCK      _IO(0xab, 0)
 #define NBD_IOC_SET_BLKSIZE   _IO(0xab, 1)
@@ -48,7 +49,7 @@ static gpointer doit_thread(gpointer data)
 
 NbdIoctl *nbd_ioctl_connect(const char *device, const NbdKernelParams *p,
                             void (*done)(void *opaque), void *opaque,
-                            GError **errp)
+                            BhError **errp)
 {
     int fd = open(device, O_RDWR | O_CLOEXEC);
     if (fd < 0) {
@@ -77,8 +78,10 @@ NbdIoctl *nbd_ioctl_connect(const char *device, const NbdKernelParams *p,
     io->fd = fd;
     io->on_done = done;
     io->opaque = opaque;
-    io->thread = g_thread_try_new("nbd-do-it", doit_thread, io, errp);
+    GError *gerr = NULL;
+    io->thread = g_thread_try_new("nbd-do-it", doit_thread, io, &gerr);
     if (!io->thread) {
+        bh_error_take_gerror(errp, gerr, EAGAIN);
         ioctl(fd, NBD_IOC_CLEAR_SOCK);
         close(fd);
         g_free(io);
@@ -120,7 +123,7 @@ void nbd_ioctl_disconnect_and_free(NbdIoctl *io)
     g_free(io);
 }
 
-int nbd_ioctl_disconnect(const char *device, GError **errp)
+int nbd_ioctl_disconnect(const char *device, BhError **errp)
 {
     int fd = open(device, O_RDWR | O_CLOEXEC);
     if (fd < 0)

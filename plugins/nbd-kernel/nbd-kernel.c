@@ -44,7 +44,7 @@
 
 #include "nbd-client.h"
 #include "nbd-kernel.h"
-#include "nbd-kernel-api.h"
+#include <blkhost/glib.h>
 
 #define NBD_KERNEL_LIVE_WAIT_MS 10000
 #define NBD_KERNEL_PERSIST_DEAD_TIMEOUT 60
@@ -121,7 +121,7 @@ static void let_go(NbdKernel *k)
 
 /* ---- options ---- */
 
-static void *nk_create(BhOpts *opts, GError **errp)
+static void *nk_create(BhOpts *opts, BhError **errp)
 {
     NbdKernel *k = g_new0(NbdKernel, 1);
     uint64_t conns = 1, threads = 4;
@@ -192,7 +192,7 @@ fail:
     return NULL;
 }
 
-static int nk_add_export(void *fe, BhExport *exp, GError **errp)
+static int nk_add_export(void *fe, BhExport *exp, BhError **errp)
 {
     NbdKernel *k = fe;
     int r = 0;
@@ -216,12 +216,12 @@ static gpointer serve_thread(gpointer data)
 {
     ServeArg *a = data;
     NbdKernel *k = a->k;
-    g_autoptr(GError) err = NULL;
+    g_autoptr(BhError) err = NULL;
     int r = nbd_conn_serve(k->srv_fds[a->i], &k->session, k->pool,
                            &k->stats, &err);
     if (r < 0 && !g_atomic_int_get(&k->stopping))
         g_printerr("nbd-kernel: %s: connection %u: %s\n", k->device, a->i,
-                   err ? err->message : g_strerror(-r));
+                   err ? bh_error_message(err) : g_strerror(-r));
     if (g_atomic_int_dec_and_test(&k->serving) &&
         !g_atomic_int_get(&k->stopping))
         let_go(k);
@@ -230,7 +230,7 @@ static gpointer serve_thread(gpointer data)
 
 /* Socketpairs served here; the kernel's ends go to cli_fds. */
 static int open_local(NbdKernel *k, int *cli_fds, uint32_t *min_block,
-                      GError **errp)
+                      BhError **errp)
 {
     BhExport *e = k->exp;
     nbd_export_view_init(&k->session.exp, e->node, e->name ? e->name : "",
@@ -255,10 +255,12 @@ static int open_local(NbdKernel *k, int *cli_fds, uint32_t *min_block,
         k->srv_fds[i] = sv[1];
         k->serve_args[i] = (ServeArg){ k, i };
         g_atomic_int_inc(&k->serving);
+        GError *gerr = NULL;
         k->serve[i] = g_thread_try_new("nbd-kernel-serve", serve_thread,
-                                       &k->serve_args[i], errp);
+                                       &k->serve_args[i], &gerr);
         k->nserve = i + 1;
         if (!k->serve[i]) {
+            bh_error_take_gerror(errp, gerr, EAGAIN);
             g_atomic_int_dec_and_test(&k->serving);
             return -EAGAIN;
         }
@@ -267,7 +269,7 @@ static int open_local(NbdKernel *k, int *cli_fds, uint32_t *min_block,
 }
 
 /* One negotiated socket to the uri's server, or -1. */
-static int connect_remote(NbdKernel *k, NbdClientExport *ex, GError **errp)
+static int connect_remote(NbdKernel *k, NbdClientExport *ex, BhError **errp)
 {
     int fd = nbd_uri_connect(&k->u, errp);
     if (fd < 0)
@@ -280,7 +282,7 @@ static int connect_remote(NbdKernel *k, NbdClientExport *ex, GError **errp)
 }
 
 static int open_remote(NbdKernel *k, int *cli_fds, uint32_t *min_block,
-                       GError **errp)
+                       BhError **errp)
 {
     for (unsigned i = 0; i < k->connections; i++) {
         NbdClientExport ex;
@@ -306,7 +308,7 @@ static int open_remote(NbdKernel *k, int *cli_fds, uint32_t *min_block,
 
 /* ---- start ---- */
 
-static int check_geometry(NbdKernel *k, uint32_t min_block, GError **errp)
+static int check_geometry(NbdKernel *k, uint32_t min_block, BhError **errp)
 {
     long page = sysconf(_SC_PAGESIZE);
     if (min_block > (uint32_t)page)
@@ -340,7 +342,7 @@ static void ioctl_done(void *opaque)
         let_go(k);
 }
 
-static int attach_kernel(NbdKernel *k, const int *fds, GError **errp)
+static int attach_kernel(NbdKernel *k, const int *fds, BhError **errp)
 {
     NbdKernelParams p = {
         .index = k->index, .size = k->size, .block_size = k->block_size,
@@ -349,20 +351,19 @@ static int attach_kernel(NbdKernel *k, const int *fds, GError **errp)
         .fds = fds, .nfds = k->connections, .backend = k->backend,
     };
     if (k->iface != IFACE_IOCTL) {
-        GError *err = NULL;
+        BhError *err = NULL;
         NbdNl *nl = nbd_nl_open(&err);
         if (nl) {
             int r = nbd_nl_connect(nl, &p, errp);
             nbd_nl_close(nl);
             return r;
         }
-        if (k->iface == IFACE_NETLINK || !g_error_matches(err, BH_ERROR,
-                                                          ENOENT) ||
+        if (k->iface == IFACE_NETLINK || bh_error_errno(err) != ENOENT ||
             k->persist) {
-            g_propagate_error(errp, err);
+            bh_error_propagate(errp, err);
             return -ENOTSUP;
         }
-        g_error_free(err);
+        bh_error_free(err);
     }
     if (k->dead_timeout)
         return bh_error_set(errp, EINVAL, "dead-timeout needs the netlink "
@@ -374,7 +375,7 @@ static int attach_kernel(NbdKernel *k, const int *fds, GError **errp)
 
 /* Connected means the kernel shows the size; a DO_IT that returned early
  * means it failed. */
-static int wait_live(NbdKernel *k, GError **errp)
+static int wait_live(NbdKernel *k, BhError **errp)
 {
     for (int waited = 0; waited < NBD_KERNEL_LIVE_WAIT_MS; waited += 5) {
         int err = 0;
@@ -394,7 +395,7 @@ static int wait_live(NbdKernel *k, GError **errp)
 static gpointer monitor_thread(gpointer data);
 static void nk_teardown(NbdKernel *k, bool disconnect);
 
-static int nk_start(void *fe, GError **errp)
+static int nk_start(void *fe, BhError **errp)
 {
     NbdKernel *k = fe;
     uint32_t min_block = 1;
@@ -497,11 +498,11 @@ static void reconnect(NbdKernel *k)
     g_printerr("nbd-kernel: %s: lost a connection to %s; reconnecting\n",
                k->device, k->uri);
     while (!g_atomic_int_get(&k->stopping) && still_ours(k)) {
-        g_autoptr(GError) err = NULL;
+        g_autoptr(BhError) err = NULL;
         NbdClientExport ex;
         int fd = connect_remote(k, &ex, &err);
         if (fd >= 0 && ex.size != k->size) {
-            g_set_error(&err, BH_ERROR, EIO, "the export is now %" PRIu64
+            bh_error_set(&err, EIO, "the export is now %" PRIu64
                         " bytes, was %" PRIu64, ex.size, k->size);
         } else if (fd >= 0) {
             NbdNl *nl = nbd_nl_open(&err);
@@ -521,7 +522,7 @@ static void reconnect(NbdKernel *k)
             close(fd);
         if (!said)
             g_printerr("nbd-kernel: %s: reconnecting: %s; retrying with "
-                       "backoff\n", k->device, err->message);
+                       "backoff\n", k->device, bh_error_message(err));
         said = true;
         if (!monitor_sleep(k, delay))
             return;
@@ -571,10 +572,10 @@ static void disconnect_kernel(NbdKernel *k)
         k->io = NULL;
         return;
     }
-    g_autoptr(GError) err = NULL;
+    g_autoptr(BhError) err = NULL;
     NbdNl *nl = nbd_nl_open(&err);
     if (!nl || nbd_nl_disconnect(nl, k->index, &err) < 0)
-        g_printerr("nbd-kernel: %s: %s\n", k->device, err->message);
+        g_printerr("nbd-kernel: %s: %s\n", k->device, bh_error_message(err));
     nbd_nl_close(nl);
 }
 
@@ -616,10 +617,10 @@ static void nk_teardown(NbdKernel *k, bool disconnect)
         k->pool = NULL;
     }
     if (k->exp && !k->session.exp.readonly) {
-        g_autoptr(GError) err = NULL;
+        g_autoptr(BhError) err = NULL;
         if (bh_node_flush(k->exp->node, &err) < 0)
             g_printerr("nbd-kernel: %s: flushing the export: %s\n",
-                       k->device, err->message);
+                       k->device, bh_error_message(err));
     }
     nbd_nl_close(k->events);
     k->events = NULL;
@@ -703,7 +704,6 @@ static void nk_set_event_cb(void *fe, BhFrontendEventFn cb, void *data)
 }
 
 static const BhFrontend nbd_kernel_frontend = {
-    .struct_size = sizeof(BhFrontend),
     .create = nk_create,
     .add_export = nk_add_export,
     .start = nk_start,
@@ -712,11 +712,10 @@ static const BhFrontend nbd_kernel_frontend = {
     .uri = nk_uri,
     .status = nk_status,
     .set_event_cb = nk_set_event_cb,
+    .control = nbd_kernel_control,
 };
 
 static const BhPluginDesc desc = {
-    .abi_version = BH_PLUGIN_ABI_VERSION,
-    .struct_size = sizeof(BhPluginDesc),
     .kind = BH_PLUGIN_FRONTEND,
     .thread_model = BH_THREAD_PARALLEL,
     .name = "nbd-kernel",

@@ -1,8 +1,8 @@
 /*
  * Internals of the nbd-kernel frontend: the pieces that talk to the
  * kernel's nbd driver, shared by the frontend (nbd-kernel.c, which also
- * runs the persist monitor) and the helpers the Lua binding reaches
- * through nbd-kernel-api.h (api.c).
+ * runs the persist monitor) and its control commands (api.c), which the
+ * Lua binding reaches through bh_frontend_control().
  *
  *   device.c   /dev/nbdN paths, sysfs state, partition re-read
  *   netlink.c  the generic-netlink family "nbd" (raw netlink, no libnl)
@@ -24,7 +24,7 @@
 /* Index N of an NBD device path (/dev/nbdN or a link to it).  Errors:
  * ENOENT (no such file), ENOTBLK (not an NBD block device), ENODEV (the
  * nbd module is not loaded). */
-int nbd_dev_resolve(const char *path, GError **errp);
+int nbd_dev_resolve(const char *path, BhError **errp);
 /* The contents of /sys/block/nbdN/FILE without the newline, or NULL. */
 char *nbd_dev_sysfs(int index, const char *file);
 /* pid of the process that connected the device, 0 when not connected. */
@@ -40,7 +40,7 @@ GPtrArray *nbd_dev_list(void);
  * because a device with a mounted filesystem refuses (EBUSY). */
 void nbd_dev_reread_partitions(int index);
 /* A message that turns EPERM/EACCES into "needs root". */
-int nbd_dev_perm_error(GError **errp, int err, const char *what,
+int nbd_dev_perm_error(BhError **errp, int err, const char *what,
                        const char *device);
 
 /* ---- netlink.c ---- */
@@ -49,7 +49,7 @@ typedef struct NbdNl NbdNl;
 
 /* Resolve the "nbd" family.  Returns NULL with ENOENT when the kernel
  * has no such family (old kernel): callers fall back to ioctls. */
-NbdNl *nbd_nl_open(GError **errp);
+NbdNl *nbd_nl_open(BhError **errp);
 void nbd_nl_close(NbdNl *nl);
 
 typedef struct NbdKernelParams {
@@ -64,12 +64,12 @@ typedef struct NbdKernelParams {
     const char *backend;     /* shown in /sys/block/nbdN/backend */
 } NbdKernelParams;
 
-int nbd_nl_connect(NbdNl *nl, const NbdKernelParams *p, GError **errp);
-int nbd_nl_disconnect(NbdNl *nl, int index, GError **errp);
+int nbd_nl_connect(NbdNl *nl, const NbdKernelParams *p, BhError **errp);
+int nbd_nl_disconnect(NbdNl *nl, int index, BhError **errp);
 int nbd_nl_reconfigure(NbdNl *nl, int index, const int *fds, unsigned nfds,
-                       const char *backend, GError **errp);
+                       const char *backend, BhError **errp);
 /* Join the multicast group that reports dead links. */
-int nbd_nl_subscribe(NbdNl *nl, GError **errp);
+int nbd_nl_subscribe(NbdNl *nl, BhError **errp);
 int nbd_nl_fd(NbdNl *nl);
 /* Read one pending message; the index of a LINK_DEAD event, or -1. */
 int nbd_nl_read_event(NbdNl *nl);
@@ -82,18 +82,21 @@ typedef struct NbdIoctl NbdIoctl;
  * done(opaque) runs on that thread when NBD_DO_IT returns. */
 NbdIoctl *nbd_ioctl_connect(const char *device, const NbdKernelParams *p,
                             void (*done)(void *opaque), void *opaque,
-                            GError **errp);
+                            BhError **errp);
 /* True once NBD_DO_IT returned (the device was disconnected, or failed
  * to start: *err then holds the errno). */
 bool nbd_ioctl_done(NbdIoctl *io, int *err);
 /* NBD_DISCONNECT through the open fd, then join the thread. */
 void nbd_ioctl_disconnect_and_free(NbdIoctl *io);
 /* Disconnect a device connected by anyone, through a fresh fd. */
-int nbd_ioctl_disconnect(const char *device, GError **errp);
+int nbd_ioctl_disconnect(const char *device, BhError **errp);
 
 /* ---- api.c ---- */
 
 /* Disconnect /dev/nbdN whoever connected it: netlink, else ioctl. */
-int nbd_kernel_disconnect(const char *device, GError **errp);
+int nbd_kernel_disconnect(const char *device, BhError **errp);
+/* BhFrontend.control: disconnect, devices, list. */
+int nbd_kernel_control(const char *command, BhOpts *args, BhInfoList *reply,
+                       BhError **errp);
 
 #endif

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "nbd-kernel.h"
+#include <blkhost/glib.h>
 
 struct NbdNl {
     int fd;
@@ -158,7 +159,7 @@ static void family_reply(void *ctx, const struct nlmsghdr *h)
     }
 }
 
-NbdNl *nbd_nl_open(GError **errp)
+NbdNl *nbd_nl_open(BhError **errp)
 {
     NbdNl *nl = g_new0(NbdNl, 1);
     nl->fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_GENERIC);
@@ -225,7 +226,7 @@ static void put_backend(NlMsg *m, const char *backend)
                  strlen(backend) + 1);
 }
 
-int nbd_nl_connect(NbdNl *nl, const NbdKernelParams *p, GError **errp)
+int nbd_nl_connect(NbdNl *nl, const NbdKernelParams *p, BhError **errp)
 {
     g_autofree NlMsg *m = g_new(NlMsg, 1);
     msg_init(m, nl->family, NBD_CMD_CONNECT, 0);
@@ -251,7 +252,7 @@ int nbd_nl_connect(NbdNl *nl, const NbdKernelParams *p, GError **errp)
     return 0;
 }
 
-int nbd_nl_disconnect(NbdNl *nl, int index, GError **errp)
+int nbd_nl_disconnect(NbdNl *nl, int index, BhError **errp)
 {
     g_autofree NlMsg *m = g_new(NlMsg, 1);
     msg_init(m, nl->family, NBD_CMD_DISCONNECT, 0);
@@ -266,7 +267,7 @@ int nbd_nl_disconnect(NbdNl *nl, int index, GError **errp)
 }
 
 int nbd_nl_reconfigure(NbdNl *nl, int index, const int *fds, unsigned nfds,
-                       const char *backend, GError **errp)
+                       const char *backend, BhError **errp)
 {
     g_autofree NlMsg *m = g_new(NlMsg, 1);
     msg_init(m, nl->family, NBD_CMD_RECONFIGURE, 0);
@@ -280,7 +281,7 @@ int nbd_nl_reconfigure(NbdNl *nl, int index, const int *fds, unsigned nfds,
     return 0;
 }
 
-int nbd_nl_subscribe(NbdNl *nl, GError **errp)
+int nbd_nl_subscribe(NbdNl *nl, BhError **errp)
 {
     if (!nl->mcast_group)
         return bh_error_set(errp, ENOTSUP, "the kernel's nbd family has no "

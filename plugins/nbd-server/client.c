@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "nbd-server.h"
+#include <blkhost/glib.h>
 
 #define NBD_STOP_GRACE 10   /* s before stop cuts off clients that read */
 
@@ -203,7 +204,7 @@ static gpointer client_thread(gpointer data)
     NbdClient *cl = data;
     NbdServer *srv = cl->srv;
     NbdSession s;
-    GError *err = NULL;
+    BhError *err = NULL;
 
     int r = nbd_handshake_server_tls(cl->fd, &srv_ops, cl, srv->tls, NULL,
                                      &s, &err);
@@ -220,11 +221,11 @@ static gpointer client_thread(gpointer data)
         g_printerr("nbd-server: client %" G_GUINT64_FORMAT " (%s) did not "
                    "finish the handshake within %u s; disconnecting\n",
                    cl->id, cl->peer, srv->handshake_timeout);
-        g_clear_error(&err);
+        bh_error_clear(&err);
     } else if (r < 0) {
         g_printerr("nbd-server: client %" G_GUINT64_FORMAT " (%s): %s\n",
-                   cl->id, cl->peer, err->message);
-        g_clear_error(&err);
+                   cl->id, cl->peer, bh_error_message(err));
+        bh_error_clear(&err);
     } else if (r == 1) {
         if (srv->send_timeout) {
             struct timeval tv = { .tv_sec = srv->send_timeout };
@@ -233,15 +234,15 @@ static gpointer client_thread(gpointer data)
         nbd_server_emit(srv, "connect", client_info(cl, &s));
         /* Below this point the client's traffic is the data path. */
         if (nbd_conn_serve(cl->fd, &s, srv->pool, &srv->stats, &err) < 0) {
-            if (err->code == ETIMEDOUT)
+            if (bh_error_errno(err) == ETIMEDOUT)
                 g_printerr("nbd-server: client %" G_GUINT64_FORMAT " (%s) "
                            "read none of its replies for %u s; "
                            "disconnecting it\n", cl->id, cl->peer,
                            srv->send_timeout);
             else
                 g_printerr("nbd-server: client %" G_GUINT64_FORMAT " (%s): "
-                           "%s\n", cl->id, cl->peer, err->message);
-            g_clear_error(&err);
+                           "%s\n", cl->id, cl->peer, bh_error_message(err));
+            bh_error_clear(&err);
         }
         nbd_server_emit(srv, "disconnect", client_info(cl, &s));
     }
@@ -441,7 +442,7 @@ static gpointer accept_thread(gpointer data)
     return NULL;
 }
 
-bool nbd_accept_start(NbdServer *srv, GError **errp)
+bool nbd_accept_start(NbdServer *srv, BhError **errp)
 {
     if (pipe2(srv->wake, O_CLOEXEC | O_NONBLOCK) < 0) {
         bh_error_set_errno(errp, errno, "pipe");

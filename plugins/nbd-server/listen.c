@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "nbd-server.h"
+#include <blkhost/glib.h>
 
 #define SD_LISTEN_FDS_START 3
 
@@ -35,7 +36,7 @@ static inline bool fail_(int negative_errno)
 
 /* Split "HOST:PORT" / "[V6]:PORT"; the caller frees *host. */
 static bool split_host_port(const char *hp, char **host, char **port,
-                            GError **errp)
+                            BhError **errp)
 {
     const char *colon;
     if (hp[0] == '[') {
@@ -68,7 +69,7 @@ bad:
     return false;
 }
 
-bool nbd_listen_check_spec(const char *spec, GError **errp)
+bool nbd_listen_check_spec(const char *spec, BhError **errp)
 {
     if (g_str_has_prefix(spec, "unix:")) {
         const char *path = spec + 5;
@@ -101,7 +102,7 @@ static void add_listener(NbdServer *srv, NbdListener *l)
     g_array_append_val(srv->listeners, *l);
 }
 
-static bool adopt_fd(NbdServer *srv, int fd, const char *what, GError **errp)
+static bool adopt_fd(NbdServer *srv, int fd, const char *what, BhError **errp)
 {
     int acc = 0;
     socklen_t len = sizeof(acc);
@@ -117,7 +118,7 @@ static bool adopt_fd(NbdServer *srv, int fd, const char *what, GError **errp)
     return true;
 }
 
-static bool open_systemd(NbdServer *srv, GError **errp)
+static bool open_systemd(NbdServer *srv, BhError **errp)
 {
     const char *pid = g_getenv("LISTEN_PID");
     const char *fds = g_getenv("LISTEN_FDS");
@@ -140,7 +141,7 @@ static bool open_systemd(NbdServer *srv, GError **errp)
     return true;
 }
 
-static bool open_unix(NbdServer *srv, const char *path, GError **errp)
+static bool open_unix(NbdServer *srv, const char *path, BhError **errp)
 {
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
     struct stat st;
@@ -181,7 +182,7 @@ static bool open_unix(NbdServer *srv, const char *path, GError **errp)
     return true;
 }
 
-static bool open_tcp(NbdServer *srv, const char *hp, GError **errp)
+static bool open_tcp(NbdServer *srv, const char *hp, BhError **errp)
 {
     g_autofree char *host = NULL, *port = NULL;
     if (!split_host_port(hp, &host, &port, errp))
@@ -224,7 +225,7 @@ static bool open_tcp(NbdServer *srv, const char *hp, GError **errp)
     return true;
 }
 
-bool nbd_listen_open(NbdServer *srv, GError **errp)
+bool nbd_listen_open(NbdServer *srv, BhError **errp)
 {
     char **specs = srv->listen;
     bool ok = true;

@@ -41,10 +41,11 @@
 #include <unistd.h>
 
 #include "nbd-server.h"
+#include <blkhost/glib.h>
 
 /* The tls-* options, checked and loaded now, so that bad credentials
  * fail the server's creation instead of its first client. */
-static bool nbd_server_tls_new(BhOpts *opts, NbdTls **out, GError **errp)
+static bool nbd_server_tls_new(BhOpts *opts, NbdTls **out, BhError **errp)
 {
     const char *mode = bh_opts_get(opts, "tls");
     NbdTlsConfig cfg = {
@@ -74,7 +75,7 @@ static bool nbd_server_tls_new(BhOpts *opts, NbdTls **out, GError **errp)
     return *out != NULL;
 }
 
-static void *nbd_server_create(BhOpts *opts, GError **errp)
+static void *nbd_server_create(BhOpts *opts, BhError **errp)
 {
     uint64_t max_clients = 0, threads = 0, max_handshakes = 0;
     uint64_t handshake_timeout = 0, send_timeout = 0, stop_timeout = 0;
@@ -129,7 +130,7 @@ static void *nbd_server_create(BhOpts *opts, GError **errp)
     return srv;
 }
 
-static int nbd_server_add_export(void *fe, BhExport *exp, GError **errp)
+static int nbd_server_add_export(void *fe, BhExport *exp, BhError **errp)
 {
     NbdServer *srv = fe;
     if (!exp->name)
@@ -157,7 +158,7 @@ static int nbd_server_add_export(void *fe, BhExport *exp, GError **errp)
     return 0;
 }
 
-static int nbd_server_start(void *fe, GError **errp)
+static int nbd_server_start(void *fe, BhError **errp)
 {
     NbdServer *srv = fe;
     if (srv->started)
@@ -209,10 +210,10 @@ static void nbd_server_stop(void *fe)
     for (guint i = 0; i < srv->exports->len; i++) {
         BhExport *e = g_ptr_array_index(srv->exports, i);
         if (!e->readonly && !bh_node_is_readonly(e->node)) {
-            g_autoptr(GError) err = NULL;
+            g_autoptr(BhError) err = NULL;
             if (bh_node_flush(e->node, &err) < 0)
                 g_printerr("nbd-server: flushing export '%s': %s\n",
-                           e->name, err->message);
+                           e->name, bh_error_message(err));
         }
     }
     g_mutex_lock(&srv->lock);
@@ -305,7 +306,6 @@ static void nbd_server_set_event_cb(void *fe, BhFrontendEventFn cb, void *data)
 }
 
 static const BhFrontend nbd_server_frontend = {
-    .struct_size = sizeof(BhFrontend),
     .create = nbd_server_create,
     .add_export = nbd_server_add_export,
     .start = nbd_server_start,
@@ -317,8 +317,6 @@ static const BhFrontend nbd_server_frontend = {
 };
 
 static const BhPluginDesc desc = {
-    .abi_version = BH_PLUGIN_ABI_VERSION,
-    .struct_size = sizeof(BhPluginDesc),
     .kind = BH_PLUGIN_FRONTEND,
     .thread_model = BH_THREAD_PARALLEL,
     .name = "nbd-server",

@@ -76,9 +76,9 @@ typedef struct NbdServer {
 } NbdServer;
 
 /* listen.c */
-bool nbd_listen_check_spec(const char *spec, GError **errp);
+bool nbd_listen_check_spec(const char *spec, BhError **errp);
 /* Open every listener in srv->listen (or systemd's sockets). */
-bool nbd_listen_open(NbdServer *srv, GError **errp);
+bool nbd_listen_open(NbdServer *srv, BhError **errp);
 void nbd_listen_close(NbdServer *srv);
 /* nbds:// and nbds+unix:// when tls (the server requires TLS). */
 char *nbd_listen_uri(const NbdListener *l, const char *export_name,
@@ -86,7 +86,7 @@ char *nbd_listen_uri(const NbdListener *l, const char *export_name,
 char *nbd_listen_describe(const NbdListener *l);
 
 /* client.c */
-bool nbd_accept_start(NbdServer *srv, GError **errp);
+bool nbd_accept_start(NbdServer *srv, BhError **errp);
 /* Ends every client; false if some did not finish within stop_timeout
  * (a driver call that never returns): then the sockets are shut down and
  * the stuck exports named on stderr. */

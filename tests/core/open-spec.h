@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* For the core's C tests: a node from an option string, or bail out. */
 #ifndef BH_TESTS_CORE_OPEN_SPEC_H
 #define BH_TESTS_CORE_OPEN_SPEC_H
@@ -10,10 +10,10 @@
 static inline BhNode *open_spec(const char *spec)
 {
     g_autoptr(BhOpts) o = bh_opts_parse(spec, NULL, NULL);
-    GError *err = NULL;
+    BhError *err = NULL;
     BhNode *bs = bh_node_open(NULL, o, &err);
     if (!bs) {
-        printf("Bail out! cannot open %s: %s\n", spec, err->message);
+        printf("Bail out! cannot open %s: %s\n", spec, bh_error_message(err));
         exit(1);
     }
     return bs;

@@ -11,7 +11,7 @@ rc=$?
 has() { if grep -qE -- "$2" <<<"$out"; then ok "$1"; else not_ok "$1"; diag "$out"; fi; }
 has "build-tree raw driver found after BLKHOST_PLUGIN_PATH" "^ *raw .*drivers/raw/raw.so"
 has "older descriptor loads" "^ *old-struct "
-has "wrong ABI refused with the supported range" "bad-abi.so: plugin ABI version 99 is not supported \(this blkhost supports 1 to 1\)"
+has "wrong ABI refused with the supported range" "bad-abi.so: plugin ABI version 99 is not supported \(this blkhost supports 2 to 2\)"
 has "missing symbol refused" "no-symbol.so: no blkhost_plugin_init symbol"
 has "init failure refused with the plugin's reason" "init-fail.so: .*needs /dev/frobnicator"
 has "init returning NULL refused" "init-null.so: blkhost_plugin_init\(\) failed"

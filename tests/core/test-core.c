@@ -18,7 +18,7 @@ typedef struct {
 
 static TestdrvStats *stats;
 
-static BhNode *open_td(const char *extra, GError **errp)
+static BhNode *open_td(const char *extra, BhError **errp)
 {
     g_autofree char *s = g_strdup_printf("format=testdrv,size=64K%s%s",
                                          extra ? "," : "", extra ? extra : "");
@@ -27,13 +27,13 @@ static BhNode *open_td(const char *extra, GError **errp)
     return bh_node_open(NULL, o, errp);
 }
 
-static void expect_err(int r, GError **err, int want, const char *part,
+static void expect_err(int r, BhError **err, int want, const char *part,
                        const char *what)
 {
-    ok(r == -want && *err && (*err)->code == want &&
-       strstr((*err)->message, part), "%s: %s", what,
-       *err ? (*err)->message : "(no error)");
-    g_clear_error(err);
+    ok(r == -want && *err && bh_error_errno(*err) == want &&
+       strstr(bh_error_message((*err)), part), "%s: %s", what,
+       *err ? bh_error_message((*err)) : "(no error)");
+    bh_error_clear(err);
 }
 
 int main(int argc, char **argv)
@@ -43,10 +43,10 @@ int main(int argc, char **argv)
         return 0;
     }
     plan(29);
-    GError *err = NULL;
+    BhError *err = NULL;
     const BhPluginRecord *rec = bh_plugin_load(argv[1], &err);
     if (!rec || rec->error) {
-        printf("Bail out! cannot load testdrv: %s\n", err->message);
+        printf("Bail out! cannot load testdrv: %s\n", bh_error_message(err));
         return 1;
     }
     void *h = dlopen(argv[1], RTLD_NOW | RTLD_NOLOAD);
@@ -59,7 +59,7 @@ int main(int argc, char **argv)
     uint8_t buf[8192];
     BhNode *bs = open_td(NULL, &err);
     ok(bs && bh_node_size(bs) == 65536, "testdrv opens, 64 KiB");
-    g_clear_error(&err);
+    bh_error_clear(&err);
 
     /* ranges */
     expect_err(bh_node_pread(bs, buf, 65536 - 100, 200, 0, &err), &err,
@@ -142,37 +142,37 @@ int main(int argc, char **argv)
 
     /* option refusals */
     bs = open_td("bogus=1", &err);
-    ok(!bs && err && strstr(err->message, "unknown option 'bogus' for "
+    ok(!bs && err && strstr(bh_error_message(err), "unknown option 'bogus' for "
                             "driver testdrv"), "unknown option named: %s",
-       err ? err->message : "");
-    g_clear_error(&err);
+       err ? bh_error_message(err) : "");
+    bh_error_clear(&err);
     bs = open_td("cache=sometimes", &err);
-    ok(!bs && err && strstr(err->message, "cache"), "bad cache mode: %s",
-       err ? err->message : "");
-    g_clear_error(&err);
+    ok(!bs && err && strstr(bh_error_message(err), "cache"), "bad cache mode: %s",
+       err ? bh_error_message(err) : "");
+    bh_error_clear(&err);
     bs = open_td("detect-zeroes=unmap", &err);
-    ok(!bs && err && strstr(err->message, "requires discard=unmap"),
+    ok(!bs && err && strstr(bh_error_message(err), "requires discard=unmap"),
        "detect-zeroes=unmap without discard=unmap: %s",
-       err ? err->message : "");
-    g_clear_error(&err);
+       err ? bh_error_message(err) : "");
+    bh_error_clear(&err);
     bs = open_td("size=lots", &err);
-    ok(!bs && err && strstr(err->message, "'lots' is not a number"),
-       "size that is not a number: %s", err ? err->message : "");
-    g_clear_error(&err);
+    ok(!bs && err && strstr(bh_error_message(err), "'lots' is not a number"),
+       "size that is not a number: %s", err ? bh_error_message(err) : "");
+    bh_error_clear(&err);
     g_autoptr(BhOpts) o = bh_opts_parse("format=nosuchformat", NULL, NULL);
     bs = bh_node_open("/dev/null", o, &err);
-    ok(!bs && err && strstr(err->message, "unknown format 'nosuchformat' "
-                            "(available:") && strstr(err->message, "testdrv"),
-       "unknown format lists what exists: %s", err ? err->message : "");
-    g_clear_error(&err);
+    ok(!bs && err && strstr(bh_error_message(err), "unknown format 'nosuchformat' "
+                            "(available:") && strstr(bh_error_message(err), "testdrv"),
+       "unknown format lists what exists: %s", err ? bh_error_message(err) : "");
+    bh_error_clear(&err);
 
     /* windows over a node refuse to be writable over read-only */
     BhNode *ro = open_td("readonly=on", NULL);
     g_autoptr(BhOpts) wo = bh_opts_parse("readonly=off", NULL, NULL);
     BhNode *w = bh_node_open_over(ro, "testdrv", wo, &err);
     ok(!w && err, "a writable node over a read-only one is refused: %s",
-       err ? err->message : "");
-    g_clear_error(&err);
+       err ? bh_error_message(err) : "");
+    bh_error_clear(&err);
     bh_node_unref(ro);
 
     /* ref counting */

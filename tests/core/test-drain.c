@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Drain (bh_node_drain_begin/end): with 16 writes held in flight by
  * holddrv, drain_begin returns only once they all completed, nothing
@@ -198,10 +198,10 @@ static void test_format_and_nesting(void)
 {
     BhNode *file = open_spec("format=holddrv,size=1M");
     g_autoptr(BhOpts) o = bh_opts_parse("readonly=off", NULL, NULL);
-    GError *err = NULL;
+    BhError *err = NULL;
     BhNode *fmt = bh_node_open_over(file, "raw", o, &err);
     if (!fmt) {
-        printf("Bail out! raw over holddrv: %s\n", err->message);
+        printf("Bail out! raw over holddrv: %s\n", bh_error_message(err));
         exit(1);
     }
     memset(hs, 0, sizeof *hs);
@@ -283,13 +283,13 @@ static gpointer loop_writer_main(gpointer opaque)
         if (off + len > 16 * 1024 * 1024)
             off = 16 * 1024 * 1024 - len;
         memset(b, (int)(x >> 40), len);
-        GError *err = NULL;
+        BhError *err = NULL;
         if (bh_node_pwrite(l->bs, b, off, len, 0, &err) < 0) {
             if (!l->msg)
-                l->msg = g_strdup(err ? err->message : "?");
+                l->msg = g_strdup(err ? bh_error_message(err) : "?");
             l->errors++;
         }
-        g_clear_error(&err);
+        bh_error_clear(&err);
         l->writes++;
     }
     return NULL;
@@ -300,12 +300,12 @@ static void test_snapshot_under_writes(void)
     g_autofree char *qemu_img = g_find_program_in_path("qemu-img");
     g_autofree char *dir = g_dir_make_tmp("drain-XXXXXX", NULL);
     g_autofree char *img = g_build_filename(dir, "disk.qcow2", NULL);
-    GError *err = NULL;
+    BhError *err = NULL;
     g_autoptr(BhOpts) co = bh_opts_parse("size=16M", NULL, NULL);
 
     if (!bh_create(img, "qcow2", co, &err)) {
-        ok(0, "create a qcow2 image: %s", err->message);
-        g_clear_error(&err);
+        ok(0, "create a qcow2 image: %s", bh_error_message(err));
+        bh_error_clear(&err);
         ok(0, "snapshots under writes (no image)");
         ok(0, "qemu-img check (no image)");
         return;
@@ -328,8 +328,8 @@ static void test_snapshot_under_writes(void)
     g_atomic_int_set(&l.stop, 1);
     g_thread_join(t);
     ok(r == 0, "6 snapshots taken (and one deleted) on a qcow2 node while "
-       "another thread writes: %s", err ? err->message : "no error");
-    g_clear_error(&err);
+       "another thread writes: %s", err ? bh_error_message(err) : "no error");
+    bh_error_clear(&err);
     ok(l.errors == 0 && l.writes > 0, "the writer saw no error in %d "
        "writes%s%s", l.writes, l.msg ? ": " : "", l.msg ? l.msg : "");
     bh_node_unref(bs);
@@ -356,7 +356,7 @@ int main(int argc, char **argv)
         printf("1..0 # SKIP needs holddrv\n");
         return 0;
     }
-    GError *err = NULL;
+    BhError *err = NULL;
     const BhPluginRecord *rec = bh_plugin_load(argv[1], &err);
     void *h = rec && !rec->error ? dlopen(argv[1], RTLD_NOW | RTLD_NOLOAD)
                                  : NULL;

@@ -9,15 +9,15 @@ static void size_case(const char *str, bool want_ok, uint64_t want,
                       const char *msg_part)
 {
     uint64_t v = 0;
-    GError *err = NULL;
+    BhError *err = NULL;
     bool r = bh_parse_size(str, &v, &err);
     if (want_ok)
         ok(r && v == want, "size '%s' parses to %llu", str,
            (unsigned long long)want);
     else
-        ok(!r && err && strstr(err->message, msg_part),
-           "size '%s' refused: %s", str, err ? err->message : "(no error)");
-    g_clear_error(&err);
+        ok(!r && err && strstr(bh_error_message(err), msg_part),
+           "size '%s' refused: %s", str, err ? bh_error_message(err) : "(no error)");
+    bh_error_clear(&err);
 }
 
 int main(void)
@@ -43,7 +43,7 @@ int main(void)
     size_case("1.5B", false, 0, "fraction but no unit");
     size_case("010", true, 10, NULL);
 
-    GError *err = NULL;
+    BhError *err = NULL;
     g_autoptr(BhOpts) o = bh_opts_parse("format=raw,offset=4k,desc=a,,b",
                                         NULL, &err);
     ok(o != NULL, "parse 'format=raw,offset=4k,desc=a,,b'");
@@ -53,14 +53,14 @@ int main(void)
     ok(bh_opts_get_size(o, "offset", 0, &off, NULL) && off == 4096,
        "offset=4k is 4096");
     ok(!bh_opts_check_used(o, "test", &err) && err &&
-       strstr(err->message, "unknown option 'format' for test"),
-       "unused key is named: %s", err ? err->message : "");
-    g_clear_error(&err);
+       strstr(bh_error_message(err), "unknown option 'format' for test"),
+       "unused key is named: %s", err ? bh_error_message(err) : "");
+    bh_error_clear(&err);
 
     g_autoptr(BhOpts) bad = bh_opts_parse("a=1,noequals", NULL, &err);
-    ok(!bad && err && strstr(err->message, "noequals"),
-       "item without '=' refused: %s", err ? err->message : "");
-    g_clear_error(&err);
+    ok(!bad && err && strstr(bh_error_message(err), "noequals"),
+       "item without '=' refused: %s", err ? bh_error_message(err) : "");
+    bh_error_clear(&err);
     g_autoptr(BhOpts) implied = bh_opts_parse("snap1,x=2", "name", &err);
     ok(implied && g_str_equal(bh_opts_get(implied, "name"), "snap1"),
        "bare word goes to the implied key");
@@ -72,9 +72,9 @@ int main(void)
        "bool 'yes' is true");
     bh_opts_set(b, "readonly", "maybe");
     ok(!bh_opts_get_bool(b, "readonly", false, &bv, &err) && err &&
-       strstr(err->message, "not a boolean"), "bool 'maybe' refused: %s",
-       err ? err->message : "");
-    g_clear_error(&err);
+       strstr(bh_error_message(err), "not a boolean"), "bool 'maybe' refused: %s",
+       err ? bh_error_message(err) : "");
+    bh_error_clear(&err);
     bh_opts_set(b, "detect_zeroes", "on");
     ok(bh_opts_has(b, "detect-zeroes"), "'_' and '-' are the same in keys");
 
@@ -85,19 +85,19 @@ int main(void)
        "enum value found");
     bh_opts_set(b, "mode", "c");
     ok(!bh_opts_get_enum(b, "mode", modes, 0, &m, &err) && err &&
-       strstr(err->message, "expected one of: a, bb"),
-       "bad enum lists choices: %s", err ? err->message : "");
-    g_clear_error(&err);
+       strstr(bh_error_message(err), "expected one of: a, bb"),
+       "bad enum lists choices: %s", err ? bh_error_message(err) : "");
+    bh_error_clear(&err);
 
     uint64_t u;
     bh_opts_set(b, "n", "300");
     ok(!bh_opts_get_uint(b, "n", 0, 255, &u, &err) && err,
-       "uint above its maximum refused: %s", err ? err->message : "");
-    g_clear_error(&err);
+       "uint above its maximum refused: %s", err ? bh_error_message(err) : "");
+    bh_error_clear(&err);
     bh_opts_set(b, "n", "1k");
     ok(!bh_opts_get_uint(b, "n", 0, 4096, &u, &err),
        "uint with a suffix refused");
-    g_clear_error(&err);
+    bh_error_clear(&err);
 
     g_autoptr(BhOpts) l = bh_opts_new();
     bh_opts_add(l, "listen", "unix:/a");

@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The request path (request.h): request flags a driver did not declare
  * never reach it (testdrv is synchronous and declares none, holddrv-noflags
@@ -30,11 +30,11 @@ typedef struct {
 
 static void *load(const char *path, const char *sym)
 {
-    GError *err = NULL;
+    BhError *err = NULL;
     const BhPluginRecord *rec = bh_plugin_load(path, &err);
     if (!rec || rec->error) {
         printf("Bail out! cannot load %s: %s\n", path,
-               err ? err->message : rec->error);
+               err ? bh_error_message(err) : rec->error);
         exit(1);
     }
     void *h = dlopen(path, RTLD_NOW | RTLD_NOLOAD);
@@ -165,7 +165,7 @@ int main(int argc, char **argv)
     g_mutex_init(&w.lock);
     g_cond_init(&w.cond);
     uint8_t buf[4096];
-    GError *err = NULL;
+    BhError *err = NULL;
     memset(buf, 0x5a, sizeof buf);
 
     /* --- a synchronous driver declaring no flags --- */
@@ -183,8 +183,8 @@ int main(int argc, char **argv)
     int r = bh_node_write_zeroes(bs, 0, 4096, BH_IO_FAST_ZERO, &err);
     ok(r == -ENOTSUP && ts->zeroes == 1 && ts->seen_flags == 0,
        "sync driver without declared flags: FAST_ZERO fails ENOTSUP without "
-       "calling it: %s", err ? err->message : "");
-    g_clear_error(&err);
+       "calling it: %s", err ? bh_error_message(err) : "");
+    bh_error_clear(&err);
     bh_node_unref(bs);
 
     /* --- a submit driver declaring no flags --- */
@@ -207,7 +207,7 @@ int main(int argc, char **argv)
     ok(r == -ENOTSUP && ns->zeroes == 1 && ns->seen_flags == 0,
        "submit driver without declared flags: FAST_ZERO is ENOTSUP, driver "
        "not called");
-    g_clear_error(&err);
+    bh_error_clear(&err);
     bh_node_unref(bs);
 
     /* --- a submit driver declaring all three --- */

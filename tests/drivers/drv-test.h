@@ -51,7 +51,7 @@ static inline void scratch_cleanup(void)
 
 /* Open filename with options "k=v,k2=v2"; NULL with *err set on failure. */
 static inline BhNode *open_node(const char *filename, const char *optstr,
-                                GError **err)
+                                BhError **err)
 {
     g_autoptr(BhOpts) o = bh_opts_parse(optstr ? optstr : "", NULL, err);
     if (!o)
@@ -62,12 +62,12 @@ static inline BhNode *open_node(const char *filename, const char *optstr,
 /* Like open_node, but a failure is reported as a diagnostic. */
 static inline BhNode *open_ok(const char *filename, const char *optstr)
 {
-    GError *err = NULL;
+    BhError *err = NULL;
     BhNode *bs = open_node(filename, optstr, &err);
     if (!bs) {
         diag("open '%s' {%s} failed: %s", filename, optstr,
-             err ? err->message : "?");
-        g_clear_error(&err);
+             err ? bh_error_message(err) : "?");
+        bh_error_clear(&err);
     }
     return bs;
 }
@@ -75,7 +75,7 @@ static inline BhNode *open_ok(const char *filename, const char *optstr)
 /* ok() that ret == -want_errno, err's code is want_errno and its message
  * contains want_msg (if not NULL).  Clears err.  The description is a
  * printf format. */
-static inline G_GNUC_PRINTF(5, 6) int check_error(int ret, GError **err,
+static inline G_GNUC_PRINTF(5, 6) int check_error(int ret, BhError **err,
                                                   int want_errno,
                                                   const char *want_msg,
                                                   const char *fmt, ...)
@@ -84,22 +84,22 @@ static inline G_GNUC_PRINTF(5, 6) int check_error(int ret, GError **err,
     va_start(ap, fmt);
     g_autofree char *desc = g_strdup_vprintf(fmt, ap);
     va_end(ap);
-    bool good = ret == -want_errno && *err && (*err)->code == want_errno &&
-                (!want_msg || strstr((*err)->message, want_msg));
+    bool good = ret == -want_errno && *err && bh_error_errno(*err) == want_errno &&
+                (!want_msg || strstr(bh_error_message((*err)), want_msg));
     ok(good, "%s", desc);
     if (!good)
         diag("got ret %d, error %d '%s'; want %d containing '%s'", ret,
-             *err ? (*err)->code : 0, *err ? (*err)->message : "(none)",
+             *err ? bh_error_errno(*err) : 0, *err ? bh_error_message((*err)) : "(none)",
              -want_errno, want_msg ? want_msg : "");
     else if (*err)
-        diag("message: %s", (*err)->message);
-    g_clear_error(err);
+        diag("message: %s", bh_error_message((*err)));
+    bh_error_clear(err);
     return good;
 }
 
 /* The same for an open that should have failed (bs is the result). */
 static inline G_GNUC_PRINTF(5, 6) int check_open_fails(BhNode *bs,
-                                                       GError **err,
+                                                       BhError **err,
                                                        int want_errno,
                                                        const char *want_msg,
                                                        const char *fmt, ...)
@@ -114,7 +114,7 @@ static inline G_GNUC_PRINTF(5, 6) int check_open_fails(BhNode *bs,
         bh_node_unref(bs);
         return 0;
     }
-    return check_error(-((*err) ? (*err)->code : 0), err, want_errno,
+    return check_error(-((*err) ? bh_error_errno(*err) : 0), err, want_errno,
                        want_msg, "%s", desc);
 }
 
@@ -194,11 +194,11 @@ static inline char *extent_map(BhNode *bs, uint64_t offset, uint64_t len)
     while (offset < end) {
         uint64_t pnum = 0;
         uint32_t st = 0;
-        GError *err = NULL;
+        BhError *err = NULL;
         if (bh_node_block_status(bs, offset, end - offset, &pnum, &st,
                                  &err) < 0) {
-            g_string_append_printf(s, "ERR(%s)", err->message);
-            g_clear_error(&err);
+            g_string_append_printf(s, "ERR(%s)", bh_error_message(err));
+            bh_error_clear(&err);
             break;
         }
         char c = (st & BH_BLOCK_HOLE) ? 'H' : (st & BH_BLOCK_ZERO) ? 'Z' : 'D';

@@ -13,14 +13,14 @@
 
 static int create(const char *filename, const char *size)
 {
-    GError *err = NULL;
+    BhError *err = NULL;
     BhOpts *opts = bh_opts_new();
     bh_opts_set(opts, "size", size);
     bool ok = bh_create(filename, "raw", opts, &err);
     bh_opts_free(opts);
     if (!ok) {
-        fprintf(stderr, "hold-image: %s\n", err->message);
-        g_error_free(err);
+        fprintf(stderr, "hold-image: %s\n", bh_error_message(err));
+        bh_error_free(err);
         return 1;
     }
     printf("created\n");
@@ -35,12 +35,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: %s IMAGE [k=v,...]\n", argv[0]);
         return 2;
     }
-    GError *err = NULL;
+    BhError *err = NULL;
     g_autoptr(BhOpts) opts = bh_opts_parse(argc > 2 ? argv[2] : "format=raw", NULL,
                                  &err);
     BhNode *bs = opts ? bh_node_open(argv[1], opts, &err) : NULL;
     if (!bs) {
-        fprintf(stderr, "hold-image: %s\n", err->message);
+        fprintf(stderr, "hold-image: %s\n", bh_error_message(err));
         return 1;
     }
     printf("ready\n");

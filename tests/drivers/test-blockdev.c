@@ -6,6 +6,7 @@
  * refused.
  */
 #include "drv-test.h"
+#include <blkhost/glib.h>
 
 #define MiB (1024 * 1024)
 
@@ -81,7 +82,7 @@ static void test_device(const char *backing)
     ok(ret == 0 && memcmp(r, w, 8192) == 0, "blockdev: unaligned "
        "write-zeroes (3000 bytes at 7 MiB + 100) clears exactly those");
 
-    GError *err = NULL;
+    BhError *err = NULL;
     check_error(bh_node_truncate(bs, 16 * MiB, &err), &err, ENOTSUP,
                 "block device", "blockdev: resize to 16 MiB refused with "
                 "ENOTSUP");

@@ -8,12 +8,13 @@
 #include <sys/wait.h>
 
 #include "drv-test.h"
+#include <blkhost/glib.h>
 
 static void expect_open_fails(const char *filename, const char *optstr,
                               int want_errno, const char *want_msg,
                               const char *desc)
 {
-    GError *err = NULL;
+    BhError *err = NULL;
     BhNode *bs = open_node(filename, optstr, &err);
     check_open_fails(bs, &err, want_errno, want_msg, "%s", desc);
 }
@@ -34,10 +35,10 @@ static int open_as_nobody(const char *filename, char **why)
         if (setgroups(0, NULL) < 0 || setresgid(65534, 65534, 65534) < 0 ||
             setresuid(65534, 65534, 65534) < 0)
             _exit(3);
-        GError *err = NULL;
+        BhError *err = NULL;
         BhNode *bs = open_node(filename, "format=raw", &err);
-        g_autofree char *msg = g_strdup_printf("%d %s", bs ? 0 : err->code,
-                                               bs ? "" : err->message);
+        g_autofree char *msg = g_strdup_printf("%d %s", bs ? 0 : bh_error_errno(err),
+                                               bs ? "" : bh_error_message(err));
         if (write(fds[1], msg, strlen(msg)) < 0)
             _exit(4);
         _exit(0);
@@ -62,10 +63,10 @@ static void test_files(void)
 {
     const char *missing = scratch("no-such-file.img");
     g_autofree char *msg = g_strdup_printf("'%s'", missing);
-    GError *err = NULL;
+    BhError *err = NULL;
     BhNode *bs = open_node(missing, "format=raw", &err);
-    bool named = err && strstr(err->message, msg) &&
-                 strstr(err->message, "No such file");
+    bool named = err && strstr(bh_error_message(err), msg) &&
+                 strstr(bh_error_message(err), "No such file");
     check_open_fails(bs, &err, ENOENT, NULL, "missing file refused with "
                      "ENOENT");
     ok(named, "missing file: the message names the path and the reason");

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include "drv-test.h"
+#include <blkhost/glib.h>
 
 #define MiB (1024 * 1024)
 
@@ -192,7 +193,7 @@ static void test_refusals(const char *fmt)
         ok(0, "%s: open read-only", fmt);
         return;
     }
-    GError *err = NULL;
+    BhError *err = NULL;
     uint8_t buf[8192] = { 1 };
     check_error(bh_node_pwrite(bs, buf, 0, 512, 0, &err), &err, EPERM,
                 "read-only", "%s: write to a read-only node refused with EPERM",
@@ -283,15 +284,15 @@ static void test_growable(void)
 
 static void test_create(void)
 {
-    GError *err = NULL;
+    BhError *err = NULL;
     const char *img = scratch("created.raw");
     g_autoptr(BhOpts) o = bh_opts_parse("size=5M", NULL, NULL);
     bool r = bh_create(img, "raw", o, &err);
     ok(r && file_size(img) == 5 * MiB, "create raw size=5M makes a 5 MiB "
        "file");
     if (err)
-        diag("%s", err->message);
-    g_clear_error(&err);
+        diag("%s", bh_error_message(err));
+    bh_error_clear(&err);
     ok(file_blocks(img) < MiB, "the created file is sparse");
 
     poke_pattern(img, 0, 4096, 9);
@@ -300,13 +301,13 @@ static void test_create(void)
     g_autofree uint8_t *head = peek(img, 0, 4096);
     ok(r && file_size(img) == 65536 && all_zero(head, 4096),
        "create file size=64K over an existing file empties it");
-    g_clear_error(&err);
+    bh_error_clear(&err);
 
     g_autoptr(BhOpts) o3 = bh_opts_parse("size=lots", NULL, NULL);
     r = bh_create(scratch("nope.raw"), "raw", o3, &err);
-    ok(!r && err && err->code == EINVAL && strstr(err->message, "lots"),
+    ok(!r && err && bh_error_errno(err) == EINVAL && strstr(bh_error_message(err), "lots"),
        "create with size=lots refused with EINVAL naming the value");
-    g_clear_error(&err);
+    bh_error_clear(&err);
 }
 
 /* cache=none: every request, aligned or not, must behave as buffered I/O
@@ -317,18 +318,18 @@ static void test_direct(void)
     const size_t size = 3 * MiB + 1000;  /* deliberately not aligned */
     make_sparse(img, size);
     poke_pattern(img, 0, size, 10);
-    GError *err = NULL;
+    BhError *err = NULL;
     BhNode *bs = open_node(img, "format=raw,cache=none", &err);
-    if (!bs && err && err->code == EINVAL) {
+    if (!bs && err && bh_error_errno(err) == EINVAL) {
         for (int i = 0; i < 13; i++)
-            ok(1, "# SKIP cache=none: %s", err->message);
-        g_clear_error(&err);
+            ok(1, "# SKIP cache=none: %s", bh_error_message(err));
+        bh_error_clear(&err);
         return;
     }
     ok(bs != NULL, "open with cache=none (O_DIRECT)");
     if (!bs) {
-        diag("%s", err ? err->message : "?");
-        g_clear_error(&err);
+        diag("%s", err ? bh_error_message(err) : "?");
+        bh_error_clear(&err);
         return;
     }
     uint32_t min;

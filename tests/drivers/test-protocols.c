@@ -7,6 +7,7 @@
 #include <pthread.h>
 
 #include "drv-test.h"
+#include <blkhost/glib.h>
 
 #define KiB 1024
 #define MiB (1024 * 1024)
@@ -34,7 +35,7 @@ static void test_null(void)
     is_int(ret, 0, "null: fast write-zeroes of 1 GiB");
     is_int(bh_node_flush(bs, NULL), 0, "null: flush");
     ok(bh_node_allocated_size(bs) == 0, "null: allocates nothing");
-    GError *err = NULL;
+    BhError *err = NULL;
     check_error(bh_node_pread(bs, buf, 1024 * MiB - 1, 2, 0, &err), &err,
                 EINVAL, NULL, "null: read past the end refused with EINVAL");
     check_error(bh_node_pwrite(bs, buf, 1024 * MiB, 1, 0, &err), &err,
@@ -117,7 +118,7 @@ static void test_memory_basics(void)
     ok(ret == 0 && memcmp(w, r, 4096) == 0, "memory: FUA round trip of the "
        "last 4 KiB");
 
-    GError *err = NULL;
+    BhError *err = NULL;
     check_error(bh_node_pread(bs, r, 64 * MiB, 1, 0, &err), &err, EINVAL,
                 NULL, "memory: read past the end refused with EINVAL");
     check_error(bh_node_pwrite(bs, w, 64 * MiB - 1, 2, 0, &err), &err,

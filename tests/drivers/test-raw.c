@@ -4,6 +4,7 @@
  * window's end, and report status and info for the window, not the file.
  */
 #include "drv-test.h"
+#include <blkhost/glib.h>
 
 #define KiB 1024
 
@@ -44,7 +45,7 @@ static void test_window(void)
        memcmp(disk + 100, expect, 100) == 0, "window: FUA write of the last "
        "100 bytes lands at file offset 12188, the next byte untouched");
 
-    GError *err = NULL;
+    BhError *err = NULL;
     check_error(bh_node_pwrite(bs, w, 8190, 4, 0, &err), &err, ENOSPC, NULL,
                 "window: write across the window's end refused with ENOSPC");
     check_error(bh_node_pread(bs, r, 8192, 1, 0, &err), &err, EINVAL, NULL,
@@ -127,13 +128,13 @@ static void test_open_over(void)
     poke_pattern(img, 512 * KiB, 4 * KiB, 4);
     BhNode *disk = open_ok(img, "format=raw,readonly=on");
     g_autoptr(BhOpts) o = bh_opts_parse("offset=512K,size=256K", NULL, NULL);
-    GError *err = NULL;
+    BhError *err = NULL;
     BhNode *part = disk ? bh_node_open_over(disk, "raw", o, &err) : NULL;
     ok(part && bh_node_size(part) == 256 * KiB, "raw window over an open "
        "node: 256 KiB");
     if (err)
-        diag("%s", err->message);
-    g_clear_error(&err);
+        diag("%s", bh_error_message(err));
+    bh_error_clear(&err);
     uint8_t r[4096], expect[4096];
     fill_pattern(expect, 4096, 512 * KiB, 4);
     int ret = part ? bh_node_pread(part, r, 0, 4096, 0, NULL) : -1;

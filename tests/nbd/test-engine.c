@@ -12,6 +12,7 @@
 
 #include "nbd-common.h"
 #include "tap.h"
+#include <blkhost/glib.h>
 
 static BhNode *node;
 
@@ -43,12 +44,12 @@ static gpointer server_thread(gpointer data)
 {
     Server *sv = data;
     NbdSession s;
-    GError *err = NULL;
+    BhError *err = NULL;
     if (sv->handshake) {
         sv->hs_ret = nbd_handshake_server(sv->fd, &ops, NULL, NULL, &s, &err);
         if (sv->hs_ret != 1) {
-            diag("handshake: %s", err ? err->message : "ended");
-            g_clear_error(&err);
+            diag("handshake: %s", err ? bh_error_message(err) : "ended");
+            bh_error_clear(&err);
             return NULL;
         }
     } else {
@@ -57,8 +58,8 @@ static gpointer server_thread(gpointer data)
     }
     sv->serve_ret = nbd_conn_serve(sv->fd, &s, sv->pool, &sv->stats, &err);
     if (err)
-        diag("serve: %s", err->message);
-    g_clear_error(&err);
+        diag("serve: %s", bh_error_message(err));
+    bh_error_clear(&err);
     nbd_session_clear(&s);
     return NULL;
 }
@@ -147,13 +148,13 @@ static void exercise(const char *how, int fd)
 
 int main(void)
 {
-    GError *err = NULL;
+    BhError *err = NULL;
     g_autoptr(BhOpts) opts = bh_opts_new();
     bh_opts_set(opts, "format", "memory");
     bh_opts_set(opts, "size", "1M");
     node = bh_node_open(NULL, opts, &err);
     if (!node) {
-        printf("1..0 # SKIP memory driver: %s\n", err->message);
+        printf("1..0 # SKIP memory driver: %s\n", bh_error_message(err));
         return 0;
     }
     plan(14);

@@ -3,8 +3,11 @@
  * each one must be refused by the loader with a message naming the file
  * and the reason (bad ABI, no symbol, failing or NULL init, a driver
  * without pread, an unknown thread model, kind or driver flag, a
- * frontend without stop).  OLD_STRUCT is the opposite: a plugin built
- * against an older, shorter descriptor, which must still load.
+ * frontend without stop, request flags this core does not know, an ABI
+ * older than v2).  OLD_STRUCT is the opposite: a plugin built against an
+ * older, shorter descriptor, which must still load.  Those that fake
+ * their version fields write blkhost_plugin_init by hand, since
+ * BH_PLUGIN_REGISTER fills them in.
  */
 #include <errno.h>
 #include <stddef.h>
@@ -15,7 +18,7 @@
 
 #ifndef BROKEN_FRONTEND
 static int broken_open(BhNode *bs, const char *filename, BhOpts *opts,
-                       uint32_t flags, GError **errp)
+                       uint32_t flags, BhError **errp)
 {
     return -ENOTSUP;
 }
@@ -27,14 +30,17 @@ static int64_t broken_get_length(BhNode *bs)
 
 #ifndef BROKEN_NO_PREAD
 static int broken_pread(BhNode *bs, void *buf, uint64_t offset, size_t len,
-                        uint32_t flags, GError **errp)
+                        uint32_t flags, BhError **errp)
 {
     return -EIO;
 }
 #endif
 
 static const BhDriver broken_driver = {
-    .struct_size = sizeof(BhDriver),
+    .struct_size = sizeof(BhDriver),  /* for the hand-written inits */
+#ifdef BROKEN_REQFLAGS
+    .request_flags = BH_IO_FUA | (1u << 9),
+#endif
 #ifdef BROKEN_FLAGS
     .flags = BH_DRIVER_PROTOCOL | (1u << 30),
 #else
@@ -47,12 +53,12 @@ static const BhDriver broken_driver = {
 #endif
 };
 #else
-static void *broken_fe_create(BhOpts *opts, GError **errp)
+static void *broken_fe_create(BhOpts *opts, BhError **errp)
 {
     return NULL;
 }
 
-static int broken_fe_start(void *fe, GError **errp)
+static int broken_fe_start(void *fe, BhError **errp)
 {
     return 0;
 }
@@ -71,17 +77,19 @@ static const BhFrontend broken_frontend = {
 #endif
 
 #ifdef BROKEN_INIT_FAIL
-static bool broken_load(GError **errp)
+static bool broken_load(BhError **errp)
 {
-    g_set_error(errp, BH_ERROR, ENODEV, "needs /dev/frobnicator, which "
+    bh_error_set(errp, ENODEV, "needs /dev/frobnicator, which "
                 "this machine does not have");
     return false;
 }
 #endif
 
 static const BhPluginDesc desc = {
-#ifdef BROKEN_ABI
+#if defined(BROKEN_ABI)
     .abi_version = 99,
+#elif defined(OLD_ABI)
+    .abi_version = 1,
 #else
     .abi_version = BH_PLUGIN_ABI_VERSION,
 #endif
@@ -116,7 +124,7 @@ static const BhPluginDesc desc = {
 #endif
 #ifdef OLD_STRUCT
     /* Past struct_size: the loader must not look at it. */
-    .load = (bool (*)(GError **))1,
+    .load = (bool (*)(BhError **))1,
 #endif
 };
 
@@ -126,6 +134,12 @@ BH_PLUGIN_EXPORT const BhPluginDesc *blkhost_plugin_init(void)
 {
     (void)desc;
     return NULL;
+}
+#elif defined(BROKEN_ABI) || defined(OLD_ABI) || defined(OLD_STRUCT)
+BH_PLUGIN_EXPORT const BhPluginDesc *blkhost_plugin_init(void);
+BH_PLUGIN_EXPORT const BhPluginDesc *blkhost_plugin_init(void)
+{
+    return &desc;
 }
 #else
 BH_PLUGIN_REGISTER(desc)

@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * holddrv: a RAM driver with only a submit callback (request.h), for the
  * request and drain tests.  While holding (holddrv_hold(true)), requests
@@ -32,7 +32,7 @@ typedef struct {
 } Holddrv;
 
 static int holddrv_open(BhNode *bs, const char *filename, BhOpts *opts,
-                        uint32_t flags, GError **errp)
+                        uint32_t flags, BhError **errp)
 {
     uint64_t size;
     if (!bh_opts_get_size(opts, "size", 1024 * 1024, &size, errp))
@@ -144,7 +144,6 @@ BH_PLUGIN_EXPORT void holddrv_release(void)
 }
 
 static const BhDriver holddrv_driver = {
-    .struct_size = sizeof(BhDriver),
     .flags = BH_DRIVER_PROTOCOL | BH_DRIVER_NO_PROBE,
     .open = holddrv_open,
     .close = holddrv_close,
@@ -154,8 +153,6 @@ static const BhDriver holddrv_driver = {
 };
 
 static const BhPluginDesc desc = {
-    .abi_version = BH_PLUGIN_ABI_VERSION,
-    .struct_size = sizeof(BhPluginDesc),
     .kind = BH_PLUGIN_DRIVER,
     .thread_model = BH_THREAD_PARALLEL,
     .name = HOLDDRV_NAME,

@@ -23,7 +23,7 @@ typedef struct {
 } Testdrv;
 
 static int testdrv_open(BhNode *bs, const char *filename, BhOpts *opts,
-                        uint32_t flags, GError **errp)
+                        uint32_t flags, BhError **errp)
 {
     uint64_t size;
     bool zeroes;
@@ -51,7 +51,7 @@ static int64_t testdrv_length(BhNode *bs)
 }
 
 static int testdrv_pread(BhNode *bs, void *buf, uint64_t off, size_t len,
-                         uint32_t flags, GError **errp)
+                         uint32_t flags, BhError **errp)
 {
     Testdrv *t = bh_node_get_opaque(bs);
     testdrv_stats.preads++;
@@ -61,7 +61,7 @@ static int testdrv_pread(BhNode *bs, void *buf, uint64_t off, size_t len,
 }
 
 static int testdrv_pwrite(BhNode *bs, const void *buf, uint64_t off,
-                          size_t len, uint32_t flags, GError **errp)
+                          size_t len, uint32_t flags, BhError **errp)
 {
     Testdrv *t = bh_node_get_opaque(bs);
     testdrv_stats.pwrites++;
@@ -72,21 +72,21 @@ static int testdrv_pwrite(BhNode *bs, const void *buf, uint64_t off,
     return 0;
 }
 
-static int testdrv_flush(BhNode *bs, GError **errp)
+static int testdrv_flush(BhNode *bs, BhError **errp)
 {
     testdrv_stats.flushes++;
     return 0;
 }
 
 static int testdrv_discard(BhNode *bs, uint64_t off, uint64_t len,
-                           GError **errp)
+                           BhError **errp)
 {
     testdrv_stats.discards++;
     return 0;
 }
 
 static int testdrv_zero(BhNode *bs, uint64_t off, uint64_t len,
-                        uint32_t flags, GError **errp)
+                        uint32_t flags, BhError **errp)
 {
     Testdrv *t = bh_node_get_opaque(bs);
     testdrv_stats.seen_flags |= flags;
@@ -98,7 +98,6 @@ static int testdrv_zero(BhNode *bs, uint64_t off, uint64_t len,
 }
 
 static const BhDriver testdrv_driver = {
-    .struct_size = sizeof(BhDriver),
     .flags = BH_DRIVER_PROTOCOL | BH_DRIVER_NO_PROBE,
     .open = testdrv_open,
     .close = testdrv_close,
@@ -111,8 +110,6 @@ static const BhDriver testdrv_driver = {
 };
 
 static const BhPluginDesc desc = {
-    .abi_version = BH_PLUGIN_ABI_VERSION,
-    .struct_size = sizeof(BhPluginDesc),
     .kind = BH_PLUGIN_DRIVER,
     .thread_model = BH_THREAD_SERIALIZE,
     .name = TESTDRV_NAME,

@@ -17,7 +17,7 @@ static int zprobe_probe(const uint8_t *buf, size_t len, const char *filename)
 }
 
 static int zprobe_open(BhNode *bs, const char *filename, BhOpts *opts,
-                       uint32_t flags, GError **errp)
+                       uint32_t flags, BhError **errp)
 {
     return bh_node_child(bs, "file") ? 0
         : bh_error_set(errp, EINVAL, "zprobe: no file child");
@@ -29,14 +29,13 @@ static int64_t zprobe_length(BhNode *bs)
 }
 
 static int zprobe_pread(BhNode *bs, void *buf, uint64_t offset, size_t len,
-                        uint32_t flags, GError **errp)
+                        uint32_t flags, BhError **errp)
 {
     return bh_node_pread(bh_node_child(bs, "file"), buf, offset, len, flags,
                          errp);
 }
 
 static const BhDriver zprobe_driver = {
-    .struct_size = sizeof(BhDriver),
     .probe = zprobe_probe,
     .open = zprobe_open,
     .get_length = zprobe_length,
@@ -44,8 +43,6 @@ static const BhDriver zprobe_driver = {
 };
 
 static const BhPluginDesc desc = {
-    .abi_version = BH_PLUGIN_ABI_VERSION,
-    .struct_size = sizeof(BhPluginDesc),
     .kind = BH_PLUGIN_DRIVER,
     .thread_model = BH_THREAD_PARALLEL,
     .name = "zprobe",

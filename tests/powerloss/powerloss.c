@@ -165,19 +165,19 @@ static void wl_record(Workload *w, bool durable)
     g_array_append_val(w->records, r);
 }
 
-static void wl_check(Workload *w, int ret, GError *err, const char *what)
+static void wl_check(Workload *w, int ret, BhError *err, const char *what)
 {
     if (ret < 0 && !w->failed) {
         diag("%s: %s failed: %s", w->title, what,
-             err ? err->message : g_strerror(-ret));
+             err ? bh_error_message(err) : g_strerror(-ret));
         w->failed = true;
     }
-    g_clear_error(&err);
+    bh_error_clear(&err);
 }
 
 static void wl_write(Workload *w, uint64_t off, size_t len)
 {
-    GError *err = NULL;
+    BhError *err = NULL;
     g_autofree uint8_t *buf = g_malloc(len);
     for (size_t i = 0; i < len; i++)
         buf[i] = (uint8_t)g_rand_int(w->rand);
@@ -189,7 +189,7 @@ static void wl_write(Workload *w, uint64_t off, size_t len)
 
 static void wl_flush(Workload *w)
 {
-    GError *err = NULL;
+    BhError *err = NULL;
     wl_begin(w);
     wl_check(w, bh_node_flush(w->bs, &err), err, "flush");
     wl_record(w, true);
@@ -197,7 +197,7 @@ static void wl_flush(Workload *w)
 
 static void wl_snap(Workload *w, const char *name, bool create)
 {
-    GError *err = NULL;
+    BhError *err = NULL;
     wl_begin(w);
     if (create) {
         g_autoptr(BhSnapshotInfo) info = bh_snapshot_info_new();
@@ -219,7 +219,7 @@ static void wl_snap(Workload *w, const char *name, bool create)
 
 static void wl_apply(Workload *w, const char *name)
 {
-    GError *err = NULL;
+    BhError *err = NULL;
     wl_begin(w);
     wl_check(w, bh_node_snapshot_apply(w->bs, name, &err), err,
              "snapshot apply");
@@ -397,9 +397,9 @@ static bool replay_check_data(Replay *r, BhNode *bs, size_t g, size_t last,
 {
     Workload *w = r->w;
     g_autofree uint8_t *buf = g_malloc(w->size);
-    g_autoptr(GError) err = NULL;
+    g_autoptr(BhError) err = NULL;
     if (bh_node_pread(bs, buf, 0, w->size, 0, &err) < 0) {
-        *why = g_strdup_printf("read failed: %s", err->message);
+        *why = g_strdup_printf("read failed: %s", bh_error_message(err));
         return false;
     }
     for (size_t s = 0; s < w->nsect; s++) {
@@ -421,10 +421,10 @@ static bool replay_check_snapshots(Replay *r, BhNode *bs, uint64_t p,
                                    uint64_t next, char **why)
 {
     Workload *w = r->w;
-    g_autoptr(GError) err = NULL;
+    g_autoptr(BhError) err = NULL;
     g_autoptr(GPtrArray) list = bh_node_snapshot_list(bs, &err);
     if (!list) {
-        *why = g_strdup_printf("snapshot list failed: %s", err->message);
+        *why = g_strdup_printf("snapshot list failed: %s", bh_error_message(err));
         return false;
     }
     /* A snapshot operation is durable once a flush after it is in. */
@@ -475,7 +475,7 @@ static bool replay_check_snapshots(Replay *r, BhNode *bs, uint64_t p,
         g_autofree uint8_t *buf = g_malloc(w->size);
         if (!snap || bh_node_pread(snap, buf, 0, w->size, 0, &err) < 0) {
             *why = g_strdup_printf("snapshot '%s' cannot be read: %s", name,
-                                   err ? err->message : "?");
+                                   err ? bh_error_message(err) : "?");
             return false;
         }
         for (size_t s = 0; s < w->nsect; s++)
@@ -518,12 +518,12 @@ static void replay_check_state(Replay *r, uint64_t p, uint64_t next,
             last = i;
     }
     if (!why) {
-        g_autoptr(GError) err = NULL;
+        g_autoptr(BhError) err = NULL;
         g_autoptr(BhOpts) o = bh_opts_parse("format=qcow2,readonly=on,"
                                             "locking=off", NULL, NULL);
         g_autoptr(BhNode) bs = bh_node_open(r->state, o, &err);
         if (!bs)
-            why = g_strdup_printf("cannot open: %s", err->message);
+            why = g_strdup_printf("cannot open: %s", bh_error_message(err));
         else if (replay_check_data(r, bs, g, MAX(g, last), &why))
             replay_check_snapshots(r, bs, p, next, &why);
         if (why && bs)
@@ -664,7 +664,7 @@ static void powerloss_run(const char *title, const char *create_opts,
     w.snap_models = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
                                           g_free);
     w.rand = g_rand_new_with_seed(seed);
-    g_autoptr(GError) err = NULL;
+    g_autoptr(BhError) err = NULL;
     g_autofree char *copts = g_strdup(create_opts);
 
     if (backing) {
@@ -700,7 +700,7 @@ static void powerloss_run(const char *title, const char *create_opts,
         w.bs = bh_node_open(w.image, o, &err);
     }
     if (!w.bs) {
-        ok(0, "powerloss: %s: set up (%s)", title, err ? err->message : "?");
+        ok(0, "powerloss: %s: set up (%s)", title, err ? bh_error_message(err) : "?");
         return;
     }
     /* The image before the workload is durable: record 0. */

@@ -60,27 +60,27 @@ static void fill_pattern(uint8_t *buf, size_t len, uint64_t seed)
 
 static BhNode *open_img(const char *path, const char *optstr)
 {
-    g_autoptr(GError) err = NULL;
+    g_autoptr(BhError) err = NULL;
     g_autoptr(BhOpts) opts = NULL;
     BhNode *bs;
 
     opts = optstr ? bh_opts_parse(optstr, NULL, &err) : bh_opts_new();
     if (!opts) {
-        fprintf(stderr, "%s\n", err->message);
+        fprintf(stderr, "%s\n", bh_error_message(err));
         exit(2);
     }
     bs = bh_node_open(path, opts, &err);
     if (!bs) {
-        fprintf(stderr, "open failed: %s\n", err->message);
+        fprintf(stderr, "open failed: %s\n", bh_error_message(err));
         exit(1);
     }
     return bs;
 }
 
-static void die_err(const char *what, GError *err, int ret)
+static void die_err(const char *what, BhError *err, int ret)
 {
     fprintf(stderr, "%s failed: %s\n", what,
-            err ? err->message : g_strerror(-ret));
+            err ? bh_error_message(err) : g_strerror(-ret));
     exit(1);
 }
 
@@ -108,7 +108,7 @@ static int cmd_dump(BhNode *bs, const char *out)
     int64_t size = bh_node_size(bs);
     size_t chunk = 1 << 20;
     g_autofree uint8_t *buf = g_malloc(chunk);
-    g_autoptr(GError) err = NULL;
+    g_autoptr(BhError) err = NULL;
 
     if (fd < 0) {
         perror(out);
@@ -133,7 +133,7 @@ static int cmd_dump(BhNode *bs, const char *out)
 static int cmd_map(BhNode *bs)
 {
     int64_t size = bh_node_size(bs);
-    g_autoptr(GError) err = NULL;
+    g_autoptr(BhError) err = NULL;
 
     for (uint64_t off = 0; off < (uint64_t)size;) {
         uint64_t pnum;
@@ -161,7 +161,7 @@ static int cmd_random(BhNode *bs, const char *mirror, uint64_t seed,
     int fd = open(mirror, O_RDWR);
     g_autofree uint8_t *buf = g_malloc(3 * cs + 1);
     g_autofree uint8_t *got = g_malloc(3 * cs + 1);
-    g_autoptr(GError) err = NULL;
+    g_autoptr(BhError) err = NULL;
     int ret;
 
     if (fd < 0) {
@@ -251,7 +251,7 @@ static gpointer par_thread(gpointer data)
     ParArg *a = data;
     uint8_t buf[4096];
     uint64_t pieces = a->size / 4096;
-    GError *err = NULL;
+    BhError *err = NULL;
 
     for (uint64_t i = 0; i < a->nops; i++) {
         uint64_t seq = a->seed * 1000003 + a->t * 100000007ull + i;
@@ -262,8 +262,8 @@ static gpointer par_thread(gpointer data)
         if (bh_node_pwrite(a->bs, buf, piece * 4096 + in, len, 0, &err) < 0 ||
             pwrite(a->fd, buf, len, piece * 4096 + in) != (ssize_t)len) {
             fprintf(stderr, "thread %d: %s\n", a->t,
-                    err ? err->message : "mirror write failed");
-            g_clear_error(&err);
+                    err ? bh_error_message(err) : "mirror write failed");
+            bh_error_clear(&err);
             a->failed = 1;
             return NULL;
         }
@@ -304,7 +304,7 @@ static gpointer stress_thread(gpointer data)
     uint64_t st = (a->seed & 0xffffffff) * 977 + a->t + 1;
     g_autofree uint8_t *buf = g_malloc(cs);
     g_autofree uint8_t *got = g_malloc(cs);
-    GError *err = NULL;
+    BhError *err = NULL;
     int ret = 0;
 
     for (uint64_t i = 0; i < a->nops && ret == 0; i++) {
@@ -346,8 +346,8 @@ static gpointer stress_thread(gpointer data)
     }
     if (ret < 0) {
         fprintf(stderr, "thread %d: %s\n", a->t,
-                err ? err->message : g_strerror(-ret));
-        g_clear_error(&err);
+                err ? bh_error_message(err) : g_strerror(-ret));
+        bh_error_clear(&err);
         a->failed = 1;
     }
     return NULL;
@@ -387,7 +387,7 @@ static int cmd_crash_writer(BhNode *bs, const char *log, uint64_t seed,
     int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644);
     g_autofree uint8_t *buf = g_malloc(slot);
     GArray *pending = g_array_new(FALSE, FALSE, sizeof(uint64_t) * 3);
-    g_autoptr(GError) err = NULL;
+    g_autoptr(BhError) err = NULL;
 
     if (fd < 0)
         return 1;
@@ -436,7 +436,7 @@ static int cmd_crash_verify(BhNode *bs, const char *log)
     FILE *f = fopen(log, "rb");
     uint64_t rec[3];
     int bad = 0, n = 0;
-    g_autoptr(GError) err = NULL;
+    g_autoptr(BhError) err = NULL;
 
     if (!f) {           /* killed before it opened its log */
         printf("0 durable writes checked\n");
@@ -464,7 +464,7 @@ static int cmd_crash_verify(BhNode *bs, const char *log)
 
 int main(int argc, char **argv)
 {
-    g_autoptr(GError) err = NULL;
+    g_autoptr(BhError) err = NULL;
     const char *cmd = argc > 1 ? argv[1] : "";
     BhNode *bs;
     int ret = 0;
@@ -483,7 +483,7 @@ int main(int argc, char **argv)
         bs = open_img(argv[2], argc > 5 ? argv[5] : NULL);
         ret = bh_node_pread(bs, buf, off, len, 0, &err);
         if (ret < 0)
-            fprintf(stderr, "read failed: %s\n", err->message);
+            fprintf(stderr, "read failed: %s\n", bh_error_message(err));
         else
             printf("ok\n");
         ret = ret < 0;
@@ -495,7 +495,7 @@ int main(int argc, char **argv)
         bs = open_img(argv[2], argc > 6 ? argv[6] : NULL);
         ret = bh_node_pwrite(bs, buf, off, len, 0, &err);
         if (ret < 0)
-            fprintf(stderr, "write failed: %s\n", err->message);
+            fprintf(stderr, "write failed: %s\n", bh_error_message(err));
         ret = ret < 0;
     } else if (strcmp(cmd, "dump") == 0 && argc >= 4) {
         bs = open_img(argv[2], "readonly=on");

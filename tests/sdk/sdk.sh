@@ -3,10 +3,16 @@
 # pkg-config, loads by path, and does what it says (XOR by key).
 . "$SOURCE_ROOT/tests/tap.sh"
 need make cc pkg-config cmp
-plan 7
+plan 9
 
-export PKG_CONFIG_PATH="$BUILD_ROOT/meson-uninstalled"
+export PKG_CONFIG_PATH="$BUILD_ROOT/core"
 check "pkg-config finds blkhost-plugin (uninstalled)" pkg-config --exists blkhost-plugin
+check "the plugin ABI's compiler flags name no GLib" \
+    bash -c '! pkg-config --cflags --libs blkhost-plugin | grep -qi glib'
+# With GLib's headers out of reach, blkhost-plugin.h must still compile.
+printf '#include <blkhost/blkhost-plugin.h>\n#ifdef G_BEGIN_DECLS\n#error GLib leaked in\n#endif\nint main(void) { return 0; }\n' > "$T/noglib.c"
+check "blkhost-plugin.h compiles with only libc and the plugin headers" \
+    cc -Wall -Werror $(pkg-config --cflags blkhost-plugin) -c "$T/noglib.c" -o "$T/noglib.o"
 cp "$SOURCE_ROOT/examples/driver/xor.c" "$SOURCE_ROOT/examples/driver/Makefile" "$T/"
 check "the Makefile is at most 5 lines" test "$(wc -l < "$T/Makefile")" -le 5
 check "examples/driver builds with make" make -C "$T" -s

@@ -11,6 +11,7 @@
 
 #include "nbd-client.h"
 #include "tap.h"
+#include <blkhost/glib.h>
 
 static BhNode *node;
 
@@ -20,27 +21,27 @@ static void uri_ok(const char *uri, bool is_unix, const char *host,
                    const char *port, const char *sock, const char *name)
 {
     NbdUri u;
-    GError *err = NULL;
+    BhError *err = NULL;
     bool r = nbd_uri_parse(uri, &u, &err);
     ok(r && u.is_unix == is_unix && g_strcmp0(u.host, host) == 0 &&
        g_strcmp0(u.port, port) == 0 && g_strcmp0(u.socket_path, sock) == 0 &&
        g_strcmp0(u.export_name, name) == 0, "uri %s parses", uri);
     if (err)
-        diag("%s", err->message);
-    g_clear_error(&err);
+        diag("%s", bh_error_message(err));
+    bh_error_clear(&err);
     nbd_uri_clear(&u);
 }
 
 static void uri_bad(const char *uri, const char *why)
 {
     NbdUri u;
-    GError *err = NULL;
+    BhError *err = NULL;
     bool r = nbd_uri_parse(uri, &u, &err);
-    ok(!r && err && strstr(err->message, why),
+    ok(!r && err && strstr(bh_error_message(err), why),
        "bad uri %s refused: %s", uri, why);
-    if (err && !strstr(err->message, why))
-        diag("%s", err->message);
-    g_clear_error(&err);
+    if (err && !strstr(bh_error_message(err), why))
+        diag("%s", bh_error_message(err));
+    bh_error_clear(&err);
 }
 
 /* ---- servers ---- */
@@ -120,10 +121,10 @@ static gpointer server_thread(gpointer data)
     } else {
         NbdSession s;
         memset(&s, 0, sizeof(s));
-        GError *err = NULL;
+        BhError *err = NULL;
         sv->ret = nbd_handshake_server(sv->fd, &ops, NULL, sv->refuse, &s,
                                        &err);
-        g_clear_error(&err);
+        bh_error_clear(&err);
         if (sv->ret == 1)
             nbd_session_clear(&s);
     }
@@ -133,7 +134,7 @@ static gpointer server_thread(gpointer data)
 
 /* Run a handshake for name against sv; returns the client's result. */
 static int handshake(Server *sv, const char *name, NbdClientExport *ex,
-                     GError **errp)
+                     BhError **errp)
 {
     int fds[2];
     socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds);
@@ -154,13 +155,13 @@ static void add_name(void *ctx, const char *name, const char *desc)
 
 int main(void)
 {
-    GError *err = NULL;
+    BhError *err = NULL;
     g_autoptr(BhOpts) opts = bh_opts_new();
     bh_opts_set(opts, "format", "memory");
     bh_opts_set(opts, "size", "1M");
     node = bh_node_open(NULL, opts, &err);
     if (!node) {
-        printf("1..0 # SKIP memory node: %s\n", err->message);
+        printf("1..0 # SKIP memory node: %s\n", bh_error_message(err));
         return 0;
     }
     plan(26);
@@ -191,21 +192,21 @@ int main(void)
        "GO negotiated no structured replies (no SEND_DF)");
     ok((ex.tflags & NBD_FLAG_CAN_MULTI_CONN) && ex.min_block >= 1 &&
        ex.max_block >= 4096, "GO: flags and block sizes received");
-    g_clear_error(&err);
+    bh_error_clear(&err);
 
     memset(&sv, 0, sizeof(sv));
     r = handshake(&sv, "nosuch", &ex, &err);
-    ok(r == -ENOENT && err && strstr(err->message, "no export named "
+    ok(r == -ENOENT && err && strstr(bh_error_message(err), "no export named "
                                      "'nosuch'"),
        "GO for an unknown export: ENOENT naming it");
-    g_clear_error(&err);
+    bh_error_clear(&err);
 
     memset(&sv, 0, sizeof(sv));
     sv.refuse = "server is full";
     r = handshake(&sv, "disk", &ex, &err);
-    ok(r == -EACCES && err && strstr(err->message, "server is full"),
+    ok(r == -EACCES && err && strstr(bh_error_message(err), "server is full"),
        "a refusing server: EACCES with its message");
-    g_clear_error(&err);
+    bh_error_clear(&err);
 
     memset(&sv, 0, sizeof(sv));
     sv.fake_no_go = true;
@@ -213,28 +214,28 @@ int main(void)
     ok(r == 0 && !ex.used_go && ex.size == 1048576 &&
        (ex.tflags & NBD_FLAG_READ_ONLY),
        "server without GO: EXPORT_NAME fall-back gives size and flags");
-    g_clear_error(&err);
+    bh_error_clear(&err);
 
     memset(&sv, 0, sizeof(sv));
     sv.fake_no_go = true;
     r = handshake(&sv, "nosuch", &ex, &err);
-    ok(r == -ENOENT && err && strstr(err->message, "nosuch"),
+    ok(r == -ENOENT && err && strstr(bh_error_message(err), "nosuch"),
        "EXPORT_NAME for an unknown export (server hangs up): ENOENT");
-    g_clear_error(&err);
+    bh_error_clear(&err);
 
     memset(&sv, 0, sizeof(sv));
     sv.fake_oldstyle = true;
     r = handshake(&sv, "", &ex, &err);
-    ok(r == -EPROTO && err && strstr(err->message, "oldstyle"),
+    ok(r == -EPROTO && err && strstr(bh_error_message(err), "oldstyle"),
        "oldstyle server refused with EPROTO");
-    g_clear_error(&err);
+    bh_error_clear(&err);
 
     char *longname = g_malloc0(NBD_MAX_STRING + 2);
     memset(longname, 'x', NBD_MAX_STRING + 1);
     memset(&sv, 0, sizeof(sv));
     r = nbd_client_handshake(-1, longname, &ex, &err);
     ok(r == -EINVAL, "an export name over 4096 bytes is refused");
-    g_clear_error(&err);
+    bh_error_clear(&err);
     g_free(longname);
 
     /* LIST */
@@ -253,7 +254,7 @@ int main(void)
        "LIST returns names and descriptions");
     if (r == 0)
         diag("%s", names->str);
-    g_clear_error(&err);
+    bh_error_clear(&err);
 
     socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds);
     memset(&sv, 0, sizeof(sv));
@@ -266,10 +267,10 @@ int main(void)
     g_thread_join(t);
     close(fds[0]);
     close(fds[1]);
-    ok(r == -ENOTSUP && err && strstr(err->message, "does not support "
+    ok(r == -ENOTSUP && err && strstr(bh_error_message(err), "does not support "
                                       "listing"),
        "LIST against a server without it: ENOTSUP");
-    g_clear_error(&err);
+    bh_error_clear(&err);
     g_string_free(names, TRUE);
 
     bh_node_unref(node);

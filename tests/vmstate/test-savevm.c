@@ -82,7 +82,7 @@ typedef struct ScriptPending {
     uint32_t counter;
 } ScriptPending;
 
-static int script_save(void *opaque, BhStream *s, GError **errp)
+static int script_save(void *opaque, BhStream *s, BhError **errp)
 {
     Script *sc = opaque;
     if (strcmp(sc->name, "unsaveable") == 0)
@@ -93,7 +93,7 @@ static int script_save(void *opaque, BhStream *s, GError **errp)
 }
 
 static int script_load(void *opaque, BhStream *s, int version_id,
-                       void **pending, GError **errp)
+                       void **pending, BhError **errp)
 {
     char name[256];
     bh_stream_get_counted_string(s, name);
@@ -157,17 +157,17 @@ static void set_states(uint32_t seed)
 static uint8_t *write_state(size_t *len)
 {
     BhStream *w = bh_stream_new_mem_writer();
-    GError *err = NULL;
+    BhError *err = NULL;
     if (bh_savevm_write_state(w, &err) < 0)
-        diag("write_state: %s", err->message);
-    g_clear_error(&err);
+        diag("write_state: %s", bh_error_message(err));
+    bh_error_clear(&err);
     const uint8_t *d = bh_stream_mem_data(w, len);
     uint8_t *copy = g_memdup2(d, *len);
     bh_stream_close(w, NULL);
     return copy;
 }
 
-static int read_state(const uint8_t *d, size_t len, GError **errp)
+static int read_state(const uint8_t *d, size_t len, BhError **errp)
 {
     BhStream *r = bh_stream_new_mem_reader(d, len);
     int rc = bh_savevm_read_state(r, errp);
@@ -177,37 +177,37 @@ static int read_state(const uint8_t *d, size_t len, GError **errp)
 
 static void test_registry(void)
 {
-    GError *err = NULL;
+    BhError *err = NULL;
     is_int(bh_savevm_register("dev", 0, &dev_vmsd, &dev, &err), 0,
            "registry: register a vmsd entry");
     is_int(bh_savevm_register_handlers("script", 0, 1, &script_handlers,
                                        &script, &err), 0,
            "registry: register a callback entry");
     int rc = bh_savevm_register("dev", 0, &dev_vmsd, &dev, &err);
-    ok(rc == -EEXIST && err && strstr(err->message, "already registered"),
+    ok(rc == -EEXIST && err && strstr(bh_error_message(err), "already registered"),
        "registry: duplicate 'dev' instance 0 refused: %s",
-       err ? err->message : "(none)");
-    g_clear_error(&err);
+       err ? bh_error_message(err) : "(none)");
+    bh_error_clear(&err);
     is_int(bh_savevm_register("dev", 1, &dev_vmsd, &dev, NULL), 0,
            "registry: 'dev' instance 1 is another entry");
     ok(bh_savevm_unregister("dev", 1) && !bh_savevm_unregister("dev", 1),
        "registry: unregister once, then it is gone");
     rc = bh_savevm_register("", 0, &dev_vmsd, &dev, &err);
     ok(rc == -EINVAL && err, "registry: empty name refused: %s",
-       err ? err->message : "(none)");
-    g_clear_error(&err);
+       err ? bh_error_message(err) : "(none)");
+    bh_error_clear(&err);
     char longname[257];
     memset(longname, 'x', 256);
     longname[256] = '\0';
     rc = bh_savevm_register(longname, 0, &dev_vmsd, &dev, &err);
     ok(rc == -EINVAL,
        "registry: 256-byte name refused");
-    g_clear_error(&err);
+    bh_error_clear(&err);
     static const BhVmsd nosize = { .name = "nosize", .version_id = 1 };
     rc = bh_savevm_register("nosize", 0, &nosize, &dev, &err);
     ok(rc == -EINVAL,
        "registry: vmsd without struct size refused");
-    g_clear_error(&err);
+    bh_error_clear(&err);
     is_int(bh_savevm_count(), 2, "registry: two entries");
 }
 
@@ -219,14 +219,14 @@ static void test_roundtrip(void)
     ok(len > 8 && memcmp(d, "QEVM\0\0\0\3", 8) == 0 && d[len - 1] == 0,
        "roundtrip: stream starts with QEVM 00000003 and ends with EOF");
     set_states(2);
-    GError *err = NULL;
+    BhError *err = NULL;
     int rc = read_state(d, len, &err);
     ok(rc == 0 && dev.regs[3] == 0x01010101u + 3 && dev.log[1] == 1 &&
        dev.extra == ((uint64_t)1 << 33 | 5) &&
        strcmp(script.name, "script-1") == 0 && script.counter == 7 &&
        script.commits == 1, "roundtrip: both entries restored%s%s",
-       err ? ": " : "", err ? err->message : "");
-    g_clear_error(&err);
+       err ? ": " : "", err ? bh_error_message(err) : "");
+    bh_error_clear(&err);
 
     /* fd */
     char *path = NULL;
@@ -305,18 +305,18 @@ static void expect_refused(const char *desc, const uint8_t *d, size_t len,
     set_states(50);
     Dev dev_before = dev;
     Script sc_before = script;
-    GError *err = NULL;
+    BhError *err = NULL;
     int rc = read_state(d, len, &err);
     bool same = memcmp(&dev, &dev_before, sizeof(dev)) == 0 &&
                 strcmp(script.name, sc_before.name) == 0 &&
                 script.counter == sc_before.counter &&
                 script.commits == sc_before.commits;
-    ok(rc == -want && err && strstr(err->message, what) && same,
+    ok(rc == -want && err && strstr(bh_error_message(err), what) && same,
        "bad stream: %s refused, nothing changed: %s", desc,
-       err ? err->message : "(no error)");
+       err ? bh_error_message(err) : "(no error)");
     if (rc != -want)
         diag("got %d want %d", rc, -want);
-    g_clear_error(&err);
+    bh_error_clear(&err);
 }
 
 static void test_bad_streams(void)
@@ -418,16 +418,16 @@ static void test_bad_streams(void)
         set_states(50);
         Dev before = dev;
         uint32_t counter = script.counter;
-        GError *err = NULL;
+        BhError *err = NULL;
         if (read_state(good, cut, &err) < 0 &&
             memcmp(&dev, &before, sizeof(dev)) == 0 &&
             script.counter == counter)
             refused++;
-        if (err && strstr(err->message, "unexpected end of stream at offset"))
+        if (err && strstr(bh_error_message(err), "unexpected end of stream at offset"))
             eos++;
         else
-            diag("cut %zu: %s", cut, err ? err->message : "(accepted)");
-        g_clear_error(&err);
+            diag("cut %zu: %s", cut, err ? bh_error_message(err) : "(accepted)");
+        bh_error_clear(&err);
     }
     is_int(refused, len, "truncation: all %zu cut points refused, nothing "
            "changed", len);
@@ -458,7 +458,7 @@ static void test_mutations(void)
         set_states(50);
         Dev before = dev;
         uint32_t counter = script.counter;
-        GError *err = NULL;
+        BhError *err = NULL;
         if (read_state(d, cut, &err) < 0) {
             refused++;
             if (!err || memcmp(&dev, &before, sizeof(dev)) != 0 ||
@@ -467,7 +467,7 @@ static void test_mutations(void)
         } else {
             loaded++;
         }
-        g_clear_error(&err);
+        bh_error_clear(&err);
     }
     ok(bad == 0 && refused > 0, "mutations: 3000 damaged streams: %u refused "
        "with nothing changed, %u loaded (changed values only)", refused,
@@ -481,7 +481,7 @@ static void test_mutations(void)
 typedef struct { GByteArray *b; size_t budget; } Sink;
 
 static int sink_write(void *opaque, const void *buf, uint64_t pos,
-                      size_t len, GError **errp)
+                      size_t len, BhError **errp)
 {
     Sink *k = opaque;
     if (pos + len > k->budget)
@@ -492,7 +492,7 @@ static int sink_write(void *opaque, const void *buf, uint64_t pos,
 }
 
 static ssize_t sink_read(void *opaque, void *buf, uint64_t pos, size_t len,
-                         GError **errp)
+                         BhError **errp)
 {
     Sink *k = opaque;
     if (pos >= k->b->len)
@@ -523,22 +523,22 @@ static void test_write_errors(void)
     g_byte_array_set_size(k.b, 0);
     k.budget = 10;
     w = bh_stream_new_callbacks(&sink_ops, &k, true);
-    GError *err = NULL;
+    BhError *err = NULL;
     rc = bh_savevm_write_state(w, &err);
-    ok(rc == -ENOSPC && err && strstr(err->message, "area full"),
+    ok(rc == -ENOSPC && err && strstr(bh_error_message(err), "area full"),
        "write error: a full vmstate area fails the save: %s",
-       err ? err->message : "(none)");
-    g_clear_error(&err);
+       err ? bh_error_message(err) : "(none)");
+    bh_error_clear(&err);
     bh_stream_close(w, NULL);
 
     strcpy(script.name, "unsaveable");
     w = bh_stream_new_mem_writer();
     rc = bh_savevm_write_state(w, &err);
-    ok(rc == -EINVAL && err && strstr(err->message, "section 'script'") &&
-       strstr(err->message, "cannot save"),
+    ok(rc == -EINVAL && err && strstr(bh_error_message(err), "section 'script'") &&
+       strstr(bh_error_message(err), "cannot save"),
        "write error: a failing save handler names its section: %s",
-       err ? err->message : "(none)");
-    g_clear_error(&err);
+       err ? bh_error_message(err) : "(none)");
+    bh_error_clear(&err);
     bh_stream_close(w, NULL);
     g_byte_array_unref(k.b);
 }

@@ -10,9 +10,9 @@
 #include <blkhost/blkhost.h>
 #include "tap.h"
 
-static int has_msg(const GError *e, const char *needle)
+static int has_msg(const BhError *e, const char *needle)
 {
-    return e && strstr(e->message, needle) != NULL;
+    return e && strstr(bh_error_message(e), needle) != NULL;
 }
 
 static void test_encoding(void)
@@ -53,7 +53,7 @@ static void test_encoding(void)
     ok(x == 0 && bh_stream_error(r) == -EINVAL &&
        has_msg(bh_stream_get_error(r), "unexpected end of stream at offset 27"),
        "stream: reading past the end: %s",
-       bh_stream_get_error(r) ? bh_stream_get_error(r)->message : "no error");
+       bh_stream_get_error(r) ? bh_error_message(bh_stream_get_error(r)) : "no error");
     bh_stream_close(r, NULL);
     is_int(bh_stream_close(w, NULL), 0, "stream: close of a good writer");
 }
@@ -63,11 +63,11 @@ static void test_truncated(void)
     static const uint8_t three[] = { 1, 2, 3 };
     BhStream *r = bh_stream_new_mem_reader(three, 3);
     ok(bh_stream_get_be32(r) == 0, "truncated: be32 from 3 bytes returns 0");
-    GError *err = NULL;
+    BhError *err = NULL;
     int rc = bh_stream_take_error(r, &err);
     ok(rc == -EINVAL && has_msg(err, "unexpected end of stream at offset 3"),
-       "truncated: error is '%s'", err ? err->message : "(none)");
-    g_clear_error(&err);
+       "truncated: error is '%s'", err ? bh_error_message(err) : "(none)");
+    bh_error_clear(&err);
     ok(bh_stream_get_u8(r) == 0 && bh_stream_error(r) == -EINVAL,
        "truncated: error is sticky, later gets return 0");
     bh_stream_set_error(r, ENOSPC, "second error");
@@ -75,7 +75,7 @@ static void test_truncated(void)
        "truncated: the first error is kept");
     rc = bh_stream_close(r, &err);
     ok(rc == -EINVAL && err, "truncated: close reports the error");
-    g_clear_error(&err);
+    bh_error_clear(&err);
 
     /* peek at the end is not an error */
     r = bh_stream_new_mem_reader(three, 3);
@@ -147,11 +147,11 @@ static void test_fd(void)
     /* a closed fd: the write error surfaces at flush */
     w = bh_stream_new_fd(fd, true);
     bh_stream_put_u8(w, 1);
-    GError *err = NULL;
+    BhError *err = NULL;
     rc = bh_stream_close(w, &err);
     ok(rc == -EBADF && err,
-       "fd: write to a closed fd: %s", err ? err->message : "(none)");
-    g_clear_error(&err);
+       "fd: write to a closed fd: %s", err ? bh_error_message(err) : "(none)");
+    bh_error_clear(&err);
     unlink(path);
     g_free(path);
     g_free(data);
@@ -171,7 +171,7 @@ typedef struct {
 } CbState;
 
 static ssize_t cb_read(void *opaque, void *buf, uint64_t pos, size_t len,
-                       GError **errp)
+                       BhError **errp)
 {
     CbState *c = opaque;
     if (pos != c->next_pos)
@@ -185,7 +185,7 @@ static ssize_t cb_read(void *opaque, void *buf, uint64_t pos, size_t len,
 }
 
 static int cb_write(void *opaque, const void *buf, uint64_t pos, size_t len,
-                    GError **errp)
+                    BhError **errp)
 {
     CbState *c = opaque;
     if (c->fail_write) {
@@ -201,7 +201,7 @@ static int cb_write(void *opaque, const void *buf, uint64_t pos, size_t len,
     return 0;
 }
 
-static int cb_flush(void *opaque, GError **errp)
+static int cb_flush(void *opaque, BhError **errp)
 {
     ((CbState *)opaque)->flushed++;
     return 0;
@@ -255,19 +255,19 @@ static void test_callbacks(void)
        has_msg(bh_stream_get_error(w), "vmstate area full at 0"),
        "callbacks: write_at error is sticky with its message");
     bh_stream_put_u8(w, 1);
-    GError *err = NULL;
+    BhError *err = NULL;
     rc = bh_stream_close(w, &err);
     ok(rc == -ENOSPC && has_msg(err, "area full"),
        "callbacks: close returns the first error");
-    g_clear_error(&err);
+    bh_error_clear(&err);
     c.fail_silently = true;
     c.fail_write = -EIO;
     w = bh_stream_new_callbacks(&cb_ops, &c, true);
     bh_stream_put_u8(w, 1);
     rc = bh_stream_close(w, &err);
     ok(rc == -EIO && has_msg(err, "write failed"),
-       "callbacks: bare -EIO gets a message: %s", err ? err->message : "");
-    g_clear_error(&err);
+       "callbacks: bare -EIO gets a message: %s", err ? bh_error_message(err) : "");
+    bh_error_clear(&err);
 
     static const BhStreamOps no_read = { .write_at = cb_write };
     r = bh_stream_new_callbacks(&no_read, &c, false);

@@ -63,7 +63,7 @@ typedef struct State {
 
 static int fail_post_load;
 
-static int st_pre_save(void *opaque, GError **errp)
+static int st_pre_save(void *opaque, BhError **errp)
 {
     State *s = opaque;
     s->hook_calls[0]++;
@@ -72,13 +72,13 @@ static int st_pre_save(void *opaque, GError **errp)
     return 0;
 }
 
-static int st_pre_load(void *opaque, GError **errp)
+static int st_pre_load(void *opaque, BhError **errp)
 {
     ((State *)opaque)->hook_calls[1]++;
     return 0;
 }
 
-static int st_post_load(void *opaque, int version_id, GError **errp)
+static int st_post_load(void *opaque, int version_id, BhError **errp)
 {
     State *s = opaque;
     s->hook_calls[2]++;
@@ -181,12 +181,12 @@ static uint8_t *save_state(const BhVmsd *vmsd, State *s, int version,
                            size_t *len)
 {
     BhStream *w = bh_stream_new_mem_writer();
-    GError *err = NULL;
+    BhError *err = NULL;
     int r = version ? bh_vmstate_save_v(w, vmsd, s, version, &err)
                     : bh_vmstate_save(w, vmsd, s, &err);
     if (r < 0) {
-        diag("save failed: %s", err ? err->message : "?");
-        g_clear_error(&err);
+        diag("save failed: %s", err ? bh_error_message(err) : "?");
+        bh_error_clear(&err);
     }
     const uint8_t *d = bh_stream_mem_data(w, len);
     uint8_t *copy = g_memdup2(d, *len);
@@ -195,7 +195,7 @@ static uint8_t *save_state(const BhVmsd *vmsd, State *s, int version,
 }
 
 static int load_state(const BhVmsd *vmsd, State *s, const uint8_t *d,
-                      size_t len, int version, GError **errp)
+                      size_t len, int version, BhError **errp)
 {
     BhStream *r = bh_stream_new_mem_reader(d, len);
     int rc = bh_vmstate_load(r, vmsd, s, version, errp);
@@ -214,11 +214,11 @@ static void test_roundtrip(void)
     uint8_t *d = save_state(&state_vmsd, &a, 0, &len);
     is_int(a.hook_calls[0], 1, "hooks: pre_save called once");
     memset(&b, 0, sizeof(b));
-    GError *err = NULL;
+    BhError *err = NULL;
     int rc = load_state(&state_vmsd, &b, d, len, 2, &err);
     ok(rc == 0, "roundtrip: load %zu bytes%s%s", len, err ? ": " : "",
-       err ? err->message : "");
-    g_clear_error(&err);
+       err ? bh_error_message(err) : "");
+    bh_error_clear(&err);
     ok(b.u8 == a.u8 && b.u16 == a.u16 && b.u32 == a.u32 && b.u64 == a.u64,
        "roundtrip: u8 u16 u32 u64");
     ok(b.i8 == a.i8 && b.i16 == a.i16 && b.i32 == a.i32 && b.i64 == a.i64,
@@ -310,32 +310,32 @@ static void test_versions(void)
     fill(&b);
     memset(&b, 0, offsetof(State, v2field));
     b.v2field = 777;
-    GError *err = NULL;
+    BhError *err = NULL;
     int rc = load_state(&state_vmsd, &b, d, len, 1, &err);
     ok(rc == 0 && b.v2field == 777
        && b.u64 == a.u64 && b.inner_var[1].b == INT32_MIN,
        "versions: a version-1 stream loads; the version-2 field keeps its "
-       "value%s%s", err ? ": " : "", err ? err->message : "");
+       "value%s%s", err ? ": " : "", err ? bh_error_message(err) : "");
     ok(b.hook_calls[3] == 1, "versions: post_load sees version 1");
-    g_clear_error(&err);
+    bh_error_clear(&err);
 
     before = b;
     rc = load_state(&state_vmsd, &b, d, len, 3, &err);
-    ok(rc == -EINVAL && err && strstr(err->message, "version 3, newer") &&
+    ok(rc == -EINVAL && err && strstr(bh_error_message(err), "version 3, newer") &&
        memcmp(&b, &before, sizeof(b)) == 0,
        "versions: version 3 refused, target untouched: %s",
-       err ? err->message : "(none)");
-    g_clear_error(&err);
+       err ? bh_error_message(err) : "(none)");
+    bh_error_clear(&err);
     rc = load_state(&state_vmsd, &b, d, len, 0, &err);
-    ok(rc == -EINVAL && err && strstr(err->message, "older than the oldest") &&
+    ok(rc == -EINVAL && err && strstr(bh_error_message(err), "older than the oldest") &&
        memcmp(&b, &before, sizeof(b)) == 0,
        "versions: version 0 (< minimum 1) refused: %s",
-       err ? err->message : "(none)");
-    g_clear_error(&err);
+       err ? bh_error_message(err) : "(none)");
+    bh_error_clear(&err);
     BhStream *w = bh_stream_new_mem_writer();
     ok(bh_vmstate_save_v(w, &state_vmsd, &a, 3, &err) == -EINVAL && err,
        "versions: saving at a version that does not exist is refused");
-    g_clear_error(&err);
+    bh_error_clear(&err);
     bh_stream_close(w, NULL);
     g_free(d);
 }
@@ -365,13 +365,13 @@ static void test_subsections(void)
     fill(&b);
     b.u32 = 1;
     before = b;
-    GError *err = NULL;
+    BhError *err = NULL;
     int rc = load_state(&state_vmsd, &b, newer, len_new, 2, &err);
-    ok(rc == -ENOENT && err && strstr(err->message, "'state/extra'") &&
+    ok(rc == -ENOENT && err && strstr(bh_error_message(err), "'state/extra'") &&
        memcmp(&b, &before, sizeof(b)) == 0,
        "subsections: unknown subsection refused, target untouched: %s",
-       err ? err->message : "(none)");
-    g_clear_error(&err);
+       err ? bh_error_message(err) : "(none)");
+    bh_error_clear(&err);
     g_free(on);
     g_free(off);
     g_free(newer);
@@ -387,22 +387,22 @@ static void test_hooks_fail(void)
     b.u8 = 1;
     before = b;
     fail_post_load = 1;
-    GError *err = NULL;
+    BhError *err = NULL;
     int rc = load_state(&state_vmsd, &b, d, len, 2, &err);
     fail_post_load = 0;
-    ok(rc == -EIO && err && strstr(err->message, "post_load") &&
+    ok(rc == -EIO && err && strstr(bh_error_message(err), "post_load") &&
        memcmp(&b, &before, sizeof(b)) == 0,
        "hooks: failing post_load aborts the load, target untouched: %s",
-       err ? err->message : "(none)");
-    g_clear_error(&err);
+       err ? bh_error_message(err) : "(none)");
+    bh_error_clear(&err);
     a.u8 = 0xEE;
     BhStream *w = bh_stream_new_mem_writer();
     rc = bh_vmstate_save(w, &state_vmsd, &a, &err);
-    ok(rc == -EPERM && err && strstr(err->message, "refuses") &&
+    ok(rc == -EPERM && err && strstr(bh_error_message(err), "refuses") &&
        bh_stream_error(w) == -EPERM,
        "hooks: failing pre_save fails the save and the stream: %s",
-       err ? err->message : "(none)");
-    g_clear_error(&err);
+       err ? bh_error_message(err) : "(none)");
+    bh_error_clear(&err);
     bh_stream_close(w, NULL);
     g_free(d);
 }
@@ -419,13 +419,13 @@ static void expect_bad(const char *desc, size_t at, uint8_t value,
     fill(&b);
     b.u16 = 2;
     before = b;
-    GError *err = NULL;
+    BhError *err = NULL;
     int rc = load_state(&state_vmsd, &b, d, len, 2, &err);
-    ok(rc == -want_errno && err && strstr(err->message, what) &&
+    ok(rc == -want_errno && err && strstr(bh_error_message(err), what) &&
        memcmp(&b, &before, sizeof(b)) == 0,
        "bad input: %s refused, target untouched: %s", desc,
-       err ? err->message : "(none)");
-    g_clear_error(&err);
+       err ? bh_error_message(err) : "(none)");
+    bh_error_clear(&err);
     g_free(d);
 }
 
@@ -444,12 +444,12 @@ static void test_bad_values(void)
     fill(&a);
     a.n16 = 9;
     BhStream *w = bh_stream_new_mem_writer();
-    GError *err = NULL;
+    BhError *err = NULL;
     int rc = bh_vmstate_save(w, &state_vmsd, &a, &err);
     ok(rc == -EINVAL && bh_stream_error(w) == -EINVAL,
        "bad state: saving a count beyond capacity fails: %s",
-       err ? err->message : "(none)");
-    g_clear_error(&err);
+       err ? bh_error_message(err) : "(none)");
+    bh_error_clear(&err);
     bh_stream_close(w, NULL);
 
     static const BhVmField no_fields[] = { BH_VMSTATE_END_OF_LIST() };
@@ -458,7 +458,7 @@ static void test_bad_values(void)
     BhStream *r = bh_stream_new_mem_reader("", 0);
     ok(bh_vmstate_load(r, &nosize, &a, 1, &err) == -EINVAL && err,
        "bad description: load without a struct size refused");
-    g_clear_error(&err);
+    bh_error_clear(&err);
     bh_stream_close(r, NULL);
 }
 
@@ -480,17 +480,17 @@ static void test_truncation(void)
         fill(&b);
         b.i64 = 99;
         before = b;
-        GError *err = NULL;
+        BhError *err = NULL;
         BhStream *r = bh_stream_new_mem_reader(d, cut);
         if (bh_vmstate_load(r, &state_vmsd, &b, 2, &err) < 0)
             refused++;
         if (memcmp(&b, &before, sizeof(b)) == 0)
             untouched++;
-        if (err && strstr(err->message, "unexpected end of stream at offset"))
+        if (err && strstr(bh_error_message(err), "unexpected end of stream at offset"))
             msg++;
         if (cut == len / 2)
-            diag("cut at %zu: %s", cut, err ? err->message : "(none)");
-        g_clear_error(&err);
+            diag("cut at %zu: %s", cut, err ? bh_error_message(err) : "(none)");
+        bh_error_clear(&err);
         bh_stream_close(r, NULL);
     }
     is_int(refused, len, "truncation: all %zu cut points refused", len);

@@ -63,14 +63,14 @@ static GlobalState gstate;
 
 static int do_write(const char *path, const char *runstate, bool brk)
 {
-    GError *err = NULL;
+    BhError *err = NULL;
     timers.cpu_ticks_offset = 1234567;
     timers.cpu_clock_offset = -42;
     g_strlcpy((char *)gstate.runstate, runstate, sizeof(gstate.runstate));
     gstate.size = (uint32_t)strlen(runstate) + 1;
     BhStream *w = bh_stream_new_mem_writer();
     if (bh_savevm_write_state(w, &err) < 0) {
-        fprintf(stderr, "write: %s\n", err->message);
+        fprintf(stderr, "write: %s\n", bh_error_message(err));
         return 1;
     }
     size_t len;
@@ -93,8 +93,9 @@ static int do_write(const char *path, const char *runstate, bool brk)
         out->data[foot] = 0x7f;
     }
     bh_stream_close(w, NULL);
-    if (!g_file_set_contents(path, (char *)out->data, out->len, &err)) {
-        fprintf(stderr, "%s\n", err->message);
+    GError *gerr = NULL;
+    if (!g_file_set_contents(path, (char *)out->data, out->len, &gerr)) {
+        fprintf(stderr, "%s\n", gerr->message);
         return 1;
     }
     g_byte_array_unref(out);
@@ -128,11 +129,12 @@ static int do_read(const char *path, bool raw)
     g_byte_array_append(in, (guint8 *)data + start, (guint)(len - start));
     memset(&timers, 0x55, sizeof(timers));
     BhStream *r = bh_stream_new_mem_reader(in->data, in->len);
-    int rc = bh_savevm_read_state(r, &err);
+    BhError *rerr = NULL;
+    int rc = bh_savevm_read_state(r, &rerr);
     uint64_t used = bh_stream_tell(r);
     bh_stream_close(r, NULL);
     if (rc < 0) {
-        fprintf(stderr, "read: %s\n", err->message);
+        fprintf(stderr, "read: %s\n", bh_error_message(rerr));
         return 1;
     }
     printf("runstate=%.*s size=%u ticks=%" PRId64 " clock=%" PRId64
@@ -146,11 +148,11 @@ static int do_read(const char *path, bool raw)
 
 int main(int argc, char **argv)
 {
-    GError *err = NULL;
+    BhError *err = NULL;
     if (bh_savevm_register("timer", 0, &timers_vmsd, &timers, &err) < 0 ||
         bh_savevm_register("globalstate", 0, &globalstate_vmsd, &gstate,
                            &err) < 0) {
-        fprintf(stderr, "%s\n", err->message);
+        fprintf(stderr, "%s\n", bh_error_message(err));
         return 1;
     }
     if (argc >= 4 && strcmp(argv[1], "write") == 0)

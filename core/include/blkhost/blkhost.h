@@ -1,29 +1,25 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * blkhost: the one header a program or plugin includes.
- * Link with `pkg-config --cflags --libs blkhost-plugin`.
+ * blkhost: the one header a program using the library API includes.
+ *
+ * It is the plugin ABI (blkhost-plugin.h) plus the library API: the
+ * loader, the main loop, streams, vmstate, savevm, partitions and
+ * snapshots across nodes, and GLib conveniences (glib.h).  Build with
+ * `pkg-config --cflags --libs blkhost`.  Plugins need only
+ * blkhost-plugin.h.
  */
 #ifndef BLKHOST_H
 #define BLKHOST_H
 
+#include <blkhost/blkhost-plugin.h>
 #include <blkhost/version.h>
-#include <blkhost/error.h>
-#include <blkhost/check.h>
-#include <blkhost/opts.h>
-#include <blkhost/info.h>
-#include <blkhost/plugin.h>
-#include <blkhost/node.h>
-#include <blkhost/driver.h>
-#include <blkhost/frontend.h>
+#include <blkhost/glib.h>
+#include <blkhost/loader.h>
 #include <blkhost/loop.h>
 #include <blkhost/stream.h>
 #include <blkhost/vmstate.h>
 #include <blkhost/savevm.h>
 #include <blkhost/snapshot.h>
 #include <blkhost/partition.h>
-
-G_BEGIN_DECLS
-/* Library version string, e.g. "0.1.0". */
-const char *bh_version(void);
-G_END_DECLS
 
 #endif

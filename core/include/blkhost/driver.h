@@ -33,7 +33,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <glib.h>
 
 #include <blkhost/check.h>
 #include <blkhost/error.h>
@@ -42,9 +41,11 @@
 #include <blkhost/opts.h>
 #include <blkhost/plugin.h>
 #include <blkhost/request.h>
-#include <blkhost/snapshot.h>
+#include <blkhost/snapshot-info.h>
 
-G_BEGIN_DECLS
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 /* BhDriver.flags */
 #define BH_DRIVER_PROTOCOL  (1u << 0) /* opens filename itself, no child */
@@ -90,21 +91,21 @@ typedef struct BhDriver {
      * by the core afterwards), store state with bh_node_set_opaque(), set
      * caps and limits.  Returns 0 or -errno with *errp set. */
     int (*open)(BhNode *bs, const char *filename, BhOpts *opts,
-                uint32_t open_flags, GError **errp);
+                uint32_t open_flags, BhError **errp);
     void (*close)(BhNode *bs);
     int64_t (*get_length)(BhNode *bs);
 
     int (*pread)(BhNode *bs, void *buf, uint64_t offset, size_t len,
-                 uint32_t flags, GError **errp);
+                 uint32_t flags, BhError **errp);
     int (*pwrite)(BhNode *bs, const void *buf, uint64_t offset, size_t len,
-                  uint32_t flags, GError **errp);
-    int (*flush)(BhNode *bs, GError **errp);
-    int (*discard)(BhNode *bs, uint64_t offset, uint64_t len, GError **errp);
+                  uint32_t flags, BhError **errp);
+    int (*flush)(BhNode *bs, BhError **errp);
+    int (*discard)(BhNode *bs, uint64_t offset, uint64_t len, BhError **errp);
     int (*write_zeroes)(BhNode *bs, uint64_t offset, uint64_t len,
-                        uint32_t flags, GError **errp);
+                        uint32_t flags, BhError **errp);
     int (*block_status)(BhNode *bs, uint64_t offset, uint64_t len,
-                        uint64_t *pnum, uint32_t *status, GError **errp);
-    int (*truncate)(BhNode *bs, uint64_t size, GError **errp);
+                        uint64_t *pnum, uint32_t *status, BhError **errp);
+    int (*truncate)(BhNode *bs, uint64_t size, BhError **errp);
 
     /* Optional extras for `blkhost info`. */
     void (*info)(BhNode *bs, BhInfo *info);
@@ -113,29 +114,29 @@ typedef struct BhDriver {
     /* Image creation.  Protocols get file == NULL and create filename;
      * formats get their freshly created, empty, writable file node. */
     int (*create)(const char *filename, BhNode *file, BhOpts *opts,
-                  GError **errp);
+                  BhError **errp);
 
     /* Internal snapshots (snapshot.h).  list appends BhSnapshotInfo* to
      * out; create fills info->id (max numeric id + 1) when it is NULL;
      * apply and delete find the snapshot by id, then by name. */
-    int (*snapshot_list)(BhNode *bs, GPtrArray *out, GError **errp);
-    int (*snapshot_create)(BhNode *bs, BhSnapshotInfo *info, GError **errp);
-    int (*snapshot_apply)(BhNode *bs, const char *id_or_name, GError **errp);
+    int (*snapshot_list)(BhNode *bs, BhSnapshotList *out, BhError **errp);
+    int (*snapshot_create)(BhNode *bs, BhSnapshotInfo *info, BhError **errp);
+    int (*snapshot_apply)(BhNode *bs, const char *id_or_name, BhError **errp);
     int (*snapshot_delete)(BhNode *bs, const char *id_or_name,
-                           GError **errp);
+                           BhError **errp);
     /* The vmstate area: bytes past the virtual disk, read and written by
      * position (0 = its first byte); a snapshot keeps what was there. */
     int (*save_vmstate)(BhNode *bs, const void *buf, uint64_t pos,
-                        size_t len, GError **errp);
+                        size_t len, BhError **errp);
     int (*load_vmstate)(BhNode *bs, void *buf, uint64_t pos, size_t len,
-                        GError **errp);
+                        BhError **errp);
 
     /* Creation, first step: check every creation option (values, size,
      * backing file) without touching filename.  The core calls it before
      * it creates or empties any file, then refuses the keys it did not
      * take, so a typo never costs an existing image.  create then gets the
      * same options.  Optional: without it the checks happen in create. */
-    int (*create_check)(const char *filename, BhOpts *opts, GError **errp);
+    int (*create_check)(const char *filename, BhOpts *opts, BhError **errp);
     /* The creation options, for `blkhost create -o help`: an array ended
      * by an entry whose name is NULL.  Optional. */
     const BhCreateOption *create_options;
@@ -153,7 +154,7 @@ typedef struct BhDriver {
      * without it the core derives the answer from block_status. */
     int (*block_map)(BhNode *bs, uint64_t offset, uint64_t len,
                      uint64_t *pnum, uint32_t *flags, uint64_t *map,
-                     BhNode **file, GError **errp);
+                     BhNode **file, BhError **errp);
 
     /* Consistency check (`blkhost check`): count into res what is wrong
      * with the image's metadata and, as fix (BH_CHECK_FIX_*) asks,
@@ -161,7 +162,7 @@ typedef struct BhDriver {
      * (-errno, *errp set) means the check could not run.  Optional:
      * without it bh_node_check() answers -ENOTSUP. */
     int (*check)(BhNode *bs, uint32_t fix, BhCheckResult *res,
-                 GError **errp);
+                 BhError **errp);
 
     /* Asynchronous I/O (request.h): when set, the core hands every read,
      * write, flush, discard and write-zeroes to submit instead of the
@@ -195,7 +196,7 @@ void bh_node_refresh_size(BhNode *bs);
  * bs's cache mode and locking, read-only unless opts says readonly=off.
  * The child is owned by bs and returned borrowed. */
 BhNode *bh_node_open_child(BhNode *bs, const char *role, const char *filename,
-                           const BhOpts *opts, GError **errp);
+                           const BhOpts *opts, BhError **errp);
 /* Detach and drop a child (e.g. before replacing it). */
 void bh_node_drop_child(BhNode *bs, const char *role);
 
@@ -212,8 +213,10 @@ void bh_node_drop_child(BhNode *bs, const char *role);
  * conflict: -EAGAIN and a message naming the file, the permission and,
  * where /proc tells, the process holding it. */
 int bh_lock_apply(int fd, const char *filename, uint32_t perms,
-                  uint32_t shared, GError **errp);
+                  uint32_t shared, BhError **errp);
 
-G_END_DECLS
+#ifdef __cplusplus
+}
+#endif
 
 #endif

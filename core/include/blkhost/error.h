@@ -1,48 +1,54 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * blkhost error domain.
+ * BhError: why something failed, as an errno value and a message.
  *
- * Every GError the core or a plugin raises is in BH_ERROR, and its code is
- * a positive errno value (EINVAL, ENOSPC, EPERM, ...).  Frontends turn the
- * code straight into their wire error (NBD uses errno numbers too); Lua turns
- * the message into a Lua error.  I/O functions also return -errno so the hot
- * path can pass errp == NULL and never allocate.
+ * Part of the plugin ABI, so it needs only libc: the type is opaque and
+ * owned by the core.  Every call that can fail takes a BhError **errp
+ * last; errp may be NULL (the NBD hot path passes NULL so that nothing is
+ * allocated), and I/O calls also return -errno.  The errno follows NBD's
+ * choices (EINVAL, ENOSPC, EPERM, ...), so frontends turn it straight into
+ * their wire error; Lua turns the message into a Lua error.
  */
 #ifndef BLKHOST_ERROR_H
 #define BLKHOST_ERROR_H
 
 #include <stdbool.h>
-#include <glib.h>
 
-G_BEGIN_DECLS
+#ifdef __cplusplus
+extern "C" {
+#endif
 
-#define BH_ERROR (bh_error_quark())
-GQuark bh_error_quark(void);
+typedef struct BhError BhError;
 
-/* Set *errp (if errp is not NULL) and return -errnum, so callers can write
- * "return bh_error_set(errp, EINVAL, "...", ...);". */
-int bh_error_set(GError **errp, int errnum, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
+#define BH_PRINTF(f, a) __attribute__((format(printf, f, a)))
 
+/* Set *errp (if errp is not NULL and *errp is still NULL: the first error
+ * is the one kept) and return -errnum, so callers can write
+ * "return bh_error_set(errp, EINVAL, "...", ...);".  errnum may be given
+ * negative; 0 becomes EIO. */
+int bh_error_set(BhError **errp, int errnum, const char *fmt, ...)
+    BH_PRINTF(3, 4);
 /* Like bh_error_set, appending ": strerror(errnum)". */
-int bh_error_set_errno(GError **errp, int errnum, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
+int bh_error_set_errno(BhError **errp, int errnum, const char *fmt, ...)
+    BH_PRINTF(3, 4);
+/* Put "prefix" in front of *errp's message (nothing if there is none). */
+void bh_error_prefix(BhError **errp, const char *fmt, ...) BH_PRINTF(2, 3);
 
-/* The errno a GError stands for: its code in BH_ERROR, EIO otherwise. */
-int bh_error_errno(const GError *err);
+/* The errno err stands for (EIO for NULL), and its message. */
+int bh_error_errno(const BhError *err);
+const char *bh_error_message(const BhError *err);
 
-/* Transition to the libc-only plugin ABI (v2): BhError is the name new code
- * uses; these wrappers keep their meaning when it becomes an opaque type. */
-typedef GError BhError;
-static inline const char *bh_error_message(const BhError *err)
-{
-    return err ? err->message : NULL;
+BhError *bh_error_new(int errnum, const char *fmt, ...) BH_PRINTF(2, 3);
+BhError *bh_error_copy(const BhError *err);
+void bh_error_free(BhError *err);
+/* Free *errp and set it to NULL (errp may be NULL). */
+void bh_error_clear(BhError **errp);
+/* Move src into *dst; when dst is NULL or already holds an error, src is
+ * freed (the first error is kept). */
+void bh_error_propagate(BhError **dst, BhError *src);
+
+#ifdef __cplusplus
 }
-static inline void bh_error_free(BhError *err) { if (err) g_error_free(err); }
-static inline void bh_error_clear(BhError **errp) { g_clear_error(errp); }
-static inline void bh_error_propagate(BhError **dst, BhError *src)
-{
-    g_propagate_error(dst, src);
-}
-#define bh_error_prefix(errp, ...) g_prefix_error((errp), __VA_ARGS__)
-
-G_END_DECLS
+#endif
 
 #endif

@@ -16,13 +16,14 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-#include <glib.h>
 
 #include <blkhost/info.h>
 #include <blkhost/node.h>
 #include <blkhost/opts.h>
 
-G_BEGIN_DECLS
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 typedef struct BhExport {
     char *name;          /* "" is the default export */
@@ -44,9 +45,9 @@ typedef struct BhFrontend {
     uint32_t struct_size;
     uint32_t flags;
 
-    void *(*create)(BhOpts *opts, GError **errp);
-    int (*add_export)(void *fe, BhExport *exp, GError **errp); /* takes exp */
-    int (*start)(void *fe, GError **errp);
+    void *(*create)(BhOpts *opts, BhError **errp);
+    int (*add_export)(void *fe, BhExport *exp, BhError **errp); /* takes exp */
+    int (*start)(void *fe, BhError **errp);
     /* Graceful: stop accepting, finish in-flight requests, flush, remove
      * sockets.  May be called more than once. */
     void (*stop)(void *fe);
@@ -55,6 +56,15 @@ typedef struct BhFrontend {
     char *(*uri)(void *fe, const char *export_name);
     void (*status)(void *fe, BhInfo *info);
     void (*set_event_cb)(void *fe, BhFrontendEventFn cb, void *data);
+
+    /* Commands a program or script sends to the plugin itself, with no
+     * instance (bh_frontend_control): the command's name, its arguments
+     * (unused keys are refused afterwards, as for create), and the reply
+     * as zero or more records.  Unknown commands: -ENOTSUP with errp set.
+     * Optional.  This is the one way in besides create: no private
+     * headers, no dlsym. */
+    int (*control)(const char *command, BhOpts *args, BhInfoList *reply,
+                   BhError **errp);
 
     /* New callbacks go here, at the end. */
 } BhFrontend;
@@ -65,10 +75,10 @@ typedef struct BhFrontendHandle BhFrontendHandle;
 /* Create an instance of the frontend plugin called name; opts keys that
  * the plugin did not take are refused, named. */
 BhFrontendHandle *bh_frontend_new(const char *name, BhOpts *opts,
-                                  GError **errp);
+                                  BhError **errp);
 /* Takes ownership of exp in all cases. */
-int bh_frontend_add_export(BhFrontendHandle *h, BhExport *exp, GError **errp);
-int bh_frontend_start(BhFrontendHandle *h, GError **errp);
+int bh_frontend_add_export(BhFrontendHandle *h, BhExport *exp, BhError **errp);
+int bh_frontend_start(BhFrontendHandle *h, BhError **errp);
 void bh_frontend_stop(BhFrontendHandle *h);
 /* Stops (if started) and frees. */
 void bh_frontend_free(BhFrontendHandle *h);
@@ -77,7 +87,15 @@ void bh_frontend_status(BhFrontendHandle *h, BhInfo *info);
 void bh_frontend_set_event_cb(BhFrontendHandle *h, BhFrontendEventFn cb,
                               void *data);
 const char *bh_frontend_name(const BhFrontendHandle *h);
+/* Run a control command of the frontend plugin called name (see
+ * BhFrontend.control).  Returns 0 with *reply set (free it with
+ * bh_info_list_free), or -errno with errp set. */
+int bh_frontend_control(const char *name, const char *command,
+                        const BhOpts *args, BhInfoList **reply,
+                        BhError **errp);
 
-G_END_DECLS
+#ifdef __cplusplus
+}
+#endif
 
 #endif

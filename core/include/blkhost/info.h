@@ -8,10 +8,12 @@
 #define BLKHOST_INFO_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
-#include <glib.h>
 
-G_BEGIN_DECLS
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 typedef enum {
     BH_INFO_STR = 0,
@@ -31,17 +33,28 @@ typedef struct BhInfo BhInfo;
 
 BhInfo *bh_info_new(void);
 void bh_info_free(BhInfo *info);
-G_DEFINE_AUTOPTR_CLEANUP_FUNC(BhInfo, bh_info_free)
 
 /* Adding a key that exists replaces its value in place. */
 void bh_info_add_str(BhInfo *info, const char *key, const char *value);
 void bh_info_add_int(BhInfo *info, const char *key, int64_t value);
 void bh_info_add_bool(BhInfo *info, const char *key, bool value);
 
+/* An ordered list of BhInfo records: what a frontend's control command
+ * answers with (frontend.h). */
+typedef struct BhInfoList BhInfoList;
+BhInfoList *bh_info_list_new(void);
+void bh_info_list_free(BhInfoList *list);
+/* Append info; the list owns it from now on. */
+void bh_info_list_append(BhInfoList *list, BhInfo *info);
+size_t bh_info_list_count(const BhInfoList *list);
+const BhInfo *bh_info_list_get(const BhInfoList *list, size_t i);
+
 size_t bh_info_count(const BhInfo *info);
 const BhInfoItem *bh_info_item(const BhInfo *info, size_t i);
 const BhInfoItem *bh_info_find(const BhInfo *info, const char *key);
 
-G_END_DECLS
+#ifdef __cplusplus
+}
+#endif
 
 #endif

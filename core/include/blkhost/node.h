@@ -24,14 +24,17 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <glib.h>
+
+#include <blkhost/error.h>
 
 #include <blkhost/check.h>
 
 #include <blkhost/opts.h>
 #include <blkhost/info.h>
 
-G_BEGIN_DECLS
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 typedef struct BhNode BhNode;
 
@@ -39,6 +42,7 @@ typedef struct BhNode BhNode;
 #define BH_IO_FUA        (1u << 0) /* durable before returning */
 #define BH_IO_MAY_UNMAP  (1u << 1) /* write_zeroes may deallocate */
 #define BH_IO_FAST_ZERO  (1u << 2) /* write_zeroes: fail ENOTSUP if slow */
+#define BH_IO_KNOWN_FLAGS 0x7u  /* the loader refuses drivers declaring others */
 
 /* block_status results (same bits as NBD base:allocation). */
 #define BH_BLOCK_HOLE    (1u << 0) /* not allocated in storage */
@@ -74,40 +78,39 @@ typedef enum {
  * Every other key goes to the format driver; a key nobody takes is refused.
  * opts may be NULL; it is not modified.
  */
-BhNode *bh_node_open(const char *filename, const BhOpts *opts, GError **errp);
+BhNode *bh_node_open(const char *filename, const BhOpts *opts, BhError **errp);
 
 /* Open driver "format" over an existing node, which becomes its "file"
  * child (a reference is taken).  Used for windows and partitions:
  * bh_node_open_over(disk, "raw", {offset=, size=, readonly=}). */
 BhNode *bh_node_open_over(BhNode *child, const char *format,
-                          const BhOpts *opts, GError **errp);
+                          const BhOpts *opts, BhError **errp);
 
 /* Create an image.  For a format driver the core creates (truncates) the
  * file with the file driver and passes it to the driver's create. */
 bool bh_create(const char *filename, const char *format, const BhOpts *opts,
-               GError **errp);
+               BhError **errp);
 /* The first half of bh_create alone: every option checked (the driver's
  * create_check, then unknown keys), nothing touched.  Lets a tool say what
  * it is about to create only once the options are known to be good. */
 bool bh_create_check(const char *filename, const char *format,
-                     const BhOpts *opts, GError **errp);
+                     const BhOpts *opts, BhError **errp);
 
 BhNode *bh_node_ref(BhNode *bs);
 void bh_node_unref(BhNode *bs);
-G_DEFINE_AUTOPTR_CLEANUP_FUNC(BhNode, bh_node_unref)
 
 int bh_node_pread(BhNode *bs, void *buf, uint64_t offset, size_t len,
-                  uint32_t flags, GError **errp);
+                  uint32_t flags, BhError **errp);
 int bh_node_pwrite(BhNode *bs, const void *buf, uint64_t offset, size_t len,
-                   uint32_t flags, GError **errp);
-int bh_node_flush(BhNode *bs, GError **errp);
-int bh_node_discard(BhNode *bs, uint64_t offset, uint64_t len, GError **errp);
+                   uint32_t flags, BhError **errp);
+int bh_node_flush(BhNode *bs, BhError **errp);
+int bh_node_discard(BhNode *bs, uint64_t offset, uint64_t len, BhError **errp);
 int bh_node_write_zeroes(BhNode *bs, uint64_t offset, uint64_t len,
-                         uint32_t flags, GError **errp);
+                         uint32_t flags, BhError **errp);
 /* Status of [offset, offset+*pnum): *pnum gets how many bytes from offset
  * share *status (at least 1, at most len). */
 int bh_node_block_status(BhNode *bs, uint64_t offset, uint64_t len,
-                         uint64_t *pnum, uint32_t *status, GError **errp);
+                         uint64_t *pnum, uint32_t *status, BhError **errp);
 /* bh_node_block_map: what qemu-img map shows of one area. */
 #define BH_MAP_DATA    (1u << 0) /* read from stored data */
 #define BH_MAP_ZERO    (1u << 1) /* reads as zeros */
@@ -126,16 +129,16 @@ typedef struct BhMapEntry {
  * layer holding the area (or the bottom one) answers, as in qemu-img
  * map.  *pnum is at least 1 and at most len. */
 int bh_node_block_map(BhNode *bs, uint64_t offset, uint64_t len,
-                      uint64_t *pnum, BhMapEntry *e, GError **errp);
+                      uint64_t *pnum, BhMapEntry *e, BhError **errp);
 /* Check bs's own metadata (not its backing chain) as `qemu-img check`
  * does and repair what fix (BH_CHECK_FIX_*) asks; res is initialised
  * here and cleared by the caller.  -ENOTSUP when bs's format has no
  * check; other negative returns: the check could not run. */
 int bh_node_check(BhNode *bs, uint32_t fix, BhCheckResult *res,
-                  GError **errp);
+                  BhError **errp);
 /* Change the size (file and formats that can).  Not range checked.
  * Runs drained (below). */
-int bh_node_truncate(BhNode *bs, uint64_t size, GError **errp);
+int bh_node_truncate(BhNode *bs, uint64_t size, BhError **errp);
 
 /*
  * Drain: quiesce bs and every node above it (its parents, theirs, ...)
@@ -181,6 +184,8 @@ void bh_node_block_limits(const BhNode *bs, uint32_t *min, uint32_t *pref,
  * read-only, plus the driver's own (cluster-size, ...). */
 void bh_node_info(BhNode *bs, BhInfo *info);
 
-G_END_DECLS
+#ifdef __cplusplus
+}
+#endif
 
 #endif

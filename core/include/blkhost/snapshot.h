@@ -1,5 +1,5 @@
 /*
- * Internal snapshots and savevm/loadvm/delvm across every open image.
+ * Internal snapshots of one node, and the list of open nodes.
  *
  * Per node: bh_node_snapshot_list/create/apply/delete/open go to the
  * driver's snapshot callbacks (qcow2 has them; other drivers answer
@@ -15,11 +15,9 @@
  *
  * Across nodes (QEMU's savevm, loadvm, delvm and "info snapshots"): the
  * core keeps a list of the top-level nodes opened with bh_node_open()
- * that are still referenced; bh_savevm() snapshots every writable one
- * under one name and stores the registered state (savevm.h) in the
- * vmstate area of the first; bh_loadvm() checks all of them before
- * reverting any; bh_delvm() deletes everywhere; bh_snapshots_common()
- * lists what every one of them has.
+ * that are still referenced (bh_open_nodes); the state library
+ * (savevm.h) builds bh_savevm, bh_loadvm, bh_delvm and
+ * bh_snapshots_common on it.
  */
 #ifndef BLKHOST_SNAPSHOT_H
 #define BLKHOST_SNAPSHOT_H
@@ -28,95 +26,49 @@
 #include <stdint.h>
 #include <glib.h>
 
+#include <blkhost/glib.h>
 #include <blkhost/node.h>
-#include <blkhost/stream.h>
+#include <blkhost/snapshot-info.h>
 
 G_BEGIN_DECLS
 
-#define BH_SNAPSHOT_NO_ICOUNT UINT64_MAX
-/* Longest id or name a snapshot may have (bytes). */
-#define BH_SNAPSHOT_MAX_NAME 1023
-
-typedef struct BhSnapshotInfo {
-    char *id;                /* create: NULL lets the driver pick one */
-    char *name;
-    uint64_t vm_state_size;  /* bytes of saved state, 0 for disk-only */
-    uint32_t date_sec, date_nsec;
-    uint64_t vm_clock_nsec;
-    uint64_t disk_size;      /* virtual size when taken */
-    uint64_t icount;         /* BH_SNAPSHOT_NO_ICOUNT: none */
-} BhSnapshotInfo;
-
-BhSnapshotInfo *bh_snapshot_info_new(void);
-void bh_snapshot_info_free(BhSnapshotInfo *info);
-BhSnapshotInfo *bh_snapshot_info_copy(const BhSnapshotInfo *info);
-G_DEFINE_AUTOPTR_CLEANUP_FUNC(BhSnapshotInfo, bh_snapshot_info_free)
 
 /* ---- one node ---- */
 bool bh_node_can_snapshot(const BhNode *bs);
 /* A GPtrArray of BhSnapshotInfo* (freed with the array), NULL on error. */
-GPtrArray *bh_node_snapshot_list(BhNode *bs, GError **errp);
+GPtrArray *bh_node_snapshot_list(BhNode *bs, BhError **errp);
 /* Find by id, then by name; NULL with ENOENT if neither matches. */
 BhSnapshotInfo *bh_node_snapshot_find(BhNode *bs, const char *id_or_name,
-                                      GError **errp);
+                                      BhError **errp);
 /* The first snapshot (in table order) whose id is id (unless NULL) and
  * whose name is name (unless NULL); at least one must be given.  NULL
  * with ENOENT (EINVAL: neither given). */
 BhSnapshotInfo *bh_node_snapshot_lookup(BhNode *bs, const char *id,
-                                        const char *name, GError **errp);
+                                        const char *name, BhError **errp);
 /* info->id NULL: the driver picks max numeric id + 1 and fills it in.
  * info->date_sec 0: now.  info->disk_size is filled in. */
-int bh_node_snapshot_create(BhNode *bs, BhSnapshotInfo *info, GError **errp);
-int bh_node_snapshot_apply(BhNode *bs, const char *id_or_name, GError **errp);
+int bh_node_snapshot_create(BhNode *bs, BhSnapshotInfo *info, BhError **errp);
+int bh_node_snapshot_apply(BhNode *bs, const char *id_or_name, BhError **errp);
 int bh_node_snapshot_delete(BhNode *bs, const char *id_or_name,
-                            GError **errp);
+                            BhError **errp);
 /* A new read-only node showing the content of the snapshot that
  * bh_node_snapshot_lookup(id, name) picks. */
 BhNode *bh_node_snapshot_open(BhNode *bs, const char *id, const char *name,
-                              GError **errp);
+                              BhError **errp);
 /* The vmstate area (state saved beside the disk). */
 int bh_node_save_vmstate(BhNode *bs, const void *buf, uint64_t pos,
-                         size_t len, GError **errp);
+                         size_t len, BhError **errp);
 int bh_node_load_vmstate(BhNode *bs, void *buf, uint64_t pos, size_t len,
-                         GError **errp);
-/* A BhStream over the node's vmstate area (reading stops at limit bytes). */
-BhStream *bh_node_vmstate_stream(BhNode *bs, bool writable, uint64_t limit);
+                         BhError **errp);
+/* The index in l (BhSnapshotInfo*, as bh_node_snapshot_list returns) of
+ * the first snapshot from start on whose id and name match those given
+ * (NULL matches anything), or -1. */
+int bh_snapshots_match(GPtrArray *l, const char *id, const char *name,
+                       unsigned start);
 
 /* ---- every open top-level node ---- */
 /* Referenced copies of the open top-level nodes (unref each, free array). */
 GPtrArray *bh_open_nodes(void);
-/* Snapshot every writable node under name (NULL or "":
- * vm-%Y%m%d%H%M%S), replacing snapshots of that name; the registered
- * state (savevm.h) goes to the first node's vmstate area, none when
- * nothing is registered.  Refused, naming it, when a writable node cannot
- * snapshot; read-only nodes are left out.  All or nothing: the state is
- * collected before anything changes, the new snapshots are made on every
- * node before the old ones of that name are deleted (by id), so at any
- * moment either the old or the new one exists on every node (see
- * snapshot.c for the crash windows).  An error after the new snapshot
- * exists everywhere (an old one could not be deleted) says so. */
-int bh_savevm(const char *name, GError **errp);
-/* The same over the n given nodes only (each must be writable and able to
- * snapshot; given == NULL means every open node, as bh_savevm).  tmpl,
- * if not NULL, supplies date_sec/date_nsec (used when date_sec != 0) and
- * vm_clock_nsec for every snapshot made. */
-int bh_savevm_nodes(BhNode *const *given, size_t n, const char *name,
-                    const BhSnapshotInfo *tmpl, GError **errp);
-/* Find the snapshot called name on every node (by name only; a node
- * without one, or with two, is refused with nothing changed), read and
- * check the state stored in the first node's (a bad stream is refused
- * with nothing changed), revert every node, and only then commit the
- * state; if a node fails to revert, the state is not committed (nodes
- * before it stay reverted: a revert cannot be undone).  *had_state (may
- * be NULL): false for a disk-only snapshot (no state was stored). */
-int bh_loadvm(const char *name, bool *had_state, GError **errp);
-/* Delete every snapshot called name (by name only) on every node; the
- * lists are all read first.  ENOENT if no node has one. */
-int bh_delvm(const char *name, GError **errp);
-/* Snapshots (of the first snapshot-capable node) that every capable node
- * has by the same name; BhSnapshotInfo*, NULL on error. */
-GPtrArray *bh_snapshots_common(GError **errp);
-
 G_END_DECLS
 
 #endif

@@ -27,7 +27,7 @@ typedef struct {
 } Hangdrv;
 
 static int hangdrv_open(BhNode *bs, const char *filename, BhOpts *opts,
-                        uint32_t flags, GError **errp)
+                        uint32_t flags, BhError **errp)
 {
     uint64_t size, hang_offset;
     if (!bh_opts_get_size(opts, "size", 1024 * 1024, &size, errp) ||
@@ -58,7 +58,7 @@ static int64_t hangdrv_length(BhNode *bs)
 }
 
 static int hangdrv_pread(BhNode *bs, void *buf, uint64_t off, size_t len,
-                         uint32_t flags, GError **errp)
+                         uint32_t flags, BhError **errp)
 {
     Hangdrv *h = bh_node_get_opaque(bs);
     if (off <= h->hang_offset && h->hang_offset < off + len) {
@@ -72,20 +72,19 @@ static int hangdrv_pread(BhNode *bs, void *buf, uint64_t off, size_t len,
 }
 
 static int hangdrv_pwrite(BhNode *bs, const void *buf, uint64_t off,
-                          size_t len, uint32_t flags, GError **errp)
+                          size_t len, uint32_t flags, BhError **errp)
 {
     Hangdrv *h = bh_node_get_opaque(bs);
     memcpy(h->data + off, buf, len);
     return 0;
 }
 
-static int hangdrv_flush(BhNode *bs, GError **errp)
+static int hangdrv_flush(BhNode *bs, BhError **errp)
 {
     return 0;
 }
 
 static const BhDriver hangdrv_driver = {
-    .struct_size = sizeof(BhDriver),
     .flags = BH_DRIVER_PROTOCOL | BH_DRIVER_NO_PROBE,
     .open = hangdrv_open,
     .close = hangdrv_close,
@@ -96,8 +95,6 @@ static const BhDriver hangdrv_driver = {
 };
 
 static const BhPluginDesc desc = {
-    .abi_version = BH_PLUGIN_ABI_VERSION,
-    .struct_size = sizeof(BhPluginDesc),
     .kind = BH_PLUGIN_DRIVER,
     .thread_model = BH_THREAD_PARALLEL,
     .name = "hangdrv",

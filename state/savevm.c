@@ -13,6 +13,7 @@
 
 #include "blkhost/error.h"
 #include "blkhost/savevm.h"
+#include <blkhost/glib.h>
 
 #define QEMU_VM_FILE_VERSION_COMPAT 2
 #define QEMU_VM_CONFIGURATION       0x07
@@ -56,7 +57,7 @@ static void savevm_entry_free(gpointer p)
     g_free(e);
 }
 
-static int savevm_add(SavevmEntry *e, GError **errp)
+static int savevm_add(SavevmEntry *e, BhError **errp)
 {
     size_t len = e->idstr ? strlen(e->idstr) : 0;
     int r = 0;
@@ -88,7 +89,7 @@ static int savevm_add(SavevmEntry *e, GError **errp)
 }
 
 int bh_savevm_register(const char *idstr, uint32_t instance_id,
-                       const BhVmsd *vmsd, void *opaque, GError **errp)
+                       const BhVmsd *vmsd, void *opaque, BhError **errp)
 {
     if (!vmsd || vmsd->size == 0)
         return bh_error_set(errp, EINVAL, "savevm: state '%s' needs a "
@@ -105,7 +106,7 @@ int bh_savevm_register(const char *idstr, uint32_t instance_id,
 
 int bh_savevm_register_handlers(const char *idstr, uint32_t instance_id,
                                 int version_id, const BhSavevmHandlers *h,
-                                void *opaque, GError **errp)
+                                void *opaque, BhError **errp)
 {
     if (!h || !h->save || !h->load)
         return bh_error_set(errp, EINVAL, "savevm: state '%s' needs save "
@@ -140,7 +141,7 @@ unsigned bh_savevm_count(void)
 /* ---- writing ---- */
 
 static int savevm_write_entry(BhStream *s, SavevmEntry *e, uint32_t id,
-                              GError **errp)
+                              BhError **errp)
 {
     bh_stream_put_u8(s, BH_SAVEVM_FULL);
     bh_stream_put_be32(s, id);
@@ -161,7 +162,7 @@ static int savevm_write_entry(BhStream *s, SavevmEntry *e, uint32_t id,
         }
     }
     if (r < 0) {
-        g_prefix_error(errp, "savevm: section '%s' instance %" PRIu32 ": ",
+        bh_error_prefix(errp, "savevm: section '%s' instance %" PRIu32 ": ",
                        e->idstr, e->instance_id);
         return r;
     }
@@ -170,7 +171,7 @@ static int savevm_write_entry(BhStream *s, SavevmEntry *e, uint32_t id,
     return 0;
 }
 
-int bh_savevm_write_state(BhStream *s, GError **errp)
+int bh_savevm_write_state(BhStream *s, BhError **errp)
 {
     int r = 0;
     uint32_t id = 0;
@@ -191,7 +192,7 @@ int bh_savevm_write_state(BhStream *s, GError **errp)
     bh_stream_flush(s);
     r = bh_stream_take_error(s, errp);
     if (r < 0)
-        g_prefix_error(errp, "savevm: ");
+        bh_error_prefix(errp, "savevm: ");
     return r;
 }
 
@@ -227,7 +228,7 @@ static bool savevm_already_read(GArray *pending, SavevmEntry *e)
 /* The footer after a section's state; a subsection marker there means the
  * state carried a subsection that the description does not know. */
 static int savevm_read_footer(BhStream *s, SavevmEntry *e, uint32_t id,
-                              GError **errp)
+                              BhError **errp)
 {
     /* The footer cannot be a subsection marker, so one here is either a
      * subsection the description does not know or a cut-off header. */
@@ -260,7 +261,7 @@ static int savevm_read_footer(BhStream *s, SavevmEntry *e, uint32_t id,
     return 0;
 }
 
-static int savevm_read_full(BhStream *s, GArray *pending, GError **errp)
+static int savevm_read_full(BhStream *s, GArray *pending, BhError **errp)
 {
     uint64_t off = bh_stream_tell(s) - 1;
     char idstr[256];
@@ -270,7 +271,7 @@ static int savevm_read_full(BhStream *s, GArray *pending, GError **errp)
     uint32_t version = bh_stream_get_be32(s);
     int r = bh_stream_take_error(s, errp);
     if (r < 0) {
-        g_prefix_error(errp, "section header at offset %" PRIu64 ": ", off);
+        bh_error_prefix(errp, "section header at offset %" PRIu64 ": ", off);
         return r;
     }
     SavevmEntry *e = savevm_find(idstr, instance_id);
@@ -305,7 +306,7 @@ static int savevm_read_full(BhStream *s, GArray *pending, GError **errp)
         r = savevm_read_footer(s, e, id, errp);
     }
     if (r < 0)
-        g_prefix_error(errp, "section '%s' instance %" PRIu32 " (offset %"
+        bh_error_prefix(errp, "section '%s' instance %" PRIu32 " (offset %"
                        PRIu64 "): ", idstr, instance_id, off);
     return r < 0 ? r : 0;
 }
@@ -322,7 +323,7 @@ static const char *savevm_type_name(uint8_t type)
     }
 }
 
-static int savevm_read_sections(BhStream *s, GArray *pending, GError **errp)
+static int savevm_read_sections(BhStream *s, GArray *pending, BhError **errp)
 {
     uint32_t magic = bh_stream_get_be32(s);
     uint32_t version = bh_stream_get_be32(s);
@@ -370,7 +371,7 @@ struct BhSavevmLoad {
     GArray *pending;   /* SavevmPending */
 };
 
-int bh_savevm_load_begin(BhStream *s, BhSavevmLoad **loadp, GError **errp)
+int bh_savevm_load_begin(BhStream *s, BhSavevmLoad **loadp, BhError **errp)
 {
     BhSavevmLoad *load = g_new0(BhSavevmLoad, 1);
     load->pending = g_array_new(FALSE, FALSE, sizeof(SavevmPending));
@@ -378,7 +379,7 @@ int bh_savevm_load_begin(BhStream *s, BhSavevmLoad **loadp, GError **errp)
     int r = savevm_read_sections(s, load->pending, errp);
     if (r < 0) {
         bh_savevm_load_finish(load, false);
-        g_prefix_error(errp, "loadvm: ");
+        bh_error_prefix(errp, "loadvm: ");
         load = NULL;
     }
     *loadp = load;
@@ -395,7 +396,7 @@ void bh_savevm_load_finish(BhSavevmLoad *load, bool commit)
     g_free(load);
 }
 
-int bh_savevm_read_state(BhStream *s, GError **errp)
+int bh_savevm_read_state(BhStream *s, BhError **errp)
 {
     BhSavevmLoad *load;
     int r = bh_savevm_load_begin(s, &load, errp);

@@ -9,7 +9,7 @@
  * both.  Numbers are big-endian, as in QEMU's migration stream.
  *
  * Errors are sticky: the first failure (an I/O error, or reading past the
- * end: "unexpected end of stream at offset N") is kept as a GError plus an
+ * end: "unexpected end of stream at offset N") is kept as a BhError plus an
  * errno, every later call is a no-op, and get functions return 0.  So a
  * parser can read a whole record and check bh_stream_error() once.
  *
@@ -43,10 +43,10 @@ typedef struct BhStream BhStream;
  */
 typedef struct BhStreamOps {
     ssize_t (*read_at)(void *opaque, void *buf, uint64_t pos, size_t len,
-                       GError **errp);
+                       BhError **errp);
     int (*write_at)(void *opaque, const void *buf, uint64_t pos, size_t len,
-                    GError **errp);
-    int (*flush)(void *opaque, GError **errp);
+                    BhError **errp);
+    int (*flush)(void *opaque, BhError **errp);
     void (*close)(void *opaque);
 } BhStreamOps;
 
@@ -81,17 +81,17 @@ int bh_stream_flush(BhStream *s);
 /* Flush a writer, call ops->close, free the stream.  Returns 0 or -errno of
  * the stream's first error, which is also copied into errp.  NULL is a
  * no-op returning 0. */
-int bh_stream_close(BhStream *s, GError **errp);
+int bh_stream_close(BhStream *s, BhError **errp);
 
 /* 0 when all is well, otherwise -errno of the first error. */
 int bh_stream_error(const BhStream *s);
 
 /* The first error (owned by the stream), or NULL. */
-const GError *bh_stream_get_error(const BhStream *s);
+const BhError *bh_stream_get_error(const BhStream *s);
 
 /* Copy the first error into errp and return its -errno; 0 if none.  The
  * stream stays failed (the error is sticky). */
-int bh_stream_take_error(const BhStream *s, GError **errp);
+int bh_stream_take_error(const BhStream *s, BhError **errp);
 
 /* Record an error (kept only if it is the first); returns -errnum.  Used by
  * parsers on top of the stream so that a bad value also stops the stream. */

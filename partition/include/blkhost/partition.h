@@ -72,13 +72,13 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(BhPartition, bh_partition_free)
 
 /* Read the partition table of disk.  sector_size 0: see above. */
 BhPartitionTable *bh_partition_table_read(BhNode *disk, uint32_t sector_size,
-                                          GError **errp);
+                                          BhError **errp);
 void bh_partition_table_free(BhPartitionTable *t);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(BhPartitionTable, bh_partition_table_free)
 
 /* Just the partitions (a GPtrArray that frees its BhPartitions). */
 GPtrArray *bh_partitions_read(BhNode *disk, uint32_t sector_size,
-                              GError **errp);
+                              BhError **errp);
 
 /* What to look for: every field set must match (number 0 and NULL fields
  * match anything).  label matches exactly; uuid and type ignore case;
@@ -97,12 +97,12 @@ typedef struct BhPartitionMatch {
  * when several do (the message lists them). */
 const BhPartition *bh_partitions_find(GPtrArray *parts,
                                       const BhPartitionMatch *m,
-                                      GError **errp);
+                                      BhError **errp);
 
 /* A window node over disk covering p: the raw driver with offset and
  * size.  A writable window over a read-only disk is refused (EPERM). */
 BhNode *bh_partition_open(BhNode *disk, const BhPartition *p, bool readonly,
-                          GError **errp);
+                          BhError **errp);
 
 /* One line naming p for messages: "2 (gpt, linux, label 'root', 1 GiB at
  * 1 MiB)".  g_free the result. */

@@ -10,11 +10,12 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <string.h>
+#include <zlib.h>
 
 #include <blkhost/error.h>
 #include <blkhost/partition.h>
+#include <blkhost/glib.h>
 
-#include "crc32.h"
 #include "partition-types.h"
 
 #define MBR_SIZE 512
@@ -51,7 +52,7 @@ static uint64_t part_le64(const uint8_t *p)
 
 /* Read nsect sectors at lba, which the caller has checked lie on the disk. */
 static bool part_read(PartDisk *d, uint64_t lba, uint64_t nsect, void *buf,
-                      GError **errp)
+                      BhError **errp)
 {
     int r = bh_node_pread(d->node, buf, lba * d->ss, (size_t)(nsect * d->ss),
                           0, errp);
@@ -166,7 +167,7 @@ static void mbr_fill(BhPartition *p, const MbrEntry *m, uint32_t disk_sig)
  * inside the extended partition, which bounds the walk. */
 static bool mbr_read_chain(PartDisk *d, BhPartitionTable *t, int ext_no,
                            uint64_t ext_start, uint64_t ext_count,
-                           uint32_t disk_sig, int *next, GError **errp)
+                           uint32_t disk_sig, int *next, BhError **errp)
 {
     uint64_t ext_end = ext_start + ext_count; /* exclusive */
     uint64_t ebr = ext_start;
@@ -236,7 +237,7 @@ static bool mbr_read_chain(PartDisk *d, BhPartitionTable *t, int ext_no,
 }
 
 static bool mbr_read(PartDisk *d, const uint8_t *sector, BhPartitionTable *t,
-                     GError **errp)
+                     BhError **errp)
 {
     uint32_t disk_sig = part_le32(sector + 440);
     MbrEntry e[4];
@@ -339,7 +340,7 @@ typedef struct GptHeader {
  * no GPT is told apart from a damaged one.  Messages name only the
  * problem; the caller says which header it was. */
 static bool gpt_load(PartDisk *d, uint64_t lba, GptHeader *h, bool *seen,
-                     GError **errp)
+                     BhError **errp)
 {
     g_autofree uint8_t *buf = g_malloc(d->ss);
 
@@ -358,7 +359,8 @@ static bool gpt_load(PartDisk *d, uint64_t lba, GptHeader *h, bool *seen,
                             GPT_HEADER_MIN, d->ss), false;
     uint32_t stored = part_le32(buf + 16);
     memset(buf + 16, 0, 4);
-    uint32_t crc = bh_crc32(0, buf, hsize);
+    /* GPT's CRC-32 is zlib's (IEEE polynomial, reflected, inverted). */
+    uint32_t crc = (uint32_t)crc32(0, buf, hsize);
     if (crc != stored)
         return bh_error_set(errp, EINVAL, "header CRC32 field is 0x%08"
                             PRIx32 " but the header's CRC32 is 0x%08" PRIx32,
@@ -409,7 +411,7 @@ static bool gpt_load(PartDisk *d, uint64_t lba, GptHeader *h, bool *seen,
         g_clear_pointer(&h->entries, g_free);
         return false;
     }
-    crc = bh_crc32(0, h->entries, bytes);
+    crc = (uint32_t)crc32(0, h->entries, (uInt)bytes);
     if (crc != h->entries_crc) {
         g_clear_pointer(&h->entries, g_free);
         return bh_error_set(errp, EINVAL, "the header gives partition entry "
@@ -421,7 +423,7 @@ static bool gpt_load(PartDisk *d, uint64_t lba, GptHeader *h, bool *seen,
 }
 
 static bool gpt_parse_entries(PartDisk *d, const GptHeader *h,
-                              BhPartitionTable *t, GError **errp)
+                              BhPartitionTable *t, BhError **errp)
 {
     for (uint32_t i = 0; i < h->count; i++) {
         const uint8_t *e = h->entries + (size_t)i * h->entry_size;
@@ -461,12 +463,12 @@ static bool gpt_parse_entries(PartDisk *d, const GptHeader *h,
  * set when neither header has a signature (so the caller may try another
  * sector size or report "no partition table"). */
 static bool gpt_read(PartDisk *d, BhPartitionTable *t, bool *absent,
-                     GError **errp)
+                     BhError **errp)
 {
     GptHeader h;
     bool seen1 = false, seen2 = false;
-    g_autoptr(GError) e1 = NULL;
-    g_autoptr(GError) e2 = NULL;
+    g_autoptr(BhError) e1 = NULL;
+    g_autoptr(BhError) e2 = NULL;
     uint64_t backup = d->sectors - 1;
 
     *absent = false;
@@ -488,12 +490,12 @@ static bool gpt_read(PartDisk *d, BhPartitionTable *t, bool *absent,
             return bh_error_set(errp, code, "'%s': no valid GPT (sector size "
                                 "%" PRIu32 "): primary header at LBA 1: %s; "
                                 "backup header at LBA %" PRIu64 ": %s",
-                                d->name, d->ss, e1->message, backup,
-                                e2->message), false;
+                                d->name, d->ss, bh_error_message(e1), backup,
+                                bh_error_message(e2)), false;
         }
         g_warning("'%s': the primary GPT header at LBA 1 is damaged (%s); "
                   "using the backup header at LBA %" PRIu64, d->name,
-                  e1->message, backup);
+                  bh_error_message(e1), backup);
         t->backup_used = true;
     }
     t->scheme = "gpt";
@@ -523,7 +525,7 @@ static BhPartitionTable *part_table_new(uint32_t ss)
 
 /* Try GPT at sector size ss; NULL with *absent when there is none. */
 static BhPartitionTable *part_try_gpt(PartDisk *d, uint32_t ss, bool *absent,
-                                      GError **errp)
+                                      BhError **errp)
 {
     d->ss = ss;
     d->sectors = d->size / ss;
@@ -539,11 +541,11 @@ static BhPartitionTable *part_try_gpt(PartDisk *d, uint32_t ss, bool *absent,
  * error is the most telling one: damage at some size beats absence. */
 static BhPartitionTable *part_find_gpt(PartDisk *d, const uint32_t *sizes,
                                        int nsizes, bool protective,
-                                       GError **errp)
+                                       BhError **errp)
 {
-    g_autoptr(GError) best = NULL;
+    g_autoptr(BhError) best = NULL;
     for (int i = 0; i < nsizes; i++) {
-        GError *err = NULL;
+        BhError *err = NULL;
         bool absent = false;
         if (d->size / sizes[i] < 3)
             continue;
@@ -552,14 +554,14 @@ static BhPartitionTable *part_find_gpt(PartDisk *d, const uint32_t *sizes,
             return t;
         if (!best || (bh_error_errno(best) == ENOENT &&
                       bh_error_errno(err) != ENOENT)) {
-            g_clear_error(&best);
+            bh_error_clear(&best);
             best = err;
         } else {
-            g_error_free(err);
+            bh_error_free(err);
         }
     }
     if (best && bh_error_errno(best) != ENOENT) {
-        g_propagate_error(errp, g_steal_pointer(&best));
+        bh_error_propagate(errp, g_steal_pointer(&best));
     } else if (protective) {
         bh_error_set(errp, EINVAL, "'%s': the MBR is a GPT protective MBR "
                      "but no GPT header was found", d->name);
@@ -572,7 +574,7 @@ static BhPartitionTable *part_find_gpt(PartDisk *d, const uint32_t *sizes,
 }
 
 BhPartitionTable *bh_partition_table_read(BhNode *disk, uint32_t sector_size,
-                                          GError **errp)
+                                          BhError **errp)
 {
     PartDisk d = { .node = disk, .name = bh_node_filename(disk) };
     if (!d.name)
@@ -635,7 +637,7 @@ BhPartitionTable *bh_partition_table_read(BhNode *disk, uint32_t sector_size,
 }
 
 GPtrArray *bh_partitions_read(BhNode *disk, uint32_t sector_size,
-                              GError **errp)
+                              BhError **errp)
 {
     BhPartitionTable *t = bh_partition_table_read(disk, sector_size, errp);
     if (!t)
@@ -737,7 +739,7 @@ static char *part_list(GPtrArray *parts, const BhPartitionMatch *m)
 
 const BhPartition *bh_partitions_find(GPtrArray *parts,
                                       const BhPartitionMatch *m,
-                                      GError **errp)
+                                      BhError **errp)
 {
     const BhPartition *hit = NULL;
     guint n = 0;
@@ -763,7 +765,7 @@ const BhPartition *bh_partitions_find(GPtrArray *parts,
 }
 
 BhNode *bh_partition_open(BhNode *disk, const BhPartition *p, bool readonly,
-                          GError **errp)
+                          BhError **errp)
 {
     g_autoptr(BhOpts) opts = bh_opts_new();
     g_autofree char *off = g_strdup_printf("%" PRIu64, p->offset);

@@ -15,6 +15,7 @@
 
 #include "blkhost/error.h"
 #include "blkhost/stream.h"
+#include <blkhost/glib.h>
 
 #define STREAM_BUF_SIZE (64 * 1024)
 
@@ -28,7 +29,7 @@ struct BhStream {
     uint8_t *buf;
     size_t head, tail;
     uint64_t buf_pos;    /* backend position of buf[0] */
-    GError *err;
+    BhError *err;
     int err_no;
     /* built-in backends */
     int fd;
@@ -45,10 +46,9 @@ static int stream_set_errorv(BhStream *s, int errnum, const char *fmt,
     if (errnum == 0)
         errnum = EIO;
     if (!s->err) {
-        char *msg = g_strdup_vprintf(fmt, ap);
-        s->err = g_error_new_literal(BH_ERROR, errnum, msg);
+        g_autofree char *msg = g_strdup_vprintf(fmt, ap);
+        s->err = bh_error_new(errnum, "%s", msg);
         s->err_no = errnum;
-        g_free(msg);
     }
     return -s->err_no;
 }
@@ -63,17 +63,15 @@ int bh_stream_set_error(BhStream *s, int errnum, const char *fmt, ...)
 }
 
 /* Keep a backend's error (or make one up if it gave a bare -errno). */
-static void stream_take_backend_error(BhStream *s, int r, GError *e,
+static void stream_take_backend_error(BhStream *s, int r, BhError *e,
                                       const char *what, uint64_t pos)
 {
     if (e) {
         if (!s->err) {
             s->err = e;
             s->err_no = bh_error_errno(e);
-            if (e->domain != BH_ERROR && -r > 0)
-                s->err_no = -r;
         } else {
-            g_error_free(e);
+            bh_error_free(e);
         }
         return;
     }
@@ -86,24 +84,24 @@ int bh_stream_error(const BhStream *s)
     return s->err ? -s->err_no : 0;
 }
 
-const GError *bh_stream_get_error(const BhStream *s)
+const BhError *bh_stream_get_error(const BhStream *s)
 {
     return s->err;
 }
 
-int bh_stream_take_error(const BhStream *s, GError **errp)
+int bh_stream_take_error(const BhStream *s, BhError **errp)
 {
     if (!s->err)
         return 0;
     if (errp && !*errp)
-        *errp = g_error_copy(s->err);
+        *errp = bh_error_copy(s->err);
     return -s->err_no;
 }
 
 /* ---- built-in backends ---- */
 
 static ssize_t fd_read_at(void *opaque, void *buf, uint64_t pos, size_t len,
-                          GError **errp)
+                          BhError **errp)
 {
     BhStream *s = opaque;
     for (;;) {
@@ -118,7 +116,7 @@ static ssize_t fd_read_at(void *opaque, void *buf, uint64_t pos, size_t len,
 }
 
 static int fd_write_at(void *opaque, const void *buf, uint64_t pos,
-                       size_t len, GError **errp)
+                       size_t len, BhError **errp)
 {
     BhStream *s = opaque;
     const uint8_t *p = buf;
@@ -143,7 +141,7 @@ static const BhStreamOps fd_ops = {
 };
 
 static ssize_t mem_read_at(void *opaque, void *buf, uint64_t pos, size_t len,
-                           GError **errp)
+                           BhError **errp)
 {
     BhStream *s = opaque;
     if (pos >= s->mem->len)
@@ -154,7 +152,7 @@ static ssize_t mem_read_at(void *opaque, void *buf, uint64_t pos, size_t len,
 }
 
 static int mem_write_at(void *opaque, const void *buf, uint64_t pos,
-                        size_t len, GError **errp)
+                        size_t len, BhError **errp)
 {
     BhStream *s = opaque;
     if (pos > G_MAXUINT - len)
@@ -251,12 +249,12 @@ static void stream_drain(BhStream *s)
         s->tail = 0;
         return;
     }
-    GError *e = NULL;
+    BhError *e = NULL;
     int r = s->ops->write_at(s->opaque, s->buf, s->buf_pos, s->tail, &e);
     if (r < 0)
         stream_take_backend_error(s, r, e, "write", s->buf_pos);
     else if (e)
-        g_error_free(e);
+        bh_error_free(e);
     s->buf_pos += s->tail;
     s->tail = 0;
 }
@@ -330,18 +328,18 @@ int bh_stream_flush(BhStream *s)
     if (s->writable && !s->err) {
         stream_drain(s);
         if (!s->err && s->ops->flush) {
-            GError *e = NULL;
+            BhError *e = NULL;
             int r = s->ops->flush(s->opaque, &e);
             if (r < 0)
                 stream_take_backend_error(s, r, e, "flush", s->buf_pos);
             else if (e)
-                g_error_free(e);
+                bh_error_free(e);
         }
     }
     return bh_stream_error(s);
 }
 
-int bh_stream_close(BhStream *s, GError **errp)
+int bh_stream_close(BhStream *s, BhError **errp)
 {
     if (!s)
         return 0;
@@ -350,7 +348,7 @@ int bh_stream_close(BhStream *s, GError **errp)
         s->ops->close(s->opaque);
     int r = bh_stream_take_error(s, errp);
     if (s->err)
-        g_error_free(s->err);
+        bh_error_free(s->err);
     if (s->mem)
         g_byte_array_unref(s->mem);
     g_free(s->buf);
@@ -374,7 +372,7 @@ static size_t stream_fill(BhStream *s, size_t need)
             s->buf_pos += s->head;
             s->head = s->tail = 0;
         }
-        GError *e = NULL;
+        BhError *e = NULL;
         uint64_t pos = s->buf_pos + s->tail;
         ssize_t n = s->ops->read_at(s->opaque, s->buf + s->tail, pos,
                                     STREAM_BUF_SIZE - s->tail, &e);
@@ -383,7 +381,7 @@ static size_t stream_fill(BhStream *s, size_t need)
             break;
         }
         if (e)
-            g_error_free(e);
+            bh_error_free(e);
         if (n == 0)
             s->eof = true;
         s->tail += (size_t)n;

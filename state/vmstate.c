@@ -6,7 +6,7 @@
  *
  * Every failure is also recorded as the stream's sticky error, so a caller
  * composing several states (savevm) sees the stream stop at the first bad
- * byte, and the GError says which description and field it was in.
+ * byte, and the BhError says which description and field it was in.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -15,18 +15,19 @@
 
 #include "blkhost/error.h"
 #include "blkhost/vmstate.h"
+#include <blkhost/glib.h>
 
 #define QEMU_VM_SUBSECTION 0x05
 
 static int vm_load(BhStream *s, const BhVmsd *vmsd, void *opaque,
-                   int version_id, GError **errp);
+                   int version_id, BhError **errp);
 static int vm_save(BhStream *s, const BhVmsd *vmsd, void *opaque,
-                   int version_id, GError **errp);
+                   int version_id, BhError **errp);
 
 /* Fail with a message recorded both in the stream and in errp. */
-static int vm_fail(BhStream *s, GError **errp, int errnum, const char *fmt,
+static int vm_fail(BhStream *s, BhError **errp, int errnum, const char *fmt,
                    ...) G_GNUC_PRINTF(4, 5);
-static int vm_fail(BhStream *s, GError **errp, int errnum, const char *fmt,
+static int vm_fail(BhStream *s, BhError **errp, int errnum, const char *fmt,
                    ...)
 {
     va_list ap;
@@ -60,7 +61,7 @@ static int64_t vm_read_count(const BhVmField *f, const void *opaque)
  */
 static int vm_extent(BhStream *s, const BhVmsd *vmsd, const BhVmField *f,
                      const void *opaque, uint32_t *n_elems, size_t *size,
-                     GError **errp)
+                     BhError **errp)
 {
     *n_elems = 1;
     *size = f->size;
@@ -90,7 +91,7 @@ static int vm_extent(BhStream *s, const BhVmsd *vmsd, const BhVmField *f,
 }
 
 static int vm_put_elem(BhStream *s, const BhVmField *f, void *p, size_t size,
-                       GError **errp)
+                       BhError **errp)
 {
     switch (f->type) {
     case BH_VMT_U8: case BH_VMT_I8:
@@ -124,7 +125,7 @@ static int vm_put_elem(BhStream *s, const BhVmField *f, void *p, size_t size,
 }
 
 static int vm_get_elem(BhStream *s, const BhVmField *f, void *p, size_t size,
-                       GError **errp)
+                       BhError **errp)
 {
     switch (f->type) {
     case BH_VMT_U8: case BH_VMT_I8: {
@@ -174,38 +175,38 @@ static int vm_get_elem(BhStream *s, const BhVmField *f, void *p, size_t size,
     return bh_stream_take_error(s, errp);
 }
 
-static void vm_prefix_field(GError **errp, const BhVmsd *vmsd,
+static void vm_prefix_field(BhError **errp, const BhVmsd *vmsd,
                             const BhVmField *f, uint32_t i, uint32_t n)
 {
     if (n > 1 || (f->flags & (BH_VMS_ARRAY | BH_VMS_VARRAY_ANY)))
-        g_prefix_error(errp, "%s.%s[%u]: ", vmsd->name, f->name, i);
+        bh_error_prefix(errp, "%s.%s[%u]: ", vmsd->name, f->name, i);
     else
-        g_prefix_error(errp, "%s.%s: ", vmsd->name, f->name);
+        bh_error_prefix(errp, "%s.%s: ", vmsd->name, f->name);
 }
 
 /* Run a hook; a hook that fails without a message gets one. */
 static int vm_hook_result(BhStream *s, const BhVmsd *vmsd, const char *hook,
-                          int r, GError *e, GError **errp)
+                          int r, BhError *e, BhError **errp)
 {
     if (r == 0) {
         if (e)
-            g_error_free(e);
+            bh_error_free(e);
         return 0;
     }
     if (r > 0)
         r = -EINVAL;
     if (!e)
-        e = g_error_new(BH_ERROR, -r, "failed: %s", g_strerror(-r));
-    g_prefix_error(&e, "%s: %s: ", vmsd->name, hook);
-    bh_stream_set_error(s, -r, "%s", e->message);
-    g_propagate_error(errp, e);
+        e = bh_error_new(-r, "failed: %s", g_strerror(-r));
+    bh_error_prefix(&e, "%s: %s: ", vmsd->name, hook);
+    bh_stream_set_error(s, -r, "%s", bh_error_message(e));
+    bh_error_propagate(errp, e);
     return r;
 }
 
 /* Every field present at version_id, element by element, written to or
  * read from s: saving and loading walk the table the same way. */
 static int vm_fields(BhStream *s, const BhVmsd *vmsd, void *opaque,
-                     int version_id, bool save, GError **errp)
+                     int version_id, bool save, BhError **errp)
 {
     int r;
     for (const BhVmField *f = vmsd->fields; f && f->name; f++) {
@@ -230,13 +231,13 @@ static int vm_fields(BhStream *s, const BhVmsd *vmsd, void *opaque,
 }
 
 static int vm_save(BhStream *s, const BhVmsd *vmsd, void *opaque,
-                   int version_id, GError **errp)
+                   int version_id, BhError **errp)
 {
     int r;
     if (bh_stream_error(s))
         return bh_stream_take_error(s, errp);
     if (vmsd->pre_save) {
-        GError *e = NULL;
+        BhError *e = NULL;
         r = vmsd->pre_save(opaque, &e);
         r = vm_hook_result(s, vmsd, "pre_save", r, e, errp);
         if (r < 0)
@@ -264,7 +265,7 @@ static int vm_save(BhStream *s, const BhVmsd *vmsd, void *opaque,
  * that is ours but unknown is an error, since we would lose its state.
  */
 static int vm_load_subsections(BhStream *s, const BhVmsd *vmsd, void *opaque,
-                               GError **errp)
+                               BhError **errp)
 {
     size_t plen = strlen(vmsd->name);
     for (;;) {
@@ -293,7 +294,7 @@ static int vm_load_subsections(BhStream *s, const BhVmsd *vmsd, void *opaque,
         if (r == 0)
             r = vm_load(s, sd, opaque, (int)v, errp);
         if (r < 0) {
-            g_prefix_error(errp, "%s: subsection: ", vmsd->name);
+            bh_error_prefix(errp, "%s: subsection: ", vmsd->name);
             return r;
         }
     }
@@ -301,7 +302,7 @@ static int vm_load_subsections(BhStream *s, const BhVmsd *vmsd, void *opaque,
 }
 
 static int vm_load(BhStream *s, const BhVmsd *vmsd, void *opaque,
-                   int version_id, GError **errp)
+                   int version_id, BhError **errp)
 {
     int r;
     if (bh_stream_error(s))
@@ -315,7 +316,7 @@ static int vm_load(BhStream *s, const BhVmsd *vmsd, void *opaque,
                        "than the oldest version %d this build loads",
                        vmsd->name, version_id, vmsd->minimum_version_id);
     if (vmsd->pre_load) {
-        GError *e = NULL;
+        BhError *e = NULL;
         r = vmsd->pre_load(opaque, &e);
         r = vm_hook_result(s, vmsd, "pre_load", r, e, errp);
         if (r < 0)
@@ -326,7 +327,7 @@ static int vm_load(BhStream *s, const BhVmsd *vmsd, void *opaque,
     if ((r = vm_load_subsections(s, vmsd, opaque, errp)) < 0)
         return r;
     if (vmsd->post_load) {
-        GError *e = NULL;
+        BhError *e = NULL;
         r = vmsd->post_load(opaque, version_id, &e);
         r = vm_hook_result(s, vmsd, "post_load", r, e, errp);
         if (r < 0)
@@ -336,7 +337,7 @@ static int vm_load(BhStream *s, const BhVmsd *vmsd, void *opaque,
 }
 
 int bh_vmstate_save_v(BhStream *s, const BhVmsd *vmsd, void *opaque,
-                      int version_id, GError **errp)
+                      int version_id, BhError **errp)
 {
     if (version_id > vmsd->version_id || version_id < vmsd->minimum_version_id)
         return vm_fail(s, errp, EINVAL, "%s: cannot save version %d; "
@@ -346,13 +347,13 @@ int bh_vmstate_save_v(BhStream *s, const BhVmsd *vmsd, void *opaque,
 }
 
 int bh_vmstate_save(BhStream *s, const BhVmsd *vmsd, void *opaque,
-                    GError **errp)
+                    BhError **errp)
 {
     return vm_save(s, vmsd, opaque, vmsd->version_id, errp);
 }
 
 void *bh_vmstate_load_copy(BhStream *s, const BhVmsd *vmsd, void *opaque,
-                           int version_id, GError **errp)
+                           int version_id, BhError **errp)
 {
     if (vmsd->size == 0) {
         vm_fail(s, errp, EINVAL, "%s: description has no struct size, so "
@@ -374,7 +375,7 @@ void bh_vmstate_commit(const BhVmsd *vmsd, void *opaque, void *copy)
 }
 
 int bh_vmstate_load(BhStream *s, const BhVmsd *vmsd, void *opaque,
-                    int version_id, GError **errp)
+                    int version_id, BhError **errp)
 {
     void *copy = bh_vmstate_load_copy(s, vmsd, opaque, version_id, errp);
     if (!copy)

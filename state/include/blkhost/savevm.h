@@ -31,6 +31,7 @@
 #include <stdint.h>
 #include <glib.h>
 
+#include <blkhost/snapshot.h>
 #include <blkhost/stream.h>
 #include <blkhost/vmstate.h>
 
@@ -63,9 +64,9 @@ G_BEGIN_DECLS
  *   release: called with opaque when the entry is unregistered.  Optional.
  */
 typedef struct BhSavevmHandlers {
-    int (*save)(void *opaque, BhStream *s, GError **errp);
+    int (*save)(void *opaque, BhStream *s, BhError **errp);
     int (*load)(void *opaque, BhStream *s, int version_id, void **pending,
-                GError **errp);
+                BhError **errp);
     void (*commit)(void *opaque, void *pending);
     void (*discard)(void *opaque, void *pending);
     void (*release)(void *opaque);
@@ -74,12 +75,12 @@ typedef struct BhSavevmHandlers {
 /* Register a C struct; vmsd->size must be set (loads go through a copy).
  * EEXIST if (idstr, instance_id) is taken, EINVAL for a bad idstr. */
 int bh_savevm_register(const char *idstr, uint32_t instance_id,
-                       const BhVmsd *vmsd, void *opaque, GError **errp);
+                       const BhVmsd *vmsd, void *opaque, BhError **errp);
 
 /* Register callbacks that save and load version version_id (>= 0). */
 int bh_savevm_register_handlers(const char *idstr, uint32_t instance_id,
                                 int version_id, const BhSavevmHandlers *h,
-                                void *opaque, GError **errp);
+                                void *opaque, BhError **errp);
 
 /* Remove an entry (calling its release handler); false if none. */
 bool bh_savevm_unregister(const char *idstr, uint32_t instance_id);
@@ -91,13 +92,13 @@ unsigned bh_savevm_count(void);
  * entries whose vmsd->needed() says false are left out, as QEMU does) and
  * EOF, then flush.  0 or -errno; on error the stream holds a partial state
  * that the caller must not keep. */
-int bh_savevm_write_state(BhStream *s, GError **errp);
+int bh_savevm_write_state(BhStream *s, BhError **errp);
 
 /* Read a whole stream, then commit every section's state.  A wrong magic,
  * another version, an unknown section, a version out of an entry's range,
  * a truncated or malformed section or footer: an error naming it, and no
  * entry changed.  0 or -errno. */
-int bh_savevm_read_state(BhStream *s, GError **errp);
+int bh_savevm_read_state(BhStream *s, BhError **errp);
 
 /* bh_savevm_read_state in two halves, for a caller that must do something
  * that can fail between reading the state and applying it (loadvm reverts
@@ -108,8 +109,45 @@ int bh_savevm_read_state(BhStream *s, GError **errp);
  * locked in between: call both from the same thread, and do not
  * unregister entries in between. */
 typedef struct BhSavevmLoad BhSavevmLoad;
-int bh_savevm_load_begin(BhStream *s, BhSavevmLoad **load, GError **errp);
+int bh_savevm_load_begin(BhStream *s, BhSavevmLoad **load, BhError **errp);
 void bh_savevm_load_finish(BhSavevmLoad *load, bool commit);
+
+/* ---- across every open image (savevm-nodes.c) ---- */
+/* Snapshot every writable node under name (NULL or "":
+ * vm-%Y%m%d%H%M%S), replacing snapshots of that name; the registered
+ * state (savevm.h) goes to the first node's vmstate area, none when
+ * nothing is registered.  Refused, naming it, when a writable node cannot
+ * snapshot; read-only nodes are left out.  All or nothing: the state is
+ * collected before anything changes, the new snapshots are made on every
+ * node before the old ones of that name are deleted (by id), so at any
+ * moment either the old or the new one exists on every node (see
+ * snapshot.c for the crash windows).  An error after the new snapshot
+ * exists everywhere (an old one could not be deleted) says so. */
+int bh_savevm(const char *name, BhError **errp);
+/* The same over the n given nodes only (each must be writable and able to
+ * snapshot; given == NULL means every open node, as bh_savevm).  tmpl,
+ * if not NULL, supplies date_sec/date_nsec (used when date_sec != 0) and
+ * vm_clock_nsec for every snapshot made. */
+int bh_savevm_nodes(BhNode *const *given, size_t n, const char *name,
+                    const BhSnapshotInfo *tmpl, BhError **errp);
+/* Find the snapshot called name on every node (by name only; a node
+ * without one, or with two, is refused with nothing changed), read and
+ * check the state stored in the first node's (a bad stream is refused
+ * with nothing changed), revert every node, and only then commit the
+ * state; if a node fails to revert, the state is not committed (nodes
+ * before it stay reverted: a revert cannot be undone).  *had_state (may
+ * be NULL): false for a disk-only snapshot (no state was stored). */
+int bh_loadvm(const char *name, bool *had_state, BhError **errp);
+/* Delete every snapshot called name (by name only) on every node; the
+ * lists are all read first.  ENOENT if no node has one. */
+int bh_delvm(const char *name, BhError **errp);
+/* Snapshots (of the first snapshot-capable node) that every capable node
+ * has by the same name; BhSnapshotInfo*, NULL on error. */
+GPtrArray *bh_snapshots_common(BhError **errp);
+
+/* ---- the vmstate area as a stream (vmstate-area.c) ---- */
+/* A BhStream over the node's vmstate area (reading stops at limit bytes). */
+BhStream *bh_node_vmstate_stream(BhNode *bs, bool writable, uint64_t limit);
 
 G_END_DECLS
 

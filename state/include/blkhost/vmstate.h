@@ -83,9 +83,9 @@ struct BhVmsd {
     size_t size;               /* sizeof the struct (top-level loads) */
     /* Hooks; return 0 or -errno (and may set errp).  During a load they see
      * the scratch copy, not the target. */
-    int (*pre_save)(void *opaque, GError **errp);
-    int (*pre_load)(void *opaque, GError **errp);
-    int (*post_load)(void *opaque, int version_id, GError **errp);
+    int (*pre_save)(void *opaque, BhError **errp);
+    int (*pre_load)(void *opaque, BhError **errp);
+    int (*post_load)(void *opaque, int version_id, BhError **errp);
     /* Subsections only: saved when NULL or true. */
     bool (*needed)(void *opaque);
     const BhVmField *fields;
@@ -95,21 +95,21 @@ struct BhVmsd {
 /* Write opaque's fields and needed subsections at vmsd->version_id (or an
  * older version_id: fields newer than it are left out).  0 or -errno. */
 int bh_vmstate_save(BhStream *s, const BhVmsd *vmsd, void *opaque,
-                    GError **errp);
+                    BhError **errp);
 int bh_vmstate_save_v(BhStream *s, const BhVmsd *vmsd, void *opaque,
-                      int version_id, GError **errp);
+                      int version_id, BhError **errp);
 
 /* Read a state written at version_id and commit it to opaque, all or
  * nothing.  0 or -errno; on failure opaque is unchanged. */
 int bh_vmstate_load(BhStream *s, const BhVmsd *vmsd, void *opaque,
-                    int version_id, GError **errp);
+                    int version_id, BhError **errp);
 
 /* The two halves of bh_vmstate_load, for callers that commit several
  * states together (savevm): load_copy returns a g_malloc'd scratch copy
  * of opaque with the stream's state in it, or NULL with errp set; commit
  * copies it over opaque and frees it. */
 void *bh_vmstate_load_copy(BhStream *s, const BhVmsd *vmsd, void *opaque,
-                           int version_id, GError **errp);
+                           int version_id, BhError **errp);
 void bh_vmstate_commit(const BhVmsd *vmsd, void *opaque, void *copy);
 
 /* ---- field macros (QEMU's VMSTATE_* shapes) ----
