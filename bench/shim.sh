@@ -6,7 +6,7 @@
 # drivers/memory with -DMEMORY_SUBMIT).  Compiles bench/shim.c against the
 # build tree and prints ops/s per row and the ratios.  Not a test.
 #
-#   bench/shim.sh [THREADS [SECONDS [QD]]]     # defaults: 4 3 32
+#   bench/shim.sh [THREADS [SECONDS [QD [REPEAT]]]]   # defaults: 4 2 32 3
 #   BUILD_DIR=/tmp/build bench/shim.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,8 +14,8 @@ BUILD_DIR=${BUILD_DIR:-build}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 # shellcheck disable=SC2046
-cc -O2 -o "$out/shim" bench/shim.c -Icore/include \
+cc -O2 -Wall -o "$out/shim" bench/shim.c -Icore/include \
     $(pkg-config --cflags --libs glib-2.0) \
     -L"$BUILD_DIR/core" -lblkhost -Wl,-rpath,"$PWD/$BUILD_DIR/core"
 "$out/shim" "$BUILD_DIR/tests/plugins/memory-submit.so" "${1:-4}" \
-    "${2:-3}" "${3:-32}"
+    "${2:-2}" "${3:-32}" "${4:-3}"
