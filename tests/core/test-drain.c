@@ -5,7 +5,8 @@
  * reaches the driver or completes inside the drained section, and what
  * arrived meanwhile completes after drain_end with the right data; a
  * format node's drain waits for its requests on the file child; drains
- * nest, and draining a file drains the format above it; a qcow2 snapshot
+ * nest, and draining a file drains the format above it; truncate waits
+ * for requests in flight; a qcow2 snapshot
  * taken while another thread writes leaves an image qemu-img check finds
  * clean.  Sleeps below only make the interesting interleaving likely;
  * no result depends on them.  argv: holddrv.so.
@@ -194,6 +195,20 @@ static void test_sixteen_writers(void)
     bh_node_unref(bs);
 }
 
+/* bh_node_truncate on its own thread: when did it return? */
+typedef struct {
+    BhNode *bs;
+    int completed_at_return;
+} Truncater;
+
+static gpointer truncater_main(gpointer opaque)
+{
+    Truncater *t = opaque;
+    bh_node_truncate(t->bs, 2 * 1024 * 1024, NULL);
+    t->completed_at_return = g_atomic_int_get(&completed);
+    return NULL;
+}
+
 static void test_format_and_nesting(void)
 {
     BhNode *file = open_spec("format=holddrv,size=1M");
@@ -255,6 +270,21 @@ static void test_format_and_nesting(void)
     ok(sw.ret == 0 && blocks_ok(fmt, 4) && block_ok(fmt, 5) &&
        block_ok(fmt, 6) && block_ok(fmt, 7), "after drain_end of the file "
        "the write completes; every block written reads back");
+
+    /* Truncate runs drained: it waits for writes in flight below it. */
+    int before = g_atomic_int_get(&completed);
+    holddrv_hold(true);
+    submit_block(fmt, 8);
+    submit_block(fmt, 9);
+    while (holddrv_held() < 2)
+        g_usleep(1000);
+    Truncater tr = { .bs = fmt };
+    GThread *tt = g_thread_new("truncater", truncater_main, &tr);
+    g_usleep(20000);
+    holddrv_release();
+    g_thread_join(tt);
+    is_int(tr.completed_at_return, before + 2, "bh_node_truncate returned "
+           "only after the writes in flight had completed");
     g_mutex_clear(&d.lock);
     g_cond_clear(&d.cond);
     bh_node_unref(fmt);
@@ -368,7 +398,7 @@ int main(int argc, char **argv)
         printf("Bail out! cannot load holddrv from %s\n", argv[1]);
         return 1;
     }
-    plan(15);
+    plan(16);
     test_sixteen_writers();
     test_format_and_nesting();
     test_snapshot_under_writes();
