@@ -287,6 +287,22 @@ int qcow2_io_begin_locked(Qcow2State *s);
 void qcow2_io_end(Qcow2State *s, int epoch);
 void qcow2_io_drain_locked(Qcow2State *s);
 
+/* data.c: the host runs of one request, submitted to the file child at
+ * once and waited for together.  add: the run holds I/O epoch until it
+ * completes.  wait: 0, or the first run's error (set in errp). */
+typedef struct Qcow2Batch {
+    Qcow2State *s;
+    GMutex lock;
+    GCond cond;
+    unsigned pending;
+    int ret;
+    char *msg;
+} Qcow2Batch;
+void qcow2_batch_init(Qcow2Batch *b, Qcow2State *s);
+void qcow2_batch_add(Qcow2Batch *b, BhOp op, void *buf, uint64_t host,
+                     uint64_t len, int epoch);
+int qcow2_batch_wait(Qcow2Batch *b, GError **errp);
+
 /* cache.c */
 typedef int (*Qcow2CacheHook)(Qcow2State *s, GError **errp);
 Qcow2Cache *qcow2_cache_new(Qcow2State *s, const char *what, size_t entries,
