@@ -87,36 +87,48 @@ void file_uring_submit(FileState *s, FileIo *io)
     g_mutex_unlock(&q->lock);
 }
 
+/* Completions are taken in batches: one pass over what the kernel has
+ * posted, one lock round for the slots they free. */
 static gpointer uring_thread(gpointer opaque)
 {
     FileUring *q = opaque;
-    for (;;) {
-        struct io_uring_cqe *cqe;
-        int r = io_uring_wait_cqe(&q->ring, &cqe);
-        if (r < 0) {
-            if (r == -EINTR || r == -EAGAIN)
-                continue;
-            g_error("file: io_uring completion wait failed: %s",
-                    g_strerror(-r));
-        }
-        FileIo *io = io_uring_cqe_get_data(cqe);
-        int res = cqe->res;
-        io_uring_cqe_seen(&q->ring, cqe);
-        if (!io)
-            return NULL;   /* the stop marker of file_uring_cleanup */
-        if (!file_io_finish(io, res)) {
-            /* The rest of a short transfer keeps its slot. */
-            g_mutex_lock(&q->lock);
-            uring_prep_locked(q, io);
-            uring_flush_locked(q);
-            g_mutex_unlock(&q->lock);
+    bool stop = false;
+
+    while (!stop) {
+        struct io_uring_cqe *cqes[32];
+        unsigned n = io_uring_peek_batch_cqe(&q->ring, cqes, G_N_ELEMENTS(cqes));
+        if (n == 0) {
+            struct io_uring_cqe *cqe;
+            int r = io_uring_wait_cqe(&q->ring, &cqe);
+            if (r < 0 && r != -EINTR && r != -EAGAIN)
+                g_error("file: io_uring completion wait failed: %s",
+                        g_strerror(-r));
             continue;
         }
-        g_mutex_lock(&q->lock);
-        q->in_flight--;
-        g_cond_signal(&q->slot);
-        g_mutex_unlock(&q->lock);
+        unsigned finished = 0;
+        for (unsigned i = 0; i < n; i++) {
+            FileIo *io = io_uring_cqe_get_data(cqes[i]);
+            if (!io) {
+                stop = true;   /* the marker of file_uring_cleanup */
+            } else if (file_io_finish(io, cqes[i]->res)) {
+                finished++;
+            } else {
+                /* The rest of a short transfer keeps its slot. */
+                g_mutex_lock(&q->lock);
+                uring_prep_locked(q, io);
+                uring_flush_locked(q);
+                g_mutex_unlock(&q->lock);
+            }
+        }
+        io_uring_cq_advance(&q->ring, n);
+        if (finished) {
+            g_mutex_lock(&q->lock);
+            q->in_flight -= finished;
+            g_cond_broadcast(&q->slot);
+            g_mutex_unlock(&q->lock);
+        }
     }
+    return NULL;
 }
 
 int file_uring_init(FileState *s, GError **errp)
