@@ -12,17 +12,17 @@
  * Only the data of clusters whose mapping is settled goes through a batch
  * (reads of allocated clusters, writes in place); lookups, allocation and
  * L2/refcount updates stay where they are, in order, under the lock.
- * Each host run keeps the I/O epoch its lookup registered until it
- * completes, so a discard cannot reuse the cluster under it.
+ * Each host run keeps the I/O epoch its lookup registered until the batch
+ * is settled, so a discard cannot reuse the cluster under it.  The epochs
+ * are ended by the request's own thread, never by a completion callback:
+ * ending one may take the metadata lock, and the thread holding that lock
+ * may be waiting for a metadata read queued behind this very completion.
+ * A writer settles its batch before it allocates, since allocating may
+ * drain the epochs it holds.
  */
 #include "qcow2.h"
 
 #include <errno.h>
-
-typedef struct Qcow2BatchItem {
-    Qcow2Batch *b;
-    int epoch;
-} Qcow2BatchItem;
 
 void qcow2_batch_init(Qcow2Batch *b, Qcow2State *s)
 {
@@ -34,11 +34,8 @@ void qcow2_batch_init(Qcow2Batch *b, Qcow2State *s)
 
 static void qcow2_batch_done(void *opaque, int ret, const BhError *err)
 {
-    Qcow2BatchItem *it = opaque;
-    Qcow2Batch *b = it->b;
+    Qcow2Batch *b = opaque;
 
-    qcow2_io_end(b->s, it->epoch);
-    g_free(it);
     g_mutex_lock(&b->lock);
     if (ret < 0 && b->ret == 0) {
         b->ret = ret;
@@ -52,27 +49,38 @@ static void qcow2_batch_done(void *opaque, int ret, const BhError *err)
 void qcow2_batch_add(Qcow2Batch *b, BhOp op, void *buf, uint64_t host,
                      uint64_t len, int epoch)
 {
-    Qcow2BatchItem *it = g_new(Qcow2BatchItem, 1);
     struct iovec iov = { .iov_base = buf, .iov_len = len };
 
-    it->b = b;
-    it->epoch = epoch;
+    b->held[epoch]++;
     g_mutex_lock(&b->lock);
     b->pending++;
     g_mutex_unlock(&b->lock);
     bh_node_submit(bh_request_new(b->s->file, op, host, len, &iov, 1, 0,
-                                  qcow2_batch_done, it));
+                                  qcow2_batch_done, b));
+}
+
+void qcow2_batch_settle(Qcow2Batch *b, bool locked)
+{
+    g_mutex_lock(&b->lock);
+    while (b->pending)
+        g_cond_wait(&b->cond, &b->lock);
+    g_mutex_unlock(&b->lock);
+    for (int e = 0; e < 2; e++) {
+        for (; b->held[e]; b->held[e]--) {
+            if (locked)
+                qcow2_io_end_locked(b->s, e);
+            else
+                qcow2_io_end(b->s, e);
+        }
+    }
 }
 
 int qcow2_batch_wait(Qcow2Batch *b, GError **errp)
 {
     int ret;
 
-    g_mutex_lock(&b->lock);
-    while (b->pending)
-        g_cond_wait(&b->cond, &b->lock);
+    qcow2_batch_settle(b, false);
     ret = b->ret;
-    g_mutex_unlock(&b->lock);
     if (ret < 0)
         bh_error_set(errp, -ret, "%s", b->msg);
     g_free(b->msg);

@@ -51,6 +51,14 @@ void qcow2_io_end(Qcow2State *s, int epoch)
     }
 }
 
+/* The same with s->lock held. */
+void qcow2_io_end_locked(Qcow2State *s, int epoch)
+{
+    if (g_atomic_int_dec_and_test(&s->io_count[epoch]) &&
+        g_atomic_int_get(&s->draining))
+        g_cond_broadcast(&s->drain_cond);
+}
+
 /* Only called by qcow2_meta_flush_locked, one at a time. */
 void qcow2_io_drain_locked(Qcow2State *s)
 {
@@ -305,6 +313,10 @@ static int64_t write_step(Qcow2State *s, Qcow2Batch *batch,
                             (l2e & L2E_OFFSET_MASK) + in, chunk, epoch);
             return (int64_t)chunk;
         }
+        /* Allocating may drain the I/O epochs (and waiting below holds
+         * the lock up): first let go of the ones this request's writes
+         * in place still hold. */
+        qcow2_batch_settle(batch, true);
         first = offset >> s->cluster_bits;
         k = MIN(n, (in + len + cs - 1) / cs);
         k = MIN(k, MAX_ALLOC_CLUSTERS);
