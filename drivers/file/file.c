@@ -42,6 +42,8 @@ static void file_state_free(FileState *s)
     file_uring_cleanup(s);
     file_aio_queue_cleanup(s);
     file_aio_cleanup(s);
+    if (s->buffered_fd >= 0)
+        close(s->buffered_fd);
     if (s->fd >= 0)
         close(s->fd);
     g_mutex_clear(&s->rmw_lock);
@@ -91,6 +93,24 @@ static int file_open_error(const char *filename, int err, bool direct,
         break;
     }
     return bh_error_set_errno(errp, err, "could not open '%s'", filename);
+}
+
+/* A second descriptor of the same file without O_DIRECT (see
+ * pwrite_bounced).  Through /proc, so it is the file already open even if
+ * its name was replaced meanwhile; no image lock is taken on it (ours on
+ * fd cover it). */
+static int file_open_buffered(FileState *s, GError **errp)
+{
+    char path[64];
+    g_snprintf(path, sizeof(path), "/proc/self/fd/%d", s->fd);
+    s->buffered_fd = open(path, O_RDWR | O_CLOEXEC);
+    if (s->buffered_fd < 0)
+        s->buffered_fd = open(s->filename, O_RDWR | O_CLOEXEC);
+    if (s->buffered_fd < 0)
+        return bh_error_set_errno(errp, errno, "could not open '%s' a "
+                                  "second time (for unaligned writes at "
+                                  "its end under cache=none)", s->filename);
+    return 0;
 }
 
 /*
@@ -159,6 +179,7 @@ static int file_open(BhNode *bs, const char *filename, BhOpts *opts,
 
     FileState *s = g_new0(FileState, 1);
     s->fd = fd;
+    s->buffered_fd = -1;
     s->filename = g_strdup(filename);
     s->direct = direct;
     s->growable = open_flags & BH_OPEN_GROWABLE;
@@ -214,6 +235,9 @@ static int file_open(BhNode *bs, const char *filename, BhOpts *opts,
 
     if (direct)
         file_probe_alignment(s);
+    if (direct && rdwr && !s->is_blockdev &&
+        (ret = file_open_buffered(s, errp)) < 0)
+        goto fail;
     if ((ret = file_aio_setup(s, aio, errp)) < 0)
         goto fail;
 

@@ -33,6 +33,8 @@ typedef enum {
 
 typedef struct FileState {
     int fd;
+    int buffered_fd;       /* O_DIRECT, read-write: the same file without
+                            * O_DIRECT, for unaligned writes at its end */
     char *filename;
     bool is_blockdev;
     bool growable;

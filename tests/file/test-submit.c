@@ -6,6 +6,8 @@
  * discard and write-zeroes, reads past the end of a file truncated under
  * the node, a failing write (past RLIMIT_FSIZE) that completes with an
  * error instead of hanging, and 16 threads with many requests in flight.
+ * Last, unaligned O_DIRECT writes at the end of the file racing with
+ * aligned appends.
  * A mode the kernel or the build refuses is skipped with the reason.
  */
 #include <pthread.h>
@@ -336,6 +338,74 @@ static void test_failures(const Mode *m, BhNode *bs, const char *img)
     free(b);
 }
 
+/*
+ * cache=none: unaligned writes that extend the file (they used to write
+ * whole blocks and cut the file back) racing with aligned writes that
+ * append further: no appended block may be lost.  The file is emptied
+ * under the node, so that every write extends it.
+ */
+typedef struct Racer {
+    BhNode *bs;
+    bool aligned;
+    int errors;
+} Racer;
+
+#define RACE_STEPS 1500
+
+static void *racer_run(void *opaque)
+{
+    Racer *r = opaque;
+    uint8_t *b = aligned_alloc0(4096);
+    for (int k = 0; k < RACE_STEPS; k++) {
+        uint64_t off = (uint64_t)k * 8192 + (r->aligned ? 4096 : 100);
+        size_t len = r->aligned ? 4096 : 1000;
+        fill_pattern(b, len, off, 3);
+        if (bh_node_pwrite(r->bs, b, off, len, 0, NULL) < 0)
+            r->errors++;
+    }
+    free(b);
+    return NULL;
+}
+
+static void test_tail_race(void)
+{
+    const char *img = scratch("race.img");
+    make_sparse(img, RACE_STEPS * 8192);
+    BhNode *bs = open_ok(img, "format=file,cache=none");
+    if (!bs) {
+        skip(2, "cannot open with cache=none");
+        return;
+    }
+    if (truncate(img, 0) < 0)
+        diag("truncate: %s", strerror(errno));
+    Racer r[2] = { { bs, false, 0 }, { bs, true, 0 } };
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        pthread_create(&th[i], NULL, racer_run, &r[i]);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    is_int(r[0].errors + r[1].errors, 0, "cache=none: 1500 unaligned "
+           "writes extending the file race 1500 aligned appends");
+    g_autofree uint8_t *disk = peek(img, 0, RACE_STEPS * 8192);
+    uint8_t *want = g_malloc(4096);
+    int lost = 0;
+    for (int k = 0; k < RACE_STEPS && disk; k++) {
+        uint64_t off = (uint64_t)k * 8192;
+        fill_pattern(want, 1000, off + 100, 3);
+        if (memcmp(disk + off + 100, want, 1000))
+            lost++;
+        fill_pattern(want, 4096, off + 4096, 3);
+        if (memcmp(disk + off + 4096, want, 4096))
+            lost++;
+    }
+    ok(disk && lost == 0, "cache=none: every write of both is in the file "
+       "(none cut off by another's extension)");
+    if (lost)
+        diag("%d writes lost", lost);
+    g_free(want);
+    bh_node_unref(bs);
+}
+
 static bool refused_by_kernel(const GError *err)
 {
     return err && (err->code == EPERM || err->code == ENOSYS ||
@@ -389,7 +459,7 @@ int main(void)
     static const char *const aios[] = { "io_uring", "native", "threads" };
     static const char *const caches[] = { "none", "writeback" };
 
-    plan(3 * 2 * TESTS_PER_MODE + 2);
+    plan(3 * 2 * TESTS_PER_MODE + 4);
     for (int a = 0; a < 3; a++)
         for (int c = 0; c < 2; c++)
             test_mode(aios[a], caches[c]);
@@ -407,6 +477,7 @@ int main(void)
     bs = open_node(img, "format=file,aio=bogus", &err);
     check_open_fails(bs, &err, EINVAL, "io_uring",
                      "aio=bogus is refused, listing the modes");
+    test_tail_race();
     scratch_cleanup();
     return done();
 }
