@@ -133,12 +133,14 @@ done
 echo
 echo "$(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg), $(uname -r)," \
      "$(fio --version), ${BENCH_RUNTIME}s per row, best of $BENCH_REPEAT, image $BENCH_SIZE"
-echo
-bench_header "${SERVERS[@]}"
-for row in "${ROWS[@]}"; do
-    IFS='|' read -r label _ <<< "$row"
-    bench_row "$label" "${R[blkhost,$label]}" "${R[nbdkit,$label]}" "${R[qemu-nbd,$label]}"
-done
+if [ ${#ROWS[@]} -gt 0 ]; then
+    echo
+    bench_header "${SERVERS[@]}"
+    for row in "${ROWS[@]}"; do
+        IFS='|' read -r label _ <<< "$row"
+        bench_row "$label" "${R[blkhost,$label]}" "${R[nbdkit,$label]}" "${R[qemu-nbd,$label]}"
+    done
+fi
 
 if [ ${#DIRECT_ROWS[@]} -gt 0 ]; then
     echo
@@ -147,10 +149,10 @@ if [ ${#DIRECT_ROWS[@]} -gt 0 ]; then
          "ratio: blkhost / best qemu-nbd mode"
     echo
     printf '| %-24s ' "row"
-    for n in "${DIRECT_SERVERS[@]}"; do printf '| %-24s ' "$n IOPS / MB/s"; done
+    for n in "${DIRECT_SERVERS[@]}"; do printf '| %-29s ' "$n IOPS / MB/s"; done
     printf '| %-14s | %-14s |\n' "ratio io_uring" "ratio native"
     printf '|%s' "--------------------------"
-    for n in "${DIRECT_SERVERS[@]}"; do printf '|%s' "--------------------------"; done
+    for n in "${DIRECT_SERVERS[@]}"; do printf '|%s' "-------------------------------"; done
     printf '|%s|%s|\n' "----------------" "----------------"
     for row in "${DIRECT_ROWS[@]}"; do
         IFS='|' read -r label _ <<< "$row"
@@ -159,7 +161,7 @@ if [ ${#DIRECT_ROWS[@]} -gt 0 ]; then
         for srv in "${DIRECT_SERVERS[@]}"; do
             IFS='|' read -r -a all <<< "${RD[$srv,$label]}"
             M[$srv]=$(bench_median "${all[@]}")
-            printf '| %-24s ' "$(echo "${M[$srv]}" | awk '{printf "%s / %s", $1, $2}')"
+            printf '| %-29s ' "$(echo "${M[$srv]}" | awk '{printf "%s / %s", $1, $2}')"
         done
         printf '| %-14s | %-14s |\n' \
             "$(bench_ratio "${M[blkhost-io_uring]}" "${M[qemu-nbd-native]}" "${M[qemu-nbd-io_uring]}")" \

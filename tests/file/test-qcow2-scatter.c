@@ -12,23 +12,12 @@
 #include <pthread.h>
 #include <stdlib.h>
 
-#include "../drivers/drv-test.h"
+#include "file-test.h"
 
 #define KiB 1024
 #define MiB (1024 * 1024)
 #define CS (64 * KiB)
 #define NCL 32                 /* guest clusters used */
-
-static G_GNUC_PRINTF(2, 3) void skip(int n, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    g_autofree char *why = g_strdup_vprintf(fmt, ap);
-    va_end(ap);
-    for (int i = 0; i < n; i++)
-        printf("ok %d # SKIP %s\n", ++tap_count, why);
-    fflush(stdout);
-}
 
 /* Run argv; its exit status (-1: could not run), output in *out. */
 static int run(char **out, const char *first, ...)
