@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Microbenchmark of the file driver without NBD: 4k random O_DIRECT reads
  * (or writes) of a file, either submitted by one thread that keeps QD

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # The file driver without NBD: 4k random O_DIRECT reads and writes of a
 # file on disk at queue depth 32, through bh_node_submit from one thread
 # (the driver's io_uring / Linux AIO queue) against the synchronous path

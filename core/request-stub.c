@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * TEMPORARY stand-in for the core's request layer (request.h), so the
  * uring branch can build and test the file driver's submit and qcow2's

@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * aio=native for the file driver, two ways.  Through submit (BhDriver.
  * submit), reads and writes go to one Linux AIO context per node and a

@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * aio=io_uring for the file driver: submit queues reads, writes and
  * flushes on an io_uring, and one completion thread per node finishes

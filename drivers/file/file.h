@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * State shared by the parts of the file driver: file.c (open, close,
  * metadata operations, the descriptor) and file-io.c (the read and write

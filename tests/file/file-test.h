@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* What the tests of tests/file share beyond tests/drivers/drv-test.h. */
 #ifndef BH_TESTS_FILE_TEST_H
 #define BH_TESTS_FILE_TEST_H

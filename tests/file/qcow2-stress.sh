@@ -1,5 +1,5 @@
 #!/bin/bash
-# SPDX-License-Identifier: LGPL-2.1-or-later
+# SPDX-License-Identifier: BSD-3-Clause
 # qcow2's racing writers, zeroes, discards and reads (tests/qcow2's
 # qcow2-tool parallel and stress) again, over a file opened with
 # cache=none and each queueing aio mode, where qcow2's data runs complete

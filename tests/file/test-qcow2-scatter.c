@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * qcow2 requests across clusters scattered on the host, over the file
  * driver in each aio mode with cache=none: qcow2 sends the data runs of

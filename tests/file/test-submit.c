@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The file driver's submit path, with each aio mode (io_uring, native,
  * threads) and cache=none / writeback: random 4k/64k/1M writes and reads
