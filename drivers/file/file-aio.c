@@ -4,18 +4,19 @@
  * submit), reads and writes go to one Linux AIO context per node and a
  * completion thread finishes them, so a caller keeps many in flight; see
  * the queue at the end of this file.  Through the synchronous callbacks,
- * each read and write is submitted as one
- * Linux AIO request (io_submit) and waited for (io_getevents), instead of
- * a pread/pwrite on the worker thread.  With O_DIRECT the kernel then
- * queues the request to the device without the page cache or a blocking
- * syscall path, which is what qemu's aio=native means.
+ * each read and write is submitted as one Linux AIO request (io_submit)
+ * and waited for (io_getevents), instead of a pread/pwrite on the worker
+ * thread.  With O_DIRECT the kernel then queues the request to the device
+ * without the page cache or a blocking syscall path, which is what qemu's
+ * aio=native means.
  *
- * Requests come from many worker threads at once, so each request takes
- * an AIO context from a small pool (created on demand, all destroyed at
- * close): its completion can only be the one it waits for.  The raw
- * syscalls are used, so no library is needed; a kernel without AIO, or a
- * system whose aio-max-nr is exhausted, is reported when the file is
- * opened, never by falling back to threads.
+ * On the synchronous path requests come from many worker threads at once,
+ * so each request takes an AIO context from a small pool (created on
+ * demand, all destroyed at close): its completion can only be the one it
+ * waits for.  The raw syscalls are used, so no library is needed; a kernel
+ * without AIO, or a system whose aio-max-nr is exhausted, is reported when
+ * the file is opened with aio=native (without aio=, file.c goes on to
+ * threads).
  */
 #include <errno.h>
 #include <poll.h>
