@@ -71,7 +71,10 @@ extern "C" {
 #define BH_CAP_DISCARD    (1u << 1) /* discard really frees space */
 #define BH_CAP_ZERO       (1u << 2) /* write_zeroes is fast (no data I/O) */
 
-/* One creation option, as `qemu-img create -o help` lists them. */
+/* One creation option, as `qemu-img create -o help` lists them.  Arrays of
+ * it are versioned by BhDriver.create_option_size (the element size the
+ * plugin was built with, filled by BH_PLUGIN_REGISTER), so fields can be
+ * added at the end as for the other structs. */
 typedef struct BhCreateOption {
     const char *name;   /* "cluster_size" */
     const char *type;   /* "str", "size", "num" or "bool (on/off)" */
@@ -175,6 +178,9 @@ typedef struct BhDriver {
      * BH_IO_MAY_UNMAP (and fails BH_IO_FAST_ZERO with ENOTSUP) for a
      * driver that does not declare them. */
     uint32_t request_flags;
+    /* sizeof(BhCreateOption) at build time: the stride of create_options.
+     * Filled by BH_PLUGIN_REGISTER. */
+    uint32_t create_option_size;
 
     /* New callbacks go here, at the end. */
 } BhDriver;
