@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # blkhost developer entry point.  On a fresh Debian 12 machine, as root:
 #   ./dev.sh serve [IMAGE]   install deps, build, serve an image over NBD
 #   ./dev.sh test [ARGS]     install deps, build, run every test, then the

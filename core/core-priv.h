@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * What the core's files share and no plugin sees: the BhNode struct and a
  * few loader helpers.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Opening and closing nodes: option parsing for the modes the core owns,
  * the file child under a format (probed in probe.c when none is named),

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The plugin loader: finds *.so files along the search path, checks each
  * one (ELF, symbol, ABI range, struct sizes, unique name, load hook) and

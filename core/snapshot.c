@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Internal snapshots: the per-node calls that reach the driver's snapshot
  * callbacks and its vmstate area (see snapshot.h for the contract).  The

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Internal header of the Lua bindings: what the binding files (module.c,
  * node.c, plugin.c, frontend.c, loop.c, util.c) share, and what later

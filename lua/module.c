@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * luaopen_blkhost: the "blkhost" module table.  Opening and creating
  * images live here; plugins, frontends and the main loop register their
