@@ -52,7 +52,9 @@ static double rate_book(RateLink *l, uint64_t len, double now)
 static void rate_wait(RateLink *own, RateLink *all, uint64_t len)
 {
     double now = rate_now();
-    double until = MAX(rate_book(own, len, now), rate_book(all, len, now));
+    /* Booked once each: MAX() would evaluate a booking twice. */
+    double a = rate_book(own, len, now), b = rate_book(all, len, now);
+    double until = MAX(a, b);
     if (until <= now)
         return;
     double d = until - now;
