@@ -10,9 +10,10 @@
 # (nbdkit's first --filter is the outermost, blkhost's first filter the
 # innermost: the stacks are the same.)  fio's nbd engine drives each over
 # a Unix socket; the four servers take turns row by row, BENCH_REPEAT
-# rounds (default 3: the machine is shared), and the medians are shown
-# with each server's overhead ratio: IOPS with the stack / IOPS without
-# (1.00: the stack costs nothing).  Not a test.
+# rounds (default 3: the machine is shared).  Shown: median IOPS, and
+# each server's overhead ratio, IOPS with the stack / IOPS without in the
+# same round (1.00: the stack costs nothing), median over the rounds.
+# Not a test.
 #
 #   bench/filters.sh                       # BLKHOST=build/lua/blkhost
 #   BENCH_RUNTIME=5 BENCH_REPEAT=5 bench/filters.sh
@@ -47,7 +48,7 @@ start() {
 # label|rw|bs|iodepth|numjobs
 ROWS=("4k randread QD16|randread|4k|16|1" "1M seq read QD8|read|1M|8|1")
 SERVERS=(blkhost blkhost-stack nbdkit nbdkit-stack)
-declare -A R M  # R[server,label]: "IOPS MBPS" lines, one per round
+declare -A R    # R[server,label]: "IOPS MBPS" lines, one per round
 
 for round in $(seq 1 "$BENCH_REPEAT"); do
     for row in "${ROWS[@]}"; do
@@ -62,25 +63,35 @@ for round in $(seq 1 "$BENCH_REPEAT"); do
     done
 done
 
-# median LINES: the median "IOPS MBPS" line by IOPS.
-median() {
-    printf '%s' "$1" | sort -k1,1n | awk '{l[NR] = $0} END {print l[int((NR + 1) / 2)]}'
+# median NUMBERS...: the middle one (the upper middle for an even count).
+median() { printf '%s\n' "$@" | sort -g | awk '{l[NR] = $0} END {print l[int(NR / 2) + 1]}'; }
+# iops LINES: the IOPS column of "IOPS MBPS" lines.
+iops() { printf '%s' "$1" | awk '{print $1}'; }
+# round_ratios A B: A's IOPS / B's IOPS, round by round (the servers of one
+# round ran minutes apart at most, so the machine's load cancels out).
+round_ratios() {
+    paste <(iops "$1") <(iops "$2") | awk '{printf "%.2f\n", $2 ? $1 / $2 : 0}'
 }
-ratio() { /usr/bin/python3 -c 'import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); print("%.2f" % (a / b) if b else "n/a")' "$1" "$2"; }
 
 echo
 echo "$(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg), $(uname -r)," \
      "$(fio --version), $(nbdkit --version), ${BENCH_RUNTIME}s per row," \
-     "median of $BENCH_REPEAT"
+     "median of $BENCH_REPEAT rounds"
 echo
-echo "| row | blkhost IOPS / MB/s | blkhost + 3 filters | blkhost ratio | nbdkit IOPS / MB/s | nbdkit + 3 filters | nbdkit ratio |"
+echo "IOPS: medians over the rounds; ratio: the median of each round's IOPS with"
+echo "the 3 filters / IOPS without (1.00: the stack costs nothing)."
+echo
+echo "| row | blkhost IOPS | + 3 filters | blkhost ratio | nbdkit IOPS | + 3 filters | nbdkit ratio |"
 echo "|---|---|---|---|---|---|---|"
 for row in "${ROWS[@]}"; do
     IFS='|' read -r label _ <<< "$row"
-    for s in "${SERVERS[@]}"; do M[$s]=$(median "${R[$s,$label]}"); done
-    f() { echo "$1" | awk '{printf "%s / %s", $1, $2}'; }
-    echo "| $label | $(f "${M[blkhost]}") | $(f "${M[blkhost-stack]}") |" \
-         "$(ratio "${M[blkhost-stack]%% *}" "${M[blkhost]%% *}") |" \
-         "$(f "${M[nbdkit]}") | $(f "${M[nbdkit-stack]}") |" \
-         "$(ratio "${M[nbdkit-stack]%% *}" "${M[nbdkit]%% *}") |"
+    cols=()
+    for pair in "blkhost blkhost-stack" "nbdkit nbdkit-stack"; do
+        read -r a b <<< "$pair"
+        cols+=("$(median $(iops "${R[$a,$label]}"))" "$(median $(iops "${R[$b,$label]}"))"
+               "$(median $(round_ratios "${R[$b,$label]}" "${R[$a,$label]}"))")
+    done
+    echo "| $label | ${cols[0]} | ${cols[1]} | ${cols[2]} | ${cols[3]} | ${cols[4]} | ${cols[5]} |"
+    echo "bench: $label: per-round ratios blkhost $(round_ratios "${R[blkhost-stack,$label]}" "${R[blkhost,$label]}" | tr '\n' ' ')" \
+         "nbdkit $(round_ratios "${R[nbdkit-stack,$label]}" "${R[nbdkit,$label]}" | tr '\n' ' ')" >&2
 done

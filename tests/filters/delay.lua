@@ -5,11 +5,7 @@ local lib = require "lib"
 local t, bh = lib.t, lib.bh
 local m <close> = lib.memdisk(1048576, 5)
 
-local function took(f)
-  local t0 = lib.now()
-  f()
-  return lib.now() - t0
-end
+local took = lib.took
 
 local d <close> = bh.filter("delay", m, { rdelay = "50ms", wdelay = "0.03s" })
 t.ok(took(function() d:read(0, 512) end) >= 0.05, "delay: rdelay=50ms makes a read take at least 50 ms")

@@ -13,6 +13,13 @@ function lib.now()
   return tonumber(s)
 end
 
+-- Seconds f() took.
+function lib.took(f)
+  local t0 = lib.now()
+  f()
+  return lib.now() - t0
+end
+
 -- A deterministic pattern of n bytes, different for each seed.
 function lib.pattern(n, seed)
   local parts, x = {}, seed or 1

@@ -35,19 +35,17 @@ for i in $(seq 1 200); do [ -s "$T/ready" ] && break; kill -0 $pid 2>/dev/null |
 [ -s "$T/ready" ] || { diag "$(cat "$T/srv.log")"; exit 1; }
 uri() { echo "nbd+unix:///$1?socket=$T/s.sock"; }
 qio() { local u; u=$(uri "$1"); shift; qemu-io -f raw "$@" "$u" 2>&1; }
+# has DESC PATTERN OUTPUT: ok if OUTPUT matches PATTERN (grep -E).
+has() { if grep -qE -- "$2" <<<"$3"; then ok "$1"; else not_ok "$1"; diag "$3"; fi; }
 
-out=$(qio err -c "read -P 0x33 0 64k")
-echo "$out" | grep -q "read 65536/65536" && ok "error over NBD: a read outside start=1M end=2M succeeds" \
-    || { not_ok "error over NBD: a read outside the range succeeds"; diag "$out"; }
-out=$(qio err -c "read 1M 4k")
-echo "$out" | grep -q "Input/output error" && ok "error over NBD: qemu-io's read in the range gets EIO" \
-    || { not_ok "error over NBD: qemu-io's read in the range gets EIO"; diag "$out"; }
-out=$(qio nospc -c "write -P 0x77 0 4k")
-echo "$out" | grep -q "No space left on device" && ok "error=ENOSPC over NBD: qemu-io's write gets ENOSPC" \
-    || { not_ok "error=ENOSPC over NBD: qemu-io's write gets ENOSPC"; diag "$out"; }
-out=$(qio nospc -c "read -P 0 0 4k")
-echo "$out" | grep -q "read 4096/4096" && ok "error over NBD: the refused write left nothing behind" \
-    || { not_ok "error over NBD: the refused write left nothing behind"; diag "$out"; }
+has "error over NBD: a read outside start=1M end=2M succeeds" "read 65536/65536" \
+    "$(qio err -c "read -P 0x33 0 64k")"
+has "error over NBD: qemu-io's read in the range gets EIO" "Input/output error" \
+    "$(qio err -c "read 1M 4k")"
+has "error=ENOSPC over NBD: qemu-io's write gets ENOSPC" "No space left on device" \
+    "$(qio nospc -c "write -P 0x77 0 4k")"
+has "error over NBD: the refused write left nothing behind" "read 4096/4096" \
+    "$(qio nospc -c "read -P 0 0 4k")"
 out=$(qio after -c "read 0 4k" -c "read 0 4k" -c "read 0 4k")
 [ "$(echo "$out" | grep -c "read 4096/4096")" = 2 ] && echo "$out" | grep -q "Operation not permitted" \
     && ok "error after=2 over NBD: two reads pass, the third gets EPERM" \

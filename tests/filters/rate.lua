@@ -3,11 +3,7 @@ package.path = os.getenv("SOURCE_ROOT") .. "/tests/filters/?.lua;" .. package.pa
 local lib = require "lib"
 local t, bh = lib.t, lib.bh
 local m <close> = lib.memdisk(1048576, 9)
-local function took(f)
-  local t0 = lib.now()
-  f()
-  return lib.now() - t0
-end
+local took = lib.took
 local r <close> = bh.filter("rate", m, { rate = "1M" })
 local s = took(function() for i = 0, 3 do r:read(i * 131072, 131072) end end)
 t.ok(s >= 0.5, "rate: rate=1M: 512K read in 4 requests takes at least 0.5 s (" .. s .. " s)")

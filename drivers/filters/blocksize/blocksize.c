@@ -135,7 +135,9 @@ static int blocksize_pread(BhNode *bs, void *buf, uint64_t offset,
     return 0;
 }
 
-/* A write of data, or of zeros with data NULL (as zero's edges). */
+/* A write of data, or of zeros with data NULL: whole blocks go down as
+ * writes (at most maxdata) or zeroes (at most maxlen), partial ones by
+ * read-modify-write. */
 static int blocksize_write(BhNode *bs, const void *data, uint64_t offset,
                            uint64_t len, uint32_t flags, BhError **errp)
 {
@@ -144,11 +146,12 @@ static int blocksize_write(BhNode *bs, const void *data, uint64_t offset,
     while (len) {
         uint64_t n;
         int r;
-        if (blocksize_piece(s, offset, len, s->maxdata, &n)) {
-            r = blocksize_rmw(bs, p, offset, n, flags, errp);
+        if (blocksize_piece(s, offset, len, p ? s->maxdata : s->maxlen, &n)) {
+            r = blocksize_rmw(bs, p, offset, n, flags & BH_IO_FUA, errp);
         } else {
             g_rw_lock_reader_lock(&s->rmw);
-            r = filter_pwrite(bs, p, offset, n, flags, errp);
+            r = p ? filter_pwrite(bs, p, offset, n, flags, errp)
+                  : filter_write_zeroes(bs, offset, n, flags, errp);
             g_rw_lock_reader_unlock(&s->rmw);
         }
         if (r < 0)
@@ -175,22 +178,7 @@ static int blocksize_write_zeroes(BhNode *bs, uint64_t offset, uint64_t len,
         (offset % s->minblock || len % s->minblock))
         return bh_error_set(errp, ENOTSUP, "blocksize: a fast zero must be "
                             "aligned to minblock=%" PRIu64, s->minblock);
-    while (len) {
-        uint64_t n;
-        int r;
-        if (blocksize_piece(s, offset, len, s->maxlen, &n)) {
-            r = blocksize_rmw(bs, NULL, offset, n, flags & BH_IO_FUA, errp);
-        } else {
-            g_rw_lock_reader_lock(&s->rmw);
-            r = filter_write_zeroes(bs, offset, n, flags, errp);
-            g_rw_lock_reader_unlock(&s->rmw);
-        }
-        if (r < 0)
-            return r;
-        offset += n;
-        len -= n;
-    }
-    return 0;
+    return blocksize_write(bs, NULL, offset, len, flags, errp);
 }
 
 static int blocksize_discard(BhNode *bs, uint64_t offset, uint64_t len,
