@@ -54,6 +54,19 @@ do
 end
 
 do
+  -- A fault under the second image: savevm makes a's snapshot, fails on
+  -- b's (its file refuses writes) and must take a's back.
+  local pa, pb = dir .. "/a.qcow2", dir .. "/b.qcow2"
+  bh.create(pa, { format = "qcow2", size = "1M" })
+  bh.create(pb, { format = "qcow2", size = "1M" })
+  local a <close> = bh.open(pa)
+  local b <close> = bh.open(pb, { file = { driver = "error", op = "write", error = "ENOSPC" } })
+  t.error_like(function() bh.savevm("half", { nodes = { a, b } }) end, "ENOSPC",
+               "savevm with an error filter under the second image fails with its ENOSPC")
+  t.is(#a:snapshots(), 0, "and the snapshot it had made on the first image is taken back")
+end
+
+do
   local raw = dir .. "/r.img"
   bh.create(raw, { format = "raw", size = "1M" })
   local d <close> = bh.open(raw, { filters = { { "delay" } } })
