@@ -36,52 +36,58 @@ static const char *const log_op_names[FILTER_N_OPS] = {
     "Read", "Write", "Zero", "Trim", "Flush", "Extents",
 };
 
-static double log_now(void)
+static uint64_t log_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static void log_flags(char *out, size_t n, uint32_t flags)
-{
-    snprintf(out, n, "%s%s%s%s", flags & BH_IO_FUA ? "fua|" : "",
-             flags & BH_IO_MAY_UNMAP ? "may_trim|" : "",
-             flags & BH_IO_FAST_ZERO ? "fast_zero|" : "", flags ? "" : "0");
-    size_t l = strlen(out);
-    if (l && out[l - 1] == '|')
-        out[l - 1] = '\0';
-}
+/* flags= of each combination of FUA (1), MAY_UNMAP (2), FAST_ZERO (4). */
+static const char *const log_flag_names[8] = {
+    "0", "fua", "may_trim", "fua|may_trim", "fast_zero", "fua|fast_zero",
+    "may_trim|fast_zero", "fua|may_trim|fast_zero",
+};
 
-/* Write the line for one finished request; ret is its result. */
+/* Write the line for one finished request; ret is its result.  One
+ * snprintf and one write(2): the log sits on every request's path. */
 static int log_line(BhNode *bs, FilterOp op, uint64_t offset, uint64_t count,
-                    uint32_t flags, double start, int ret, BhError **errp)
+                    uint32_t flags, uint64_t start, int ret, BhError **errp)
 {
     LogState *s = bh_node_get_opaque(bs);
     struct timespec ts;
-    struct tm tm;
-    char when[40], fl[40], range[64] = "", result[300];
+    uint64_t elapsed = log_now() - start;
 
     clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
-    log_flags(fl, sizeof(fl), flags);
+    /* The date changes once a second: each thread formats it then. */
+    static __thread time_t when_sec = -1;
+    static __thread char when[24];
+    if (ts.tv_sec != when_sec) {
+        struct tm tm;
+        gmtime_r(&ts.tv_sec, &tm);
+        strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+        when_sec = ts.tv_sec;
+    }
+    char range[64] = "";
     if (op != FILTER_FLUSH)
         snprintf(range, sizeof(range), " offset=0x%" PRIx64 " count=0x%"
                  PRIx64, offset, count);
-    if (ret < 0)
-        snprintf(result, sizeof(result), "%d (%s: %s)", ret,
-                 filter_errno_name(-ret),
-                 errp && *errp ? bh_error_message(*errp) : strerror(-ret));
-    else
-        snprintf(result, sizeof(result), "0");
     char line[512];
-    int n = snprintf(line, sizeof(line), "%s.%06ldZ id=%" PRIu64
-                     " %s%s flags=%s elapsed=%.6f return=%s\n", when,
-                     ts.tv_nsec / 1000, __atomic_fetch_add(&s->next_id, 1, __ATOMIC_RELAXED),
-                     log_op_names[op], range, fl, log_now() - start, result);
+    int n = snprintf(line, sizeof(line), "%s.%06ldZ id=%" PRIu64 " %s%s "
+                     "flags=%s elapsed=%" PRIu64 ".%06" PRIu64 " return=%d%s%s"
+                     "%s%s%s\n", when, ts.tv_nsec / 1000,
+                     __atomic_fetch_add(&s->next_id, 1, __ATOMIC_RELAXED),
+                     log_op_names[op], range,
+                     log_flag_names[flags & 7], elapsed / 1000000000u,
+                     elapsed / 1000 % 1000000, ret,
+                     ret < 0 ? " (" : "", ret < 0 ? filter_errno_name(-ret) : "",
+                     ret < 0 ? ": " : "",
+                     ret >= 0 ? "" : errp && *errp ? bh_error_message(*errp)
+                                                  : strerror(-ret),
+                     ret < 0 ? ")" : "");
     if (n >= (int)sizeof(line)) {
         n = sizeof(line);
+        line[n - 2] = ')';
         line[n - 1] = '\n';
     }
     /* A log that cannot be written is lost information, not a reason to
@@ -124,7 +130,7 @@ static void log_close(BhNode *bs)
 static int log_pread(BhNode *bs, void *buf, uint64_t offset, size_t len,
                      uint32_t flags, BhError **errp)
 {
-    double t = log_now();
+    uint64_t t = log_now();
     return log_line(bs, FILTER_READ, offset, len, flags, t,
                     filter_pread(bs, buf, offset, len, flags, errp), errp);
 }
@@ -132,14 +138,14 @@ static int log_pread(BhNode *bs, void *buf, uint64_t offset, size_t len,
 static int log_pwrite(BhNode *bs, const void *buf, uint64_t offset,
                       size_t len, uint32_t flags, BhError **errp)
 {
-    double t = log_now();
+    uint64_t t = log_now();
     return log_line(bs, FILTER_WRITE, offset, len, flags, t,
                     filter_pwrite(bs, buf, offset, len, flags, errp), errp);
 }
 
 static int log_flush(BhNode *bs, BhError **errp)
 {
-    double t = log_now();
+    uint64_t t = log_now();
     return log_line(bs, FILTER_FLUSH, 0, 0, 0, t, filter_flush(bs, errp),
                     errp);
 }
@@ -147,7 +153,7 @@ static int log_flush(BhNode *bs, BhError **errp)
 static int log_discard(BhNode *bs, uint64_t offset, uint64_t len,
                        BhError **errp)
 {
-    double t = log_now();
+    uint64_t t = log_now();
     return log_line(bs, FILTER_TRIM, offset, len, 0, t,
                     filter_discard(bs, offset, len, errp), errp);
 }
@@ -155,7 +161,7 @@ static int log_discard(BhNode *bs, uint64_t offset, uint64_t len,
 static int log_write_zeroes(BhNode *bs, uint64_t offset, uint64_t len,
                             uint32_t flags, BhError **errp)
 {
-    double t = log_now();
+    uint64_t t = log_now();
     return log_line(bs, FILTER_ZERO, offset, len, flags, t,
                     filter_write_zeroes(bs, offset, len, flags, errp), errp);
 }
@@ -163,7 +169,7 @@ static int log_write_zeroes(BhNode *bs, uint64_t offset, uint64_t len,
 static int log_block_status(BhNode *bs, uint64_t offset, uint64_t len,
                             uint64_t *pnum, uint32_t *status, BhError **errp)
 {
-    double t = log_now();
+    uint64_t t = log_now();
     return log_line(bs, FILTER_EXTENTS, offset, len, 0, t,
                     filter_block_status(bs, offset, len, pnum, status, errp),
                     errp);
