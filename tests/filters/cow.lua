@@ -57,4 +57,19 @@ do
                "block=1000 must be a power of two", "cow block=1000 refused")
 end
 t.ok(lib.slurp(img) == before, "the image is unchanged after the refusals")
+
+do
+  local q = dir .. "/q.qcow2"
+  bh.create(q, { format = "qcow2", size = "1M" })
+  local qbefore = lib.slurp(q)
+  do
+    local c <close> = bh.open(q, { readonly = true, filters = { { "cow", readonly = false } } })
+    c:write(70000, "over qcow2")
+    t.is(c:read(70000, 10), "over qcow2", "cow over a qcow2 image: reads see the write")
+  end
+  t.ok(lib.slurp(q) == qbefore, "cow over a qcow2 image: the qcow2 file is byte-identical")
+  local c <close> = bh.open(q, { file = { driver = "cow" } })
+  t.error_like(function() c:write(0, "grow"); c:flush() end, "cow cannot grow",
+               "cow under qcow2 (file.driver=cow): a write that grows the file is refused, saying why")
+end
 t.done()

@@ -157,6 +157,12 @@ static int cow_write(BhNode *bs, const void *data, uint64_t offset,
                      uint64_t len, BhError **errp)
 {
     CowState *s = bh_node_get_opaque(bs);
+    /* Under a format (file.driver=cow) the core lets writes grow the
+     * node; the overlay has the size the child had. */
+    if (offset > s->size || len > s->size - offset)
+        return bh_error_set(errp, ENOSPC, "cow: a write at %" PRIu64 " of %"
+                            PRIu64 " bytes is past the overlay's %" PRIu64
+                            " bytes (cow cannot grow)", offset, len, s->size);
     g_autofree uint8_t *blk = g_malloc(s->block);
     const uint8_t *p = data;
     int r = 0;
