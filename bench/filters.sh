@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # The cost of a filter stack (issue 19): three pass-through filters (log
 # to /dev/null, delay 0, blocksize with its defaults) over a 1 GiB memory
 # disk against the bare memory disk, for blkhost and for nbdkit's same

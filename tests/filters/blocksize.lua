@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: BSD-3-Clause
 -- blocksize: unaligned requests are right (checked against a reference
 -- buffer) and what reaches the child is aligned and within the limits
 -- (seen by a log filter under it).

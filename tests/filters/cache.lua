@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: BSD-3-Clause
 -- cache: a write-back RAM cache; flush (and eviction, FUA, close) write
 -- back; the size limit holds.
 package.path = os.getenv("SOURCE_ROOT") .. "/tests/filters/?.lua;" .. package.path

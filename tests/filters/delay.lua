@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: BSD-3-Clause
 -- delay: requests wait at least the delay asked (only lower bounds are
 -- checked: the machine is shared).
 package.path = os.getenv("SOURCE_ROOT") .. "/tests/filters/?.lua;" .. package.path

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: BSD-3-Clause
 -- error: injected errors reach the caller with the errno asked for.
 package.path = os.getenv("SOURCE_ROOT") .. "/tests/filters/?.lua;" .. package.path
 local lib = require "lib"

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: BSD-3-Clause
 -- Filters under the FUSE export (the other frontend a test can mount):
 -- cp of the mounted file gives the image's bytes through cache and
 -- blocksize, and an error filter's errno reaches a reader (cat: EIO).

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: BSD-3-Clause
 -- Shared by the filter tests: TAP (tests/lua/tap.lua), a wall clock, a
 -- patterned memory disk and reading a whole file.
 package.path = os.getenv("SOURCE_ROOT") .. "/tests/lua/?.lua;" .. package.path

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: BSD-3-Clause
 -- log: one parseable line per request with its result.
 package.path = os.getenv("SOURCE_ROOT") .. "/tests/filters/?.lua;" .. package.path
 local lib = require "lib"

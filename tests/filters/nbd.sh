@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Filters under an NBD export: injected errors reach qemu-io with their
 # errno, and a stack of filters serves the image's bytes (qemu-img
 # compare), writes included.

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: BSD-3-Clause
 -- readahead: the data read is the child's, sequential or not, and a
 -- write is never hidden by what was read ahead.
 package.path = os.getenv("SOURCE_ROOT") .. "/tests/filters/?.lua;" .. package.path

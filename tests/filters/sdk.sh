@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # The out-of-tree example filter (examples/filter) builds with its
 # Makefile and pkg-config alone, loads by path, stacks with filters= and
 # bh.filter, refuses writes to its range, and stacks under a qcow2

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: BSD-3-Clause
 -- Filters stack under snapshots: snapshot calls pass through them to the
 -- qcow2 image (a cache writes back first and drops what an apply
 -- replaces), savevm reaches the image once through the filters, and a

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: BSD-3-Clause
 -- Stacking: filters= order (first innermost), bh.filter over any node,
 -- filters under and over windows and under a format (file.driver=), and
 -- the refusals of bad stacks.
