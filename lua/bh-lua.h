@@ -105,5 +105,6 @@ void bh_lua_open_nbd_kernel(lua_State *L, int module_index);
 void bh_lua_open_process(lua_State *L, int module_index);
 /* fuse.c: bh.fuse.export (the fuse frontend plugin). */
 void bh_lua_open_fuse(lua_State *L, int module_index);
+void bh_lua_open_filter(lua_State *L, int module_index);  /* filter.c */
 
 #endif

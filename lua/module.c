@@ -145,6 +145,7 @@ static const struct {
     { "snapshot", bh_lua_open_snapshot },
     { "nbd-kernel", bh_lua_open_nbd_kernel },
     { "process", bh_lua_open_process },
+    { "filter", bh_lua_open_filter },
     { "fuse", bh_lua_open_fuse },
 };
 

@@ -56,7 +56,12 @@ extern "C" {
  * raw readers do; a guess of it by probing guards the file's first
  * bytes against becoming another format's header. */
 #define BH_DRIVER_DATA_ONLY (1u << 2)
-#define BH_DRIVER_KNOWN_FLAGS 0x7u   /* the loader refuses other bits */
+/* A filter (drivers/filters): a driver over any node, its "file" child,
+ * whose bytes it shows unchanged.  bh_node_open_filter() takes only
+ * these; snapshot and vmstate calls its driver has no callback for go to
+ * the child (snapshot.c), so a filter stacks under snapshots. */
+#define BH_DRIVER_FILTER    (1u << 3)
+#define BH_DRIVER_KNOWN_FLAGS 0xfu   /* the loader refuses other bits */
 
 /* open() flags */
 #define BH_OPEN_RDWR      (1u << 0)
