@@ -14,6 +14,12 @@
 #
 # BENCH_ONLY=REGEX keeps the rows whose label matches (e.g. BENCH_ONLY=TLS).
 #
+# BLKHOST_BASE=PATH adds a fourth server, another blkhost build (e.g. a
+# copy of build/ made before a change), run the same way in the same
+# turns, and a column blkhost / base: before and after in one run.  A copy
+# of a build tree finds its own plugins through BLKHOST_PLUGIN_PATH, which
+# is set to the copy's drivers/ and plugins/, BLKHOST_LUA_PATH to lua/.
+#
 #   bench/run.sh                 # BLKHOST=build/lua/blkhost by default
 #   BENCH_RUNTIME=5 BENCH_REPEAT=3 BLKHOST=/tmp/build/lua/blkhost bench/run.sh
 set -u
@@ -39,6 +45,7 @@ fi
 # label|rw|bs|iodepth|numjobs[|tls]
 ROWS=(
     "4k randread QD16|randread|4k|16|1"
+    "4k randread QD32|randread|4k|32|1"
     "4k randwrite QD16|randwrite|4k|16|1"
     "1M seq read QD8|read|1M|8|1"
     "1M seq write QD8|write|1M|8|1"
@@ -46,7 +53,8 @@ ROWS=(
 )
 if [ "${BENCH_TLS:-1}" = 1 ]; then
     ROWS+=("TLS 1M seq read QD8|read|1M|8|1|tls"
-           "TLS 4k randread QD16|randread|4k|16|1|tls")
+           "TLS 4k randread QD16|randread|4k|16|1|tls"
+           "TLS 4k randread QD32|randread|4k|32|1|tls")
 fi
 if [ -n "${BENCH_ONLY:-}" ]; then
     KEEP=()
@@ -54,6 +62,11 @@ if [ -n "${BENCH_ONLY:-}" ]; then
     ROWS=("${KEEP[@]}")
 fi
 SERVERS=(blkhost nbdkit qemu-nbd)
+if [ -n "${BLKHOST_BASE:-}" ]; then
+    command -v "$BLKHOST_BASE" >/dev/null || bench_die "$BLKHOST_BASE is not built"
+    BASE_ROOT=$(cd "$(dirname "$BLKHOST_BASE")/.." && pwd)
+    SERVERS+=(base)
+fi
 declare -A R
 
 for round in $(seq 1 "$BENCH_REPEAT"); do
@@ -65,6 +78,10 @@ for round in $(seq 1 "$BENCH_REPEAT"); do
                 case $srv in
                     blkhost) bench_start blkhost "$SOCK" "$BLKHOST" nbd "${PSKOBJ[@]}" \
                                  -t -e 16 -f raw -k "$SOCK" "$IMG" ;;
+                    base) bench_start base "$SOCK" env \
+                              BLKHOST_PLUGIN_PATH="$BASE_ROOT/drivers:$BASE_ROOT/plugins" BLKHOST_LUA_PATH="$BENCH_ROOT/lua" \
+                              "$BLKHOST_BASE" nbd "${PSKOBJ[@]}" \
+                              -t -e 16 -f raw -k "$SOCK" "$IMG" ;;
                     nbdkit) bench_start nbdkit "$SOCK" nbdkit -f -U "$SOCK" --tls=require \
                                 --tls-psk="$PSKDIR/keys.psk" file file="$IMG" ;;
                     qemu-nbd) bench_start qemu-nbd "$SOCK" qemu-nbd "${PSKOBJ[@]}" \
@@ -74,6 +91,10 @@ for round in $(seq 1 "$BENCH_REPEAT"); do
             else
             case $srv in
                 blkhost) bench_start_blkhost "$SOCK" "$IMG" ;;
+                base) bench_start base "$SOCK" env \
+                          BLKHOST_PLUGIN_PATH="$BASE_ROOT/drivers:$BASE_ROOT/plugins" BLKHOST_LUA_PATH="$BENCH_ROOT/lua" \
+                          "$BLKHOST_BASE" run "$BENCH_ROOT/examples/export.lua" \
+                          "$IMG" --socket "$SOCK" ;;
                 nbdkit) bench_start_nbdkit "$SOCK" "$IMG" ;;
                 qemu-nbd) bench_start_qemu_nbd "$SOCK" "$IMG" raw ;;
             esac
@@ -90,8 +111,18 @@ echo
 echo "$(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg), $(uname -r)," \
      "$(fio --version), ${BENCH_RUNTIME}s per row, best of $BENCH_REPEAT, image $BENCH_SIZE"
 echo
-bench_header "${SERVERS[@]}"
+bench_header blkhost nbdkit qemu-nbd
 for row in "${ROWS[@]}"; do
     IFS='|' read -r label _ <<< "$row"
     bench_row "$label" "${R[blkhost,$label]}" "${R[nbdkit,$label]}" "${R[qemu-nbd,$label]}"
 done
+if [ -n "${BLKHOST_BASE:-}" ]; then
+    echo
+    echo "base: $BLKHOST_BASE"
+    echo
+    bench_header blkhost base
+    for row in "${ROWS[@]}"; do
+        IFS='|' read -r label _ <<< "$row"
+        bench_row "$label" "${R[blkhost,$label]}" "${R[base,$label]}"
+    done
+fi

@@ -14,6 +14,12 @@
 #define NBD_CONN_SLOTS 32
 /* Slot buffers up to this size are kept between requests. */
 #define NBD_SLOT_KEEP (4u * 1024 * 1024)
+/* Bytes reserved in front of every slot buffer (slot->buf), so that a
+ * reply's header can be written right before the data read into the
+ * buffer and header and payload leave as one contiguous piece: one iovec
+ * for sendmsg(), one TLS record without a copy.  A page, so that buf
+ * itself stays page aligned for O_DIRECT. */
+#define NBD_SLOT_HEADROOM 4096
 /* Content chunks one sparse read reply may use. */
 #define NBD_READ_CHUNKS 16
 /* Descriptors one BLOCK_STATUS reply may carry. */
@@ -53,7 +59,8 @@ typedef struct NbdSlot {
     /* error decided by the reader (bad flags, range, size), or 0 */
     int err;
     const char *errmsg;
-    /* payload / read data, grown on demand, never shrunk */
+    /* payload / read data, grown on demand, never shrunk; the
+     * NBD_SLOT_HEADROOM bytes before buf are ours too (reply headers) */
     uint8_t *buf;
     size_t cap;
     /* bytes this request counts against NBD_CONN_MAX_BYTES */

@@ -132,24 +132,37 @@ static void nbd_pool_push(NbdPool *pool, NbdSlot *first, NbdSlot *last,
  * RSS grow by megabytes for each later wave of clients (bench/soak.sh). */
 #define NBD_SLOT_MMAP_MIN (128u * 1024)
 
+/* The data area of a slot buffer; NBD_SLOT_HEADROOM bytes before it
+ * belong to the same allocation, for the reply header. */
 static void *slot_buf_alloc(size_t cap)
 {
+    size_t total = cap + NBD_SLOT_HEADROOM;
+    uint8_t *base;
     if (cap < NBD_SLOT_MMAP_MIN) {
         void *p = NULL;
         /* page alignment keeps O_DIRECT nodes from bouncing */
-        return posix_memalign(&p, 4096, cap) == 0 ? p : NULL;
+        if (posix_memalign(&p, 4096, total) != 0)
+            return NULL;
+        base = p;
+    } else {
+        void *p = mmap(NULL, total, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED)
+            return NULL;
+        base = p;
     }
-    void *p = mmap(NULL, cap, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    return p == MAP_FAILED ? NULL : p;
+    return base + NBD_SLOT_HEADROOM;
 }
 
 static void slot_buf_free(NbdSlot *slot)
 {
-    if (slot->cap >= NBD_SLOT_MMAP_MIN)
-        munmap(slot->buf, slot->cap);
-    else
-        free(slot->buf);
+    if (slot->buf) {
+        uint8_t *base = slot->buf - NBD_SLOT_HEADROOM;
+        if (slot->cap >= NBD_SLOT_MMAP_MIN)
+            munmap(base, slot->cap + NBD_SLOT_HEADROOM);
+        else
+            free(base);
+    }
     slot->buf = NULL;
     slot->cap = 0;
 }

@@ -6,9 +6,9 @@
  * block on one client's socket: a client that stops reading its replies
  * would otherwise stall everybody's requests.  A worker that finds the
  * socket idle and nothing queued tries one non-blocking send (the common
- * case then costs no thread hop); what does not fit, and every reply over
- * TLS, is queued on the connection, and the connection's own writer
- * thread drains the queue with blocking sends.  Replies never interleave:
+ * case then costs no thread hop), over TLS too; what does not fit, and a
+ * TLS reply in several pieces, is queued on the connection, and the
+ * connection's own writer thread drains the queue with blocking sends.  Replies never interleave:
  * whoever sends holds c->sending, and a partly sent reply goes back to the
  * head of the queue.  A slot is given back once its reply is out, so the
  * reader's slot and byte limits (nbd-conn.c) turn a stuck socket into
@@ -26,6 +26,21 @@
 
 #include "nbd-conn-priv.h"
 
+/* The slot's iov lost its first done bytes to a send. */
+static void reply_advance(NbdSlot *slot, size_t done)
+{
+    while (slot->iov_first < slot->niov &&
+           done >= slot->iov[slot->iov_first].iov_len) {
+        done -= slot->iov[slot->iov_first].iov_len;
+        slot->iov_first++;
+    }
+    if (done) {
+        struct iovec *iov = &slot->iov[slot->iov_first];
+        iov->iov_base = (char *)iov->iov_base + done;
+        iov->iov_len -= done;
+    }
+}
+
 /* Send what is left of the slot's iov.  0 when all went out; -EAGAIN when
  * a non-blocking send found the socket full (the slot records how far it
  * got); -ETIMEDOUT when a blocking send hit the send timeout; -errno. */
@@ -35,7 +50,22 @@ static int reply_write(NbdConn *c, NbdSlot *slot, bool nonblock)
         struct iovec *iov = slot->iov + slot->iov_first;
         int n = slot->niov - slot->iov_first;
         ssize_t done;
+        if (c->tls && n == 1) {
+            /* One piece (header and data together): record by record,
+             * so that a full socket leaves a place to resume from; a
+             * record GnuTLS kept is finished by the same call again. */
+            done = nbd_tls_send_some(c->tls, iov->iov_base, iov->iov_len,
+                                     nonblock);
+            if (done == -EAGAIN)
+                return nonblock ? -EAGAIN : -ETIMEDOUT;
+            if (done < 0)
+                return (int)done;
+            reply_advance(slot, (size_t)done);
+            continue;
+        }
         if (c->tls) {
+            /* Several pieces (sparse reads, error messages): only the
+             * writer thread sends these, blocking (nbd_reply_send). */
             int r = nbd_tls_sendv(c->tls, iov, n);
             return r == -EAGAIN ? -ETIMEDOUT : r;
         }
@@ -53,17 +83,7 @@ static int reply_write(NbdConn *c, NbdSlot *slot, bool nonblock)
                 return nonblock ? -EAGAIN : -ETIMEDOUT;
             return -errno;
         }
-        size_t d = (size_t)done;
-        while (slot->iov_first < slot->niov &&
-               d >= slot->iov[slot->iov_first].iov_len) {
-            d -= slot->iov[slot->iov_first].iov_len;
-            slot->iov_first++;
-        }
-        if (d) {
-            iov = &slot->iov[slot->iov_first];
-            iov->iov_base = (char *)iov->iov_base + d;
-            iov->iov_len -= d;
-        }
+        reply_advance(slot, (size_t)done);
     }
     return 0;
 }
@@ -168,9 +188,11 @@ void nbd_reply_send(NbdSlot *slot, int niov)
         nbd_slot_done(slot);
         return;
     }
-    /* GnuTLS cannot resume a non-blocking record send from another
-     * thread, so TLS replies always go through the writer. */
-    if (c->tls || c->sending || c->out_head) {
+    /* Over TLS only a reply in one piece is tried here: it is sent
+     * record by record with plain record sends, which the writer can
+     * resume after EAGAIN; several pieces need corking, whose EAGAIN
+     * cannot be resumed that way. */
+    if (c->sending || c->out_head || (c->tls && niov != 1)) {
         reply_queue(c, slot, false);
         g_mutex_unlock(&c->lock);
         return;

@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -67,6 +68,10 @@ struct NbdTls {
 struct NbdTlsConn {
     gnutls_session_t s;
     NbdTls *tls;
+    int fd;
+    /* The sender asked for a non-blocking send (nbd_tls_send_some); only
+     * the one thread that owns the send side reads or writes it. */
+    bool nonblock;
     char *identity;
     char *dn_compat;      /* the DN in GnuTLS's older order (qemu's) */
     char *psk_asked;      /* the identity the client's PSK handshake named */
@@ -328,6 +333,30 @@ static bool tls_allowed(const NbdTls *tls, const char *id, const char *alt)
     return false;
 }
 
+/* GnuTLS's writes to the socket.  A worker that found the connection's
+ * send side idle may try to send a reply without blocking (nbd-reply.c):
+ * then the socket being full makes GnuTLS return GNUTLS_E_AGAIN with the
+ * record kept, which whoever sends next finishes, blocking. */
+static ssize_t tls_push(gnutls_transport_ptr_t ptr, const giovec_t *iov,
+                        int n)
+{
+    NbdTlsConn *c = ptr;
+    struct msghdr mh = { .msg_iov = (struct iovec *)iov,
+                         .msg_iovlen = (size_t)n };
+    ssize_t r = sendmsg(c->fd, &mh,
+                        MSG_NOSIGNAL | (c->nonblock ? MSG_DONTWAIT : 0));
+    if (r < 0 && errno == ENOTSOCK) {
+        /* not a socket (a pipe in tests): no per-call non-blocking mode */
+        if (c->nonblock)
+            errno = EAGAIN;
+        else
+            r = writev(c->fd, (const struct iovec *)iov, n);
+    }
+    if (r < 0)
+        gnutls_transport_set_errno(c->s, errno);
+    return r;
+}
+
 NbdTlsConn *nbd_tls_handshake(NbdTls *tls, int fd, char **refuse,
                               GError **errp)
 {
@@ -349,7 +378,11 @@ NbdTlsConn *nbd_tls_handshake(NbdTls *tls, int fd, char **refuse,
     }
     if (tls->psk)
         gnutls_credentials_set(c->s, GNUTLS_CRD_PSK, tls->psk);
-    gnutls_transport_set_int(c->s, fd);
+    /* Receiving stays GnuTLS's own recv() on fd; sending goes through
+     * tls_push, which can be told not to block. */
+    c->fd = fd;
+    gnutls_transport_set_ptr2(c->s, GINT_TO_POINTER(fd), c);
+    gnutls_transport_set_vec_push_function(c->s, tls_push);
 
     do
         r = gnutls_handshake(c->s);
@@ -450,6 +483,20 @@ int nbd_tls_send(NbdTlsConn *c, const void *buf, size_t len)
     return 0;
 }
 
+ssize_t nbd_tls_send_some(NbdTlsConn *c, const void *buf, size_t len,
+                          bool nonblock)
+{
+    c->nonblock = nonblock;
+    ssize_t r;
+    do
+        r = gnutls_record_send(c->s, buf, len);
+    while (r == GNUTLS_E_INTERRUPTED);
+    c->nonblock = false;
+    if (r >= 0)
+        return r;
+    return r == GNUTLS_E_AGAIN ? -EAGAIN : -EPIPE;
+}
+
 /* GNUTLS_RECORD_WAIT would retry EAGAIN forever, even past a send
  * timeout; retry only interruptions. */
 static int tls_uncork(NbdTlsConn *c)
@@ -524,6 +571,11 @@ void nbd_tls_conn_free(NbdTlsConn *c) { }
 ssize_t nbd_tls_recv(NbdTlsConn *c, void *buf, size_t len) { return -ENOTSUP; }
 int nbd_tls_send(NbdTlsConn *c, const void *buf, size_t len) { return -ENOTSUP; }
 int nbd_tls_sendv(NbdTlsConn *c, const struct iovec *iov, int n)
+{
+    return -ENOTSUP;
+}
+ssize_t nbd_tls_send_some(NbdTlsConn *c, const void *buf, size_t len,
+                          bool nonblock)
 {
     return -ENOTSUP;
 }
