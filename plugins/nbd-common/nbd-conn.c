@@ -197,6 +197,11 @@ static void conn_flush_batch(NbdConn *c)
     }
 }
 
+static void conn_flush_batch_hook(void *data)
+{
+    conn_flush_batch(data);
+}
+
 static void conn_queue(NbdConn *c, NbdSlot *slot)
 {
     slot->next = NULL;
@@ -271,7 +276,11 @@ static int conn_read(NbdConn *c, void *dst, size_t len)
     p += n;
     len -= n;
     while (len > 0) {
-        conn_flush_batch(c);    /* about to block: let the workers run */
+        /* About to block: let the workers run.  Over TLS the records
+         * read ahead may hold more requests, and the TLS layer calls
+         * this only when it has to wait for the socket. */
+        if (!c->tls)
+            conn_flush_batch(c);
         if (len >= NBD_RBUF_SIZE / 2) {
             /* Big payloads go straight to their destination. */
             return c->tls ? nbd_tls_read_full(c->tls, p, len)
@@ -424,6 +433,8 @@ int nbd_conn_serve(int fd, const NbdSession *s, NbdPool *pool,
         ret = -EAGAIN;
         goto out;
     }
+    if (c->tls)
+        nbd_tls_set_recv_hook(c->tls, conn_flush_batch_hook, c);
 
     for (;;) {
         NbdRequest rq;
@@ -487,6 +498,8 @@ int nbd_conn_serve(int fd, const NbdSession *s, NbdPool *pool,
         conn_queue(c, slot);
     }
     conn_flush_batch(c);
+    if (c->tls)
+        nbd_tls_set_recv_hook(c->tls, NULL, NULL);
 
     /* Answer everything already read before the caller closes. */
     g_mutex_lock(&c->lock);

@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <stdio.h>
 #include <string.h>
@@ -54,6 +55,8 @@ int nbd_tls_read_full(NbdTlsConn *c, void *buf, size_t len)
 /* Records are at most 16 KiB: smaller pieces of one reply are gathered
  * into shared records, larger ones go out directly without a copy. */
 #define NBD_TLS_CORK_MAX 16384
+/* Read-ahead of the transmission phase (nbd_tls_set_recv_hook). */
+#define NBD_TLS_RBUF_SIZE 16384
 
 struct NbdTls {
     NbdTlsMode mode;
@@ -72,6 +75,12 @@ struct NbdTlsConn {
     /* The sender asked for a non-blocking send (nbd_tls_send_some); only
      * the one thread that owns the send side reads or writes it. */
     bool nonblock;
+    /* Read-ahead from fd once the transmission phase starts (reader
+     * thread only): rbuf[rpos, rlen) is not yet given to GnuTLS. */
+    uint8_t *rbuf;
+    size_t rpos, rlen;
+    void (*before_recv)(void *data);
+    void *before_recv_data;
     char *identity;
     char *dn_compat;      /* the DN in GnuTLS's older order (qemu's) */
     char *psk_asked;      /* the identity the client's PSK handshake named */
@@ -357,6 +366,67 @@ static ssize_t tls_push(gnutls_transport_ptr_t ptr, const giovec_t *iov,
     return r;
 }
 
+/* GnuTLS reads a record in two steps, its 5-byte header then its body,
+ * each with one recv() of just that size: two system calls for every
+ * request a client sends.  Reading ahead lets one recv() take all the
+ * records that arrived together; a body at least as big as the buffer
+ * (most of a write's payload) is read straight into GnuTLS's buffer. */
+static ssize_t tls_pull(gnutls_transport_ptr_t ptr, void *buf, size_t size)
+{
+    NbdTlsConn *c = ptr;
+    if (c->rpos == c->rlen) {
+        /* About to wait for the client: let the caller finish what it
+         * holds first (the reader queues the requests it has read). */
+        if (c->before_recv)
+            c->before_recv(c->before_recv_data);
+        bool direct = size >= NBD_TLS_RBUF_SIZE;
+        void *dst = direct ? buf : c->rbuf;
+        size_t want = direct ? size : NBD_TLS_RBUF_SIZE;
+        ssize_t r = recv(c->fd, dst, want, 0);
+        if (r < 0 && errno == ENOTSOCK)
+            r = read(c->fd, dst, want);
+        if (r < 0)
+            gnutls_transport_set_errno(c->s, errno);
+        if (r <= 0 || direct)
+            return r;
+        c->rpos = 0;
+        c->rlen = (size_t)r;
+    }
+    size_t n = MIN(size, c->rlen - c->rpos);
+    memcpy(buf, c->rbuf + c->rpos, n);
+    c->rpos += n;
+    return (ssize_t)n;
+}
+
+/* GnuTLS asks this only when a receive timeout is set; it must know
+ * about the read-ahead, which poll() does not see. */
+static int tls_pull_timeout(gnutls_transport_ptr_t ptr, unsigned ms)
+{
+    NbdTlsConn *c = ptr;
+    if (c->rpos < c->rlen)
+        return 1;
+    struct pollfd p = { .fd = c->fd, .events = POLLIN };
+    int timeout = ms == GNUTLS_INDEFINITE_TIMEOUT ? -1 : (int)ms;
+    int r = poll(&p, 1, timeout);
+    if (r < 0)
+        gnutls_transport_set_errno(c->s, errno);
+    return r;
+}
+
+void nbd_tls_set_recv_hook(NbdTlsConn *c, void (*fn)(void *data), void *data)
+{
+    if (!c->rbuf) {
+        /* GnuTLS's own pull read exactly what it asked for, so nothing
+         * of the next record is lost by switching now. */
+        c->rbuf = g_malloc(NBD_TLS_RBUF_SIZE);
+        gnutls_transport_set_ptr2(c->s, c, c);
+        gnutls_transport_set_pull_function(c->s, tls_pull);
+        gnutls_transport_set_pull_timeout_function(c->s, tls_pull_timeout);
+    }
+    c->before_recv = fn;
+    c->before_recv_data = data;
+}
+
 NbdTlsConn *nbd_tls_handshake(NbdTls *tls, int fd, char **refuse,
                               GError **errp)
 {
@@ -440,6 +510,7 @@ void nbd_tls_conn_free(NbdTlsConn *c)
     g_free(c->identity);
     g_free(c->dn_compat);
     g_free(c->psk_asked);
+    g_free(c->rbuf);
     g_free(c);
 }
 
@@ -559,6 +630,67 @@ NbdTls *nbd_tls_new(const NbdTlsConfig *cfg, GError **errp)
 
 void nbd_tls_free(NbdTls *tls) { }
 
+/* GnuTLS reads a record in two steps, its 5-byte header then its body,
+ * each with one recv() of just that size: two system calls for every
+ * request a client sends.  Reading ahead lets one recv() take all the
+ * records that arrived together; a body at least as big as the buffer
+ * (most of a write's payload) is read straight into GnuTLS's buffer. */
+static ssize_t tls_pull(gnutls_transport_ptr_t ptr, void *buf, size_t size)
+{
+    NbdTlsConn *c = ptr;
+    if (c->rpos == c->rlen) {
+        /* About to wait for the client: let the caller finish what it
+         * holds first (the reader queues the requests it has read). */
+        if (c->before_recv)
+            c->before_recv(c->before_recv_data);
+        bool direct = size >= NBD_TLS_RBUF_SIZE;
+        void *dst = direct ? buf : c->rbuf;
+        size_t want = direct ? size : NBD_TLS_RBUF_SIZE;
+        ssize_t r = recv(c->fd, dst, want, 0);
+        if (r < 0 && errno == ENOTSOCK)
+            r = read(c->fd, dst, want);
+        if (r < 0)
+            gnutls_transport_set_errno(c->s, errno);
+        if (r <= 0 || direct)
+            return r;
+        c->rpos = 0;
+        c->rlen = (size_t)r;
+    }
+    size_t n = MIN(size, c->rlen - c->rpos);
+    memcpy(buf, c->rbuf + c->rpos, n);
+    c->rpos += n;
+    return (ssize_t)n;
+}
+
+/* GnuTLS asks this only when a receive timeout is set; it must know
+ * about the read-ahead, which poll() does not see. */
+static int tls_pull_timeout(gnutls_transport_ptr_t ptr, unsigned ms)
+{
+    NbdTlsConn *c = ptr;
+    if (c->rpos < c->rlen)
+        return 1;
+    struct pollfd p = { .fd = c->fd, .events = POLLIN };
+    int timeout = ms == GNUTLS_INDEFINITE_TIMEOUT ? -1 : (int)ms;
+    int r = poll(&p, 1, timeout);
+    if (r < 0)
+        gnutls_transport_set_errno(c->s, errno);
+    return r;
+}
+
+void nbd_tls_set_recv_hook(NbdTlsConn *c, void (*fn)(void *data), void *data)
+{
+    if (!c->rbuf) {
+        /* GnuTLS's own pull read exactly what it asked for, so nothing
+         * of the next record is lost by switching now. */
+        c->rbuf = g_malloc(NBD_TLS_RBUF_SIZE);
+        gnutls_transport_set_ptr2(c->s, c, c);
+        gnutls_transport_set_pull_function(c->s, tls_pull);
+        gnutls_transport_set_pull_timeout_function(c->s, tls_pull_timeout);
+    }
+    c->before_recv = fn;
+    c->before_recv_data = data;
+}
+
 NbdTlsConn *nbd_tls_handshake(NbdTls *tls, int fd, char **refuse,
                               GError **errp)
 {
@@ -578,6 +710,9 @@ ssize_t nbd_tls_send_some(NbdTlsConn *c, const void *buf, size_t len,
                           bool nonblock)
 {
     return -ENOTSUP;
+}
+void nbd_tls_set_recv_hook(NbdTlsConn *c, void (*fn)(void *data), void *data)
+{
 }
 
 #endif

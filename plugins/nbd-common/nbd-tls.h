@@ -64,6 +64,11 @@ const char *nbd_tls_conn_identity(const NbdTlsConn *c);
 /* Send close_notify (best effort) and free the session. */
 void nbd_tls_conn_free(NbdTlsConn *c);
 
+/* From now on read ahead from the socket (the transmission phase: the
+ * client's requests are small records that often arrive together), and
+ * call fn(data), when not NULL, in the receiving thread whenever a
+ * receive is about to wait on the socket. */
+void nbd_tls_set_recv_hook(NbdTlsConn *c, void (*fn)(void *data), void *data);
 /* Up to len bytes: >0 read, 0 on EOF, -errno on error (-EAGAIN on a
  * receive timeout). */
 ssize_t nbd_tls_recv(NbdTlsConn *c, void *buf, size_t len);
