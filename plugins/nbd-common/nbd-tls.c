@@ -630,67 +630,6 @@ NbdTls *nbd_tls_new(const NbdTlsConfig *cfg, GError **errp)
 
 void nbd_tls_free(NbdTls *tls) { }
 
-/* GnuTLS reads a record in two steps, its 5-byte header then its body,
- * each with one recv() of just that size: two system calls for every
- * request a client sends.  Reading ahead lets one recv() take all the
- * records that arrived together; a body at least as big as the buffer
- * (most of a write's payload) is read straight into GnuTLS's buffer. */
-static ssize_t tls_pull(gnutls_transport_ptr_t ptr, void *buf, size_t size)
-{
-    NbdTlsConn *c = ptr;
-    if (c->rpos == c->rlen) {
-        /* About to wait for the client: let the caller finish what it
-         * holds first (the reader queues the requests it has read). */
-        if (c->before_recv)
-            c->before_recv(c->before_recv_data);
-        bool direct = size >= NBD_TLS_RBUF_SIZE;
-        void *dst = direct ? buf : c->rbuf;
-        size_t want = direct ? size : NBD_TLS_RBUF_SIZE;
-        ssize_t r = recv(c->fd, dst, want, 0);
-        if (r < 0 && errno == ENOTSOCK)
-            r = read(c->fd, dst, want);
-        if (r < 0)
-            gnutls_transport_set_errno(c->s, errno);
-        if (r <= 0 || direct)
-            return r;
-        c->rpos = 0;
-        c->rlen = (size_t)r;
-    }
-    size_t n = MIN(size, c->rlen - c->rpos);
-    memcpy(buf, c->rbuf + c->rpos, n);
-    c->rpos += n;
-    return (ssize_t)n;
-}
-
-/* GnuTLS asks this only when a receive timeout is set; it must know
- * about the read-ahead, which poll() does not see. */
-static int tls_pull_timeout(gnutls_transport_ptr_t ptr, unsigned ms)
-{
-    NbdTlsConn *c = ptr;
-    if (c->rpos < c->rlen)
-        return 1;
-    struct pollfd p = { .fd = c->fd, .events = POLLIN };
-    int timeout = ms == GNUTLS_INDEFINITE_TIMEOUT ? -1 : (int)ms;
-    int r = poll(&p, 1, timeout);
-    if (r < 0)
-        gnutls_transport_set_errno(c->s, errno);
-    return r;
-}
-
-void nbd_tls_set_recv_hook(NbdTlsConn *c, void (*fn)(void *data), void *data)
-{
-    if (!c->rbuf) {
-        /* GnuTLS's own pull read exactly what it asked for, so nothing
-         * of the next record is lost by switching now. */
-        c->rbuf = g_malloc(NBD_TLS_RBUF_SIZE);
-        gnutls_transport_set_ptr2(c->s, c, c);
-        gnutls_transport_set_pull_function(c->s, tls_pull);
-        gnutls_transport_set_pull_timeout_function(c->s, tls_pull_timeout);
-    }
-    c->before_recv = fn;
-    c->before_recv_data = data;
-}
-
 NbdTlsConn *nbd_tls_handshake(NbdTls *tls, int fd, char **refuse,
                               GError **errp)
 {
