@@ -116,6 +116,11 @@ struct NbdConn {
 void nbd_slot_run(NbdSlot *slot);
 /* nbd-conn.c: give the slot back to its connection. */
 void nbd_slot_done(NbdSlot *slot);
+/* The same in two steps, for a caller that holds c->lock anyway: drop an
+ * oversized buffer (without the lock), then return the slot (under it;
+ * once the lock is released the connection may be gone). */
+void nbd_slot_trim(NbdSlot *slot);
+void nbd_slot_put_locked(NbdConn *c, NbdSlot *slot);
 
 /* nbd-reply.c: the connection's reply path. */
 bool nbd_reply_start(NbdConn *c, GError **errp);

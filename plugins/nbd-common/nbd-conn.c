@@ -213,10 +213,10 @@ static void conn_queue(NbdConn *c, NbdSlot *slot)
     c->batch_n++;
 }
 
-/* A free slot, counted in flight.  While the connection's replies hold
- * NBD_CONN_MAX_BYTES, this waits: the client's further requests stay in
- * its socket until it reads what it asked for. */
-static NbdSlot *nbd_slot_get(NbdConn *c)
+/* A free slot, counted in flight with cost bytes.  While the
+ * connection's replies hold NBD_CONN_MAX_BYTES, this waits: the client's
+ * further requests stay in its socket until it reads what it asked for. */
+static NbdSlot *nbd_slot_get(NbdConn *c, uint32_t cost)
 {
     g_mutex_lock(&c->lock);
     if (!c->free || c->inflight_bytes >= NBD_CONN_MAX_BYTES) {
@@ -231,15 +231,16 @@ static NbdSlot *nbd_slot_get(NbdConn *c)
     NbdSlot *slot = c->free;
     c->free = slot->next;
     c->inflight++;
+    slot->cost = cost;
+    c->inflight_bytes += cost;
     g_mutex_unlock(&c->lock);
     slot->err = 0;
     slot->errmsg = NULL;
     return slot;
 }
 
-static void nbd_slot_put(NbdConn *c, NbdSlot *slot)
+void nbd_slot_put_locked(NbdConn *c, NbdSlot *slot)
 {
-    g_mutex_lock(&c->lock);
     slot->next = c->free;
     c->free = slot;
     c->inflight--;
@@ -247,17 +248,28 @@ static void nbd_slot_put(NbdConn *c, NbdSlot *slot)
     slot->cost = 0;
     if (c->waiting)
         g_cond_signal(&c->cond);
+}
+
+static void nbd_slot_put(NbdConn *c, NbdSlot *slot)
+{
+    g_mutex_lock(&c->lock);
+    nbd_slot_put_locked(c, slot);
     /* After this unlock the reader may free the connection: touch
      * nothing of it afterwards. */
     g_mutex_unlock(&c->lock);
 }
 
-void nbd_slot_done(NbdSlot *slot)
+void nbd_slot_trim(NbdSlot *slot)
 {
     /* Keep buffers of the usual sizes; one made for a rare huge request
      * goes, so idle connections do not pin 32 MiB per slot. */
     if (slot->cap > NBD_SLOT_KEEP)
         slot_buf_free(slot);
+}
+
+void nbd_slot_done(NbdSlot *slot)
+{
+    nbd_slot_trim(slot);
     nbd_slot_put(slot->conn, slot);
 }
 
@@ -452,25 +464,22 @@ int nbd_conn_serve(int fd, const NbdSession *s, NbdPool *pool,
                                NBD_REQUEST_MAGIC);
             break;
         }
-        NbdSlot *slot = nbd_slot_get(c);
+        uint16_t type = GUINT16_FROM_BE(rq.type);
+        uint32_t len = GUINT32_FROM_BE(rq.length);
+        bool counted = (type == NBD_CMD_READ || type == NBD_CMD_WRITE) &&
+                       len <= NBD_MAX_PAYLOAD;
+        NbdSlot *slot = nbd_slot_get(c, counted ? len : 0);
         slot->flags = GUINT16_FROM_BE(rq.flags);
-        slot->type = GUINT16_FROM_BE(rq.type);
+        slot->type = type;
         slot->cookie = GUINT64_FROM_BE(rq.cookie);
         slot->offset = GUINT64_FROM_BE(rq.offset);
-        slot->len = GUINT32_FROM_BE(rq.length);
+        slot->len = len;
 
         if (slot->type == NBD_CMD_DISC) {
             nbd_slot_put(c, slot);
             break;
         }
         conn_check(c, slot);
-        if ((slot->type == NBD_CMD_READ || slot->type == NBD_CMD_WRITE) &&
-            slot->len <= NBD_MAX_PAYLOAD) {
-            g_mutex_lock(&c->lock);
-            slot->cost = slot->len;
-            c->inflight_bytes += slot->cost;
-            g_mutex_unlock(&c->lock);
-        }
 
         if (slot->type == NBD_CMD_WRITE) {
             if (slot->len > NBD_MAX_PAYLOAD) {

@@ -116,15 +116,14 @@ static gpointer reply_writer(gpointer data)
         c->sending = true;
         g_mutex_unlock(&c->lock);
         int r = dead ? 0 : reply_write(c, slot, false);
+        nbd_slot_trim(slot);
         g_mutex_lock(&c->lock);
         if (r < 0)
             reply_fail(c, r);
         c->sending = false;
-        g_mutex_unlock(&c->lock);
         /* The reader joins this thread before freeing c, so c outlives
          * the slot's return. */
-        nbd_slot_done(slot);
-        g_mutex_lock(&c->lock);
+        nbd_slot_put_locked(c, slot);
     }
     g_mutex_unlock(&c->lock);
     return NULL;
@@ -201,6 +200,8 @@ void nbd_reply_send(NbdSlot *slot, int niov)
     g_mutex_unlock(&c->lock);
 
     int r = reply_write(c, slot, true);
+    if (r != -EAGAIN)
+        nbd_slot_trim(slot);
 
     g_mutex_lock(&c->lock);
     c->sending = false;
@@ -213,6 +214,7 @@ void nbd_reply_send(NbdSlot *slot, int niov)
         reply_fail(c, r);
     if (c->out_head)
         g_cond_signal(&c->out_cond);
+    /* One lock for both: the slot goes back with the send side. */
+    nbd_slot_put_locked(c, slot);
     g_mutex_unlock(&c->lock);
-    nbd_slot_done(slot);
 }
