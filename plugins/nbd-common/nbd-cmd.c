@@ -7,8 +7,9 @@
  * allocated.  Read data and block status descriptors are produced in the
  * slot buffer with the header written into the headroom right before
  * them (NBD_SLOT_HEADROOM), so such a reply is one contiguous piece: one
- * iovec, one TLS record per 16 KiB, and no copy.  Node calls pass errp == NULL and get -errno back, which
- * nbd_errno_to_wire() turns into the NBD error.  Structured replies are
+ * iovec, one TLS record per 16 KiB, and no copy.  Node calls pass
+ * errp == NULL and get -errno back, which nbd_errno_to_wire() turns into
+ * the NBD error.  Structured replies are
  * used only when the client negotiated them; then errors carry a message.
  */
 #include <errno.h>

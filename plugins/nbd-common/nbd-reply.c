@@ -8,11 +8,12 @@
  * socket idle and nothing queued tries one non-blocking send (the common
  * case then costs no thread hop), over TLS too; what does not fit, and a
  * TLS reply in several pieces, is queued on the connection, and the
- * connection's own writer thread drains the queue with blocking sends.  Replies never interleave:
- * whoever sends holds c->sending, and a partly sent reply goes back to the
- * head of the queue.  A slot is given back once its reply is out, so the
- * reader's slot and byte limits (nbd-conn.c) turn a stuck socket into
- * back-pressure on that one client.
+ * connection's own writer thread drains the queue with blocking sends.
+ * Replies never interleave: whoever sends holds c->sending, and a partly
+ * sent reply goes back to the head of the queue (over TLS, a record
+ * GnuTLS holds half sent stays its own: nbd_tls_send_some()).  A slot is
+ * given back once its reply is out, so the reader's slot and byte limits
+ * (nbd-conn.c) turn a stuck socket into back-pressure on that one client.
  *
  * The frontend may give the socket a send timeout (SO_SNDTIMEO).  A
  * blocking send that made no progress for that long fails with EAGAIN,
