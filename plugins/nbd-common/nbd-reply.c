@@ -156,8 +156,9 @@ void nbd_reply_stop(NbdConn *c)
     g_cond_clear(&c->out_cond);
 }
 
-/* Queue the slot for the writer; front: a partly sent reply, which must
- * be finished before any other.  Under c->lock. */
+/* Queue the slot; front: a partly sent reply, which must be finished
+ * before any other.  Whoever holds the send side sends it; the writer
+ * thread is woken only when nobody does.  Under c->lock. */
 static void reply_queue(NbdConn *c, NbdSlot *slot, bool front)
 {
     if (front) {
@@ -173,7 +174,16 @@ static void reply_queue(NbdConn *c, NbdSlot *slot, bool front)
             c->out_head = slot;
         c->out_tail = slot;
     }
-    g_cond_signal(&c->out_cond);
+    if (!c->sending)
+        g_cond_signal(&c->out_cond);
+}
+
+/* Over TLS a worker sends only a reply in one piece: record by record
+ * with plain record sends, which the writer can resume after EAGAIN;
+ * several pieces need corking, whose EAGAIN cannot be resumed that way. */
+static bool reply_worker_can_send(NbdConn *c, NbdSlot *slot)
+{
+    return !c->tls || slot->niov - slot->iov_first == 1;
 }
 
 void nbd_reply_send(NbdSlot *slot, int niov)
@@ -188,34 +198,41 @@ void nbd_reply_send(NbdSlot *slot, int niov)
         nbd_slot_done(slot);
         return;
     }
-    /* Over TLS only a reply in one piece is tried here: it is sent
-     * record by record with plain record sends, which the writer can
-     * resume after EAGAIN; several pieces need corking, whose EAGAIN
-     * cannot be resumed that way. */
-    if (c->sending || c->out_head || (c->tls && niov != 1)) {
+    /* Someone else sends: the reply joins the queue, which the sender
+     * (a worker, below, or the writer) goes on to send.  A queue with
+     * nobody sending is the writer's after a full socket. */
+    if (c->sending || c->out_head || !reply_worker_can_send(c, slot)) {
         reply_queue(c, slot, false);
         g_mutex_unlock(&c->lock);
         return;
     }
     c->sending = true;
-    g_mutex_unlock(&c->lock);
-
-    int r = reply_write(c, slot, true);
-    if (r != -EAGAIN)
-        nbd_slot_trim(slot);
-
-    g_mutex_lock(&c->lock);
-    c->sending = false;
-    if (r == -EAGAIN) {
-        reply_queue(c, slot, true);
+    for (;;) {
         g_mutex_unlock(&c->lock);
-        return;
+        int r = reply_write(c, slot, true);
+        if (r != -EAGAIN)
+            nbd_slot_trim(slot);
+        g_mutex_lock(&c->lock);
+        if (r == -EAGAIN) {
+            reply_queue(c, slot, true);
+            break;
+        }
+        if (r < 0)
+            reply_fail(c, r);
+        /* One lock for both: the slot goes back with the send side. */
+        nbd_slot_put_locked(c, slot);
+        /* Replies that other workers queued meanwhile go out now, as
+         * long as the socket takes them without waiting. */
+        slot = c->out_head;
+        if (!slot || c->dead || !reply_worker_can_send(c, slot))
+            break;
+        c->out_head = slot->next;
+        if (!c->out_head)
+            c->out_tail = NULL;
     }
-    if (r < 0)
-        reply_fail(c, r);
+    c->sending = false;
     if (c->out_head)
         g_cond_signal(&c->out_cond);
-    /* One lock for both: the slot goes back with the send side. */
-    nbd_slot_put_locked(c, slot);
+    /* After this unlock the reader may free the connection. */
     g_mutex_unlock(&c->lock);
 }
