@@ -207,7 +207,7 @@ void nbd_reply_send(NbdSlot *slot, int niov)
         return;
     }
     c->sending = true;
-    for (;;) {
+    for (int sent = 0;; sent++) {
         g_mutex_unlock(&c->lock);
         int r = reply_write(c, slot, true);
         if (r != -EAGAIN)
@@ -222,9 +222,12 @@ void nbd_reply_send(NbdSlot *slot, int niov)
         /* One lock for both: the slot goes back with the send side. */
         nbd_slot_put_locked(c, slot);
         /* Replies that other workers queued meanwhile go out now, as
-         * long as the socket takes them without waiting. */
+         * long as the socket takes them without waiting; past a
+         * connection's worth of them the writer takes over, so that a
+         * busy client cannot keep a pool worker from other clients. */
         slot = c->out_head;
-        if (!slot || c->dead || !reply_worker_can_send(c, slot))
+        if (!slot || c->dead || sent >= NBD_CONN_SLOTS ||
+            !reply_worker_can_send(c, slot))
             break;
         c->out_head = slot->next;
         if (!c->out_head)
