@@ -123,6 +123,13 @@ bench_best() {
     printf '%s\n' "$@" | sort -k1,1nr | head -1
 }
 
+# bench_median A B...: the result with the median IOPS (of an even
+# count, the lower middle one).
+bench_median() {
+    local n=$#
+    printf '%s\n' "$@" | sort -k1,1n | sed -n "$(((n + 1) / 2))p"
+}
+
 # bench_ratio OURS PEER1 PEER2...: ours / the best peer (by IOPS).
 bench_ratio() {
     local ours=$1; shift

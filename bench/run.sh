@@ -3,8 +3,9 @@
 # plugin) and qemu-nbd (-f raw) serve the same fully allocated 1 GiB raw
 # file over a Unix socket, and fio's nbd ioengine drives each with the
 # same rows.  Servers take turns row by row (so a change in machine load
-# hits all of them alike); with BENCH_REPEAT=N the rounds repeat and each
-# server keeps its best.  Prints IOPS and MB/s per server and the ratio
+# hits all of them alike; every other round in reverse order); with
+# BENCH_REPEAT=N the rounds repeat and each server keeps its best, and the
+# medians of the rounds are printed too.  Prints IOPS and MB/s per server and the ratio
 # blkhost / best peer.  Not a test: the numbers depend on the machine.
 #
 # The TLS rows serve with TLS required and the same PSK on every server
@@ -67,12 +68,18 @@ if [ -n "${BLKHOST_BASE:-}" ]; then
     BASE_ROOT=$(cd "$(dirname "$BLKHOST_BASE")/.." && pwd)
     SERVERS+=(base)
 fi
-declare -A R
+declare -A R ALL
 
 for round in $(seq 1 "$BENCH_REPEAT"); do
+    # Every other round in reverse order, so that load that rises or
+    # falls during a row does not always favour the same server.
+    ORDER=("${SERVERS[@]}")
+    if [ $((round % 2)) = 0 ]; then
+        ORDER=(); for srv in "${SERVERS[@]}"; do ORDER=("$srv" "${ORDER[@]}"); done
+    fi
     for row in "${ROWS[@]}"; do
         IFS='|' read -r label rw bs qd jobs tls <<< "$row"
-        for srv in "${SERVERS[@]}"; do
+        for srv in "${ORDER[@]}"; do
             if [ -n "$tls" ]; then
                 PSKOBJ=(--object "tls-creds-psk,id=t0,dir=$PSKDIR,endpoint=server" --tls-creds t0)
                 case $srv in
@@ -103,6 +110,7 @@ for round in $(seq 1 "$BENCH_REPEAT"); do
             bench_stop "$srv"
             echo "bench: round $round: $srv: $label: $r" >&2
             R[$srv,$label]=$(bench_best "$r" "${R[$srv,$label]:-0 0}")
+            ALL[$srv,$label]+="$r;"
         done
     done
 done
@@ -125,4 +133,25 @@ if [ -n "${BLKHOST_BASE:-}" ]; then
         IFS='|' read -r label _ <<< "$row"
         bench_row "$label" "${R[blkhost,$label]}" "${R[base,$label]}"
     done
+fi
+if [ "$BENCH_REPEAT" -gt 1 ]; then
+    # med SRV LABEL: the median round of a server on a row
+    med() { local IFS=';'; bench_median ${ALL[$1,$2]}; }
+    echo
+    echo "Medians of the $BENCH_REPEAT rounds:"
+    echo
+    bench_header blkhost nbdkit qemu-nbd
+    for row in "${ROWS[@]}"; do
+        IFS='|' read -r label _ <<< "$row"
+        bench_row "$label" "$(med blkhost "$label")" "$(med nbdkit "$label")" \
+            "$(med qemu-nbd "$label")"
+    done
+    if [ -n "${BLKHOST_BASE:-}" ]; then
+        echo
+        bench_header blkhost base
+        for row in "${ROWS[@]}"; do
+            IFS='|' read -r label _ <<< "$row"
+            bench_row "$label" "$(med blkhost "$label")" "$(med base "$label")"
+        done
+    fi
 fi
