@@ -51,6 +51,9 @@ int nbd_tls_read_full(NbdTlsConn *c, void *buf, size_t len)
 
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#endif
 
 /* Records are at most 16 KiB: smaller pieces of one reply are gathered
  * into shared records, larger ones go out directly without a copy. */
@@ -216,6 +219,28 @@ static bool tls_load_x509(NbdTls *tls, const char *dir, GError **errp)
     return true;
 }
 
+/* Whether the CPU has AES and carry-less multiply instructions, which
+ * make AES-GCM several times faster than ChaCha20-Poly1305 (on the
+ * development VM, gnutls-cli --benchmark-ciphers: 3.2 GB/s against
+ * 0.32 GB/s).  Clients tend to list ChaCha20 before AES-128-GCM, the
+ * only other suite an external PSK (bound to SHA-256) allows in TLS 1.3,
+ * so with such a CPU the server picks the cipher, ChaCha20 last: both
+ * sides of a connection then spend a fraction of the time on crypto.
+ * Without these instructions the client's order stands (software AES is
+ * slower than ChaCha20, and its tables leak timing). */
+static bool tls_cpu_has_aes(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("aes") && __builtin_cpu_supports("pclmul");
+#elif defined(__aarch64__) && defined(__linux__)
+    unsigned long hw = getauxval(AT_HWCAP);
+    return (hw & HWCAP_AES) && (hw & HWCAP_PMULL);
+#else
+    return false;
+#endif
+}
+
 NbdTls *nbd_tls_new(const NbdTlsConfig *cfg, GError **errp)
 {
     if (cfg->mode == NBD_TLS_OFF)
@@ -246,9 +271,12 @@ NbdTls *nbd_tls_new(const NbdTlsConfig *cfg, GError **errp)
     }
     /* PSK key exchanges are not in NORMAL: add them when a key file is
      * given (the same set qemu and nbdkit offer). */
-    const char *prio = tls->psk ? "NORMAL:+ECDHE-PSK:+DHE-PSK:+PSK"
-                                : "NORMAL";
+    char *prio = g_strconcat(
+        tls->psk ? "NORMAL:+ECDHE-PSK:+DHE-PSK:+PSK" : "NORMAL",
+        tls_cpu_has_aes() ? ":-CHACHA20-POLY1305:+CHACHA20-POLY1305"
+                            ":%SERVER_PRECEDENCE" : "", NULL);
     int r = gnutls_priority_init(&tls->prio, prio, NULL);
+    g_free(prio);
     if (r < 0) {
         tls_fail(errp, EINVAL, r, "TLS priorities");
         goto fail;
