@@ -4,26 +4,17 @@
 # client's first choice.  Python's ssl module (OpenSSL) is the client,
 # over TLS 1.2, where a client can order the ciphers.
 # Usage: tlscipher.py SOCKET EXPECT   (EXPECT: aes or chacha)
-import socket, ssl, struct, sys
+import os, socket, ssl, struct, sys
+sys.path.insert(0, os.path.dirname(__file__))
+from nbdraw import IHAVEOPT, recv_exact as read_exact
 
 sock, expect = sys.argv[1], sys.argv[2]
-IHAVEOPT = 0x49484156454F5054
 OPT_STARTTLS = 5
 
 
 def res(ok, desc, why=""):
     print("%s %s%s" % ("PASS" if ok else "FAIL", desc,
                        "" if ok else " :: " + why), flush=True)
-
-
-def read_exact(s, n):
-    b = b""
-    while len(b) < n:
-        d = s.recv(n - len(b))
-        if not d:
-            raise EOFError("server closed")
-        b += d
-    return b
 
 
 s = socket.socket(socket.AF_UNIX)
