@@ -14,8 +14,8 @@
 # seconds each (default 4).  Prints every run, then per server the
 # medians.  TLS uses one PSK and bench/tls-shim.c, as run.sh does.
 set -u
-source "$(dirname "$0")/lib.sh"
 : "${BENCH_RUNTIME:=4}"
+source "$(dirname "$0")/lib.sh"
 MODE=${1:-tls} RW=${2:-randread} BS=${3:-4k} QD=${4:-32} ROUNDS=${5:-3}
 bench_init nbdkit
 IMG="$BENCH_DIR/disk.raw"
