@@ -79,6 +79,7 @@ PY
     diag "the plain clients failed"
 [ $TLS = 1 ] && { /usr/bin/python3 "$T/seq.py" "$TU" 1 || diag "the TLS client failed"; }
 kill -INT "$spid"; wait "$spid" 2>/dev/null
+# KEEP_TRACE=FILE keeps the trace for a look after the test.
 [ -n "${KEEP_TRACE:-}" ] && cp "$T/trace" "$KEEP_TRACE"
 
 # Lines: "TID sendmsg(...) = BYTES".
