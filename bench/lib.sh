@@ -52,10 +52,11 @@ bench_image() {
     cat "$path" >/dev/null   # every server starts with it in the page cache
 }
 
-# bench_wait_socket PATH PID: until PATH is a socket accepting connections.
+# bench_wait_socket PATH PID: until PATH is a socket accepting connections
+# (at most 30 s: a loaded machine can take seconds to start a TLS server).
 bench_wait_socket() {
     local path=$1 pid=$2 i
-    for i in $(seq 1 200); do
+    for i in $(seq 1 600); do
         if [ -S "$path" ] && /usr/bin/python3 -c 'import socket,sys
 s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])' "$path" 2>/dev/null; then
             return 0

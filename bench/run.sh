@@ -4,8 +4,9 @@
 # plugin) and qemu-nbd (-f raw) serve the same fully allocated 1 GiB raw
 # file over a Unix socket, and fio's nbd ioengine drives each with the
 # same rows.  Servers take turns row by row (so a change in machine load
-# hits all of them alike); with BENCH_REPEAT=N the rounds repeat and each
-# server keeps its best.  Prints IOPS and MB/s per server and the ratio
+# hits all of them alike; every other round in reverse order); with
+# BENCH_REPEAT=N the rounds repeat and each server keeps its best, and the
+# medians of the rounds are printed too.  Prints IOPS and MB/s per server and the ratio
 # blkhost / best peer.  Not a test: the numbers depend on the machine.
 #
 # The TLS rows serve with TLS required and the same PSK on every server
@@ -22,6 +23,12 @@
 #
 # BENCH_ONLY=REGEX keeps the rows whose label matches (e.g. BENCH_ONLY=TLS,
 # BENCH_ONLY=direct).
+#
+# BLKHOST_BASE=PATH adds a fourth server, another blkhost build (e.g. a
+# copy of build/ made before a change), run the same way in the same
+# turns, and a column blkhost / base: before and after in one run.  A copy
+# of a build tree finds its own plugins through BLKHOST_PLUGIN_PATH, which
+# is set to the copy's drivers/ and plugins/, BLKHOST_LUA_PATH to lua/.
 #
 #   bench/run.sh                 # BLKHOST=build/lua/blkhost by default
 #   BENCH_RUNTIME=5 BENCH_REPEAT=3 BLKHOST=/tmp/build/lua/blkhost bench/run.sh
@@ -48,6 +55,7 @@ fi
 # label|rw|bs|iodepth|numjobs[|tls]
 ROWS=(
     "4k randread QD16|randread|4k|16|1"
+    "4k randread QD32|randread|4k|32|1"
     "4k randwrite QD16|randwrite|4k|16|1"
     "1M seq read QD8|read|1M|8|1"
     "1M seq write QD8|write|1M|8|1"
@@ -55,7 +63,8 @@ ROWS=(
 )
 if [ "${BENCH_TLS:-1}" = 1 ]; then
     ROWS+=("TLS 1M seq read QD8|read|1M|8|1|tls"
-           "TLS 4k randread QD16|randread|4k|16|1|tls")
+           "TLS 4k randread QD16|randread|4k|16|1|tls"
+           "TLS 4k randread QD32|randread|4k|32|1|tls")
 fi
 # O_DIRECT: label|rw|bs|iodepth
 DIRECT_ROWS=()
@@ -73,8 +82,14 @@ if [ -n "${BENCH_ONLY:-}" ]; then
     DIRECT_ROWS=("${KEEP[@]}")
 fi
 SERVERS=(blkhost nbdkit qemu-nbd)
+if [ -n "${BLKHOST_BASE:-}" ]; then
+    command -v "$BLKHOST_BASE" >/dev/null || bench_die "$BLKHOST_BASE is not built"
+    BASE_ROOT=$(cd "$(dirname "$BLKHOST_BASE")/.." && pwd)
+    SERVERS+=(base)
+fi
+declare -A R ALL
 DIRECT_SERVERS=(blkhost-io_uring blkhost-native qemu-nbd-native qemu-nbd-io_uring)
-declare -A R RD
+declare -A RD
 DIMG="$BENCH_DIR/direct.raw"
 : "${BENCH_DIRECT_SIZE:=2G}"
 [ ${#DIRECT_ROWS[@]} -gt 0 ] && bench_image "$DIMG" "$BENCH_DIRECT_SIZE"
@@ -92,14 +107,24 @@ start_direct() {
 }
 
 for round in $(seq 1 "$BENCH_REPEAT"); do
+    # Every other round in reverse order, so that load that rises or
+    # falls during a row does not always favour the same server.
+    ORDER=("${SERVERS[@]}")
+    if [ $((round % 2)) = 0 ]; then
+        ORDER=(); for srv in "${SERVERS[@]}"; do ORDER=("$srv" "${ORDER[@]}"); done
+    fi
     for row in "${ROWS[@]}"; do
         IFS='|' read -r label rw bs qd jobs tls <<< "$row"
-        for srv in "${SERVERS[@]}"; do
+        for srv in "${ORDER[@]}"; do
             if [ -n "$tls" ]; then
                 PSKOBJ=(--object "tls-creds-psk,id=t0,dir=$PSKDIR,endpoint=server" --tls-creds t0)
                 case $srv in
                     blkhost) bench_start blkhost "$SOCK" "$BLKHOST" nbd "${PSKOBJ[@]}" \
                                  -t -e 16 -f raw -k "$SOCK" "$IMG" ;;
+                    base) bench_start base "$SOCK" env \
+                              BLKHOST_PLUGIN_PATH="$BASE_ROOT/drivers:$BASE_ROOT/plugins" BLKHOST_LUA_PATH="$BENCH_ROOT/lua" \
+                              "$BLKHOST_BASE" nbd "${PSKOBJ[@]}" \
+                              -t -e 16 -f raw -k "$SOCK" "$IMG" ;;
                     nbdkit) bench_start nbdkit "$SOCK" nbdkit -f -U "$SOCK" --tls=require \
                                 --tls-psk="$PSKDIR/keys.psk" file file="$IMG" ;;
                     qemu-nbd) bench_start qemu-nbd "$SOCK" qemu-nbd "${PSKOBJ[@]}" \
@@ -109,6 +134,10 @@ for round in $(seq 1 "$BENCH_REPEAT"); do
             else
             case $srv in
                 blkhost) bench_start_blkhost "$SOCK" "$IMG" ;;
+                base) bench_start base "$SOCK" env \
+                          BLKHOST_PLUGIN_PATH="$BASE_ROOT/drivers:$BASE_ROOT/plugins" BLKHOST_LUA_PATH="$BENCH_ROOT/lua" \
+                          "$BLKHOST_BASE" run "$BENCH_ROOT/examples/export.lua" \
+                          "$IMG" --socket "$SOCK" ;;
                 nbdkit) bench_start_nbdkit "$SOCK" "$IMG" ;;
                 qemu-nbd) bench_start_qemu_nbd "$SOCK" "$IMG" raw ;;
             esac
@@ -117,6 +146,7 @@ for round in $(seq 1 "$BENCH_REPEAT"); do
             bench_stop "$srv"
             echo "bench: round $round: $srv: $label: $r" >&2
             R[$srv,$label]=$(bench_best "$r" "${R[$srv,$label]:-0 0}")
+            ALL[$srv,$label]+="$r;"
         done
     done
     for row in "${DIRECT_ROWS[@]}"; do
@@ -136,11 +166,42 @@ echo "$(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg), $(uname -r),
      "$(fio --version), ${BENCH_RUNTIME}s per row, best of $BENCH_REPEAT, image $BENCH_SIZE"
 if [ ${#ROWS[@]} -gt 0 ]; then
     echo
-    bench_header "${SERVERS[@]}"
+    bench_header blkhost nbdkit qemu-nbd
     for row in "${ROWS[@]}"; do
         IFS='|' read -r label _ <<< "$row"
         bench_row "$label" "${R[blkhost,$label]}" "${R[nbdkit,$label]}" "${R[qemu-nbd,$label]}"
     done
+fi
+if [ -n "${BLKHOST_BASE:-}" ]; then
+    echo
+    echo "base: $BLKHOST_BASE"
+    echo
+    bench_header blkhost base
+    for row in "${ROWS[@]}"; do
+        IFS='|' read -r label _ <<< "$row"
+        bench_row "$label" "${R[blkhost,$label]}" "${R[base,$label]}"
+    done
+fi
+if [ "$BENCH_REPEAT" -gt 1 ] && [ ${#ROWS[@]} -gt 0 ]; then
+    # med SRV LABEL: the median round of a server on a row
+    med() { local IFS=';'; bench_median ${ALL[$1,$2]}; }
+    echo
+    echo "Medians of the $BENCH_REPEAT rounds:"
+    echo
+    bench_header blkhost nbdkit qemu-nbd
+    for row in "${ROWS[@]}"; do
+        IFS='|' read -r label _ <<< "$row"
+        bench_row "$label" "$(med blkhost "$label")" "$(med nbdkit "$label")" \
+            "$(med qemu-nbd "$label")"
+    done
+    if [ -n "${BLKHOST_BASE:-}" ]; then
+        echo
+        bench_header blkhost base
+        for row in "${ROWS[@]}"; do
+            IFS='|' read -r label _ <<< "$row"
+            bench_row "$label" "$(med blkhost "$label")" "$(med base "$label")"
+        done
+    fi
 fi
 
 if [ ${#DIRECT_ROWS[@]} -gt 0 ]; then
