@@ -16,6 +16,21 @@ struct BhFrontendHandle {
     bool stopped;
 };
 
+struct BhExport {
+    char *name;          /* "" is the default export */
+    char *description;   /* may be NULL */
+    BhNode *node;        /* a reference is held by the export */
+    bool readonly;       /* served read-only even if the node is writable */
+};
+
+const char *bh_export_name(const BhExport *exp) { return exp->name; }
+const char *bh_export_description(const BhExport *exp)
+{
+    return exp->description;
+}
+BhNode *bh_export_node(const BhExport *exp) { return exp->node; }
+bool bh_export_readonly(const BhExport *exp) { return exp->readonly; }
+
 BhExport *bh_export_new(BhNode *node, const char *name,
                         const char *description, bool readonly)
 {

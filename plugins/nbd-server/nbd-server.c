@@ -134,11 +134,9 @@ static void *nbd_server_create(BhOpts *opts, BhError **errp)
 static int nbd_server_add_export(void *fe, BhExport *exp, BhError **errp)
 {
     NbdServer *srv = fe;
-    if (!exp->name)
-        exp->name = g_strdup("");
-    if (strlen(exp->name) > NBD_MAX_STRING) {
+    if (strlen(bh_export_name(exp)) > NBD_MAX_STRING) {
         int r = bh_error_set(errp, EINVAL, "export name is %zu bytes; NBD "
-                             "allows at most %d", strlen(exp->name),
+                             "allows at most %d", strlen(bh_export_name(exp)),
                              NBD_MAX_STRING);
         bh_export_free(exp);
         return r;
@@ -146,10 +144,10 @@ static int nbd_server_add_export(void *fe, BhExport *exp, BhError **errp)
     g_mutex_lock(&srv->lock);
     for (guint i = 0; i < srv->exports->len; i++) {
         BhExport *e = g_ptr_array_index(srv->exports, i);
-        if (strcmp(e->name, exp->name) == 0) {
+        if (strcmp(bh_export_name(e), bh_export_name(exp)) == 0) {
             g_mutex_unlock(&srv->lock);
             int r = bh_error_set(errp, EEXIST, "there is already an export "
-                                 "named '%s'", exp->name);
+                                 "named '%s'", bh_export_name(exp));
             bh_export_free(exp);
             return r;
         }
@@ -210,11 +208,11 @@ static void nbd_server_stop(void *fe)
 
     for (guint i = 0; i < srv->exports->len; i++) {
         BhExport *e = g_ptr_array_index(srv->exports, i);
-        if (!e->readonly && !bh_node_is_readonly(e->node)) {
+        if (!bh_export_readonly(e) && !bh_node_is_readonly(bh_export_node(e))) {
             g_autoptr(BhError) err = NULL;
-            if (bh_node_flush(e->node, &err) < 0)
+            if (bh_node_flush(bh_export_node(e), &err) < 0)
                 g_printerr("nbd-server: flushing export '%s': %s\n",
-                           e->name, bh_error_message(err));
+                           bh_export_name(e), bh_error_message(err));
         }
     }
     g_mutex_lock(&srv->lock);

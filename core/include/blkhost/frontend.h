@@ -26,16 +26,17 @@
 extern "C" {
 #endif
 
-typedef struct BhExport {
-    char *name;          /* "" is the default export */
-    char *description;   /* may be NULL */
-    BhNode *node;        /* a reference is held by the export */
-    bool readonly;       /* served read-only even if the node is writable */
-} BhExport;
+/* An export: a named, possibly read-only view of a node, what frontends
+ * serve.  Opaque; read it with the accessors below. */
+typedef struct BhExport BhExport;
 
 BhExport *bh_export_new(BhNode *node, const char *name,
                         const char *description, bool readonly);
 void bh_export_free(BhExport *exp);
+const char *bh_export_name(const BhExport *exp);        /* "" is the default */
+const char *bh_export_description(const BhExport *exp); /* may be NULL */
+BhNode *bh_export_node(const BhExport *exp);            /* borrowed */
+bool bh_export_readonly(const BhExport *exp);  /* served read-only */
 
 /* Called on the main thread for frontend events ("connect",
  * "disconnect", ...) with details such as the peer address. */
