@@ -102,6 +102,22 @@ void bh_lua_open_snapshot(lua_State *L, int module_index);
 void bh_lua_open_nbd_kernel(lua_State *L, int module_index);
 /* process.c: process-level helpers for commands (daemonize, pid files). */
 void bh_lua_open_process(lua_State *L, int module_index);
+/* control.c: bh.control.socket (listen and the commands are Lua). */
+void bh_lua_open_control(lua_State *L, int module_index);
+/* served.c: bh.exports(), and what frontend.c tells it. */
+void bh_lua_open_served(lua_State *L, int module_index);
+/* An export of the frontend at handle_idx (address fe) over bs. */
+void bh_lua_served_export(lua_State *L, int handle_idx, const void *fe,
+                          BhNode *bs, const char *name,
+                          const char *description, bool readonly);
+/* A frontend event with its details table at details_idx. */
+void bh_lua_served_event(lua_State *L, const void *fe, const char *event,
+                         int details_idx);
+/* The frontend at fe is closed. */
+void bh_lua_served_forget(lua_State *L, const void *fe);
+/* Whether bs (or a node it sits on, or one on it) is exported here;
+ * *clients: how many clients are connected to those exports. */
+bool bh_lua_served_clients(lua_State *L, BhNode *bs, lua_Integer *clients);
 /* timer.c: bh.timer (every, after, now; at from blkhost/timer.lua). */
 void bh_lua_open_timer(lua_State *L, int module_index);
 

@@ -41,12 +41,11 @@ static BhFrontendHandle *frontend_check(lua_State *L, int idx)
 static void frontend_event(void *data, const char *event,
                            const BhInfo *details);
 
-/* Route the frontend's events to Lua while any callback is set. */
+/* Route the frontend's events to Lua, always: besides the script's
+ * callbacks, served.c counts the clients from them. */
 static void frontend_update_events(LuaFrontend *f)
 {
-    bool any = f->cb_ref != LUA_NOREF || f->named_ref != LUA_NOREF;
-    bh_frontend_set_event_cb(f->h, any ? frontend_event : NULL,
-                             any ? f : NULL);
+    bh_frontend_set_event_cb(f->h, frontend_event, f);
 }
 
 void bh_lua_frontend_push(lua_State *L, const char *name, int opts_idx,
@@ -71,6 +70,7 @@ void bh_lua_frontend_push(lua_State *L, const char *name, int opts_idx,
     lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
     f->L = lua_tothread(L, -1);
     lua_pop(L, 1);
+    frontend_update_events(f);
 }
 
 void bh_lua_frontend_on(lua_State *L, int ud_idx, const char *event,
@@ -147,9 +147,20 @@ static int frontend_export(lua_State *L)
     LuaFrontend *f = frontend_ud(L, 1);
     BhExport *exp = bh_lua_check_export(L, 2, 3);
     BhError *err = NULL;
+    BhNode *bs = exp->node;
+    char *name = g_strdup(exp->name);
+    char *desc = g_strdup(exp->description);
+    bool ro = exp->readonly;
 
-    if (bh_frontend_add_export(h, exp, &err) < 0)
+    if (bh_frontend_add_export(h, exp, &err) < 0) {
+        g_free(name);
+        g_free(desc);
         return bh_lua_error(L, err);
+    }
+    /* exp is the frontend's now, and holds bs for as long as it lives. */
+    bh_lua_served_export(L, 1, f, bs, name, desc, ro);
+    g_free(name);
+    g_free(desc);
     /* A server that starts at its first export never listens with
      * nothing to serve, so a client that sees the socket finds one. */
     if (f->auto_start)
@@ -215,6 +226,9 @@ static void frontend_event(void *data, const char *event,
 
     if (!L)
         return;
+    bh_lua_push_info(L, details);
+    bh_lua_served_event(L, f, event, -1);
+    lua_pop(L, 1);
     if (f->named_ref != LUA_NOREF) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, f->named_ref);
         lua_getfield(L, -1, event);
@@ -263,6 +277,7 @@ static int frontend_close(lua_State *L)
     if (h) {
         bh_frontend_set_event_cb(h, NULL, NULL);
         bh_frontend_free(h);
+        bh_lua_served_forget(L, f);
     }
     luaL_unref(L, LUA_REGISTRYINDEX, f->cb_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, f->named_ref);

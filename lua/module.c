@@ -145,6 +145,8 @@ static const struct {
     { "nbd-kernel", bh_lua_open_nbd_kernel },
     { "process", bh_lua_open_process },
     { "timer", bh_lua_open_timer },
+    { "served", bh_lua_open_served },
+    { "control", bh_lua_open_control },
 };
 
 int luaopen_blkhost(lua_State *L)
