@@ -7,9 +7,16 @@
 -- a snapshot by id first, then by name; -d by name only (the first of
 -- that name), so `-d 1` never deletes id 1 unless it is named "1".  Exit
 -- status 0 on success, 1 on any error.
+--
+-- An image a blkhost server is serving (it holds the write lock): -l, -c
+-- and -d go to that server's control socket (found through the lock
+-- holder's pid, blkhost/registry.lua, or given with --control PATH), which
+-- runs them between its clients' requests.  An image QEMU holds is
+-- refused with how to do it through QEMU (blkhost/handoff.lua).
 
 local bh = require "blkhost"
 local cli = require "blkhost.cli"
+local handoff = require "blkhost.handoff"
 
 local USAGE = [==[
 Usage: blkhost snapshot [-l | -c NAME | -a NAME | -d NAME] [-f FMT] [-U] [-q] IMAGE
@@ -22,6 +29,8 @@ List, create, apply (revert to) or delete internal snapshots of IMAGE.
   -d NAME               delete snapshot NAME (by name only)
   -f, --format=FMT      driver to open IMAGE with (default: probe)
   -U, --force-share     open without taking the image lock (-l only)
+  --control=PATH        the control socket of the server serving IMAGE
+                        (found by itself when the server registered it)
   -q, --quiet           print nothing on success
   -h, --help            this text
 ]==]
@@ -33,8 +42,7 @@ local function vm_clock(ns)
                        secs % 60, ms % 1000)
 end
 
-local function list(img)
-  local sns = img:snapshots()
+local function list(sns)
   if #sns == 0 then return end
   local out = { "Snapshot list:",
                 string.format("%-9s %-17s %7s%20s%13s%11s", "ID", "TAG",
@@ -47,6 +55,24 @@ local function list(img)
   io.stdout:write(table.concat(out, "\n"), "\n")
 end
 
+-- -l, -c or -d through the control socket of the server serving image.
+local function through_server(image, lock_error, control, what, name)
+  local sock = handoff.server_for(image, lock_error, control)
+  local export = handoff.export_of(sock, image)
+  if what == "list" then
+    local sns = {}
+    for _, s in ipairs(handoff.call(sock, "query-snapshots", { export = export })) do
+      sns[#sns + 1] = { id = s.id, name = s.name, date = s.date,
+                        vm_state_size = s["vm-state-size"], vm_clock_ns = s["vm-clock-ns"] }
+    end
+    list(sns)
+  elseif what == "create" then
+    handoff.call(sock, "snapshot-create", { export = export, name = name })
+  else
+    handoff.call(sock, "snapshot-delete", { export = export, name = name })
+  end
+end
+
 return cli.run("snapshot", USAGE, function(args)
   local o, rest = cli.parse(args, {
     { "l", "list" },
@@ -56,6 +82,7 @@ return cli.run("snapshot", USAGE, function(args)
     { "f", "format", arg = "FMT" },
     { "U", "force-share" },
     { "q", "quiet" },
+    { nil, "control", arg = "PATH" },
   })
   local n = 0
   for _, k in ipairs { "list", "create", "apply", "delete" } do
@@ -70,12 +97,26 @@ return cli.run("snapshot", USAGE, function(args)
 
   local opts = { format = o.format, readonly = listing or nil }
   if o["force-share"] then opts.file = { locking = false } end
-  local ok, img = pcall(bh.open, rest[1], opts)
+  local ok, img = true, nil
+  if not o.control then ok, img = pcall(bh.open, rest[1], opts) end
+  if (not ok and handoff.is_lock_error(img) and not o.apply) or o.control then
+    if o.apply then cli.fail("--control works with -l, -c and -d (apply reverts "
+                             .. "the disk under the server's clients)") end
+    local what = listing and "list" or o.create and "create" or "delete"
+    local hok, err = pcall(through_server, rest[1], img, o.control, what,
+                           o.create or o.delete)
+    if not hok then
+      if listing then cli.fail(tostring(err)) end
+      cli.fail(string.format("Could not %s snapshot '%s': %s", what,
+                             o.create or o.delete, tostring(err)))
+    end
+    return 0
+  end
   if not ok then cli.fail("Could not open '" .. rest[1] .. "': " .. tostring(img)) end
 
   local what, name, fn
   if listing then
-    local lok, err = pcall(list, img)
+    local lok, err = pcall(function() list(img:snapshots()) end)
     img:close()
     if not lok then cli.fail(tostring(err)) end
     return 0
