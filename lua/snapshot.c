@@ -134,10 +134,36 @@ static BhSnapshotInfo *check_snapshot(lua_State *L, BhNode *bs, int idx)
     return sn;
 }
 
-/* node:snapshot_apply(id_or_name | {id=, name=}) */
+/* Reverting a node that is exported changes the data under its clients'
+ * feet (a mounted file system sees its blocks swapped): refused unless
+ * the caller says {force=true}.  Forced, the clients must be gone first;
+ * the frontends cannot disconnect them yet, so a forced revert with
+ * clients connected is refused too, naming how many. */
+static void check_not_served(lua_State *L, BhNode *bs, int opts_idx,
+                             const char *what)
+{
+    lua_Integer clients = 0;
+    if (!bh_lua_served_clients(L, bs, &clients))
+        return;
+    bool force = !lua_isnoneornil(L, opts_idx) &&
+                 bh_lua_opt_flag(L, opts_idx, "force", false);
+    if (!force)
+        luaL_error(L, "%s: '%s' is exported; reverting it would change the "
+                   "data under its clients (pass {force=true} to do it "
+                   "anyway)", what, bh_node_filename(bs));
+    if (clients > 0)
+        luaL_error(L, "%s: '%s' is exported and %d client(s) are connected; "
+                   "disconnect them first (the frontend cannot do it for "
+                   "you yet)", what, bh_node_filename(bs), (int)clients);
+}
+
+/* node:snapshot_apply(id_or_name | {id=, name=} [, {force=true}]) */
 static int l_snapshot_apply(lua_State *L)
 {
     BhNode *bs = bh_lua_checknode(L, 1);
+    if (!lua_isnoneornil(L, 3))
+        luaL_checktype(L, 3, LUA_TTABLE);
+    check_not_served(L, bs, 3, "snapshot_apply");
     BhSnapshotInfo *sn = check_snapshot(L, bs, 2);
     BhError *err = NULL;
     /* By the id found: the driver would take a name for some other id. */
@@ -221,12 +247,38 @@ static int l_savevm(lua_State *L)
     return 1;
 }
 
-/* bh.loadvm(name) -> true if state was loaded, false for a disk-only
+/* bh.loadvm(name [, {force=true}]) -> true if state was loaded, false for a disk-only
  * snapshot (the disks were reverted, no state was stored) */
 static int l_loadvm(lua_State *L)
 {
     bool had = false;
     BhError *err = NULL;
+    luaL_checkstring(L, 1);
+    if (!lua_isnoneornil(L, 2))
+        luaL_checktype(L, 2, LUA_TTABLE);
+    bool force = !lua_isnoneornil(L, 2) && bh_lua_opt_flag(L, 2, "force", false);
+    /* loadvm reverts every open image: none may be under clients. */
+    GPtrArray *open = bh_open_nodes();
+    for (guint i = 0; i < open->len; i++) {
+        BhNode *bs = open->pdata[i];
+        lua_Integer clients = 0;
+        if (bh_lua_served_clients(L, bs, &clients)) {
+            /* A Lua error skips the cleanup below: unref first. */
+            if (!force || clients > 0) {
+                g_ptr_array_set_free_func(open, (GDestroyNotify)bh_node_unref);
+                g_ptr_array_free(open, TRUE);
+                luaL_error(L, force
+                    ? "loadvm: an open image is exported and has connected "
+                      "clients; disconnect them first (the frontend cannot "
+                      "do it for you yet)"
+                    : "loadvm: an open image is exported; reverting it would "
+                      "change the data under its clients (pass "
+                      "{force=true} to do it anyway)");
+            }
+        }
+    }
+    g_ptr_array_set_free_func(open, (GDestroyNotify)bh_node_unref);
+    g_ptr_array_free(open, TRUE);
     if (bh_loadvm(luaL_checkstring(L, 1), &had, &err) < 0)
         return bh_lua_error(L, err);
     lua_pushboolean(L, had);
