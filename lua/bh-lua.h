@@ -113,6 +113,11 @@ void bh_lua_served_export(lua_State *L, int handle_idx, const void *fe,
 /* A frontend event with its details table at details_idx. */
 void bh_lua_served_event(lua_State *L, const void *fe, const char *event,
                          int details_idx);
+/* The frontend at fe no longer serves the export called name. */
+void bh_lua_served_unexport(lua_State *L, const void *fe, const char *name);
+/* Disconnect the clients of every export of bs (raises on failure);
+ * returns how many there were. */
+lua_Integer bh_lua_served_disconnect(lua_State *L, BhNode *bs);
 /* The frontend at fe is closed. */
 void bh_lua_served_forget(lua_State *L, const void *fe);
 /* Whether bs (or a node it sits on, or one on it) is exported here;

@@ -169,6 +169,33 @@ static int frontend_export(lua_State *L)
     return 1;
 }
 
+/* h:unexport(name [, {hard=true}]): stop serving an export; without
+ * hard, refused while it has clients; with hard they are disconnected. */
+static int frontend_unexport(lua_State *L)
+{
+    BhFrontendHandle *h = frontend_check(L, 1);
+    const char *name = luaL_checkstring(L, 2);
+    bool hard = bh_lua_opt_flag(L, 3, "hard", false);
+    BhError *err = NULL;
+    if (bh_frontend_remove_export(h, name, hard, &err) < 0)
+        return bh_lua_error(L, err);
+    bh_lua_served_unexport(L, frontend_ud(L, 1), name);
+    return 0;
+}
+
+/* h:disconnect([export_name]) -> how many clients were disconnected,
+ * once they are gone */
+static int frontend_disconnect(lua_State *L)
+{
+    BhFrontendHandle *h = frontend_check(L, 1);
+    BhError *err = NULL;
+    int n = bh_frontend_disconnect(h, luaL_optstring(L, 2, NULL), &err);
+    if (n < 0)
+        return bh_lua_error(L, err);
+    lua_pushinteger(L, n);
+    return 1;
+}
+
 static int frontend_start(lua_State *L)
 {
     frontend_check(L, 1);
@@ -303,6 +330,8 @@ static int frontend_tostring(lua_State *L)
 
 static const luaL_Reg frontend_methods[] = {
     { "export", frontend_export },
+    { "unexport", frontend_unexport },
+    { "disconnect", frontend_disconnect },
     { "start", frontend_start },
     { "stop", frontend_stop },
     { "uri", frontend_uri },

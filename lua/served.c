@@ -100,6 +100,30 @@ void bh_lua_served_event(lua_State *L, const void *fe, const char *event,
     lua_pop(L, 2);
 }
 
+void bh_lua_served_unexport(lua_State *L, const void *fe, const char *name)
+{
+    served_entry(L, fe);
+    lua_getfield(L, -1, "exports");
+    lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, -1, i);
+        lua_getfield(L, -1, "name");
+        bool hit = g_strcmp0(lua_tostring(L, -1), name) == 0;
+        lua_pop(L, 2);
+        if (hit) {
+            /* table.remove: shift the rest down. */
+            for (lua_Integer j = i; j < n; j++) {
+                lua_rawgeti(L, -1, j + 1);
+                lua_rawseti(L, -2, j);
+            }
+            lua_pushnil(L);
+            lua_rawseti(L, -2, n);
+            break;
+        }
+    }
+    lua_pop(L, 2);
+}
+
 void bh_lua_served_forget(lua_State *L, const void *fe)
 {
     served_table(L, SERVED_KEY, false);
@@ -183,6 +207,55 @@ bool bh_lua_served_clients(lua_State *L, BhNode *bs, lua_Integer *clients)
     served_each(L, served_count_cb, &c);
     *clients = c.clients;
     return c.found;
+}
+
+typedef struct {
+    BhNode *bs;
+    int list;       /* {server handle, export name} pairs to disconnect */
+} ServedDisconnect;
+
+static bool served_disconnect_cb(lua_State *L, BhNode *bs, int entry, int exp,
+                                 void *data)
+{
+    ServedDisconnect *d = data;
+    if (!served_is_under(bs, d->bs) && !served_is_under(d->bs, bs))
+        return false;
+    served_table(L, SERVED_HANDLES_KEY, true);
+    lua_pushvalue(L, entry - 1);
+    lua_rawget(L, -2);
+    lua_remove(L, -2);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return false;
+    }
+    lua_createtable(L, 2, 0);
+    lua_insert(L, -2);
+    lua_rawseti(L, -2, 1);
+    lua_getfield(L, exp, "name");
+    lua_rawseti(L, -2, 2);
+    lua_rawseti(L, d->list, (lua_Integer)lua_rawlen(L, d->list) + 1);
+    return false;
+}
+
+lua_Integer bh_lua_served_disconnect(lua_State *L, BhNode *bs)
+{
+    lua_newtable(L);
+    ServedDisconnect d = { .bs = bs, .list = lua_gettop(L) };
+    served_each(L, served_disconnect_cb, &d);
+    /* Called outside the walk: a disconnect runs the main loop's events
+     * only later, but it may raise. */
+    lua_Integer total = 0;
+    for (lua_Integer i = 1; lua_rawgeti(L, d.list, i) == LUA_TTABLE; i++) {
+        lua_rawgeti(L, -1, 1);
+        lua_getfield(L, -1, "disconnect");
+        lua_insert(L, -2);
+        lua_rawgeti(L, -3, 2);
+        lua_call(L, 2, 1);
+        total += lua_tointeger(L, -1);
+        lua_pop(L, 2);
+    }
+    lua_pop(L, 2);
+    return total;
 }
 
 static bool served_push_cb(lua_State *L, BhNode *bs, int entry, int exp,

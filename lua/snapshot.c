@@ -136,9 +136,8 @@ static BhSnapshotInfo *check_snapshot(lua_State *L, BhNode *bs, int idx)
 
 /* Reverting a node that is exported changes the data under its clients'
  * feet (a mounted file system sees its blocks swapped): refused unless
- * the caller says {force=true}.  Forced, the clients must be gone first;
- * the frontends cannot disconnect them yet, so a forced revert with
- * clients connected is refused too, naming how many. */
+ * the caller says {force=true}.  Forced, its clients are disconnected
+ * first (their requests in flight finish), so none sees both sides. */
 static void check_not_served(lua_State *L, BhNode *bs, int opts_idx,
                              const char *what)
 {
@@ -152,9 +151,7 @@ static void check_not_served(lua_State *L, BhNode *bs, int opts_idx,
                    "data under its clients (pass {force=true} to do it "
                    "anyway)", what, bh_node_filename(bs));
     if (clients > 0)
-        luaL_error(L, "%s: '%s' is exported and %d client(s) are connected; "
-                   "disconnect them first (the frontend cannot do it for "
-                   "you yet)", what, bh_node_filename(bs), (int)clients);
+        bh_lua_served_disconnect(L, bs);
 }
 
 /* node:snapshot_apply(id_or_name | {id=, name=} [, {force=true}]) */
@@ -262,23 +259,33 @@ static int l_loadvm(lua_State *L)
     for (guint i = 0; i < open->len; i++) {
         BhNode *bs = open->pdata[i];
         lua_Integer clients = 0;
-        if (bh_lua_served_clients(L, bs, &clients)) {
+        if (bh_lua_served_clients(L, bs, &clients) && !force) {
             /* A Lua error skips the cleanup below: unref first. */
-            if (!force || clients > 0) {
-                g_ptr_array_set_free_func(open, (GDestroyNotify)bh_node_unref);
-                g_ptr_array_free(open, TRUE);
-                luaL_error(L, force
-                    ? "loadvm: an open image is exported and has connected "
-                      "clients; disconnect them first (the frontend cannot "
-                      "do it for you yet)"
-                    : "loadvm: an open image is exported; reverting it would "
-                      "change the data under its clients (pass "
-                      "{force=true} to do it anyway)");
-            }
+            g_ptr_array_set_free_func(open, (GDestroyNotify)bh_node_unref);
+            g_ptr_array_free(open, TRUE);
+            luaL_error(L, "loadvm: an open image is exported; reverting it "
+                       "would change the data under its clients (pass "
+                       "{force=true} to do it anyway)");
         }
     }
-    g_ptr_array_set_free_func(open, (GDestroyNotify)bh_node_unref);
+    /* Forced: every client of every open image leaves first.  The nodes
+     * go to Lua (a userdata each) so an error cannot leak them. */
+    lua_createtable(L, (int)open->len, 0);
+    for (guint i = 0; i < open->len; i++) {
+        bh_lua_pushnode(L, open->pdata[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    guint nopen = open->len;
     g_ptr_array_free(open, TRUE);
+    for (guint i = 0; i < nopen; i++) {
+        lua_rawgeti(L, -1, (lua_Integer)i + 1);
+        BhNode *bs = bh_lua_checknode(L, -1);
+        lua_Integer clients = 0;
+        if (bh_lua_served_clients(L, bs, &clients) && clients > 0)
+            bh_lua_served_disconnect(L, bs);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
     if (bh_loadvm(luaL_checkstring(L, 1), &had, &err) < 0)
         return bh_lua_error(L, err);
     lua_pushboolean(L, had);

@@ -289,8 +289,11 @@ commands["export-add"] = {
   end,
 }
 
+-- safe: the answer comes once the export's clients have all left (new
+-- clients may still join meanwhile, as long as any is there); hard: its
+-- clients are disconnected (requests in flight finish) and it goes now.
 commands["export-remove"] = {
-  help = "stop exporting (mode safe: when its clients have left; hard: now)",
+  help = "stop exporting (mode safe: once its clients have left; hard: now)",
   args = { name = "string", mode = "string?" },
   fn = function(a)
     local e = find_export(a.name)
@@ -298,15 +301,30 @@ commands["export-remove"] = {
     if mode ~= "safe" and mode ~= "hard" then
       fail("GenericError", "Parameter 'mode' expects safe or hard")
     end
-    if not e.server or not e.server.unexport then
-      fail("GenericError", "this frontend cannot remove an export while it runs")
+    if not e.server then fail("GenericError", "the export's server is gone") end
+    local node = e.node
+    local function remove()
+      call(e.server.unexport, e.server, a.name, { hard = mode == "hard" })
+      if control.opened[a.name] then control.opened[a.name]:close(); control.opened[a.name] = nil end
+      -- bh.exports() hands out node references; collect them now, so
+      -- the image (and its lock) goes with the export.
+      node, e = nil, nil
+      collectgarbage()
+      collectgarbage()
+      return {}
     end
-    if mode == "safe" and #e.clients > 0 then
-      fail("GenericError", ("export '%s' has %d connected client(s); wait for them "
-           .. "or use mode hard"):format(a.name, #e.clients))
-    end
-    call(e.server.unexport, e.server, a.name, { hard = mode == "hard" })
-    return {}
+    if mode == "hard" or #e.clients == 0 then return remove() end
+    return control.later(function(reply)
+      local poll
+      poll = bh.timer.every(0.1, function()
+        for _, x in ipairs(exports()) do
+          if x.name == a.name and #x.clients > 0 then return end
+        end
+        poll:cancel()
+        local ok, res = pcall(remove)
+        reply(ok, res)
+      end)
+    end)
   end,
 }
 
@@ -354,7 +372,23 @@ local function answer(id, body)
   return json.encode(json.object(body, keys))
 end
 
-function control.handle(line)
+-- A command that answers later returns control.later(start): start(reply)
+-- is called at once, and reply(true, value) or reply(false, err) sends
+-- the answer when it is ready.  Until then the connection's next
+-- requests wait, so answers stay in order.
+local Later = {}
+function control.later(start) return setmetatable({ start = start }, Later) end
+
+local function failure_body(res)
+  if getmetatable(res) == Failure then
+    return { error = json.object({ class = res.class, desc = res.desc }, { "class", "desc" }) }
+  end
+  return { error = json.object({ class = "GenericError", desc = tostring(res) }, { "class", "desc" }) }
+end
+
+-- The answer line for one request; or nil and a Later with the id to
+-- answer with.
+function control.handle(line, async)
   local req, _, err = dkjson.decode(line, 1, nil)
   if err or type(req) ~= "table" then
     return answer(nil, { error = json.object({ class = "GenericError",
@@ -390,6 +424,18 @@ function control.handle(line)
     if getmetatable(res) == Failure then return error_answer(res.class, res.desc) end
     return error_answer("GenericError", tostring(res))
   end
+  if getmetatable(res) == Later then
+    if not async then return error_answer("GenericError", "this command answers later") end
+    return nil, res, id
+  end
+  return control.answer_return(id, res)
+end
+
+function control.answer_return(id, res)
+  local function error_answer(class, desc)
+    return answer(id, { error = json.object({ class = class, desc = desc },
+                                            { "class", "desc" }) })
+  end
   if res == nil then res = {} end
   local eok, text = pcall(answer, id, { ["return"] = res })
   if not eok then return error_answer("GenericError", "the answer is not JSON: " .. tostring(text)) end
@@ -409,9 +455,28 @@ function control.listen(addr, opts)
   end
   opts = opts or {}
   local path = addr:sub(6)
-  local sock = bh.control.socket(path, function(conn, line)
+  -- Per connection: requests waiting behind a later answer.
+  local waiting = setmetatable({}, { __mode = "k" })
+  local function run(conn, line)
     if line:match("^%s*$") then return end
-    conn:send(control.handle(line))
+    local text, later, id = control.handle(line, true)
+    if text then conn:send(text); return end
+    waiting[conn] = waiting[conn] or {}
+    waiting[conn].busy = true
+    later.start(function(ok, res)
+      if not conn:closed() then
+        conn:send(ok and control.answer_return(id, res)
+                  or answer(id, failure_body(res)))
+      end
+      local q = waiting[conn]
+      q.busy = false
+      while #q > 0 and not q.busy do run(conn, table.remove(q, 1)) end
+    end)
+  end
+  local sock = bh.control.socket(path, function(conn, line)
+    local q = waiting[conn]
+    if q and q.busy then q[#q + 1] = line; return end
+    run(conn, line)
   end)
   local entry
   if opts.register ~= false then

@@ -152,6 +152,59 @@ t.like(err_of(a), "Parameter 'path' is missing", "export-add without a path: mis
 a = req("export-remove", { name = "nope" })
 t.like(err_of(a), "^NotFound", "export-remove of an export that does not exist: NotFound")
 
+-- A client on an export, for the commands that wait for or drop clients:
+-- qemu-io holding a connection for `ms`.
+local function hold_client(export, ms, tag)
+  os.execute("(qemu-io -f raw -c 'sleep " .. ms .. "' " .. t.shq("nbd+unix:///" .. export .. "?socket=" .. nbd)
+             .. " >" .. t.shq(dir .. "/" .. tag .. ".out") .. " 2>&1; echo $? >" .. t.shq(dir .. "/" .. tag .. ".rc") .. ") &")
+  for _ = 1, 200 do
+    for _, c in ipairs(req("query-clients")["return"] or {}) do
+      if c.export == export then return true end
+    end
+    os.execute("sleep 0.05")
+  end
+  return false
+end
+-- Connect and disconnect events reach the server's main loop a moment
+-- after the fact: ask until the count settles at 0 (or 5 s pass).
+local function clients_of(export)
+  local n
+  for _ = 1, 100 do
+    n = 0
+    for _, c in ipairs(req("query-clients")["return"] or {}) do
+      if c.export == export then n = n + 1 end
+    end
+    if n == 0 then return 0 end
+    os.execute("sleep 0.05")
+  end
+  return n
+end
+local function rc_of(tag)
+  for _ = 1, 200 do
+    local f = io.open(dir .. "/" .. tag .. ".rc")
+    local v = f and f:read("l")
+    if f then f:close() end
+    if v then return tonumber(v) end
+    os.execute("sleep 0.05")
+  end
+end
+
+local connected = hold_client("second", 3000, "safe")
+a = req("export-remove", { name = "second", mode = "safe" })
+t.ok(connected and a["return"] and rc_of("safe") == 0,
+     "export-remove safe: answers once its client has left on its own (the client ended cleanly)")
+t.like(t.sh("nbdinfo --size " .. t.shq("nbd+unix:///second?socket=" .. nbd)), "no export named",
+       "export-remove safe: the export is gone for new clients")
+a = req("export-add", { path = img2, name = "second" })
+t.ok(a["return"] ~= nil, "export-add after export-remove: the name and the image can be used again")
+if not a["return"] then t.diag(err_of(a)) end
+connected = hold_client("second", 8000, "hard")
+a = req("export-remove", { name = "second", mode = "hard" })
+t.ok(connected and a["return"] and clients_of("second") == 0,
+     "export-remove hard: answers once its client is disconnected")
+a = req("export-remove", { name = "vm1", mode = "sideways" })
+t.like(err_of(a), "Parameter 'mode' expects safe or hard", "export-remove with a bad mode")
+
 -- A client that leaves while its command runs: the server carries on.
 local c2 = bh.control.connect(ctl, 30)
 c2:send('{"execute": "slow"}')
@@ -184,8 +237,10 @@ t.like(t.sh("qemu-io -f raw -c 'read 0 4k' " .. t.shq("nbd+unix:///vm1?socket=" 
 -- Reverting a served image.
 a = req("apply", { name = "second" })
 t.like(err_of(a), "is exported; reverting it would change the data", "snapshot_apply on a served node is refused without force")
+connected = hold_client("vm1", 8000, "apply")
 a = req("apply", { name = "second", force = true })
-t.ok(a["return"] ~= nil, "snapshot_apply {force=true} with no client connected: done")
+t.ok(connected and a["return"] ~= nil and clients_of("vm1") == 0,
+     "snapshot_apply {force=true} with a client connected: the client is disconnected, then the revert is done")
 a = req("loadvm", { name = "second" })
 t.like(err_of(a), "is exported; reverting", "loadvm with a served image open is refused without force")
 
