@@ -256,10 +256,13 @@ static int l_loadvm(lua_State *L)
     bool force = !lua_isnoneornil(L, 2) && bh_lua_opt_flag(L, 2, "force", false);
     /* loadvm reverts every open image: none may be under clients. */
     GPtrArray *open = bh_open_nodes();
+    bool busy = false;
     for (guint i = 0; i < open->len; i++) {
         BhNode *bs = open->pdata[i];
         lua_Integer clients = 0;
-        if (bh_lua_served_clients(L, bs, &clients) && !force) {
+        bool served = bh_lua_served_clients(L, bs, &clients);
+        busy = busy || (served && clients > 0);
+        if (served && !force) {
             /* A Lua error skips the cleanup below: unref first. */
             g_ptr_array_set_free_func(open, (GDestroyNotify)bh_node_unref);
             g_ptr_array_free(open, TRUE);
@@ -268,24 +271,37 @@ static int l_loadvm(lua_State *L)
                        "{force=true} to do it anyway)");
         }
     }
-    /* Forced: every client of every open image leaves first.  The nodes
-     * go to Lua (a userdata each) so an error cannot leak them. */
-    lua_createtable(L, (int)open->len, 0);
-    for (guint i = 0; i < open->len; i++) {
-        bh_lua_pushnode(L, open->pdata[i]);
-        lua_rawseti(L, -2, (lua_Integer)i + 1);
-    }
-    guint nopen = open->len;
-    g_ptr_array_free(open, TRUE);
-    for (guint i = 0; i < nopen; i++) {
-        lua_rawgeti(L, -1, (lua_Integer)i + 1);
-        BhNode *bs = bh_lua_checknode(L, -1);
-        lua_Integer clients = 0;
-        if (bh_lua_served_clients(L, bs, &clients) && clients > 0)
-            bh_lua_served_disconnect(L, bs);
+    if (!busy) {
+        g_ptr_array_set_free_func(open, (GDestroyNotify)bh_node_unref);
+        g_ptr_array_free(open, TRUE);
+    } else {
+        /* Forced: every client of every open image leaves first.  The
+         * nodes go to Lua (a userdata each) so an error cannot leak them;
+         * they are closed right after, since an open node counts for
+         * savevm and loadvm until it is collected. */
+        lua_createtable(L, (int)open->len, 0);
+        for (guint i = 0; i < open->len; i++) {
+            bh_lua_pushnode(L, open->pdata[i]);
+            lua_rawseti(L, -2, (lua_Integer)i + 1);
+        }
+        guint nopen = open->len;
+        g_ptr_array_free(open, TRUE);
+        for (guint i = 0; i < nopen; i++) {
+            lua_rawgeti(L, -1, (lua_Integer)i + 1);
+            BhNode *bs = bh_lua_checknode(L, -1);
+            lua_Integer clients = 0;
+            if (bh_lua_served_clients(L, bs, &clients) && clients > 0)
+                bh_lua_served_disconnect(L, bs);
+            lua_pop(L, 1);
+        }
+        for (guint i = 0; i < nopen; i++) {
+            lua_rawgeti(L, -1, (lua_Integer)i + 1);
+            lua_getfield(L, -1, "close");
+            lua_insert(L, -2);
+            lua_call(L, 1, 0);
+        }
         lua_pop(L, 1);
     }
-    lua_pop(L, 1);
     if (bh_loadvm(luaL_checkstring(L, 1), &had, &err) < 0)
         return bh_lua_error(L, err);
     lua_pushboolean(L, had);

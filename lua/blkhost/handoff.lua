@@ -47,9 +47,10 @@ function handoff.server_for(image, lock_error, control_path)
   if control_path then return (control_path:gsub("^unix:", "")) end
   local comm, pid = handoff.holder(lock_error)
   if is_qemu(comm) then
-    fail(("%s is in use by %s (pid %d), which is QEMU: take snapshots through "
-          .. "QEMU itself (savevm/delvm in the monitor, or QMP snapshot-save, "
-          .. "blockdev-snapshot-internal-sync)"):format(image, comm, pid))
+    -- The lock error stays as it was, the hint goes on a line of its own.
+    fail(("%s\n%s (pid %d) is QEMU: take snapshots through QEMU itself "
+          .. "(savevm/delvm in the monitor, or QMP snapshot-save, "
+          .. "blockdev-snapshot-internal-sync)"):format(tostring(lock_error), comm, pid))
   end
   local e = (pid and registry.find { pid = pid }) or registry.find { image = image }
   if e then return e.socket end

@@ -103,10 +103,15 @@ return cli.run("snapshot", USAGE, function(args)
     if o.apply then cli.fail("--control works with -l, -c and -d (apply reverts "
                              .. "the disk under the server's clients)") end
     local what = listing and "list" or o.create and "create" or "delete"
-    local hok, err = pcall(through_server, rest[1], img, o.control, what,
+    local lock_error = img and ("Could not open '" .. rest[1] .. "': " .. tostring(img))
+    local hok, err = pcall(through_server, rest[1], lock_error, o.control, what,
                            o.create or o.delete)
     if not hok then
-      if listing then cli.fail(tostring(err)) end
+      -- A refusal carries the lock error already; a server's answer says
+      -- what failed there.
+      if listing or not o.control and tostring(err):find("Could not open", 1, true) == 1 then
+        cli.fail(tostring(err))
+      end
       cli.fail(string.format("Could not %s snapshot '%s': %s", what,
                              o.create or o.delete, tostring(err)))
     end

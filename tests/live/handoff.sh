@@ -6,7 +6,7 @@
 # that qemu-io holds is refused with the QEMU hint.
 source "$SOURCE_ROOT/tests/tap.sh"
 need qemu-img qemu-io
-plan 16
+plan 17
 
 export XDG_RUNTIME_DIR=$T/run
 mkdir -p "$XDG_RUNTIME_DIR"
@@ -71,9 +71,11 @@ for i in $(seq 100); do
     "$BLKHOST" snapshot -l "$Q" >/dev/null 2>&1 || break; sleep 0.1
 done
 check_fails "blkhost snapshot -c on an image qemu-io holds: refused with the QEMU hint" \
-    "which is QEMU: take snapshots through QEMU itself \(savevm" "$BLKHOST" snapshot -c x "$Q"
+    "^qemu-io \(pid [0-9]+\) is QEMU: take snapshots through QEMU itself \(savevm" "$BLKHOST" snapshot -c x "$Q"
+check_fails "blkhost snapshot -c on an image qemu-io holds: the lock error is still there" \
+    "^blkhost snapshot: Could not open .*is locked: qemu-io \(pid [0-9]+\)" "$BLKHOST" snapshot -c x "$Q"
 check_fails "nightly-rotate.lua on an image qemu-io holds: refused with the QEMU hint" \
-    "qemu-io .*which is QEMU.*savevm" "$BLKHOST" run "$EX/nightly-rotate.lua" --keep-daily 7 "$Q"
+    "^qemu-io \(pid [0-9]+\) is QEMU: .*savevm" "$BLKHOST" run "$EX/nightly-rotate.lua" --keep-daily 7 "$Q"
 kill $QPID 2>/dev/null; wait $QPID 2>/dev/null
 
 "$BLKHOST" ctl "$T/ctl.sock" quit >/dev/null
