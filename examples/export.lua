@@ -6,7 +6,8 @@
 --   blkhost run examples/export.lua disk.qcow2 --control /run/vm1.ctl \
 --       --rotate '*-*-* 03:30' --keep-daily 7 --keep-weekly 4
 --
--- Options: --socket PATH, --tcp HOST:PORT, --readonly, --name NAME,
+-- Options: --socket PATH, --tcp HOST:PORT, --systemd (the sockets systemd
+-- passes: systemd/blkhost-nbd@.socket), --readonly, --name NAME,
 -- --control PATH (a control socket: `blkhost ctl PATH query-exports`,
 -- snapshots while serving; docs/control.md), --rotate SPEC (a calendar
 -- spec as systemd's OnCalendar=: take a snapshot and delete what the
@@ -18,7 +19,7 @@
 -- this file to start your own.
 local bh = require "blkhost"
 
-local image, socket, tcp, readonly, name, control, rotate
+local image, socket, tcp, systemd, readonly, name, control, rotate
 local keep, prefix, zone = {}, "nightly-", "UTC"
 local i = 1
 while arg[i] do
@@ -26,6 +27,7 @@ while arg[i] do
   local period = a:match("^%-%-keep%-(%a+)$")
   if a == "--socket" then i = i + 1; socket = arg[i]
   elseif a == "--tcp" then i = i + 1; tcp = arg[i]
+  elseif a == "--systemd" then systemd = true
   elseif a == "--name" then i = i + 1; name = arg[i]
   elseif a == "--readonly" then readonly = true
   elseif a == "--control" then i = i + 1; control = arg[i]
@@ -38,7 +40,7 @@ while arg[i] do
     if not keep[period] then error(a .. " needs a whole number", 0) end
   elseif a:sub(1, 1) == "-" then
     error("unknown option " .. a .. " (known: --socket PATH, --tcp HOST:PORT, "
-          .. "--readonly, --name NAME, --control PATH, --rotate SPEC, "
+          .. "--systemd, --readonly, --name NAME, --control PATH, --rotate SPEC, "
           .. "--keep-PERIOD N, --prefix P, --timezone TZ)", 0)
   else image = a end
   i = i + 1
@@ -70,7 +72,7 @@ if not image then
 end
 
 local disk <close> = bh.open(image, { readonly = readonly, format = format })
-local listen = tcp and "tcp:" .. tcp
+local listen = systemd and "systemd" or tcp and "tcp:" .. tcp
                or "unix:" .. (socket or tmp .. "/blkhost-nbd.sock")
 
 local server <close> = bh.nbd.server{
@@ -104,7 +106,9 @@ print(("serving %s (%s, %s) at\n  %s\n"):format(image, disk:format(),
 print("try:")
 print("  nbdinfo '" .. uri .. "'")
 print("  qemu-img info '" .. uri .. "'")
-if tcp then
+if systemd then
+  -- the socket unit names the address
+elseif tcp then
   local host, port = tcp:match("^%[?(.-)%]?:(%d+)$")
   print(("  sudo nbd-client %s %s /dev/nbd0%s"):format(host, port,
         name and " -N " .. name or ""))

@@ -82,6 +82,12 @@ local function find_export(name)
   fail("NotFound", ("no export named '%s'"):format(name))
 end
 
+-- Image paths as clients elsewhere can use them: absolute.
+local function absolute(path)
+  local ok, real = pcall(bh.process.realpath, path)
+  return ok and real or path
+end
+
 local function writable(e)
   if e.node:readonly() then
     fail("GenericError", ("export '%s' is served from a read-only image"):format(e.name))
@@ -133,7 +139,7 @@ commands["query-exports"] = {
       local server = e.server and e.server:status() or {}
       out[#out + 1] = json.object({
         name = e.name, description = e.description, readonly = e.readonly,
-        image = e.node:filename(), format = e.node:format(), size = e.node:size(),
+        image = absolute(e.node:filename()), format = e.node:format(), size = e.node:size(),
         clients = #e.clients, listen = server.listen,
       }, { "name", "description", "image", "format", "size", "readonly",
            "clients", "listen" })
