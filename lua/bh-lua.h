@@ -90,6 +90,13 @@ void bh_lua_timezone_register(lua_State *L, int module_index); /* timezone.c */
  * error keep the message, quit the loop, and have bh.loop() raise it. */
 void bh_lua_loop_call(lua_State *L, int nargs);
 
+/* For callbacks that must not stop the loop (timers, control socket
+ * commands): call fn as above; on error print "blkhost: WHAT failed
+ * (serving goes on): " and the traceback, and go on. */
+void bh_lua_loop_report(lua_State *L, int nargs, const char *what);
+/* A lua_pcall message handler: the message with a traceback. */
+int bh_lua_traceback(lua_State *L);
+
 /* The module opener; main.c preloads it as "blkhost". */
 int luaopen_blkhost(lua_State *L);
 

@@ -63,27 +63,10 @@ struct ControlServer {
     lua_Integer next_id;
 };
 
-static int control_traceback(lua_State *L)
-{
-    const char *msg = lua_tostring(L, 1);
-    if (!msg)
-        msg = luaL_tolstring(L, 1, NULL);
-    luaL_traceback(L, L, msg, 1);
-    return 1;
-}
-
 /* Call the function under its nargs arguments; report, never raise. */
 static void control_call(lua_State *L, int nargs)
 {
-    int fn = lua_gettop(L) - nargs;
-    lua_pushcfunction(L, control_traceback);
-    lua_insert(L, fn);
-    if (lua_pcall(L, nargs, 0, fn) != LUA_OK) {
-        g_printerr("blkhost: control socket handler failed: %s\n",
-                   lua_tostring(L, -1));
-        lua_pop(L, 1);
-    }
-    lua_remove(L, fn);
+    bh_lua_loop_report(L, nargs, "control socket handler");
 }
 
 /* Push conn's userdata (from the server's table), or nil. */

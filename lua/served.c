@@ -172,6 +172,26 @@ static bool served_is_under(BhNode *top, BhNode *bs)
     return false;
 }
 
+/* Push a list of the clients of the frontend at entry that use exp. */
+static void served_push_clients(lua_State *L, int entry, int exp)
+{
+    lua_newtable(L);
+    lua_getfield(L, exp, "name");
+    const char *name = lua_tostring(L, -1);
+    lua_getfield(L, entry, "clients");
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        lua_getfield(L, -1, "export");
+        const char *x = lua_tostring(L, -1);
+        lua_pop(L, 1);
+        if (x && name && strcmp(x, name) == 0)
+            lua_rawseti(L, -5, (lua_Integer)lua_rawlen(L, -5) + 1);
+        else
+            lua_pop(L, 1);
+    }
+    lua_pop(L, 2);
+}
+
 typedef struct {
     BhNode *bs;
     lua_Integer clients;
@@ -185,19 +205,9 @@ static bool served_count_cb(lua_State *L, BhNode *bs, int entry, int exp,
     if (c->bs && !served_is_under(bs, c->bs) && !served_is_under(c->bs, bs))
         return false;
     c->found = true;
-    /* Clients of this frontend on this export. */
-    lua_getfield(L, exp, "name");
-    const char *name = lua_tostring(L, -1);
-    lua_getfield(L, entry, "clients");
-    lua_pushnil(L);
-    while (lua_next(L, -2)) {
-        lua_getfield(L, -1, "export");
-        const char *e = lua_tostring(L, -1);
-        if (e && name && strcmp(e, name) == 0)
-            c->clients++;
-        lua_pop(L, 2);
-    }
-    lua_pop(L, 2);
+    served_push_clients(L, entry, exp);
+    c->clients += (lua_Integer)lua_rawlen(L, -1);
+    lua_pop(L, 1);
     return false;
 }
 
@@ -277,22 +287,7 @@ static bool served_push_cb(lua_State *L, BhNode *bs, int entry, int exp,
     lua_rawget(L, -2);
     lua_setfield(L, e, "server");
     lua_pop(L, 1);
-    /* Its clients. */
-    lua_newtable(L);
-    lua_getfield(L, exp, "name");
-    const char *name = lua_tostring(L, -1);
-    lua_getfield(L, entry, "clients");
-    lua_pushnil(L);
-    while (lua_next(L, -2)) {
-        lua_getfield(L, -1, "export");
-        const char *x = lua_tostring(L, -1);
-        lua_pop(L, 1);
-        if (x && name && strcmp(x, name) == 0)
-            lua_rawseti(L, -5, (lua_Integer)lua_rawlen(L, -5) + 1);
-        else
-            lua_pop(L, 1);
-    }
-    lua_pop(L, 2);
+    served_push_clients(L, entry, exp);
     lua_setfield(L, e, "clients");
     lua_rawseti(L, list, (lua_Integer)lua_rawlen(L, list) + 1);
     return false;

@@ -38,15 +38,6 @@ typedef struct {
     lua_State *L;       /* the main thread */
 } Timer;
 
-static int timer_traceback(lua_State *L)
-{
-    const char *msg = lua_tostring(L, 1);
-    if (!msg)
-        msg = luaL_tolstring(L, 1, NULL);
-    luaL_traceback(L, L, msg, 1);
-    return 1;
-}
-
 /* Forget the callback and let the loop go; the userdata may live on. */
 static void timer_disarm(Timer *t)
 {
@@ -79,14 +70,8 @@ static gboolean timer_fire(gpointer p)
         lua_pushnil(L);
         lua_rawsetp(L, LUA_REGISTRYINDEX, t);
     }
-    lua_pushcfunction(L, timer_traceback);
     lua_rawgeti(L, LUA_REGISTRYINDEX, fn_ref);
-    if (lua_pcall(L, 0, 0, -2) != LUA_OK) {
-        g_printerr("blkhost: timer callback failed (serving goes on): %s\n",
-                   lua_tostring(L, -1));
-        lua_pop(L, 1);
-    }
-    lua_pop(L, 1);
+    bh_lua_loop_report(L, 0, "timer callback");
     bool keep = again && t->source;  /* it may have cancelled itself */
     lua_pop(L, 1);
     if (!again) {
