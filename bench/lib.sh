@@ -123,6 +123,24 @@ bench_best() {
     printf '%s\n' "$@" | sort -k1,1nr | head -1
 }
 
+# bench_median A B...: the result with the median IOPS ("IOPS MBPS" each;
+# the lower middle one for an even count).
+bench_median() {
+    local n=$#
+    printf '%s\n' "$@" | sort -k1,1n | sed -n "$(( (n + 1) / 2 ))p"
+}
+
+# bench_drop_caches: write back and drop the page cache, so a server
+# starts cold (needs root; says once when it cannot).
+bench_drop_caches() {
+    sync
+    if ! { echo 3 > /proc/sys/vm/drop_caches; } 2>/dev/null; then
+        [ -n "${BENCH_NO_DROP_SAID:-}" ] ||
+            echo "bench: cannot drop the page cache (not root?); rows start warm" >&2
+        BENCH_NO_DROP_SAID=1
+    fi
+}
+
 # bench_ratio OURS PEER1 PEER2...: ours / the best peer (by IOPS).
 bench_ratio() {
     local ours=$1; shift

@@ -12,7 +12,15 @@
 # --tls=require --tls-psk); fio connects with nbds+unix:// through
 # bench/tls-shim.c (see there why).  BENCH_TLS=0 skips them.
 #
-# BENCH_ONLY=REGEX keeps the rows whose label matches (e.g. BENCH_ONLY=TLS).
+# The O_DIRECT rows ("direct ...") serve a 2 GiB file on disk with
+# --cache=none: blkhost nbd with --aio=io_uring and --aio=native against
+# qemu-nbd with --aio=native and --aio=io_uring, the page cache dropped
+# before each server starts; they print the median of the rounds and
+# blkhost's ratio to the best qemu-nbd mode.  BENCH_DIRECT=0 skips them;
+# BENCH_DIRECT_SIZE sets the file's size (2G).
+#
+# BENCH_ONLY=REGEX keeps the rows whose label matches (e.g. BENCH_ONLY=TLS,
+# BENCH_ONLY=direct).
 #
 #   bench/run.sh                 # BLKHOST=build/lua/blkhost by default
 #   BENCH_RUNTIME=5 BENCH_REPEAT=3 BLKHOST=/tmp/build/lua/blkhost bench/run.sh
@@ -48,13 +56,39 @@ if [ "${BENCH_TLS:-1}" = 1 ]; then
     ROWS+=("TLS 1M seq read QD8|read|1M|8|1|tls"
            "TLS 4k randread QD16|randread|4k|16|1|tls")
 fi
+# O_DIRECT: label|rw|bs|iodepth
+DIRECT_ROWS=()
+if [ "${BENCH_DIRECT:-1}" = 1 ]; then
+    DIRECT_ROWS=("direct 4k randread QD32|randread|4k|32"
+                 "direct 4k randwrite QD32|randwrite|4k|32"
+                 "direct 1M seq read QD8|read|1M|8")
+fi
 if [ -n "${BENCH_ONLY:-}" ]; then
     KEEP=()
     for row in "${ROWS[@]}"; do [[ ${row%%|*} =~ $BENCH_ONLY ]] && KEEP+=("$row"); done
     ROWS=("${KEEP[@]}")
+    KEEP=()
+    for row in "${DIRECT_ROWS[@]}"; do [[ ${row%%|*} =~ $BENCH_ONLY ]] && KEEP+=("$row"); done
+    DIRECT_ROWS=("${KEEP[@]}")
 fi
 SERVERS=(blkhost nbdkit qemu-nbd)
-declare -A R
+DIRECT_SERVERS=(blkhost-io_uring blkhost-native qemu-nbd-native qemu-nbd-io_uring)
+declare -A R RD
+DIMG="$BENCH_DIR/direct.raw"
+: "${BENCH_DIRECT_SIZE:=2G}"
+[ ${#DIRECT_ROWS[@]} -gt 0 ] && bench_image "$DIMG" "$BENCH_DIRECT_SIZE"
+
+# One O_DIRECT server, cold: SERVER (name-aio) on $SOCK serving $DIMG.
+start_direct() {
+    local name=${1%-*} aio=${1##*-}
+    bench_drop_caches
+    case $name in
+        blkhost) bench_start "$1" "$SOCK" "$BLKHOST" nbd -t -e 16 -f raw \
+                     --cache=none --aio="$aio" -k "$SOCK" "$DIMG" ;;
+        qemu-nbd) bench_start "$1" "$SOCK" qemu-nbd -t -e 16 -f raw \
+                      --cache=none --aio="$aio" -k "$SOCK" "$DIMG" ;;
+    esac
+}
 
 for round in $(seq 1 "$BENCH_REPEAT"); do
     for row in "${ROWS[@]}"; do
@@ -84,14 +118,53 @@ for round in $(seq 1 "$BENCH_REPEAT"); do
             R[$srv,$label]=$(bench_best "$r" "${R[$srv,$label]:-0 0}")
         done
     done
+    for row in "${DIRECT_ROWS[@]}"; do
+        IFS='|' read -r label rw bs qd <<< "$row"
+        for srv in "${DIRECT_SERVERS[@]}"; do
+            start_direct "$srv"
+            r=$(BENCH_SIZE=$BENCH_DIRECT_SIZE bench_fio "$URI" "$rw" "$bs" "$qd" 1)
+            bench_stop "$srv"
+            echo "bench: round $round: $srv: $label: $r" >&2
+            RD[$srv,$label]="${RD[$srv,$label]:-}${RD[$srv,$label]:+|}$r"
+        done
+    done
 done
 
 echo
 echo "$(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg), $(uname -r)," \
      "$(fio --version), ${BENCH_RUNTIME}s per row, best of $BENCH_REPEAT, image $BENCH_SIZE"
-echo
-bench_header "${SERVERS[@]}"
-for row in "${ROWS[@]}"; do
-    IFS='|' read -r label _ <<< "$row"
-    bench_row "$label" "${R[blkhost,$label]}" "${R[nbdkit,$label]}" "${R[qemu-nbd,$label]}"
-done
+if [ ${#ROWS[@]} -gt 0 ]; then
+    echo
+    bench_header "${SERVERS[@]}"
+    for row in "${ROWS[@]}"; do
+        IFS='|' read -r label _ <<< "$row"
+        bench_row "$label" "${R[blkhost,$label]}" "${R[nbdkit,$label]}" "${R[qemu-nbd,$label]}"
+    done
+fi
+
+if [ ${#DIRECT_ROWS[@]} -gt 0 ]; then
+    echo
+    echo "O_DIRECT (--cache=none), ${BENCH_DIRECT_SIZE} file on $(df --output=fstype "$BENCH_DIR" | tail -1)," \
+         "caches dropped before each server, median of $BENCH_REPEAT;" \
+         "ratio: blkhost / best qemu-nbd mode"
+    echo
+    printf '| %-24s ' "row"
+    for n in "${DIRECT_SERVERS[@]}"; do printf '| %-29s ' "$n IOPS / MB/s"; done
+    printf '| %-14s | %-14s |\n' "ratio io_uring" "ratio native"
+    printf '|%s' "--------------------------"
+    for n in "${DIRECT_SERVERS[@]}"; do printf '|%s' "-------------------------------"; done
+    printf '|%s|%s|\n' "----------------" "----------------"
+    for row in "${DIRECT_ROWS[@]}"; do
+        IFS='|' read -r label _ <<< "$row"
+        declare -A M=()
+        printf '| %-24s ' "$label"
+        for srv in "${DIRECT_SERVERS[@]}"; do
+            IFS='|' read -r -a all <<< "${RD[$srv,$label]}"
+            M[$srv]=$(bench_median "${all[@]}")
+            printf '| %-29s ' "$(echo "${M[$srv]}" | awk '{printf "%s / %s", $1, $2}')"
+        done
+        printf '| %-14s | %-14s |\n' \
+            "$(bench_ratio "${M[blkhost-io_uring]}" "${M[qemu-nbd-native]}" "${M[qemu-nbd-io_uring]}")" \
+            "$(bench_ratio "${M[blkhost-native]}" "${M[qemu-nbd-native]}" "${M[qemu-nbd-io_uring]}")"
+    done
+fi
