@@ -291,6 +291,7 @@ commands["export-add"] = {
       fail("GenericError", tostring(err))
     end
     control.opened[a.name] = node
+    control.refresh_registry()
     return { name = a.name, uri = server:uri(a.name) }
   end,
 }
@@ -317,6 +318,7 @@ commands["export-remove"] = {
       node, e = nil, nil
       collectgarbage()
       collectgarbage()
+      control.refresh_registry()
       return {}
     end
     if mode == "hard" or #e.clients == 0 then return remove() end
@@ -455,6 +457,14 @@ end
 
 local listening = {}
 
+-- The registry entries list the served images: rewrite them when the
+-- exports change.
+function control.refresh_registry()
+  for srv in pairs(listening) do
+    if srv.entry then srv.entry:refresh() end
+  end
+end
+
 function control.listen(addr, opts)
   if type(addr) ~= "string" or not addr:match("^unix:.") then
     error("bh.control.listen: expected \"unix:PATH\", got " .. tostring(addr), 2)
@@ -492,10 +502,10 @@ function control.listen(addr, opts)
       return images
     end)
   end
-  local srv = { socket = sock }
+  local srv = { socket = sock, entry = entry }
   function srv.path() return sock:path() end
   function srv.close()
-    if entry then entry:remove(); entry = nil end
+    if entry then entry:remove(); entry = nil; srv.entry = nil end
     sock:close()
     listening[srv] = nil
   end

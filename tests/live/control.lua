@@ -140,6 +140,11 @@ a = req("export-add", { path = img2, name = "second" })
 t.ok(a["return"] and a["return"].uri:match("second"), "export-add: the image is served, its URI returned")
 t.like(t.sh("nbdinfo --size " .. t.shq(a["return"] and a["return"].uri or "")), "^1048576",
        "export-add: nbdinfo reads the new export's size")
+local reg = t.sh("cat " .. t.shq(dir .. "/run/blkhost/" .. pid .. ".json"))
+local regt = dkjson.decode(reg) or {}
+t.ok(regt.pid == tonumber(pid) and regt.socket and regt.socket:match("ctl%.sock$")
+     and table.concat(regt.images or {}, " "):match("vm1%.qcow2.*second%.qcow2"),
+     "the registry entry names the pid, the socket and, after export-add, both images")
 a = req("export-add", { path = img2, name = "second" })
 t.like(err_of(a), "already an export named 'second'", "export-add of a name that exists is refused")
 a = req("snapshot-create", { name = "which" })
