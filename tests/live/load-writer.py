@@ -58,4 +58,9 @@ for b, s in last.items():
     if h.pread(BS, b * BS) != content(b, s):
         bad += 1
 h.shutdown()
+# Latencies, for the record (load.sh prints them; they are not checked).
+lat = sorted(float(a) - float(i) for _, _, i, a in (l.split() for l in open(log_path)))
+p99 = lat[int(len(lat) * 0.99)] if lat else 0
+print("latency_ms p50=%.2f p99=%.2f max=%.1f" % (lat[len(lat) // 2] * 1e3 if lat else 0, p99 * 1e3,
+                                                lat[-1] * 1e3 if lat else 0))
 print("writes=%d errors=%d final_mismatches=%d" % (seq, errors, bad))

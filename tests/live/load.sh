@@ -46,6 +46,8 @@ else not_ok "no rotation failed"; diag "$fails"; diag "$(cat "$T/server.log")"; 
 wait $SERVER
 check "qemu-img check is clean after the run" qemu-img check -q "$IMG"
 
+# For the record: how long rotations took (start to snapshot made).
+diag "$(awk '{ d = $3 - $2; s += d; if (d > m) m = d } END { printf "rotation to snapshot: mean %.1f ms, max %.1f ms over %d", s / NR * 1000, m * 1000, NR }' "$T/snaps.log")"
 taken=$(wc -l <"$T/snaps.log")
 left=$(qemu-img snapshot -l "$IMG" | grep -c " load-")
 if [ "$taken" -ge $((SECS / 2)) ] && [ "$left" -le 12 ] && [ "$left" -ge 1 ]; then
