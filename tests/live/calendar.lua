@@ -171,4 +171,41 @@ local _, wait = s:poll(d0)
 t.ok(wait <= timer.MAX_SLEEP, "a monthly schedule still polls the wall clock every "
      .. timer.MAX_SLEEP .. " s at most")
 
+------------------------------------------------------------------------
+-- The real loop: at() fires, cancel() stops it, a failing callback does
+-- not stop its schedule, and the loop ends once no timer is armed.
+-- Bounds are generous (seconds), so a busy machine only makes it slower.
+do
+  local fired, failed_runs, every_runs = 0, 0, 0
+  local at, failing, ev
+  at = bh.timer.at("*:*:*", function()
+    fired = fired + 1
+    if fired == 2 then at:cancel() end
+  end)
+  failing = bh.timer.at("*:*:*", function()
+    failed_runs = failed_runs + 1
+    if failed_runs == 2 then failing:cancel() end
+    error("on purpose")
+  end)
+  ev = bh.timer.every(0.01, function()
+    every_runs = every_runs + 1
+    if every_runs == 5 then ev:cancel() end
+  end)
+  local stop = bh.timer.after(30, function() bh.quit() end)
+  -- The loop ends by itself when the three above are done, unless the
+  -- 30 s guard has to end it; cancel the guard from the last one.
+  bh.timer.every(0.05, function()
+    if not at:active() and not failing:active() and not ev:active() then
+      stop:cancel()
+      bh.quit()
+    end
+  end)
+  local t0 = bh.timer.now()
+  bh.loop()
+  t.ok(fired == 2 and at:next() == nil, "bh.timer.at('*:*:*') fired, and :cancel() from its callback stopped it after 2")
+  t.is(failed_runs, 2, "a bh.timer.at callback that raises keeps its schedule (ran again until cancelled)")
+  t.is(every_runs, 5, "bh.timer.every ran until its callback cancelled it")
+  t.ok(bh.timer.now() - t0 < 30, "the loop ended when the timers were done, not by the 30 s guard")
+end
+
 t.done()
