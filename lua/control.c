@@ -583,36 +583,41 @@ static int control_index(lua_State *L)
 
 void bh_lua_open_control(lua_State *L, int module_index)
 {
-    if (luaL_newmetatable(L, CONTROL_SERVER_MT)) {
-        luaL_newlib(L, control_server_methods);
-        lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, control_server_close);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, control_server_close);
-        lua_setfield(L, -2, "__close");
-        lua_pushcfunction(L, control_server_tostring);
-        lua_setfield(L, -2, "__tostring");
+    static const luaL_Reg server_meta[] = {
+        { "__gc", control_server_close },
+        { "__close", control_server_close },
+        { "__tostring", control_server_tostring },
+        { NULL, NULL },
+    };
+    static const luaL_Reg conn_meta[] = {
+        { "__index", control_conn_index },
+        { "__gc", control_conn_gc },
+        { NULL, NULL },
+    };
+    static const luaL_Reg client_meta[] = {
+        { "__gc", control_client_close },
+        { "__close", control_client_close },
+        { NULL, NULL },
+    };
+    /* Each type: its metamethods, and its methods as __index (a
+     * connection's under "methods": its __index also answers conn.id). */
+    const struct {
+        const char *name, *methods_field;
+        const luaL_Reg *meta, *methods;
+    } types[] = {
+        { CONTROL_SERVER_MT, "__index", server_meta, control_server_methods },
+        { CONTROL_CONN_MT, "methods", conn_meta, control_conn_methods },
+        { CONTROL_CLIENT_MT, "__index", client_meta, control_client_methods },
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(types); i++) {
+        if (luaL_newmetatable(L, types[i].name)) {
+            luaL_setfuncs(L, types[i].meta, 0);
+            lua_newtable(L);
+            luaL_setfuncs(L, types[i].methods, 0);
+            lua_setfield(L, -2, types[i].methods_field);
+        }
+        lua_pop(L, 1);
     }
-    lua_pop(L, 1);
-    if (luaL_newmetatable(L, CONTROL_CONN_MT)) {
-        luaL_newlib(L, control_conn_methods);
-        lua_setfield(L, -2, "methods");
-        lua_pushcfunction(L, control_conn_index);
-        lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, control_conn_gc);
-        lua_setfield(L, -2, "__gc");
-    }
-    lua_pop(L, 1);
-
-    if (luaL_newmetatable(L, CONTROL_CLIENT_MT)) {
-        luaL_newlib(L, control_client_methods);
-        lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, control_client_close);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, control_client_close);
-        lua_setfield(L, -2, "__close");
-    }
-    lua_pop(L, 1);
 
     bh_lua_subtable(L, module_index, "control");
     lua_pushcfunction(L, control_socket);

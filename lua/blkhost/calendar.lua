@@ -47,6 +47,13 @@ local SHORTHANDS = {
   annually = "*-01-01 00:00:00",
 }
 
+-- "a-b-c" -> {"a", "b", "c"}, empty parts kept.
+local function split(text, sep)
+  local parts = {}
+  for p in (text .. sep):gmatch("([^" .. sep .. "]*)" .. sep) do parts[#parts + 1] = p end
+  return parts
+end
+
 local function weekday_number(word, spec)
   local w = word:lower()
   for i = 1, 7 do
@@ -58,7 +65,7 @@ end
 -- "Mon..Fri,Sun" -> set {[1]=true, ..., [5]=true, [7]=true}
 local function parse_weekdays(tok, spec)
   local set = {}
-  for part in (tok .. ","):gmatch("([^,]*),") do
+  for _, part in ipairs(split(tok, ",")) do
     local a, b = part:match("^(%a+)%.%.(%a+)$")
     if a then
       a, b = weekday_number(a, spec), weekday_number(b, spec)
@@ -90,7 +97,7 @@ local function parse_field(text, lo, hi, what, spec)
     bad("fractional values are not supported")
   end
   local seen = {}
-  for part in (text .. ","):gmatch("([^,]*),") do
+  for _, part in ipairs(split(text, ",")) do
     local range, step = part:match("^([^/]+)/(%d+)$")
     range = range or part
     step = step and tonumber(step)
@@ -150,8 +157,7 @@ function calendar.parse(spec)
           .. "monthly, ...) or [WEEKDAYS] [YEAR-]MONTH-DAY HH:MM[:SS]"):format(spec))
   end
 
-  local parts = {}
-  for p in ((date or "*-*-*") .. "-"):gmatch("([^-]*)-") do parts[#parts + 1] = p end
+  local parts = split(date or "*-*-*", "-")
   if #parts == 2 then table.insert(parts, 1, "*") end
   if #parts ~= 3 or parts[1] == "" then
     fail(("calendar spec '%s': bad date '%s' (expected [YEAR-]MONTH-DAY)")
@@ -161,8 +167,7 @@ function calendar.parse(spec)
   ev.month = parse_field(parts[2], 1, 12, "month", spec)
   ev.day = parse_field(parts[3], 1, 31, "day", spec)
 
-  local tp = {}
-  for p in ((time or "00:00:00") .. ":"):gmatch("([^:]*):") do tp[#tp + 1] = p end
+  local tp = split(time or "00:00:00", ":")
   if #tp == 2 then tp[3] = "00" end
   if #tp ~= 3 then
     fail(("calendar spec '%s': bad time '%s' (expected HH:MM or HH:MM:SS)")
