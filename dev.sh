@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # blkhost developer entry point.  On a fresh Debian 12 machine, as root:
 #   ./dev.sh serve [IMAGE]   install deps, build, serve an image over NBD
 #   ./dev.sh test [ARGS]     install deps, build, run every test, then the
@@ -118,7 +119,7 @@ PY
 }
 
 # The fast suites (lua too: seconds, and it checks the bindings' error paths).
-ASAN_SUITES=(core drivers lua qcow2 nbd partition vmstate policy fuzz fuse)
+ASAN_SUITES=(core drivers lua qcow2 nbd partition vmstate policy fuzz fuse filters)
 
 fuzz() {
     local secs=60 name rc=0 total

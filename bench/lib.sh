@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # Helpers for side-by-side NBD benchmarks; sourced by bench/run.sh and
 # other bench/*.sh scripts (e.g. a qcow2 comparison).
 #

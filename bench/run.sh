@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Side-by-side NBD benchmark: blkhost (examples/export.lua), nbdkit (file
 # plugin) and qemu-nbd (-f raw) serve the same fully allocated 1 GiB raw
 # file over a Unix socket, and fio's nbd ioengine drives each with the

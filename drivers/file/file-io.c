@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The file driver's data path: pread/pwrite loops that survive short
  * transfers and EINTR, reads past the end of the file that return zeros,

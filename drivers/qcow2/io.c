@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * qcow2 I/O callbacks: read, write, write_zeroes, discard, flush and
  * block_status.

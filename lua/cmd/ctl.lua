@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: BSD-3-Clause
 -- ctl: send one command to a running server's control socket
 --
 -- blkhost ctl SOCKET COMMAND [KEY=VALUE ...] [--output=human|json]

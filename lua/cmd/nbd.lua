@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: BSD-3-Clause
 -- nbd: serve an image over NBD with qemu-nbd's options
 --
 -- blkhost nbd [OPTIONS] FILE  |  blkhost nbd -L [OPTIONS]  |  blkhost nbd -d DEV

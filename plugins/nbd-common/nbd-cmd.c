@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Running one NBD request on a worker thread and sending its reply.
  *

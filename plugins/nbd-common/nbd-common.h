@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The NBD server engine shared by the frontends: the fixed-newstyle
  * handshake (nbd-handshake.c) and the transmission phase (nbd-conn.c,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Internals shared by the connection reader (nbd-conn.c) and the command
  * execution and reply code (nbd-cmd.c).  Not for the frontends.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The transmission phase of one NBD connection: the reader loop that
  * parses requests, checks them and hands them to the worker pool, and the

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # The API `blkhost nbd` is built from, used directly by scripts:
 # bh.process (daemonize/ready, pid files, tempfile, realpath), node:window,
 # and the file driver's aio option.

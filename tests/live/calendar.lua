@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: BSD-3-Clause
 -- Calendar timers (bh.timer.at, lua/blkhost/calendar.lua and timer.lua):
 -- the next instants of each spec against `systemd-analyze calendar`
 -- (the reference for the syntax), refused specs, and the schedule over a

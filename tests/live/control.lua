@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: BSD-3-Clause
 -- The control socket against a running server (tests/live/server.lua,
 -- another process): every command with its errors, bad requests, a
 -- client that leaves mid-command, 1,000 requests on one connection, the

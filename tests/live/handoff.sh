@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # The outside tools meet a served image: `blkhost snapshot -l/-c/-d` and
 # examples/nightly-rotate.lua hand the work to the server's control
 # socket (found through the lock holder's pid and the registry, or with

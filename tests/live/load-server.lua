@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: BSD-3-Clause
 -- The server side of the consistency-under-load check (load.sh): serves
 -- IMAGE over NBD and, every second, rotates it (policy.rotate: a snapshot
 -- named load-<time>, then the policy deletes all but the 12 newest),

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-3-Clause
 # Checks each snapshot left in IMAGE against the writer's and the
 # server's logs (load.sh): every 4 KiB block must hold one whole write
 # (no torn or foreign data), every write acknowledged before the

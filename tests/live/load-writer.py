@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-3-Clause
 # The client side of the consistency-under-load check (load.sh): keeps 16
 # writes in flight to an NBD export for SECONDS, never two on one block,
 # and logs each write: block, sequence number, issue and acknowledgement

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Consistency under load (issue 15): 16 writes in flight through NBD
 # (libnbd, load-writer.py) for LIVE_LOAD_SECONDS (default 60) while the
 # serving process rotates every second (a snapshot, then the policy

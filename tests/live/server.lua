@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: BSD-3-Clause
 -- The server the live tests talk to: serves IMAGE over NBD as "vm1"
 -- with a control socket, plus test commands and timers.
 --   blkhost run server.lua IMAGE NBD_SOCKET CONTROL_SOCKET

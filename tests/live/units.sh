@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # systemd/blkhost-nbd@.service and .socket: configured from the install
 # prefix, accepted by `systemd-analyze verify` (pointed at the build
 # tree), and the service's command line, run the way systemd runs it

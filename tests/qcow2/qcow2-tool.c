@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * qcow2-tool: the C side of the qcow2 tests.  It drives the qcow2 driver
  * through libblkhost (bh_node_open, bh_node_pwrite, ...) so that the tests

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # The out-of-tree example driver builds with nothing but its Makefile and
 # pkg-config, loads by path, and does what it says (XOR by key).
 . "$SOURCE_ROOT/tests/tap.sh"
