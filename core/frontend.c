@@ -142,6 +142,24 @@ void bh_frontend_set_event_cb(BhFrontendHandle *h, BhFrontendEventFn cb,
         h->fe->set_event_cb(h->inst, cb, data);
 }
 
+int bh_frontend_remove_export(BhFrontendHandle *h, const char *name,
+                              bool hard, BhError **errp)
+{
+    if (!h->fe->remove_export)
+        return bh_error_set(errp, ENOTSUP, "frontend %s cannot remove an "
+                            "export while it runs", h->plugin->name);
+    return h->fe->remove_export(h->inst, name, hard, errp);
+}
+
+int bh_frontend_disconnect(BhFrontendHandle *h, const char *name,
+                           BhError **errp)
+{
+    if (!h->fe->disconnect)
+        return bh_error_set(errp, ENOTSUP, "frontend %s cannot disconnect "
+                            "its clients", h->plugin->name);
+    return h->fe->disconnect(h->inst, name, errp);
+}
+
 const char *bh_frontend_name(const BhFrontendHandle *h)
 {
     return h->plugin->name;

@@ -68,6 +68,16 @@ typedef struct BhFrontend {
     int (*control)(const char *command, BhOpts *args, BhInfoList *reply,
                    BhError **errp);
 
+    /* Stop serving the export called name: new clients no longer find
+     * it.  Without hard, -EBUSY while clients use it; with hard, they are
+     * disconnected first (as disconnect).  Optional. */
+    int (*remove_export)(void *fe, const char *name, bool hard,
+                         BhError **errp);
+    /* Disconnect the clients of the export called name (NULL: every
+     * client) and return once they are gone: their requests in flight
+     * finish, none after.  Returns how many, or -errno.  Optional. */
+    int (*disconnect)(void *fe, const char *name, BhError **errp);
+
     /* New callbacks go here, at the end. */
 } BhFrontend;
 
@@ -89,6 +99,12 @@ void bh_frontend_status(BhFrontendHandle *h, BhInfo *info);
 void bh_frontend_set_event_cb(BhFrontendHandle *h, BhFrontendEventFn cb,
                               void *data);
 const char *bh_frontend_name(const BhFrontendHandle *h);
+/* BhFrontend.remove_export and .disconnect; -ENOTSUP with errp set for
+ * a frontend without them. */
+int bh_frontend_remove_export(BhFrontendHandle *h, const char *name,
+                              bool hard, BhError **errp);
+int bh_frontend_disconnect(BhFrontendHandle *h, const char *name,
+                           BhError **errp);
 /* Run a control command of the frontend plugin called name (see
  * BhFrontend.control).  Returns 0 with *reply set (free it with
  * bh_info_list_free), or -errno with errp set. */
