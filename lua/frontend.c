@@ -148,10 +148,10 @@ static int frontend_export(lua_State *L)
     LuaFrontend *f = frontend_ud(L, 1);
     BhExport *exp = bh_lua_check_export(L, 2, 3);
     BhError *err = NULL;
-    BhNode *bs = exp->node;
-    char *name = g_strdup(exp->name);
-    char *desc = g_strdup(exp->description);
-    bool ro = exp->readonly;
+    BhNode *bs = bh_export_node(exp);
+    char *name = g_strdup(bh_export_name(exp));
+    char *desc = g_strdup(bh_export_description(exp));
+    bool ro = bh_export_readonly(exp);
 
     if (bh_frontend_add_export(h, exp, &err) < 0) {
         g_free(name);

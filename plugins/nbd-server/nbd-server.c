@@ -347,7 +347,7 @@ static int nbd_server_remove_export(void *fe, const char *name, bool hard,
     guint idx = 0;
     for (guint i = 0; i < srv->exports->len && !found; i++) {
         BhExport *e = g_ptr_array_index(srv->exports, i);
-        if (strcmp(e->name, name) == 0) {
+        if (strcmp(bh_export_name(e), name) == 0) {
             found = e;
             idx = i;
         }
