@@ -69,6 +69,29 @@ BhRequest *bh_request_new(BhNode *bs, BhOp op, uint64_t offset, uint64_t len,
     return req;
 }
 
+
+/*
+ * Drop the request's reference to its node.  This may run on a driver's
+ * completion thread (io_uring, AIO, a network client), and when it is
+ * the node's last reference, closing the node would have the driver stop
+ * and join that very thread.  So the last reference goes to the pool, as
+ * a request with no op; any other is dropped here.
+ */
+static void request_release_node(BhNode *bs)
+{
+    for (;;) {
+        gint n = g_atomic_int_get(&bs->refcnt);
+        if (n <= 1) {
+            BhRequest *last = g_new0(BhRequest, 1);
+            last->bs = bs;
+            bh_request_run_on_pool(last);
+            return;
+        }
+        if (g_atomic_int_compare_and_exchange(&bs->refcnt, n, n - 1))
+            return;
+    }
+}
+
 void bh_request_finish(BhRequest *req, int ret)
 {
     BhNode *bs = req->bs;
@@ -80,7 +103,7 @@ void bh_request_finish(BhRequest *req, int ret)
         bh_error_free(req->err);
     g_free(req->iov_heap);
     g_free(req);
-    bh_node_unref(bs);
+    request_release_node(bs);
 }
 
 /* ---- the pool ---- */
@@ -89,6 +112,12 @@ static void request_pool_job(gpointer data, gpointer unused)
 {
     BhRequest *req = data;
     BhError *err = NULL;
+
+    if (!req->op) {             /* a node's last reference (above) */
+        bh_node_unref(req->bs);
+        g_free(req);
+        return;
+    }
     int r = bh_io_run(req, &err);
 
     if (err) {
