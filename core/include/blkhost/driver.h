@@ -174,6 +174,12 @@ typedef struct BhDriver {
      * driver that does not declare them. */
     uint32_t request_flags;
 
+    /* Protocols only: the URI schemes this driver opens, ended by NULL
+     * ({"nbd", "nbd+unix", NULL}).  A filename "SCHEME://..." opened
+     * without a format gets this driver where the file driver would go,
+     * and the format is probed over it as over a file.  Optional. */
+    const char *const *uri_schemes;
+
     /* New callbacks go here, at the end. */
 } BhDriver;
 
