@@ -105,9 +105,12 @@ struct nbd_handle *nbdc_conn_connect(NbdState *s, char **msg, int *err)
         *err = ENOMEM;
         return NULL;
     }
-    /* The URI names a server; reading keys from local files is only what
-     * its own query (tls-psk-file=) asks for. */
-    if (nbd_add_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0 ||
+    /* A URI's query may name local files (tls-psk-file=,
+     * tls-certificates=), as nbdinfo allows: the filename comes from the
+     * user, or from an image's backing file name, which may name any
+     * file already. */
+    if (nbd_set_uri_allow_local_file(h, true) < 0 ||
+        nbd_add_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0 ||
         nbd_set_request_structured_replies(h, true) < 0 ||
         nbd_set_pread_initialize(h, false) < 0 ||
         nbd_aio_connect_uri(h, s->uri) < 0)
@@ -406,10 +409,9 @@ static int64_t nbdc_conn_pending(NbdConn *c)
 }
 
 /* The handle died: close it and send its commands elsewhere. */
-static void nbdc_conn_lost(NbdConn *c)
+static void nbdc_conn_lost(NbdConn *c, char *why)
 {
     NbdState *s = c->s;
-    char *why = nbdc_conn_libnbd_msg();
 
     nbdc_conn_mark_down(s, c);
     pthread_rwlock_wrlock(&c->hlock);
@@ -417,7 +419,7 @@ static void nbdc_conn_lost(NbdConn *c)
     c->h = NULL;
     pthread_rwlock_unlock(&c->hlock);
     nbd_close(h);
-    if (!atomic_load(&s->stopping))
+    if (why && !atomic_load(&s->stopping))
         fprintf(stderr, "blkhost: nbd: connection %d to '%s' lost (%s); "
                 "reconnecting\n", c->index, s->uri, why);
     free(why);
@@ -495,7 +497,7 @@ static void nbdc_conn_disconnect(NbdConn *c)
     /* Tell the server politely, but never wait long for it. */
     if (nbd_aio_is_ready(c->h) > 0 && nbd_aio_disconnect(c->h, 0) == 0)
         nbdc_conn_pump(c->h, nbdc_now_us() + 1000000, nbdc_conn_closing);
-    nbdc_conn_lost(c);
+    nbdc_conn_lost(c, NULL);
 }
 
 static void *nbdc_conn_main(void *opaque)
@@ -544,19 +546,25 @@ static void *nbdc_conn_main(void *opaque)
                 /* EAGAIN: another wake-up took it. */
             }
         }
-        bool failed = false;
+        char *why = NULL;
         if (n > 0 && nfd == 2 && p[1].revents) {
             if ((p[1].revents & (POLLIN | POLLHUP | POLLERR)) &&
-                (dir & LIBNBD_AIO_DIRECTION_READ))
-                failed |= nbd_aio_notify_read(c->h) < 0;
-            if (!failed && (p[1].revents & (POLLOUT | POLLERR)) &&
-                (dir & LIBNBD_AIO_DIRECTION_WRITE))
-                failed |= nbd_aio_notify_write(c->h) < 0;
+                (dir & LIBNBD_AIO_DIRECTION_READ) &&
+                nbd_aio_notify_read(c->h) < 0)
+                why = nbdc_conn_libnbd_msg();
+            if (!why && (p[1].revents & (POLLOUT | POLLERR)) &&
+                (dir & LIBNBD_AIO_DIRECTION_WRITE) &&
+                nbd_aio_notify_write(c->h) < 0)
+                why = nbdc_conn_libnbd_msg();
         }
         nbdc_conn_reap(c, false);
-        if (c->h && (failed || nbd_aio_is_dead(c->h) > 0 ||
+        if (c->h && (why || nbd_aio_is_dead(c->h) > 0 ||
                      nbd_aio_is_closed(c->h) > 0)) {
-            nbdc_conn_lost(c);
+            if (!why)
+                why = strdup(nbd_aio_is_closed(c->h) > 0
+                             ? "the server closed the connection"
+                             : "the connection failed");
+            nbdc_conn_lost(c, why);
             next_try = 0;
             backoff = s->reconnect_delay_us;
         }

@@ -123,8 +123,9 @@ static int nbdc_run(BhNode *bs, NbdCmdOp op, uint64_t offset, uint64_t len,
     }
     if (atomic_load(&w.job.timed_out))
         return bh_error_set(errp, err, "nbd: %s at offset %llu on '%s' "
-                            "failed: no server answered within "
-                            "retry-timeout (%.3g s)", nbdc_op_names[op],
+                            "failed: the connection was lost and did not "
+                            "come back within retry-timeout (%.3g s)",
+                            nbdc_op_names[op],
                             (unsigned long long)offset, s->uri,
                             s->retry_timeout_us / 1e6);
     return bh_error_set_errno(errp, err, "nbd: %s of %llu bytes at offset "
@@ -196,9 +197,9 @@ static int nbdc_connect_error(NbdState *s, const char *msg, int err,
                              BhError **errp)
 {
     const char *hint = "";
-    if (strstr(msg, "TLS") || strstr(msg, "tls"))
-        hint = " (the server may require TLS: use nbds:// or "
-               "nbds+unix:// with tls-certificates= or tls-psk-file=)";
+    if (strncmp(s->uri, "nbds", 4) != 0 && strstr(msg, "requires TLS"))
+        hint = " (use nbds:// or nbds+unix:// with tls-certificates= or "
+               "tls-psk-file=)";
     return bh_error_set(errp, err, "nbd: cannot connect to '%s': %s%s",
                         s->uri, msg, hint);
 }
@@ -392,7 +393,8 @@ static int nbdc_write_zeroes(BhNode *bs, uint64_t offset, uint64_t len,
     uint32_t f;
     if (nbdc_zero_flags(s, flags, &f) < 0)
         return bh_error_set(errp, ENOTSUP, "nbd: '%s' cannot %s", s->uri,
-                            s->can_zero ? "zero fast" : "write zeroes");
+                            flags & BH_IO_FAST_ZERO ? "zero fast"
+                                                    : "write zeroes");
     return nbdc_run(bs, NBD_CMD_ZERO, offset, len, NULL, f, NULL, NULL, errp);
 }
 
