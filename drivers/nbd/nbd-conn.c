@@ -235,7 +235,7 @@ static void nbdc_conn_issue(NbdConn *c, NbdCmd *cmd)
                                    .user_data = cmd };
     int64_t cookie = -1;
     int err = ENOTCONN;
-    bool lost = true;
+    bool lost = true, kick = true;
 
     cmd->conn = c;
     pthread_rwlock_rdlock(&c->hlock);
@@ -268,6 +268,10 @@ static void nbdc_conn_issue(NbdConn *c, NbdCmd *cmd)
                                           extent, done, 0);
             break;
         }
+        /* The poller waits for replies already; it needs waking only
+         * when part of this command is still to be sent. */
+        kick = cookie < 0 ||
+               (nbd_aio_get_direction(c->h) & LIBNBD_AIO_DIRECTION_WRITE);
         if (cookie < 0) {
             /* Not issued: libnbd will not call back. */
             err = nbd_get_errno();
@@ -287,8 +291,8 @@ static void nbdc_conn_issue(NbdConn *c, NbdCmd *cmd)
             nbdc_cmd_finish(cmd, err ? err : EIO);
         }
     }
-    /* The poller may have to wait for POLLOUT now. */
-    nbdc_conn_kick(c);
+    if (kick)
+        nbdc_conn_kick(c);
 }
 
 /* The next connection that is up, round robin; NULL if none.  With
