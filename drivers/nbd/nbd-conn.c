@@ -158,6 +158,17 @@ static void nbdc_cmd_expire(NbdCmd *cmd)
     nbdc_cmd_finish(cmd, EIO);
 }
 
+/* Append cmd to the singly linked queue head..tail. */
+static void nbdc_queue_push(NbdCmd **head, NbdCmd **tail, NbdCmd *cmd)
+{
+    cmd->next = NULL;
+    if (*tail)
+        (*tail)->next = cmd;
+    else
+        *head = cmd;
+    *tail = cmd;
+}
+
 static void nbdc_list_add(NbdCmd *head, NbdCmd *cmd)
 {
     cmd->next = head->next;
@@ -181,12 +192,7 @@ static int nbdc_cmd_completed(void *opaque, int *error)
     pthread_mutex_lock(&c->dlock);
     cmd->error = *error;
     nbdc_list_del(cmd);
-    cmd->next = NULL;
-    if (c->done_tail)
-        c->done_tail->next = cmd;
-    else
-        c->done_head = cmd;
-    c->done_tail = cmd;
+    nbdc_queue_push(&c->done_head, &c->done_tail, cmd);
     pthread_mutex_unlock(&c->dlock);
     return 1;
 }
@@ -329,12 +335,7 @@ static void nbdc_cmd_requeue(NbdState *s, NbdCmd *cmd)
             nbdc_cmd_expire(cmd);
             return;
         }
-        cmd->next = NULL;
-        if (s->pending_tail)
-            s->pending_tail->next = cmd;
-        else
-            s->pending_head = cmd;
-        s->pending_tail = cmd;
+        nbdc_queue_push(&s->pending_head, &s->pending_tail, cmd);
     }
     pthread_mutex_unlock(&s->lock);
     if (c)
@@ -433,12 +434,7 @@ static void nbdc_conn_lost(NbdConn *c, char *why)
         NbdCmd *cmd = c->inflight.next;
         nbdc_list_del(cmd);
         cmd->error = ENOTCONN;
-        cmd->next = NULL;
-        if (c->done_tail)
-            c->done_tail->next = cmd;
-        else
-            c->done_head = cmd;
-        c->done_tail = cmd;
+        nbdc_queue_push(&c->done_head, &c->done_tail, cmd);
     }
     pthread_mutex_unlock(&c->dlock);
     nbdc_conn_reap(c, true);

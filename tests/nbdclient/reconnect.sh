@@ -49,24 +49,23 @@ if grep -qE '^reads [0-9]+ bad 0$' "$T/loop.out" && grep -q 'is back' "$T/loop.e
     ok "qemu-nbd restart: every read during the restart returned the file's bytes ($(cat "$T/loop.out"))"
 else not_ok "qemu-nbd restart: every read during the restart returned the file's bytes"; diag "$(cat "$T/loop.out" "$T/loop.err")"; fi
 
-# A server that dies mid-request and never comes back.
-nbdkit_start gone --filter=delay memory 16M delay-read=2 || exit 1
-start=$SECONDS
-timeout 60 "$BLKHOST" run "$CLIENT" read "$(uri gone)" 0 65536 retry-timeout=1 >"$T/gone.out" 2>&1 &
-rpid=$!
-sleep 0.5
-kill_hard gone
-wait $rpid; rc=$?
-if [ $rc = 1 ] && grep -q "read at offset 0 on '$(uri gone)' failed: the connection was lost and did not come back within retry-timeout (1 s)" "$T/gone.out"; then
-    ok "server gone for good: the read fails with EIO after retry-timeout=1, naming the URI ($((SECONDS - start)) s, no hang)"
-else not_ok "server gone for good: the read fails with EIO after retry-timeout=1, naming the URI"; diag "rc=$rc"; diag "$(cat "$T/gone.out")"; fi
-
-nbdkit_start gone0 --filter=delay memory 16M delay-read=2 || exit 1
-timeout 60 "$BLKHOST" run "$CLIENT" read "$(uri gone0)" 0 65536 retry-timeout=0 >"$T/gone0.out" 2>&1 &
-rpid=$!
-sleep 0.5
-kill_hard gone0
-wait $rpid; rc=$?
-if [ $rc = 1 ] && grep -q "within retry-timeout (0 s)" "$T/gone0.out"; then
-    ok "retry-timeout=0: a request in flight fails at once when the connection is lost"
-else not_ok "retry-timeout=0: a request in flight fails at once when the connection is lost"; diag "rc=$rc"; diag "$(cat "$T/gone0.out")"; fi
+# A server that dies mid-request and never comes back: a read held 2 s
+# by nbdkit, which is killed after 0.5 s.
+# gone NAME RETRY_TIMEOUT PATTERN DESC
+gone() {
+    local name=$1 retry=$2 pat=$3 desc=$4 rpid rc start=$SECONDS
+    nbdkit_start "$name" --filter=delay memory 16M delay-read=2 || return 1
+    timeout 60 "$BLKHOST" run "$CLIENT" read "$(uri "$name")" 0 65536 retry-timeout="$retry" \
+        >"$T/$name.out" 2>&1 &
+    rpid=$!
+    sleep 0.5
+    kill_hard "$name"
+    wait $rpid; rc=$?
+    if [ $rc = 1 ] && grep -q -- "$pat" "$T/$name.out"; then
+        ok "$desc ($((SECONDS - start)) s, no hang)"
+    else not_ok "$desc"; diag "rc=$rc"; diag "$(cat "$T/$name.out")"; fi
+}
+gone gone 1 "read at offset 0 on '$(uri gone)' failed: the connection was lost and did not come back within retry-timeout (1 s)" \
+    "server gone for good: the read fails with EIO after retry-timeout=1, naming the URI"
+gone gone0 0 "within retry-timeout (0 s)" \
+    "retry-timeout=0: a request in flight fails at once when the connection is lost"
