@@ -557,7 +557,8 @@ static void *nbdc_conn_main(void *opaque)
                 nbd_aio_notify_write(c->h) < 0)
                 why = nbdc_conn_libnbd_msg();
         }
-        nbdc_conn_reap(c, false);
+        /* A dead handle first leaves the dispatch, so that what it
+         * aborted goes elsewhere rather than back to it. */
         if (c->h && (why || nbd_aio_is_dead(c->h) > 0 ||
                      nbd_aio_is_closed(c->h) > 0)) {
             if (!why)
@@ -567,6 +568,8 @@ static void *nbdc_conn_main(void *opaque)
             nbdc_conn_lost(c, why);
             next_try = 0;
             backoff = s->reconnect_delay_us;
+        } else {
+            nbdc_conn_reap(c, false);
         }
     }
     nbdc_conn_disconnect(c);

@@ -6,7 +6,7 @@
 source "$SOURCE_ROOT/tests/tap.sh"
 source "$SOURCE_ROOT/tests/nbdclient/lib.sh"
 need nbdkit qemu-nbd qemu-img nbdinfo nbdcopy
-plan 18
+plan 19
 
 MiB=1048576
 nbdkit_start mem memory 64M || exit 1
@@ -20,6 +20,19 @@ out=$("$BLKHOST" info -f nbd "$M" 2>&1)
 if grep -q 'file format: nbd' <<<"$out" && grep -q 'nbd block status: true' <<<"$out"; then
     ok "blkhost info -f nbd: the driver alone, with block status negotiated"
 else not_ok "blkhost info -f nbd: the driver alone, with block status negotiated"; diag "$out"; fi
+
+# Opened without a format, the export is probed raw and keeps the probe
+# guard: a qcow2 header written over block 0 is refused.
+out=$("$BLKHOST" run - "$M" 2>&1 <<'LUA'
+local bh = require "blkhost"
+local d <close> = bh.open(arg[1])
+local ok, err = pcall(d.write, d, 0, "QFI\xfb\0\0\0\3" .. string.rep("\0", 504))
+print(ok, err)
+LUA
+)
+if grep -q "false.*refused: it would make an image whose format was guessed as raw probe as qcow2" <<<"$out"; then
+    ok "nbd+unix:// without a format: probed raw, a qcow2 header over block 0 is refused"
+else not_ok "nbd+unix:// without a format: probed raw, a qcow2 header over block 0 is refused"; diag "$out"; fi
 
 # Data: the same operations on the export and on a local file.
 truncate -s 64M "$T/expect.img"
