@@ -91,6 +91,25 @@ static const char *const nbdc_op_names[] = {
     [NBD_CMD_ZERO] = "write zeroes", [NBD_CMD_STATUS] = "block status",
 };
 
+/* Why job failed, naming the export: the server's error, or the time
+ * given up waiting for a connection. */
+static void nbdc_job_message(NbdState *s, NbdJob *job, NbdCmdOp op,
+                             uint64_t offset, uint64_t len, char *buf,
+                             size_t size)
+{
+    if (atomic_load(&job->timed_out))
+        snprintf(buf, size, "nbd: %s at offset %llu on '%s' failed: the "
+                 "connection was lost and did not come back within "
+                 "retry-timeout (%.3g s)", nbdc_op_names[op],
+                 (unsigned long long)offset, s->uri,
+                 s->retry_timeout_us / 1e6);
+    else
+        snprintf(buf, size, "nbd: %s of %llu bytes at offset %llu on '%s' "
+                 "failed: %s", nbdc_op_names[op], (unsigned long long)len,
+                 (unsigned long long)offset, s->uri,
+                 strerror(atomic_load(&job->err)));
+}
+
 /* Run one request and wait for it; errors name the export. */
 static int nbdc_run(BhNode *bs, NbdCmdOp op, uint64_t offset, uint64_t len,
                    void *buf, uint32_t flags, uint64_t *st_len,
@@ -121,17 +140,9 @@ static int nbdc_run(BhNode *bs, NbdCmdOp op, uint64_t offset, uint64_t len,
         }
         return 0;
     }
-    if (atomic_load(&w.job.timed_out))
-        return bh_error_set(errp, err, "nbd: %s at offset %llu on '%s' "
-                            "failed: the connection was lost and did not "
-                            "come back within retry-timeout (%.3g s)",
-                            nbdc_op_names[op],
-                            (unsigned long long)offset, s->uri,
-                            s->retry_timeout_us / 1e6);
-    return bh_error_set_errno(errp, err, "nbd: %s of %llu bytes at offset "
-                              "%llu on '%s' failed", nbdc_op_names[op],
-                              (unsigned long long)len,
-                              (unsigned long long)offset, s->uri);
+    char msg[512];
+    nbdc_job_message(s, &w.job, op, offset, len, msg, sizeof(msg));
+    return bh_error_set(errp, err, "%s", msg);
 }
 
 /* ---- options ---- */
