@@ -6,7 +6,7 @@
 source "$SOURCE_ROOT/tests/tap.sh"
 source "$SOURCE_ROOT/tests/nbdclient/lib.sh"
 need nbdkit qemu-nbd qemu-img nbdinfo nbdcopy
-plan 19
+plan 20
 
 MiB=1048576
 nbdkit_start mem memory 64M || exit 1
@@ -90,6 +90,16 @@ out=$("$BLKHOST" info -f nbd -o connections=4 "$Q" 2>&1)
 if grep -q 'nbd connections: 1' <<<"$out" && grep -q 'does not offer multi-conn' <<<"$out"; then
     ok "multi-conn: qemu-nbd without multi-conn gets 1 connection and a note"
 else not_ok "multi-conn: qemu-nbd without multi-conn gets 1 connection and a note"; diag "$out"; fi
+
+# TCP: nbd://127.0.0.1:PORT/ (a port bound and let go just before).
+port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+nbdkit -f -i 127.0.0.1 -p "$port" --exit-with-parent memory 16M >"$T/tcp.log" 2>&1 &
+tpid=$!; disown $tpid; at_exit "kill $tpid 2>/dev/null"
+for i in $(seq 1 100); do nbdinfo --can connect "nbd://127.0.0.1:$port/" 2>/dev/null && break; sleep 0.05; done
+check "TCP: nbd://127.0.0.1:PORT/ writes, and nbdcopy reads the same back" \
+    bash -c "head -c 1M /dev/urandom >'$T/tcp.img' && \
+             '$BLKHOST' convert -n -f raw -O nbd '$T/tcp.img' 'nbd://127.0.0.1:$port/' && \
+             nbdcopy 'nbd://127.0.0.1:$port/' '$T/tcpback.img' && cmp -n 1048576 '$T/tcp.img' '$T/tcpback.img'"
 
 # The flags that reach the server, from nbdkit's log filter.
 nbdkit_start lg --filter=log memory 16M logfile="$T/lg.txt" || exit 1
