@@ -18,7 +18,7 @@ ASAN_DIR=${ASAN_DIR:-$BUILD_DIR-asan}
 PKGS=(gcc libc6-dev make pkg-config meson ninja-build
       liblua5.4-dev lua5.4 lua-dkjson libglib2.0-dev zlib1g-dev libzstd-dev
       qemu-utils nbdkit libnbd-bin python3-libnbd fio fdisk e2fsprogs
-      gnutls-bin libgnutls28-dev libnbd-dev)
+      gnutls-bin libgnutls28-dev libfuse3-dev fuse3 libnbd-dev)
 # The kernel-client tests boot a VM; installing these is best effort.
 VM_PKGS=(qemu-system-x86 linux-image-amd64 busybox-static cpio)
 # The sanitizer build prefers clang and the fuzzers need it and libFuzzer;
@@ -118,7 +118,7 @@ PY
 }
 
 # The fast suites (lua too: seconds, and it checks the bindings' error paths).
-ASAN_SUITES=(core drivers lua qcow2 nbd partition vmstate policy fuzz)
+ASAN_SUITES=(core drivers lua qcow2 nbd partition vmstate policy fuzz fuse)
 
 fuzz() {
     local secs=60 name rc=0 total

@@ -102,5 +102,7 @@ void bh_lua_open_snapshot(lua_State *L, int module_index);
 void bh_lua_open_nbd_kernel(lua_State *L, int module_index);
 /* process.c: process-level helpers for commands (daemonize, pid files). */
 void bh_lua_open_process(lua_State *L, int module_index);
+/* fuse.c: bh.fuse.export (the fuse frontend plugin). */
+void bh_lua_open_fuse(lua_State *L, int module_index);
 
 #endif

@@ -144,6 +144,7 @@ static const struct {
     { "snapshot", bh_lua_open_snapshot },
     { "nbd-kernel", bh_lua_open_nbd_kernel },
     { "process", bh_lua_open_process },
+    { "fuse", bh_lua_open_fuse },
 };
 
 int luaopen_blkhost(lua_State *L)

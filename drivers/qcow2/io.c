@@ -445,6 +445,11 @@ int qcow2_discard(BhNode *bs, uint64_t offset, uint64_t len, BhError **errp)
     uint64_t start = qcow2_align_up(offset, cs);
     uint64_t end = (offset + len) & ~(cs - 1);
 
+    /* A discard reaching the end of an image whose size is no cluster
+     * multiple covers the last, partial cluster whole (as QEMU does), so
+     * that emptying an overlay (blkhost commit) leaves nothing behind. */
+    if (offset + len == s->size)
+        end = qcow2_align_up(s->size, cs);
     if (end <= start)
         return 0;
     if (s->backing && s->version < 3)

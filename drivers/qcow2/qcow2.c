@@ -8,7 +8,8 @@
  * refcounts rebuilt first, as QEMU does.
  *
  * Options: l2-cache-size and refcount-cache-size (bytes, rounded to whole
- * clusters), and backing.KEY passed to the backing file's node.
+ * clusters), backing.KEY passed to the backing file's node, and
+ * backing=null to open the image without its backing file.
  */
 #include "qcow2.h"
 #include "snapshot.h"
@@ -77,8 +78,15 @@ static int open_backing(Qcow2State *s, BhOpts *opts, BhError **errp)
 {
     g_autoptr(BhOpts) bo = bh_opts_take_prefix(opts, "backing.");
     g_autofree char *path = NULL;
+    const char *choice = bh_opts_get(opts, "backing");
 
-    if (!s->backing_file)
+    /* backing=null (QEMU's spelling): the image alone, as if it had no
+     * backing file, for tools that rewrite the chain (blkhost rebase -u
+     * over a missing file, commit emptying the overlay). */
+    if (choice && strcmp(choice, "null") != 0)
+        return bh_error_set(errp, EINVAL, "qcow2: backing=%s: only "
+                            "backing=null (no backing file) is taken", choice);
+    if (!s->backing_file || choice)
         return 0;
     path = backing_path(s);
     if (s->backing_format && !bh_opts_has(bo, "format"))

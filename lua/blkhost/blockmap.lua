@@ -6,6 +6,7 @@
 --   local blockmap = require "blkhost.blockmap"
 --   local w = blockmap.walker(node)
 --   local e = w:at(offset)   -- the entry covering offset (offset < size)
+--   blockmap.each(node, 0, node:size(), 2 << 20, function(off, n, e) ... end)
 --
 -- Entries are node:map's tables; an entry's end is start + length.
 -- blockmap.zeros(n) is n zero bytes, to test what was read.
@@ -35,6 +36,20 @@ function blockmap:at(offset)
       self.list = self.node:map(offset, len)
       self.i = 1
     end
+  end
+end
+
+-- Call fn(off, n, e) for the pieces of [from, to) of node in order: e is
+-- the map entry covering off, n the bytes up to e's end, at most max.  fn
+-- returns how many of them it handled (nil: all n); the next piece starts
+-- there.  The loop of commands that copy or compare by map area.
+function blockmap.each(node, from, to, max, fn)
+  local walk = blockmap.walker(node)
+  local off = from
+  while off < to do
+    local e = walk:at(off)
+    local n = math.min(e.start + e.length - off, max, to - off)
+    off = off + (fn(off, n, e) or n)
   end
 end
 

@@ -65,8 +65,18 @@ end
 -- Parse args (a list of strings) against spec.  Returns the options table
 -- and the list of positional arguments.  Raises a usage error on an
 -- unknown option or a missing value.
+--
+-- Every command takes -q/--quiet (stored as result.quiet, and in
+-- cli.quiet for helpers): no status lines or progress on stdout, errors
+-- still on stderr.  A spec that lists -q itself keeps its own entry.
 function cli.parse(args, spec)
   local result, rest = {}, {}
+  if not find_opt(spec, "q", nil) then
+    local s = {}
+    for i, o in ipairs(spec) do s[i] = o end
+    s[#s + 1] = { "q", "quiet" }
+    spec = s
+  end
   local i = 1
   while i <= #args do
     local a = args[i]
@@ -119,7 +129,13 @@ function cli.parse(args, spec)
     end
     i = i + 1
   end
+  cli.quiet = result.quiet == true
   return result, rest
+end
+
+-- print(...) unless -q was given.
+function cli.say(...)
+  if not cli.quiet then print(...) end
 end
 
 -- Run fn(args) for command name; returns the exit status for main.c.

@@ -15,6 +15,7 @@
 local bh = require "blkhost"
 local cli = require "blkhost.cli"
 local blockmap = require "blkhost.blockmap"
+local chain = require "blkhost.chain"
 local createopts = require "blkhost.createopts"
 local progress = require "blkhost.progress"
 
@@ -83,36 +84,7 @@ local function parse_workers(s)
   return n
 end
 
-local function realpath(path)
-  local ok, p = pcall(bh.process.realpath, path)
-  return ok and p or nil
-end
-
--- The files of node's backing chain, node's own first, as real paths
--- (a backing name is relative to its image's folder).  Stops at a file
--- that is not there (the open would have failed) or after 64 levels.
-local function chain_files(node, name)
-  local files = { realpath(name) }
-  local info = node:info()
-  local image = info.filename or name
-  for _ = 1, 64 do
-    local backing = info["backing-filename"]
-    if not backing or backing == "" then break end
-    if backing:sub(1, 1) ~= "/" then
-      backing = (image:match("^(.*/)") or "") .. backing
-    end
-    local real = realpath(backing)
-    if not real then break end
-    files[#files + 1] = real
-    local ok, b = pcall(bh.open, backing, { readonly = true, locking = false,
-                                             format = info["backing-format"] })
-    if not ok then break end
-    info = b:info()
-    b:close()
-    image = backing
-  end
-  return files
-end
+local realpath = chain.realpath
 
 local function exists(path)
   local f = io.open(path, "rb")
@@ -288,7 +260,7 @@ return cli.run("convert", USAGE, function(args)
   local target_real = realpath(target_name)
   if target_real then
     for i, src in ipairs(sources) do
-      for depth, f in ipairs(chain_files(src, rest[i])) do
+      for depth, f in ipairs(chain.files(src, rest[i])) do
         if f == target_real then
           close_all()
           cli.fail(depth == 1 and

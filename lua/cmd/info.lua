@@ -11,6 +11,8 @@
 local bh = require "blkhost"
 local cli = require "blkhost.cli"
 local json = require "blkhost.json"
+local chain = require "blkhost.chain"
+local snaptable = require "blkhost.snaptable"
 
 local USAGE = [==[
 Usage: blkhost info [--output=human|json] [-f FORMAT] [-o OPTIONS] [--backing-chain]
@@ -26,6 +28,9 @@ reports (cluster size, backing file, ...).  The image is opened read-only.
   --partitions          print the partition table (MBR or GPT) instead
   --sector-size=N       sector size for --partitions (512 or 4096;
                         default: the image's block size)
+  -U, --force-share     open an image another process is writing (its
+                        metadata may be changing: figures may be stale)
+  -q, --quiet           accepted (the output is the result)
   -h, --help            this text
 ]==]
 
@@ -89,6 +94,21 @@ local function show(v)
   return tostring(v)
 end
 
+-- The bitmaps list (from bitmaps()) as qemu-img prints it under "Format
+-- specific information", appended to out.
+local function bitmap_lines(out, list)
+  out[#out + 1] = "    bitmaps:"
+  for i, b in ipairs(list) do
+    out[#out + 1] = string.format("        [%d]:", i - 1)
+    out[#out + 1] = "            flags:"
+    for j, f in ipairs(b.flags) do
+      out[#out + 1] = string.format("                [%d]: %s", j - 1, f)
+    end
+    out[#out + 1] = "            name: " .. b.name
+    out[#out + 1] = "            granularity: " .. show(b.granularity)
+  end
+end
+
 local function human(info, keys)
   local out = {}
   local shown = {}
@@ -124,16 +144,7 @@ local function human(info, keys)
       if bitmap_key(k) then
         if not shown.bitmaps then
           shown.bitmaps = true
-          out[#out + 1] = "    bitmaps:"
-          for i, b in ipairs(bitmaps(info, keys)) do
-            out[#out + 1] = string.format("        [%d]:", i - 1)
-            out[#out + 1] = "            flags:"
-            for j, f in ipairs(b.flags) do
-              out[#out + 1] = string.format("                [%d]: %s", j - 1, f)
-            end
-            out[#out + 1] = "            name: " .. b.name
-            out[#out + 1] = "            granularity: " .. show(b.granularity)
-          end
+          bitmap_lines(out, bitmaps(info, keys))
         end
       else
         out[#out + 1] = "    " .. k:gsub("-", " ") .. ": " .. show(info[k])
@@ -221,6 +232,51 @@ local function json_info(img, info, keys)
   return json.object(t, order)
 end
 
+-- qemu-img 7.2's human layout of one image, from its JSON table t (as
+-- json_info makes it): used for --backing-chain, whose blocks are
+-- qemu-img's byte for byte.
+local SPECIFIC_ORDER = { "compat", "compression-type", "lazy-refcounts", "bitmaps",
+                         "refcount-bits", "corrupt", "extended-l2" }
+
+local function qemu_human(img, t)
+  local out = {
+    "image: " .. t.filename,
+    "file format: " .. t.format,
+    string.format("virtual size: %s (%d bytes)", bh.human_size(t["virtual-size"]),
+                  t["virtual-size"]),
+    "disk size: " .. (t["actual-size"] and bh.human_size(t["actual-size"]) or "unavailable"),
+  }
+  if t["cluster-size"] then out[#out + 1] = "cluster_size: " .. t["cluster-size"] end
+  if t["dirty-flag"] then out[#out + 1] = "cleanly shut down: no" end
+  local b = t["backing-filename"]
+  if b then
+    local full = t["full-backing-filename"]
+    out[#out + 1] = "backing file: " .. b .. (full ~= b and " (actual path: " .. full .. ")" or "")
+    if t["backing-filename-format"] then
+      out[#out + 1] = "backing file format: " .. t["backing-filename-format"]
+    end
+  end
+  local ok, sns = pcall(img.snapshots, img)
+  if ok and #sns > 0 then
+    out[#out + 1] = "Snapshot list:"
+    for _, l in ipairs(snaptable.lines(sns)) do out[#out + 1] = l end
+  end
+  local fs = t["format-specific"]
+  if fs then
+    out[#out + 1] = "Format specific information:"
+    local d = fs.data
+    for _, k in ipairs(SPECIFIC_ORDER) do
+      local v = d[k]
+      if k == "bitmaps" and v then
+        bitmap_lines(out, v)
+      elseif v ~= nil then
+        out[#out + 1] = "    " .. k:gsub("-", " ") .. ": " .. show(v)
+      end
+    end
+  end
+  return table.concat(out, "\n") .. "\n"
+end
+
 return cli.run("info", USAGE, function(args)
   local o, rest = cli.parse(args, {
     { "f", "format", arg = "FORMAT" },
@@ -245,7 +301,21 @@ return cli.run("info", USAGE, function(args)
   -- Like qemu-img -U: look at an image another process holds for writing.
   if o["force-share"] then opts.locking = false end
 
-  local img <close> = bh.open(rest[1], opts)
+  local ok, img = pcall(bh.open, rest[1], opts)
+  if not ok then
+    -- A qcow2 image whose backing file is missing is still shown (as
+    -- qemu-img info shows it: it does not open backing files), opened
+    -- alone, with a warning naming the reason; --backing-chain needs the
+    -- chain and fails.
+    local why = img
+    if o["backing-chain"] or o.partitions or (opts.format or chain.probe(rest[1])) ~= "qcow2" then
+      error(why, 0)
+    end
+    ok, img = pcall(chain.open_alone, rest[1], opts)
+    if not ok then error(why, 0) end
+    io.stderr:write("blkhost info: warning: ", tostring(why), "\n")
+  end
+  local _ <close> = img
   if o.partitions then
     local popts = {}
     if o["sector-size"] then
@@ -271,7 +341,7 @@ return cli.run("info", USAGE, function(args)
   while true do
     local t = json_info(cur, info, keys)
     list[#list + 1] = t
-    texts[#texts + 1] = human(info, keys)
+    texts[#texts + 1] = qemu_human(cur, t)
     seen[info.filename] = true
     local next_name = t["full-backing-filename"]
     if not next_name then break end

@@ -27,6 +27,7 @@ json every area.  The image is opened read-only.
   --start-offset=N       begin at byte N (K/M/G/... suffixes)
   --max-length=N         map at most N bytes
   -U, --force-share      open an image another process is writing
+  -q, --quiet            accepted (the output is the result)
   -h, --help             this text
 ]==]
 

@@ -18,6 +18,7 @@ Usage: blkhost nbd [OPTIONS] FILE
   or:  blkhost nbd -d DEVICE
 Serve a disk image over NBD (qemu-nbd's options and defaults).
 
+  -q, --quiet               no "disconnected" line after -d
   -h, --help                this text
   -V, --version             print the version and exit
 
@@ -435,7 +436,7 @@ local function disconnect(s)
          "bh.nbd.disconnect (the kernel NBD client binding)")
   end
   bh.nbd.disconnect(dev)
-  io.stdout:write(dev, " disconnected\n")
+  if not cli.quiet then io.stdout:write(dev, " disconnected\n") end
   return 0
 end
 

@@ -16,6 +16,7 @@ file and description) and every file it refused, with the reason.
 The search path is BLKHOST_PLUGIN_PATH, then the built-in directories.
 
   --output=FMT   human (default) or json
+  -q, --quiet    accepted (the output is the result)
   -h, --help     this text
 ]]
 

@@ -10,6 +10,7 @@
 
 local bh = require "blkhost"
 local cli = require "blkhost.cli"
+local snaptable = require "blkhost.snaptable"
 
 local USAGE = [==[
 Usage: blkhost snapshot [-l | -c NAME | -a NAME | -d NAME] [-f FMT] [-U] [-q] IMAGE
@@ -26,25 +27,10 @@ List, create, apply (revert to) or delete internal snapshots of IMAGE.
   -h, --help            this text
 ]==]
 
-local function vm_clock(ns)
-  local ms = ns // 1000000
-  local secs = ms // 1000
-  return string.format("%02d:%02d:%02d.%03d", secs // 3600, (secs // 60) % 60,
-                       secs % 60, ms % 1000)
-end
-
 local function list(img)
-  local sns = img:snapshots()
-  if #sns == 0 then return end
-  local out = { "Snapshot list:",
-                string.format("%-9s %-17s %7s%20s%13s%11s", "ID", "TAG",
-                              "VM SIZE", "DATE", "VM CLOCK", "ICOUNT") }
-  for _, s in ipairs(sns) do
-    out[#out + 1] = string.format("%-9s %-17s %7s%20s%13s%11s", s.id, s.name,
-      bh.human_size(s.vm_state_size), os.date("%Y-%m-%d %H:%M:%S", s.date),
-      vm_clock(s.vm_clock_ns), s.icount and tostring(s.icount) or "")
-  end
-  io.stdout:write(table.concat(out, "\n"), "\n")
+  local lines = snaptable.lines(img:snapshots())
+  if #lines == 0 then return end
+  io.stdout:write("Snapshot list:\n", table.concat(lines, "\n"), "\n")
 end
 
 return cli.run("snapshot", USAGE, function(args)

@@ -7,7 +7,7 @@ source "$SOURCE_ROOT/tests/tap.sh"
 source "$SOURCE_ROOT/tests/toolbox/lib.sh"
 need qemu-img qemu-io
 
-plan 17
+plan 24
 
 cd "$T" || exit 1
 same() { same_as_qemu info "$@"; }
@@ -49,12 +49,28 @@ same "--backing-chain --output=json through a backing name relative to a folder"
     --backing-chain --output=json sub/top.qcow2
 same "--backing-chain --output=json on an image without backing file" \
     --backing-chain --output=json r.raw
-if [ "$("$BLKHOST" info --backing-chain top2.qcow2 | grep '^image:')" = \
-     "$(qemu-img info --backing-chain top2.qcow2 | grep '^image:')" ]; then
-    ok "info: --backing-chain (human) shows the same images in the same order"
-else
-    not_ok "info: --backing-chain (human) shows the same images in the same order"
-fi
+same "--backing-chain (human) on a three-image chain, qemu-img's blocks byte for byte" \
+    --backing-chain top2.qcow2
+same "--backing-chain (human): \"(actual path: ...)\" for a name relative to a folder" \
+    --backing-chain sub/top.qcow2
+same "--backing-chain (human) on a raw image" --backing-chain r.raw
+qemu-img bitmap --add bm.qcow2 b1 --disable
+qemu-img create -q -f qcow2 -b bm.qcow2 -F qcow2 overbm.qcow2
+same "--backing-chain (human): bitmaps and a snapshot table in the chain" \
+    --backing-chain overbm.qcow2
+qemu-img create -q -f qcow2 -o compat=0.10 -b "$T/dirty.qcow2" -F qcow2 v2top.qcow2
+same "--backing-chain (human): version 2 over a dirty image, by an absolute name" \
+    --backing-chain v2top.qcow2
+qemu-img create -q -f qcow2 -b r.raw -F raw onraw.qcow2
+same "--backing-chain (human): a raw backing file" --backing-chain onraw.qcow2
 qemu-img create -q -f qcow2 -u -b gone.qcow2 -F qcow2 orphan.qcow2 1M
 same "--backing-chain with a missing backing file: exit 1, nothing on stdout" \
     --backing-chain --output=json orphan.qcow2
+same "a missing backing file: the image alone, --output=json" --output=json orphan.qcow2
+if "$BLKHOST" info orphan.qcow2 2>err.txt | grep -q '^backing file: gone.qcow2' &&
+   grep -q "warning: .*gone.qcow2" err.txt; then
+    ok "info: a missing backing file is shown, and a warning on stderr names it"
+else
+    not_ok "info: a missing backing file is shown, and a warning on stderr names it"
+    diag "$(cat err.txt)"
+fi

@@ -34,3 +34,35 @@ f.seek(l2 + i * 8); e = struct.unpack('>Q', f.read(8))[0]
 f.seek(l2 + i * 8); f.write(struct.pack('>Q', e | 0x200))
 PY
 }
+
+# Chain tests (rebase, commit): orig/ holds the images; fresh copies it to
+# b/ (blkhost's) and q/ (qemu-img's), each command running in its own
+# folder since backing names are relative to the image's folder.
+fresh() { rm -rf b q; cp -a orig b; cp -a orig q; }
+
+# chain_report CMD DESC QRC BAD: the TAP line of a chain test run beside
+# qemu-img (BAD empty: it passed), with both commands' output if not.
+chain_report() {
+    if [ -z "$4" ]; then
+        ok "$1: $2 (as qemu-img $1, exit $3)"
+    else
+        not_ok "$1: $2"; diag "$4"; diag "$(cat b.out b.err q.out q.err)"
+    fi
+}
+
+# chain_refused CMD DESC PATTERN IMAGE ARGS...: `blkhost CMD ARGS IMAGE`
+# in b/ fails with PATTERN (grep -E), `qemu-img CMD` in q/ fails too, and
+# every file in b/ is byte-identical to orig/'s.
+chain_refused() {
+    local cmd=$1 desc=$2 pat=$3 img=$4 qrc out brc; shift 4
+    fresh
+    (cd q && qemu-img "$cmd" "$@" "$img" >/dev/null 2>&1); qrc=$?
+    out=$(cd b && "$BLKHOST" "$cmd" "$@" "$img" 2>&1); brc=$?
+    if [ $brc -ne 0 ] && [ $qrc -ne 0 ] && echo "$out" | grep -qE -- "$pat" &&
+       diff -r orig b >/dev/null; then
+        ok "$cmd: $desc (refused as by qemu-img; every image byte-identical)"
+    else
+        not_ok "$cmd: $desc"; diag "blkhost exit $brc, qemu-img exit $qrc"; diag "$out"
+        diff -r orig b | while read -r l; do diag "$l"; done
+    fi
+}
