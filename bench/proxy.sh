@@ -11,6 +11,9 @@
 # printed with the ratios b/a and c/a (higher is better: 1.00 would be a
 # free hop).  The CPU column is the proxy process's CPU time per request
 # (user+system, from /proc), what the hop costs beyond waiting.
+# A second table measures the client alone (issue 20): libnbd, as the
+# driver uses it, against a hand-written simple-reply client on
+# plugins/nbd-common's handshake (bench/nbd-client-cost.c), on (a).
 #
 #   bench/proxy.sh          # BENCH_RUNTIME=10 BENCH_REPEAT=3 BENCH_SIZE=512M
 # Not a test: the numbers depend on the machine and its load.
@@ -31,6 +34,18 @@ bench_start direct "$SA" nbdkit -f -U "$SA" file file="$IMG"
 bench_start blkhost "$SB" "$BLKHOST" nbd -f nbd -t -k "$SB" "$UA"
 bench_start blkhost4 "$SB4" "$BLKHOST" run "$BENCH_ROOT/tests/nbdclient/proxy.lua" "$SB4" "$UA" connections=4
 bench_start nbdkit-nbd "$SC" nbdkit -f -U "$SC" nbd socket="$SA"
+
+# The client alone (issue 20): libnbd against a hand-written simple-reply
+# client over plugins/nbd-common's handshake, both on the direct export.
+COST="$BENCH_DIR/nbd-client-cost"
+cc -O2 -D_GNU_SOURCE -o "$COST" "$BENCH_ROOT/bench/nbd-client-cost.c" \
+    -I"$BENCH_ROOT/plugins/nbd-common" -I"$BENCH_ROOT/core/include" \
+    -I"$BENCH_ROOT/state/include" -I"$BENCH_ROOT/partition/include" \
+    "$BENCH_ROOT/build/plugins/nbd-common/libnbd-common.a" \
+    -L"$BENCH_ROOT/build/core" -Wl,-rpath,"$BENCH_ROOT/build/core" -lblkhost \
+    $(pkg-config --cflags --libs glib-2.0 gnutls libnbd) ||
+    bench_die "cannot build bench/nbd-client-cost.c"
+SIZE_BYTES=$(numfmt --from=iec "$BENCH_SIZE")
 
 # label|rw|bs|iodepth
 ROWS=("4k randread QD16|randread|4k|16" "1M seq read QD8|read|1M|8")
@@ -55,6 +70,12 @@ for round in $(seq 1 "$BENCH_REPEAT"); do
                       printf "%.1f", (n > 0 ? t / hz * 1e6 / n : 0) }')
             echo "bench: round $round: $col: $label: $iops IOPS $mbps MB/s, $cpu us CPU/request" >&2
             IOPS[$col,$label]+=" $iops"; MBPS[$col,$label]+=" $mbps"; CPU[$col,$label]+=" $cpu"
+        done
+        for client in libnbd hand; do
+            read -r iops cpu < <("$COST" "$client" "$SA" "$BENCH_RUNTIME" "$qd" \
+                                 "$(numfmt --from=iec "${bs^^}")" "$SIZE_BYTES")
+            echo "bench: round $round: client $client: $label: $iops IOPS, $cpu us CPU/request" >&2
+            IOPS[$client,$label]+=" $iops"; CPU[$client,$label]+=" $cpu"
         done
     done
 done
@@ -84,4 +105,16 @@ for row in "${ROWS[@]}"; do
         "$(ratio "${m[blkhost]}" "${m[direct]}")" "$(ratio "${m[blkhost4]}" "${m[direct]}")" \
         "$(ratio "${m[nbdkit-nbd]}" "${m[direct]}")" \
         "$(median "${CPU[blkhost,$label]}"), $(median "${CPU[blkhost4,$label]}"), $(median "${CPU[nbdkit-nbd,$label]}")"
+done
+
+echo
+echo "The client alone on (a), one connection, one thread (bench/nbd-client-cost.c):"
+echo
+printf '| %-18s | %-22s | %-22s |\n' row "libnbd (the nbd driver's)" "hand-written, nbd-common"
+printf '|%s|\n' "---|---|---"
+for row in "${ROWS[@]}"; do
+    IFS='|' read -r label _ <<< "$row"
+    printf '| %-18s | %-22s | %-22s |\n' "$label" \
+        "$(median "${IOPS[libnbd,$label]}") IOPS, $(median "${CPU[libnbd,$label]}") µs/req" \
+        "$(median "${IOPS[hand,$label]}") IOPS, $(median "${CPU[hand,$label]}") µs/req"
 done
