@@ -432,6 +432,125 @@ static int nbdc_block_status(BhNode *bs, uint64_t offset, uint64_t len,
     return 0;
 }
 
+/* ---- asynchronous I/O: the core's requests ---- */
+
+typedef struct {
+    NbdJob job;
+    BhRequest *req;
+    NbdState *s;
+    NbdCmdOp op;
+    void *bounce;             /* a read or write of several buffers */
+} NbdAsync;
+
+static void nbdc_async_done(NbdJob *job)
+{
+    NbdAsync *a = (NbdAsync *)job;
+    BhRequest *req = a->req;
+    int err = atomic_load(&job->err);
+
+    if (err == 0 && a->bounce && a->op == NBD_CMD_READ) {
+        int niov;
+        const struct iovec *iov = bh_request_iov(req, &niov);
+        const char *p = a->bounce;
+        for (int i = 0; i < niov; i++) {
+            memcpy(iov[i].iov_base, p, iov[i].iov_len);
+            p += iov[i].iov_len;
+        }
+    }
+    free(a->bounce);
+    if (err) {
+        char msg[512];
+        nbdc_job_message(a->s, job, a->op, bh_request_offset(req),
+                         bh_request_length(req), msg, sizeof(msg));
+        bh_request_error(req, err, "%s", msg);
+    }
+    free(a);
+    bh_request_complete(req, err ? -err : 0);
+}
+
+/* Requests the server cannot take end here, as the synchronous
+ * callbacks would end them. */
+static void nbdc_submit(BhNode *bs, BhRequest *req)
+{
+    NbdState *s = bh_node_get_opaque(bs);
+    uint32_t flags = bh_request_flags(req), f = 0;
+    uint64_t len = bh_request_length(req);
+    NbdCmdOp op;
+    void *buf = NULL, *bounce = NULL;
+
+    switch (bh_request_op(req)) {
+    case BH_OP_READ:
+    case BH_OP_WRITE: {
+        int niov;
+        const struct iovec *iov = bh_request_iov(req, &niov);
+        op = bh_request_op(req) == BH_OP_READ ? NBD_CMD_READ : NBD_CMD_WRITE;
+        if (op == NBD_CMD_WRITE)
+            f = nbdc_fua(s, flags);
+        if (niov == 1) {
+            buf = iov[0].iov_base;
+        } else {
+            /* libnbd takes one buffer per command. */
+            buf = bounce = malloc(len ? len : 1);
+            if (!bounce) {
+                bh_request_error(req, ENOMEM, "nbd: out of memory");
+                bh_request_complete(req, -ENOMEM);
+                return;
+            }
+            char *p = bounce;
+            for (int i = 0; op == NBD_CMD_WRITE && i < niov; i++) {
+                memcpy(p, iov[i].iov_base, iov[i].iov_len);
+                p += iov[i].iov_len;
+            }
+        }
+        break;
+    }
+    case BH_OP_FLUSH:
+        if (!s->can_flush) {
+            bh_request_complete(req, 0);
+            return;
+        }
+        op = NBD_CMD_FLUSH;
+        len = 0;
+        break;
+    case BH_OP_DISCARD:
+        if (!s->can_trim) {
+            bh_request_complete(req, 0);
+            return;
+        }
+        op = NBD_CMD_TRIM;
+        break;
+    case BH_OP_WRITE_ZEROES:
+        if (nbdc_zero_flags(s, flags, &f) < 0) {
+            bh_request_error(req, ENOTSUP, "nbd: '%s' cannot %s", s->uri,
+                             flags & BH_IO_FAST_ZERO ? "zero fast"
+                                                     : "write zeroes");
+            bh_request_complete(req, -ENOTSUP);
+            return;
+        }
+        op = NBD_CMD_ZERO;
+        break;
+    default:
+        bh_request_error(req, ENOTSUP, "nbd: unknown request");
+        bh_request_complete(req, -ENOTSUP);
+        return;
+    }
+    NbdAsync *a = calloc(1, sizeof(*a));
+    if (!a) {
+        free(bounce);
+        bh_request_error(req, ENOMEM, "nbd: out of memory");
+        bh_request_complete(req, -ENOMEM);
+        return;
+    }
+    a->job.done = nbdc_async_done;
+    a->req = req;
+    a->s = s;
+    a->op = op;
+    a->bounce = bounce;
+    nbdc_job_start(s, &a->job, op, bh_request_offset(req), len, buf, f,
+                   op == NBD_CMD_READ || op == NBD_CMD_WRITE ? s->max_io
+                                                             : NBD_MAX_RANGE);
+}
+
 static void nbdc_info(BhNode *bs, BhInfo *info)
 {
     NbdState *s = bh_node_get_opaque(bs);
@@ -453,6 +572,7 @@ static const BhDriver nbdc_driver = {
     .write_zeroes = nbdc_write_zeroes,
     .block_status = nbdc_block_status,
     .info = nbdc_info,
+    .submit = nbdc_submit,
     .request_flags = BH_IO_FUA | BH_IO_MAY_UNMAP | BH_IO_FAST_ZERO,
     .uri_schemes = nbdc_schemes,
 };
