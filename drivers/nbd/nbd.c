@@ -203,16 +203,21 @@ static void nbdc_state_free(NbdState *s)
     free(s);
 }
 
-/* Why an open failed, from libnbd's message: the URI always named. */
-static int nbdc_connect_error(NbdState *s, const char *msg, int err,
-                             BhError **errp)
+/* Why an open failed, from libnbd's message: the URI always named, and
+ * which connection when it is not the first. */
+static int nbdc_connect_error(NbdState *s, unsigned i, const char *msg,
+                              int err, BhError **errp)
 {
     const char *hint = "";
+    char which[64] = "";
     if (strncmp(s->uri, "nbds", 4) != 0 && strstr(msg, "requires TLS"))
         hint = " (use nbds:// or nbds+unix:// with tls-certificates= or "
                "tls-psk-file=)";
-    return bh_error_set(errp, err, "nbd: cannot connect to '%s': %s%s",
-                        s->uri, msg, hint);
+    if (i > 0)
+        snprintf(which, sizeof(which), " (connection %u of %u)", i + 1,
+                 s->nconns);
+    return bh_error_set(errp, err, "nbd: cannot connect to '%s'%s: %s%s",
+                        s->uri, which, msg, hint);
 }
 
 static void nbdc_learn_server(NbdState *s, struct nbd_handle *h)
@@ -259,7 +264,7 @@ static int nbdc_open(BhNode *bs, const char *filename, BhOpts *opts,
     int err = 0;
     struct nbd_handle *h = nbdc_conn_connect(s, &msg, &err);
     if (!h) {
-        r = nbdc_connect_error(s, msg, err, errp);
+        r = nbdc_connect_error(s, 0, msg, err, errp);
         free(msg);
         goto fail;
     }
@@ -297,7 +302,7 @@ static int nbdc_open(BhNode *bs, const char *filename, BhOpts *opts,
     for (unsigned i = 1; i < s->nconns; i++) {
         s->conns[i].h = nbdc_conn_connect(s, &msg, &err);
         if (!s->conns[i].h) {
-            r = nbdc_connect_error(s, msg, err, errp);
+            r = nbdc_connect_error(s, i, msg, err, errp);
             free(msg);
             goto fail;
         }

@@ -6,7 +6,7 @@
 source "$SOURCE_ROOT/tests/tap.sh"
 source "$SOURCE_ROOT/tests/nbdclient/lib.sh"
 need nbdkit qemu-nbd nbdinfo psktool
-plan 16
+plan 17
 
 read1() { client read "$1" 0 4096 "${@:2}"; }
 
@@ -65,6 +65,11 @@ check_fails "connections=0 is refused" "connections must be 1 to 16" read1 "$(ur
 check_fails "connections=17 is refused" "connections.*17" read1 "$(uri m)" connections=17
 check_fails "retry-timeout=soon is refused" "retry-timeout='soon' is not a number of seconds" \
     read1 "$(uri m)" retry-timeout=soon
+
+nbdkit_start one --filter=limit memory 16M limit=1 || exit 1
+check_fails "a server taking one connection: connections=4 fails, naming connection 2 of 4" \
+    "cannot connect to '$(uri one | sed 's/[+?]/\\&/g')' \(connection 2 of 4\)" \
+    "$BLKHOST" info -f nbd -o connections=4 "$(uri one)"
 
 # A server without write-zeroes: zeroes are written as data; a fast zero
 # is refused with ENOTSUP.
