@@ -13,6 +13,9 @@ import nbd
 
 uri, image, ready = sys.argv[1:4]
 N, L, MiB = 8, 65536, 1 << 20
+# Another pattern each run, so a later run cannot pass on an earlier
+# run's writes.
+SEED = 1 + os.getpid() % 240
 
 h = nbd.NBD()
 h.connect_uri(uri)
@@ -22,7 +25,7 @@ for i in range(N):
     reads.append((buf, i * MiB, h.aio_pread(buf, i * MiB)))
 writes = []
 for i in range(N):
-    data = bytearray([0x40 + i]) * L
+    data = bytearray([(SEED + i) & 0xFF]) * L
     off = (32 + i) * MiB
     buf = nbd.Buffer.from_bytearray(data)
     writes.append((data, off, h.aio_pwrite(buf, off)))

@@ -6,31 +6,43 @@ source "$SOURCE_ROOT/tests/tap.sh"
 source "$SOURCE_ROOT/tests/nbdclient/lib.sh"
 source "$SOURCE_ROOT/tests/nbd/lib.sh"
 need nbdkit qemu-nbd nbdinfo
-plan 7
+plan 11
 
 # nbdkit over a file (its data outlives the server), every request held
 # 1 s by the delay filter so that the restart finds them in flight.
 head -c 48M /dev/urandom >"$T/disk.img"
 backend() { nbdkit_start be --filter=delay file "$T/disk.img" delay-read=1 delay-write=1; }
 backend || exit 1
+
+# restart WHAT PROXY: inflight.py through PROXY while nbdkit is killed and
+# started again on the same socket.
+restart() {
+    local what=$1 px=$2 ipid i word rest
+    rm -f "$T/ready"
+    /usr/bin/python3 "$SOURCE_ROOT/tests/nbdclient/inflight.py" "$(uri "$px")" "$T/disk.img" \
+        "$T/ready" >"$T/$px.inflight" 2>&1 &
+    ipid=$!
+    for i in $(seq 1 200); do [ -e "$T/ready" ] && break; sleep 0.05; done
+    sleep 0.3          # the proxy has passed them on; nbdkit holds them
+    kill_hard be
+    sleep 0.5
+    backend || return 1
+    wait $ipid
+    while read -r word rest; do
+        case $word in PASS) ok "$what: $rest" ;; FAIL) not_ok "$what: $rest" ;; esac
+    done <"$T/$px.inflight"
+    [ "$(grep -c '^PASS\|^FAIL' "$T/$px.inflight")" = 3 ] ||
+        { not_ok "$what: inflight.py ran to its end"; diag "$(cat "$T/$px.inflight")"; }
+    if grep -q "lost" "$T/$px.log" && grep -q "is back" "$T/$px.log"; then
+        ok "$what: the driver says on stderr that the connection was lost and is back"
+    else not_ok "$what: the driver says on stderr that the connection was lost and is back"; diag "$(cat "$T/$px.log")"; fi
+}
 proxy_start px "$(uri be)" || exit 1
-rm -f "$T/ready"
-/usr/bin/python3 "$SOURCE_ROOT/tests/nbdclient/inflight.py" "$(uri px)" "$T/disk.img" "$T/ready" \
-    >"$T/inflight.out" 2>&1 &
-ipid=$!
-for i in $(seq 1 200); do [ -e "$T/ready" ] && break; sleep 0.05; done
-sleep 0.3              # the proxy has passed them on; nbdkit holds them
-kill_hard be
-sleep 0.5
-backend || exit 1
-wait $ipid
-while read -r word rest; do
-    case $word in PASS) ok "nbdkit restart: $rest" ;; FAIL) not_ok "nbdkit restart: $rest" ;; esac
-done <"$T/inflight.out"
-[ "$(grep -c '^PASS\|^FAIL' "$T/inflight.out")" = 3 ] || { not_ok "nbdkit restart: inflight.py ran to its end"; diag "$(cat "$T/inflight.out")"; }
-if grep -q "lost" "$T/px.log" && grep -q "is back" "$T/px.log"; then
-    ok "nbdkit restart: the driver says on stderr that the connection was lost and is back"
-else not_ok "nbdkit restart: the driver says on stderr that the connection was lost and is back"; diag "$(cat "$T/px.log")"; fi
+restart "nbdkit restart" px
+kill_hard px
+proxy_lua_start px2 "$(uri be)" connections=2 || exit 1
+restart "nbdkit restart, 2 connections" px2
+kill_hard px2
 
 # qemu-nbd killed and started again while a reader keeps reading.
 qemu_nbd_start q -t -f raw -x disk "$T/disk.img" || exit 1
