@@ -66,7 +66,7 @@ static void nbdc_conn_kick_all(NbdState *s)
 /* Wait for h to need nothing more of fd within the deadline.  Used while
  * connecting and while disconnecting, on the caller's own handle. */
 static int nbdc_conn_pump(struct nbd_handle *h, int64_t deadline,
-                         int (*busy)(struct nbd_handle *h))
+                          int (*busy)(struct nbd_handle *h))
 {
     while (busy(h) > 0) {
         int64_t left = deadline - nbdc_now_us();
@@ -116,7 +116,7 @@ struct nbd_handle *nbdc_conn_connect(NbdState *s, char **msg, int *err)
         nbd_aio_connect_uri(h, s->uri) < 0)
         goto fail;
     int r = nbdc_conn_pump(h, nbdc_now_us() + s->connect_timeout_us,
-                          nbd_aio_is_connecting);
+                           nbd_aio_is_connecting);
     if (r == -ETIMEDOUT) {
         char buf[128];
         snprintf(buf, sizeof(buf), "no answer within %.3g s "
@@ -200,7 +200,7 @@ static int nbdc_cmd_completed(void *opaque, int *error)
 /* Block status: keep the first extent, grown over the following ones
  * that say the same. */
 static int nbdc_cmd_extent(void *opaque, const char *context, uint64_t offset,
-                          uint32_t *entries, size_t n, int *error)
+                           uint32_t *entries, size_t n, int *error)
 {
     NbdCmd *cmd = opaque;
     NbdJob *job = cmd->job;
@@ -442,7 +442,7 @@ static void nbdc_conn_lost(NbdConn *c, char *why)
 
 /* A new handle must be the same export as before. */
 static bool nbdc_conn_same_export(NbdState *s, struct nbd_handle *h,
-                                 char **why)
+                                  char **why)
 {
     int64_t size = nbd_get_size(h);
     char buf[200];

@@ -56,8 +56,8 @@ static void nbdc_wait_done(NbdJob *job)
 /* Split [offset, offset+len) into commands of at most chunk bytes and
  * dispatch them for job; job->done runs when all are over. */
 static void nbdc_job_start(NbdState *s, NbdJob *job, NbdCmdOp op,
-                          uint64_t offset, uint64_t len, void *buf,
-                          uint32_t flags, uint64_t chunk)
+                           uint64_t offset, uint64_t len, void *buf,
+                           uint32_t flags, uint64_t chunk)
 {
     /* One count for this function, so done cannot run before the last
      * command is out. */
@@ -112,8 +112,8 @@ static void nbdc_job_message(NbdState *s, NbdJob *job, NbdCmdOp op,
 
 /* Run one request and wait for it; errors name the export. */
 static int nbdc_run(BhNode *bs, NbdCmdOp op, uint64_t offset, uint64_t len,
-                   void *buf, uint32_t flags, uint64_t *st_len,
-                   uint32_t *st_flags, BhError **errp)
+                    void *buf, uint32_t flags, uint64_t *st_len,
+                    uint32_t *st_flags, BhError **errp)
 {
     NbdState *s = bh_node_get_opaque(bs);
     NbdWait w = { .job = { .done = nbdc_wait_done } };
@@ -149,7 +149,7 @@ static int nbdc_run(BhNode *bs, NbdCmdOp op, uint64_t offset, uint64_t len,
 
 /* SECONDS as a decimal ("0.5"), into microseconds. */
 static bool nbdc_opt_seconds(BhOpts *opts, const char *key, double def,
-                            int64_t *out, BhError **errp)
+                             int64_t *out, BhError **errp)
 {
     const char *v = bh_opts_get(opts, key);
     double d = def;
@@ -177,11 +177,11 @@ static int nbdc_parse_opts(NbdState *s, BhOpts *opts, BhError **errp)
                             "%d", NBD_MAX_CONNS);
     s->nconns = (unsigned)n;
     if (!nbdc_opt_seconds(opts, "reconnect-delay", 0.5,
-                         &s->reconnect_delay_us, errp) ||
+                          &s->reconnect_delay_us, errp) ||
         !nbdc_opt_seconds(opts, "retry-timeout", 30, &s->retry_timeout_us,
-                         errp) ||
+                          errp) ||
         !nbdc_opt_seconds(opts, "connect-timeout", 10, &s->connect_timeout_us,
-                         errp))
+                          errp))
         return -EINVAL;
     if (s->reconnect_delay_us < 10000)
         s->reconnect_delay_us = 10000;
@@ -242,7 +242,7 @@ static void nbdc_learn_server(NbdState *s, struct nbd_handle *h)
 }
 
 static int nbdc_open(BhNode *bs, const char *filename, BhOpts *opts,
-                    uint32_t open_flags, BhError **errp)
+                     uint32_t open_flags, BhError **errp)
 {
     NbdState *s = calloc(1, sizeof(*s));
     if (!s)
@@ -355,17 +355,17 @@ static uint32_t nbdc_fua(NbdState *s, uint32_t flags)
 }
 
 static int nbdc_pread(BhNode *bs, void *buf, uint64_t offset, size_t len,
-                     uint32_t flags, BhError **errp)
+                      uint32_t flags, BhError **errp)
 {
     return nbdc_run(bs, NBD_CMD_READ, offset, len, buf, 0, NULL, NULL, errp);
 }
 
 static int nbdc_pwrite(BhNode *bs, const void *buf, uint64_t offset,
-                      size_t len, uint32_t flags, BhError **errp)
+                       size_t len, uint32_t flags, BhError **errp)
 {
     NbdState *s = bh_node_get_opaque(bs);
     return nbdc_run(bs, NBD_CMD_WRITE, offset, len, (void *)buf,
-                   nbdc_fua(s, flags), NULL, NULL, errp);
+                    nbdc_fua(s, flags), NULL, NULL, errp);
 }
 
 static int nbdc_flush(BhNode *bs, BhError **errp)
@@ -377,7 +377,7 @@ static int nbdc_flush(BhNode *bs, BhError **errp)
 }
 
 static int nbdc_discard(BhNode *bs, uint64_t offset, uint64_t len,
-                       BhError **errp)
+                        BhError **errp)
 {
     NbdState *s = bh_node_get_opaque(bs);
     /* Discard is advisory: a server without trim keeps the data. */
@@ -403,7 +403,7 @@ static int nbdc_zero_flags(NbdState *s, uint32_t flags, uint32_t *out)
 }
 
 static int nbdc_write_zeroes(BhNode *bs, uint64_t offset, uint64_t len,
-                            uint32_t flags, BhError **errp)
+                             uint32_t flags, BhError **errp)
 {
     NbdState *s = bh_node_get_opaque(bs);
     uint32_t f;
@@ -415,7 +415,7 @@ static int nbdc_write_zeroes(BhNode *bs, uint64_t offset, uint64_t len,
 }
 
 static int nbdc_block_status(BhNode *bs, uint64_t offset, uint64_t len,
-                            uint64_t *pnum, uint32_t *status, BhError **errp)
+                             uint64_t *pnum, uint32_t *status, BhError **errp)
 {
     NbdState *s = bh_node_get_opaque(bs);
     uint64_t n = 0;

@@ -93,7 +93,7 @@ struct NbdState {
     /* Dispatch. */
     pthread_mutex_t lock;     /* never held across a libnbd call */
     unsigned rr;              /* round robin over connections */
-    int64_t down_since;       /* monotonic µs no connection was up; 0: one is */
+    int64_t down_since;       /* since when no connection is up; 0: one is */
     NbdCmd *pending_head, *pending_tail;
     atomic_bool stopping;
     NbdConn *conns;
