@@ -42,6 +42,18 @@ struct BhNode {
      * run one at a time under probe_lock (probe.c). */
     const BhPluginRecord *probe_guard;
     GMutex probe_lock;
+    /* Drain (drain.c): requests admitted and not yet finished, how many
+     * drained sections hold the node, which thread holds them, the async
+     * requests that arrived meanwhile, and the parents (no reference:
+     * a parent holds its children, not the other way). */
+    gint in_flight;
+    gint quiesce;
+    GThread *drain_owner;
+    GMutex drain_lock;
+    GCond drain_cond;
+    BhRequest *drain_queue, **drain_queue_tail;
+    GSList *drain_sets;       /* GPtrArray* of nodes drained, per begin */
+    GPtrArray *parents;       /* BhNode* */
 };
 
 /* What a driver's snapshot_list appends to (snapshot-info.h). */
@@ -49,7 +61,75 @@ struct BhSnapshotList {
     GPtrArray *items;          /* BhSnapshotInfo* */
 };
 
+/* ---- request.c ---- */
+/* A request moving through io.c.  The synchronous API builds one on its
+ * stack; bh_request_new() on the heap. */
+typedef struct BhRequestWaiter {
+    GMutex lock;
+    GCond cond;
+    gint done;                /* 1: completed, 2: on the waiting thread */
+    GThread *thread;          /* the waiting thread */
+} BhRequestWaiter;
+
+struct BhRequest {
+    BhNode *bs;
+    BhOp op;
+    uint32_t flags;           /* as the caller gave them */
+    uint32_t drv_flags;       /* what the driver sees: declared ones only */
+    uint64_t offset, len;
+    const struct iovec *iov;
+    int niov;
+    struct iovec iov_one;     /* the iovec of a one-buffer request */
+    struct iovec *iov_heap;   /* a copy of a longer caller's array */
+    BhRequestDoneFn done;     /* the caller's callback (heap requests) */
+    void *opaque;
+    BhError *err;
+    int ret;
+    BhRequestWaiter *waiter;  /* a synchronous caller waiting on submit */
+    bool then_flush;          /* FUA emulated: flush once the write is in */
+    BhRequest *next;          /* in a drained node's queue */
+};
+
+/* A one-buffer request on the caller's stack (no callback). */
+void bh_request_init(BhRequest *req, BhNode *bs, BhOp op, uint64_t offset,
+                     uint64_t len, void *buf, uint32_t flags);
+/* Hand req to the submit driver and wait for its completion; returns its
+ * result with *errp set from its message. */
+int bh_request_submit_wait(BhRequest *req, BhError **errp);
+/* Run the request's steps (bh_io_run) on the core's I/O pool, then
+ * finish it. */
+void bh_request_run_on_pool(BhRequest *req);
+/* The end of a heap request: the caller's callback, the node's in-flight
+ * count, the memory. */
+void bh_request_finish(BhRequest *req, int ret);
+
+/* ---- io.c ---- */
+/* Everything a request goes through, run on this thread: checks,
+ * emulations, the driver (waited for).  The request was admitted. */
+int bh_io_run(BhRequest *req, BhError **errp);
+/* bh_node_submit's path for a submit driver: true when req went to the
+ * driver (or was completed) without needing the pool. */
+bool bh_io_submit_direct(BhRequest *req);
+
+/* ---- drain.c ---- */
+/* Admit a request to bs: counts it in flight, or (drained by another
+ * thread) waits for the drain to end.  Never fails. */
+void bh_drain_enter(BhNode *bs);
+/* The async form: false when bs is drained; req is then queued and
+ * submitted again at drain_end. */
+bool bh_drain_try_enter(BhNode *bs, BhRequest *req);
+/* A request admitted by bh_drain_enter finished. */
+void bh_drain_leave(BhNode *bs);
+/* Parent links, kept by node.c. */
+void bh_drain_link(BhNode *parent, BhNode *child);
+void bh_drain_unlink(BhNode *parent, BhNode *child);
+void bh_drain_init(BhNode *bs);
+void bh_drain_clear(BhNode *bs);
+
 bool bh_running_uninstalled(void);
+/* A new reference on bs, unless its last one is already gone (it is
+ * being freed on another thread): false then. */
+bool bh_node_try_ref(BhNode *bs);
 char *bh_plugin_names(BhPluginKind kind);
 
 /* ---- probe.c ---- */

@@ -1,17 +1,29 @@
 /*
- * The I/O path every caller goes through.  Checks happen here once —
- * ranges, overflow, read-only — and so does the emulation of what a driver
- * lacks, so drivers stay short:
- *   - FUA without BH_CAP_FUA: the write, then a flush;
- *   - cache=writethrough/directsync: every write is FUA;
- *   - cache=unsafe: flushes and FUA are dropped;
- *   - write_zeroes missing or -ENOTSUP: zeros are written (unless the
- *     caller asked for a fast zero, which then fails with ENOTSUP);
- *   - discard=ignore (the default, as in qemu): discards succeed unseen;
- *   - detect-zeroes: a write of all zeros becomes write_zeroes;
- *   - a file whose format was guessed as raw keeps probing as raw: what
- *     lands in its first 512 bytes is checked first (probe.c).
- * Nothing here allocates on the success path.
+ * The request path, written once.  Every request — bh_node_pread & co.
+ * on the caller's stack, or a BhRequest from bh_node_submit (request.c)
+ * — is admitted by drain.c and then goes through the steps here:
+ *   - checks: ranges, overflow, read-only;
+ *   - emulation of what a driver lacks or did not declare in
+ *     request_flags, so drivers stay short:
+ *     - FUA without BH_CAP_FUA or undeclared: the write, then a flush;
+ *     - cache=writethrough/directsync: every write is FUA;
+ *     - cache=unsafe: flushes and FUA are dropped;
+ *     - write_zeroes missing or -ENOTSUP: zeros are written (unless the
+ *       caller asked for a fast zero, which then fails with ENOTSUP, as
+ *       it does at once for a driver not declaring BH_IO_FAST_ZERO);
+ *     - BH_IO_MAY_UNMAP reaches a driver that declares it, and only
+ *       with discard=unmap;
+ *     - discard=ignore (the default, as in qemu): discards succeed unseen;
+ *     - detect-zeroes: a write of all zeros becomes write_zeroes;
+ *     - a file whose format was guessed as raw keeps probing as raw: what
+ *       lands in its first 512 bytes is checked first (probe.c);
+ *   - the driver: its submit (waited for here), or its synchronous
+ *     callback, serialized for BH_THREAD_SERIALIZE;
+ *   - what comes after: the flush of an emulated FUA, the zero-writing
+ *     loop.
+ * The steps run on the caller's thread; request.c decides which thread
+ * that is.  For a synchronous driver called synchronously nothing here
+ * allocates on the success path.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -42,6 +54,31 @@ static inline void io_unlock(BhNode *bs)
 {
     if (bs->serialize)
         g_mutex_unlock(&bs->serial_lock);
+}
+
+/* A driver call made as a request to a submit driver, waited for. */
+static int io_drv_wait(BhNode *bs, BhOp op, void *buf, uint64_t offset,
+                       uint64_t len, uint32_t flags, BhError **errp)
+{
+    BhRequest req;
+    bh_request_init(&req, bs, op, offset, len, buf, flags);
+    return bh_request_submit_wait(&req, errp);
+}
+
+/* The driver's read or write: submit, or the callback.  The driver only
+ * sees the flags it declared. */
+static int io_drv_rw(BhNode *bs, BhOp op, void *buf, uint64_t offset,
+                     size_t len, uint32_t flags, BhError **errp)
+{
+    flags &= bs->drv->request_flags;
+    if (bs->drv->submit)
+        return io_drv_wait(bs, op, buf, offset, len, flags, errp);
+    io_lock(bs);
+    int r = op == BH_OP_READ ?
+            bs->drv->pread(bs, buf, offset, len, flags, errp) :
+            bs->drv->pwrite(bs, buf, offset, len, flags, errp);
+    io_unlock(bs);
+    return r;
 }
 
 /* Refuse [offset, offset+len) unless it lies within the node.  Growable
@@ -88,6 +125,8 @@ static int io_flush_raw(BhNode *bs, BhError **errp)
 {
     if (bs->cache == BH_CACHE_UNSAFE)
         return 0;
+    if (bs->drv->submit)
+        return io_drv_wait(bs, BH_OP_FLUSH, NULL, 0, 0, 0, errp);
     if (!bs->drv->flush)
         return bh_node_flush_children(bs, errp);
     io_lock(bs);
@@ -117,21 +156,35 @@ static uint32_t io_fua_flags(BhNode *bs, uint32_t flags, bool *flush_after)
         flags |= BH_IO_FUA;
     if (bs->cache == BH_CACHE_UNSAFE)
         flags &= ~BH_IO_FUA;
-    if ((flags & BH_IO_FUA) && !(bs->caps & BH_CAP_FUA)) {
+    if ((flags & BH_IO_FUA) && !((bs->caps & BH_CAP_FUA) &&
+                                 (bs->drv->request_flags & BH_IO_FUA))) {
         flags &= ~BH_IO_FUA;
         *flush_after = true;
     }
     return flags;
 }
 
-int bh_node_pread(BhNode *bs, void *buf, uint64_t offset, size_t len,
-                  uint32_t flags, BhError **errp)
+static int io_pread(BhNode *bs, void *buf, uint64_t offset, size_t len,
+                    uint32_t flags, BhError **errp)
 {
     int r = io_check_range(bs, "read", offset, len, EINVAL, errp);
     if (r < 0 || len == 0)
         return r;
+    return io_drv_rw(bs, BH_OP_READ, buf, offset, len, flags, errp);
+}
+
+/* The driver's write_zeroes; -ENOTSUP when it has none. */
+static int io_drv_zeroes(BhNode *bs, uint64_t offset, uint64_t len,
+                         uint32_t flags, BhError **errp)
+{
+    flags &= bs->drv->request_flags;
+    if (bs->drv->submit)
+        return io_drv_wait(bs, BH_OP_WRITE_ZEROES, NULL, offset, len, flags,
+                           errp);
+    if (!bs->drv->write_zeroes)
+        return -ENOTSUP;
     io_lock(bs);
-    r = bs->drv->pread(bs, buf, offset, len, flags, errp);
+    int r = bs->drv->write_zeroes(bs, offset, len, flags, errp);
     io_unlock(bs);
     return r;
 }
@@ -140,17 +193,16 @@ int bh_node_pread(BhNode *bs, void *buf, uint64_t offset, size_t len,
 static int io_write_zeroes(BhNode *bs, uint64_t offset, uint64_t len,
                            uint32_t flags, BhError **errp)
 {
+    const uint32_t declared = bs->drv->request_flags;
     bool flush_after;
     int r = -ENOTSUP;
 
-    if (bs->discard != BH_DISCARD_UNMAP)
+    if (bs->discard != BH_DISCARD_UNMAP || !(declared & BH_IO_MAY_UNMAP))
         flags &= ~BH_IO_MAY_UNMAP;
     flags = io_fua_flags(bs, flags, &flush_after);
-    if (bs->drv->write_zeroes) {
-        io_lock(bs);
-        r = bs->drv->write_zeroes(bs, offset, len, flags, errp);
-        io_unlock(bs);
-    }
+    /* A driver that did not declare fast zeroes cannot promise one. */
+    if (!(flags & BH_IO_FAST_ZERO) || (declared & BH_IO_FAST_ZERO))
+        r = io_drv_zeroes(bs, offset, len, flags, errp);
     if (r == -ENOTSUP) {
         if (flags & BH_IO_FAST_ZERO)
             return bh_error_set(errp, ENOTSUP, "fast zeroing is not "
@@ -162,9 +214,8 @@ static int io_write_zeroes(BhNode *bs, uint64_t offset, uint64_t len,
         r = 0;
         for (uint64_t done = 0; done < len && r == 0;) {
             size_t n = (size_t)MIN(len - done, (uint64_t)ZERO_CHUNK);
-            io_lock(bs);
-            r = bs->drv->pwrite(bs, zeros, offset + done, n, wflags, errp);
-            io_unlock(bs);
+            r = io_drv_rw(bs, BH_OP_WRITE, (void *)zeros, offset + done, n,
+                          wflags, errp);
             done += n;
         }
     }
@@ -185,9 +236,7 @@ static int io_pwrite(BhNode *bs, const void *buf, uint64_t offset, size_t len,
     }
     bool flush_after;
     flags = io_fua_flags(bs, flags, &flush_after);
-    io_lock(bs);
-    int r = bs->drv->pwrite(bs, buf, offset, len, flags, errp);
-    io_unlock(bs);
+    int r = io_drv_rw(bs, BH_OP_WRITE, (void *)buf, offset, len, flags, errp);
     if (r == 0 && flush_after)
         r = io_flush_raw(bs, errp);
     return r;
@@ -247,8 +296,8 @@ static int io_check_change(BhNode *bs, const char *what, uint64_t offset,
     return r;
 }
 
-int bh_node_pwrite(BhNode *bs, const void *buf, uint64_t offset, size_t len,
-                   uint32_t flags, BhError **errp)
+static int io_pwrite_checked(BhNode *bs, const void *buf, uint64_t offset,
+                             size_t len, uint32_t flags, BhError **errp)
 {
     int r = io_check_change(bs, "write", offset, len, ENOSPC, errp);
     if (r < 0 || len == 0)
@@ -258,8 +307,8 @@ int bh_node_pwrite(BhNode *bs, const void *buf, uint64_t offset, size_t len,
     return io_pwrite(bs, buf, offset, len, flags, errp);
 }
 
-int bh_node_write_zeroes(BhNode *bs, uint64_t offset, uint64_t len,
-                         uint32_t flags, BhError **errp)
+static int io_zeroes_checked(BhNode *bs, uint64_t offset, uint64_t len,
+                             uint32_t flags, BhError **errp)
 {
     int r = io_check_change(bs, "write zeroes", offset, len, ENOSPC, errp);
     if (r < 0 || len == 0)
@@ -274,30 +323,36 @@ int bh_node_write_zeroes(BhNode *bs, uint64_t offset, uint64_t len,
     return r;
 }
 
-int bh_node_flush(BhNode *bs, BhError **errp)
+static int io_flush(BhNode *bs, BhError **errp)
 {
     if (bs->readonly)
         return 0;
     return io_flush_raw(bs, errp);
 }
 
-int bh_node_discard(BhNode *bs, uint64_t offset, uint64_t len, BhError **errp)
+static int io_discard(BhNode *bs, uint64_t offset, uint64_t len,
+                      BhError **errp)
 {
     int r = io_check_change(bs, "discard", offset, len, EINVAL, errp);
     if (r < 0 || len == 0)
         return r;
     /* Discard is advisory: ignoring it (the default, as in qemu) or having
      * no callback is success. */
-    if (bs->discard != BH_DISCARD_UNMAP || !bs->drv->discard)
+    if (bs->discard != BH_DISCARD_UNMAP ||
+        (!bs->drv->discard && !bs->drv->submit))
         return 0;
     /* A discard leaves the old bytes or zeros: check the zeros. */
     bool guarded = io_guarded(bs, offset, len);
     if (guarded && (r = io_guard_zeroes(bs, "discard", offset, len,
                                         errp)) < 0)
         return r;
-    io_lock(bs);
-    r = bs->drv->discard(bs, offset, len, errp);
-    io_unlock(bs);
+    if (bs->drv->submit) {
+        r = io_drv_wait(bs, BH_OP_DISCARD, NULL, offset, len, 0, errp);
+    } else {
+        io_lock(bs);
+        r = bs->drv->discard(bs, offset, len, errp);
+        io_unlock(bs);
+    }
     if (guarded)
         g_mutex_unlock(&bs->probe_lock);
     if (r == -ENOTSUP) {
@@ -308,8 +363,162 @@ int bh_node_discard(BhNode *bs, uint64_t offset, uint64_t len, BhError **errp)
     return r;
 }
 
-int bh_node_block_status(BhNode *bs, uint64_t offset, uint64_t len,
-                         uint64_t *pnum, uint32_t *status, BhError **errp)
+/* The bytes of a request's iovec array, for checks. */
+static uint64_t io_iov_bytes(const BhRequest *req)
+{
+    uint64_t n = 0;
+    for (int i = 0; i < req->niov; i++)
+        n += req->iov[i].iov_len;
+    return n;
+}
+
+/* Between a request's buffers and one linear copy of them. */
+static void io_iov_copy(const BhRequest *req, uint8_t *linear, bool to_iov)
+{
+    for (int i = 0; i < req->niov; i++) {
+        const struct iovec *v = &req->iov[i];
+        if (to_iov)
+            memcpy(v->iov_base, linear, v->iov_len);
+        else
+            memcpy(linear, v->iov_base, v->iov_len);
+        linear += v->iov_len;
+    }
+}
+
+int bh_io_run(BhRequest *req, BhError **errp)
+{
+    BhNode *bs = req->bs;
+    const bool rw = req->op == BH_OP_READ || req->op == BH_OP_WRITE;
+    void *buf = req->niov == 1 ? req->iov[0].iov_base : NULL;
+    g_autofree uint8_t *bounce = NULL;
+    int r;
+
+    if (rw && io_iov_bytes(req) != req->len)
+        return bh_error_set(errp, EINVAL, "request on '%s': length %" PRIu64
+                            " is not that of its buffers (%" PRIu64 ")",
+                            bs->filename, req->len, io_iov_bytes(req));
+    /* The synchronous steps take one buffer: a vectored request gets a
+     * linear copy (asynchronous callers only; one buffer is the rule). */
+    if (rw && req->niov > 1) {
+        bounce = g_malloc(req->len);
+        buf = bounce;
+        if (req->op == BH_OP_WRITE)
+            io_iov_copy(req, bounce, false);
+    }
+    switch (req->op) {
+    case BH_OP_READ:
+        r = io_pread(bs, buf, req->offset, req->len, req->flags, errp);
+        if (r == 0 && bounce)
+            io_iov_copy(req, bounce, true);
+        return r;
+    case BH_OP_WRITE:
+        return io_pwrite_checked(bs, buf, req->offset, req->len, req->flags,
+                                 errp);
+    case BH_OP_FLUSH:
+        return io_flush(bs, errp);
+    case BH_OP_DISCARD:
+        return io_discard(bs, req->offset, req->len, errp);
+    case BH_OP_WRITE_ZEROES:
+        return io_zeroes_checked(bs, req->offset, req->len, req->flags, errp);
+    }
+    return bh_error_set(errp, EINVAL, "request on '%s': unknown op %d",
+                        bs->filename, (int)req->op);
+}
+
+/*
+ * An asynchronous request on a submit driver that needs none of the
+ * synchronous steps: checked here, then the driver's.  A FUA the driver
+ * lacks becomes a flush submitted after the write (request.c).  What
+ * needs more (zeroes, discards, detect-zeroes, the probe guard) runs
+ * bh_io_run on the pool: false.
+ */
+bool bh_io_submit_direct(BhRequest *req)
+{
+    BhNode *bs = req->bs;
+    BhError *err = NULL;
+    bool flush_after = false;
+    int r = 0;
+
+    switch (req->op) {
+    case BH_OP_READ:
+        r = io_check_range(bs, "read", req->offset, req->len, EINVAL, &err);
+        break;
+    case BH_OP_WRITE:
+        if (io_guarded(bs, req->offset, req->len) ||
+            bs->detect_zeroes != BH_DETECT_ZEROES_OFF)
+            return false;
+        r = io_check_change(bs, "write", req->offset, req->len, ENOSPC,
+                            &err);
+        req->drv_flags = io_fua_flags(bs, req->flags, &flush_after) &
+                         bs->drv->request_flags;
+        break;
+    case BH_OP_FLUSH:
+        if (bs->readonly || bs->cache == BH_CACHE_UNSAFE) {
+            bh_request_finish(req, 0);
+            return true;
+        }
+        req->drv_flags = 0;
+        break;
+    default:
+        return false;
+    }
+    if (r == 0 && io_iov_bytes(req) != req->len)
+        r = bh_error_set(&err, EINVAL, "request on '%s': length %" PRIu64
+                         " is not that of its buffers", bs->filename,
+                         req->len);
+    if (r < 0 || req->len == 0) {
+        req->err = g_steal_pointer(&err);
+        bh_request_finish(req, r);
+        return true;
+    }
+    req->then_flush = flush_after;
+    bs->drv->submit(bs, req);
+    return true;
+}
+
+/* ---- the synchronous API: one request on the stack, run here ---- */
+
+static int io_sync(BhNode *bs, BhOp op, void *buf, uint64_t offset,
+                   uint64_t len, uint32_t flags, BhError **errp)
+{
+    BhRequest req;
+    bh_request_init(&req, bs, op, offset, len, buf, flags);
+    bh_drain_enter(bs);
+    int r = bh_io_run(&req, errp);
+    bh_drain_leave(bs);
+    return r;
+}
+
+int bh_node_pread(BhNode *bs, void *buf, uint64_t offset, size_t len,
+                  uint32_t flags, BhError **errp)
+{
+    return io_sync(bs, BH_OP_READ, buf, offset, len, flags, errp);
+}
+
+int bh_node_pwrite(BhNode *bs, const void *buf, uint64_t offset, size_t len,
+                   uint32_t flags, BhError **errp)
+{
+    return io_sync(bs, BH_OP_WRITE, (void *)buf, offset, len, flags, errp);
+}
+
+int bh_node_write_zeroes(BhNode *bs, uint64_t offset, uint64_t len,
+                         uint32_t flags, BhError **errp)
+{
+    return io_sync(bs, BH_OP_WRITE_ZEROES, NULL, offset, len, flags, errp);
+}
+
+int bh_node_flush(BhNode *bs, BhError **errp)
+{
+    return io_sync(bs, BH_OP_FLUSH, NULL, 0, 0, 0, errp);
+}
+
+int bh_node_discard(BhNode *bs, uint64_t offset, uint64_t len, BhError **errp)
+{
+    return io_sync(bs, BH_OP_DISCARD, NULL, offset, len, 0, errp);
+}
+
+static int io_block_status(BhNode *bs, uint64_t offset, uint64_t len,
+                           uint64_t *pnum, uint32_t *status, BhError **errp)
 {
     int r = io_check_range(bs, "block status", offset, len, EINVAL, errp);
     if (r < 0)
@@ -327,6 +536,16 @@ int bh_node_block_status(BhNode *bs, uint64_t offset, uint64_t len,
     if (*pnum == 0 || *pnum > len)
         *pnum = *pnum ? len : 1;
     return 0;
+}
+
+/* Not a request, but it reads metadata: drained like one. */
+int bh_node_block_status(BhNode *bs, uint64_t offset, uint64_t len,
+                         uint64_t *pnum, uint32_t *status, BhError **errp)
+{
+    bh_drain_enter(bs);
+    int r = io_block_status(bs, offset, len, pnum, status, errp);
+    bh_drain_leave(bs);
+    return r;
 }
 
 /* One layer's answer for bh_node_block_map.  Without a block_map
@@ -447,10 +666,13 @@ int bh_node_truncate(BhNode *bs, uint64_t size, BhError **errp)
     if (!bs->drv->truncate)
         return bh_error_set(errp, ENOTSUP, "driver %s cannot resize '%s'",
                             bs->plugin->name, bs->filename);
+    /* Nothing of the old size may be in flight while it changes. */
+    bh_node_drain_begin(bs);
     io_lock(bs);
     r = bs->drv->truncate(bs, size, errp);
     io_unlock(bs);
     if (r == 0)
         bh_node_refresh_size(bs);
+    bh_node_drain_end(bs);
     return r;
 }

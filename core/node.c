@@ -95,6 +95,7 @@ static BhNode *node_new(const BhPluginRecord *rec, const char *filename,
     g_mutex_init(&bs->serial_lock);
     g_mutex_init(&bs->probe_lock);
     bs->children = g_ptr_array_new();
+    bh_drain_init(bs);
     return bs;
 }
 
@@ -104,6 +105,7 @@ static void node_attach_child(BhNode *bs, const char *role, BhNode *child)
     c->role = g_strdup(role);
     c->node = child;
     g_ptr_array_add(bs->children, c);
+    bh_drain_link(bs, child);
 }
 
 static const BhPluginRecord *node_find_driver(const char *name, BhError **errp)
@@ -121,7 +123,7 @@ static const BhPluginRecord *node_find_driver(const char *name, BhError **errp)
 static bool node_driver_open(BhNode *bs, BhOpts *opts, BhError **errp)
 {
     /* pwrite is optional: such a driver serves read-only, as in nbdkit. */
-    if (!bs->drv->pwrite && !bs->readonly) {
+    if (!bs->drv->pwrite && !bs->drv->submit && !bs->readonly) {
         bh_error_set(errp, EROFS, "driver %s cannot write (it has no "
                      "pwrite): open it read-only (readonly=on)",
                      bs->plugin->name);
@@ -306,11 +308,7 @@ GPtrArray *bh_open_nodes(void)
     g_mutex_lock(&open_nodes_lock);
     for (guint i = 0; open_nodes && i < open_nodes->len; i++) {
         BhNode *bs = open_nodes->pdata[i];
-        gint n = g_atomic_int_get(&bs->refcnt);
-        while (n > 0 && !g_atomic_int_compare_and_exchange(&bs->refcnt, n,
-                                                           n + 1))
-            n = g_atomic_int_get(&bs->refcnt);
-        if (n > 0)
+        if (bh_node_try_ref(bs))
             g_ptr_array_add(out, bs);
     }
     g_mutex_unlock(&open_nodes_lock);
@@ -378,6 +376,7 @@ void bh_node_drop_child(BhNode *bs, const char *role)
         BhChild *c = bs->children->pdata[i];
         if (g_str_equal(c->role, role)) {
             g_ptr_array_remove_index(bs->children, i);
+            bh_drain_unlink(bs, c->node);
             bh_node_unref(c->node);
             g_free(c->role);
             g_free(c);
@@ -394,6 +393,14 @@ BhNode *bh_node_child(const BhNode *bs, const char *role)
             return c->node;
     }
     return NULL;
+}
+
+bool bh_node_try_ref(BhNode *bs)
+{
+    gint n = g_atomic_int_get(&bs->refcnt);
+    while (n > 0 && !g_atomic_int_compare_and_exchange(&bs->refcnt, n, n + 1))
+        n = g_atomic_int_get(&bs->refcnt);
+    return n > 0;
 }
 
 BhNode *bh_node_ref(BhNode *bs)
@@ -415,11 +422,13 @@ void bh_node_unref(BhNode *bs)
     /* Children go after the parent closed: it may flush through them. */
     for (guint i = bs->children->len; i-- > 0;) {
         BhChild *c = bs->children->pdata[i];
+        bh_drain_unlink(bs, c->node);
         bh_node_unref(c->node);
         g_free(c->role);
         g_free(c);
     }
     g_ptr_array_free(bs->children, TRUE);
+    bh_drain_clear(bs);
     g_mutex_clear(&bs->serial_lock);
     g_mutex_clear(&bs->probe_lock);
     g_free(bs->filename);
@@ -599,14 +608,17 @@ int64_t bh_node_allocated_size(BhNode *bs)
 }
 
 bool bh_node_can_fua(const BhNode *bs) { return !bs->readonly; }
+/* A submit driver takes every op; its caps say which it does well. */
 bool bh_node_can_zero(const BhNode *bs)
 {
-    return bs->drv->write_zeroes != NULL;
+    return bs->drv->write_zeroes != NULL ||
+           (bs->drv->submit && (bs->caps & BH_CAP_ZERO));
 }
 bool bh_node_can_discard(const BhNode *bs)
 {
     return !bs->readonly && bs->discard == BH_DISCARD_UNMAP &&
-           bs->drv->discard != NULL;
+           (bs->drv->discard != NULL ||
+            (bs->drv->submit && (bs->caps & BH_CAP_DISCARD)));
 }
 bool bh_node_can_block_status(const BhNode *bs)
 {

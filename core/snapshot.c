@@ -3,6 +3,11 @@
  * callbacks and its vmstate area (see snapshot.h for the contract).  The
  * operations across every open image (savevm, loadvm, delvm) are the
  * state library's: state/savevm-nodes.c.
+ *
+ * Every call that reaches a driver's snapshot or vmstate callback runs
+ * with the node drained (drain.c): no guest request is in flight on it
+ * or above it, while the driver's own metadata I/O, made on this thread,
+ * goes through.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -159,7 +164,10 @@ int bh_node_snapshot_create(BhNode *bs, BhSnapshotInfo *info, BhError **errp)
                             MAX(strlen(info->name),
                                 info->id ? strlen(info->id) : 0),
                             BH_SNAPSHOT_MAX_NAME);
-    return bs->drv->snapshot_create(bs, info, errp);
+    bh_node_drain_begin(bs);
+    int r = bs->drv->snapshot_create(bs, info, errp);
+    bh_node_drain_end(bs);
+    return r;
 }
 
 int bh_node_snapshot_apply(BhNode *bs, const char *id_or_name, BhError **errp)
@@ -168,9 +176,11 @@ int bh_node_snapshot_apply(BhNode *bs, const char *id_or_name, BhError **errp)
         return no_snapshots(bs, errp);
     if (need_writable(bs, errp) < 0)
         return -EPERM;
+    bh_node_drain_begin(bs);
     int r = bs->drv->snapshot_apply(bs, id_or_name, errp);
     if (r == 0)
         bh_node_refresh_size(bs);
+    bh_node_drain_end(bs);
     return r;
 }
 
@@ -180,7 +190,10 @@ int bh_node_snapshot_delete(BhNode *bs, const char *id_or_name, BhError **errp)
         return no_snapshots(bs, errp);
     if (need_writable(bs, errp) < 0)
         return -EPERM;
-    return bs->drv->snapshot_delete(bs, id_or_name, errp);
+    bh_node_drain_begin(bs);
+    int r = bs->drv->snapshot_delete(bs, id_or_name, errp);
+    bh_node_drain_end(bs);
+    return r;
 }
 
 BhNode *bh_node_snapshot_open(BhNode *bs, const char *id, const char *name,
@@ -213,7 +226,10 @@ int bh_node_save_vmstate(BhNode *bs, const void *buf, uint64_t pos,
                             "vmstate", bs->filename, bh_node_driver_name(bs));
     if (need_writable(bs, errp) < 0)
         return -EPERM;
-    return bs->drv->save_vmstate(bs, buf, pos, len, errp);
+    bh_node_drain_begin(bs);
+    int r = bs->drv->save_vmstate(bs, buf, pos, len, errp);
+    bh_node_drain_end(bs);
+    return r;
 }
 
 int bh_node_load_vmstate(BhNode *bs, void *buf, uint64_t pos, size_t len,
@@ -222,5 +238,8 @@ int bh_node_load_vmstate(BhNode *bs, void *buf, uint64_t pos, size_t len,
     if (!bs->drv->load_vmstate)
         return bh_error_set(errp, ENOTSUP, "'%s' (driver %s) holds no "
                             "vmstate", bs->filename, bh_node_driver_name(bs));
-    return bs->drv->load_vmstate(bs, buf, pos, len, errp);
+    bh_node_drain_begin(bs);
+    int r = bs->drv->load_vmstate(bs, buf, pos, len, errp);
+    bh_node_drain_end(bs);
+    return r;
 }

@@ -15,6 +15,19 @@
 #include <blkhost/blkhost.h>
 
 
+/* Drain (or end the drain of) every node of savevm or loadvm, so that the
+ * state and the disks are taken at one moment for all of them even while
+ * other threads write (node.h). */
+static void drain_all(GPtrArray *nodes, bool begin)
+{
+    for (guint i = 0; i < nodes->len; i++) {
+        if (begin)
+            bh_node_drain_begin(nodes->pdata[i]);
+        else
+            bh_node_drain_end(nodes->pdata[nodes->len - 1 - i]);
+    }
+}
+
 static void unref_all(GPtrArray *nodes)
 {
     for (guint i = 0; i < nodes->len; i++)
@@ -165,6 +178,7 @@ int bh_savevm_nodes(BhNode *const *given, size_t n, const char *name,
 
     if (!nodes)
         return -ENOTSUP;
+    drain_all(nodes, true);
     if (!name || !*name) {
         g_autoptr(GDateTime) t = g_date_time_new_now_local();
         def = g_date_time_format(t, "vm-%Y%m%d%H%M%S");
@@ -252,6 +266,7 @@ int bh_savevm_nodes(BhNode *const *given, size_t n, const char *name,
             bh_error_free(e);
         }
 out:
+    drain_all(nodes, false);
     unref_all(nodes);
     return r;
 }
@@ -310,6 +325,7 @@ int bh_loadvm(const char *name, bool *had_state, BhError **errp)
         *had_state = false;
     if (!nodes)
         return -ENOTSUP;
+    drain_all(nodes, true);
     r = snapshot_pick_named(nodes, name, &ids, &first_sn, errp);
     if (r < 0)
         goto out;
@@ -355,6 +371,7 @@ int bh_loadvm(const char *name, bool *had_state, BhError **errp)
             *had_state = true;
     }
 out:
+    drain_all(nodes, false);
     unref_all(nodes);
     return r;
 }

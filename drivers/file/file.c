@@ -438,6 +438,7 @@ static const BhDriver file_driver = {
     .create = file_create,
     .create_check = file_create_check,
     .create_options = file_create_options,
+    .request_flags = BH_IO_FUA | BH_IO_MAY_UNMAP | BH_IO_FAST_ZERO,
 };
 
 static const BhPluginDesc desc = {

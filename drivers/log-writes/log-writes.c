@@ -271,6 +271,7 @@ static const BhDriver log_writes_driver = {
     .truncate = log_writes_truncate,
     .info = log_writes_info,
     .get_allocated_size = log_writes_get_allocated_size,
+    .request_flags = BH_IO_FUA | BH_IO_MAY_UNMAP | BH_IO_FAST_ZERO,
 };
 
 static const BhPluginDesc desc = {

@@ -363,6 +363,52 @@ static void mem_info(BhNode *bs, BhInfo *info)
     bh_info_add_int(info, "chunk-size", CHUNK_SIZE);
 }
 
+#ifdef MEMORY_SUBMIT
+/*
+ * The same driver behind submit, completing each request inline: built
+ * only as bench/'s "memory-submit" (never installed), to measure what the
+ * core's path for synchronous callbacks costs against a native submit
+ * path over the same storage (bench/shim.sh).
+ */
+static void mem_submit(BhNode *bs, BhRequest *req)
+{
+    uint64_t off = bh_request_offset(req);
+    uint32_t flags = bh_request_flags(req);
+    int niov, r = 0;
+    const struct iovec *iov = bh_request_iov(req, &niov);
+    BhError *err = NULL;
+
+    switch (bh_request_op(req)) {
+    case BH_OP_READ:
+    case BH_OP_WRITE:
+        for (int i = 0; i < niov && r == 0; off += iov[i++].iov_len)
+            r = bh_request_op(req) == BH_OP_READ ?
+                mem_pread(bs, iov[i].iov_base, off, iov[i].iov_len, flags,
+                          &err) :
+                mem_pwrite(bs, iov[i].iov_base, off, iov[i].iov_len, flags,
+                           &err);
+        break;
+    case BH_OP_FLUSH:
+        break;
+    case BH_OP_DISCARD:
+        r = mem_discard(bs, off, bh_request_length(req), &err);
+        break;
+    case BH_OP_WRITE_ZEROES:
+        r = mem_write_zeroes(bs, off, bh_request_length(req), flags, &err);
+        break;
+    }
+    if (err) {
+        bh_request_error(req, bh_error_errno(err), "%s",
+                         bh_error_message(err));
+        bh_error_free(err);
+    }
+    bh_request_complete(req, r);
+}
+#define MEMORY_NAME "memory-submit"
+#else
+#define MEMORY_NAME "memory"
+#endif
+
 static const BhDriver memory_driver = {
     .flags = BH_DRIVER_PROTOCOL | BH_DRIVER_NO_PROBE,
     .open = mem_open,
@@ -376,12 +422,16 @@ static const BhDriver memory_driver = {
     .truncate = mem_truncate,
     .info = mem_info,
     .get_allocated_size = mem_get_allocated_size,
+    .request_flags = BH_IO_FUA | BH_IO_MAY_UNMAP | BH_IO_FAST_ZERO,
+#ifdef MEMORY_SUBMIT
+    .submit = mem_submit,
+#endif
 };
 
 static const BhPluginDesc desc = {
     .kind = BH_PLUGIN_DRIVER,
     .thread_model = BH_THREAD_PARALLEL,
-    .name = "memory",
+    .name = MEMORY_NAME,
     .version = "1.0",
     .description = "sparse RAM disk (size=N), 64 KiB chunks allocated on "
                    "first write",

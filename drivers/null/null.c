@@ -119,6 +119,7 @@ static const BhDriver null_driver = {
     .block_status = null_block_status,
     .truncate = null_truncate,
     .get_allocated_size = null_get_allocated_size,
+    .request_flags = BH_IO_FUA | BH_IO_MAY_UNMAP | BH_IO_FAST_ZERO,
 };
 
 static const BhPluginDesc desc = {

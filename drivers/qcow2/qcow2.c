@@ -286,6 +286,7 @@ static const BhDriver qcow2_driver = {
     .create_check = qcow2_create_check,
     .create_options = qcow2_create_options,
     .check = qcow2_check,
+    .request_flags = BH_IO_FUA | BH_IO_MAY_UNMAP | BH_IO_FAST_ZERO,
 };
 
 static const BhPluginDesc desc = {

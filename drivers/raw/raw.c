@@ -271,6 +271,7 @@ static const BhDriver raw_driver = {
     .create = raw_create,
     .create_check = raw_create_check,
     .create_options = raw_create_options,
+    .request_flags = BH_IO_FUA | BH_IO_MAY_UNMAP | BH_IO_FAST_ZERO,
 };
 
 static const BhPluginDesc desc = {

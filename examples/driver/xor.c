@@ -94,6 +94,7 @@ static const BhDriver xor_driver = {
     .pread = xor_pread,
     .pwrite = xor_pwrite,
     .info = xor_info,
+    .request_flags = BH_IO_FUA,    /* passed down to the file */
     /* no flush: the core flushes the file child; no write_zeroes: the
      * core writes zeros through xor_pwrite. */
 };

@@ -1,8 +1,8 @@
 /*
  * testdrv: a RAM driver with deliberately few callbacks (no write_zeroes
- * unless zeroes=on, no native FUA, serialized) and call counters, so the
- * core's checks and emulation can be observed.  Counters are read by the
- * test through dlsym("testdrv_stats").
+ * unless zeroes=on, no native FUA, serialized, no request flags declared)
+ * and call counters, so the core's checks and emulation can be observed.
+ * Counters are read by the test through dlsym("testdrv_stats").
  */
 #include <errno.h>
 #include <string.h>
@@ -11,6 +11,7 @@
 
 typedef struct {
     int preads, pwrites, flushes, discards, zeroes, fua_writes;
+    uint32_t seen_flags;  /* every request flag it was given, ORed */
 } TestdrvStats;
 
 BH_PLUGIN_EXPORT TestdrvStats testdrv_stats;
@@ -54,6 +55,7 @@ static int testdrv_pread(BhNode *bs, void *buf, uint64_t off, size_t len,
 {
     Testdrv *t = bh_node_get_opaque(bs);
     testdrv_stats.preads++;
+    testdrv_stats.seen_flags |= flags;
     memcpy(buf, t->data + off, len);
     return 0;
 }
@@ -63,6 +65,7 @@ static int testdrv_pwrite(BhNode *bs, const void *buf, uint64_t off,
 {
     Testdrv *t = bh_node_get_opaque(bs);
     testdrv_stats.pwrites++;
+    testdrv_stats.seen_flags |= flags;
     if (flags & BH_IO_FUA)
         testdrv_stats.fua_writes++;
     memcpy(t->data + off, buf, len);
@@ -86,6 +89,7 @@ static int testdrv_zero(BhNode *bs, uint64_t off, uint64_t len,
                         uint32_t flags, BhError **errp)
 {
     Testdrv *t = bh_node_get_opaque(bs);
+    testdrv_stats.seen_flags |= flags;
     if (!t->zeroes)
         return -ENOTSUP;
     testdrv_stats.zeroes++;

@@ -13,14 +13,16 @@
  *    under a format) accept writes past their end;
  *  - NULL callbacks: write_zeroes -> writes of zeros (ENOTSUP for
  *    BH_IO_FAST_ZERO); flush -> success; discard -> success (advisory);
- *    block_status -> all data; FUA without BH_CAP_FUA -> write + flush;
+ *    block_status -> all data; FUA without BH_CAP_FUA and BH_IO_FUA in
+ *    request_flags -> write + flush; other undeclared request flags are
+ *    dropped (BH_IO_FAST_ZERO: ENOTSUP);
  *  - cache, discard and detect-zeroes modes, image locking (the file
  *    driver calls bh_lock_apply()), serialization of BH_THREAD_SERIALIZE.
  * A write_zeroes callback may return -ENOTSUP to fall back to writing zeros.
  *
- * Required: open, get_length and pread; the loader refuses a driver
- * without them, or with a flag outside BH_DRIVER_KNOWN_FLAGS.  Without
- * pwrite, the driver's nodes open read-only only.
+ * Required: open, get_length and pread (or submit); the loader refuses a
+ * driver without them, or with a flag outside BH_DRIVER_KNOWN_FLAGS.
+ * Without pwrite (or submit), the driver's nodes open read-only only.
  *
  * Versioning: struct_size first; new callbacks only at the end.  The core
  * treats callbacks beyond the plugin's struct_size as NULL.

@@ -9,6 +9,9 @@
  * (zeroes by writing zeros, FUA by flush, detect-zeroes, discard=ignore,
  * cache=writethrough/unsafe).  Nodes are reference counted and thread-safe
  * to call; a driver that declared BH_THREAD_SERIALIZE is serialized here.
+ * Each call is one request (request.h) run on the caller's thread: the
+ * same path as bh_node_submit(), waited for.  Nodes count their requests
+ * in flight, so a node can be drained (bh_node_drain_begin).
  *
  * I/O calls return 0 or -errno; errp may be NULL (the NBD hot path passes
  * NULL so that nothing is allocated).  Errors follow NBD's choices: a read,
@@ -133,8 +136,24 @@ int bh_node_block_map(BhNode *bs, uint64_t offset, uint64_t len,
  * check; other negative returns: the check could not run. */
 int bh_node_check(BhNode *bs, uint32_t fix, BhCheckResult *res,
                   BhError **errp);
-/* Change the size (file and formats that can).  Not range checked. */
+/* Change the size (file and formats that can).  Not range checked.
+ * Runs drained (below). */
 int bh_node_truncate(BhNode *bs, uint64_t size, BhError **errp);
+
+/*
+ * Drain: quiesce bs and every node above it (its parents, theirs, ...)
+ * until drain_end.  drain_begin closes the nodes parents first and
+ * returns once none of them has a request in flight, callbacks included;
+ * until drain_end, other threads' requests on them wait (synchronous
+ * calls block, bh_node_submit() requests are queued and sent at
+ * drain_end).  The calling thread's own requests pass, so the drained
+ * section does its work (snapshot, vmstate, truncate do so) with the
+ * ordinary calls.  Sections nest on one thread; another thread's
+ * drain_begin of a drained node waits for its end.  Every begin needs
+ * one end, on the same thread.  Returns 0.
+ */
+int bh_node_drain_begin(BhNode *bs);
+void bh_node_drain_end(BhNode *bs);
 
 int64_t bh_node_size(BhNode *bs);
 bool bh_node_is_readonly(const BhNode *bs);
