@@ -347,71 +347,99 @@ static int64_t nbdc_get_length(BhNode *bs)
     return s->size;
 }
 
-/* ---- synchronous I/O ---- */
+/* ---- what a request becomes on this server ---- */
 
 static uint32_t nbdc_fua(NbdState *s, uint32_t flags)
 {
     return (flags & BH_IO_FUA) && s->can_fua ? LIBNBD_CMD_FLAG_FUA : 0;
 }
 
+/*
+ * How a request (bop, BH_IO_* flags) goes to this server: 1 with the
+ * command *op and its libnbd flags *f; 0 when there is nothing to send
+ * (a flush or trim the server does not offer: a discard is advisory); or
+ * -ENOTSUP with *why for a write-zeroes the server cannot do (the core
+ * then writes zeros, or fails a fast zero).
+ */
+static int nbdc_plan(NbdState *s, BhOp bop, uint32_t flags, NbdCmdOp *op,
+                     uint32_t *f, const char **why)
+{
+    *f = 0;
+    switch (bop) {
+    case BH_OP_READ:
+        *op = NBD_CMD_READ;
+        return 1;
+    case BH_OP_WRITE:
+        *op = NBD_CMD_WRITE;
+        *f = nbdc_fua(s, flags);
+        return 1;
+    case BH_OP_FLUSH:
+        *op = NBD_CMD_FLUSH;
+        return s->can_flush;
+    case BH_OP_DISCARD:
+        *op = NBD_CMD_TRIM;
+        return s->can_trim;
+    case BH_OP_WRITE_ZEROES:
+        *op = NBD_CMD_ZERO;
+        if (!s->can_zero || ((flags & BH_IO_FAST_ZERO) && !s->can_fast_zero)) {
+            *why = flags & BH_IO_FAST_ZERO ? "zero fast" : "write zeroes";
+            return -ENOTSUP;
+        }
+        *f = nbdc_fua(s, flags);
+        if (flags & BH_IO_FAST_ZERO)
+            *f |= LIBNBD_CMD_FLAG_FAST_ZERO;
+        if (!(flags & BH_IO_MAY_UNMAP))
+            *f |= LIBNBD_CMD_FLAG_NO_HOLE;
+        return 1;
+    }
+    *why = "do this request";
+    return -ENOTSUP;
+}
+
+/* ---- synchronous I/O ---- */
+
+static int nbdc_sync(BhNode *bs, BhOp bop, uint64_t offset, uint64_t len,
+                     void *buf, uint32_t flags, BhError **errp)
+{
+    NbdState *s = bh_node_get_opaque(bs);
+    NbdCmdOp op;
+    uint32_t f;
+    const char *why;
+    int r = nbdc_plan(s, bop, flags, &op, &f, &why);
+    if (r < 0)
+        return bh_error_set(errp, -r, "nbd: '%s' cannot %s", s->uri, why);
+    if (r == 0)
+        return 0;
+    return nbdc_run(bs, op, offset, len, buf, f, NULL, NULL, errp);
+}
+
 static int nbdc_pread(BhNode *bs, void *buf, uint64_t offset, size_t len,
                       uint32_t flags, BhError **errp)
 {
-    return nbdc_run(bs, NBD_CMD_READ, offset, len, buf, 0, NULL, NULL, errp);
+    return nbdc_sync(bs, BH_OP_READ, offset, len, buf, flags, errp);
 }
 
 static int nbdc_pwrite(BhNode *bs, const void *buf, uint64_t offset,
                        size_t len, uint32_t flags, BhError **errp)
 {
-    NbdState *s = bh_node_get_opaque(bs);
-    return nbdc_run(bs, NBD_CMD_WRITE, offset, len, (void *)buf,
-                    nbdc_fua(s, flags), NULL, NULL, errp);
+    return nbdc_sync(bs, BH_OP_WRITE, offset, len, (void *)buf, flags, errp);
 }
 
 static int nbdc_flush(BhNode *bs, BhError **errp)
 {
-    NbdState *s = bh_node_get_opaque(bs);
-    if (!s->can_flush)
-        return 0;
-    return nbdc_run(bs, NBD_CMD_FLUSH, 0, 0, NULL, 0, NULL, NULL, errp);
+    return nbdc_sync(bs, BH_OP_FLUSH, 0, 0, NULL, 0, errp);
 }
 
 static int nbdc_discard(BhNode *bs, uint64_t offset, uint64_t len,
                         BhError **errp)
 {
-    NbdState *s = bh_node_get_opaque(bs);
-    /* Discard is advisory: a server without trim keeps the data. */
-    if (!s->can_trim)
-        return 0;
-    return nbdc_run(bs, NBD_CMD_TRIM, offset, len, NULL, 0, NULL, NULL, errp);
-}
-
-/* The libnbd flags for a write-zeroes, or -ENOTSUP where the server
- * cannot do what is asked (the core then writes zeros, or fails a fast
- * zero). */
-static int nbdc_zero_flags(NbdState *s, uint32_t flags, uint32_t *out)
-{
-    if (!s->can_zero ||
-        ((flags & BH_IO_FAST_ZERO) && !s->can_fast_zero))
-        return -ENOTSUP;
-    *out = nbdc_fua(s, flags);
-    if (flags & BH_IO_FAST_ZERO)
-        *out |= LIBNBD_CMD_FLAG_FAST_ZERO;
-    if (!(flags & BH_IO_MAY_UNMAP))
-        *out |= LIBNBD_CMD_FLAG_NO_HOLE;
-    return 0;
+    return nbdc_sync(bs, BH_OP_DISCARD, offset, len, NULL, 0, errp);
 }
 
 static int nbdc_write_zeroes(BhNode *bs, uint64_t offset, uint64_t len,
                              uint32_t flags, BhError **errp)
 {
-    NbdState *s = bh_node_get_opaque(bs);
-    uint32_t f;
-    if (nbdc_zero_flags(s, flags, &f) < 0)
-        return bh_error_set(errp, ENOTSUP, "nbd: '%s' cannot %s", s->uri,
-                            flags & BH_IO_FAST_ZERO ? "zero fast"
-                                                    : "write zeroes");
-    return nbdc_run(bs, NBD_CMD_ZERO, offset, len, NULL, f, NULL, NULL, errp);
+    return nbdc_sync(bs, BH_OP_WRITE_ZEROES, offset, len, NULL, flags, errp);
 }
 
 static int nbdc_block_status(BhNode *bs, uint64_t offset, uint64_t len,
@@ -478,19 +506,23 @@ static void nbdc_async_done(NbdJob *job)
 static void nbdc_submit(BhNode *bs, BhRequest *req)
 {
     NbdState *s = bh_node_get_opaque(bs);
-    uint32_t flags = bh_request_flags(req), f = 0;
     uint64_t len = bh_request_length(req);
     NbdCmdOp op;
+    uint32_t f;
+    const char *why;
     void *buf = NULL, *bounce = NULL;
 
-    switch (bh_request_op(req)) {
-    case BH_OP_READ:
-    case BH_OP_WRITE: {
+    int r = nbdc_plan(s, bh_request_op(req), bh_request_flags(req), &op, &f,
+                      &why);
+    if (r <= 0) {
+        if (r < 0)
+            bh_request_error(req, -r, "nbd: '%s' cannot %s", s->uri, why);
+        bh_request_complete(req, r);
+        return;
+    }
+    if (op == NBD_CMD_READ || op == NBD_CMD_WRITE) {
         int niov;
         const struct iovec *iov = bh_request_iov(req, &niov);
-        op = bh_request_op(req) == BH_OP_READ ? NBD_CMD_READ : NBD_CMD_WRITE;
-        if (op == NBD_CMD_WRITE)
-            f = nbdc_fua(s, flags);
         if (niov == 1) {
             buf = iov[0].iov_base;
         } else {
@@ -507,37 +539,8 @@ static void nbdc_submit(BhNode *bs, BhRequest *req)
                 p += iov[i].iov_len;
             }
         }
-        break;
-    }
-    case BH_OP_FLUSH:
-        if (!s->can_flush) {
-            bh_request_complete(req, 0);
-            return;
-        }
-        op = NBD_CMD_FLUSH;
+    } else if (op == NBD_CMD_FLUSH) {
         len = 0;
-        break;
-    case BH_OP_DISCARD:
-        if (!s->can_trim) {
-            bh_request_complete(req, 0);
-            return;
-        }
-        op = NBD_CMD_TRIM;
-        break;
-    case BH_OP_WRITE_ZEROES:
-        if (nbdc_zero_flags(s, flags, &f) < 0) {
-            bh_request_error(req, ENOTSUP, "nbd: '%s' cannot %s", s->uri,
-                             flags & BH_IO_FAST_ZERO ? "zero fast"
-                                                     : "write zeroes");
-            bh_request_complete(req, -ENOTSUP);
-            return;
-        }
-        op = NBD_CMD_ZERO;
-        break;
-    default:
-        bh_request_error(req, ENOTSUP, "nbd: unknown request");
-        bh_request_complete(req, -ENOTSUP);
-        return;
     }
     NbdAsync *a = calloc(1, sizeof(*a));
     if (!a) {
