@@ -301,13 +301,16 @@ static void nbdc_conn_issue(NbdConn *c, NbdCmd *cmd)
         nbdc_conn_kick(c);
 }
 
-/* The next connection that is up, round robin; NULL if none.  With
- * s->lock held. */
+/* The next connection that is up, round robin; NULL if none.  Without
+ * s->lock it is a guess (the connection may go down before the command
+ * reaches it, and then the command comes back here); with it, the
+ * answer the pending queue relies on. */
 static NbdConn *nbdc_conn_pick(NbdState *s)
 {
+    unsigned start = atomic_fetch_add(&s->rr, 1);
     for (unsigned k = 0; k < s->nconns; k++) {
-        NbdConn *c = &s->conns[s->rr++ % s->nconns];
-        if (c->up)
+        NbdConn *c = &s->conns[(start + k) % s->nconns];
+        if (atomic_load(&c->up))
             return c;
     }
     return NULL;
@@ -321,10 +324,16 @@ static NbdConn *nbdc_conn_pick(NbdState *s)
  */
 static void nbdc_cmd_requeue(NbdState *s, NbdCmd *cmd)
 {
+    /* The common case, a connection up, takes no lock. */
+    NbdConn *c = nbdc_conn_pick(s);
+    if (c) {
+        nbdc_conn_issue(c, cmd);
+        return;
+    }
     int64_t now = nbdc_now_us();
 
     pthread_mutex_lock(&s->lock);
-    NbdConn *c = nbdc_conn_pick(s);
+    c = nbdc_conn_pick(s);
     if (!c) {
         if (!cmd->deadline)
             cmd->deadline = (s->down_since ? s->down_since : now) +

@@ -70,7 +70,7 @@ struct NbdConn {
      * poller holds it for writing to close or replace h. */
     pthread_rwlock_t hlock;
     struct nbd_handle *h;     /* NULL while disconnected */
-    bool up;                  /* under s->lock: takes new commands */
+    atomic_bool up;           /* takes new commands; set under s->lock */
     pthread_mutex_t dlock;    /* the two lists below */
     NbdCmd inflight;          /* list head: issued, not yet called back */
     NbdCmd *done_head, *done_tail; /* called back, for the poller */
@@ -92,7 +92,7 @@ struct NbdState {
     char *tls;                /* "off"/"on": TLS negotiated */
     /* Dispatch. */
     pthread_mutex_t lock;     /* never held across a libnbd call */
-    unsigned rr;              /* round robin over connections */
+    atomic_uint rr;           /* round robin over connections */
     int64_t down_since;       /* since when no connection is up; 0: one is */
     NbdCmd *pending_head, *pending_tail;
     atomic_bool stopping;
