@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # blkhost developer entry point.  On a fresh Debian 12 machine, as root:
 #   ./dev.sh serve [IMAGE]   install deps, build, serve an image over NBD
 #   ./dev.sh test [ARGS]     install deps, build, run every test, then the
@@ -18,7 +19,7 @@ ASAN_DIR=${ASAN_DIR:-$BUILD_DIR-asan}
 PKGS=(gcc libc6-dev make pkg-config meson ninja-build
       liblua5.4-dev lua5.4 lua-dkjson libglib2.0-dev zlib1g-dev libzstd-dev
       qemu-utils nbdkit libnbd-bin python3-libnbd fio fdisk e2fsprogs
-      gnutls-bin libgnutls28-dev libfuse3-dev fuse3 libnbd-dev)
+      gnutls-bin libgnutls28-dev libfuse3-dev fuse3 liburing-dev libnbd-dev)
 # The kernel-client tests boot a VM; installing these is best effort.
 VM_PKGS=(qemu-system-x86 linux-image-amd64 busybox-static cpio)
 # The sanitizer build prefers clang and the fuzzers need it and libFuzzer;
@@ -118,7 +119,7 @@ PY
 }
 
 # The fast suites (lua too: seconds, and it checks the bindings' error paths).
-ASAN_SUITES=(core drivers lua qcow2 nbd partition vmstate policy fuzz fuse)
+ASAN_SUITES=(core drivers lua qcow2 nbd partition vmstate policy fuzz fuse filters)
 
 fuzz() {
     local secs=60 name rc=0 total

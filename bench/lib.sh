@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # Helpers for side-by-side NBD benchmarks; sourced by bench/run.sh and
 # other bench/*.sh scripts (e.g. a qcow2 comparison).
 #
@@ -51,10 +52,11 @@ bench_image() {
     cat "$path" >/dev/null   # every server starts with it in the page cache
 }
 
-# bench_wait_socket PATH PID: until PATH is a socket accepting connections.
+# bench_wait_socket PATH PID: until PATH is a socket accepting connections
+# (at most 30 s: a loaded machine can take seconds to start a TLS server).
 bench_wait_socket() {
     local path=$1 pid=$2 i
-    for i in $(seq 1 200); do
+    for i in $(seq 1 600); do
         if [ -S "$path" ] && /usr/bin/python3 -c 'import socket,sys
 s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])' "$path" 2>/dev/null; then
             return 0
@@ -121,6 +123,24 @@ print("%.0f %.1f" % (iops, bw))'
 # bench_best A B...: the result with the most IOPS ("IOPS MBPS" each).
 bench_best() {
     printf '%s\n' "$@" | sort -k1,1nr | head -1
+}
+
+# bench_median A B...: the result with the median IOPS ("IOPS MBPS" each;
+# the lower middle one for an even count).
+bench_median() {
+    local n=$#
+    printf '%s\n' "$@" | sort -k1,1n | sed -n "$(( (n + 1) / 2 ))p"
+}
+
+# bench_drop_caches: write back and drop the page cache, so a server
+# starts cold (needs root; says once when it cannot).
+bench_drop_caches() {
+    sync
+    if ! { echo 3 > /proc/sys/vm/drop_caches; } 2>/dev/null; then
+        [ -n "${BENCH_NO_DROP_SAID:-}" ] ||
+            echo "bench: cannot drop the page cache (not root?); rows start warm" >&2
+        BENCH_NO_DROP_SAID=1
+    fi
 }
 
 # bench_ratio OURS PEER1 PEER2...: ours / the best peer (by IOPS).

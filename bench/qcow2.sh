@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # qcow2 rows of the benchmark: blkhost's nbd-server + qcow2 driver against
 # `qemu-nbd -f qcow2`, both on a Unix socket, driven by fio's nbd engine.
 #

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Internal snapshots, `blkhost snapshot -c/-d` against `qemu-img snapshot
 # -c/-d` in the same run, as whole commands (process start included),
 # taking turns on the same image.  Not a test.  Three parts:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * What the core's files share and no plugin sees: the BhNode struct and a
  * few loader helpers.
@@ -28,6 +29,8 @@ struct BhNode {
     bool growable;            /* under a format: may be written past its end */
     bool serialize;           /* driver asked for BH_THREAD_SERIALIZE */
     bool opened;              /* drv->open succeeded: close is due */
+    bool stands_for_child;    /* a filter listed in bh_open_nodes() in
+                               * its child's place (node.c) */
     BhCacheMode cache;
     BhDiscardMode discard;
     BhDetectZeroes detect_zeroes;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Exports and frontend instances: the core side of BhFrontend.  A handle
  * pairs a loaded frontend plugin with the instance its create() made, and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* BhInfo: an ordered list of typed facts. */
 #include "blkhost/glib.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The request path, written once.  Every request — bh_node_pread & co.
  * on the caller's stack, or a BhRequest from bh_node_submit (request.c)

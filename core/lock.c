@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Image locking compatible with QEMU's file-posix driver, so that blkhost
  * and QEMU (qemu-io, qemu-nbd, a running VM) refuse to write the same image

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The main loop.  Lua and every callback into it run here, on the main
  * thread; frontend threads reach it through bh_loop_invoke().  The loop

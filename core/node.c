@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Opening and closing nodes: option parsing for the modes the core owns,
  * the file child under a format (probed in probe.c when none is named),
@@ -329,8 +330,11 @@ BhNode *bh_node_open(const char *filename, const BhOpts *opts, BhError **errp)
     return bs;
 }
 
-BhNode *bh_node_open_over(BhNode *child, const char *format,
-                          const BhOpts *opts, BhError **errp)
+/* A node over child: its modes default to child's; only a filter may be
+ * writable over a read-only child, since the child refuses the writes it
+ * would pass down itself. */
+static BhNode *node_open_over(BhNode *child, const char *format,
+                              const BhOpts *opts, bool filter, BhError **errp)
 {
     g_autoptr(BhOpts) work = bh_opts_copy(opts);
     NodeModes inherit = { child->readonly, child->cache, child->discard,
@@ -338,7 +342,7 @@ BhNode *bh_node_open_over(BhNode *child, const char *format,
     NodeModes m;
     if (!node_parse_modes(work, &inherit, &m, errp))
         return NULL;
-    if (!m.readonly && child->readonly) {
+    if (!filter && !m.readonly && child->readonly) {
         bh_error_set(errp, EPERM, "cannot open a writable %s node over the "
                      "read-only node '%s'", format, child->filename);
         return NULL;
@@ -351,8 +355,37 @@ BhNode *bh_node_open_over(BhNode *child, const char *format,
                      "opened over another node", format);
         return NULL;
     }
+    if (filter && !(rec->desc.driver->flags & BH_DRIVER_FILTER)) {
+        bh_error_set(errp, EINVAL, "%s is not a filter (a driver that shows "
+                     "its child's bytes: log, delay, error, cow, ...)",
+                     format);
+        return NULL;
+    }
     return node_open_format(rec, bh_node_ref(child), child->filename, work,
                             &m, false, errp);
+}
+
+BhNode *bh_node_open_over(BhNode *child, const char *format,
+                          const BhOpts *opts, BhError **errp)
+{
+    return node_open_over(child, format, opts, false, errp);
+}
+
+BhNode *bh_node_open_filter(BhNode *child, const char *name,
+                            const BhOpts *opts, BhError **errp)
+{
+    BhNode *bs = node_open_over(child, name, opts, true, errp);
+    if (!bs)
+        return NULL;
+    /* savevm must reach the image through the filter (a write-back cache
+     * flushes first) and only once: the filter stands for its child. */
+    g_mutex_lock(&open_nodes_lock);
+    if (open_nodes && g_ptr_array_remove(open_nodes, child)) {
+        g_ptr_array_add(open_nodes, bs);
+        bs->stands_for_child = true;
+    }
+    g_mutex_unlock(&open_nodes_lock);
+    return bs;
 }
 
 BhNode *bh_node_open_child(BhNode *bs, const char *role, const char *filename,
@@ -416,6 +449,11 @@ void bh_node_unref(BhNode *bs)
     g_mutex_lock(&open_nodes_lock);      /* leave the registry above */
     if (open_nodes)
         g_ptr_array_remove(open_nodes, bs);
+    /* A filter gone, the node it stood for stands for itself again if
+     * anybody else still holds it. */
+    BhNode *under = bs->stands_for_child ? bh_node_child(bs, "file") : NULL;
+    if (under && g_atomic_int_get(&under->refcnt) > 1)
+        g_ptr_array_add(open_nodes, under);
     g_mutex_unlock(&open_nodes_lock);
     if (bs->opened && bs->drv->close)
         bs->drv->close(bs);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * BhOpts: ordered key=value lists with "used" marks, so that the core can
  * refuse the keys no layer took and name them.

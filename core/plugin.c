@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The plugin loader: finds *.so files along the search path, checks each
  * one (ELF, symbol, ABI range, struct sizes, unique name, load hook) and
@@ -22,6 +23,7 @@ typedef struct {
     BhPluginRecord pub;
     BhDriver drv;      /* copies, zero-filled past the plugin's struct_size */
     BhFrontend fe;
+    BhCreateOption *create_options; /* drv's, in this core's layout */
     void *handle;
     int errnum;        /* errno behind a refusal, 0 for format problems */
 } PluginEntry;
@@ -121,6 +123,27 @@ static char *plugin_check_driver(const BhDriver *d)
         return g_strdup_printf("driver has no %s callback (open, get_length "
                                "and pread or submit are required)", missing);
     return NULL;
+}
+
+/* Copy a driver's create_options into an array of this core's
+ * BhCreateOption, stepping by the plugin's element size, so that the
+ * rest of the core indexes it plainly whatever header the plugin used. */
+static void plugin_copy_create_options(PluginEntry *e)
+{
+    const uint8_t *in = (const uint8_t *)e->drv.create_options;
+    size_t stride = e->drv.create_option_size ? e->drv.create_option_size
+                                              : sizeof(BhCreateOption);
+    size_t n = 0;
+
+    if (!in)
+        return;
+    while (((const BhCreateOption *)(in + n * stride))->name)
+        n++;
+    BhCreateOption *out = g_new0(BhCreateOption, n + 1);
+    for (size_t i = 0; i < n; i++)
+        memcpy(&out[i], in + i * stride, MIN(stride, sizeof(*out)));
+    e->create_options = out;
+    e->drv.create_options = out;
 }
 
 /* A frontend must make, start, stop and free an instance. */
@@ -228,6 +251,8 @@ static void plugin_try(PluginEntry *e)
             desc->driver = &e->drv;
             desc->frontend = NULL;
             e->pub.error = plugin_check_driver(&e->drv);
+            if (!e->pub.error)
+                plugin_copy_create_options(e);
         }
     } else if (desc->kind == BH_PLUGIN_FRONTEND) {
         if (!desc->frontend || desc->frontend->struct_size <

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Internal snapshots: the per-node calls that reach the driver's snapshot
  * callbacks and its vmstate area (see snapshot.h for the contract).  The
@@ -57,8 +58,19 @@ void bh_snapshot_list_add(BhSnapshotList *list, BhSnapshotInfo *info)
     g_ptr_array_add(list->items, info);
 }
 
+/* The child a filter passes the snapshot calls it has no callback for
+ * to (driver.h, BH_DRIVER_FILTER), or NULL. */
+static BhNode *snapshot_filtered(const BhNode *bs)
+{
+    return (bs->drv->flags & BH_DRIVER_FILTER) ? bh_node_child(bs, "file")
+                                               : NULL;
+}
+
 bool bh_node_can_snapshot(const BhNode *bs)
 {
+    BhNode *child = snapshot_filtered(bs);
+    if (child)
+        return bh_node_can_snapshot(child);
     return bs->drv->snapshot_list && bs->drv->snapshot_create &&
            bs->drv->snapshot_apply && bs->drv->snapshot_delete;
 }
@@ -86,6 +98,8 @@ GPtrArray *bh_node_snapshot_list(BhNode *bs, BhError **errp)
         no_snapshots(bs, errp);
         return NULL;
     }
+    if (snapshot_filtered(bs) && !bs->drv->snapshot_list)
+        return bh_node_snapshot_list(snapshot_filtered(bs), errp);
     out = g_ptr_array_new_with_free_func((GDestroyNotify)bh_snapshot_info_free);
     BhSnapshotList list = { .items = out };
     if (bs->drv->snapshot_list(bs, &list, errp) < 0) {
@@ -165,7 +179,16 @@ int bh_node_snapshot_create(BhNode *bs, BhSnapshotInfo *info, BhError **errp)
                                 info->id ? strlen(info->id) : 0),
                             BH_SNAPSHOT_MAX_NAME);
     bh_node_drain_begin(bs);
-    int r = bs->drv->snapshot_create(bs, info, errp);
+    int r;
+    if (snapshot_filtered(bs) && !bs->drv->snapshot_create) {
+        /* What was written through the filter (a write-back cache) is
+         * part of the snapshot. */
+        r = bh_node_flush(bs, errp);
+        if (r == 0)
+            r = bh_node_snapshot_create(snapshot_filtered(bs), info, errp);
+    } else {
+        r = bs->drv->snapshot_create(bs, info, errp);
+    }
     bh_node_drain_end(bs);
     return r;
 }
@@ -177,7 +200,9 @@ int bh_node_snapshot_apply(BhNode *bs, const char *id_or_name, BhError **errp)
     if (need_writable(bs, errp) < 0)
         return -EPERM;
     bh_node_drain_begin(bs);
-    int r = bs->drv->snapshot_apply(bs, id_or_name, errp);
+    int r = snapshot_filtered(bs) && !bs->drv->snapshot_apply
+            ? bh_node_snapshot_apply(snapshot_filtered(bs), id_or_name, errp)
+            : bs->drv->snapshot_apply(bs, id_or_name, errp);
     if (r == 0)
         bh_node_refresh_size(bs);
     bh_node_drain_end(bs);
@@ -191,7 +216,9 @@ int bh_node_snapshot_delete(BhNode *bs, const char *id_or_name, BhError **errp)
     if (need_writable(bs, errp) < 0)
         return -EPERM;
     bh_node_drain_begin(bs);
-    int r = bs->drv->snapshot_delete(bs, id_or_name, errp);
+    int r = snapshot_filtered(bs) && !bs->drv->snapshot_delete
+            ? bh_node_snapshot_delete(snapshot_filtered(bs), id_or_name, errp)
+            : bs->drv->snapshot_delete(bs, id_or_name, errp);
     bh_node_drain_end(bs);
     return r;
 }
@@ -203,6 +230,9 @@ BhNode *bh_node_snapshot_open(BhNode *bs, const char *id, const char *name,
     g_autoptr(BhOpts) opts = NULL;
     BhNode *file = bh_node_child(bs, "file");
 
+    /* A snapshot is the image's: it opens without the filters over it. */
+    if (snapshot_filtered(bs))
+        return bh_node_snapshot_open(file, id, name, errp);
     if (!bh_node_can_snapshot(bs) || !file) {
         no_snapshots(bs, errp);
         return NULL;
@@ -221,6 +251,9 @@ BhNode *bh_node_snapshot_open(BhNode *bs, const char *id, const char *name,
 int bh_node_save_vmstate(BhNode *bs, const void *buf, uint64_t pos,
                          size_t len, BhError **errp)
 {
+    if (snapshot_filtered(bs) && !bs->drv->save_vmstate)
+        return bh_node_save_vmstate(snapshot_filtered(bs), buf, pos, len,
+                                    errp);
     if (!bs->drv->save_vmstate)
         return bh_error_set(errp, ENOTSUP, "'%s' (driver %s) cannot store "
                             "vmstate", bs->filename, bh_node_driver_name(bs));
@@ -235,6 +268,9 @@ int bh_node_save_vmstate(BhNode *bs, const void *buf, uint64_t pos,
 int bh_node_load_vmstate(BhNode *bs, void *buf, uint64_t pos, size_t len,
                          BhError **errp)
 {
+    if (snapshot_filtered(bs) && !bs->drv->load_vmstate)
+        return bh_node_load_vmstate(snapshot_filtered(bs), buf, pos, len,
+                                    errp);
     if (!bs->drv->load_vmstate)
         return bh_error_set(errp, ENOTSUP, "'%s' (driver %s) holds no "
                             "vmstate", bs->filename, bh_node_driver_name(bs));

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* The library's version, for bindings and `blkhost --version`. */
 #include "blkhost/version.h"
 

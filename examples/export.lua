@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: BSD-3-Clause
 -- export.lua: serve a disk image over NBD -- blkhost's main job.
 --
 --   blkhost run examples/export.lua                   # a demo image

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: BSD-3-Clause
 -- nightly-rotate.lua: take tonight's snapshot of a VM's disks and delete
 -- the ones the retention policy no longer keeps (docs/rotation.md).
 --

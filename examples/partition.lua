@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: BSD-3-Clause
 -- partition.lua: export only the partition labelled "root" of a GPT image,
 -- read-only, over NBD.
 --

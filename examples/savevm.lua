@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: BSD-3-Clause
 -- savevm.lua: snapshot several qcow2 images together, with a script's own
 -- state saved beside them, and go back to that point later.
 --

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Internal header of the Lua bindings: what the binding files (module.c,
  * node.c, plugin.c, frontend.c, loop.c, util.c) share, and what later
@@ -104,5 +105,6 @@ void bh_lua_open_nbd_kernel(lua_State *L, int module_index);
 void bh_lua_open_process(lua_State *L, int module_index);
 /* fuse.c: bh.fuse.export (the fuse frontend plugin). */
 void bh_lua_open_fuse(lua_State *L, int module_index);
+void bh_lua_open_filter(lua_State *L, int module_index);  /* filter.c */
 
 #endif

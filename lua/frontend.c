@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * bh.frontend(name, opts): a running instance of any frontend plugin
  * (nbd-server, nbd-kernel, ...) as a userdata over BhFrontendHandle.

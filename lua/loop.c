@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * bh.loop() and bh.quit(): the script hands the main thread to the core's
  * main loop until a signal, bh.quit() or the last holder lets go.  Lua

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The blkhost executable: one Lua 5.4 state with the "blkhost" module
  * preloaded.  `blkhost run SCRIPT ARGS...` runs a script; `blkhost NAME
@@ -141,19 +142,25 @@ static int main_run(lua_State *L, const char *prog, const char *script,
     return status;
 }
 
-/* First line of a command script, "-- NAME: what it does", for --help. */
+/* The first comment line of a command script after its licence line,
+ * "-- NAME: what it does", for --help. */
 static char *main_cmd_summary(const char *file)
 {
     char *text = NULL;
     char *summary = NULL;
     if (!g_file_get_contents(file, &text, NULL, NULL))
         return NULL;
-    if (g_str_has_prefix(text, "-- ")) {
-        char *nl = strchr(text, '\n');
+    char *line = text;
+    if (g_str_has_prefix(line, "-- SPDX-License-Identifier:")) {
+        char *next = strchr(line, '\n');
+        line = next ? next + 1 : line + strlen(line);
+    }
+    if (g_str_has_prefix(line, "-- ")) {
+        char *nl = strchr(line, '\n');
         if (nl)
             *nl = '\0';
-        char *colon = strchr(text + 3, ':');
-        summary = g_strdup(g_strstrip(colon ? colon + 1 : text + 3));
+        char *colon = strchr(line + 3, ':');
+        summary = g_strdup(g_strstrip(colon ? colon + 1 : line + 3));
     }
     g_free(text);
     return summary;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * luaopen_blkhost: the "blkhost" module table.  Opening and creating
  * images live here; plugins, frontends and the main loop register their
@@ -144,6 +145,7 @@ static const struct {
     { "snapshot", bh_lua_open_snapshot },
     { "nbd-kernel", bh_lua_open_nbd_kernel },
     { "process", bh_lua_open_process },
+    { "filter", bh_lua_open_filter },
     { "fuse", bh_lua_open_fuse },
 };
 

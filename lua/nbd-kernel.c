@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * bh.nbd.connect / disconnect / devices / list: the Lua face of the
  * nbd-kernel frontend (attaching exports and NBD servers to /dev/nbdN).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * bh.nbd: the Lua face of the nbd-server frontend.
  *

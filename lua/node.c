@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Node userdata: what bh.open() returns.  A full userdata holding one
  * reference to a BhNode; close() (also __close and __gc) drops it and

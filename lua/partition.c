@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Partition methods on nodes (core/partition.c does the reading):
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * bh.plugins() and the bh.plugin table: what the loader found, refused
  * files included, and loading a plugin by path.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * bh.process: what a long-running command needs from its own process —
  * going to the background the way qemu-nbd does, a pid file, a private

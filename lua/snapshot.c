@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Lua bindings for internal snapshots: node:snapshots(),
  * node:snapshot_create/apply/delete/open, and the operations over every

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Helpers every binding file uses: turning GErrors into Lua errors, Lua
  * option tables into BhOpts, BhInfo into tables, checking offsets and

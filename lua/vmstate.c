@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * bh.vmstate: script state saved by savevm and restored by loadvm.
  *

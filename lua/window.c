@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * node:window{offset=, size=, readonly=}: a node showing a byte range of
  * another node, whatever its format (qemu-nbd's --offset over a qcow2

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The partition types core/partition.c gives names to (type_name): MBR
  * type bytes and GPT type GUIDs, in the text form partition.c prints.

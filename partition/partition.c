@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Partition tables: MBR with its chain of EBRs, and GPT with its backup.
  * Everything read from the disk is checked before it is used as an offset

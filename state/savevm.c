@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The savevm registry and the QEMU savevm stream over all its entries
  * (savevm.h).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * BhStream: the buffered big-endian byte stream under savevm (stream.h).
  *

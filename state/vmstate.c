@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The BhVmsd interpreter (vmstate.h): walks a description's field table to
  * write a struct into a BhStream, or to read one back into a scratch copy

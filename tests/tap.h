@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Minimal TAP for C tests: plan(), ok(), is_int(), diag(), done(). */
 #ifndef BH_TESTS_TAP_H
 #define BH_TESTS_TAP_H

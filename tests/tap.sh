@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # TAP helpers for shell tests.  Source it: . "$SRCDIR/tests/tap.sh"
 # Meson sets BLKHOST (the binary), BUILD_ROOT and SOURCE_ROOT.
 set -u

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The file driver's data path: pread/pwrite loops that survive short
  * transfers and EINTR, reads past the end of the file that return zeros,
@@ -197,13 +198,38 @@ static int read_block(FileState *s, uint8_t *dst, uint64_t astart)
     return 0;
 }
 
+/* Write all of buf through the descriptor without O_DIRECT. */
+static int pwrite_buffered(FileState *s, const uint8_t *buf, size_t len,
+                           uint64_t off, bool fua)
+{
+    for (size_t done = 0; done < len;) {
+        ssize_t n = pwrite(s->buffered_fd, buf + done, len - done, off + done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            return -ENOSPC;
+        done += n;
+    }
+    if (fua && fdatasync(s->fd) < 0)
+        return -errno;
+    return 0;
+}
+
 /*
  * Unaligned O_DIRECT write: read the partly covered head and tail blocks,
  * patch them, write whole blocks.  Runs under rmw_lock so that two
  * requests touching the same block cannot lose each other's bytes.
- * Writing whole blocks may push the end of a regular file past where the
- * request ends; the file is cut back so its size is what a buffered write
- * would have left.
+ *
+ * A regular file whose end falls before the end of the last whole block
+ * is written without O_DIRECT instead (buffered_fd; the kernel keeps the
+ * page cache and direct I/O of one file coherent): writing whole blocks
+ * there would leave the file longer than the request, and cutting it back
+ * afterwards could cut off what a concurrent write (not under rmw_lock)
+ * had just appended, such as a qcow2 refcount block.  The file only
+ * grows while it is open for I/O, so a request whose blocks lie inside it
+ * when checked stays inside.
  */
 static int pwrite_bounced(FileState *s, const uint8_t *buf, uint64_t off,
                           size_t len, bool fua, BhError **errp)
@@ -218,10 +244,13 @@ static int pwrite_bounced(FileState *s, const uint8_t *buf, uint64_t off,
                             "bounce buffer");
 
     g_mutex_lock(&s->rmw_lock);
-    int64_t old_size = -1;
     struct stat st;
-    if (!s->is_blockdev && fstat(s->fd, &st) == 0)
-        old_size = st.st_size;
+    if (!s->is_blockdev && s->buffered_fd >= 0 &&
+        (fstat(s->fd, &st) < 0 ||
+         (int64_t)((off + len + mask) & ~mask) > (int64_t)st.st_size)) {
+        ret = pwrite_buffered(s, buf, len, off, fua);
+        len = 0;
+    }
 
     while (len > 0) {
         uint64_t astart = off & ~mask;
@@ -242,18 +271,8 @@ static int pwrite_bounced(FileState *s, const uint8_t *buf, uint64_t off,
         off += chunk;
         len -= chunk;
     }
-
-    if (ret == 0 && old_size >= 0) {
-        int64_t want = MAX(old_size, (int64_t)(req_off + req_len));
-        if (fstat(s->fd, &st) == 0 && st.st_size > want) {
-            if (ftruncate(s->fd, want) < 0)
-                ret = -errno;
-            else if (fua && fdatasync(s->fd) < 0)
-                ret = -errno;
-        }
-        if (ret == 0)
-            file_size_grow(s, want);
-    }
+    if (ret == 0 && !s->is_blockdev)
+        file_size_grow(s, (int64_t)(req_off + req_len));
     g_mutex_unlock(&s->rmw_lock);
     free(bounce);
     if (ret < 0)

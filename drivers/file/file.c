@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The "file" protocol driver: a POSIX regular file or block device.
  *
@@ -7,9 +8,13 @@
  * from SEEK_DATA/SEEK_HOLE, discard by punching holes, write-zeroes with
  * fallocate, truncate, creation.  The data path lives in file-io.c.
  *
- * Options: aio=threads (default: pread/pwrite on the caller's thread) or
- * aio=native (Linux AIO, file-aio.c; needs O_DIRECT, i.e. cache=none or
- * directsync).  aio=io_uring is recognised and refused in this build.
+ * Options: aio=io_uring (file-uring.c), aio=native (Linux AIO, file-aio.c;
+ * needs O_DIRECT, i.e. cache=none or directsync) or aio=threads (pread/
+ * pwrite on the caller's thread).  They say how submit (file-submit.c)
+ * reaches the kernel.  Without aio=, an O_DIRECT file takes the first of
+ * io_uring, native, threads that the kernel grants; a buffered one takes
+ * threads, since a page-cache hit is a memcpy that a pread on the
+ * caller's thread does faster than a trip through a queue.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -35,7 +40,11 @@
 
 static void file_state_free(FileState *s)
 {
+    file_uring_cleanup(s);
+    file_aio_queue_cleanup(s);
     file_aio_cleanup(s);
+    if (s->buffered_fd >= 0)
+        close(s->buffered_fd);
     if (s->fd >= 0)
         close(s->fd);
     g_mutex_clear(&s->rmw_lock);
@@ -87,6 +96,59 @@ static int file_open_error(const char *filename, int err, bool direct,
     return bh_error_set_errno(errp, err, "could not open '%s'", filename);
 }
 
+/* A second descriptor of the same file without O_DIRECT (see
+ * pwrite_bounced).  Through /proc, so it is the file already open even if
+ * its name was replaced meanwhile; no image lock is taken on it (ours on
+ * fd cover it). */
+static int file_open_buffered(FileState *s, BhError **errp)
+{
+    char path[64];
+    g_snprintf(path, sizeof(path), "/proc/self/fd/%d", s->fd);
+    s->buffered_fd = open(path, O_RDWR | O_CLOEXEC);
+    if (s->buffered_fd < 0)
+        s->buffered_fd = open(s->filename, O_RDWR | O_CLOEXEC);
+    if (s->buffered_fd < 0)
+        return bh_error_set_errno(errp, errno, "could not open '%s' a "
+                                  "second time (for unaligned writes at "
+                                  "its end under cache=none)", s->filename);
+    return 0;
+}
+
+/*
+ * Set up the queue aio= asks for.  An explicit mode that the kernel
+ * refuses fails the open with the reason; without aio= (FILE_AIO_AUTO)
+ * the next mode is tried, quietly, down to threads.
+ */
+static int file_aio_setup(FileState *s, int aio, BhError **errp)
+{
+    int ret;
+    if (aio == FILE_AIO_AUTO && !s->direct)
+        aio = FILE_AIO_THREADS;
+    if (aio == FILE_AIO_IO_URING || aio == FILE_AIO_AUTO) {
+        ret = file_uring_init(s, aio == FILE_AIO_AUTO ? NULL : errp);
+        if (ret == 0) {
+            s->mode = FILE_AIO_IO_URING;
+            return 0;
+        }
+        if (aio != FILE_AIO_AUTO)
+            return ret;
+    }
+    if (aio == FILE_AIO_NATIVE || aio == FILE_AIO_AUTO) {
+        BhError **e = aio == FILE_AIO_AUTO ? NULL : errp;
+        ret = file_aio_init(s, e);
+        if (ret == 0 && (ret = file_aio_queue_init(s, e)) < 0)
+            file_aio_cleanup(s);
+        if (ret == 0) {
+            s->mode = FILE_AIO_NATIVE;
+            return 0;
+        }
+        if (aio != FILE_AIO_AUTO)
+            return ret;
+    }
+    s->mode = FILE_AIO_THREADS;
+    return 0;
+}
+
 static int file_open(BhNode *bs, const char *filename, BhOpts *opts,
                      uint32_t open_flags, BhError **errp)
 {
@@ -99,22 +161,18 @@ static int file_open(BhNode *bs, const char *filename, BhOpts *opts,
 
     static const char *const aio_names[] = { "threads", "native",
                                              "io_uring", NULL };
-    int aio = 0;
-    if (!bh_opts_get_enum(opts, "aio", aio_names, 0, &aio, errp))
+    int aio = FILE_AIO_AUTO;
+    if (!bh_opts_get_enum(opts, "aio", aio_names, FILE_AIO_AUTO, &aio, errp))
         return -EINVAL;
 
     if (!filename || !*filename)
         return bh_error_set(errp, EINVAL, "file: no filename given");
     /* As in qemu: native AIO without O_DIRECT would block in io_submit
      * on the page cache, so it is refused rather than quietly slow. */
-    if (aio == 1 && !direct)
+    if (aio == FILE_AIO_NATIVE && !direct)
         return bh_error_set(errp, EINVAL, "file: aio=native needs "
                             "cache=none or cache=directsync (O_DIRECT) "
                             "for '%s'", filename);
-    if (aio == 2)
-        return bh_error_set(errp, ENOTSUP, "file: aio=io_uring is not "
-                            "supported by this build (use aio=native for "
-                            "Linux AIO, or aio=threads)");
 
     int fd = open(filename, oflags);
     if (fd < 0)
@@ -122,6 +180,7 @@ static int file_open(BhNode *bs, const char *filename, BhOpts *opts,
 
     FileState *s = g_new0(FileState, 1);
     s->fd = fd;
+    s->buffered_fd = -1;
     s->filename = g_strdup(filename);
     s->direct = direct;
     s->growable = open_flags & BH_OPEN_GROWABLE;
@@ -177,7 +236,10 @@ static int file_open(BhNode *bs, const char *filename, BhOpts *opts,
 
     if (direct)
         file_probe_alignment(s);
-    if (aio == 1 && (ret = file_aio_init(s, errp)) < 0)
+    if (direct && rdwr && !s->is_blockdev &&
+        (ret = file_open_buffered(s, errp)) < 0)
+        goto fail;
+    if ((ret = file_aio_setup(s, aio, errp)) < 0)
         goto fail;
 
     bh_node_set_opaque(bs, s);
@@ -215,7 +277,7 @@ static int64_t file_get_length(BhNode *bs)
     return atomic_load(&s->size);
 }
 
-static int file_flush(BhNode *bs, BhError **errp)
+int file_flush(BhNode *bs, BhError **errp)
 {
     FileState *s = bh_node_get_opaque(bs);
     if (fdatasync(s->fd) < 0)
@@ -256,8 +318,7 @@ static int file_block_status(BhNode *bs, uint64_t offset, uint64_t len,
     return 0;
 }
 
-static int file_discard(BhNode *bs, uint64_t offset, uint64_t len,
-                        BhError **errp)
+int file_discard(BhNode *bs, uint64_t offset, uint64_t len, BhError **errp)
 {
     FileState *s = bh_node_get_opaque(bs);
     if (s->is_blockdev) {
@@ -290,8 +351,8 @@ static bool unsupported(int err)
 /* Zero a range without writing data.  Punching a hole keeps the size, so a
  * growable file is extended afterwards; ZERO_RANGE extends by itself.
  * -ENOTSUP (no message) makes the core write zeros instead. */
-static int file_write_zeroes(BhNode *bs, uint64_t offset, uint64_t len,
-                             uint32_t flags, BhError **errp)
+int file_write_zeroes(BhNode *bs, uint64_t offset, uint64_t len,
+                      uint32_t flags, BhError **errp)
 {
     FileState *s = bh_node_get_opaque(bs);
     uint64_t end = offset + len;
@@ -438,6 +499,7 @@ static const BhDriver file_driver = {
     .create = file_create,
     .create_check = file_create_check,
     .create_options = file_create_options,
+    .submit = file_submit,
     .request_flags = BH_IO_FUA | BH_IO_MAY_UNMAP | BH_IO_FAST_ZERO,
 };
 

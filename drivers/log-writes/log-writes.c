@@ -8,7 +8,8 @@
  * could have left the child in (tests/powerloss, docs/powerloss.md).
  *
  * Stack it under a format with file.driver=log-writes,file.log=PATH
- * (qcow2 then writes its file through it), or open it alone as a format.
+ * (qcow2 then writes its file through it), or over any node as a filter
+ * (bh.filter("log-writes", node, {log=PATH}), docs/filters.md).
  *
  * The log (all integers little-endian):
  *   header, 32 bytes: "BHLOGWR1", u32 version (1), u32 header size (32),
@@ -257,7 +258,7 @@ static void log_writes_info(BhNode *bs, BhInfo *info)
 }
 
 static const BhDriver log_writes_driver = {
-    .flags = BH_DRIVER_NO_PROBE,
+    .flags = BH_DRIVER_NO_PROBE | BH_DRIVER_FILTER,
     .probe = log_writes_probe,
     .open = log_writes_open,
     .close = log_writes_close,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The "memory" protocol driver: a sparse RAM disk of size=N.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The "null" protocol driver: a device of size=N that reads as zeros and
  * forgets what is written, like /dev/null with a size.  It has no storage

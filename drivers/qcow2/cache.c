@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * qcow2 metadata cache: a fixed number of cluster-sized tables (L2 tables
  * or refcount blocks) kept in memory, written back when evicted or flushed.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * qcow2 cluster mapping: from a guest offset through the L1 and L2 tables
  * to what the guest cluster is (unallocated, zero, data at a host offset,

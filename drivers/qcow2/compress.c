@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * qcow2 compressed clusters: read one and inflate it into a whole cluster.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * qcow2 header: parse and validate it (with its extensions and the
  * snapshot table) before anything else is read, and update single fields

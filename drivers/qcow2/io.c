@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * qcow2 I/O callbacks: read, write, write_zeroes, discard, flush and
  * block_status.
@@ -11,7 +12,8 @@
  *
  * Reads and in-place writes are counted in I/O epochs (qcow2_io_begin_
  * locked), so that a discard racing with them cannot free and reuse their
- * host cluster while they still use it.
+ * host cluster while they still use it.  Their data moves through a batch
+ * (data.c): the runs of one request are in flight together.
  */
 #include "qcow2.h"
 
@@ -50,6 +52,14 @@ void qcow2_io_end(Qcow2State *s, int epoch)
     }
 }
 
+/* The same with s->lock held. */
+void qcow2_io_end_locked(Qcow2State *s, int epoch)
+{
+    if (g_atomic_int_dec_and_test(&s->io_count[epoch]) &&
+        g_atomic_int_get(&s->draining))
+        g_cond_broadcast(&s->drain_cond);
+}
+
 /* Only called by qcow2_meta_flush_locked, one at a time. */
 void qcow2_io_drain_locked(Qcow2State *s)
 {
@@ -84,8 +94,12 @@ int qcow2_pread(BhNode *bs, void *buf, uint64_t offset, size_t len,
 {
     Qcow2State *s = state(bs);
     uint8_t *p = buf;
-    int ret;
+    Qcow2Batch batch;
+    int ret = 0;
 
+    /* Allocated clusters are read through the batch (data.c), all runs
+     * at once; the rest is filled in here meanwhile. */
+    qcow2_batch_init(&batch, s);
     while (len) {
         uint64_t l2e, n, in = offset & (s->cluster_size - 1), chunk;
         int epoch = 0;
@@ -96,7 +110,7 @@ int qcow2_pread(BhNode *bs, void *buf, uint64_t offset, size_t len,
             epoch = qcow2_io_begin_locked(s);
         g_mutex_unlock(&s->lock);
         if (ret < 0)
-            return ret;
+            break;
         chunk = MIN((uint64_t)len, n * s->cluster_size - in);
 
         switch (qcow2_entry_type(s, l2e)) {
@@ -109,8 +123,9 @@ int qcow2_pread(BhNode *bs, void *buf, uint64_t offset, size_t len,
             ret = 0;
             break;
         case QCOW2_NORMAL:
-            ret = bh_node_pread(s->file, p, (l2e & L2E_OFFSET_MASK) + in,
-                                chunk, 0, errp);
+            qcow2_batch_add(&batch, BH_OP_READ, p,
+                            (l2e & L2E_OFFSET_MASK) + in, chunk, epoch);
+            ret = 0;
             break;
         case QCOW2_COMPRESSED: {
             g_autofree uint8_t *cl = g_malloc(s->cluster_size);
@@ -121,14 +136,16 @@ int qcow2_pread(BhNode *bs, void *buf, uint64_t offset, size_t len,
             break;
         }
         }
-        qcow2_io_end(s, epoch);
+        if (qcow2_entry_type(s, l2e) != QCOW2_NORMAL)
+            qcow2_io_end(s, epoch);
         if (ret < 0)
-            return ret;
+            break;
         p += chunk;
         offset += chunk;
         len -= chunk;
     }
-    return 0;
+    int bret = qcow2_batch_wait(&batch, ret < 0 ? NULL : errp);
+    return ret < 0 ? ret : bret;
 }
 
 /* The old content of one guest cluster, for copy on write. */
@@ -264,8 +281,9 @@ static int write_new_clusters(Qcow2State *s, const uint8_t *data,
  * A crash at any point leaves the old mapping or the new one, and at
  * worst leaked clusters.
  */
-static int64_t write_step(Qcow2State *s, const uint8_t *data, uint64_t offset,
-                          uint64_t len, BhError **errp)
+static int64_t write_step(Qcow2State *s, Qcow2Batch *batch,
+                          const uint8_t *data, uint64_t offset, uint64_t len,
+                          BhError **errp)
 {
     uint64_t cs = s->cluster_size, in = offset & (cs - 1);
     uint64_t gc = offset - in, l2e, n, k, chunk, first;
@@ -292,11 +310,14 @@ static int64_t write_step(Qcow2State *s, const uint8_t *data, uint64_t offset,
                 goto out;
             epoch = qcow2_io_begin_locked(s);
             g_mutex_unlock(&s->lock);
-            ret = bh_node_pwrite(s->file, data, (l2e & L2E_OFFSET_MASK) + in,
-                                 chunk, 0, errp);
-            qcow2_io_end(s, epoch);
-            return ret < 0 ? ret : (int64_t)chunk;
+            qcow2_batch_add(batch, BH_OP_WRITE, (void *)data,
+                            (l2e & L2E_OFFSET_MASK) + in, chunk, epoch);
+            return (int64_t)chunk;
         }
+        /* Allocating may drain the I/O epochs (and waiting below holds
+         * the lock up): first let go of the ones this request's writes
+         * in place still hold. */
+        qcow2_batch_settle(batch, true);
         first = offset >> s->cluster_bits;
         k = MIN(n, (in + len + cs - 1) / cs);
         k = MIN(k, MAX_ALLOC_CLUSTERS);
@@ -344,16 +365,23 @@ int qcow2_pwrite(BhNode *bs, const void *buf, uint64_t offset, size_t len,
 {
     Qcow2State *s = state(bs);
     const uint8_t *p = buf;
+    Qcow2Batch batch;
+    int64_t n = 0;
 
+    /* Writes in place go through the batch (data.c), all at once; an
+     * allocating step writes its new clusters before linking them, as
+     * before. */
+    qcow2_batch_init(&batch, s);
     while (len) {
-        int64_t n = write_step(s, p, offset, len, errp);
+        n = write_step(s, &batch, p, offset, len, errp);
         if (n < 0)
-            return (int)n;
+            break;
         p += n;
         offset += n;
         len -= n;
     }
-    return 0;
+    int bret = qcow2_batch_wait(&batch, n < 0 ? NULL : errp);
+    return n < 0 ? (int)n : bret;
 }
 
 /*

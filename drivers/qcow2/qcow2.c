@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * qcow2 format driver: open, close, probe, info and the plugin descriptor.
  *

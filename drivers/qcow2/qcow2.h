@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * qcow2 driver: what its files share.
  *
@@ -286,6 +287,28 @@ void qcow2_bitmaps_dropped(Qcow2State *s);
 int qcow2_io_begin_locked(Qcow2State *s);
 void qcow2_io_end(Qcow2State *s, int epoch);
 void qcow2_io_drain_locked(Qcow2State *s);
+
+void qcow2_io_end_locked(Qcow2State *s, int epoch);
+
+/* data.c: the host runs of one request, submitted to the file child at
+ * once and waited for together.  add: the run's I/O epoch is held until
+ * the batch settles.  settle: wait for the runs in flight and end their
+ * epochs (locked: with s->lock held).  wait: settle, then 0 or the first
+ * run's error (set in errp); the batch is done with. */
+typedef struct Qcow2Batch {
+    Qcow2State *s;
+    GMutex lock;
+    GCond cond;
+    unsigned pending;
+    unsigned held[2];      /* epochs held, by parity; the caller's thread only */
+    int ret;
+    char *msg;
+} Qcow2Batch;
+void qcow2_batch_init(Qcow2Batch *b, Qcow2State *s);
+void qcow2_batch_add(Qcow2Batch *b, BhOp op, void *buf, uint64_t host,
+                     uint64_t len, int epoch);
+void qcow2_batch_settle(Qcow2Batch *b, bool locked);
+int qcow2_batch_wait(Qcow2Batch *b, BhError **errp);
 
 /* cache.c */
 typedef int (*Qcow2CacheHook)(Qcow2State *s, BhError **errp);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * qcow2 refcount rebuild: what opening a dirty image read-write does (the
  * dirty bit says refcounts may lag behind the L1/L2 tables, which is what

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * qcow2 snapshot commit: switch the image to a new active L1 table, a new
  * snapshot table and new refcounts in one header write.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * qcow2 snapshot table: read every field of every entry (keeping extra
  * data the driver does not know), look entries up, and replace the whole

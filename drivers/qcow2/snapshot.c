@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * qcow2 internal snapshots: list, create, apply (revert to), delete, and
  * the snapshot=ID_OR_NAME open option that shows one read-only.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * qcow2 internal snapshots and the vmstate area: what snapshot.c,
  * snapshot-table.c and vmstate.c share, and the hooks qcow2.c calls.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * qcow2 vmstate area: saved machine state lives past the virtual disk,
  * from the first L1 entry that maps no guest cluster, and is read and

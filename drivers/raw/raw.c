@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The "raw" format driver: the image is the bytes of its "file" child,
  * optionally a window of them (options offset and size).  Everything is

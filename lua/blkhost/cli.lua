@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: BSD-3-Clause
 -- Shared plumbing for the built-in commands (lua/cmd/*.lua): option
 -- parsing in the getopt style qemu-img and qemu-nbd use, and a runner that
 -- turns errors into one "blkhost NAME: message" line and exit status 1.

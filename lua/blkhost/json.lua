@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: BSD-3-Clause
 -- A small JSON encoder for the built-in commands' --output=json.
 --
 --   local json = require "blkhost.json"

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: BSD-3-Clause
 -- Printing a partition table, for `blkhost info --partitions` and scripts.
 --
 --   local parttable = require "blkhost.parttable"

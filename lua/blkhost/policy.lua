@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: BSD-3-Clause
 -- Snapshot retention: which of a rotation's snapshots to keep, and the
 -- rotation itself (take a snapshot of a group of images, then delete what
 -- the policy no longer keeps), as nightly jobs need it.

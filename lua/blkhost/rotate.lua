@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: BSD-3-Clause
 -- The image side of snapshot rotation (blkhost/policy.lua has the
 -- decision): lock the group, take the new snapshot on every image, plan,
 -- delete; and the monitoring check.  Reached as policy.rotate() and

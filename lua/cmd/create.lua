@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: BSD-3-Clause
 -- create: create a disk image (qemu-img create's arguments)
 --
 -- blkhost create [-f FMT] [-o k=v,...] [-b BACKING [-F BACKING_FMT]] [-u] FILE [SIZE]

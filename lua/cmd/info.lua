@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: BSD-3-Clause
 -- info: show an image's format, virtual size, disk size and driver facts
 --
 -- blkhost info [--output=human|json] [-f FORMAT] [-o OPTS] [--backing-chain] [--partitions] IMAGE

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: BSD-3-Clause
 -- nbd: serve an image over NBD with qemu-nbd's options
 --
 -- blkhost nbd [OPTIONS] FILE  |  blkhost nbd -L [OPTIONS]  |  blkhost nbd -d DEV
@@ -70,8 +71,10 @@ Block device:
   -n, --nocache             same as --cache=none
       --cache=MODE          none, writeback (default), writethrough,
                             directsync or unsafe
-      --aio=MODE            threads (default) or native (Linux AIO; needs
-                            --cache=none or directsync)
+      --aio=MODE            threads, native (Linux AIO; needs --cache=none
+                            or directsync) or io_uring; default: io_uring,
+                            else native, with --cache=none or directsync,
+                            threads otherwise
       --discard=MODE        ignore (default) or unmap
       --detect-zeroes=MODE  off (default), on or unmap (needs
                             --discard=unmap)
@@ -452,9 +455,10 @@ end
 local function open_opts(s, format, readonly)
   local opts = { format = format, readonly = readonly, cache = s.cache,
                  discard = s.discard, detect_zeroes = s.detect_zeroes }
-  if s.aio and s.aio ~= "threads" then
+  if s.aio then
     -- aio belongs to the file driver: the node itself when FILE is
-    -- opened as a plain file, else its protocol child.
+    -- opened as a plain file, else its protocol child.  Passed even for
+    -- threads: without it the driver picks io_uring for cache=none.
     if format == "file" then opts.aio = s.aio else opts.file = { aio = s.aio } end
   end
   return opts

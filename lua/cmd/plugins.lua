@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: BSD-3-Clause
 -- plugins: list the driver and frontend plugins, and files that were refused
 --
 -- blkhost plugins [--output=human|json]

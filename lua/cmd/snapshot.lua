@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: BSD-3-Clause
 -- snapshot: list, create, apply and delete internal snapshots
 -- (qemu-img snapshot's options, output and exit codes)
 --

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * NBD client handshake (see nbd-client.h): URI parsing and connecting,
  * GO / EXPORT_NAME negotiation and export listing.

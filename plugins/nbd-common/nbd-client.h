@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The client side of the NBD handshake, for the nbd-kernel frontend (which
  * hands the negotiated socket to the kernel) and for listing a server's

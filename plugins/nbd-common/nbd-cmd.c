@@ -1,11 +1,16 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Running one NBD request on a worker thread and sending its reply.
  *
  * Each reply is header(s) plus payload taken from the slot's
  * preallocated buffers, handed to the connection's reply path
  * (nbd-reply.c), which sends it without blocking the worker; nothing is
- * allocated.  Node calls pass errp == NULL and get -errno back, which
- * nbd_errno_to_wire() turns into the NBD error.  Structured replies are
+ * allocated.  Read data and block status descriptors are produced in the
+ * slot buffer with the header written into the headroom right before
+ * them (NBD_SLOT_HEADROOM), so such a reply is one contiguous piece: one
+ * iovec, one TLS record per 16 KiB, and no copy.  Node calls pass
+ * errp == NULL and get -errno back, which nbd_errno_to_wire() turns into
+ * the NBD error.  Structured replies are
  * used only when the client negotiated them; then errors carry a message.
  */
 #include <errno.h>
@@ -138,11 +143,23 @@ static bool cmd_read_sparse(NbdSlot *slot, BhNode *node)
             reply_io_error(slot, "read", r);
             return true;
         }
+        /* The header goes right before its data when the bytes there are
+         * free: the headroom for the first chunk, else the buffer's part
+         * of the hole before it (runs of one kind are merged, so a data
+         * chunk follows a hole, except after running out of chunks). */
+        size_t hl = sizeof(NbdChunkHeader) + 8;
+        bool inline_head = i == 0 || (ch[i - 1].zero && ch[i - 1].len >= hl);
+        if (inline_head)
+            h = (NbdReplyHead *)(dst - hl);
         head_chunk(h, flags, NBD_REPLY_TYPE_OFFSET_DATA, slot->cookie,
                    (uint32_t)(8 + ch[i].len));
         h->u.c.offset = GUINT64_TO_BE(ch[i].off);
-        slot->iov[niov++] = (struct iovec){ h, sizeof(NbdChunkHeader) + 8 };
-        slot->iov[niov++] = (struct iovec){ dst, ch[i].len };
+        if (inline_head) {
+            slot->iov[niov++] = (struct iovec){ h, hl + ch[i].len };
+        } else {
+            slot->iov[niov++] = (struct iovec){ h, hl };
+            slot->iov[niov++] = (struct iovec){ dst, ch[i].len };
+        }
     }
     stat_add(&slot->conn->stats->bytes_read, slot->len);
     nbd_reply_send(slot, niov);
@@ -168,19 +185,21 @@ static void cmd_read(NbdSlot *slot)
         reply_io_error(slot, "read", r);
         return;
     }
-    NbdReplyHead *h = &slot->heads[0];
+    /* The data was read into the slot buffer: its header goes into the
+     * headroom just before it, and the reply leaves as one piece. */
+    size_t hl = s->structured ? sizeof(NbdChunkHeader) + 8
+                              : sizeof(NbdSimpleReply);
+    NbdReplyHead *h = (NbdReplyHead *)(slot->buf - hl);
     if (s->structured) {
         head_chunk(h, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_OFFSET_DATA,
                    slot->cookie, 8 + slot->len);
         h->u.c.offset = GUINT64_TO_BE(slot->offset);
-        slot->iov[0] = (struct iovec){ h, sizeof(NbdChunkHeader) + 8 };
     } else {
         head_simple(h, 0, slot->cookie);
-        slot->iov[0] = (struct iovec){ h, sizeof(NbdSimpleReply) };
     }
-    slot->iov[1] = (struct iovec){ slot->buf, slot->len };
+    slot->iov[0] = (struct iovec){ h, hl + slot->len };
     stat_add(&slot->conn->stats->bytes_read, slot->len);
-    nbd_reply_send(slot, 2);
+    nbd_reply_send(slot, 1);
 }
 
 static void cmd_block_status(NbdSlot *slot)
@@ -223,13 +242,13 @@ static void cmd_block_status(NbdSlot *slot)
         }
         off += pnum;
     }
-    NbdReplyHead *h = &slot->heads[0];
+    size_t hl = sizeof(NbdChunkHeader) + 4;
+    NbdReplyHead *h = (NbdReplyHead *)((uint8_t *)d - hl);
     head_chunk(h, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS,
                slot->cookie, 4 + 8 * n);
     h->u.context_id = GUINT32_TO_BE(NBD_META_ID_BASE_ALLOCATION);
-    slot->iov[0] = (struct iovec){ h, sizeof(NbdChunkHeader) + 4 };
-    slot->iov[1] = (struct iovec){ d, 8 * (size_t)n };
-    nbd_reply_send(slot, 2);
+    slot->iov[0] = (struct iovec){ h, hl + 8 * (size_t)n };
+    nbd_reply_send(slot, 1);
 }
 
 /* CACHE: read the range so that later reads hit the page cache. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The NBD server engine shared by the frontends: the fixed-newstyle
  * handshake (nbd-handshake.c) and the transmission phase (nbd-conn.c,
@@ -13,9 +14,9 @@
  * Threads: nbd_conn_serve()'s caller becomes the connection's reader; the
  * requests it reads run on an NbdPool shared by every connection and
  * finish in any order.  Workers never block on a socket: a reply goes out
- * with one non-blocking sendmsg() when the socket is free, otherwise (and
- * always over TLS, nbd-tls.c) the connection's own writer thread sends it
- * (nbd-reply.c).  A client that stops reading thus stalls only itself;
+ * with one non-blocking sendmsg() (over TLS: record sends, nbd-tls.c)
+ * when the socket is free, otherwise the connection's own writer thread
+ * sends it (nbd-reply.c).  A client that stops reading thus stalls only itself;
  * with a send timeout on the socket (SO_SNDTIMEO) it is dropped.
  * Nothing is allocated per request: each
  * connection has a fixed set of request slots whose buffers grow lazily

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Internals shared by the connection reader (nbd-conn.c) and the command
  * execution and reply code (nbd-cmd.c).  Not for the frontends.
@@ -14,6 +15,12 @@
 #define NBD_CONN_SLOTS 32
 /* Slot buffers up to this size are kept between requests. */
 #define NBD_SLOT_KEEP (4u * 1024 * 1024)
+/* Bytes reserved in front of every slot buffer (slot->buf), so that a
+ * reply's header can be written right before the data read into the
+ * buffer and header and payload leave as one contiguous piece: one iovec
+ * for sendmsg(), one TLS record without a copy.  A page, so that buf
+ * itself stays page aligned for O_DIRECT. */
+#define NBD_SLOT_HEADROOM 4096
 /* Content chunks one sparse read reply may use. */
 #define NBD_READ_CHUNKS 16
 /* Descriptors one BLOCK_STATUS reply may carry. */
@@ -53,7 +60,8 @@ typedef struct NbdSlot {
     /* error decided by the reader (bad flags, range, size), or 0 */
     int err;
     const char *errmsg;
-    /* payload / read data, grown on demand, never shrunk */
+    /* payload / read data, grown on demand, never shrunk; the
+     * NBD_SLOT_HEADROOM bytes before buf are ours too (reply headers) */
     uint8_t *buf;
     size_t cap;
     /* bytes this request counts against NBD_CONN_MAX_BYTES */
@@ -109,6 +117,11 @@ struct NbdConn {
 void nbd_slot_run(NbdSlot *slot);
 /* nbd-conn.c: give the slot back to its connection. */
 void nbd_slot_done(NbdSlot *slot);
+/* The same in two steps, for a caller that holds c->lock anyway: drop an
+ * oversized buffer (without the lock), then return the slot (under it;
+ * once the lock is released the connection may be gone). */
+void nbd_slot_trim(NbdSlot *slot);
+void nbd_slot_put_locked(NbdConn *c, NbdSlot *slot);
 
 /* nbd-reply.c: the connection's reply path. */
 bool nbd_reply_start(NbdConn *c, BhError **errp);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The transmission phase of one NBD connection: the reader loop that
  * parses requests, checks them and hands them to the worker pool, and the
@@ -133,24 +134,37 @@ static void nbd_pool_push(NbdPool *pool, NbdSlot *first, NbdSlot *last,
  * RSS grow by megabytes for each later wave of clients (bench/soak.sh). */
 #define NBD_SLOT_MMAP_MIN (128u * 1024)
 
+/* The data area of a slot buffer; NBD_SLOT_HEADROOM bytes before it
+ * belong to the same allocation, for the reply header. */
 static void *slot_buf_alloc(size_t cap)
 {
+    size_t total = cap + NBD_SLOT_HEADROOM;
+    uint8_t *base;
     if (cap < NBD_SLOT_MMAP_MIN) {
         void *p = NULL;
         /* page alignment keeps O_DIRECT nodes from bouncing */
-        return posix_memalign(&p, 4096, cap) == 0 ? p : NULL;
+        if (posix_memalign(&p, 4096, total) != 0)
+            return NULL;
+        base = p;
+    } else {
+        void *p = mmap(NULL, total, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED)
+            return NULL;
+        base = p;
     }
-    void *p = mmap(NULL, cap, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    return p == MAP_FAILED ? NULL : p;
+    return base + NBD_SLOT_HEADROOM;
 }
 
 static void slot_buf_free(NbdSlot *slot)
 {
-    if (slot->cap >= NBD_SLOT_MMAP_MIN)
-        munmap(slot->buf, slot->cap);
-    else
-        free(slot->buf);
+    if (slot->buf) {
+        uint8_t *base = slot->buf - NBD_SLOT_HEADROOM;
+        if (slot->cap >= NBD_SLOT_MMAP_MIN)
+            munmap(base, slot->cap + NBD_SLOT_HEADROOM);
+        else
+            free(base);
+    }
     slot->buf = NULL;
     slot->cap = 0;
 }
@@ -185,6 +199,11 @@ static void conn_flush_batch(NbdConn *c)
     }
 }
 
+static void conn_flush_batch_hook(void *data)
+{
+    conn_flush_batch(data);
+}
+
 static void conn_queue(NbdConn *c, NbdSlot *slot)
 {
     slot->next = NULL;
@@ -196,10 +215,10 @@ static void conn_queue(NbdConn *c, NbdSlot *slot)
     c->batch_n++;
 }
 
-/* A free slot, counted in flight.  While the connection's replies hold
- * NBD_CONN_MAX_BYTES, this waits: the client's further requests stay in
- * its socket until it reads what it asked for. */
-static NbdSlot *nbd_slot_get(NbdConn *c)
+/* A free slot, counted in flight with cost bytes.  While the
+ * connection's replies hold NBD_CONN_MAX_BYTES, this waits: the client's
+ * further requests stay in its socket until it reads what it asked for. */
+static NbdSlot *nbd_slot_get(NbdConn *c, uint32_t cost)
 {
     g_mutex_lock(&c->lock);
     if (!c->free || c->inflight_bytes >= NBD_CONN_MAX_BYTES) {
@@ -214,15 +233,16 @@ static NbdSlot *nbd_slot_get(NbdConn *c)
     NbdSlot *slot = c->free;
     c->free = slot->next;
     c->inflight++;
+    slot->cost = cost;
+    c->inflight_bytes += cost;
     g_mutex_unlock(&c->lock);
     slot->err = 0;
     slot->errmsg = NULL;
     return slot;
 }
 
-static void nbd_slot_put(NbdConn *c, NbdSlot *slot)
+void nbd_slot_put_locked(NbdConn *c, NbdSlot *slot)
 {
-    g_mutex_lock(&c->lock);
     slot->next = c->free;
     c->free = slot;
     c->inflight--;
@@ -230,17 +250,28 @@ static void nbd_slot_put(NbdConn *c, NbdSlot *slot)
     slot->cost = 0;
     if (c->waiting)
         g_cond_signal(&c->cond);
+}
+
+static void nbd_slot_put(NbdConn *c, NbdSlot *slot)
+{
+    g_mutex_lock(&c->lock);
+    nbd_slot_put_locked(c, slot);
     /* After this unlock the reader may free the connection: touch
      * nothing of it afterwards. */
     g_mutex_unlock(&c->lock);
 }
 
-void nbd_slot_done(NbdSlot *slot)
+void nbd_slot_trim(NbdSlot *slot)
 {
     /* Keep buffers of the usual sizes; one made for a rare huge request
      * goes, so idle connections do not pin 32 MiB per slot. */
     if (slot->cap > NBD_SLOT_KEEP)
         slot_buf_free(slot);
+}
+
+void nbd_slot_done(NbdSlot *slot)
+{
+    nbd_slot_trim(slot);
     nbd_slot_put(slot->conn, slot);
 }
 
@@ -259,7 +290,11 @@ static int conn_read(NbdConn *c, void *dst, size_t len)
     p += n;
     len -= n;
     while (len > 0) {
-        conn_flush_batch(c);    /* about to block: let the workers run */
+        /* About to block: let the workers run.  Over TLS the records
+         * read ahead may hold more requests, and the TLS layer calls
+         * this only when it has to wait for the socket. */
+        if (!c->tls)
+            conn_flush_batch(c);
         if (len >= NBD_RBUF_SIZE / 2) {
             /* Big payloads go straight to their destination. */
             return c->tls ? nbd_tls_read_full(c->tls, p, len)
@@ -412,6 +447,8 @@ int nbd_conn_serve(int fd, const NbdSession *s, NbdPool *pool,
         ret = -EAGAIN;
         goto out;
     }
+    if (c->tls)
+        nbd_tls_set_recv_hook(c->tls, conn_flush_batch_hook, c);
 
     for (;;) {
         NbdRequest rq;
@@ -429,25 +466,22 @@ int nbd_conn_serve(int fd, const NbdSession *s, NbdPool *pool,
                                NBD_REQUEST_MAGIC);
             break;
         }
-        NbdSlot *slot = nbd_slot_get(c);
+        uint16_t type = GUINT16_FROM_BE(rq.type);
+        uint32_t len = GUINT32_FROM_BE(rq.length);
+        bool counted = (type == NBD_CMD_READ || type == NBD_CMD_WRITE) &&
+                       len <= NBD_MAX_PAYLOAD;
+        NbdSlot *slot = nbd_slot_get(c, counted ? len : 0);
         slot->flags = GUINT16_FROM_BE(rq.flags);
-        slot->type = GUINT16_FROM_BE(rq.type);
+        slot->type = type;
         slot->cookie = GUINT64_FROM_BE(rq.cookie);
         slot->offset = GUINT64_FROM_BE(rq.offset);
-        slot->len = GUINT32_FROM_BE(rq.length);
+        slot->len = len;
 
         if (slot->type == NBD_CMD_DISC) {
             nbd_slot_put(c, slot);
             break;
         }
         conn_check(c, slot);
-        if ((slot->type == NBD_CMD_READ || slot->type == NBD_CMD_WRITE) &&
-            slot->len <= NBD_MAX_PAYLOAD) {
-            g_mutex_lock(&c->lock);
-            slot->cost = slot->len;
-            c->inflight_bytes += slot->cost;
-            g_mutex_unlock(&c->lock);
-        }
 
         if (slot->type == NBD_CMD_WRITE) {
             if (slot->len > NBD_MAX_PAYLOAD) {
@@ -475,6 +509,8 @@ int nbd_conn_serve(int fd, const NbdSession *s, NbdPool *pool,
         conn_queue(c, slot);
     }
     conn_flush_batch(c);
+    if (c->tls)
+        nbd_tls_set_recv_hook(c->tls, NULL, NULL);
 
     /* Answer everything already read before the caller closes. */
     g_mutex_lock(&c->lock);

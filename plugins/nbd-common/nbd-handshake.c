@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The server side of the NBD fixed-newstyle handshake: greeting, client
  * flags, then option haggling until EXPORT_NAME or a successful GO.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * NBD wire protocol: constants and on-the-wire layouts shared by the
  * nbd-server frontend and the nbd-kernel frontend (which runs the same

@@ -6,13 +6,14 @@
  * block on one client's socket: a client that stops reading its replies
  * would otherwise stall everybody's requests.  A worker that finds the
  * socket idle and nothing queued tries one non-blocking send (the common
- * case then costs no thread hop); what does not fit, and every reply over
- * TLS, is queued on the connection, and the connection's own writer
- * thread drains the queue with blocking sends.  Replies never interleave:
- * whoever sends holds c->sending, and a partly sent reply goes back to the
- * head of the queue.  A slot is given back once its reply is out, so the
- * reader's slot and byte limits (nbd-conn.c) turn a stuck socket into
- * back-pressure on that one client.
+ * case then costs no thread hop), over TLS too; what does not fit, and a
+ * TLS reply in several pieces, is queued on the connection, and the
+ * connection's own writer thread drains the queue with blocking sends.
+ * Replies never interleave: whoever sends holds c->sending, and a partly
+ * sent reply goes back to the head of the queue (over TLS, a record
+ * GnuTLS holds half sent stays its own: nbd_tls_send_some()).  A slot is
+ * given back once its reply is out, so the reader's slot and byte limits
+ * (nbd-conn.c) turn a stuck socket into back-pressure on that one client.
  *
  * The frontend may give the socket a send timeout (SO_SNDTIMEO).  A
  * blocking send that made no progress for that long fails with EAGAIN,
@@ -27,6 +28,21 @@
 #include "nbd-conn-priv.h"
 #include <blkhost/glib.h>
 
+/* The slot's iov lost its first done bytes to a send. */
+static void reply_advance(NbdSlot *slot, size_t done)
+{
+    while (slot->iov_first < slot->niov &&
+           done >= slot->iov[slot->iov_first].iov_len) {
+        done -= slot->iov[slot->iov_first].iov_len;
+        slot->iov_first++;
+    }
+    if (done) {
+        struct iovec *iov = &slot->iov[slot->iov_first];
+        iov->iov_base = (char *)iov->iov_base + done;
+        iov->iov_len -= done;
+    }
+}
+
 /* Send what is left of the slot's iov.  0 when all went out; -EAGAIN when
  * a non-blocking send found the socket full (the slot records how far it
  * got); -ETIMEDOUT when a blocking send hit the send timeout; -errno. */
@@ -36,7 +52,22 @@ static int reply_write(NbdConn *c, NbdSlot *slot, bool nonblock)
         struct iovec *iov = slot->iov + slot->iov_first;
         int n = slot->niov - slot->iov_first;
         ssize_t done;
+        if (c->tls && n == 1) {
+            /* One piece (header and data together): record by record,
+             * so that a full socket leaves a place to resume from; a
+             * record GnuTLS kept is finished by the same call again. */
+            done = nbd_tls_send_some(c->tls, iov->iov_base, iov->iov_len,
+                                     nonblock);
+            if (done == -EAGAIN)
+                return nonblock ? -EAGAIN : -ETIMEDOUT;
+            if (done < 0)
+                return (int)done;
+            reply_advance(slot, (size_t)done);
+            continue;
+        }
         if (c->tls) {
+            /* Several pieces (sparse reads, error messages): only the
+             * writer thread sends these, blocking (nbd_reply_send). */
             int r = nbd_tls_sendv(c->tls, iov, n);
             return r == -EAGAIN ? -ETIMEDOUT : r;
         }
@@ -54,17 +85,7 @@ static int reply_write(NbdConn *c, NbdSlot *slot, bool nonblock)
                 return nonblock ? -EAGAIN : -ETIMEDOUT;
             return -errno;
         }
-        size_t d = (size_t)done;
-        while (slot->iov_first < slot->niov &&
-               d >= slot->iov[slot->iov_first].iov_len) {
-            d -= slot->iov[slot->iov_first].iov_len;
-            slot->iov_first++;
-        }
-        if (d) {
-            iov = &slot->iov[slot->iov_first];
-            iov->iov_base = (char *)iov->iov_base + d;
-            iov->iov_len -= d;
-        }
+        reply_advance(slot, (size_t)done);
     }
     return 0;
 }
@@ -97,15 +118,14 @@ static gpointer reply_writer(gpointer data)
         c->sending = true;
         g_mutex_unlock(&c->lock);
         int r = dead ? 0 : reply_write(c, slot, false);
+        nbd_slot_trim(slot);
         g_mutex_lock(&c->lock);
         if (r < 0)
             reply_fail(c, r);
         c->sending = false;
-        g_mutex_unlock(&c->lock);
         /* The reader joins this thread before freeing c, so c outlives
          * the slot's return. */
-        nbd_slot_done(slot);
-        g_mutex_lock(&c->lock);
+        nbd_slot_put_locked(c, slot);
     }
     g_mutex_unlock(&c->lock);
     return NULL;
@@ -137,8 +157,9 @@ void nbd_reply_stop(NbdConn *c)
     g_cond_clear(&c->out_cond);
 }
 
-/* Queue the slot for the writer; front: a partly sent reply, which must
- * be finished before any other.  Under c->lock. */
+/* Queue the slot; front: a partly sent reply, which must be finished
+ * before any other.  Whoever holds the send side sends it; the writer
+ * thread is woken only when nobody does.  Under c->lock. */
 static void reply_queue(NbdConn *c, NbdSlot *slot, bool front)
 {
     if (front) {
@@ -154,7 +175,16 @@ static void reply_queue(NbdConn *c, NbdSlot *slot, bool front)
             c->out_head = slot;
         c->out_tail = slot;
     }
-    g_cond_signal(&c->out_cond);
+    if (!c->sending)
+        g_cond_signal(&c->out_cond);
+}
+
+/* Over TLS a worker sends only a reply in one piece: record by record
+ * with plain record sends, which the writer can resume after EAGAIN;
+ * several pieces need corking, whose EAGAIN cannot be resumed that way. */
+static bool reply_worker_can_send(NbdConn *c, NbdSlot *slot)
+{
+    return !c->tls || slot->niov - slot->iov_first == 1;
 }
 
 void nbd_reply_send(NbdSlot *slot, int niov)
@@ -169,29 +199,44 @@ void nbd_reply_send(NbdSlot *slot, int niov)
         nbd_slot_done(slot);
         return;
     }
-    /* GnuTLS cannot resume a non-blocking record send from another
-     * thread, so TLS replies always go through the writer. */
-    if (c->tls || c->sending || c->out_head) {
+    /* Someone else sends: the reply joins the queue, which the sender
+     * (a worker, below, or the writer) goes on to send.  A queue with
+     * nobody sending is the writer's after a full socket. */
+    if (c->sending || c->out_head || !reply_worker_can_send(c, slot)) {
         reply_queue(c, slot, false);
         g_mutex_unlock(&c->lock);
         return;
     }
     c->sending = true;
-    g_mutex_unlock(&c->lock);
-
-    int r = reply_write(c, slot, true);
-
-    g_mutex_lock(&c->lock);
-    c->sending = false;
-    if (r == -EAGAIN) {
-        reply_queue(c, slot, true);
+    for (int sent = 0;; sent++) {
         g_mutex_unlock(&c->lock);
-        return;
+        int r = reply_write(c, slot, true);
+        if (r != -EAGAIN)
+            nbd_slot_trim(slot);
+        g_mutex_lock(&c->lock);
+        if (r == -EAGAIN) {
+            reply_queue(c, slot, true);
+            break;
+        }
+        if (r < 0)
+            reply_fail(c, r);
+        /* One lock for both: the slot goes back with the send side. */
+        nbd_slot_put_locked(c, slot);
+        /* Replies that other workers queued meanwhile go out now, as
+         * long as the socket takes them without waiting; past a
+         * connection's worth of them the writer takes over, so that a
+         * busy client cannot keep a pool worker from other clients. */
+        slot = c->out_head;
+        if (!slot || c->dead || sent >= NBD_CONN_SLOTS ||
+            !reply_worker_can_send(c, slot))
+            break;
+        c->out_head = slot->next;
+        if (!c->out_head)
+            c->out_tail = NULL;
     }
-    if (r < 0)
-        reply_fail(c, r);
+    c->sending = false;
     if (c->out_head)
         g_cond_signal(&c->out_cond);
+    /* After this unlock the reader may free the connection. */
     g_mutex_unlock(&c->lock);
-    nbd_slot_done(slot);
 }

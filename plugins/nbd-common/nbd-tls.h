@@ -8,10 +8,10 @@
  * mode but off with a message saying so, and nothing else is reachable.
  *
  * Threads: one thread may call nbd_tls_recv() while another sends;
- * sends must be serialised by the caller (the connection's writer
- * thread, nbd-reply.c), as GnuTLS allows one reader and one writer at a
- * time per session.  A send that hits the socket's send timeout returns
- * -EAGAIN.
+ * sends must be serialised by the caller (nbd-reply.c: whoever holds the
+ * connection's send side, a worker or the writer thread), as GnuTLS
+ * allows one reader and one writer at a time per session.  A send that
+ * hits the socket's send timeout returns -EAGAIN.
  */
 #ifndef NBD_TLS_H
 #define NBD_TLS_H
@@ -64,6 +64,11 @@ const char *nbd_tls_conn_identity(const NbdTlsConn *c);
 /* Send close_notify (best effort) and free the session. */
 void nbd_tls_conn_free(NbdTlsConn *c);
 
+/* From now on read ahead from the socket (the transmission phase: the
+ * client's requests are small records that often arrive together), and
+ * call fn(data), when not NULL, in the receiving thread whenever a
+ * receive is about to wait on the socket. */
+void nbd_tls_set_recv_hook(NbdTlsConn *c, void (*fn)(void *data), void *data);
 /* Up to len bytes: >0 read, 0 on EOF, -errno on error (-EAGAIN on a
  * receive timeout). */
 ssize_t nbd_tls_recv(NbdTlsConn *c, void *buf, size_t len);
@@ -73,6 +78,14 @@ int nbd_tls_read_full(NbdTlsConn *c, void *buf, size_t len);
 int nbd_tls_send(NbdTlsConn *c, const void *buf, size_t len);
 /* All of iov[0..n); 0 or -errno. */
 int nbd_tls_sendv(NbdTlsConn *c, const struct iovec *iov, int n);
+/* One record of at most 16 KiB from the start of buf: the bytes sent
+ * (> 0), -EAGAIN when the socket is full (nonblock) or the send timeout
+ * passed (blocking), -errno else.  After -EAGAIN part of the record may
+ * be held by GnuTLS: the next send on the session must be this call again
+ * with the same buf and len (nonblock may differ), which finishes that
+ * record and returns its size. */
+ssize_t nbd_tls_send_some(NbdTlsConn *c, const void *buf, size_t len,
+                          bool nonblock);
 
 G_END_DECLS
 

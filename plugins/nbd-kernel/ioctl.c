@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The ioctl interface to the kernel's nbd driver, used when the netlink
  * family is missing or when asked for (interface=ioctl).

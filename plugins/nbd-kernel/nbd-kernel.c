@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The nbd-kernel frontend plugin: attaches a source to /dev/nbdN through
  * the kernel's nbd driver, as `qemu-nbd -c` and `nbd-client` do.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Internals of the nbd-kernel frontend: the pieces that talk to the
  * kernel's nbd driver, shared by the frontend (nbd-kernel.c, which also

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The kernel's generic-netlink interface to nbd (family "nbd"), spoken
  * over a raw NETLINK_GENERIC socket so that no libnl is needed.

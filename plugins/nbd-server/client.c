@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Accepting clients and running each one's thread: handshake, then the
  * transmission phase (the thread becomes the connection's reader), then

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Listening sockets of the nbd-server frontend and the URIs clients use.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The nbd-server frontend plugin: serves BhExports to NBD clients over
  * Unix sockets, TCP (IPv4/IPv6) and systemd-activated sockets.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Internals of the nbd-server frontend: the server object shared by the
  * plugin vtable (nbd-server.c), the listening sockets (listen.c) and the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # Shared by the `blkhost nbd` tests: start blkhost nbd and qemu-nbd in
 # the background with --fork (both return once they serve, so nothing
 # here waits on timing), stop them through their pid files, and read

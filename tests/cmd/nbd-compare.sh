@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # `blkhost nbd` next to Debian's qemu-nbd: for each option both have,
 # serve the same image (raw and qcow2) from both and compare what a client
 # sees: nbdinfo's facts (size, flags, description, name, block sizes) and

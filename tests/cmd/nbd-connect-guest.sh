@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # `blkhost nbd -c/-d` inside the VM (run by nbd-connect-vm.sh through
 # tests/vm/vm-run.sh): prints TAP lines without a plan.  $T is the shared
 # work dir holding the images the host prepared.

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # `blkhost nbd -c DEV` / `-d DEV` end to end: one VM boot (tests/vm's
 # vm-run.sh, TCG, about 25 s) runs nbd-connect-guest.sh, since this
 # machine's kernel has no nbd module.  Skips when the VM cannot run or

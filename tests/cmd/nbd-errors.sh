@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # `blkhost nbd` refuses bad command lines the way qemu-nbd does: status 1,
 # one line on stderr naming the problem, and nothing started (no socket,
 # no pid file, no process left).  Cases that get as far as opening the

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # `blkhost nbd` options whose effect is more than what nbdinfo shows:
 # --fork, --pid-file, -t, -e, -v, -p/-b, -s, -P, --discard and
 # --detect-zeroes on the image, --cache=none/--aio=native writes, and

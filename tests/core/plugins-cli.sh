@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # `blkhost plugins` with BLKHOST_PLUGIN_PATH pointing at the broken test
 # plugins: the good ones load, each broken one is listed with its reason,
 # and the build tree's drivers are still found after the path.

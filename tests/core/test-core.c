@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The core's I/O layer, observed through testdrv (a RAM driver without
  * native FUA or zeroing that counts its calls): range and permission

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The plugin loader against deliberately broken plugins: each refusal
  * names the file and the reason; an older, shorter descriptor still loads.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Option parsing: sizes, booleans, enums, lists and the unused-key check. */
 #include <string.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Helpers shared by the driver tests: open a node from a "k=v,..." string,
  * check that a call failed with a given errno and message, make scratch

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Helper for the locking test: open an image with bh_node_open (read-write
  * unless the options say otherwise), print "ready", and keep it open until

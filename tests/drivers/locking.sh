@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Image locking against QEMU: while blkhost holds an image writable,
 # qemu-io must not write it, and while qemu-io holds it, blkhost must not
 # open it, and say who holds it.  Holders are kept open on a fifo: the

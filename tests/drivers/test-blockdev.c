@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The file driver on a block device: a loop device over a scratch file
  * (skipped where losetup is not allowed).  Size from BLKGETSIZE64, round

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Bad input to the four drivers: each must be refused with the right errno
  * and a message that names what was wrong, and must change nothing.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The file driver, alone (format=file) and under raw: round trips, FUA and
  * flush, extents of a sparse file against what SEEK_DATA/SEEK_HOLE say,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The null and memory protocol drivers: sizes, what reads return, block
  * status, the memory disk's sparseness (chunks allocated on non-zero

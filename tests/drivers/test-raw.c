@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * raw windows: offset= and size= turn a file into a view of part of it.
  * Every request must land at the window's offset in the file, stop at the

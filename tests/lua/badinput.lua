@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: BSD-3-Clause
 -- Bad input from scripts gets a clear Lua error and changes nothing:
 -- missing files, directories, unreadable files, bad offsets and lengths,
 -- I/O past the end, unknown option keys and formats, bad option values.

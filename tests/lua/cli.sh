@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # The blkhost command line: --help, --version, run (arg, exit status,
 # syntax and runtime errors, <close> on error), and the built-in commands
 # plugins, create and info, checked against qemu-img where it has a say.

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: BSD-3-Clause
 -- Nodes close on every path: close(), a <close> variable whose scope ends
 -- normally or by an error, and garbage collection.  The proof is the image
 -- lock: a second writable open of the same file fails while the first is

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: BSD-3-Clause
 -- node:extents() over a sparse raw file (the file system must support
 -- holes, which SEEK_DATA/SEEK_HOLE report): holes read as zero, written
 -- blocks are data, the list covers exactly the range asked for, discard

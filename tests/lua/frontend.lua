@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: BSD-3-Clause
 -- The generic frontend binding, bh.frontend(), driven with the nbd-server
 -- plugin and real NBD clients (nbdinfo, nbdsh): exports, uri, status,
 -- read-only exports, nodes closed in Lua while exported, bh.loop() ending

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: BSD-3-Clause
 -- bh.plugins() and bh.plugin.load(): the built-in drivers are listed with
 -- their fields; loading a missing or non-ELF file is a Lua error naming
 -- the file; an unknown frontend is refused naming the available ones.

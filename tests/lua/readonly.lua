@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: BSD-3-Clause
 -- Read-only nodes: every write-like call is refused with EPERM's message
 -- and the file is unchanged; reads, extents and info still work.
 package.path = arg[0]:match("(.-)[^/]*$") .. "?.lua;" .. package.path

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: BSD-3-Clause
 -- Round trips through the Lua API: a raw image on a file (written, read
 -- back, compared with the bytes on disk and with a fresh open), the memory
 -- and null drivers, zero/discard/flush/FUA, size, info and tostring.

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: BSD-3-Clause
 -- TAP for Lua tests run by `blkhost run tests/lua/NAME.lua`.
 --
 --   package.path = arg[0]:match("(.-)[^/]*$") .. "?.lua;" .. package.path

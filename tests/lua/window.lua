@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: BSD-3-Clause
 -- A window onto a file with raw's offset and size options: I/O lands at
 -- the right place in the file, the window's edges are enforced, and bad
 -- offset/size values are refused with a message.

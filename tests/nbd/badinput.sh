@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Bad input at the protocol level (raw socket client), the server's log
 # messages for it, and fd / memory use over many connect/disconnect cycles.
 # NBD_CYCLES (default 1000) sets the number of cycles.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # Error codes and request handling checked with libnbd, strict mode off so
 # that the server, not the client, decides.  Prints "PASS desc" or
 # "FAIL desc :: detail" lines; errors.sh turns them into TAP.

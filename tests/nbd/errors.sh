@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # NBD error codes and request handling, checked with libnbd (nbdsh's
 # Python module) with client-side checks off.
 source "$SOURCE_ROOT/tests/tap.sh"

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # examples/export.lua, the main job: the demo image with no arguments, a
 # given image with --socket/--readonly/--tcp, and Ctrl-C (SIGINT) ending it
 # cleanly.

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # The blkhost NBD server against real clients: qemu-img, qemu-io, nbdinfo
 # and nbdcopy, over Unix sockets.
 source "$SOURCE_ROOT/tests/tap.sh"

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # Shared by the nbd tests: start a blkhost NBD server in the background
 # and wait until it serves.  Source after tests/tap.sh.
 SERVE_LUA="$SOURCE_ROOT/tests/nbd/serve.lua"

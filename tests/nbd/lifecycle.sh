@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Server life cycle: graceful SIGTERM (flushed, socket removed), exit when
 # the last client leaves unless persistent, max-clients, TCP on IPv4 and
 # IPv6, systemd socket activation, connect/disconnect events.

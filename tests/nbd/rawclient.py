@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # Protocol abuse against the blkhost NBD server with a raw socket client.
 #   /usr/bin/python3 rawclient.py SOCKET SERVER_PID [CYCLES]
 # The export must be 80 MiB and writable.  Prints "PASS desc" or

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # Minimal systemd-style socket activation for the tests: listen on a Unix
 # socket, then exec the command with it as fd 3 and LISTEN_PID/LISTEN_FDS
 # set for the exec'd process (same pid).

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: BSD-3-Clause
 -- A configurable NBD server for the nbd tests.
 --   blkhost run serve.lua KEY=VALUE...
 --   listen=SPEC            repeatable (unix:PATH, tcp:HOST:PORT, systemd)

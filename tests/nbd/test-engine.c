@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The NBD engine (plugins/nbd-common) in-process over a socketpair, the
  * way the nbd-kernel frontend uses it: once through the handshake with a

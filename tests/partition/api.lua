@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: BSD-3-Clause
 -- node:partitions(), node:partition() and blkhost.parttable, on the images
 -- api.sh made in the directory arg[1]: dos.img (make_dos), gpt.img
 -- (make_gpt) and empty.img (a DOS label with no partitions).

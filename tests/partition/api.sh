@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # The Lua API (node:partitions, node:partition and its selectors, window
 # modes) and the blkhost.parttable printer, on images made by sfdisk.
 # api.lua prints the TAP.

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Damaged and missing partition tables: each gets a clear error (or, for a
 # damaged primary GPT header, the backup and a warning), never a crash or
 # a wrong answer.  The images are made by sfdisk and then damaged in one

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # `blkhost info --partitions [--output=json]` prints what blkhost.parttable
 # prints.  Skipped until lua/cmd/info.lua has --partitions.
 source "$SOURCE_ROOT/tests/tap.sh"

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: BSD-3-Clause
 -- Copy one partition of IMAGE to the file OUT by reading its window node.
 --   blkhost run copy.lua IMAGE OUT N
 --   blkhost run copy.lua IMAGE OUT key=value...   (label=, uuid=,

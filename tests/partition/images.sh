@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # Disk images for the partition tests, made by util-linux.  Sourced.
 #   make_dos IMG     32 MiB: 1 linux (bootable), 2 swap, 3 lvm, 4 extended
 #                    holding 5 linux, 6 linux, 7 fat32 (the rest)

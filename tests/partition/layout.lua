@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: BSD-3-Clause
 -- Print IMAGE's partitions the way layout.py prints util-linux's view:
 -- "NUMBER OFFSET SIZE TYPE BOOT LABEL".
 --   blkhost run layout.lua IMAGE [SECTOR_SIZE]

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-3-Clause
 # Print the partition table of IMAGE as util-linux sees it, one line per
 # partition: "NUMBER OFFSET SIZE TYPE BOOT LABEL" (bytes; MBR types as
 # 0xNN; BOOT 1 or 0; LABEL "-" when there is none).  layout.lua prints the

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Partitions exported over NBD: examples/partition.lua serves the GPT
 # partition labelled root read-only, and what nbdcopy, qemu-img convert
 # and nbdinfo see equals dd with the matching skip and count (and an ext4

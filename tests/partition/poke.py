@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-3-Clause
 # Damage partition tables made by sfdisk in precise ways, for the bad-input
 # tests.  Each command edits IMAGE in place and keeps every checksum right
 # except the one it means to break, so that the reader sees exactly one

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: BSD-3-Clause
 -- Export one partition of IMAGE over NBD on a Unix socket until killed.
 --   blkhost run serve.lua IMAGE SOCKET N [rw]
 local bh = require "blkhost"

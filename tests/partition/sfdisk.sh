@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Partition tables made by util-linux, read by blkhost: the layout equals
 # what sfdisk (or fdisk -b 4096) reports, a window reads the same bytes as
 # dd with the matching skip and count, and an ext4 filesystem made by

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* The C API of core/partition.c on tables built by hand in a memory node:
  * CRC-32 vectors, error codes (ENOENT, EINVAL, EFBIG) that Lua cannot see,
  * 4096-byte sectors from the node's block size, MBR types and numbering,

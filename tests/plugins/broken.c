@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * One source, several deliberately broken plugins, chosen by -DBROKEN_*:
  * each one must be refused by the loader with a message naming the file

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * testdrv: a RAM driver with deliberately few callbacks (no write_zeroes
  * unless zeroes=on, no native FUA, serialized, no request flags declared)

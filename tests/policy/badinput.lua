@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: BSD-3-Clause
 -- Bad input to the retention policy: each is refused with a message that
 -- names what was wrong, and the qcow2 image the rotation was pointed at
 -- is left exactly as it was (same snapshots, same bytes).

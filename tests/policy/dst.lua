@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: BSD-3-Clause
 -- Time zones for the retention policy: the pure-Lua TZif reader against
 -- the C library (date -f, with TZ set), and nightly rotations in
 -- Europe/Berlin across both DST changes of 2026 (29 March, clocks go

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: BSD-3-Clause
 -- The retention planner (blkhost.policy.plan) over simulated years, with
 -- no image: each night adds the night's snapshot and keeps what the plan
 -- keeps, as a real rotation would.  Small policies are checked against

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Snapshot rotation on real qcow2 images, checked with qemu-img: 100
 # nightly rotations of a two-disk group (the retained set written out by
 # hand, qemu-img check clean, each kept snapshot holding its night's

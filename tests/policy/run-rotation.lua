@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: BSD-3-Clause
 -- Drives real rotations for tests/policy/rotate.sh: NIGHTS rotations of
 -- the images, one simulated day apart, optionally writing the night's
 -- number into each image first (so every snapshot holds different data),

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # The shipped ways of running the rotation every night: the systemd units
 # pass `systemd-analyze verify`, the timer fires at 02:30, and the
 # command lines of the service (with its default policy) and of the cron

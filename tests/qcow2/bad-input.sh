@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Broken images (the cases of qemu-iotests 080 and 060): each is built with
 # poke.py from a good image, and must be refused with a message naming the
 # problem, without a crash and without a byte written to the image.  Images

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Crash consistency: a writer doing allocating writes (some with FUA, some
 # followed by a flush) is killed with SIGKILL at random moments.  After each
 # kill `qemu-img check` must exit 0 (clean) or 3 (leaked clusters only),

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # qcow2 features: creation options checked by qemu-img, info facts, the
 # dirty bit with lazy refcounts (refcounts rebuilt on a read-write open),
 # autoclear bits cleared at the first write, refcount table growth,

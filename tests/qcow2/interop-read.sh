@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Images made by qemu-img and qemu-io (v2 and v3, cluster sizes 512 B to
 # 2 MiB, refcount widths, backing chains, compressed and zero clusters)
 # read back through blkhost exactly as `qemu-img convert -O raw` reads them.

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Parallel writers: threads in one process write interleaved 4 KiB pieces
 # of the same clusters at once (so allocations of one cluster race), then
 # `qemu-img check` must be clean and the image equal to the mirror.  With

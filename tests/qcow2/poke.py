@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-3-Clause
 """poke.py FILE OFFSET TYPE VALUE: overwrite a field of a (qcow2) file.
 
 TYPE is be8, be16, be32, be64 (VALUE decimal or 0x hex) or hex (VALUE raw

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * qcow2-tool: the C side of the qcow2 tests.  It drives the qcow2 driver
  * through libblkhost (bh_node_open, bh_node_pwrite, ...) so that the tests
@@ -12,11 +13,12 @@
  *   random IMG MIRROR SEED N [OPTS]  N random writes / zero writes /
  *                                discards, mirrored with the same semantics
  *                                in MIRROR (OPTS default: discard=unmap)
- *   parallel IMG MIRROR SEED T N T threads, N writes each, into
+ *   parallel IMG MIRROR SEED T N [OPTS]  T threads, N writes each, into
  *                                interleaved 4 KiB pieces of shared clusters
- *   stress IMG MIRROR SEED T N   T threads, N mixed ops each (writes,
+ *   stress IMG MIRROR SEED T N [OPTS]  T threads, N mixed ops each (writes,
  *                                zeroes, discards, flushes, checked reads)
- *                                on clusters each thread owns
+ *                                on clusters each thread owns (OPTS
+ *                                default: discard=unmap)
  *   crash-writer IMG LOG SEED BASE [OPTS]  write until killed; log the
  *                                writes that are durable
  *   crash-verify IMG LOG SEED    check every logged durable write
@@ -508,11 +510,11 @@ int main(int argc, char **argv)
         ret = cmd_random(bs, argv[3], g_ascii_strtoull(argv[4], NULL, 0),
                          g_ascii_strtoull(argv[5], NULL, 0));
     } else if (strcmp(cmd, "parallel") == 0 && argc >= 7) {
-        bs = open_img(argv[2], NULL);
+        bs = open_img(argv[2], argc > 7 ? argv[7] : NULL);
         ret = cmd_parallel(bs, argv[3], g_ascii_strtoull(argv[4], NULL, 0),
                            atoi(argv[5]), g_ascii_strtoull(argv[6], NULL, 0));
     } else if (strcmp(cmd, "stress") == 0 && argc >= 7) {
-        bs = open_img(argv[2], "discard=unmap");
+        bs = open_img(argv[2], argc > 7 ? argv[7] : "discard=unmap");
         ret = cmd_stress(bs, argv[3], g_ascii_strtoull(argv[4], NULL, 0),
                          atoi(argv[5]), g_ascii_strtoull(argv[6], NULL, 0));
     } else if (strcmp(cmd, "crash-writer") == 0 && argc >= 6) {

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: BSD-3-Clause
 -- Serve one qcow2 image over NBD for the qcow2 tests and bench/qcow2.sh:
 --   blkhost run serve.lua SOCKET IMAGE READY-FILE [threads]
 local bh = require "blkhost"

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Images written by blkhost pass `qemu-img check` (exit 0) and equal a raw
 # mirror that got the same operations: random writes of 1 byte to 3
 # clusters, zero writes and discards, with and without backing files, over

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Broken snapshot tables and bad requests: each gets a clear error and
 # leaves the image byte for byte as it was.
 . "$SOURCE_ROOT/tests/tap.sh"

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Crash consistency: a script loops over snapshot create, apply, delete
 # and savevm (state written to the vmstate area, then a snapshot), with
 # writes in between, and is killed with SIGKILL at a random moment, again

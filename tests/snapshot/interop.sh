@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Internal snapshots against qemu-img, both ways: lists agree (ids,
 # names, dates, the table character for character), snapshots made by one
 # are applied and deleted by the other, qemu-img check stays clean after

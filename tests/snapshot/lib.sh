@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # Shared helpers of the snapshot tests (sourced after tests/tap.sh).
 need qemu-img qemu-io
 B=$BLKHOST

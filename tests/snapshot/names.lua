@@ -1,4 +1,4 @@
--- SPDX-License-Identifier: GPL-2.0-or-later
+-- SPDX-License-Identifier: BSD-3-Clause
 -- bh.loadvm, bh.delvm and bh.savevm over several images: a name picks a
 -- snapshot by name only on every image (never another's id), loadvm
 -- refuses a name that does not pick exactly one snapshot everywhere and

@@ -1,5 +1,5 @@
 #!/bin/bash
-# SPDX-License-Identifier: GPL-2.0-or-later
+# SPDX-License-Identifier: BSD-3-Clause
 # How a string picks a snapshot, against qemu-img and qemu-nbd 7.2 on copies
 # of one image where ids and names collide: snapshot "first" has id 1 and
 # snapshot "1" has id 2.  snapshot -a and qemu-nbd -l STRING take an id

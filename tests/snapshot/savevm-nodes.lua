@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: BSD-3-Clause
 -- bh.savevm(name, {nodes=, date=, vm_clock_ns=}): only the given images,
 -- dated by the caller's clock; bad node lists refused with nothing made.
 package.path = os.getenv("SOURCE_ROOT") .. "/tests/lua/?.lua;" .. package.path

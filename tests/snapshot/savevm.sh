@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # savevm / loadvm / delvm across images, with script state registered
 # through bh.vmstate: a round trip of every field kind, versions (an older
 # stream loads, a newer one is refused), savevm over two images, loadvm

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-3-Clause
 """vmstate-offset.py IMAGE NAME: host offset of the first byte of the
 state stored in snapshot NAME of a qcow2 image (for poking broken streams
 into it).  Also prints the offset of the snapshot's table entry."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # The nbd-kernel end-to-end steps, run inside the VM by vm.sh (through
 # vm-run.sh).  Prints TAP lines without a plan: vm.sh adds its host-side
 # checks and the plan.  $T is the shared work dir (the host prepared the

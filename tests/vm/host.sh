@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # nbd-kernel checks that need no nbd kernel module: device path and URI
 # errors, option errors, and bh.nbd.list against a blkhost server.
 source "$SOURCE_ROOT/tests/tap.sh"

@@ -1,4 +1,4 @@
-# SPDX-License-Identifier: MIT
+# SPDX-License-Identifier: BSD-3-Clause
 # The VM tests (vm-nbd-kernel, cmd-nbd-connect-vm) start together on a fresh
 # build dir and both want the initramfs.  Four builders into one empty cache
 # at once must each end with the same, complete archive: the lock in

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: BSD-3-Clause
 -- Test helper run inside the VM: drives bh.nbd the way a user script does.
 --   nbdctl.lua connect DEV key=value...   attach (image=PATH [format=F] or
 --                                         uri=URI, plus bh.nbd.connect

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The NBD client handshake (plugins/nbd-common/nbd-client.c) without a
  * kernel: URI parsing, then GO, the EXPORT_NAME fall-back, refusals and

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Boot a throw-away Debian-kernel VM and run one host script inside it.
 #
 #   vm-run.sh WORKDIR SCRIPT [ARGS...]

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # nbd-kernel end to end: boots one VM (vm-run.sh, TCG) that runs guest.sh
 # against images prepared here, then checks those images on the host with
 # qemu-img and debugfs.  Skips (never passes silently) when qemu, a Debian

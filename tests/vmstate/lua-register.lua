@@ -1,4 +1,4 @@
--- SPDX-License-Identifier: GPL-2.0-or-later
+-- SPDX-License-Identifier: BSD-3-Clause
 -- bh.vmstate.register from Lua: keys it does not know (in the entry, a
 -- field or a subsection) are refused by name, and subsections round-trip
 -- through savevm/loadvm: saved when needed(state) says so, left out of the

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # The savevm stream against QEMU itself (qemu-system-x86_64 -machine none):
 # QEMU's migration output is read by blkhost's savevm reader, and streams
 # written by bh_savevm_write_state() are loaded by an incoming QEMU, whose

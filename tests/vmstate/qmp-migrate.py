@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-3-Clause
 """Drive a `qemu-system-x86_64 -machine none` over QMP for qemu-interop.sh.
 
   qmp-migrate.py save FILE   migrate a stopped (-S) VM into FILE

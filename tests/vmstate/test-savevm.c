@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * savevm registry unit test: a C struct (BhVmsd) entry and a callback
  * entry (the shape the Lua bindings use) saved into one QEMU savevm

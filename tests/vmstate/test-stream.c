@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * BhStream unit test: big-endian encoding checked byte by byte, memory, fd
  * and callback backends (with short reads and buffer-crossing sizes), peek,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * BhVmsd unit test: a round trip for every field kind, the exact bytes of
  * a small state (worked out by hand from QEMU's vmstate rules), versions

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Helper for qemu-interop.sh: speaks QEMU's savevm stream with two of
  * QEMU's own sections, "timer" and "globalstate", described here with

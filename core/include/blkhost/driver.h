@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * BhDriver: the vtable a driver plugin fills.
  *
@@ -55,7 +56,12 @@ extern "C" {
  * raw readers do; a guess of it by probing guards the file's first
  * bytes against becoming another format's header. */
 #define BH_DRIVER_DATA_ONLY (1u << 2)
-#define BH_DRIVER_KNOWN_FLAGS 0x7u   /* the loader refuses other bits */
+/* A filter (drivers/filters): a driver over any node, its "file" child,
+ * whose bytes it shows unchanged.  bh_node_open_filter() takes only
+ * these; snapshot and vmstate calls its driver has no callback for go to
+ * the child (snapshot.c), so a filter stacks under snapshots. */
+#define BH_DRIVER_FILTER    (1u << 3)
+#define BH_DRIVER_KNOWN_FLAGS 0xfu   /* the loader refuses other bits */
 
 /* open() flags */
 #define BH_OPEN_RDWR      (1u << 0)
@@ -71,7 +77,10 @@ extern "C" {
 #define BH_CAP_DISCARD    (1u << 1) /* discard really frees space */
 #define BH_CAP_ZERO       (1u << 2) /* write_zeroes is fast (no data I/O) */
 
-/* One creation option, as `qemu-img create -o help` lists them. */
+/* One creation option, as `qemu-img create -o help` lists them.  Arrays of
+ * it are versioned by BhDriver.create_option_size (the element size the
+ * plugin was built with, filled by BH_PLUGIN_REGISTER), so fields can be
+ * added at the end as for the other structs. */
 typedef struct BhCreateOption {
     const char *name;   /* "cluster_size" */
     const char *type;   /* "str", "size", "num" or "bool (on/off)" */
@@ -175,6 +184,9 @@ typedef struct BhDriver {
      * BH_IO_MAY_UNMAP (and fails BH_IO_FAST_ZERO with ENOTSUP) for a
      * driver that does not declare them. */
     uint32_t request_flags;
+    /* sizeof(BhCreateOption) at build time: the stride of create_options.
+     * Filled by BH_PLUGIN_REGISTER. */
+    uint32_t create_option_size;
 
     /* Protocols only: the URI schemes this driver opens, ended by NULL
      * ({"nbd", "nbd+unix", NULL}).  A filename "SCHEME://..." opened

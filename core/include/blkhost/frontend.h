@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * BhFrontend: the vtable an export frontend plugin fills (nbd-server,
  * nbd-kernel, ...), and BhExport, the named window onto a node that

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * BhInfo: an ordered list of typed key/value facts about a node or a
  * frontend ("format"="qcow2", "cluster-size"=65536, ...).  Drivers and

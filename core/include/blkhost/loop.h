@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The main loop: one GMainLoop on the main thread, where Lua runs.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * BhNode: one open block device.
  *
@@ -85,6 +86,16 @@ BhNode *bh_node_open(const char *filename, const BhOpts *opts, BhError **errp);
  * bh_node_open_over(disk, "raw", {offset=, size=, readonly=}). */
 BhNode *bh_node_open_over(BhNode *child, const char *format,
                           const BhOpts *opts, BhError **errp);
+
+/* Open the filter driver name (a driver with BH_DRIVER_FILTER: log,
+ * delay, cow, ...) over child, any node, which becomes its "file" child
+ * (a reference is taken).  The modes default to child's; a writable
+ * filter over a read-only child is allowed (cow writes elsewhere; any
+ * other filter's writes are refused by the child).  Where child stood
+ * in the list of open top-level nodes (savevm), the filter takes its
+ * place while it lives. */
+BhNode *bh_node_open_filter(BhNode *child, const char *name,
+                            const BhOpts *opts, BhError **errp);
 
 /* Create an image.  For a format driver the core creates (truncates) the
  * file with the file driver and passes it to the driver's create. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Option lists: ordered key=value strings with "used" tracking.
  *

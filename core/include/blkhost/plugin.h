@@ -89,6 +89,7 @@ typedef const BhPluginDesc *(*BhPluginInitFn)(void);
         if (bh_desc_.driver) {                                          \
             bh_driver_ = *bh_desc_.driver;                              \
             bh_driver_.struct_size = sizeof(BhDriver);                  \
+            bh_driver_.create_option_size = sizeof(BhCreateOption);     \
             bh_desc_.driver = &bh_driver_;                              \
         }                                                               \
         if (bh_desc_.frontend) {                                        \

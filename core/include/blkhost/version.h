@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* The version of the headers a plugin was built with.  meson.build checks
  * that BLKHOST_VERSION equals the project version. */
 #ifndef BLKHOST_VERSION_H

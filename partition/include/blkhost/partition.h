@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Partition tables: reading MBR (with the EBR chain of logical partitions)
  * and GPT from a node, finding a partition by number, label, UUID or type,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The savevm registry: which state goes into a snapshot, and the stream
  * that carries it.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * BhStream: a buffered byte stream, the QEMUFile of blkhost.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * BhVmsd / BhVmField: declarative state descriptions, the
  * VMStateDescription of blkhost.
