@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # The cost of one NBD proxy hop (issue 16).  One export, three ways:
 #   (a) direct: nbdkit's file plugin serving a raw image on a Unix socket;
 #   (b) blkhost: the nbd client driver on (a), re-exported by

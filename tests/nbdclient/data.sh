@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # The nbd client driver against nbdkit and qemu-nbd: the bytes it writes
 # are the server's (nbdcopy, qemu-img compare), its extents are nbdinfo
 # --map's, the flags it sends are the ones asked for (nbdkit's log

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # The nbd client driver's refusals, each with a message naming the URI:
 # nobody listening, no such export, TLS required (and TLS that works), a
 # server that never answers, a read-only export opened for writing, a

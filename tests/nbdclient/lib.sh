@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # Shared by the nbdclient tests: servers (nbdkit, qemu-nbd, the blkhost
 # proxy) on Unix sockets in $T, and the client helper.  Source after
 # tests/tap.sh.

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # The nbd client driver when its server goes away: requests in flight
 # complete after the server comes back (nbdkit, qemu-nbd), and fail with
 # EIO after retry-timeout when it never does.

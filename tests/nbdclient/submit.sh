@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # The nbd driver's asynchronous path (test-submit.c) against nbdkit.
 source "$SOURCE_ROOT/tests/tap.sh"
 source "$SOURCE_ROOT/tests/nbdclient/lib.sh"
