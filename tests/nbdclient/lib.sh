@@ -20,57 +20,34 @@ wait_sock() {
     return 1
 }
 
-# nbdkit_start NAME ARGS...: nbdkit in the foreground of a background job
-# on $T/NAME.sock; its pid in NAME_pid.
-nbdkit_start() {
+# serve NAME CMD...: CMD, a server listening on $T/NAME.sock, as a
+# background job (output in $T/NAME.log, pid in NAME_pid); waits for the
+# socket.
+serve() {
     local name=$1; shift
     rm -f "$T/$name.sock"
-    nbdkit -f -U "$T/$name.sock" "$@" >>"$T/$name.log" 2>&1 &
+    "$@" >>"$T/$name.log" 2>&1 &
     eval "${name}_pid=$!"
     disown $!
     at_exit "kill -9 $! 2>/dev/null"
-    wait_sock "$name" $! || { diag "nbdkit $name did not start:"; diag "$(cat "$T/$name.log")"; return 1; }
+    wait_sock "$name" $! || { diag "$1 $name did not start:"; diag "$(cat "$T/$name.log")"; return 1; }
 }
 
-# qemu_nbd_start NAME ARGS...: the same for qemu-nbd (-x names the export).
-qemu_nbd_start() {
-    local name=$1; shift
-    rm -f "$T/$name.sock"
-    qemu-nbd -k "$T/$name.sock" "$@" >>"$T/$name.log" 2>&1 &
-    eval "${name}_pid=$!"
-    disown $!
-    at_exit "kill -9 $! 2>/dev/null"
-    local i
-    for i in $(seq 1 200); do
-        [ -S "$T/$name.sock" ] && return 0
-        sleep 0.05
-    done
-    diag "qemu-nbd $name did not start:"; diag "$(cat "$T/$name.log")"; return 1
-}
+# nbdkit_start NAME ARGS..., qemu_nbd_start NAME ARGS... (-x names the
+# export): the servers the driver is tried against.
+nbdkit_start() { local n=$1; shift; serve "$n" nbdkit -f -U "$T/$n.sock" "$@"; }
+qemu_nbd_start() { local n=$1; shift; serve "$n" qemu-nbd -k "$T/$n.sock" "$@"; }
 
 # proxy_start NAME URI [blkhost nbd options...]: blkhost's nbd driver
-# re-exported by `blkhost nbd` on $T/NAME.sock.
+# re-exported by `blkhost nbd -f nbd`; proxy_lua_start NAME URI [k=v...]:
+# the same through proxy.lua, for driver options (connections=4).
 proxy_start() {
-    local name=$1 target=$2; shift 2
-    rm -f "$T/$name.sock"
-    "$BLKHOST" nbd -f nbd -k "$T/$name.sock" -t "$@" "$target" >>"$T/$name.log" 2>&1 &
-    eval "${name}_pid=$!"
-    disown $!
-    at_exit "kill -9 $! 2>/dev/null"
-    wait_sock "$name" $! || { diag "proxy $name did not start:"; diag "$(cat "$T/$name.log")"; return 1; }
+    local n=$1 target=$2; shift 2
+    serve "$n" "$BLKHOST" nbd -f nbd -k "$T/$n.sock" -t "$@" "$target"
 }
-
-# proxy_lua_start NAME URI [k=v...]: the same through proxy.lua, for
-# driver options (connections=4).
 proxy_lua_start() {
-    local name=$1 target=$2; shift 2
-    rm -f "$T/$name.sock"
-    "$BLKHOST" run "$SOURCE_ROOT/tests/nbdclient/proxy.lua" "$T/$name.sock" "$target" "$@" \
-        >>"$T/$name.log" 2>&1 &
-    eval "${name}_pid=$!"
-    disown $!
-    at_exit "kill -9 $! 2>/dev/null"
-    wait_sock "$name" $! || { diag "proxy $name did not start:"; diag "$(cat "$T/$name.log")"; return 1; }
+    local n=$1 target=$2; shift 2
+    serve "$n" "$BLKHOST" run "$SOURCE_ROOT/tests/nbdclient/proxy.lua" "$T/$n.sock" "$target" "$@"
 }
 
 # kill_hard NAME: SIGKILL the server and wait until it is gone; its
