@@ -10,6 +10,7 @@
 #include "blkhost/glib.h"
 #include "blkhost/loader.h"
 #include "blkhost/loop.h"
+#include "blkhost/map.h"
 #include "blkhost/snapshot.h"
 #include "blkhost/version.h"
 

@@ -16,6 +16,21 @@ struct BhFrontendHandle {
     bool stopped;
 };
 
+struct BhExport {
+    char *name;          /* "" is the default export */
+    char *description;   /* may be NULL */
+    BhNode *node;        /* a reference is held by the export */
+    bool readonly;       /* served read-only even if the node is writable */
+};
+
+const char *bh_export_name(const BhExport *exp) { return exp->name; }
+const char *bh_export_description(const BhExport *exp)
+{
+    return exp->description;
+}
+BhNode *bh_export_node(const BhExport *exp) { return exp->node; }
+bool bh_export_readonly(const BhExport *exp) { return exp->readonly; }
+
 BhExport *bh_export_new(BhNode *node, const char *name,
                         const char *description, bool readonly)
 {
@@ -125,6 +140,24 @@ void bh_frontend_set_event_cb(BhFrontendHandle *h, BhFrontendEventFn cb,
 {
     if (h->fe->set_event_cb)
         h->fe->set_event_cb(h->inst, cb, data);
+}
+
+int bh_frontend_remove_export(BhFrontendHandle *h, const char *name,
+                              bool hard, BhError **errp)
+{
+    if (!h->fe->remove_export)
+        return bh_error_set(errp, ENOTSUP, "frontend %s cannot remove an "
+                            "export while it runs", h->plugin->name);
+    return h->fe->remove_export(h->inst, name, hard, errp);
+}
+
+int bh_frontend_disconnect(BhFrontendHandle *h, const char *name,
+                           BhError **errp)
+{
+    if (!h->fe->disconnect)
+        return bh_error_set(errp, ENOTSUP, "frontend %s cannot disconnect "
+                            "its clients", h->plugin->name);
+    return h->fe->disconnect(h->inst, name, errp);
 }
 
 const char *bh_frontend_name(const BhFrontendHandle *h)

@@ -39,7 +39,8 @@ static BhInfoItem *info_slot(BhInfo *info, const char *key)
             return it;
         }
     }
-    BhInfoItem blank = { .key = g_strdup(key) };
+    BhInfoItem blank = { .struct_size = sizeof(BhInfoItem),
+                         .key = g_strdup(key) };
     g_array_append_val(info->items, blank);
     return &g_array_index(info->items, BhInfoItem, info->items->len - 1);
 }

@@ -77,6 +77,11 @@ int bh_loop_run(void)
      * not end this one. */
     while (g_main_context_iteration(NULL, FALSE))
         ;
+    /* What ran there may have let go of the last hold (a client that
+     * came and went before the loop started): its quit was dropped with
+     * the rest, so do not start a loop nothing would end. */
+    if (g_atomic_int_get(&loop_holds) <= 0)
+        return 0;
     loop_main = g_main_loop_new(NULL, FALSE);
     guint s1 = g_unix_signal_add(SIGINT, loop_signal_cb,
                                  GINT_TO_POINTER(SIGINT));

@@ -4,26 +4,50 @@
 --   blkhost run examples/export.lua                   # a demo image
 --   blkhost run examples/export.lua disk.qcow2        # your image
 --   blkhost run examples/export.lua disk.img --tcp 127.0.0.1:10809 --readonly
+--   blkhost run examples/export.lua disk.qcow2 --control /run/vm1.ctl \
+--       --rotate '*-*-* 03:30' --keep-daily 7 --keep-weekly 4
 --
--- Options: --socket PATH, --tcp HOST:PORT, --readonly, --name NAME.
--- Serves until Ctrl-C; then requests in flight finish, the image is
--- flushed and the socket is removed.  Copy this file to start your own.
+-- Options: --socket PATH, --tcp HOST:PORT, --systemd (the sockets systemd
+-- passes: systemd/blkhost-nbd@.socket), --readonly, --name NAME,
+-- --control PATH (a control socket: `blkhost ctl PATH query-exports`,
+-- snapshots while serving; docs/control.md), --rotate SPEC (a calendar
+-- spec as systemd's OnCalendar=: take a snapshot and delete what the
+-- --keep-* policy no longer keeps, while serving; docs/rotation.md) with
+-- --keep-last/hourly/daily/weekly/monthly/yearly N, --prefix P (default
+-- nightly-) and --timezone TZ (default UTC).
+-- Serves until Ctrl-C (or the control socket's quit); then requests in
+-- flight finish, the image is flushed and the socket is removed.  Copy
+-- this file to start your own.
 local bh = require "blkhost"
 
-local image, socket, tcp, readonly, name
+local image, socket, tcp, systemd, readonly, name, control, rotate
+local keep, prefix, zone = {}, "nightly-", "UTC"
 local i = 1
 while arg[i] do
   local a = arg[i]
+  local period = a:match("^%-%-keep%-(%a+)$")
   if a == "--socket" then i = i + 1; socket = arg[i]
   elseif a == "--tcp" then i = i + 1; tcp = arg[i]
+  elseif a == "--systemd" then systemd = true
   elseif a == "--name" then i = i + 1; name = arg[i]
   elseif a == "--readonly" then readonly = true
+  elseif a == "--control" then i = i + 1; control = arg[i]
+  elseif a == "--rotate" then i = i + 1; rotate = arg[i]
+  elseif a == "--prefix" then i = i + 1; prefix = arg[i]
+  elseif a == "--timezone" then i = i + 1; zone = arg[i]
+  elseif period then
+    i = i + 1
+    keep[period] = math.tointeger(tonumber(arg[i] or ""))
+    if not keep[period] then error(a .. " needs a whole number", 0) end
   elseif a:sub(1, 1) == "-" then
     error("unknown option " .. a .. " (known: --socket PATH, --tcp HOST:PORT, "
-          .. "--readonly, --name NAME)", 0)
+          .. "--systemd, --readonly, --name NAME, --control PATH, --rotate SPEC, "
+          .. "--keep-PERIOD N, --prefix P, --timezone TZ)", 0)
   else image = a end
   i = i + 1
 end
+if rotate and readonly then error("--rotate needs a writable image", 0) end
+if next(keep) and not rotate then error("--keep-* go with --rotate SPEC", 0) end
 
 local function env(k) local v = os.getenv(k); return v ~= "" and v or nil end
 local tmp = env("XDG_RUNTIME_DIR") or env("TMPDIR") or "/tmp"
@@ -49,7 +73,7 @@ if not image then
 end
 
 local disk <close> = bh.open(image, { readonly = readonly, format = format })
-local listen = tcp and "tcp:" .. tcp
+local listen = systemd and "systemd" or tcp and "tcp:" .. tcp
                or "unix:" .. (socket or tmp .. "/blkhost-nbd.sock")
 
 local server <close> = bh.nbd.server{
@@ -61,19 +85,43 @@ local server <close> = bh.nbd.server{
 server:export(disk, { name = name or "", readonly = readonly,
                       description = image })
 
+-- Snapshots while serving: the core drains the node for each snapshot
+-- call, so clients see a short pause, never an error.
+local policy_spec
+if rotate then
+  local policy = require "blkhost.policy"
+  policy_spec = { prefix = prefix, keep = keep, timezone = zone }
+  policy.normalize(policy_spec)          -- a bad policy stops us now
+  bh.timer.at(rotate, function()
+    -- A failed rotation is printed (with its traceback) by the timer,
+    -- and serving goes on; the next one runs at its time.
+    policy.rotate({ disk }, policy_spec)
+    io.stdout:flush()
+  end, { timezone = zone })
+end
+local ctl <close> = control and bh.control.listen("unix:" .. control)
+
 local uri = server:uri(name or "")
 print(("serving %s (%s, %s) at\n  %s\n"):format(image, disk:format(),
       bh.human_size(disk:size()), uri))
 print("try:")
 print("  nbdinfo '" .. uri .. "'")
 print("  qemu-img info '" .. uri .. "'")
-if tcp then
+if systemd then
+  -- the socket unit names the address
+elseif tcp then
   local host, port = tcp:match("^%[?(.-)%]?:(%d+)$")
   print(("  sudo nbd-client %s %s /dev/nbd0%s"):format(host, port,
         name and " -N " .. name or ""))
 else
   print(("  sudo nbd-client -unix %s /dev/nbd0%s"):format(listen:sub(6),
         name and " -N " .. name or ""))
+end
+if control then print("control socket: blkhost ctl " .. control .. " query-commands") end
+if rotate then
+  print(("rotating on '%s' (%s): prefix %s, keep %s"):format(rotate, zone, prefix,
+        (function() local t = {} for k, v in pairs(keep) do t[#t + 1] = k .. " " .. v end
+                    table.sort(t) return table.concat(t, ", ") end)()))
 end
 print("Ctrl-C to stop.")
 io.stdout:flush()

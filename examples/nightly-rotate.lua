@@ -13,8 +13,14 @@
 -- that decided it printed beside it.  Exit status: 0 done, 1 refused or
 -- failed (nothing changed unless the message says otherwise); with
 -- --check, Nagios' 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+--
+-- Disks that a blkhost server is serving (it holds their write lock) are
+-- rotated by that server, through its control socket: found from the
+-- lock holder's pid (blkhost/registry.lua) or given with --control PATH.
+-- Disks QEMU holds are refused with how to snapshot them through QEMU.
 local cli = require "blkhost.cli"
 local policy = require "blkhost.policy"
+local handoff = require "blkhost.handoff"
 
 local USAGE = [[
 Usage: blkhost run nightly-rotate.lua [OPTIONS] IMAGE...
@@ -43,6 +49,9 @@ Modes:
   --warn DURATION      --check: WARNING from this age (default 26h)
   --crit DURATION      --check: CRITICAL from this age (default 50h)
   --lock-dir DIR       lock files there, not next to the images
+  --control PATH       the disks are served by the blkhost server with this
+                       control socket: rotate them there (found by itself
+                       when the server registered its socket)
   --now TIME           pretend it is TIME (unix seconds), for testing
   -h, --help           this text
 ]]
@@ -58,7 +67,30 @@ local OPTIONS = {
   { "n", "dry-run" }, { nil, "check" },
   { nil, "warn", arg = "DURATION" }, { nil, "crit", arg = "DURATION" },
   { nil, "lock-dir", arg = "DIR" }, { nil, "now", arg = "TIME" },
+  { nil, "control", arg = "PATH" },
 }
+
+-- The whole group through one server's control socket: it serves every
+-- image, or the rotation is refused (a group is one process's job).
+local function rotate_through_server(images, spec, lock_error, control)
+  local sock = handoff.server_for(images[1], lock_error, control)
+  local exports = {}
+  for _, img in ipairs(images) do
+    local ok, name = pcall(handoff.export_of, sock, img)
+    if not ok then
+      cli.fail(tostring(name) .. "; a group is rotated by one process: nothing was changed")
+    end
+    exports[#exports + 1] = name
+  end
+  local args = { exports = exports }
+  for _, k in ipairs { "prefix", "keep", "within", "min_age", "timezone", "pin",
+                       "state", "dry_run", "now" } do
+    args[k] = spec[k]
+  end
+  if args.keep and next(args.keep) == nil then args.keep = nil end
+  local res = handoff.call(sock, "rotate", args)
+  for _, l in ipairs(res.lines or {}) do print(l) end
+end
 
 local function count(o, name)
   local v = o["keep-" .. name]
@@ -130,6 +162,17 @@ return cli.run("nightly-rotate", USAGE, function(args)
   end
   local o, images = cli.parse(args, OPTIONS)
   if o.warn or o.crit then cli.usage_error("--warn and --crit go with --check") end
-  policy.rotate(images, spec_from(o, images))
+  local spec = spec_from(o, images)
+  if o.control then
+    rotate_through_server(images, spec, nil, o.control)
+    return 0
+  end
+  local ok, err = pcall(policy.rotate, images, spec)
+  if not ok and handoff.is_lock_error(err) then
+    local hok, herr = pcall(rotate_through_server, images, spec, err, nil)
+    if not hok then cli.fail(tostring(herr)) end
+    return 0
+  end
+  if not ok then error(err, 0) end
   return 0
 end)

@@ -91,6 +91,13 @@ void bh_lua_timezone_register(lua_State *L, int module_index); /* timezone.c */
  * error keep the message, quit the loop, and have bh.loop() raise it. */
 void bh_lua_loop_call(lua_State *L, int nargs);
 
+/* For callbacks that must not stop the loop (timers, control socket
+ * commands): call fn as above; on error print "blkhost: WHAT failed
+ * (serving goes on): " and the traceback, and go on. */
+void bh_lua_loop_report(lua_State *L, int nargs, const char *what);
+/* A lua_pcall message handler: the message with a traceback. */
+int bh_lua_traceback(lua_State *L);
+
 /* The module opener; main.c preloads it as "blkhost". */
 int luaopen_blkhost(lua_State *L);
 
@@ -106,5 +113,28 @@ void bh_lua_open_process(lua_State *L, int module_index);
 /* fuse.c: bh.fuse.export (the fuse frontend plugin). */
 void bh_lua_open_fuse(lua_State *L, int module_index);
 void bh_lua_open_filter(lua_State *L, int module_index);  /* filter.c */
+/* control.c: bh.control.socket (listen and the commands are Lua). */
+void bh_lua_open_control(lua_State *L, int module_index);
+/* served.c: bh.exports(), and what frontend.c tells it. */
+void bh_lua_open_served(lua_State *L, int module_index);
+/* An export of the frontend at handle_idx (address fe) over bs. */
+void bh_lua_served_export(lua_State *L, int handle_idx, const void *fe,
+                          BhNode *bs, const char *name,
+                          const char *description, bool readonly);
+/* A frontend event with its details table at details_idx. */
+void bh_lua_served_event(lua_State *L, const void *fe, const char *event,
+                         int details_idx);
+/* The frontend at fe no longer serves the export called name. */
+void bh_lua_served_unexport(lua_State *L, const void *fe, const char *name);
+/* Disconnect the clients of every export of bs (raises on failure);
+ * returns how many there were. */
+lua_Integer bh_lua_served_disconnect(lua_State *L, BhNode *bs);
+/* The frontend at fe is closed. */
+void bh_lua_served_forget(lua_State *L, const void *fe);
+/* Whether bs (or a node it sits on, or one on it) is exported here;
+ * *clients: how many clients are connected to those exports. */
+bool bh_lua_served_clients(lua_State *L, BhNode *bs, lua_Integer *clients);
+/* timer.c: bh.timer (every, after, now; at from blkhost/timer.lua). */
+void bh_lua_open_timer(lua_State *L, int module_index);
 
 #endif

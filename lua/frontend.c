@@ -42,12 +42,11 @@ static BhFrontendHandle *frontend_check(lua_State *L, int idx)
 static void frontend_event(void *data, const char *event,
                            const BhInfo *details);
 
-/* Route the frontend's events to Lua while any callback is set. */
+/* Route the frontend's events to Lua, always: besides the script's
+ * callbacks, served.c counts the clients from them. */
 static void frontend_update_events(LuaFrontend *f)
 {
-    bool any = f->cb_ref != LUA_NOREF || f->named_ref != LUA_NOREF;
-    bh_frontend_set_event_cb(f->h, any ? frontend_event : NULL,
-                             any ? f : NULL);
+    bh_frontend_set_event_cb(f->h, frontend_event, f);
 }
 
 void bh_lua_frontend_push(lua_State *L, const char *name, int opts_idx,
@@ -72,6 +71,7 @@ void bh_lua_frontend_push(lua_State *L, const char *name, int opts_idx,
     lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
     f->L = lua_tothread(L, -1);
     lua_pop(L, 1);
+    frontend_update_events(f);
 }
 
 void bh_lua_frontend_on(lua_State *L, int ud_idx, const char *event,
@@ -148,14 +148,52 @@ static int frontend_export(lua_State *L)
     LuaFrontend *f = frontend_ud(L, 1);
     BhExport *exp = bh_lua_check_export(L, 2, 3);
     BhError *err = NULL;
+    BhNode *bs = bh_export_node(exp);
+    char *name = g_strdup(bh_export_name(exp));
+    char *desc = g_strdup(bh_export_description(exp));
+    bool ro = bh_export_readonly(exp);
 
-    if (bh_frontend_add_export(h, exp, &err) < 0)
+    if (bh_frontend_add_export(h, exp, &err) < 0) {
+        g_free(name);
+        g_free(desc);
         return bh_lua_error(L, err);
+    }
+    /* exp is the frontend's now, and holds bs for as long as it lives. */
+    bh_lua_served_export(L, 1, f, bs, name, desc, ro);
+    g_free(name);
+    g_free(desc);
     /* A server that starts at its first export never listens with
      * nothing to serve, so a client that sees the socket finds one. */
     if (f->auto_start)
         frontend_start_once(L, f);
     lua_settop(L, 1);
+    return 1;
+}
+
+/* h:unexport(name [, {hard=true}]): stop serving an export; without
+ * hard, refused while it has clients; with hard they are disconnected. */
+static int frontend_unexport(lua_State *L)
+{
+    BhFrontendHandle *h = frontend_check(L, 1);
+    const char *name = luaL_checkstring(L, 2);
+    bool hard = bh_lua_opt_flag(L, 3, "hard", false);
+    BhError *err = NULL;
+    if (bh_frontend_remove_export(h, name, hard, &err) < 0)
+        return bh_lua_error(L, err);
+    bh_lua_served_unexport(L, frontend_ud(L, 1), name);
+    return 0;
+}
+
+/* h:disconnect([export_name]) -> how many clients were disconnected,
+ * once they are gone */
+static int frontend_disconnect(lua_State *L)
+{
+    BhFrontendHandle *h = frontend_check(L, 1);
+    BhError *err = NULL;
+    int n = bh_frontend_disconnect(h, luaL_optstring(L, 2, NULL), &err);
+    if (n < 0)
+        return bh_lua_error(L, err);
+    lua_pushinteger(L, n);
     return 1;
 }
 
@@ -216,6 +254,9 @@ static void frontend_event(void *data, const char *event,
 
     if (!L)
         return;
+    bh_lua_push_info(L, details);
+    bh_lua_served_event(L, f, event, -1);
+    lua_pop(L, 1);
     if (f->named_ref != LUA_NOREF) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, f->named_ref);
         lua_getfield(L, -1, event);
@@ -264,6 +305,7 @@ static int frontend_close(lua_State *L)
     if (h) {
         bh_frontend_set_event_cb(h, NULL, NULL);
         bh_frontend_free(h);
+        bh_lua_served_forget(L, f);
     }
     luaL_unref(L, LUA_REGISTRYINDEX, f->cb_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, f->named_ref);
@@ -289,6 +331,8 @@ static int frontend_tostring(lua_State *L)
 
 static const luaL_Reg frontend_methods[] = {
     { "export", frontend_export },
+    { "unexport", frontend_unexport },
+    { "disconnect", frontend_disconnect },
     { "start", frontend_start },
     { "stop", frontend_stop },
     { "uri", frontend_uri },

@@ -12,7 +12,7 @@
 
 #define LOOP_ERROR_KEY "blkhost.loop_error"
 
-static int loop_traceback(lua_State *L)
+int bh_lua_traceback(lua_State *L)
 {
     const char *msg = lua_tostring(L, 1);
     if (!msg)
@@ -24,7 +24,7 @@ static int loop_traceback(lua_State *L)
 void bh_lua_loop_call(lua_State *L, int nargs)
 {
     int fn = lua_gettop(L) - nargs;
-    lua_pushcfunction(L, loop_traceback);
+    lua_pushcfunction(L, bh_lua_traceback);
     lua_insert(L, fn);
     if (lua_pcall(L, nargs, 0, fn) != LUA_OK) {
         /* Keep only the first error: later ones are usually its echoes. */
@@ -36,6 +36,19 @@ void bh_lua_loop_call(lua_State *L, int nargs)
         else
             lua_pop(L, 1);
         bh_loop_quit();
+    }
+    lua_remove(L, fn);
+}
+
+void bh_lua_loop_report(lua_State *L, int nargs, const char *what)
+{
+    int fn = lua_gettop(L) - nargs;
+    lua_pushcfunction(L, bh_lua_traceback);
+    lua_insert(L, fn);
+    if (lua_pcall(L, nargs, 0, fn) != LUA_OK) {
+        g_printerr("blkhost: %s failed (serving goes on): %s\n", what,
+                   lua_tostring(L, -1));
+        lua_pop(L, 1);
     }
     lua_remove(L, fn);
 }

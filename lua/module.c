@@ -147,6 +147,9 @@ static const struct {
     { "process", bh_lua_open_process },
     { "filter", bh_lua_open_filter },
     { "fuse", bh_lua_open_fuse },
+    { "timer", bh_lua_open_timer },
+    { "served", bh_lua_open_served },
+    { "control", bh_lua_open_control },
 };
 
 int luaopen_blkhost(lua_State *L)

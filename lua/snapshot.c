@@ -135,10 +135,33 @@ static BhSnapshotInfo *check_snapshot(lua_State *L, BhNode *bs, int idx)
     return sn;
 }
 
-/* node:snapshot_apply(id_or_name | {id=, name=}) */
+/* Reverting a node that is exported changes the data under its clients'
+ * feet (a mounted file system sees its blocks swapped): refused unless
+ * the caller says {force=true}.  Forced, its clients are disconnected
+ * first (their requests in flight finish), so none sees both sides. */
+static void check_not_served(lua_State *L, BhNode *bs, int opts_idx,
+                             const char *what)
+{
+    lua_Integer clients = 0;
+    if (!bh_lua_served_clients(L, bs, &clients))
+        return;
+    bool force = !lua_isnoneornil(L, opts_idx) &&
+                 bh_lua_opt_flag(L, opts_idx, "force", false);
+    if (!force)
+        luaL_error(L, "%s: '%s' is exported; reverting it would change the "
+                   "data under its clients (pass {force=true} to do it "
+                   "anyway)", what, bh_node_filename(bs));
+    if (clients > 0)
+        bh_lua_served_disconnect(L, bs);
+}
+
+/* node:snapshot_apply(id_or_name | {id=, name=} [, {force=true}]) */
 static int l_snapshot_apply(lua_State *L)
 {
     BhNode *bs = bh_lua_checknode(L, 1);
+    if (!lua_isnoneornil(L, 3))
+        luaL_checktype(L, 3, LUA_TTABLE);
+    check_not_served(L, bs, 3, "snapshot_apply");
     BhSnapshotInfo *sn = check_snapshot(L, bs, 2);
     BhError *err = NULL;
     /* By the id found: the driver would take a name for some other id. */
@@ -222,12 +245,64 @@ static int l_savevm(lua_State *L)
     return 1;
 }
 
-/* bh.loadvm(name) -> true if state was loaded, false for a disk-only
+/* bh.loadvm(name [, {force=true}]) -> true if state was loaded, false for a disk-only
  * snapshot (the disks were reverted, no state was stored) */
 static int l_loadvm(lua_State *L)
 {
     bool had = false;
     BhError *err = NULL;
+    luaL_checkstring(L, 1);
+    if (!lua_isnoneornil(L, 2))
+        luaL_checktype(L, 2, LUA_TTABLE);
+    bool force = !lua_isnoneornil(L, 2) && bh_lua_opt_flag(L, 2, "force", false);
+    /* loadvm reverts every open image: none may be under clients. */
+    GPtrArray *open = bh_open_nodes();
+    bool busy = false;
+    for (guint i = 0; i < open->len; i++) {
+        BhNode *bs = open->pdata[i];
+        lua_Integer clients = 0;
+        bool served = bh_lua_served_clients(L, bs, &clients);
+        busy = busy || (served && clients > 0);
+        if (served && !force) {
+            /* A Lua error skips the cleanup below: unref first. */
+            g_ptr_array_set_free_func(open, (GDestroyNotify)bh_node_unref);
+            g_ptr_array_free(open, TRUE);
+            luaL_error(L, "loadvm: an open image is exported; reverting it "
+                       "would change the data under its clients (pass "
+                       "{force=true} to do it anyway)");
+        }
+    }
+    if (!busy) {
+        g_ptr_array_set_free_func(open, (GDestroyNotify)bh_node_unref);
+        g_ptr_array_free(open, TRUE);
+    } else {
+        /* Forced: every client of every open image leaves first.  The
+         * nodes go to Lua (a userdata each) so an error cannot leak them;
+         * they are closed right after, since an open node counts for
+         * savevm and loadvm until it is collected. */
+        lua_createtable(L, (int)open->len, 0);
+        for (guint i = 0; i < open->len; i++) {
+            bh_lua_pushnode(L, open->pdata[i]);
+            lua_rawseti(L, -2, (lua_Integer)i + 1);
+        }
+        guint nopen = open->len;
+        g_ptr_array_free(open, TRUE);
+        for (guint i = 0; i < nopen; i++) {
+            lua_rawgeti(L, -1, (lua_Integer)i + 1);
+            BhNode *bs = bh_lua_checknode(L, -1);
+            lua_Integer clients = 0;
+            if (bh_lua_served_clients(L, bs, &clients) && clients > 0)
+                bh_lua_served_disconnect(L, bs);
+            lua_pop(L, 1);
+        }
+        for (guint i = 0; i < nopen; i++) {
+            lua_rawgeti(L, -1, (lua_Integer)i + 1);
+            lua_getfield(L, -1, "close");
+            lua_insert(L, -2);
+            lua_call(L, 1, 0);
+        }
+        lua_pop(L, 1);
+    }
     if (bh_loadvm(luaL_checkstring(L, 1), &had, &err) < 0)
         return bh_lua_error(L, err);
     lua_pushboolean(L, had);

@@ -349,8 +349,8 @@ static int fuse_export_start(void *opaque, BhError **errp)
     if (!fuse_export_check_mountpoint(fe, errp))
         return -EINVAL;
 
-    fe->node = fe->exp->node;
-    fe->readonly = fe->exp->readonly || bh_node_is_readonly(fe->node);
+    fe->node = bh_export_node(fe->exp);
+    fe->readonly = bh_export_readonly(fe->exp) || bh_node_is_readonly(fe->node);
     fe->file_ino = fe->dir_mode ? FUSE_EXPORT_FILE_DIR_INO : FUSE_ROOT_ID;
     fe->uid = getuid();
     fe->gid = getgid();

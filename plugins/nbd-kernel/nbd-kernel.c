@@ -234,8 +234,8 @@ static int open_local(NbdKernel *k, int *cli_fds, uint32_t *min_block,
                       BhError **errp)
 {
     BhExport *e = k->exp;
-    nbd_export_view_init(&k->session.exp, e->node, e->name ? e->name : "",
-                         e->description, e->readonly || k->readonly, false);
+    nbd_export_view_init(&k->session.exp, bh_export_node(e), bh_export_name(e),
+                         bh_export_description(e), bh_export_readonly(e) || k->readonly, false);
     k->session.structured = false;
     k->size = k->session.exp.size;
     k->tflags = k->session.exp.tflags;
@@ -422,7 +422,7 @@ static int nk_start(void *fe, BhError **errp)
     if (k->uri)
         k->export_name = g_strdup(k->name ? k->name : k->u.export_name);
     k->backend = g_strdup_printf("blkhost:%s", k->uri ? k->uri
-                                 : bh_node_filename(k->exp->node));
+                                 : bh_node_filename(bh_export_node(k->exp)));
     if (strlen(k->backend) > 200)
         k->backend[200] = 0;
 
@@ -619,7 +619,7 @@ static void nk_teardown(NbdKernel *k, bool disconnect)
     }
     if (k->exp && !k->session.exp.readonly) {
         g_autoptr(BhError) err = NULL;
-        if (bh_node_flush(k->exp->node, &err) < 0)
+        if (bh_node_flush(bh_export_node(k->exp), &err) < 0)
             g_printerr("nbd-kernel: %s: flushing the export: %s\n",
                        k->device, bh_error_message(err));
     }
@@ -683,7 +683,7 @@ static void nk_status(void *fe, BhInfo *info)
         bh_info_add_bool(info, "connected", false);
     }
     bh_info_add_str(info, "source", k->uri ? k->uri
-                    : k->exp ? bh_node_filename(k->exp->node) : "");
+                    : k->exp ? bh_node_filename(bh_export_node(k->exp)) : "");
     bh_info_add_str(info, "interface", k->via_ioctl ? "ioctl" : "netlink");
     bh_info_add_int(info, "connections", k->connections);
     bh_info_add_int(info, "block-size", (int64_t)k->block_size);

@@ -94,7 +94,7 @@ static bool srv_lookup(void *data, const char *name, NbdExportView *v)
     g_mutex_lock(&srv->lock);
     for (guint i = 0; i < srv->exports->len; i++) {
         BhExport *e = g_ptr_array_index(srv->exports, i);
-        if (strcmp(e->name, name) == 0) {
+        if (strcmp(bh_export_name(e), name) == 0) {
             found = e;
             break;
         }
@@ -105,10 +105,10 @@ static bool srv_lookup(void *data, const char *name, NbdExportView *v)
     g_mutex_unlock(&srv->lock);
     if (!found)
         return false;
-    v->name = found->name;
-    v->description = found->description;
-    v->node = found->node;
-    v->readonly = found->readonly;
+    v->name = bh_export_name(found);
+    v->description = bh_export_description(found);
+    v->node = bh_export_node(found);
+    v->readonly = bh_export_readonly(found);
     v->single_conn = srv->max_clients == 1;
     v->opaque = found;
     return true;
@@ -127,7 +127,7 @@ static void srv_list(void *data, NbdListFn fn, void *ctx)
     g_mutex_unlock(&srv->lock);
     for (guint i = 0; i < copy->len; i++) {
         BhExport *e = g_ptr_array_index(copy, i);
-        fn(ctx, e->name, e->description);
+        fn(ctx, bh_export_name(e), bh_export_description(e));
     }
 }
 

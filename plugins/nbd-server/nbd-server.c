@@ -39,6 +39,7 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "nbd-server.h"
@@ -123,6 +124,8 @@ static void *nbd_server_create(BhOpts *opts, BhError **errp)
     g_cond_init(&srv->cond);
     srv->exports = g_ptr_array_new_with_free_func(
         (GDestroyNotify)bh_export_free);
+    srv->retired = g_ptr_array_new_with_free_func(
+        (GDestroyNotify)bh_export_free);
     srv->listeners = g_array_new(FALSE, TRUE, sizeof(NbdListener));
     srv->wake[0] = srv->wake[1] = -1;
     srv->sink = g_new0(NbdEventSink, 1);
@@ -134,11 +137,9 @@ static void *nbd_server_create(BhOpts *opts, BhError **errp)
 static int nbd_server_add_export(void *fe, BhExport *exp, BhError **errp)
 {
     NbdServer *srv = fe;
-    if (!exp->name)
-        exp->name = g_strdup("");
-    if (strlen(exp->name) > NBD_MAX_STRING) {
+    if (strlen(bh_export_name(exp)) > NBD_MAX_STRING) {
         int r = bh_error_set(errp, EINVAL, "export name is %zu bytes; NBD "
-                             "allows at most %d", strlen(exp->name),
+                             "allows at most %d", strlen(bh_export_name(exp)),
                              NBD_MAX_STRING);
         bh_export_free(exp);
         return r;
@@ -146,10 +147,10 @@ static int nbd_server_add_export(void *fe, BhExport *exp, BhError **errp)
     g_mutex_lock(&srv->lock);
     for (guint i = 0; i < srv->exports->len; i++) {
         BhExport *e = g_ptr_array_index(srv->exports, i);
-        if (strcmp(e->name, exp->name) == 0) {
+        if (strcmp(bh_export_name(e), bh_export_name(exp)) == 0) {
             g_mutex_unlock(&srv->lock);
             int r = bh_error_set(errp, EEXIST, "there is already an export "
-                                 "named '%s'", exp->name);
+                                 "named '%s'", bh_export_name(exp));
             bh_export_free(exp);
             return r;
         }
@@ -210,11 +211,11 @@ static void nbd_server_stop(void *fe)
 
     for (guint i = 0; i < srv->exports->len; i++) {
         BhExport *e = g_ptr_array_index(srv->exports, i);
-        if (!e->readonly && !bh_node_is_readonly(e->node)) {
+        if (!bh_export_readonly(e) && !bh_node_is_readonly(bh_export_node(e))) {
             g_autoptr(BhError) err = NULL;
-            if (bh_node_flush(e->node, &err) < 0)
+            if (bh_node_flush(bh_export_node(e), &err) < 0)
                 g_printerr("nbd-server: flushing export '%s': %s\n",
-                           e->name, bh_error_message(err));
+                           bh_export_name(e), bh_error_message(err));
         }
     }
     g_mutex_lock(&srv->lock);
@@ -239,6 +240,7 @@ static void nbd_server_destroy(void *fe)
         g_free(srv->sink);
     }
     g_ptr_array_unref(srv->exports);
+    g_ptr_array_unref(srv->retired);
     g_array_unref(srv->listeners);
     g_strfreev(srv->listen);
     nbd_tls_free(srv->tls);
@@ -297,6 +299,95 @@ static void nbd_server_status(void *fe, BhInfo *info)
                                              __ATOMIC_RELAXED));
 }
 
+/* Clients of export name (NULL: all); those still in the handshake
+ * count for every name, since they may be choosing it.  Under srv->lock. */
+static unsigned nbd_server_clients_of(NbdServer *srv, const char *name,
+                                      bool shut)
+{
+    unsigned n = 0;
+    for (GList *l = srv->clients; l; l = l->next) {
+        NbdClient *cl = l->data;
+        if (name && cl->export_name && strcmp(cl->export_name, name) != 0)
+            continue;
+        if (shut)
+            shutdown(cl->fd, SHUT_RDWR);
+        n++;
+    }
+    return n;
+}
+
+static int nbd_server_disconnect(void *fe, const char *name, BhError **errp)
+{
+    NbdServer *srv = fe;
+    g_mutex_lock(&srv->lock);
+    /* Shut the sockets down (not close: the client threads own the fds):
+     * each connection ends its requests in flight and leaves. */
+    int n = (int)nbd_server_clients_of(srv, name, true);
+    gint64 until = g_get_monotonic_time() +
+                   (srv->stop_timeout ? srv->stop_timeout : 30) *
+                   G_TIME_SPAN_SECOND;
+    while (nbd_server_clients_of(srv, name, false)) {
+        if (!g_cond_wait_until(&srv->cond, &srv->lock, until)) {
+            g_mutex_unlock(&srv->lock);
+            return bh_error_set(errp, ETIMEDOUT, "clients of export '%s' "
+                                "did not leave within %u s", name ? name : "*",
+                                srv->stop_timeout ? srv->stop_timeout : 30);
+        }
+    }
+    g_mutex_unlock(&srv->lock);
+    return n;
+}
+
+static int nbd_server_remove_export(void *fe, const char *name, bool hard,
+                                    BhError **errp)
+{
+    NbdServer *srv = fe;
+    g_mutex_lock(&srv->lock);
+    BhExport *found = NULL;
+    guint idx = 0;
+    for (guint i = 0; i < srv->exports->len && !found; i++) {
+        BhExport *e = g_ptr_array_index(srv->exports, i);
+        if (strcmp(bh_export_name(e), name) == 0) {
+            found = e;
+            idx = i;
+        }
+    }
+    if (!found) {
+        g_mutex_unlock(&srv->lock);
+        return bh_error_set(errp, ENOENT, "no export named '%s'", name);
+    }
+    unsigned busy = 0;
+    for (GList *l = srv->clients; l; l = l->next) {
+        NbdClient *cl = l->data;
+        if (cl->export_name && strcmp(cl->export_name, name) == 0)
+            busy++;
+    }
+    if (busy && !hard) {
+        g_mutex_unlock(&srv->lock);
+        return bh_error_set(errp, EBUSY, "export '%s' has %u connected "
+                            "client(s)", name, busy);
+    }
+    /* New handshakes stop finding it now; sessions keep their pointers. */
+    g_ptr_array_add(srv->retired, g_ptr_array_steal_index(srv->exports, idx));
+    g_mutex_unlock(&srv->lock);
+    if (hard && busy && nbd_server_disconnect(fe, name, errp) < 0)
+        return -ETIMEDOUT;
+    /* Free it (and let its node go: the image lock with it) unless a
+     * client may still point into it: one serving it, or one whose
+     * handshake may have picked it before it was removed. */
+    g_mutex_lock(&srv->lock);
+    bool used = false;
+    for (GList *l = srv->clients; l; l = l->next) {
+        NbdClient *cl = l->data;
+        if (!cl->export_name || strcmp(cl->export_name, name) == 0)
+            used = true;
+    }
+    if (!used)
+        g_ptr_array_remove(srv->retired, found);
+    g_mutex_unlock(&srv->lock);
+    return 0;
+}
+
 static void nbd_server_set_event_cb(void *fe, BhFrontendEventFn cb, void *data)
 {
     NbdServer *srv = fe;
@@ -315,6 +406,8 @@ static const BhFrontend nbd_server_frontend = {
     .uri = nbd_server_uri,
     .status = nbd_server_status,
     .set_event_cb = nbd_server_set_event_cb,
+    .remove_export = nbd_server_remove_export,
+    .disconnect = nbd_server_disconnect,
 };
 
 static const BhPluginDesc desc = {

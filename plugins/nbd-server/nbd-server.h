@@ -59,7 +59,9 @@ typedef struct NbdServer {
 
     GMutex lock;         /* everything below */
     GCond cond;
-    GPtrArray *exports;  /* BhExport *, never removed while running */
+    GPtrArray *exports;  /* BhExport * */
+    GPtrArray *retired;  /* removed exports: sessions may still point into
+                          * them, so they are freed with the server */
     GArray *listeners;   /* NbdListener */
     GList *clients;      /* NbdClient *, counted or not */
     unsigned nclients;   /* served (counted) */

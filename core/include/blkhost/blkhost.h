@@ -16,6 +16,7 @@
 #include <blkhost/glib.h>
 #include <blkhost/loader.h>
 #include <blkhost/loop.h>
+#include <blkhost/map.h>
 #include <blkhost/stream.h>
 #include <blkhost/vmstate.h>
 #include <blkhost/savevm.h>

@@ -26,16 +26,17 @@
 extern "C" {
 #endif
 
-typedef struct BhExport {
-    char *name;          /* "" is the default export */
-    char *description;   /* may be NULL */
-    BhNode *node;        /* a reference is held by the export */
-    bool readonly;       /* served read-only even if the node is writable */
-} BhExport;
+/* An export: a named, possibly read-only view of a node, what frontends
+ * serve.  Opaque; read it with the accessors below. */
+typedef struct BhExport BhExport;
 
 BhExport *bh_export_new(BhNode *node, const char *name,
                         const char *description, bool readonly);
 void bh_export_free(BhExport *exp);
+const char *bh_export_name(const BhExport *exp);        /* "" is the default */
+const char *bh_export_description(const BhExport *exp); /* may be NULL */
+BhNode *bh_export_node(const BhExport *exp);            /* borrowed */
+bool bh_export_readonly(const BhExport *exp);  /* served read-only */
 
 /* Called on the main thread for frontend events ("connect",
  * "disconnect", ...) with details such as the peer address. */
@@ -67,6 +68,16 @@ typedef struct BhFrontend {
     int (*control)(const char *command, BhOpts *args, BhInfoList *reply,
                    BhError **errp);
 
+    /* Stop serving the export called name: new clients no longer find
+     * it.  Without hard, -EBUSY while clients use it; with hard, they are
+     * disconnected first (as disconnect).  Optional. */
+    int (*remove_export)(void *fe, const char *name, bool hard,
+                         BhError **errp);
+    /* Disconnect the clients of the export called name (NULL: every
+     * client) and return once they are gone: their requests in flight
+     * finish, none after.  Returns how many, or -errno.  Optional. */
+    int (*disconnect)(void *fe, const char *name, BhError **errp);
+
     /* New callbacks go here, at the end. */
 } BhFrontend;
 
@@ -88,6 +99,12 @@ void bh_frontend_status(BhFrontendHandle *h, BhInfo *info);
 void bh_frontend_set_event_cb(BhFrontendHandle *h, BhFrontendEventFn cb,
                               void *data);
 const char *bh_frontend_name(const BhFrontendHandle *h);
+/* BhFrontend.remove_export and .disconnect; -ENOTSUP with errp set for
+ * a frontend without them. */
+int bh_frontend_remove_export(BhFrontendHandle *h, const char *name,
+                              bool hard, BhError **errp);
+int bh_frontend_disconnect(BhFrontendHandle *h, const char *name,
+                           BhError **errp);
 /* Run a control command of the frontend plugin called name (see
  * BhFrontend.control).  Returns 0 with *reply set (free it with
  * bh_info_list_free), or -errno with errp set. */

@@ -22,7 +22,11 @@ typedef enum {
     BH_INFO_BOOL = 2,
 } BhInfoType;
 
+/* Items are the core's (bh_info_item, bh_info_find): struct_size is the
+ * core's size, so a reader built against a newer header can tell which
+ * fields exist. */
 typedef struct BhInfoItem {
+    uint32_t struct_size;
     char *key;
     BhInfoType type;
     char *s;

@@ -122,25 +122,15 @@ int bh_node_write_zeroes(BhNode *bs, uint64_t offset, uint64_t len,
  * share *status (at least 1, at most len). */
 int bh_node_block_status(BhNode *bs, uint64_t offset, uint64_t len,
                          uint64_t *pnum, uint32_t *status, BhError **errp);
-/* bh_node_block_map: what qemu-img map shows of one area. */
+/* Block-map flags: what a driver's block_map callback answers, and what
+ * bh_node_block_map (map.h) reports. */
 #define BH_MAP_DATA    (1u << 0) /* read from stored data */
 #define BH_MAP_ZERO    (1u << 1) /* reads as zeros */
 #define BH_MAP_OFFSET  (1u << 2) /* the bytes sit at map in file */
 #define BH_MAP_RAW     (1u << 3) /* driver only: ask file at map instead */
 #define BH_MAP_RECURSE (1u << 4) /* driver only: data that may be a hole in
                                   * file: ask file whether it reads as zeros */
-typedef struct BhMapEntry {
-    uint32_t flags;     /* BH_MAP_DATA / ZERO / OFFSET */
-    bool present;       /* some layer of the chain holds the area */
-    uint32_t depth;     /* 0: bs itself, n: its n-th backing file */
-    uint64_t offset;    /* with BH_MAP_OFFSET: where in file */
-    BhNode *file;       /* with BH_MAP_OFFSET: the node (borrowed) */
-} BhMapEntry;
-/* Map [offset, offset+*pnum) of bs through its backing chain: the first
- * layer holding the area (or the bottom one) answers, as in qemu-img
- * map.  *pnum is at least 1 and at most len. */
-int bh_node_block_map(BhNode *bs, uint64_t offset, uint64_t len,
-                      uint64_t *pnum, BhMapEntry *e, BhError **errp);
+/* (bh_node_block_map and BhMapEntry, the library side, are in map.h.) */
 /* Check bs's own metadata (not its backing chain) as `qemu-img check`
  * does and repair what fix (BH_CHECK_FIX_*) asks; res is initialised
  * here and cleared by the caller.  -ENOTSUP when bs's format has no
