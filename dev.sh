@@ -19,7 +19,7 @@ ASAN_DIR=${ASAN_DIR:-$BUILD_DIR-asan}
 PKGS=(gcc libc6-dev make pkg-config meson ninja-build
       liblua5.4-dev lua5.4 lua-dkjson libglib2.0-dev zlib1g-dev libzstd-dev
       qemu-utils nbdkit libnbd-bin python3-libnbd fio fdisk e2fsprogs
-      gnutls-bin libgnutls28-dev libfuse3-dev fuse3 liburing-dev)
+      gnutls-bin libgnutls28-dev libfuse3-dev fuse3 liburing-dev libnbd-dev)
 # The kernel-client tests boot a VM; installing these is best effort.
 VM_PKGS=(qemu-system-x86 linux-image-amd64 busybox-static cpio)
 # The sanitizer build prefers clang and the fuzzers need it and libFuzzer;

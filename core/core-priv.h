@@ -143,6 +143,9 @@ char *bh_plugin_names(BhPluginKind kind);
 /* The driver most confident that buf is its format, or NULL. */
 const BhPluginRecord *bh_probe_buffer(const uint8_t *buf, size_t len,
                                       const char *filename);
+/* The protocol driver whose uri_schemes claim filename's "SCHEME://"
+ * prefix, or NULL (then the file driver opens it). */
+const BhPluginRecord *bh_probe_protocol(const char *filename);
 /* The format of the data at the start of file; raw when nobody claims it. */
 const BhPluginRecord *bh_probe_node(BhNode *file, const char *filename,
                                     BhError **errp);

@@ -258,7 +258,9 @@ static BhNode *node_open_modes(const char *filename, BhOpts *opts,
         /* Before probing, assume data-only; a probe that finds metadata
          * reopens the file keeping writers out. */
         fm.share_writes = !inherit && (probing || node_data_only(rec));
-        file_rec = node_find_driver("file", errp);
+        file_rec = bh_probe_protocol(filename);
+        if (!file_rec)
+            file_rec = node_find_driver("file", errp);
         if (!file_rec)
             return NULL;
         /* The file under a format is growable: qcow2 allocates past its

@@ -14,6 +14,10 @@
  * again, and the request is refused with EPERM if another format would
  * claim it.  That is QEMU's rule for probed raw images; naming the
  * format (format=raw, -f raw) lifts it.
+ *
+ * Before any of that, the filename picks the protocol under the format:
+ * a "SCHEME://" prefix that a protocol driver lists in uri_schemes (nbd://)
+ * opens that driver, anything else the file driver.
  */
 #include <errno.h>
 #include <string.h>
@@ -40,6 +44,25 @@ const BhPluginRecord *bh_probe_buffer(const uint8_t *buf, size_t len,
         }
     }
     return best;
+}
+
+const BhPluginRecord *bh_probe_protocol(const char *filename)
+{
+    const char *colon = filename ? strstr(filename, "://") : NULL;
+    if (!colon)
+        return NULL;
+    size_t n = (size_t)(colon - filename);
+    for (size_t i = 0; i < bh_plugin_count(); i++) {
+        const BhPluginRecord *rec = bh_plugin_get(i);
+        if (rec->error || rec->kind != BH_PLUGIN_DRIVER ||
+            !(rec->desc.driver->flags & BH_DRIVER_PROTOCOL) ||
+            !rec->desc.driver->uri_schemes)
+            continue;
+        for (const char *const *sc = rec->desc.driver->uri_schemes; *sc; sc++)
+            if (strlen(*sc) == n && g_ascii_strncasecmp(*sc, filename, n) == 0)
+                return rec;
+    }
+    return NULL;
 }
 
 const BhPluginRecord *bh_probe_node(BhNode *file, const char *filename,

@@ -188,6 +188,12 @@ typedef struct BhDriver {
      * Filled by BH_PLUGIN_REGISTER. */
     uint32_t create_option_size;
 
+    /* Protocols only: the URI schemes this driver opens, ended by NULL
+     * ({"nbd", "nbd+unix", NULL}).  A filename "SCHEME://..." opened
+     * without a format gets this driver where the file driver would go,
+     * and the format is probed over it as over a file.  Optional. */
+    const char *const *uri_schemes;
+
     /* New callbacks go here, at the end. */
 } BhDriver;
 
