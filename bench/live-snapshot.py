@@ -78,13 +78,15 @@ def report_windows(path):
 
 
 def report_stats(latlog, windows):
-    """Per window: (stall ms, p99 ms, reads, snapshot ms).
+    """Per window: (stall ms, p99 ms, reads, snapshot ms), and the
+    (max ms, p99 ms) of the reads outside every window.
 
     fio's lat log line: completion time (ms since the epoch, with
     log_unix_epoch), latency (ns), direction, block size, offset.  A read
     overlaps [t0, t1] when it completed at or after t0 and was issued at or
     before t1; the log's 1 ms resolution is allowed for at both ends."""
     per = [[] for _ in windows]
+    outside = []
     with open(latlog) as f:
         for line in f:
             parts = line.split(",")
@@ -93,9 +95,13 @@ def report_stats(latlog, windows):
             done = float(parts[0])
             lat = int(parts[1]) / 1e6
             start = done - lat
+            hit = False
             for i, (t0, t1) in enumerate(windows):
                 if done + 1 >= t0 and start <= t1 + 1:
                     per[i].append(lat)
+                    hit = True
+            if not hit:
+                outside.append(lat)
     out = []
     for lats, (t0, t1) in zip(per, windows):
         if not lats:
@@ -104,12 +110,15 @@ def report_stats(latlog, windows):
         lats.sort()
         p99 = lats[min(len(lats) - 1, int(0.99 * len(lats)))]
         out.append((lats[-1], p99, len(lats), t1 - t0))
-    return out
+    outside.sort()
+    base = (outside[-1], outside[min(len(outside) - 1, int(0.99 * len(outside)))]) \
+        if outside else (float("nan"), float("nan"))
+    return out, base
 
 
 def report(blk_log, blk_win, qsd_log, qsd_win):
-    b = report_stats(blk_log, report_windows(blk_win))
-    q = report_stats(qsd_log, report_windows(qsd_win))
+    b, bbase = report_stats(blk_log, report_windows(blk_win))
+    q, qbase = report_stats(qsd_log, report_windows(qsd_win))
     print("| snapshot | blkhost stall ms | qsd stall ms | blkhost p99 ms | qsd p99 ms "
           "| blkhost snapshot ms | qsd snapshot ms |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
@@ -128,6 +137,8 @@ def report(blk_log, blk_win, qsd_log, qsd_win):
     print()
     print("longest stall blkhost / qsd: %s (goal: <= 1.00)"
           % ("%.2f" % (mb / mq) if mq else "n/a"))
+    print("outside the windows: blkhost max %.1f ms, p99 %.2f ms; qsd max %.1f ms, p99 %.2f ms"
+          % (bbase + qbase))
     print("reads in the windows: blkhost %d, qsd %d"
           % (sum(r[2] for r in b), sum(r[2] for r in q)))
 

@@ -28,6 +28,7 @@ source "$(dirname "$0")/lib.sh"
 bench_init qemu-storage-daemon qemu-img qemu-io
 trap 'bench_stop_all; [ -n "${FIO_PID:-}" ] && kill "$FIO_PID" 2>/dev/null;
       [ "${BENCH_KEEP:-0}" = 1 ] || rm -rf "$BENCH_DIR"' EXIT
+trap 'exit 130' INT TERM   # through the EXIT trap: servers stopped, files removed
 HELPER="$BENCH_ROOT/bench/live-snapshot.py"
 
 # live_image PATH: the metadata-preallocated qcow2, BENCH_WRITTEN of it written.
