@@ -20,8 +20,8 @@
 #   bench/live-snapshot.sh                   # BLKHOST=build/lua/blkhost
 #   BENCH_SIZE=2G BENCH_WRITTEN=512M BENCH_SNAPSHOTS=5 bench/live-snapshot.sh
 set -u
+: "${BENCH_SIZE:=16G}"        # before lib.sh, whose default is 1G
 source "$(dirname "$0")/lib.sh"
-: "${BENCH_SIZE:=16G}"
 : "${BENCH_WRITTEN:=4G}"
 : "${BENCH_SNAPSHOTS:=10}"
 : "${BENCH_GAP:=1}"
@@ -36,8 +36,15 @@ live_image() {
     echo "bench: making $1 ($BENCH_SIZE, $BENCH_WRITTEN written)" >&2
     qemu-img create -q -f qcow2 -o preallocation=metadata "$1" "$BENCH_SIZE" ||
         bench_die "cannot create $1"
-    qemu-io -f qcow2 -c "write -P 0x5a 0 $BENCH_WRITTEN" "$1" >/dev/null ||
-        bench_die "cannot write $1"
+    # qemu-io takes at most 2 GiB per request: 1 GiB pieces
+    local left off=0 len cmds=()
+    left=$(numfmt --from=iec "$BENCH_WRITTEN")
+    while [ "$left" -gt 0 ]; do
+        len=$(( left < 1073741824 ? left : 1073741824 ))
+        cmds+=(-c "write -P 0x5a $off $len")
+        off=$((off + len)); left=$((left - len))
+    done
+    qemu-io -f qcow2 "${cmds[@]}" "$1" >/dev/null || bench_die "cannot write $1"
 }
 
 # live_run NAME KIND CTL: fio on the socket, snapshots on CTL; leaves
@@ -60,6 +67,15 @@ live_run() {
     [ -s "$BENCH_DIR/${name}_lat.1.log" ] || { cat "$BENCH_DIR/$name.fio" >&2; bench_die "no fio log"; }
 }
 
+# live_check NAME: once its server is gone, the image holds every snapshot
+# and qemu-img check finds nothing wrong (a fast snapshot must be a real one).
+live_check() {
+    local n
+    n=$(qemu-img snapshot -l "$IMG" | grep -c ' live-[0-9]')
+    [ "$n" -eq "$BENCH_SNAPSHOTS" ] || bench_die "$1: $n snapshots in $IMG, not $BENCH_SNAPSHOTS"
+    qemu-img check -q "$IMG" || bench_die "$1: qemu-img check $IMG failed"
+}
+
 SOCK="$BENCH_DIR/nbd.sock"
 
 IMG="$BENCH_DIR/blkhost.qcow2"
@@ -70,6 +86,7 @@ bench_start blkhost "$SOCK" "$BLKHOST" run "$BENCH_ROOT/examples/export.lua" "$I
 bench_wait_socket "$BENCH_DIR/blkhost.ctl" "${BENCH_PID[blkhost]}" || bench_die "no control socket"
 live_run blkhost blkhost "$BENCH_DIR/blkhost.ctl"
 bench_stop blkhost
+live_check blkhost
 rm -f "$IMG"
 
 IMG="$BENCH_DIR/qsd.qcow2"
@@ -85,6 +102,7 @@ bench_start qsd "$SOCK" qemu-storage-daemon \
 bench_wait_socket "$BENCH_DIR/qmp.sock" "${BENCH_PID[qsd]}" || bench_die "no QMP socket"
 live_run qsd qsd "$BENCH_DIR/qmp.sock"
 bench_stop qsd
+live_check qsd
 rm -f "$IMG"
 
 echo "live snapshots: $BENCH_SNAPSHOTS on a $BENCH_SIZE qcow2 (metadata-preallocated," \
