@@ -153,4 +153,9 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    main(sys.argv)
+    try:
+        main(sys.argv)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except OSError as e:   # e.g. the server stopped under us (Ctrl-C)
+        sys.exit("live-snapshot: %s" % e)
