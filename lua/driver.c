@@ -557,8 +557,17 @@ static const char *const luadrv_fns[] = {
     "trim", "extents", NULL,
 };
 
-/* Check the table at tidx of L and register it; st (NULL for a script:
- * made here on L) is the state it lives in.  path names it. */
+/* The registration table at tidx has field fn. */
+static bool luadrv_has(lua_State *L, int tidx, const char *fn)
+{
+    bool has = lua_getfield(L, tidx, fn) != LUA_TNIL;
+    lua_pop(L, 1);
+    return has;
+}
+
+/* Check the table at tidx of L and register it.  owner is the driver
+ * file's own state (L), or NULL for a script's bh.driver.register, whose
+ * calls then run on the script's state; path names a file's record. */
 static const BhPluginRecord *luadrv_register(lua_State *L, int tidx,
                                              const char *path,
                                              lua_State *owner,
@@ -624,22 +633,16 @@ static const BhPluginRecord *luadrv_register(lua_State *L, int tidx,
     drv->get_length = luadrv_get_length;
     drv->pread = luadrv_pread;
     drv->create_option_size = sizeof(BhCreateOption);
-    lua_getfield(L, tidx, "pwrite");
-    if (!lua_isnil(L, -1))
+    if (luadrv_has(L, tidx, "pwrite"))
         drv->pwrite = luadrv_pwrite;
-    lua_getfield(L, tidx, "flush");
-    if (!lua_isnil(L, -1))
+    if (luadrv_has(L, tidx, "flush"))
         drv->flush = luadrv_flush;
-    lua_getfield(L, tidx, "trim");
-    if (!lua_isnil(L, -1))
+    if (luadrv_has(L, tidx, "trim"))
         drv->discard = luadrv_discard;
-    lua_getfield(L, tidx, "zero");
-    if (!lua_isnil(L, -1))
+    if (luadrv_has(L, tidx, "zero"))
         drv->write_zeroes = luadrv_write_zeroes;
-    lua_getfield(L, tidx, "extents");
-    if (!lua_isnil(L, -1))
+    if (luadrv_has(L, tidx, "extents"))
         drv->block_status = luadrv_block_status;
-    lua_pop(L, 5);
     if (d->can_fua)
         drv->request_flags = BH_IO_FUA;
     if (drv->write_zeroes)
