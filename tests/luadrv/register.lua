@@ -82,6 +82,47 @@ t.error_like(function()
   bh.driver.register { name = "e", open = f, get_size = f, pread = "nope" }
 end, "pread= must be a function", "a callback that is not a function refused")
 
+-- can_fua: pwrite gets the FUA flag; without it the core flushes instead.
+local function fua_driver(name, can)
+  local log = {}
+  bh.driver.register {
+    name = name, can_fua = can,
+    open = function() return {} end,
+    get_size = function() return 65536 end,
+    pread = function(h, c) return string.rep("\0", c) end,
+    pwrite = function(h, buf, off, fua) log[#log + 1] = "pwrite fua=" .. tostring(fua) end,
+    flush = function() log[#log + 1] = "flush" end,
+  }
+  local node = bh.open(nil, { format = name })
+  node:write(0, "x", { fua = true })
+  node:close()
+  return table.concat(log, ",")
+end
+t.is(fua_driver("fuayes", true), "pwrite fua=true",
+     "can_fua=true: a FUA write reaches pwrite with fua=true and no flush")
+t.like(fua_driver("fuano", false), "^pwrite fua=false,flush",
+       "without can_fua: pwrite gets fua=false and the core flushes after it")
+
+-- extents: holes and zeros as the list says, for node:extents and block status.
+bh.driver.register {
+  name = "holey",
+  open = function() return {} end,
+  get_size = function() return 131072 end,
+  pread = function(h, c) return string.rep("\0", c) end,
+  extents = function(h, count, offset)
+    if offset < 65536 then
+      return { { length = 65536 - offset, hole = false, zero = false } }
+    end
+    return { { length = count, hole = true, zero = true } }
+  end,
+}
+local hn = bh.open(nil, { format = "holey", readonly = true })
+local ex = hn:extents(0, 131072)
+t.is(#ex, 2, "extents: two areas from the driver's list")
+t.ok(ex[2] and ex[2].offset == 65536 and ex[2].zero and not ex[1].zero,
+     "extents: the second half is a zero hole, the first data")
+hn:close()
+
 -- Driver files: bh.plugin.load("x.lua").
 local function write(path, text)
   local fh = assert(io.open(path, "w")); fh:write(text); fh:close()
