@@ -15,7 +15,8 @@
  *    shared between them);
  *  - a script's bh.driver.register: the script's own state, under the
  *    script lock, which the main thread holds while it runs Lua and lets
- *    go inside bh.loop() (loop.c), so the server's threads can call in.
+ *    go inside bh.loop() (loop.c) and while a frontend stops (frontend.c),
+ *    so the server's threads can call in.
  * Errors raised in Lua become -errno and a message: error{errno="ENOSPC",
  * msg="..."} or any other value (EIO).  They never leave the callback.
  */
