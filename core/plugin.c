@@ -161,65 +161,12 @@ static char *plugin_check_frontend(const BhFrontend *fe)
     return NULL;
 }
 
-/* Check and register one file; fills e->pub.error on refusal. */
-static void plugin_try(PluginEntry *e)
+/* Copy the descriptor d into e and check it (name, thread model, kind,
+ * the driver's or frontend's callbacks and flags, a unique name) and
+ * run its load hook; fills e->pub.error on refusal.  Shared by .so
+ * files and descriptors registered in-process (bh_plugin_register). */
+static void plugin_check_desc(PluginEntry *e, const BhPluginDesc *d)
 {
-    const char *path = e->pub.path;
-    struct stat st;
-
-    if (stat(path, &st) < 0) {
-        e->errnum = errno;
-        e->pub.error = g_strdup(g_strerror(errno));
-        return;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        e->pub.error = g_strdup("not a regular file");
-        return;
-    }
-    if (!file_is_elf(path)) {
-        e->pub.error = g_strdup("not a shared object (no ELF header)");
-        return;
-    }
-    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-    if (!h) {
-        e->pub.error = g_strdup_printf("cannot load: %s",
-                                       dlerror());
-        return;
-    }
-    BhPluginInitFn init = (BhPluginInitFn)dlsym(h, BH_PLUGIN_INIT_SYMBOL);
-    if (!init) {
-        e->pub.error = g_strdup_printf("no %s symbol: not a blkhost "
-                                       "plugin", BH_PLUGIN_INIT_SYMBOL);
-        dlclose(h);
-        return;
-    }
-    const BhPluginDesc *d = init();
-    if (!d) {
-        e->pub.error = g_strdup_printf("%s() failed (returned NULL)",
-                                       BH_PLUGIN_INIT_SYMBOL);
-        dlclose(h);
-        return;
-    }
-    e->pub.abi_version = d->abi_version;
-    if (d->abi_version < BH_PLUGIN_ABI_MIN ||
-        d->abi_version > BH_PLUGIN_ABI_VERSION) {
-        e->pub.error = g_strdup_printf(
-            "plugin ABI version %u is not supported (this blkhost "
-            "supports %u to %u)", d->abi_version, BH_PLUGIN_ABI_MIN,
-            BH_PLUGIN_ABI_VERSION);
-        dlclose(h);
-        return;
-    }
-    /* Everything up to and including the frontend pointer is the oldest
-     * layout we accept. */
-    size_t min = offsetof(BhPluginDesc, frontend) + sizeof(void *);
-    if (d->struct_size < min) {
-        e->pub.error = g_strdup_printf("descriptor struct_size %u is "
-                                       "smaller than the minimum %zu",
-                                       d->struct_size, min);
-        dlclose(h);
-        return;
-    }
     memcpy(&e->pub.desc, d, MIN(sizeof(BhPluginDesc), d->struct_size));
 
     BhPluginDesc *desc = &e->pub.desc;
@@ -288,6 +235,68 @@ static void plugin_try(PluginEntry *e)
             bh_error_clear(&err);
         }
     }
+}
+
+/* Check and register one file; fills e->pub.error on refusal. */
+static void plugin_try(PluginEntry *e)
+{
+    const char *path = e->pub.path;
+    struct stat st;
+
+    if (stat(path, &st) < 0) {
+        e->errnum = errno;
+        e->pub.error = g_strdup(g_strerror(errno));
+        return;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        e->pub.error = g_strdup("not a regular file");
+        return;
+    }
+    if (!file_is_elf(path)) {
+        e->pub.error = g_strdup("not a shared object (no ELF header)");
+        return;
+    }
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        e->pub.error = g_strdup_printf("cannot load: %s",
+                                       dlerror());
+        return;
+    }
+    BhPluginInitFn init = (BhPluginInitFn)dlsym(h, BH_PLUGIN_INIT_SYMBOL);
+    if (!init) {
+        e->pub.error = g_strdup_printf("no %s symbol: not a blkhost "
+                                       "plugin", BH_PLUGIN_INIT_SYMBOL);
+        dlclose(h);
+        return;
+    }
+    const BhPluginDesc *d = init();
+    if (!d) {
+        e->pub.error = g_strdup_printf("%s() failed (returned NULL)",
+                                       BH_PLUGIN_INIT_SYMBOL);
+        dlclose(h);
+        return;
+    }
+    e->pub.abi_version = d->abi_version;
+    if (d->abi_version < BH_PLUGIN_ABI_MIN ||
+        d->abi_version > BH_PLUGIN_ABI_VERSION) {
+        e->pub.error = g_strdup_printf(
+            "plugin ABI version %u is not supported (this blkhost "
+            "supports %u to %u)", d->abi_version, BH_PLUGIN_ABI_MIN,
+            BH_PLUGIN_ABI_VERSION);
+        dlclose(h);
+        return;
+    }
+    /* Everything up to and including the frontend pointer is the oldest
+     * layout we accept. */
+    size_t min = offsetof(BhPluginDesc, frontend) + sizeof(void *);
+    if (d->struct_size < min) {
+        e->pub.error = g_strdup_printf("descriptor struct_size %u is "
+                                       "smaller than the minimum %zu",
+                                       d->struct_size, min);
+        dlclose(h);
+        return;
+    }
+    plugin_check_desc(e, d);
     if (e->pub.error) {
         dlclose(h);
         return;
@@ -324,6 +333,33 @@ const BhPluginRecord *bh_plugin_load(const char *path, BhError **errp)
     const BhPluginRecord *r = plugin_load_locked(path, errp);
     g_mutex_unlock(&plugin_lock);
     return r;
+}
+
+/* A plugin that is not a file (a driver written in Lua): the same checks
+ * as for a loaded file, recorded under path. */
+const BhPluginRecord *bh_plugin_register(const char *path,
+                                         const BhPluginDesc *desc,
+                                         BhError **errp)
+{
+    bh_plugins_scan();
+    g_mutex_lock(&plugin_lock);
+    PluginEntry *e = g_new0(PluginEntry, 1);
+    e->pub.path = g_strdup(path);
+    e->pub.abi_version = desc->abi_version;
+    if (desc->abi_version < BH_PLUGIN_ABI_MIN ||
+        desc->abi_version > BH_PLUGIN_ABI_VERSION ||
+        desc->struct_size != sizeof(BhPluginDesc))
+        e->pub.error = g_strdup_printf("descriptor is not of this blkhost "
+                                       "(ABI %u, struct_size %u)",
+                                       desc->abi_version, desc->struct_size);
+    else
+        plugin_check_desc(e, desc);
+    g_ptr_array_add(plugin_entries, e);
+    g_mutex_unlock(&plugin_lock);
+    if (e->pub.error)
+        bh_error_set(errp, EINVAL, "cannot register plugin %s: %s",
+                     e->pub.path, e->pub.error);
+    return &e->pub;
 }
 
 static int plugin_name_cmp(gconstpointer a, gconstpointer b)

@@ -137,4 +137,13 @@ bool bh_lua_served_clients(lua_State *L, BhNode *bs, lua_Integer *clients);
 /* timer.c: bh.timer (every, after, now; at from blkhost/timer.lua). */
 void bh_lua_open_timer(lua_State *L, int module_index);
 
+/* driver.c: bh.driver.register and *.lua driver files. */
+void bh_lua_open_driver(lua_State *L, int module_index);
+/* Load and register a Lua driver file (bh.plugin.load("x.lua")). */
+const BhPluginRecord *bh_lua_driver_load_file(const char *path,
+                                              BhError **errp);
+/* bh.loop() lets the server's threads into the script's Lua drivers. */
+void bh_lua_driver_release(void);
+void bh_lua_driver_reacquire(void);
+
 #endif

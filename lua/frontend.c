@@ -205,9 +205,14 @@ static int frontend_start(lua_State *L)
     return 1;
 }
 
+/* Stopping waits for requests in flight, which may be waiting to call a
+ * driver the script registered: let them (driver.c). */
 static int frontend_stop(lua_State *L)
 {
-    bh_frontend_stop(frontend_check(L, 1));
+    BhFrontendHandle *h = frontend_check(L, 1);
+    bh_lua_driver_release();
+    bh_frontend_stop(h);
+    bh_lua_driver_reacquire();
     return 0;
 }
 
@@ -304,7 +309,9 @@ static int frontend_close(lua_State *L)
     f->h = NULL;
     if (h) {
         bh_frontend_set_event_cb(h, NULL, NULL);
+        bh_lua_driver_release();  /* as in frontend_stop */
         bh_frontend_free(h);
+        bh_lua_driver_reacquire();
         bh_lua_served_forget(L, f);
     }
     luaL_unref(L, LUA_REGISTRYINDEX, f->cb_ref);

@@ -24,6 +24,7 @@ int bh_lua_traceback(lua_State *L)
 void bh_lua_loop_call(lua_State *L, int nargs)
 {
     int fn = lua_gettop(L) - nargs;
+    bh_lua_driver_reacquire();
     lua_pushcfunction(L, bh_lua_traceback);
     lua_insert(L, fn);
     if (lua_pcall(L, nargs, 0, fn) != LUA_OK) {
@@ -38,11 +39,13 @@ void bh_lua_loop_call(lua_State *L, int nargs)
         bh_loop_quit();
     }
     lua_remove(L, fn);
+    bh_lua_driver_release();
 }
 
 void bh_lua_loop_report(lua_State *L, int nargs, const char *what)
 {
     int fn = lua_gettop(L) - nargs;
+    bh_lua_driver_reacquire();
     lua_pushcfunction(L, bh_lua_traceback);
     lua_insert(L, fn);
     if (lua_pcall(L, nargs, 0, fn) != LUA_OK) {
@@ -51,12 +54,16 @@ void bh_lua_loop_report(lua_State *L, int nargs, const char *what)
         lua_pop(L, 1);
     }
     lua_remove(L, fn);
+    bh_lua_driver_release();
 }
 
 /* bh.loop() -> signal number that ended it, or 0 */
 static int loop_run(lua_State *L)
 {
+    /* The server's threads may call the script's Lua drivers now. */
+    bh_lua_driver_release();
     int sig = bh_loop_run();
+    bh_lua_driver_reacquire();
 
     lua_getfield(L, LUA_REGISTRYINDEX, LOOP_ERROR_KEY);
     if (!lua_isnil(L, -1)) {

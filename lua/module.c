@@ -150,6 +150,7 @@ static const struct {
     { "timer", bh_lua_open_timer },
     { "served", bh_lua_open_served },
     { "control", bh_lua_open_control },
+    { "driver", bh_lua_open_driver },
 };
 
 int luaopen_blkhost(lua_State *L)

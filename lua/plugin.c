@@ -66,7 +66,8 @@ static int plugin_load(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
     BhError *err = NULL;
-    const BhPluginRecord *rec = bh_plugin_load(path, &err);
+    const BhPluginRecord *rec = g_str_has_suffix(path, ".lua")
+        ? bh_lua_driver_load_file(path, &err) : bh_plugin_load(path, &err);
     if (!rec || err || rec->error) {
         if (!err)
             err = bh_error_new(EINVAL, "%s: %s", path,

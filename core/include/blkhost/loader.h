@@ -33,6 +33,16 @@ void bh_plugins_scan(void);
 /* Load one file by path.  Returns the record (also on refusal: check
  * ->error) or NULL with *errp set; errp is set whenever it is refused. */
 const BhPluginRecord *bh_plugin_load(const char *path, BhError **errp);
+/* Register a plugin that is not a .so file (a driver written in Lua),
+ * recorded under path (its file, or a pseudo path such as "lua:NAME").
+ * desc (abi_version, struct_size and the driver's struct_size as this
+ * header has them) gets the same checks as a loaded file: name, kind,
+ * thread model, flags, required callbacks, unique name, load hook; the
+ * loader keeps copies.  Returns the record (check ->error) and sets errp
+ * when it is refused. */
+const BhPluginRecord *bh_plugin_register(const char *path,
+                                         const BhPluginDesc *desc,
+                                         BhError **errp);
 size_t bh_plugin_count(void);
 const BhPluginRecord *bh_plugin_get(size_t i);
 /* Loaded plugin by name and kind, scanning first if needed. */
