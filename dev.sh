@@ -119,7 +119,7 @@ PY
 }
 
 # The fast suites (lua too: seconds, and it checks the bindings' error paths).
-ASAN_SUITES=(core drivers lua qcow2 nbd partition vmstate policy fuzz fuse filters)
+ASAN_SUITES=(core drivers lua qcow2 nbd partition vmstate policy fuzz fuse filters luadrv)
 
 fuzz() {
     local secs=60 name rc=0 total
