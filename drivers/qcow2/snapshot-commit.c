@@ -251,7 +251,11 @@ int qcow2_snapshot_commit_locked(Qcow2State *s, const uint64_t *src_l1,
     if (ret == 0 && l1_n)
         ret = commit_write_be64s(s, new_l1, l1_n, l1_at, errp);
     if (ret == 0 && tbl_clusters) {
+        /* The cluster's tail past the table is written too: zeros, never
+         * what the heap held before (it would land in the image). */
+        guint used = tbl->len;
         g_byte_array_set_size(tbl, tbl_clusters * cs);
+        memset(tbl->data + used, 0, tbl->len - used);
         ret = bh_node_pwrite(s->file, tbl->data, tbl_at, tbl->len, 0, errp);
     }
     if (ret == 0)
