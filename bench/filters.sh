@@ -50,29 +50,8 @@ start() {
 ROWS=("4k randread QD16|randread|4k|16|1" "1M seq read QD8|read|1M|8|1")
 SERVERS=(blkhost blkhost-stack nbdkit nbdkit-stack)
 declare -A R    # R[server,label]: "IOPS MBPS" lines, one per round
+bench_rounds
 
-for round in $(seq 1 "$BENCH_REPEAT"); do
-    for row in "${ROWS[@]}"; do
-        IFS='|' read -r label rw bs qd jobs <<< "$row"
-        for srv in "${SERVERS[@]}"; do
-            start "$srv"
-            r=$(bench_fio "$URI" "$rw" "$bs" "$qd" "$jobs")
-            bench_stop "$srv"
-            echo "bench: round $round: $srv: $label: $r" >&2
-            R[$srv,$label]+="$r"$'\n'
-        done
-    done
-done
-
-# median NUMBERS...: the middle one (the upper middle for an even count).
-median() { printf '%s\n' "$@" | sort -g | awk '{l[NR] = $0} END {print l[int(NR / 2) + 1]}'; }
-# iops LINES: the IOPS column of "IOPS MBPS" lines.
-iops() { printf '%s' "$1" | awk '{print $1}'; }
-# round_ratios A B: A's IOPS / B's IOPS, round by round (the servers of one
-# round ran minutes apart at most, so the machine's load cancels out).
-round_ratios() {
-    paste <(iops "$1") <(iops "$2") | awk '{printf "%.2f\n", $2 ? $1 / $2 : 0}'
-}
 
 echo
 echo "$(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg), $(uname -r)," \
@@ -89,10 +68,10 @@ for row in "${ROWS[@]}"; do
     cols=()
     for pair in "blkhost blkhost-stack" "nbdkit nbdkit-stack"; do
         read -r a b <<< "$pair"
-        cols+=("$(median $(iops "${R[$a,$label]}"))" "$(median $(iops "${R[$b,$label]}"))"
-               "$(median $(round_ratios "${R[$b,$label]}" "${R[$a,$label]}"))")
+        cols+=("$(bench_median_num $(bench_iops "${R[$a,$label]}"))" "$(bench_median_num $(bench_iops "${R[$b,$label]}"))"
+               "$(bench_median_num $(bench_round_ratios "${R[$b,$label]}" "${R[$a,$label]}"))")
     done
     echo "| $label | ${cols[0]} | ${cols[1]} | ${cols[2]} | ${cols[3]} | ${cols[4]} | ${cols[5]} |"
-    echo "bench: $label: per-round ratios blkhost $(round_ratios "${R[blkhost-stack,$label]}" "${R[blkhost,$label]}" | tr '\n' ' ')" \
-         "nbdkit $(round_ratios "${R[nbdkit-stack,$label]}" "${R[nbdkit,$label]}" | tr '\n' ' ')" >&2
+    echo "bench: $label: per-round ratios blkhost $(bench_round_ratios "${R[blkhost-stack,$label]}" "${R[blkhost,$label]}" | tr '\n' ' ')" \
+         "nbdkit $(bench_round_ratios "${R[nbdkit-stack,$label]}" "${R[nbdkit,$label]}" | tr '\n' ' ')" >&2
 done

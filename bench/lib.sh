@@ -170,3 +170,36 @@ bench_row() {
     for r in "$@"; do printf '| %-20s ' "$(echo "$r" | awk '{printf "%s / %s", $1, $2}')"; done
     printf '| %-7s |\n' "$(bench_ratio "$@")"
 }
+
+# bench_rounds: BENCH_REPEAT rounds of every row of ROWS
+# ("label|rw|bs|qd|jobs") against every server of SERVERS, each started by
+# the caller's `start SERVER` on $URI; the caller's associative array R
+# gets R[server,label] += one "IOPS MBPS" line per round.
+bench_rounds() {
+    local round row label rw bs qd jobs srv r
+    for round in $(seq 1 "$BENCH_REPEAT"); do
+        for row in "${ROWS[@]}"; do
+            IFS='|' read -r label rw bs qd jobs <<< "$row"
+            for srv in "${SERVERS[@]}"; do
+                start "$srv"
+                r=$(bench_fio "$URI" "$rw" "$bs" "$qd" "$jobs")
+                bench_stop "$srv"
+                echo "bench: round $round: $srv: $label: $r" >&2
+                R[$srv,$label]+="$r"$'\n'
+            done
+        done
+    done
+}
+
+# bench_median_num NUMBERS...: the middle one (the upper middle for an
+# even count).
+bench_median_num() {
+    printf '%s\n' "$@" | sort -g | awk '{l[NR] = $0} END {print l[int(NR / 2) + 1]}'
+}
+# bench_iops LINES: the IOPS column of "IOPS MBPS" lines.
+bench_iops() { printf '%s' "$1" | awk '{print $1}'; }
+# bench_round_ratios A B: A's IOPS / B's IOPS, round by round (the servers
+# of one round ran minutes apart at most, so the machine's load cancels).
+bench_round_ratios() {
+    paste <(bench_iops "$1") <(bench_iops "$2") | awk '{printf "%.2f\n", $2 ? $1 / $2 : 0}'
+}

@@ -94,26 +94,8 @@ ROWS=("4k randread QD16|randread|4k|16|1" "1M seq read QD8|read|1M|8|1")
 SERVERS=(blkhost-c blkhost-lua)
 [ $have_nbdkit_lua = 1 ] && SERVERS+=(nbdkit-c nbdkit-lua)
 declare -A R    # R[server,label]: "IOPS MBPS" lines, one per round
+bench_rounds
 
-for round in $(seq 1 "$BENCH_REPEAT"); do
-    for row in "${ROWS[@]}"; do
-        IFS='|' read -r label rw bs qd jobs <<< "$row"
-        for srv in "${SERVERS[@]}"; do
-            start "$srv"
-            r=$(bench_fio "$URI" "$rw" "$bs" "$qd" "$jobs")
-            bench_stop "$srv"
-            echo "bench: round $round: $srv: $label: $r" >&2
-            R[$srv,$label]+="$r"$'\n'
-        done
-    done
-done
-
-median() { printf '%s\n' "$@" | sort -g | awk '{l[NR] = $0} END {print l[int(NR / 2) + 1]}'; }
-iops() { printf '%s' "$1" | awk '{print $1}'; }
-# round_ratios A B: A's IOPS / B's IOPS, round by round.
-round_ratios() {
-    paste <(iops "$1") <(iops "$2") | awk '{printf "%.2f\n", $2 ? $1 / $2 : 0}'
-}
 
 echo
 echo "$(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg), $(uname -r)," \
@@ -124,11 +106,11 @@ echo "| row | blkhost C memory | blkhost Lua | blkhost ratio | nbdkit C memory |
 echo "|---|---|---|---|---|---|---|"
 for row in "${ROWS[@]}"; do
     IFS='|' read -r label _ <<< "$row"
-    cols=("$(median $(iops "${R[blkhost-c,$label]}"))" "$(median $(iops "${R[blkhost-lua,$label]}"))"
-          "$(median $(round_ratios "${R[blkhost-lua,$label]}" "${R[blkhost-c,$label]}"))")
+    cols=("$(bench_median_num $(bench_iops "${R[blkhost-c,$label]}"))" "$(bench_median_num $(bench_iops "${R[blkhost-lua,$label]}"))"
+          "$(bench_median_num $(bench_round_ratios "${R[blkhost-lua,$label]}" "${R[blkhost-c,$label]}"))")
     if [ $have_nbdkit_lua = 1 ]; then
-        cols+=("$(median $(iops "${R[nbdkit-c,$label]}"))" "$(median $(iops "${R[nbdkit-lua,$label]}"))"
-               "$(median $(round_ratios "${R[nbdkit-lua,$label]}" "${R[nbdkit-c,$label]}"))")
+        cols+=("$(bench_median_num $(bench_iops "${R[nbdkit-c,$label]}"))" "$(bench_median_num $(bench_iops "${R[nbdkit-lua,$label]}"))"
+               "$(bench_median_num $(bench_round_ratios "${R[nbdkit-lua,$label]}" "${R[nbdkit-c,$label]}"))")
     else
         cols+=(- - -)
     fi
