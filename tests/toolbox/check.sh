@@ -9,7 +9,7 @@ source "$SOURCE_ROOT/tests/tap.sh"
 source "$SOURCE_ROOT/tests/toolbox/lib.sh"
 need qemu-img qemu-io python3
 
-plan 43
+plan 42
 
 B=$BLKHOST
 POKE="python3 $SOURCE_ROOT/tests/qcow2/poke.py"
