@@ -646,6 +646,7 @@ int64_t bh_node_allocated_size(BhNode *bs)
 }
 
 bool bh_node_can_fua(const BhNode *bs) { return !bs->readonly; }
+bool bh_node_can_submit(const BhNode *bs) { return bs->drv->submit != NULL; }
 /* A submit driver takes every op; its caps say which it does well. */
 bool bh_node_can_zero(const BhNode *bs)
 {

@@ -113,6 +113,8 @@ typedef struct Qcow2Bitmap {
     char *name;
     uint32_t granularity_bits;
     uint32_t flags;               /* bit 0 in use, 1 auto */
+    uint64_t table_offset;        /* the bitmap table: where, how many */
+    uint32_t table_size;          /* 8-byte entries */
 } Qcow2Bitmap;
 
 /* The cluster offsets a table (active L1, refcount table) points at,
@@ -281,6 +283,7 @@ const char *qcow2_metadata_overlap(Qcow2State *s, uint64_t offset,
 int qcow2_read_bitmaps(Qcow2State *s, uint64_t ext_offset, uint64_t ext_len,
                        const uint8_t *ext, BhError **errp);
 void qcow2_bitmaps_free(Qcow2State *s);
+
 void qcow2_bitmaps_dropped(Qcow2State *s);
 
 /* io.c: host-cluster I/O outside the lock */

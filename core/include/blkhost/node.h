@@ -169,6 +169,13 @@ BhDetectZeroes bh_node_detect_zeroes(const BhNode *bs);
 /* Child by role ("file", "backing"); borrowed, NULL if none. */
 BhNode *bh_node_child(const BhNode *bs, const char *role);
 
+/* Whether bs's driver completes requests itself, asynchronously (it has
+ * submit): a frontend then gains by keeping many requests in flight with
+ * bh_node_submit() instead of blocking a thread per request.  For other
+ * nodes bh_node_submit() runs the synchronous callbacks on the core's
+ * pool, a thread hop a frontend with its own workers can save. */
+bool bh_node_can_submit(const BhNode *bs);
+
 /* Capabilities a frontend advertises. */
 bool bh_node_can_fua(const BhNode *bs);      /* native or emulated: true */
 bool bh_node_can_zero(const BhNode *bs);     /* driver zeroes natively */
