@@ -59,11 +59,13 @@ void bh_snapshot_list_add(BhSnapshotList *list, BhSnapshotInfo *info)
 }
 
 /* The child a filter passes the snapshot calls it has no callback for
- * to (driver.h, BH_DRIVER_FILTER), or NULL. */
+ * to (driver.h, BH_DRIVER_FILTER), or NULL.  A format with no metadata
+ * of its own (raw) passes them on too, as QEMU's raw does: raw over an
+ * RBD image snapshots the RBD image. */
 static BhNode *snapshot_filtered(const BhNode *bs)
 {
-    return (bs->drv->flags & BH_DRIVER_FILTER) ? bh_node_child(bs, "file")
-                                               : NULL;
+    return (bs->drv->flags & (BH_DRIVER_FILTER | BH_DRIVER_DATA_ONLY))
+           ? bh_node_child(bs, "file") : NULL;
 }
 
 bool bh_node_can_snapshot(const BhNode *bs)
