@@ -10,6 +10,11 @@
 # the median IOPS (MB/s for 1M) and the median of the per-round ratios
 # blkhost / qemu-nbd (the goal: 1.0 or more).
 #
+# With BENCH_FLEET=1 a second table shows how it scales (docs/scale.md):
+# N blkhost front-ends, each serving its own image of the one pool, all
+# driven at once (4k randread QD16 each; the sum of their IOPS), and one
+# front-end with multi-conn (-e 4) driven by 4 fio jobs of QD4.
+#
 #   bench/rbd.sh            # BENCH_RUNTIME=10 BENCH_REPEAT=3 BENCH_SIZE=256M
 # Not a test: the numbers depend on the machine and its load; on a
 # small machine the single OSD is the bottleneck for both servers.
@@ -74,3 +79,44 @@ for row in "${ROWS[@]}"; do
     fi
     echo "| $label | $vb | $vq | $(bench_median_num $(bench_round_ratios "$b" "$q")) |"
 done
+
+[ "${BENCH_FLEET:-0}" = 1 ] || exit 0
+
+# ---- how it scales: several front-ends over one pool, and multi-conn ----
+for i in 1 2 3; do
+    rbd cp --no-progress rbd/bench "rbd/bench$i" >/dev/null 2>&1 || bench_die "rbd cp failed"
+done
+# fleet N: N servers on images bench, bench1.. at once; prints the IOPS sum.
+fleet() {
+    local n=$1 i pids=() img sum=0
+    for i in $(seq 0 $((n - 1))); do
+        img=bench; [ $i -gt 0 ] && img=bench$i
+        bench_start "fe$i" "$BENCH_DIR/fe$i.sock" "$BLKHOST" nbd -t -f raw -k "$BENCH_DIR/fe$i.sock" "rbd:rbd/$img"
+    done
+    for i in $(seq 0 $((n - 1))); do
+        bench_fio "nbd+unix:///?socket=$BENCH_DIR/fe$i.sock" randread 4k 16 1 >"$BENCH_DIR/fe$i.out" &
+        pids+=($!)
+    done
+    wait "${pids[@]}"
+    for i in $(seq 0 $((n - 1))); do
+        sum=$((sum + $(awk '{print $1}' "$BENCH_DIR/fe$i.out")))
+        bench_stop "fe$i"
+    done
+    echo "$sum"
+}
+echo
+echo "| front-ends (own image each, 4k randread QD16 each) | total IOPS | per front-end |"
+echo "|---|---|---|"
+for n in 1 2 4; do
+    t=$(fleet $n)
+    echo "| $n | $t | $((t / n)) |"
+done
+bench_start mc "$SOCK" "$BLKHOST" nbd -t -e 4 -f raw -k "$SOCK" rbd:rbd/bench
+r1=$(bench_fio "$URI" randread 4k 16 1)
+r4=$(bench_fio "$URI" randread 4k 4 4)
+bench_stop mc
+echo
+echo "| one front-end, 4k randread | IOPS |"
+echo "|---|---|"
+echo "| 1 connection, QD16 | $(echo "$r1" | awk '{print $1}') |"
+echo "| 4 connections (-e 4, multi-conn), QD4 each | $(echo "$r4" | awk '{print $1}') |"
