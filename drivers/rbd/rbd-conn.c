@@ -385,10 +385,21 @@ int rbd_open_image(RbdState *s, bool nolock, BhError **errp)
     RbdSpec *sp = &s->spec;
     int r;
 
-    if (s->writable)
+    if (s->writable) {
         r = rbd_open(s->io, sp->image, &s->image, NULL);
-    else
+    } else {
         r = rbd_open_read_only(s->io, sp->image, &s->image, sp->snap);
+        /* snapshot= may be an id, as the core passes it when it opens a
+         * snapshot it found by listing (bh_node_snapshot_open). */
+        char *end;
+        uint64_t id = sp->snap ? strtoull(sp->snap, &end, 10) : 0;
+        if (r == -ENOENT && sp->snap && *sp->snap && !*end &&
+            rbd_open_read_only(s->io, sp->image, &s->image, NULL) == 0) {
+            r = rbd_snap_set_by_id(s->image, id);
+            if (r < 0)
+                rbd_close(s->image);
+        }
+    }
     if (r < 0) {
         s->image = NULL;
         if (r == -ENOENT && sp->snap) {

@@ -8,7 +8,7 @@
 source "$SOURCE_ROOT/tests/tap.sh"
 source "$SOURCE_ROOT/tests/ceph/lib.sh"
 need rbd python3
-plan 17
+plan 19
 ceph_up
 
 rbd create --size 16M rbd/s >/dev/null 2>&1
@@ -33,6 +33,15 @@ if cmp -s "$T/first.img" "$T/before.img"; then
 else not_ok "rbd export s@first holds the bytes from before the later write"; fi
 check "convert rbd:rbd/s@first (read-only open of a snapshot) equals rbd export s@first" \
     bash -c "'$BLKHOST' convert -O raw rbd:rbd/s@first '$T/ours-first.img' && cmp '$T/ours-first.img' '$T/first.img'"
+check "node:snapshot_open('first') on rbd:rbd/s reads as rbd export s@first" \
+    bash -c "'$BLKHOST' run - rbd:rbd/s '$T/view.img' <<'LUA' && cmp '$T/view.img' '$T/first.img'
+local bh = require 'blkhost'
+local d <close> = bh.open(arg[1], { readonly = true })
+local v <close> = d:snapshot_open('first')
+local f = assert(io.open(arg[2], 'wb'))
+f:write(v:read(0, v:size()))
+f:close()
+LUA"
 check_fails "a writable open of rbd:rbd/s@first is refused" "is a snapshot: open it read-only" \
     "$BLKHOST" run - rbd:rbd/s@first <<<'require("blkhost").open(arg[1], { format = "rbd" })'
 check_fails "rbd:rbd/s@nosuch is refused as no such snapshot" "cannot open 'rbd/s@nosuch': no such snapshot" \
@@ -108,3 +117,18 @@ out=$("$BLKHOST" run "$SOURCE_ROOT/examples/nightly-rotate.lua" --keep-last 2 --
 if [ $? != 0 ] && grep -q "rbd:rbd/vm1 is in use by client\.[0-9]* at 127\.0\.0\.1" <<<"$out" && [ "$(names vm1-data)" = "$before" ]; then
     ok "a rotation while blkhost serves rbd:rbd/vm1 is refused naming the holder's address, vm1-data unchanged"
 else not_ok "a rotation while blkhost serves rbd:rbd/vm1 is refused naming the holder's address, vm1-data unchanged"; diag "$out"; fi
+kill "$vm1_pid" 2>/dev/null; wait "$vm1_pid" 2>/dev/null
+
+# The same while a blkhost server with a control socket serves vm1: the
+# rotation runs there (the holder of the lock takes the snapshot).
+"$BLKHOST" run "$SOURCE_ROOT/examples/export.lua" rbd:rbd/vm1 --socket "$T/ctl.sock" \
+    --control "$T/vm1.ctl" >"$T/export.log" 2>&1 &
+export_pid=$!
+at_exit "kill -9 $export_pid 2>/dev/null"
+wait_sock "$T/vm1.ctl" $export_pid || diag "$(cat "$T/export.log")"
+out=$("$BLKHOST" run "$SOURCE_ROOT/examples/nightly-rotate.lua" --keep-last 2 --lock-dir "$T" \
+      --control "$T/vm1.ctl" --now $((1700000000 + 5 * 86400)) rbd:rbd/vm1 2>&1)
+if [ $? = 0 ] && names vm1 | grep -q "nightly-2023-11-20T22:13:20+0000"; then
+    ok "nightly-rotate.lua --control: a served RBD image is rotated by its server"
+else not_ok "nightly-rotate.lua --control: a served RBD image is rotated by its server"; diag "$out"; fi
+kill "$export_pid" 2>/dev/null
