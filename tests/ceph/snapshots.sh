@@ -128,7 +128,7 @@ at_exit "kill -9 $export_pid 2>/dev/null"
 wait_sock "$T/vm1.ctl" $export_pid || diag "$(cat "$T/export.log")"
 out=$("$BLKHOST" run "$SOURCE_ROOT/examples/nightly-rotate.lua" --keep-last 2 --lock-dir "$T" \
       --control "$T/vm1.ctl" --now $((1700000000 + 5 * 86400)) rbd:rbd/vm1 2>&1)
-if [ $? = 0 ] && names vm1 | grep -q "nightly-2023-11-20T22:13:20+0000"; then
+if [ $? = 0 ] && names vm1 | grep -q "nightly-2023-11-19T22:13:20+0000"; then
     ok "nightly-rotate.lua --control: a served RBD image is rotated by its server"
 else not_ok "nightly-rotate.lua --control: a served RBD image is rotated by its server"; diag "$out"; fi
 kill "$export_pid" 2>/dev/null
