@@ -50,7 +50,7 @@ check_fails "rbd:rbd (no image) is refused with QEMU's syntax in the message" \
     "names no pool and image" "$BLKHOST" info rbd:rbd
 
 # A live holder of the exclusive lock: a blkhost server.
-serve img -f raw rbd:rbd/img || exit 1
+serve_rbd img -f raw rbd:rbd/img || exit 1
 holder=$(rbd lock ls rbd/img --format json 2>/dev/null | python3 -c 'import json,sys; l=json.load(sys.stdin); print(l[0]["address"] if l else "")')
 check_fails "a writable open while blkhost serves rbd:rbd/img is refused, naming the holder's address ($holder)" \
     "'rbd/img' is locked: client\.[0-9]+ at ${holder:-NONE} holds its exclusive lock" \

@@ -64,12 +64,12 @@ if [ -s "$T/ours.map" ] && diff "$T/ours.map" "$T/theirs.map" >"$T/map.diff"; th
 else not_ok "extents of rbd:rbd/a equal rbd diff --whole-object"; diag "$(cat "$T/map.diff")"; fi
 
 # An NBD export of the image, read by other clients.
-serve a -f raw rbd:rbd/a || exit 1
+serve_rbd a -f raw rbd:rbd/a || exit 1
 check "blkhost nbd rbd:rbd/a: nbdcopy of the export equals rbd export" \
     bash -c "nbdcopy '$(uri a)' '$T/nbd.img' && cmp '$T/nbd.img' '$T/a.exp'"
 check "blkhost nbd rbd:rbd/a: qemu-img compare of the export and rbd export" \
     qemu-img compare -f raw -F raw "$T/a.exp" "$(uri a)"
-kill "$a_pid"; wait "$a_pid" 2>/dev/null
+stop "$a_pid"
 
 # Resize, both ways.
 check "resize rbd:rbd/b to 24M: rbd info says 24 MiB" \

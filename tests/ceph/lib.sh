@@ -5,9 +5,10 @@
 [ -f "$BUILD_ROOT/drivers/rbd/rbd.so" ] ||
     skip_all "the rbd driver is not built (install librbd-dev and reconfigure)"
 source "$SOURCE_ROOT/tests/ceph/cluster.sh"
-# The nbdclient tests' Lua client drives any node (format=rbd given).
-CLIENT="$SOURCE_ROOT/tests/nbdclient/client.lua"
-client() { "$BLKHOST" run "$CLIENT" "$@"; }
+# The nbdclient tests' helpers: servers on $T/NAME.sock (serve,
+# wait_sock, uri) and their Lua client, which drives any node (format=rbd
+# given).
+source "$SOURCE_ROOT/tests/nbdclient/lib.sh"
 MiB=1048576
 
 ceph_up() {
@@ -21,26 +22,13 @@ ceph_up() {
 
 # rbd_export IMG[@SNAP] FILE: the image's bytes as Ceph's own tool sees them.
 rbd_export() { rbd export --no-progress "rbd/$1" "$2" >/dev/null 2>&1; }
-
-# wait_sock PATH PID: until the Unix socket PATH exists or PID is gone.
-wait_sock() {
+# serve_rbd NAME ARGS...: `blkhost nbd ARGS` on $T/NAME.sock.
+serve_rbd() { local n=$1; shift; serve "$n" "$BLKHOST" nbd -t -k "$T/$n.sock" "$@"; }
+# stop PID: SIGTERM, then wait (10 s at most) until it is gone, so that the
+# image's lock is free for the next check.
+stop() {
     local i
-    for i in $(seq 1 300); do
-        [ -S "$1" ] && return 0
-        kill -0 "$2" 2>/dev/null || return 1
-        sleep 0.05
-    done
-    return 1
+    kill "$1" 2>/dev/null
+    for i in $(seq 1 200); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.05; done
+    kill -9 "$1" 2>/dev/null
 }
-
-# serve NAME ARGS...: `blkhost nbd ARGS` on $T/NAME.sock in the
-# background (pid in NAME_pid, log in $T/NAME.log).
-serve() {
-    local name=$1; shift
-    rm -f "$T/$name.sock"
-    "$BLKHOST" nbd -t -k "$T/$name.sock" "$@" >"$T/$name.log" 2>&1 &
-    eval "${name}_pid=$!"
-    at_exit "kill -9 $! 2>/dev/null"
-    wait_sock "$T/$name.sock" $! || { diag "blkhost nbd $name did not start:"; diag "$(cat "$T/$name.log")"; return 1; }
-}
-uri() { echo "nbd+unix:///?socket=$T/$1.sock"; }

@@ -110,24 +110,24 @@ if [ $? = 0 ] && grep -q "^OK" <<<"$out"; then
 else not_ok "nightly-rotate.lua --check over the RBD group: OK an hour after the last run"; diag "$out"; fi
 
 # A rotation while a blkhost server holds vm1: refused, nothing changed.
-serve vm1 -f raw rbd:rbd/vm1 || exit 1
+serve_rbd vm1 -f raw rbd:rbd/vm1 || exit 1
 before=$(names vm1-data)
 out=$("$BLKHOST" run "$SOURCE_ROOT/examples/nightly-rotate.lua" --keep-last 2 --lock-dir "$T" \
       --now $((1700000000 + 4 * 86400)) rbd:rbd/vm1 rbd:rbd/vm1-data 2>&1)
 if [ $? != 0 ] && grep -q "rbd:rbd/vm1 is in use by client\.[0-9]* at 127\.0\.0\.1" <<<"$out" && [ "$(names vm1-data)" = "$before" ]; then
     ok "a rotation while blkhost serves rbd:rbd/vm1 is refused naming the holder's address, vm1-data unchanged"
 else not_ok "a rotation while blkhost serves rbd:rbd/vm1 is refused naming the holder's address, vm1-data unchanged"; diag "$out"; fi
-kill "$vm1_pid" 2>/dev/null; wait "$vm1_pid" 2>/dev/null
+stop "$vm1_pid"
 
 # The same while a blkhost server with a control socket serves vm1: the
 # rotation runs there (the holder of the lock takes the snapshot).
 "$BLKHOST" run "$SOURCE_ROOT/examples/export.lua" rbd:rbd/vm1 --socket "$T/ctl.sock" \
-    --control "$T/vm1.ctl" >"$T/export.log" 2>&1 &
+    --control "$T/vm1ctl.sock" >"$T/export.log" 2>&1 &
 export_pid=$!
 at_exit "kill -9 $export_pid 2>/dev/null"
-wait_sock "$T/vm1.ctl" $export_pid || diag "$(cat "$T/export.log")"
+wait_sock vm1ctl $export_pid || diag "$(cat "$T/export.log")"
 out=$("$BLKHOST" run "$SOURCE_ROOT/examples/nightly-rotate.lua" --keep-last 2 --lock-dir "$T" \
-      --control "$T/vm1.ctl" --now $((1700000000 + 5 * 86400)) rbd:rbd/vm1 2>&1)
+      --control "$T/vm1ctl.sock" --now $((1700000000 + 5 * 86400)) rbd:rbd/vm1 2>&1)
 if [ $? = 0 ] && names vm1 | grep -q "nightly-2023-11-19T22:13:20+0000"; then
     ok "nightly-rotate.lua --control: a served RBD image is rotated by its server"
 else not_ok "nightly-rotate.lua --control: a served RBD image is rotated by its server"; diag "$out"; fi
