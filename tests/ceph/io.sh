@@ -7,7 +7,7 @@
 source "$SOURCE_ROOT/tests/tap.sh"
 source "$SOURCE_ROOT/tests/ceph/lib.sh"
 need rbd nbdcopy qemu-img
-plan 15
+plan 18
 ceph_up
 
 out=$("$BLKHOST" create -f raw rbd:rbd/a 64M 2>&1)
@@ -89,3 +89,17 @@ LUA
 if grep -q "^67108864	4096" <<<"$out"; then
     ok "bh.open with pool=, image=, conf=, user=, connect-timeout= and no filename"
 else not_ok "bh.open with pool=, image=, conf=, user=, connect-timeout= and no filename"; diag "$out"; fi
+
+# A namespace, and QEMU's filename options with escaped colons.
+rbd namespace create rbd/ns1 >/dev/null 2>&1
+check "create rbd:rbd/ns1/x 8M: rbd info rbd/ns1/x sees it in the namespace" \
+    bash -c "'$BLKHOST' create -f rbd rbd:rbd/ns1/x 8M && rbd info rbd/ns1/x | grep -q 'size 8 MiB'"
+mon=${CEPH_MON_ADDR//:/\\:}
+out=$(env -u CEPH_CONF -u CEPH_ARGS "$BLKHOST" info -f rbd \
+      "rbd:rbd/a:mon_host=v2\\:$mon:auth_client_required=none:id=admin" 2>&1)
+if grep -q 'virtual size: 64 MiB' <<<"$out"; then
+    ok "rbd:rbd/a:mon_host=v2\\:HOST\\:PORT:auth_client_required=none without a ceph.conf: options reach librados"
+else not_ok "rbd:rbd/a:mon_host=v2\\:HOST\\:PORT:auth_client_required=none without a ceph.conf: options reach librados"; diag "$out"; fi
+check_fails "rbd:rbd/a:bogus_option=1 is refused naming the option" \
+    "cannot set the Ceph option bogus_option='1' for 'rbd/a': no such option" \
+    "$BLKHOST" info rbd:rbd/a:bogus_option=1
