@@ -270,6 +270,10 @@ int rbd_connect(RbdState *s, BhError **errp)
         if ((r = rbd_conf_set(s, sp->extra_keys[i], sp->extra_values[i],
                               errp)) < 0)
             return r;
+    /* As QEMU does: cache=none and directsync turn librbd's cache off,
+     * so every write is in the cluster when it completes. */
+    if (s->nocache && (r = rbd_conf_set(s, "rbd_cache", "false", errp)) < 0)
+        return r;
     /* A cluster that is down must make the open fail, not hang: librados
      * waits for a monitor forever unless told otherwise. */
     snprintf(timeout, sizeof(timeout), "%g", sp->timeout);

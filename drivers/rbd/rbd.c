@@ -40,6 +40,7 @@ static int rbd_node_open(BhNode *bs, const char *filename, BhOpts *opts,
     if (!s)
         return bh_error_set(errp, ENOMEM, "rbd: out of memory");
     s->writable = open_flags & BH_OPEN_RDWR;
+    s->nocache = open_flags & BH_OPEN_DIRECT;
     int r = rbd_spec_parse(&s->spec, filename, opts, errp);
     if (r < 0)
         goto fail;

@@ -37,6 +37,7 @@ typedef struct RbdState {
     rados_ioctx_t io;
     rbd_image_t image;
     bool writable;
+    bool nocache;             /* cache=none/directsync: librbd's off too */
     bool locked;              /* we hold the exclusive lock */
     uint64_t features;
     uint64_t obj_size;

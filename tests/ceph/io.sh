@@ -7,7 +7,7 @@
 source "$SOURCE_ROOT/tests/tap.sh"
 source "$SOURCE_ROOT/tests/ceph/lib.sh"
 need rbd nbdcopy qemu-img
-plan 18
+plan 19
 ceph_up
 
 out=$("$BLKHOST" create -f raw rbd:rbd/a 64M 2>&1)
@@ -103,3 +103,16 @@ else not_ok "rbd:rbd/a:mon_host=v2\\:HOST\\:PORT:auth_client_required=none witho
 check_fails "rbd:rbd/a:bogus_option=1 is refused naming the option" \
     "cannot set the Ceph option bogus_option='1' for 'rbd/a': no such option" \
     "$BLKHOST" info rbd:rbd/a:bogus_option=1
+# cache=none (librbd's cache off, as QEMU sets it): a write is in the
+# cluster when it returns, seen by rbd export while the node is open.
+out=$("$BLKHOST" run - rbd:rbd/b "$T/nc.img" <<'LUA' 2>&1
+local bh = require "blkhost"
+local d <close> = bh.open(arg[1], { format = "rbd", cache = "none" })
+d:write(4096, string.rep("n", 4096))
+os.execute("rbd export --no-progress rbd/b " .. arg[2] .. " >/dev/null 2>&1")
+print("done")
+LUA
+)
+if grep -q done <<<"$out" && [ "$(dd if="$T/nc.img" bs=4096 skip=1 count=1 2>/dev/null | tr -d n | wc -c)" = 0 ]; then
+    ok "cache=none: a write without flush is in rbd export while the image is still open"
+else not_ok "cache=none: a write without flush is in rbd export while the image is still open"; diag "$out"; fi
