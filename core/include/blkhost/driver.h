@@ -191,7 +191,9 @@ typedef struct BhDriver {
     /* Protocols only: the URI schemes this driver opens, ended by NULL
      * ({"nbd", "nbd+unix", NULL}).  A filename "SCHEME://..." opened
      * without a format gets this driver where the file driver would go,
-     * and the format is probed over it as over a file.  Optional. */
+     * and the format is probed over it as over a file.  An entry ending
+     * in ':' ("rbd:") claims filenames starting with it, with no "//"
+     * (QEMU's rbd:pool/image).  Optional. */
     const char *const *uri_schemes;
 
     /* New callbacks go here, at the end. */
