@@ -9,6 +9,17 @@
  *     get = function() return state end,        -- a table with the fields
  *     set = function(t) state = t end }
  *   bh.vmstate.unregister(name [, instance])
+ *   bh.vmstate.sections(bytes | node [, {size =, page_size =}])
+ *   bh.vmstate.read(node, pos, len) -> the bytes of node's vmstate area
+ *
+ * sections() lists a savevm stream's sections without loading anything
+ * (bh_savevm_scan): the stream is a string, or the vmstate area of a node
+ * (a snapshot view: node:snapshot_open) up to size bytes.  It returns
+ * { version =, machine =, page_size =, complete =, eof_offset =,
+ *   vmdesc = JSON string, vmdesc_offset =, error =, stop_offset =,
+ *   sections = { {section_id =, idstr =, instance_id =, version_id =,
+ *                 offset =, size =, records =, iterative =, ended =}, ...} }
+ * and raises an error only when the bytes are not a savevm stream.
  *
  * subsections = { {name = "counter/extra", version = 1, min_version = 1,
  *                  fields = {...}, needed = function(state) ... end}, ... }
@@ -664,9 +675,113 @@ static int l_unregister(lua_State *L)
     return 1;
 }
 
+static void set_int(lua_State *L, const char *k, uint64_t v)
+{
+    lua_pushinteger(L, (lua_Integer)v);
+    lua_setfield(L, -2, k);
+}
+
+static void push_scan(lua_State *L, const BhSavevmScan *sc)
+{
+    lua_createtable(L, 0, 11);
+    set_int(L, "version", sc->version);
+    set_int(L, "page_size", sc->page_size);
+    if (sc->machine) {
+        lua_pushstring(L, sc->machine);
+        lua_setfield(L, -2, "machine");
+    }
+    lua_pushboolean(L, sc->complete);
+    lua_setfield(L, -2, "complete");
+    if (sc->complete)
+        set_int(L, "eof_offset", sc->eof_offset);
+    if (sc->vmdesc) {
+        lua_pushstring(L, sc->vmdesc);
+        lua_setfield(L, -2, "vmdesc");
+        set_int(L, "vmdesc_offset", sc->vmdesc_offset);
+    }
+    if (sc->error) {
+        lua_pushstring(L, sc->error);
+        lua_setfield(L, -2, "error");
+        set_int(L, "stop_offset", sc->stop_offset);
+    }
+    lua_createtable(L, (int)sc->sections->len, 0);
+    for (guint i = 0; i < sc->sections->len; i++) {
+        const BhSavevmSection *x = &g_array_index(sc->sections,
+                                                  BhSavevmSection, i);
+        lua_createtable(L, 0, 9);
+        set_int(L, "section_id", x->section_id);
+        lua_pushstring(L, x->idstr);
+        lua_setfield(L, -2, "idstr");
+        set_int(L, "instance_id", x->instance_id);
+        set_int(L, "version_id", x->version_id);
+        set_int(L, "offset", x->offset);
+        set_int(L, "size", x->size);
+        set_int(L, "records", x->records);
+        lua_pushboolean(L, x->iterative);
+        lua_setfield(L, -2, "iterative");
+        lua_pushboolean(L, x->ended);
+        lua_setfield(L, -2, "ended");
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "sections");
+}
+
+/* bh.vmstate.sections(bytes | node [, {size =, page_size =}]) */
+static int l_sections(lua_State *L)
+{
+    uint64_t size = UINT64_MAX, page_size = 0;
+    BhStream *s;
+    BhError *err = NULL;
+
+    if (lua_istable(L, 2)) {
+        lua_getfield(L, 2, "size");
+        if (!lua_isnil(L, -1))
+            size = bh_lua_check_u64(L, -1, "size");
+        lua_getfield(L, 2, "page_size");
+        if (!lua_isnil(L, -1))
+            page_size = bh_lua_check_u64(L, -1, "page_size");
+        lua_pop(L, 2);
+    }
+    if (lua_type(L, 1) == LUA_TSTRING) {
+        size_t len;
+        const char *d = lua_tolstring(L, 1, &len);
+        s = bh_stream_new_mem_reader(d, len);
+    } else {
+        BhNode *bs = bh_lua_checknode(L, 1);
+        luaL_argcheck(L, size != UINT64_MAX, 2, "a node needs {size = N}");
+        s = bh_node_vmstate_stream(bs, false, size);
+    }
+    BhSavevmScan *sc = bh_savevm_scan(s, page_size, &err);
+    bh_stream_close(s, NULL);
+    if (!sc)
+        return bh_lua_error(L, err);
+    push_scan(L, sc);
+    bh_savevm_scan_free(sc);
+    return 1;
+}
+
+/* bh.vmstate.read(node, pos, len) -> string (the node's vmstate area) */
+static int l_read(lua_State *L)
+{
+    BhNode *bs = bh_lua_checknode(L, 1);
+    uint64_t pos = bh_lua_check_u64(L, 2, "pos");
+    uint64_t len = bh_lua_check_u64(L, 3, "len");
+    BhError *err = NULL;
+
+    luaL_argcheck(L, len <= (64u << 20), 3, "at most 64 MiB at a time");
+    luaL_Buffer b;
+    char *buf = luaL_buffinitsize(L, &b, (size_t)len);
+    if (bh_node_load_vmstate(bs, buf, pos, (size_t)len, &err) < 0)
+        return bh_lua_error(L, err);
+    luaL_pushresultsize(&b, (size_t)len);
+    return 1;
+}
+
 static const luaL_Reg vmstate_regs[] = {
     { "register", l_register },
     { "unregister", l_unregister },
+    { "sections", l_sections },
+    { "read", l_read },
     { NULL, NULL },
 };
 
