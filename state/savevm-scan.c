@@ -273,10 +273,16 @@ static bool scan_new_section(Scan *sc, uint8_t type, uint64_t off)
         return false;
     }
     sec.ended = !sec.iterative;
-    g_array_append_val(sc->out->sections, sec);
     GArray *a = sc->out->sections;
-    return scan_state(sc, &g_array_index(a, BhSavevmSection, a->len - 1),
-                      off);
+    g_array_append_val(a, sec);
+    /* a section whose state cannot be decoded is named by the error,
+     * not listed */
+    if (!scan_state(sc, &g_array_index(a, BhSavevmSection, a->len - 1),
+                    off)) {
+        g_array_set_size(a, a->len - 1);
+        return false;
+    }
+    return true;
 }
 
 static bool scan_part(Scan *sc, uint8_t type, uint64_t off)
