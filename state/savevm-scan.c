@@ -180,7 +180,7 @@ static bool scan_ram(Scan *sc, BhSavevmSection *sec, uint64_t *size)
     for (;;) {
         uint64_t off = bh_stream_tell(s);
         uint64_t word = bh_stream_get_be64(s);
-        uint64_t flags = word & mask, addr = word & ~mask;
+        uint64_t flags = word & mask, addr = word & ~mask, all = flags;
         if (scan_stream_failed(sc, off, "section 'ram'"))
             return false;
         if (flags & RAM_SAVE_FLAG_MEM_SIZE) {
@@ -230,7 +230,7 @@ static bool scan_ram(Scan *sc, BhSavevmSection *sec, uint64_t *size)
         default:
             scan_stop(sc, off, "section 'ram' (id %" PRIu32 "): RAM flags "
                       "0x%" PRIx64 " at offset %" PRIu64 " cannot be decoded"
-                      "%s", sec->section_id, flags, off,
+                      "%s", sec->section_id, all, off,
                       flags & RAM_SAVE_FLAG_HOOK ? " (an RDMA hook)" : "");
             return false;
         }

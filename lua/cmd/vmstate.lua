@@ -21,7 +21,8 @@ List the sections of the VM state saved in internal snapshot SNAPSHOT
 (its id, else its name) of IMAGE: blkhost's savevm streams and QEMU's
 (savevm in the QEMU monitor) alike.  Nothing is loaded.
 
-  -l, --list            list the sections (the default without --dump)
+  -l, --list            list the sections (the default unless --dump
+                        is given alone)
   --output=FMT          human (default) or json
   --dump=FILE           write the raw savevm stream to FILE (for QEMU's
                         scripts/analyze-migration.py -f FILE)
@@ -139,7 +140,7 @@ return cli.run("vmstate", USAGE, function(args)
   end
   if #rest ~= 2 then cli.usage_error("Expecting an image file name and a snapshot") end
   local image, want = rest[1], rest[2]
-  local listing = o.list or not o.dump
+  local listing = o.list or o.output or not o.dump
 
   local opts = { format = o.format, readonly = true }
   if o["force-share"] then opts.locking = false end
