@@ -14,7 +14,8 @@
  *     same five bytes, so a footer only counts when a well-formed record
  *     follows it: a new section's header (an id not seen yet, a printable
  *     idstr), a PART/END of an open iterative section, a command, or EOF
- *     followed by the end or by the JSON trailer.
+ *     followed by the end or by the JSON trailer (or the stream ends
+ *     there: a cut stream is then reported as cut before EOF).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -89,7 +90,7 @@ static bool scan_plausible_next(Scan *sc)
     BhSavevmSection *sec;
 
     if (n == 0)
-        return false;
+        return true;   /* the stream ends here: the next read says so */
     switch (b[0]) {
     case BH_SAVEVM_EOF:
         return n == 1 || b[1] == BH_SAVEVM_VMDESCRIPTION;
