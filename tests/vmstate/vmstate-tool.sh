@@ -51,10 +51,10 @@ if ! command -v qemu-system-x86_64 >/dev/null; then
 else
     qemu-img create -q -f qcow2 q.qcow2 64M
     out=$(printf 'savevm snap1\nquit\n' | timeout 120 qemu-system-x86_64 -accel tcg \
-        -nodefaults -display none -M pc -m 32 -S -monitor stdio \
+        -nodefaults -display none -M pc -m 32 -monitor stdio \
         -drive file=q.qcow2,if=none,id=d0 -device virtio-blk,drive=d0 2>&1)
     if qemu-img snapshot -l q.qcow2 | grep -q ' snap1 '; then
-        ok "qemu: savevm snap1 of a TCG pc machine (32 MiB, no OS) into q.qcow2"
+        ok "qemu: savevm snap1 of a running TCG pc machine (32 MiB, SeaBIOS, no OS) into q.qcow2"
     else
         not_ok "qemu: savevm snap1"; diag "$out"
     fi
