@@ -43,6 +43,9 @@
 typedef struct Scan {
     BhStream *s;
     BhSavevmScan *out;
+    /* capabilities the configuration names that change RAM's layout */
+    bool ignore_shared;   /* x-ignore-shared: each block has a be64 addr */
+    bool mapped_ram;      /* mapped-ram: pages live outside the stream */
 } Scan;
 
 static G_GNUC_PRINTF(3, 4) void scan_stop(Scan *sc, uint64_t off,
@@ -191,6 +194,15 @@ static bool scan_ram(Scan *sc, BhSavevmSection *sec, uint64_t *size)
                 char name[256];
                 bh_stream_get_counted_string(s, name);
                 uint64_t len = bh_stream_get_be64(s);
+                if (sc->ignore_shared)
+                    bh_stream_get_be64(s);   /* the block's address */
+                if (sc->mapped_ram) {
+                    scan_stop(sc, off, "section 'ram' (id %" PRIu32 "): a "
+                              "mapped-ram stream (its pages are at fixed "
+                              "file offsets) cannot be decoded",
+                              sec->section_id);
+                    return false;
+                }
                 if (scan_stream_failed(sc, off, "section 'ram'"))
                     return false;
                 if (len > left) {
@@ -338,8 +350,11 @@ static bool scan_configuration(Scan *sc, uint64_t off)
                 sc->out->page_size = (uint64_t)1 << bits;
         } else if (strcmp(sub, "configuration/capabilities") == 0) {
             uint32_t n = bh_stream_get_be32(s);
-            for (uint32_t i = 0; i < n && !bh_stream_error(s); i++)
+            for (uint32_t i = 0; i < n && !bh_stream_error(s); i++) {
                 bh_stream_get_counted_string(s, sub);
+                sc->ignore_shared |= strcmp(sub, "x-ignore-shared") == 0;
+                sc->mapped_ram |= strcmp(sub, "mapped-ram") == 0;
+            }
         } else if (strcmp(sub, "configuration/uuid") == 0) {
             bh_stream_skip(s, 16);
         } else {

@@ -288,6 +288,35 @@ static void test_qemu_like(void)
     bh_savevm_scan_free(sc);
     g_free(c);
 
+    /* x-ignore-shared: every RAM block also carries its address */
+    BhStream *w = bh_stream_new_mem_writer();
+    bh_stream_put_buffer(w, d, 8);
+    bh_stream_put_u8(w, BH_SAVEVM_CONFIGURATION);
+    bh_stream_put_be32(w, 2);
+    bh_stream_put_buffer(w, "pc", 2);
+    bh_stream_put_u8(w, BH_SAVEVM_SUBSECTION);
+    put_str(w, "configuration/capabilities");
+    bh_stream_put_be32(w, 1);
+    bh_stream_put_be32(w, 1);
+    put_str(w, "x-ignore-shared");
+    put_header(w, BH_SAVEVM_START, 0, "ram", 0, 4);
+    bh_stream_put_be64(w, 0x1000 | F_MEM_SIZE);
+    put_str(w, "pc.ram");
+    bh_stream_put_be64(w, 0x1000);
+    bh_stream_put_be64(w, 0x7e00000000000000ull);   /* its address */
+    bh_stream_put_be64(w, F_EOS);
+    put_footer(w, 0);
+    bh_stream_put_u8(w, BH_SAVEVM_EOF);
+    size_t slen;
+    const uint8_t *sd = bh_stream_mem_data(w, &slen);
+    sc = scan(sd, slen, 0, NULL);
+    ok(sc && sc->complete && sc->sections->len == 1 &&
+       sec(sc, 0)->size == 8 + 1 + 6 + 8 + 8 + 8,
+       "ram: with the x-ignore-shared capability each block's address is "
+       "passed over");
+    bh_savevm_scan_free(sc);
+    bh_stream_close(w, NULL);
+
     BhError *err = NULL;
     sc = scan((const uint8_t *)"QEVN\0\0\0\3\0", 9, 0, &err);
     ok(!sc && err && strstr(bh_error_message(err), "not a savevm stream: "
@@ -338,7 +367,7 @@ static void test_own_stream(void)
 
 int main(void)
 {
-    plan(19);
+    plan(20);
     test_qemu_like();
     test_own_stream();
     return done();
