@@ -9,7 +9,7 @@
  *     get = function() return state end,        -- a table with the fields
  *     set = function(t) state = t end }
  *   bh.vmstate.unregister(name [, instance])
- *   bh.vmstate.sections(bytes | node [, {size =, page_size =}])
+ *   bh.vmstate.sections(bytes | node [, {size =, page_size =, sizes =}])
  *   bh.vmstate.read(node, pos, len) -> the bytes of node's vmstate area
  *
  * sections() lists a savevm stream's sections without loading anything
@@ -20,6 +20,9 @@
  *   sections = { {section_id =, idstr =, instance_id =, version_id =,
  *                 offset =, size =, records =, iterative =, ended =}, ...} }
  * and raises an error only when the bytes are not a savevm stream.
+ * sizes = { {idstr =, instance_id =, size =}, ... } gives the FULL
+ * sections' sizes in stream order (bh_savevm_scan_sized: for streams
+ * without footers); described = true in the result says they were used.
  *
  * subsections = { {name = "counter/extra", version = 1, min_version = 1,
  *                  fields = {...}, needed = function(state) ... end}, ... }
@@ -699,6 +702,8 @@ static void push_scan(lua_State *L, const BhSavevmScan *sc)
         lua_setfield(L, -2, "vmdesc");
         set_int(L, "vmdesc_offset", sc->vmdesc_offset);
     }
+    lua_pushboolean(L, sc->described);
+    lua_setfield(L, -2, "described");
     if (sc->error) {
         lua_pushstring(L, sc->error);
         lua_setfield(L, -2, "error");
@@ -726,13 +731,17 @@ static void push_scan(lua_State *L, const BhSavevmScan *sc)
     lua_setfield(L, -2, "sections");
 }
 
-/* bh.vmstate.sections(bytes | node [, {size =, page_size =}]) */
+/* bh.vmstate.sections(bytes | node [, {size =, page_size =, sizes =}]) */
 static int l_sections(lua_State *L)
 {
     uint64_t size = UINT64_MAX, page_size = 0;
     BhStream *s;
     BhError *err = NULL;
 
+    BhSavevmSizeHint *hints = NULL;
+    size_t n_hints = 0;
+
+    lua_settop(L, 2);
     if (lua_istable(L, 2)) {
         lua_getfield(L, 2, "size");
         if (!lua_isnil(L, -1))
@@ -741,6 +750,30 @@ static int l_sections(lua_State *L)
         if (!lua_isnil(L, -1))
             page_size = bh_lua_check_u64(L, -1, "page_size");
         lua_pop(L, 2);
+        /* sizes = { {idstr =, instance_id =, size =}, ... } stays at 3,
+         * so the idstr pointers stay valid during the scan */
+        lua_getfield(L, 2, "sizes");
+        if (!lua_isnil(L, 3)) {
+            luaL_argcheck(L, lua_istable(L, 3), 2, "sizes must be a list");
+            n_hints = lua_rawlen(L, 3);
+            /* a userdata (at 4), so that a Lua error cannot leak it */
+            hints = lua_newuserdatauv(L, sizeof(*hints) * MAX(n_hints, 1),
+                                      0);
+            for (size_t i = 0; i < n_hints; i++) {
+                lua_rawgeti(L, 3, (lua_Integer)i + 1);
+                luaL_argcheck(L, lua_istable(L, -1), 2,
+                              "sizes: each entry is {idstr =, instance_id =, "
+                              "size =}");
+                lua_getfield(L, -1, "idstr");
+                hints[i].idstr = luaL_checkstring(L, -1);
+                lua_getfield(L, -2, "instance_id");
+                hints[i].instance_id = (uint32_t)bh_lua_check_u64(L, -1,
+                                                                  "instance_id");
+                lua_getfield(L, -3, "size");
+                hints[i].size = bh_lua_check_u64(L, -1, "size");
+                lua_pop(L, 4);
+            }
+        }
     }
     if (lua_type(L, 1) == LUA_TSTRING) {
         size_t len;
@@ -751,7 +784,8 @@ static int l_sections(lua_State *L)
         luaL_argcheck(L, size != UINT64_MAX, 2, "a node needs {size = N}");
         s = bh_node_vmstate_stream(bs, false, size);
     }
-    BhSavevmScan *sc = bh_savevm_scan(s, page_size, &err);
+    BhSavevmScan *sc = bh_savevm_scan_sized(s, page_size, hints, n_hints,
+                                            &err);
     bh_stream_close(s, NULL);
     if (!sc)
         return bh_lua_error(L, err);

@@ -16,6 +16,10 @@
  *     idstr), a PART/END of an open iterative section, a command, or EOF
  *     followed by the end or by the JSON trailer (or the stream ends
  *     there: a cut stream is then reported as cut before EOF).
+ *   - Streams without footers (QEMU machine types before 2.4) can be
+ *     walked when the caller knows the FULL sections' sizes from the
+ *     stream's JSON description (bh_savevm_scan_sized); QEMU writes it
+ *     after EOF, so the caller reads it from the end of the stream.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -46,6 +50,8 @@ typedef struct Scan {
     /* capabilities the configuration names that change RAM's layout */
     bool ignore_shared;   /* x-ignore-shared: each block has a be64 addr */
     bool mapped_ram;      /* mapped-ram: pages live outside the stream */
+    const BhSavevmSizeHint *hints;   /* FULL sections' sizes, in order */
+    size_t n_hints, next_hint;
 } Scan;
 
 static G_GNUC_PRINTF(3, 4) void scan_stop(Scan *sc, uint64_t off,
@@ -256,13 +262,56 @@ static bool scan_ram(Scan *sc, BhSavevmSection *sec, uint64_t *size)
     }
 }
 
-/* A record's state, by RAM decoding or up to its footer. */
+/* A FULL section whose size a hint gives: skip it, then its footer if
+ * the stream has one; something well-formed must follow. */
+static bool scan_hinted(Scan *sc, BhSavevmSection *sec, uint64_t rec_off,
+                        const BhSavevmSizeHint *h, uint64_t *size)
+{
+    uint8_t b[5];
+    if (strcmp(h->idstr, sec->idstr) != 0 ||
+        h->instance_id != sec->instance_id) {
+        scan_stop(sc, rec_off, "section '%s' instance %" PRIu32 " at offset "
+                  "%" PRIu64 ": the description lists '%s' instance %"
+                  PRIu32 " here", sec->idstr, sec->instance_id, rec_off,
+                  h->idstr, h->instance_id);
+        return false;
+    }
+    uint64_t at = bh_stream_tell(sc->s) + h->size;
+    for (uint64_t left = h->size; left > 0;) {
+        size_t chunk = (size_t)MIN(left, (uint64_t)1 << 20);
+        bh_stream_skip(sc->s, chunk);
+        left -= chunk;
+    }
+    if (scan_stream_failed(sc, rec_off, "section state"))
+        return false;
+    if (bh_stream_peek(sc->s, b, 5, 0) == 5 && b[0] == BH_SAVEVM_FOOTER &&
+        be32_at(b + 1) == sec->section_id)
+        bh_stream_skip(sc->s, 5);
+    else if (!scan_plausible_next(sc)) {
+        scan_stop(sc, rec_off, "section '%s' instance %" PRIu32 " at offset "
+                  "%" PRIu64 ": its described size %" PRIu64 " ends at offset "
+                  "%" PRIu64 ", where neither a footer nor a record follows",
+                  sec->idstr, sec->instance_id, rec_off, h->size, at);
+        return false;
+    }
+    *size = h->size;
+    return true;
+}
+
+/* A record's state, by RAM decoding, a size hint or up to its footer. */
 static bool scan_state(Scan *sc, BhSavevmSection *sec, uint64_t rec_off)
 {
     uint64_t size = 0;
-    bool ok = sec->iterative && strcmp(sec->idstr, "ram") == 0
-              ? scan_ram(sc, sec, &size)
-              : scan_to_footer(sc, sec, rec_off, &size);
+    bool ok;
+    if (sec->iterative && strcmp(sec->idstr, "ram") == 0) {
+        ok = scan_ram(sc, sec, &size);
+    } else if (!sec->iterative && sc->next_hint < sc->n_hints) {
+        ok = scan_hinted(sc, sec, rec_off, &sc->hints[sc->next_hint++],
+                         &size);
+        sc->out->described = true;
+    } else {
+        ok = scan_to_footer(sc, sec, rec_off, &size);
+    }
     if (ok) {
         sec->size += size;
         sec->records++;
@@ -431,6 +480,13 @@ static void scan_records(Scan *sc)
 
 BhSavevmScan *bh_savevm_scan(BhStream *s, uint64_t page_size, BhError **errp)
 {
+    return bh_savevm_scan_sized(s, page_size, NULL, 0, errp);
+}
+
+BhSavevmScan *bh_savevm_scan_sized(BhStream *s, uint64_t page_size,
+                                   const BhSavevmSizeHint *hints, size_t n,
+                                   BhError **errp)
+{
     uint32_t magic = bh_stream_get_be32(s);
     uint32_t version = bh_stream_get_be32(s);
     if (bh_stream_take_error(s, errp) < 0) {
@@ -458,7 +514,7 @@ BhSavevmScan *bh_savevm_scan(BhStream *s, uint64_t page_size, BhError **errp)
     out->version = version;
     out->page_size = page_size ? page_size : DEFAULT_PAGE_SIZE;
     out->sections = g_array_new(FALSE, TRUE, sizeof(BhSavevmSection));
-    Scan sc = { .s = s, .out = out };
+    Scan sc = { .s = s, .out = out, .hints = hints, .n_hints = n };
     scan_records(&sc);
     return out;
 }

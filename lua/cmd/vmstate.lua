@@ -67,18 +67,61 @@ local function dump(view, size, file)
   end
 end
 
--- The stream's own page size (in its JSON trailer) for its RAM section:
--- QEMU targets other than x86 may use other sizes.
-local function scan(view, size)
-  local sc = bh.vmstate.sections(view, { size = size })
-  local ps = sc.vmdesc and tonumber(sc.vmdesc:match('"page_size":%s*(%d+)'))
-  if ps and ps ~= sc.page_size and ps & (ps - 1) == 0 then
-    for _, s in ipairs(sc.sections) do
-      if s.iterative and s.idstr == "ram" then
-        return bh.vmstate.sections(view, { size = size, page_size = ps })
-      end
+-- QEMU's JSON trailer, found from the end of the state as the one place
+-- where byte 0x06 and a be32 length span exactly to the end (the walk
+-- cannot reach it in a stream without section footers).
+local TAIL = 16 << 20
+local function trailer(view, size)
+  local n = math.min(size, TAIL)
+  local tail = bh.vmstate.read(view, size - n, n)
+  for p = #tail - 4, 1, -1 do
+    if tail:byte(p) == 6 and string.unpack(">I4", tail, p + 1) == #tail - p - 4 then
+      return tail:sub(p + 5)
     end
   end
+end
+
+-- A FULL section's size as the trailer describes it: its fields (QEMU
+-- writes runs of equal array elements once, with array_len), plus the
+-- marker, name and version of each subsection.
+local function described_size(d)
+  local n = 0
+  for _, f in ipairs(d.fields or {}) do n = n + f.size * (f.array_len or 1) end
+  for _, sub in ipairs(d.subsections or {}) do
+    n = n + 1 + 1 + #sub.vmsd_name + 4 + described_size(sub)
+  end
+  return n
+end
+
+-- The walk, with the stream's own page size (in its JSON trailer) for its
+-- RAM section (QEMU targets other than x86 may use other sizes); when it
+-- stops at a section with no footer, again with the sizes the trailer
+-- gives every FULL section.
+local function scan(view, size)
+  local opts = { size = size }
+  local sc = bh.vmstate.sections(view, opts)
+  local desc_json = sc.vmdesc
+  if not sc.complete and sc.error:find("no section footer", 1, true) then
+    desc_json = trailer(view, size)
+  end
+  local ok, desc = pcall(function() return desc_json and require("dkjson").decode(desc_json) end)
+  if not ok or type(desc) ~= "table" then return sc end
+  local ps = math.tointeger(desc.page_size)
+  local redo = false
+  if ps and ps ~= sc.page_size and ps > 0 and ps & (ps - 1) == 0 then
+    opts.page_size, redo = ps, true
+  end
+  if not sc.complete and type(desc.devices) == "table" then
+    opts.sizes, redo = {}, true
+    for i, d in ipairs(desc.devices) do
+      opts.sizes[i] = { idstr = d.name, instance_id = d.instance_id, size = described_size(d) }
+    end
+  end
+  if not redo then return sc end
+  local again = bh.vmstate.sections(view, opts)
+  -- Where the described sizes do not lead to EOF either, the first
+  -- walk's reason is kept (the footer it did not find).
+  if again.complete or (sc.complete and not again.described) then return again end
   return sc
 end
 
@@ -93,6 +136,9 @@ local function human(image, sn, sc)
                       sn.name, sn.id, image, sn.vm_state_size))
   print(string.format("Stream: QEVM version %d%s", sc.version,
                       sc.machine and (", machine " .. sc.machine) or ""))
+  if sc.described then
+    print("No section footers: the sizes of FULL sections are those its JSON description gives")
+  end
   print(string.format(ROW, "ID", "IDSTR", "INSTANCE", "VERSION", "SIZE", "RECORDS"))
   for _, s in ipairs(sc.sections) do
     print(string.format(ROW, s.section_id, s.idstr, s.instance_id, s.version_id, s.size,
@@ -117,12 +163,13 @@ local function as_json(image, sn, sc)
   local t = { filename = image,
     snapshot = json.object({ id = sn.id, name = sn.name }, { "id", "name" }),
     ["vm-state-size"] = sn.vm_state_size, ["format-version"] = sc.version,
-    machine = sc.machine, ["page-size"] = sc.page_size, sections = secs,
+    machine = sc.machine, ["page-size"] = sc.page_size,
+    ["sizes-from-description"] = sc.described, sections = secs,
     complete = sc.complete, ["eof-offset"] = sc.eof_offset,
     ["vmdesc-offset"] = sc.vmdesc_offset, ["vmdesc-size"] = sc.vmdesc and #sc.vmdesc,
     error = sc.error, ["stop-offset"] = sc.stop_offset }
   print(json.encode(json.object(t, { "filename", "snapshot", "vm-state-size", "format-version",
-    "machine", "page-size", "sections", "complete", "eof-offset", "vmdesc-offset",
+    "machine", "page-size", "sizes-from-description", "sections", "complete", "eof-offset", "vmdesc-offset",
     "vmdesc-size", "error", "stop-offset" }), { indent = 4 }))
 end
 

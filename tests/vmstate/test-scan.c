@@ -329,6 +329,61 @@ static void test_qemu_like(void)
     g_free(d);
 }
 
+/* A stream without footers (QEMU machine types before 2.4): walked with
+ * the sizes its description gives, refused without them. */
+static void test_no_footers(void)
+{
+    BhStream *w = bh_stream_new_mem_writer();
+    bh_stream_put_be32(w, BH_SAVEVM_MAGIC);
+    bh_stream_put_be32(w, BH_SAVEVM_VERSION);
+    put_header(w, BH_SAVEVM_FULL, 0, "dev", 0, 1);
+    bh_stream_put_buffer(w, "\x7e\0\0", 3);
+    put_header(w, BH_SAVEVM_FULL, 1, "other", 4, 1);
+    bh_stream_put_buffer(w, "\0\0", 2);
+    bh_stream_put_u8(w, BH_SAVEVM_EOF);
+    size_t len;
+    const uint8_t *d = bh_stream_mem_data(w, &len);
+    BhSavevmSizeHint hints[] = { { "dev", 0, 3 }, { "other", 4, 2 } };
+    BhStream *r;
+    BhSavevmScan *sc;
+
+    sc = scan(d, len, 0, NULL);
+    ok(sc && !sc->complete && sc->error &&
+       strstr(sc->error, "section 'dev' instance 0 (id 0) at offset 8: no "
+              "section footer"), "no footers: without sizes the scan stops "
+       "at the first FULL section");
+    bh_savevm_scan_free(sc);
+
+    r = bh_stream_new_mem_reader(d, len);
+    sc = bh_savevm_scan_sized(r, 0, hints, 2, NULL);
+    bh_stream_close(r, NULL);
+    ok(sc && sc->complete && sc->described && sc->sections->len == 2 &&
+       sec(sc, 0)->size == 3 && sec(sc, 1)->size == 2 &&
+       sec(sc, 1)->instance_id == 4 && sc->eof_offset == len - 1,
+       "no footers: with the described sizes every section is listed");
+    bh_savevm_scan_free(sc);
+
+    hints[1].size = 1;
+    r = bh_stream_new_mem_reader(d, len);
+    sc = bh_savevm_scan_sized(r, 0, hints, 2, NULL);
+    bh_stream_close(r, NULL);
+    ok(sc && !sc->complete && sc->error &&
+       strstr(sc->error, "its described size 1 ends at offset"),
+       "no footers: a described size that ends inside the state is refused");
+    bh_savevm_scan_free(sc);
+
+    hints[1].size = 2;
+    hints[1].instance_id = 5;
+    r = bh_stream_new_mem_reader(d, len);
+    sc = bh_savevm_scan_sized(r, 0, hints, 2, NULL);
+    bh_stream_close(r, NULL);
+    ok(sc && !sc->complete && sc->error &&
+       strstr(sc->error, "the description lists 'other' instance 5 here"),
+       "no footers: a description of another section is refused");
+    bh_savevm_scan_free(sc);
+    bh_stream_close(w, NULL);
+}
+
 /* blkhost's own stream: what is registered, and its trailer. */
 typedef struct { uint32_t a; uint8_t n; uint16_t v[4]; } Small;
 
@@ -367,8 +422,9 @@ static void test_own_stream(void)
 
 int main(void)
 {
-    plan(20);
+    plan(24);
     test_qemu_like();
+    test_no_footers();
     test_own_stream();
     return done();
 }

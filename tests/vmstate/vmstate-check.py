@@ -8,7 +8,8 @@
       its device, in order; a size is the sum of its fields, plus 6 + the
       name length for every subsection marker.
       And the records add up to the EOF offset, so the RAM section's size,
-      which has no description, is right too.
+      which has no description, is right too (without footers when the
+      listing says its sizes came from the description).
   vmstate-check.py patch LIST.json DUMP IMAGE footer|ram-flags IDSTR
       Corrupt the stream inside IMAGE (a qcow2 file, its vmstate stored
       as is): the footer byte of section IDSTR, or the flags of the RAM
@@ -86,13 +87,15 @@ def main():
                 s["idstr"], s["instance-id"], s["size"], desc_size(d)))
     if len(full) != len(devs):
         bad.append("%d FULL sections, %d described" % (len(full), len(devs)))
-    # header, configuration, records, EOF
+    # header, configuration, records (with footers unless the sizes came
+    # from the description: a stream without footers), EOF
+    foot = 0 if listing.get("sizes-from-description") else 5
     total = 8
     if listing.get("machine") is not None:
         total += 1 + 4 + len(listing["machine"])
     for s in secs:
         head = 1 + 4 + 1 + len(s["idstr"]) + 4 + 4
-        total += head + s["size"] + 5 + (s["records"] - 1) * (1 + 4 + 5)
+        total += head + s["size"] + foot + (s["records"] - 1) * (1 + 4 + foot)
     if total != listing["eof-offset"]:
         bad.append("records add up to %d, EOF is at %d" %
                    (total, listing["eof-offset"]))

@@ -13,7 +13,7 @@ need qemu-img /usr/bin/python3
 CHECK=$1 SAVEVM_LUA=$2 HELPER=$3
 PY=/usr/bin/python3
 B=$BLKHOST
-plan 20
+plan 23
 cd "$T" || exit 1
 
 AM=
@@ -47,7 +47,7 @@ analyze() {
 
 # ---- a snapshot QEMU took ----
 if ! command -v qemu-system-x86_64 >/dev/null; then
-    for i in $(seq 11); do skip "qemu-system-x86_64 is not installed"; done
+    for i in $(seq 14); do skip "qemu-system-x86_64 is not installed"; done
 else
     qemu-img create -q -f qcow2 q.qcow2 64M
     out=$(printf 'savevm snap1\nquit\n' | timeout 120 qemu-system-x86_64 -accel tcg \
@@ -88,6 +88,27 @@ else
         keys "'$PY' '$CHECK' keys q.json" -f q.mig
     analyze "analyze-migration.py -d desc: its devices (name, instance, version) are our FULL sections" \
         desc:q.json "echo -" -f q.mig -d desc
+
+    # Machine types before 2.4 write no section footers: the FULL
+    # sections' sizes then come from the JSON description.
+    qemu-img create -q -f qcow2 o.qcow2 64M
+    printf 'savevm snap1\nquit\n' | timeout 120 qemu-system-x86_64 -accel tcg \
+        -nodefaults -display none -M pc-i440fx-2.3 -m 32 -monitor stdio \
+        -drive file=o.qcow2,if=none,id=d0 -device virtio-blk,drive=d0 >/dev/null 2>&1
+    "$B" vmstate -l o.qcow2 snap1 >o.txt 2>&1; rc=$?
+    if [ $rc -eq 0 ] && grep -q '^No section footers: the sizes of FULL sections are those its JSON description gives$' o.txt &&
+       grep -qE '^ +[0-9]+  ram +0 +4 +[0-9]+  iterative, 3 records$' o.txt &&
+       grep -qE '^ +[0-9]+  cpu +0 +[0-9]+ +[0-9]+  full$' o.txt &&
+       grep -q '^EOF at offset [0-9]*; JSON description of' o.txt; then
+        ok "vmstate -l: a pc-i440fx-2.3 snapshot (no section footers) is listed whole, sizes from its JSON description, status 0"
+    else
+        not_ok "vmstate -l: a pc-i440fx-2.3 snapshot"; diag "exit $rc"; diag "$(cat o.txt)"
+    fi
+    "$B" vmstate --output=json --dump o.mig o.qcow2 snap1 >o.json
+    check "vmstate --output=json: pc-i440fx-2.3's records, RAM included, add up to EOF without footers" \
+        "$PY" "$CHECK" sizes o.json o.mig
+    analyze "analyze-migration.py -d state on the pc-i440fx-2.3 stream: the same sections" \
+        keys "'$PY' '$CHECK' keys o.json" -f o.mig
 
     qemu-img snapshot -c disk q.qcow2
     check_fails "vmstate: a disk-only snapshot is refused, as QEMU's loadvm does" \

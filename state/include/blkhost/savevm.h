@@ -145,6 +145,7 @@ typedef struct BhSavevmScan {
     uint64_t vmdesc_offset;  /* of its 0x06 byte, when there is one */
     uint64_t stop_offset;    /* not complete: where decoding stopped */
     char *error;             /* not complete: why, naming the section */
+    bool described;          /* FULL sizes came from BhSavevmSizeHints */
 } BhSavevmScan;
 
 /*
@@ -163,6 +164,26 @@ typedef struct BhSavevmScan {
  */
 BhSavevmScan *bh_savevm_scan(BhStream *s, uint64_t page_size,
                              BhError **errp);
+
+/* The size of a FULL section's state, known from elsewhere: QEMU's JSON
+ * description trailer lists every FULL section in stream order with its
+ * fields' sizes (the sum, plus 6 + the name length for each subsection
+ * marker).  Streams of machine types before QEMU 2.4 (pc-i440fx-2.3) have
+ * no section footers; with these sizes they can still be walked. */
+typedef struct BhSavevmSizeHint {
+    const char *idstr;
+    uint32_t instance_id;
+    uint64_t size;
+} BhSavevmSizeHint;
+
+/* bh_savevm_scan, where the i-th FULL section (i < n) takes its size from
+ * hints[i] instead of its footer; a footer after it is still read.  A
+ * hint naming another section than the one found, or a size that ends
+ * neither at a footer nor before a well-formed record, stops the scan
+ * with an error.  scan->described says hints were used. */
+BhSavevmScan *bh_savevm_scan_sized(BhStream *s, uint64_t page_size,
+                                   const BhSavevmSizeHint *hints, size_t n,
+                                   BhError **errp);
 void bh_savevm_scan_free(BhSavevmScan *scan);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(BhSavevmScan, bh_savevm_scan_free)
 
