@@ -49,10 +49,15 @@ analyze() {
 if ! command -v qemu-system-x86_64 >/dev/null; then
     for i in $(seq 14); do skip "qemu-system-x86_64 is not installed"; done
 else
-    qemu-img create -q -f qcow2 q.qcow2 64M
-    out=$(printf 'savevm snap1\nquit\n' | timeout 120 qemu-system-x86_64 -accel tcg \
-        -nodefaults -display none -M pc -m 32 -monitor stdio \
-        -drive file=q.qcow2,if=none,id=d0 -device virtio-blk,drive=d0 2>&1)
+    # qemu_savevm IMAGE MACHINE: a new IMAGE, and `savevm snap1` in the
+    # monitor of a VM of that machine type running SeaBIOS (no OS).
+    qemu_savevm() {
+        qemu-img create -q -f qcow2 "$1" 64M
+        printf 'savevm snap1\nquit\n' | timeout 120 qemu-system-x86_64 -accel tcg \
+            -nodefaults -display none -M "$2" -m 32 -monitor stdio \
+            -drive file="$1",if=none,id=d0 -device virtio-blk,drive=d0 2>&1
+    }
+    out=$(qemu_savevm q.qcow2 pc)
     if qemu-img snapshot -l q.qcow2 | grep -q ' snap1 '; then
         ok "qemu: savevm snap1 of a running TCG pc machine (32 MiB, SeaBIOS, no OS) into q.qcow2"
     else
@@ -91,10 +96,7 @@ else
 
     # Machine types before 2.4 write no section footers: the FULL
     # sections' sizes then come from the JSON description.
-    qemu-img create -q -f qcow2 o.qcow2 64M
-    printf 'savevm snap1\nquit\n' | timeout 120 qemu-system-x86_64 -accel tcg \
-        -nodefaults -display none -M pc-i440fx-2.3 -m 32 -monitor stdio \
-        -drive file=o.qcow2,if=none,id=d0 -device virtio-blk,drive=d0 >/dev/null 2>&1
+    qemu_savevm o.qcow2 pc-i440fx-2.3 >/dev/null
     "$B" vmstate -l o.qcow2 snap1 >o.txt 2>&1; rc=$?
     if [ $rc -eq 0 ] && grep -q '^No section footers: the sizes of FULL sections are those its JSON description gives$' o.txt &&
        grep -qE '^ +[0-9]+  ram +0 +4 +[0-9]+  iterative, 3 records$' o.txt &&
