@@ -38,7 +38,9 @@
  * length + bytes), buffer (exactly size bytes), array (u32 count + items
  * of type `of`, a scalar type).  Big-endian, as QEMU's savevm stream.  A
  * field with version = N is saved always and loaded only from a stream of
- * version N or later.  Loading decodes into a new table that set()
+ * version N or later.  Saving also describes each field for the stream's
+ * JSON trailer (bh_savevm_describe_field): a string as NAME.length and
+ * NAME, an array as NAME.count and its items.  Loading decodes into a new table that set()
  * receives only once the whole stream was read (savevm.h's two phases).
  */
 #include <errno.h>
@@ -137,7 +139,21 @@ static void push_scalar(BhStream *s, int type, lua_State *L)
     }
 }
 
-/* Write d's fields from the state table at tidx. */
+/* QEMU's names and the sizes of the scalar types, for the description
+ * savevm appends to the stream (bh_savevm_describe_field). */
+static const char *const qemu_type_names[] = { "uint8", "uint16", "uint32",
+    "uint64", "int8", "int16", "int32", "int64", "bool" };
+static const uint8_t scalar_sizes[] = { 1, 2, 4, 8, 1, 2, 4, 8, 1 };
+
+static void describe_count(BhStream *s, const char *name, const char *what)
+{
+    g_autofree char *n = g_strdup_printf("%s.%s", name, what);
+    bh_savevm_describe_field(s, n, -1, "uint32", 4);
+}
+
+/* Write d's fields from the state table at tidx, and describe them: a
+ * string as NAME.length and NAME (a buffer), an array as NAME.count and
+ * its items, NAME with their index. */
 static int vmstate_save_fields(LEntry *e, const LDesc *d, BhStream *s, int tidx,
                        BhError **errp)
 {
@@ -161,9 +177,12 @@ static int vmstate_save_fields(LEntry *e, const LDesc *d, BhStream *s, int tidx,
                       "a string of exactly the buffer's size";
                 break;
             }
-            if (f->type == T_STRING)
+            if (f->type == T_STRING) {
                 bh_stream_put_be32(s, (uint32_t)len);
+                describe_count(s, f->name, "length");
+            }
             bh_stream_put_buffer(s, p, len);
+            bh_savevm_describe_field(s, f->name, -1, "buffer", len);
             break;
         }
         case T_ARRAY: {
@@ -174,19 +193,28 @@ static int vmstate_save_fields(LEntry *e, const LDesc *d, BhStream *s, int tidx,
             }
             n = (lua_Integer)lua_rawlen(L, -1);
             bh_stream_put_be32(s, (uint32_t)n);
+            describe_count(s, f->name, "count");
             for (lua_Integer k = 1; k <= n && !why; k++) {
                 lua_rawgeti(L, -1, k);
-                if (!put_scalar(s, f->of, L, -1, &why))
+                if (!put_scalar(s, f->of, L, -1, &why)) {
                     why = why ? why : "a valid item";
-                else
+                } else {
                     why = NULL;
+                    bh_savevm_describe_field(s, f->name, (int)(k - 1),
+                                             qemu_type_names[f->of],
+                                             scalar_sizes[f->of]);
+                }
                 lua_pop(L, 1);
             }
             break;
         }
         default:
-            if (put_scalar(s, f->type, L, -1, &why))
+            if (put_scalar(s, f->type, L, -1, &why)) {
                 why = NULL;
+                bh_savevm_describe_field(s, f->name, -1,
+                                         qemu_type_names[f->type],
+                                         scalar_sizes[f->type]);
+            }
             break;
         }
         if (why) {
@@ -245,6 +273,7 @@ static int v_save(void *opaque, BhStream *s, BhError **errp)
         ret = vmstate_needed(e, d, top + 1, &needed, errp);
         if (ret < 0 || !needed)
             continue;
+        bh_savevm_describe_subsection(s, d->name, d->version);
         bh_stream_put_u8(s, BH_SAVEVM_SUBSECTION);
         bh_stream_put_counted_string(s, d->name);
         bh_stream_put_be32(s, (uint32_t)d->version);

@@ -147,9 +147,81 @@ unsigned bh_savevm_count(void)
  * streams carry no RAM section it would apply to. */
 #define VMDESC_PAGE_SIZE 4096
 
+/* What a save handler running on this thread described of its bytes
+ * (bh_savevm_describe_field/subsection). */
+typedef struct HandlerDesc {
+    BhStream *s;
+    GString *fields;      /* the entry's own fields list, no brackets */
+    GString *subs;        /* the subsections list, the last one open */
+    bool in_sub;
+    uint64_t covered;     /* bytes described, subsection headers included */
+} HandlerDesc;
+
+static _Thread_local HandlerDesc *handler_desc;
+
+void bh_savevm_describe_field(BhStream *s, const char *name, int index,
+                              const char *type, uint64_t size)
+{
+    HandlerDesc *h = handler_desc;
+    if (!h || h->s != s || !name || !type)
+        return;
+    GString *d = h->in_sub ? h->subs : h->fields;
+    bh_vmdesc_sep(d);
+    g_string_append_c(d, '{');
+    bh_vmdesc_key(d, "name");
+    bh_vmdesc_str(d, name);
+    if (index >= 0) {
+        bh_vmdesc_key(d, "index");
+        g_string_append_printf(d, "%d", index);
+    }
+    bh_vmdesc_key(d, "type");
+    bh_vmdesc_str(d, type);
+    bh_vmdesc_key(d, "size");
+    g_string_append_printf(d, "%" PRIu64 "}", size);
+    h->covered += size;
+}
+
+void bh_savevm_describe_subsection(BhStream *s, const char *name,
+                                   int version_id)
+{
+    HandlerDesc *h = handler_desc;
+    if (!h || h->s != s || !name)
+        return;
+    if (h->in_sub)
+        g_string_append(h->subs, "]}");
+    bh_vmdesc_sep(h->subs);
+    g_string_append_c(h->subs, '{');
+    bh_vmdesc_key(h->subs, "vmsd_name");
+    bh_vmdesc_str(h->subs, name);
+    bh_vmdesc_key(h->subs, "version");
+    g_string_append_printf(h->subs, "%d", version_id);
+    bh_vmdesc_key(h->subs, "fields");
+    g_string_append_c(h->subs, '[');
+    h->in_sub = true;
+    h->covered += 1 + 1 + strlen(name) + 4;
+}
+
+/* A handler entry's "fields" (and "subsections"): what it described when
+ * that covers exactly the size bytes it wrote, else one opaque buffer. */
+static void savevm_handler_fields(GString *desc, HandlerDesc *h,
+                                  uint64_t size)
+{
+    bh_vmdesc_key(desc, "fields");
+    if (h->covered != size) {
+        g_string_append_printf(desc, "[{\"name\": \"data\", \"type\": "
+                               "\"buffer\", \"size\": %" PRIu64 "}]", size);
+        return;
+    }
+    g_string_append_printf(desc, "[%s]", h->fields->str);
+    if (h->in_sub) {
+        bh_vmdesc_key(desc, "subsections");
+        g_string_append_printf(desc, "[%s]}]", h->subs->str);
+    }
+}
+
 /* One FULL section, and its entry in the "devices" list of desc.  A vmsd
- * entry is described field by field; a handler entry's bytes are opaque
- * here, so they are one "buffer" field of the size they took. */
+ * entry is described field by field; a handler entry by what its save
+ * handler described, or as one "buffer" field of the size it took. */
 static int savevm_write_entry(BhStream *s, SavevmEntry *e, uint32_t id,
                               GString *desc, BhError **errp)
 {
@@ -170,7 +242,12 @@ static int savevm_write_entry(BhStream *s, SavevmEntry *e, uint32_t id,
             r = bh_vmstate_save_described(s, e->vmsd, e->opaque, desc, errp);
         } else {
             uint64_t start = bh_stream_tell(s);
+            HandlerDesc h = { .s = s, .fields = g_string_new(NULL),
+                              .subs = g_string_new(NULL) };
+            HandlerDesc *outer = handler_desc;
+            handler_desc = &h;
             r = e->handlers.save(e->opaque, s, errp);
+            handler_desc = outer;
             if (r >= 0)
                 r = bh_stream_take_error(s, errp);
             else if (errp && !*errp)
@@ -179,10 +256,10 @@ static int savevm_write_entry(BhStream *s, SavevmEntry *e, uint32_t id,
             bh_vmdesc_key(desc, "vmsd_name");
             bh_vmdesc_str(desc, e->idstr);
             bh_vmdesc_key(desc, "version");
-            g_string_append_printf(desc, "%d, \"fields\": [{\"name\": "
-                                   "\"data\", \"type\": \"buffer\", "
-                                   "\"size\": %" PRIu64 "}]", e->version_id,
-                                   bh_stream_tell(s) - start);
+            g_string_append_printf(desc, "%d", e->version_id);
+            savevm_handler_fields(desc, &h, bh_stream_tell(s) - start);
+            g_string_free(h.fields, TRUE);
+            g_string_free(h.subs, TRUE);
         }
     }
     g_string_append_c(desc, '}');

@@ -43,8 +43,8 @@ t.is(string.format("%s %s/%d v%d %d", tostring(sc.complete), sc.sections[1].idst
                    sc.sections[1].instance_id, sc.sections[1].version_id, sc.sections[1].size),
      "true lua:n/1 v3 8", "sections(view): the snapshot's section")
 t.like(sc.vmdesc or "", '^{"page_size": 4096, "devices": %[{"name": "lua:n", "instance_id": 1, '
-       .. '"vmsd_name": "lua:n", "version": 3, "fields": %[{"name": "data", "type": "buffer", "size": 8}%]}%]}$',
-       "sections(view): blkhost's JSON trailer describes the script state as one buffer")
+       .. '"vmsd_name": "lua:n", "version": 3, "fields": %[{"name": "n", "type": "uint64", "size": 8}%]}%]}$',
+       "sections(view): blkhost's JSON trailer describes the script state's fields with QEMU's types")
 local raw = bh.vmstate.read(view, 0, sn.vm_state_size)
 t.is(#raw == sn.vm_state_size and raw:sub(1, 8) == "QEVM" .. be32(3)
      and raw:sub(sc.vmdesc_offset + 6) == sc.vmdesc, true,

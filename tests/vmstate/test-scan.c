@@ -420,11 +420,75 @@ static void test_own_stream(void)
     bh_savevm_unregister("small", 1);
 }
 
+/* Handler entries: what their save handler describes, when it adds up. */
+static int described_save(void *opaque, BhStream *s, BhError **errp)
+{
+    int *mode = opaque;
+    bh_stream_put_be16(s, 0xbeef);
+    bh_savevm_describe_field(s, "w", -1, "uint16", *mode == 2 ? 3 : 2);
+    bh_savevm_describe_subsection(s, "h/sub", 4);
+    bh_stream_put_u8(s, BH_SAVEVM_SUBSECTION);
+    bh_stream_put_counted_string(s, "h/sub");
+    bh_stream_put_be32(s, 4);
+    for (int i = 0; i < 2; i++) {
+        bh_stream_put_u8(s, (uint8_t)i);
+        bh_savevm_describe_field(s, "b", i, "uint8", 1);
+    }
+    return 0;
+}
+
+static int described_load(void *opaque, BhStream *s, int version_id,
+                          void **pending, BhError **errp)
+{
+    return -ENOTSUP;
+}
+
+static const char *own_trailer(void)
+{
+    static char json[1024];
+    BhStream *w = bh_stream_new_mem_writer();
+    bh_savevm_write_state(w, NULL);
+    size_t len;
+    const uint8_t *d = bh_stream_mem_data(w, &len);
+    BhSavevmScan *sc = scan(d, len, 0, NULL);
+    g_strlcpy(json, sc && sc->vmdesc ? sc->vmdesc : "", sizeof(json));
+    bh_savevm_scan_free(sc);
+    bh_stream_close(w, NULL);
+    return json;
+}
+
+static void test_handler_description(void)
+{
+    static const BhSavevmHandlers h = { .save = described_save,
+                                        .load = described_load };
+    int mode = 1;
+    bh_savevm_register_handlers("h", 0, 1, &h, &mode, NULL);
+    ok(strcmp(own_trailer(), "{\"page_size\": 4096, \"devices\": [{\"name\": "
+              "\"h\", \"instance_id\": 0, \"vmsd_name\": \"h\", \"version\": "
+              "1, \"fields\": [{\"name\": \"w\", \"type\": \"uint16\", "
+              "\"size\": 2}], \"subsections\": [{\"vmsd_name\": \"h/sub\", "
+              "\"version\": 4, \"fields\": [{\"name\": \"b\", \"index\": 0, "
+              "\"type\": \"uint8\", \"size\": 1}, {\"name\": \"b\", "
+              "\"index\": 1, \"type\": \"uint8\", \"size\": 1}]}]}]}") == 0,
+       "handler: the fields and subsection its save handler describes make "
+       "its entry in the trailer");
+    mode = 2;
+    ok(strstr(own_trailer(), "\"fields\": [{\"name\": \"data\", \"type\": "
+              "\"buffer\", \"size\": 15}]}]}") != NULL,
+       "handler: a description that does not add up falls back to one "
+       "buffer of its size");
+    bh_savevm_describe_field(NULL, "x", -1, "uint8", 1);
+    bh_savevm_describe_subsection(NULL, "x/y", 1);
+    ok(true, "handler: describing outside a save does nothing");
+    bh_savevm_unregister("h", 0);
+}
+
 int main(void)
 {
-    plan(24);
+    plan(27);
     test_qemu_like();
     test_no_footers();
     test_own_stream();
+    test_handler_description();
     return done();
 }

@@ -13,7 +13,7 @@ need qemu-img /usr/bin/python3
 CHECK=$1 SAVEVM_LUA=$2 HELPER=$3
 PY=/usr/bin/python3
 B=$BLKHOST
-plan 23
+plan 24
 cd "$T" || exit 1
 
 AM=
@@ -166,6 +166,30 @@ analyze "analyze-migration.py reads blkhost's stream: the same sections" \
     keys "'$PY' '$CHECK' keys b.json" -f b.mig
 analyze "analyze-migration.py -d desc of blkhost's stream: its devices are our sections" \
     desc:b.json "echo -" -f b.mig -d desc
+# What savevm-lua.lua saved, as analyze-migration.py prints it.
+cat >b.expected <<'JSON'
+{
+    "lua:counter (0)": {
+        "n": "0x00000007",
+        "label.length": "0x00000005",
+        "label": "73 65 76 65 6e",
+        "lua:counter/extra": {
+            "xs.count": "0x00000003",
+            "xs": [
+                "0x0001",
+                "0xfffe (-2)",
+                "0x0003"
+            ]
+        }
+    },
+    "lua:flags (1)": {
+        "on": true,
+        "key": "6b 6b 6b 6b 6b 6b 6b 6b 6b 6b 6b 6b 6b 6b 6b 6b"
+    }
+}
+JSON
+analyze "analyze-migration.py on blkhost's stream: the script states' fields by name and type (a string as length and bytes, an array as count and items, the subsection)" \
+    raw "cat b.expected" -f b.mig
 # C states (BhVmsd): the trailer types their fields as QEMU does.
 "$HELPER" write c.mig running >/dev/null
 analyze "analyze-migration.py on a BhVmsd stream: typed fields (timer's int64 cpu_clock_offset, globalstate's runstate)" \

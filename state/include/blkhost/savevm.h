@@ -78,6 +78,24 @@ typedef struct BhSavevmHandlers {
     void (*release)(void *opaque);
 } BhSavevmHandlers;
 
+/*
+ * For save handlers: name the bytes just written, so that the stream's
+ * JSON description (the trailer after EOF that QEMU's
+ * scripts/analyze-migration.py reads) shows the state's fields rather
+ * than one opaque "data" buffer.  type is one of QEMU's names ("uint8" ..
+ * "uint64", "int8" .. "int64", "bool", "buffer"); index >= 0 marks an
+ * array element.  A subsection the handler writes (u8 5, name, be32
+ * version, its fields) is announced by describe_subsection just before
+ * its header; the fields described after it belong to it.  Both do
+ * nothing outside a save handler of bh_savevm_write_state; if what was
+ * described does not add up to the bytes the handler wrote, the
+ * description falls back to the one buffer.
+ */
+void bh_savevm_describe_field(BhStream *s, const char *name, int index,
+                              const char *type, uint64_t size);
+void bh_savevm_describe_subsection(BhStream *s, const char *name,
+                                   int version_id);
+
 /* Register a C struct; vmsd->size must be set (loads go through a copy).
  * EEXIST if (idstr, instance_id) is taken, EINVAL for a bad idstr. */
 int bh_savevm_register(const char *idstr, uint32_t instance_id,
