@@ -45,6 +45,17 @@ analyze() {
     fi
 }
 
+# listing DESC "ARGS" PATTERN...: blkhost ARGS exits 0 and its output has
+# a line matching each PATTERN (grep -E).
+listing() {
+    local desc=$1 args=$2 out rc pat; shift 2
+    out=$(eval "\"\$B\" $args" 2>&1); rc=$?
+    for pat in "$@"; do
+        echo "$out" | grep -qE -- "$pat" || rc="$rc, no line /$pat/"
+    done
+    if [ "$rc" = 0 ]; then ok "$desc"; else not_ok "$desc"; diag "exit $rc"; diag "$out"; fi
+}
+
 # ---- a snapshot QEMU took ----
 if ! command -v qemu-system-x86_64 >/dev/null; then
     for i in $(seq 14); do skip "qemu-system-x86_64 is not installed"; done
@@ -68,18 +79,12 @@ else
     else
         not_ok "snapshot -l: equals qemu-img snapshot -l"; diag "$(cat d.txt)"
     fi
-    "$B" vmstate -l q.qcow2 snap1 >l.txt 2>&1; rc=$?
-    if [ $rc -eq 0 ] &&
-       grep -qE '^ +[0-9]+  ram +0 +4 +[0-9]+  iterative, 3 records$' l.txt &&
-       grep -qE '^ +[0-9]+  cpu +0 +[0-9]+ +[0-9]+  full$' l.txt &&
-       grep -qE '^ +[0-9]+  apic +0 +[0-9]+ +[0-9]+  full$' l.txt &&
-       grep -qE '^ +[0-9]+  i8259 +1 ' l.txt &&
-       grep -q '^Stream: QEVM version 3, machine pc-i440fx-' l.txt &&
-       grep -q '^EOF at offset [0-9]*; JSON description of' l.txt; then
-        ok "vmstate -l: QEMU's sections (ram instance 0 version 4 in 3 records, cpu, apic, i8259 instance 1, ...), machine, EOF, status 0"
-    else
-        not_ok "vmstate -l: QEMU's sections"; diag "exit $rc"; diag "$(cat l.txt)"
-    fi
+    RAM_ROW='^ +[0-9]+  ram +0 +4 +[0-9]+  iterative, 3 records$'
+    CPU_ROW='^ +[0-9]+  cpu +0 +[0-9]+ +[0-9]+  full$'
+    EOF_LINE='^EOF at offset [0-9]*; JSON description of'
+    listing "vmstate -l: QEMU's sections (ram instance 0 version 4 in 3 records, cpu, apic, i8259 instance 1, ...), machine, EOF, status 0" \
+        "vmstate -l q.qcow2 snap1" "$RAM_ROW" "$CPU_ROW" '^ +[0-9]+  apic +0 +[0-9]+ +[0-9]+  full$' \
+        '^ +[0-9]+  i8259 +1 ' '^Stream: QEVM version 3, machine pc-i440fx-' "$EOF_LINE"
     "$B" vmstate --output=json --dump q.mig q.qcow2 snap1 >q.json
     size=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["vm-state-size"])' q.json)
     if [ "$(stat -c %s q.mig)" = "$size" ] && [ "$(head -c 8 q.mig | od -An -tx1 | tr -d ' \n')" = 5145564d00000003 ]; then
@@ -97,15 +102,9 @@ else
     # Machine types before 2.4 write no section footers: the FULL
     # sections' sizes then come from the JSON description.
     qemu_savevm o.qcow2 pc-i440fx-2.3 >/dev/null
-    "$B" vmstate -l o.qcow2 snap1 >o.txt 2>&1; rc=$?
-    if [ $rc -eq 0 ] && grep -q '^No section footers: the sizes of FULL sections are those its JSON description gives$' o.txt &&
-       grep -qE '^ +[0-9]+  ram +0 +4 +[0-9]+  iterative, 3 records$' o.txt &&
-       grep -qE '^ +[0-9]+  cpu +0 +[0-9]+ +[0-9]+  full$' o.txt &&
-       grep -q '^EOF at offset [0-9]*; JSON description of' o.txt; then
-        ok "vmstate -l: a pc-i440fx-2.3 snapshot (no section footers) is listed whole, sizes from its JSON description, status 0"
-    else
-        not_ok "vmstate -l: a pc-i440fx-2.3 snapshot"; diag "exit $rc"; diag "$(cat o.txt)"
-    fi
+    listing "vmstate -l: a pc-i440fx-2.3 snapshot (no section footers) is listed whole, sizes from its JSON description, status 0" \
+        "vmstate -l o.qcow2 snap1" '^No section footers: the sizes of FULL sections are those its JSON description gives$' \
+        "$RAM_ROW" "$CPU_ROW" "$EOF_LINE"
     "$B" vmstate --output=json --dump o.mig o.qcow2 snap1 >o.json
     check "vmstate --output=json: pc-i440fx-2.3's records, RAM included, add up to EOF without footers" \
         "$PY" "$CHECK" sizes o.json o.mig
@@ -147,13 +146,8 @@ fi
 qemu-img create -q -f qcow2 b.qcow2 16M
 check "blkhost: bh.savevm of two script states (one with a subsection)" \
     "$B" run "$SAVEVM_LUA" b.qcow2 s1
-"$B" vmstate b.qcow2 s1 >b.txt 2>&1; rc=$?
-if [ $rc -eq 0 ] && grep -qE '^ +0  lua:counter +0 +2 +46  full$' b.txt &&
-   grep -qE '^ +1  lua:flags +3 +1 +17  full$' b.txt; then
-    ok "vmstate: blkhost's sections (lua:counter instance 0 v2 46 bytes, lua:flags instance 3 v1 17 bytes)"
-else
-    not_ok "vmstate: blkhost's sections"; diag "exit $rc"; diag "$(cat b.txt)"
-fi
+listing "vmstate: blkhost's sections (lua:counter instance 0 v2 46 bytes, lua:flags instance 3 v1 17 bytes)" \
+    "vmstate b.qcow2 s1" '^ +0  lua:counter +0 +2 +46  full$' '^ +1  lua:flags +3 +1 +17  full$'
 "$B" vmstate --output=json --dump b.mig b.qcow2 s1 >b.json
 check "vmstate: blkhost's stream ends with a JSON description that agrees with every section" \
     "$PY" "$CHECK" sizes b.json b.mig
