@@ -95,32 +95,33 @@ end
 
 -- The walk, with the stream's own page size (in its JSON trailer) for its
 -- RAM section (QEMU targets other than x86 may use other sizes); when it
--- stops at a section with no footer, again with the sizes the trailer
--- gives every FULL section.
+-- stops before EOF (a stream without section footers), again with the
+-- sizes the trailer gives every FULL section.
 local function scan(view, size)
   local opts = { size = size }
   local sc = bh.vmstate.sections(view, opts)
   local desc_json = sc.vmdesc
-  if not sc.complete and sc.error:find("no section footer", 1, true) then
-    desc_json = trailer(view, size)
-  end
-  local ok, desc = pcall(function() return desc_json and require("dkjson").decode(desc_json) end)
-  if not ok or type(desc) ~= "table" then return sc end
-  local ps = math.tointeger(desc.page_size)
+  if not sc.complete then desc_json = trailer(view, size) end
   local redo = false
-  if ps and ps ~= sc.page_size and ps > 0 and ps & (ps - 1) == 0 then
-    opts.page_size, redo = ps, true
-  end
-  if not sc.complete and type(desc.devices) == "table" then
-    opts.sizes, redo = {}, true
-    for i, d in ipairs(desc.devices) do
-      opts.sizes[i] = { idstr = d.name, instance_id = d.instance_id, size = described_size(d) }
+  -- A trailer that is not the JSON expected is ignored, not an error.
+  pcall(function()
+    local desc = require("dkjson").decode(desc_json)
+    local ps = math.tointeger(desc.page_size)
+    if ps and ps ~= sc.page_size and ps > 0 and ps & (ps - 1) == 0 then
+      opts.page_size, redo = ps, true
     end
-  end
+    if not sc.complete then
+      local sizes = {}
+      for i, d in ipairs(desc.devices) do
+        sizes[i] = { idstr = d.name, instance_id = d.instance_id, size = described_size(d) }
+      end
+      opts.sizes, redo = sizes, true
+    end
+  end)
   if not redo then return sc end
   local again = bh.vmstate.sections(view, opts)
   -- Where the described sizes do not lead to EOF either, the first
-  -- walk's reason is kept (the footer it did not find).
+  -- walk's reason is kept (the footer it did not find, say).
   if again.complete or (sc.complete and not again.described) then return again end
   return sc
 end
