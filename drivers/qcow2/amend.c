@@ -626,8 +626,9 @@ static int amend_expand_l2_locked(Qcow2State *s, uint64_t l2_off,
                                             &hrefs, errp);
             if (ret < 0)
                 break;
-            if (hrefs == 1) {
-                /* Its own cluster: zeros in place. */
+            if (hrefs <= refs) {
+                /* Only this entry reaches it (through every L1 entry
+                 * that shares the table): zeros in place. */
                 ret = bh_node_write_zeroes(s->file, host, s->cluster_size,
                                            0, errp);
                 ne = e & ~QCOW_OFLAG_ZERO;
@@ -854,7 +855,7 @@ static int amend_check_locked(Qcow2State *s, BhOpts *opts, Amend *a,
     if (a->size && a->size % 512)
         return bh_error_set(errp, EINVAL, "The new size must be a multiple "
                             "of 512");
-    if (a->version < s->version) {
+    if (a->version < (int)s->version) {
         uint64_t disk = a->size ? a->size : s->size;
         GArray *t;
         if (a->refcount_order != 4)
@@ -875,8 +876,9 @@ static int amend_check_locked(Qcow2State *s, BhOpts *opts, Amend *a,
         if (s->incompat & ~(QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_COMPRESSION))
             return bh_error_set(errp, ENOTSUP, "Cannot downgrade an image "
                                 "with incompatible features 0x%" PRIx64
-                                " set", s->incompat & ~(QCOW2_INCOMPAT_DIRTY |
-                                QCOW2_INCOMPAT_COMPRESSION));
+                                " set", (uint64_t)(s->incompat &
+                                ~(QCOW2_INCOMPAT_DIRTY |
+                                  QCOW2_INCOMPAT_COMPRESSION)));
         if (s->compression_type) {
             ret = amend_has_compressed_locked(s, errp);
             if (ret < 0)
