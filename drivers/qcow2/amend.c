@@ -954,6 +954,10 @@ int qcow2_amend(BhNode *bs, BhOpts *opts, uint32_t flags,
         a.step++;
     }
     ret = qcow2_meta_flush_locked(s, errp);
+    if (ret == 0 && a.steps) {
+        a.step = a.steps;          /* all of it */
+        amend_progress(&a, 0, 1);
+    }
 out:
     g_mutex_unlock(&s->lock);
     return ret;

@@ -9,9 +9,9 @@
 # file and dirty flag as qemu-img's copy.  What either refuses is refused
 # with qemu-img's message and leaves blkhost's copy byte-identical.
 source "$SOURCE_ROOT/tests/tap.sh"
-need qemu-img qemu-io jq
+need qemu-img qemu-io jq python3
 
-plan 59
+plan 62
 
 B=$BLKHOST
 cd "$T" || exit 1
@@ -97,6 +97,22 @@ qemu-img create -q -f qcow2 -o compat=0.10 v2.qcow2 8M
 io v2.qcow2 -c "write -P 4 0 2M"
 qemu-img snapshot -c s1 v2.qcow2
 io v2.qcow2 -c "write -P 5 1M 1M"
+# v2old: as v2, its snapshot entry cut to no extra data, as QEMU before
+# 1.x wrote them (v3 requires the VM state and disk size there).
+cp v2.qcow2 v2old.qcow2
+python3 - v2old.qcow2 <<'PY'
+import struct, sys
+f = open(sys.argv[1], 'r+b')
+h = f.read(72)
+so = struct.unpack('>Q', h[64:72])[0]
+f.seek(so); e = f.read(4096)
+extra = struct.unpack('>I', e[36:40])[0]
+idl, nl = struct.unpack('>HH', e[12:16])
+names = e[40 + extra:40 + extra + idl + nl]
+new = e[:36] + struct.pack('>I', 0) + names
+old_len = (40 + extra + idl + nl + 7) & ~7
+f.seek(so); f.write(new + bytes(old_len - len(new)))
+PY
 qemu-img create -q -f qcow2 -o refcount_bits=1 r1.qcow2 8M
 io r1.qcow2 -c "write -P 6 0 3M" -c "write -z 4M 1M"
 qemu-img create -q -f qcow2 -o preallocation=metadata prealloc.qcow2 4M
@@ -161,6 +177,19 @@ amended "compat=0.10 of a backed image with a snapshot (zero clusters become zer
 amended "compat=0.10 of a preallocated image with a snapshot (zero clusters with their cluster)" prealloc.qcow2 -o compat=0.10
 amended "compat=v2 spelling" plain.qcow2 -o compat=v2
 amended "compat=1.1 of a v2 image with a snapshot" v2.qcow2 -o compat=1.1
+amended "compat=1.1 of a v2 image whose snapshot has no extra data (the table rewritten)" v2old.qcow2 -o compat=1.1
+extra=$(python3 - b-v2old.qcow2 <<'PY'
+import struct, sys
+f = open(sys.argv[1], 'rb'); h = f.read(72)
+f.seek(struct.unpack('>Q', h[64:72])[0]); e = f.read(40)
+print(struct.unpack('>I', h[4:8])[0], struct.unpack('>I', e[36:40])[0])
+PY
+)
+if [ "${extra%% *}" = 3 ] && [ "${extra#* }" -ge 16 ]; then
+    ok "amend: compat=1.1: the snapshot entry now has v3's extra data (version, extra bytes: $extra)"
+else
+    not_ok "amend: compat=1.1 gives the snapshot entry v3's extra data"; diag "$extra"
+fi
 amended "compat=1.1,lazy_refcounts=on of a v2 image" v2.qcow2 -o compat=1.1,lazy_refcounts=on
 amended "compat=1.1,refcount_bits=64 of a v2 image" v2.qcow2 -o compat=1.1,refcount_bits=64
 amended "lazy_refcounts=on" plain.qcow2 -o lazy_refcounts=on
@@ -185,6 +214,38 @@ fi
 out=$("$B" amend -q -p -o refcount_bits=16 p.qcow2)
 if [ -z "$out" ] && qemu-img check -q p.qcow2; then ok "amend: -q -p prints nothing"
 else not_ok "amend: -q -p prints nothing"; diag "$out"; fi
+
+# The Lua API under the command: img:amend with a table and a progress
+# function, and bh.amend_options.
+cp plain.qcow2 l.qcow2
+cat >amend.lua <<'LUA'
+local bh = require "blkhost"
+local img <close> = bh.open(arg[1], { readonly = false })
+img:amend({ refcount_bits = 8, compat = "0.10" }, {})  -- refused: 8 needs v3
+LUA
+cat >amend2.lua <<'LUA'
+local bh = require "blkhost"
+local img <close> = bh.open(arg[1], { readonly = false })
+local calls, last, total, ok = 0, -1, nil, true
+img:amend({ refcount_bits = 64 }, { progress = function(done, t)
+  calls = calls + 1
+  ok = ok and done >= last and done <= t and (total == nil or total == t)
+  last, total = done, t
+end })
+local names = {}
+for _, o in ipairs(bh.amend_options("qcow2")) do names[#names + 1] = o.name end
+print(calls > 0 and ok and last == total, img:info()["refcount-bits"],
+      table.concat(names, " "):find("refcount_bits") ~= nil,
+      bh.amend_options("raw") == nil)
+LUA
+out1=$("$B" run amend.lua l.qcow2 2>&1); rc1=$?
+out2=$("$B" run amend2.lua l.qcow2 2>&1)
+if [ $rc1 -ne 0 ] && echo "$out1" | grep -q "Refcount widths other than 16 bits" &&
+   [ "$out2" = "true	64	true	true" ] && qemu-img check -q l.qcow2; then
+    ok "amend: Lua img:amend takes a table, refuses as the command does, reports progress up to its total; bh.amend_options lists qcow2's, nil for raw"
+else
+    not_ok "amend: Lua img:amend and bh.amend_options"; diag "$out1"; diag "$out2"
+fi
 
 # The same command twice: the second changes nothing.
 for o in compat=0.10 refcount_bits=8 lazy_refcounts=on compat=1.1; do
