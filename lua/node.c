@@ -437,14 +437,9 @@ static int node_amend(lua_State *L)
     BhOpts *opts;
     int r;
 
-    if (lua_type(L, 2) == LUA_TSTRING)
-        opts = bh_opts_parse(lua_tostring(L, 2), NULL, &err);
-    else {
+    /* Arguments first: a Lua error after opts exists would leak it. */
+    if (lua_type(L, 2) != LUA_TSTRING)
         luaL_checktype(L, 2, LUA_TTABLE);
-        opts = bh_lua_opts_from_table(L, 2, &err);
-    }
-    if (!opts)
-        return bh_lua_error(L, err);
     if (!lua_isnoneornil(L, 3)) {
         luaL_checktype(L, 3, LUA_TTABLE);
         if (lua_getfield(L, 3, "force") != LUA_TNIL && lua_toboolean(L, -1))
@@ -455,6 +450,11 @@ static int node_amend(lua_State *L)
         else
             lua_pop(L, 1);
     }
+    opts = lua_type(L, 2) == LUA_TSTRING
+           ? bh_opts_parse(lua_tostring(L, 2), NULL, &err)
+           : bh_lua_opts_from_table(L, 2, &err);
+    if (!opts)
+        return bh_lua_error(L, err);
     r = bh_node_amend(bs, opts, flags, node_amend_progress, &p, &err);
     bh_opts_free(opts);
     if (r < 0) {

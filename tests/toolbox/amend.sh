@@ -11,7 +11,7 @@
 source "$SOURCE_ROOT/tests/tap.sh"
 need qemu-img qemu-io jq python3
 
-plan 62
+plan 63
 
 B=$BLKHOST
 cd "$T" || exit 1
@@ -201,6 +201,7 @@ done
 amended "refcount_bits=64 of a backed image with a snapshot" chain.qcow2 -o refcount_bits=64
 amended "refcount_bits=16,compat=0.10 of a refcount_bits=1 image (width first)" r1.qcow2 -o refcount_bits=16,compat=0.10
 amended "size=16M (grow) of a backed image with a snapshot" chain.qcow2 -o size=16M
+amended "size=4M (shrink; the data lies below)" plain.qcow2 -o size=4M
 amended "options in two -o" v2.qcow2 -o compat=1.1 -o refcount_bits=32
 
 # -p prints qemu-img's figures; -q nothing.
