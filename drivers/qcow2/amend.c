@@ -275,13 +275,12 @@ static uint64_t width_top(Width *w)
 }
 
 /* The old refcounts, less the old structure's own clusters (the new
- * state does not keep it), into w->ref; refused when one does not fit
- * the new width. */
+ * state does not keep it), into w->ref.  That each fits the new width
+ * was checked before anything was written (amend_check_width_locked). */
 static int width_read(Width *w, Amend *a, BhError **errp)
 {
     Qcow2State *s = w->s;
     uint64_t per_old = 1ull << s->rb_bits, cs = s->cluster_size;
-    uint64_t max = w->order == 6 ? UINT64_MAX : (1ull << (1 << w->order)) - 1;
     uint64_t last = 0;
     int ret;
 
@@ -309,15 +308,9 @@ static int width_read(Width *w, Amend *a, BhError **errp)
             qcow2_rb_get(s, block, k, &w->ref[i * per_old + k]);
         qcow2_cache_put(s->rb_cache, block);
     }
-    for (uint64_t c = 0; c < w->n; c++) {
+    for (uint64_t c = 0; c < w->n; c++)
         if (w->ref[c] && g_hash_table_contains(w->old_meta, &c))
             w->ref[c]--;
-        if (w->ref[c] > max)
-            return bh_error_set(errp, EINVAL, "Cannot decrease refcount "
-                                "entry width to %d bits: Cluster at offset "
-                                "%#" PRIx64 " has a refcount of %" PRIu64,
-                                1 << w->order, c * cs, w->ref[c]);
-    }
     return 0;
 }
 
