@@ -36,10 +36,22 @@ structure rewritten in the new width), size=SIZE.  Creation-only options
 -- Whether a -o list asks for help ("help" or "?" as an item), as
 -- qemu-img's has_help_option.
 local function wants_help(list)
-  for item in (list .. ","):gsub(",,", "\0"):gmatch("([^,]*),") do
+  for item in ((list:gsub(",,", "\0")) .. ","):gmatch("([^,]*),") do
     if item == "help" or item == "?" then return true end
   end
   return false
+end
+
+-- The list as qemu-img reads it: a bare key means key=on, an empty
+-- item (a trailing comma) makes the list invalid.
+local function normalize(list)
+  local items = {}
+  for item in ((list:gsub(",,", "\0")) .. ","):gmatch("([^,]*),") do
+    if item == "" then cli.fail("Invalid option list: " .. list) end
+    if not item:find("=", 1, true) then item = item .. "=on" end
+    items[#items + 1] = (item:gsub("%z", ",,"))
+  end
+  return table.concat(items, ",")
 end
 
 local function print_help(format)
@@ -80,7 +92,7 @@ return cli.run("amend", USAGE, function(args)
   if wants_help(list) then return print_help(img:format()) end
 
   local p = progress.new{ enabled = (o.progress and not o.quiet) == true, min_skip = 1 }
-  local done, err = pcall(img.amend, img, list, {
+  local done, err = pcall(img.amend, img, normalize(list), {
     force = o.force,
     progress = function(n, total) p:set(n * 100.0 / total) end,
   })

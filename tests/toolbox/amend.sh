@@ -11,7 +11,7 @@
 source "$SOURCE_ROOT/tests/tap.sh"
 need qemu-img qemu-io jq python3
 
-plan 63
+plan 66
 
 B=$BLKHOST
 cd "$T" || exit 1
@@ -144,6 +144,8 @@ refused "extended_l2" plain.qcow2 -o extended_l2=on
 refused "an unknown option" plain.qcow2 -o bogus=1
 refused "an unknown option after a creation one (no hint)" plain.qcow2 -o cluster_size=4096,bogus=1
 refused "compat=0.9" plain.qcow2 -o compat=0.9
+refused "a trailing comma" plain.qcow2 -o compat=1.1,
+refused "a bare unknown key" plain.qcow2 -o foo
 refused "lazy_refcounts=maybe" plain.qcow2 -o lazy_refcounts=maybe
 refused "refcount_bits=3" plain.qcow2 -o refcount_bits=3
 refused "refcount_bits=128" plain.qcow2 -o refcount_bits=128
@@ -193,6 +195,7 @@ fi
 amended "compat=1.1,lazy_refcounts=on of a v2 image" v2.qcow2 -o compat=1.1,lazy_refcounts=on
 amended "compat=1.1,refcount_bits=64 of a v2 image" v2.qcow2 -o compat=1.1,refcount_bits=64
 amended "lazy_refcounts=on" plain.qcow2 -o lazy_refcounts=on
+amended "a bare key means on (-o lazy_refcounts)" plain.qcow2 -o lazy_refcounts
 amended "lazy_refcounts=off of a dirty lazy image (refcounts repaired first)" lazy.qcow2 -o lazy_refcounts=off
 amended "compat=0.10 of a dirty lazy image" lazy.qcow2 -o compat=0.10
 for bits in 1 2 4 8 32 64; do
