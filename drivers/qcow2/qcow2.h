@@ -349,6 +349,11 @@ void qcow2_rb_set(Qcow2State *s, void *block, uint64_t i, uint64_t v);
 /* check.c */
 int qcow2_check(BhNode *bs, uint32_t fix, BhCheckResult *res, BhError **errp);
 
+/* amend.c: `blkhost amend` (qemu-img amend -o) */
+int qcow2_amend(BhNode *bs, BhOpts *opts, uint32_t flags,
+                BhAmendProgress progress, void *opaque, BhError **errp);
+extern const BhCreateOption qcow2_amend_options[];
+
 /* resize.c */
 int qcow2_truncate(BhNode *bs, uint64_t size, BhError **errp);
 
