@@ -203,7 +203,9 @@ static void qcow2_close(BhNode *bs)
      * not even cached tables: they may be what the overlap check caught. */
     if (!s->readonly && !(s->incompat & QCOW2_INCOMPAT_CORRUPT)) {
         g_mutex_lock(&s->lock);
-        int ret = qcow2_meta_flush_locked(s, &err);
+        int ret = qcow2_compress_pad_locked(s, &err);
+        if (ret == 0)
+            ret = qcow2_meta_flush_locked(s, &err);
         if (ret == 0 && (s->incompat & QCOW2_INCOMPAT_DIRTY))
             ret = qcow2_header_set_incompat(s, QCOW2_INCOMPAT_DIRTY, false,
                                             &err);
@@ -287,7 +289,8 @@ static const BhDriver qcow2_driver = {
     .create_check = qcow2_create_check,
     .create_options = qcow2_create_options,
     .check = qcow2_check,
-    .request_flags = BH_IO_FUA | BH_IO_MAY_UNMAP | BH_IO_FAST_ZERO,
+    .request_flags = BH_IO_FUA | BH_IO_MAY_UNMAP | BH_IO_FAST_ZERO |
+                     BH_IO_COMPRESSED,
 };
 
 static const BhPluginDesc desc = {

@@ -195,6 +195,13 @@ struct Qcow2State {
     int csize_shift;
     uint64_t csize_mask;
     uint64_t coffset_mask;
+    /* Compressed writes (compress.c): where the next compressed cluster
+     * goes, inside a host cluster that earlier ones partly fill (0: start
+     * a new one); how many are between allocation and linking; whether
+     * any was written in this open (the file end may be mid-sector). */
+    uint64_t free_byte_offset;
+    unsigned compress_in_flight;
+    bool compressed_written;
 
     Qcow2Cache *l2_cache;
     Qcow2Cache *rb_cache;
@@ -283,6 +290,10 @@ int qcow2_read_bitmaps(Qcow2State *s, uint64_t ext_offset, uint64_t ext_len,
 void qcow2_bitmaps_free(Qcow2State *s);
 void qcow2_bitmaps_dropped(Qcow2State *s);
 
+/* io.c: guest clusters being allocated (see Qcow2InFlight), lock held */
+bool qcow2_in_flight_overlaps(Qcow2State *s, uint64_t first, uint64_t last);
+void qcow2_in_flight_end_locked(Qcow2State *s, Qcow2InFlight *f);
+
 /* io.c: host-cluster I/O outside the lock */
 int qcow2_io_begin_locked(Qcow2State *s);
 void qcow2_io_end(Qcow2State *s, int epoch);
@@ -364,9 +375,15 @@ void qcow2_free_entry_later_locked(Qcow2State *s, uint64_t l2e);
 uint64_t qcow2_compressed_range(Qcow2State *s, uint64_t l2e,
                                 uint64_t *bytes);
 
-/* compress.c */
+/* compress.c: reading a compressed cluster (without the lock); writing
+ * compressed clusters (BH_IO_COMPRESSED writes from qcow2_pwrite); padding
+ * the file to a whole sector after compressed writes (lock held; nothing
+ * done while compressed writes are in flight). */
 int qcow2_read_compressed(Qcow2State *s, uint64_t l2e, void *cluster_buf,
                           BhError **errp);
+int qcow2_pwrite_compressed(Qcow2State *s, const void *buf, uint64_t offset,
+                            size_t len, BhError **errp);
+int qcow2_compress_pad_locked(Qcow2State *s, BhError **errp);
 
 /* io.c */
 int qcow2_pread(BhNode *bs, void *buf, uint64_t offset, size_t len,
