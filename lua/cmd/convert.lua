@@ -203,7 +203,6 @@ end
 -- backing file's areas with -B) are completed with zeros and compressed
 -- when the target reads as zeros, else written as they are.
 local function compressing(node, zero_init, sparse)
-  local skip_zeros = zero_init and sparse
   local cs = node:info()["cluster-size"] or 65536
   local size = node:size()
   local pending = {} -- cluster index -> { have = bytes, parts = { {at, data} } }
@@ -212,24 +211,35 @@ local function compressing(node, zero_init, sparse)
   end })
 
   -- Clusters from off (aligned); the last may be the image's partial one.
+  -- Runs of clusters that are not all zeros go out as one compressed
+  -- write; with -S, runs of zero clusters are skipped (zero_init) or
+  -- zeroed, as qemu-img does with zero buffers.
   local function whole(off, data)
-    local pos, len = 1, #data
-    if skip_zeros and data == zeros(len) then return end
-    local function zero_at(p)
-      local n = math.min(cs, len - p + 1)
-      return skip_zeros and data:sub(p, p + n - 1) == zeros(n)
+    local len = #data
+    if sparse and data == zeros(len) then
+      if not zero_init then node:zero(off, len, { may_unmap = true }) end
+      return
     end
+    local nz = 0 -- the first non-zero byte at or after the cluster looked at
+    local function zero_at(p)
+      if not sparse then return false end
+      if nz < p then nz = data:find("[^\0]", p) or len + 1 end
+      return nz > math.min(p + cs - 1, len)
+    end
+    local pos, z = 1, zero_at(1)
     while pos <= len do
-      local first = pos
-      -- A run of clusters that are not all zeros goes out as one write.
-      while pos <= len and not zero_at(pos) do
+      local first, kind = pos, z
+      repeat
         pos = pos + cs
+        z = pos <= len and zero_at(pos)
+      until pos > len or z ~= kind
+      local n = math.min(pos, len + 1) - first
+      if not kind then
+        node:write(off + first - 1, n == len and data or data:sub(first, first + n - 1),
+                   { compress = true })
+      elseif not zero_init then
+        node:zero(off + first - 1, n, { may_unmap = true })
       end
-      if pos > first then
-        node:write(off + first - 1, (first == 1 and pos > len) and data
-                   or data:sub(first, pos - 1), { compress = true })
-      end
-      pos = pos + cs
     end
   end
 
