@@ -200,14 +200,18 @@ typedef struct CompressJob {
     uint8_t *dst;             /* cluster_size - 1 bytes */
     size_t out;               /* compressed length; 0: write it plainly */
     uint64_t host;            /* where its compressed bytes go */
-    struct CompressWait *wait;
 } CompressJob;
 
-typedef struct CompressWait {
+/* The jobs of one batch, taken one at a time by the caller and by the
+ * helpers it asked from the pool. */
+typedef struct CompressWork {
+    CompressJob *jobs;
+    guint n;
+    guint next;               /* atomic: the next job to take */
     GMutex lock;
     GCond cond;
-    unsigned pending;
-} CompressWait;
+    unsigned helpers;         /* helpers still running */
+} CompressWork;
 
 static void compress_job_run(CompressJob *j)
 {
@@ -221,56 +225,68 @@ static void compress_job_run(CompressJob *j)
                                             j->size - 1) : 0;
 }
 
-static void compress_pool_func(gpointer data, gpointer user_data)
+static void compress_work_run(CompressWork *w)
 {
-    CompressJob *j = data;
-    CompressWait *w = j->wait;
+    for (;;) {
+        guint i = (guint)g_atomic_int_add((gint *)&w->next, 1);
+        if (i >= w->n)
+            return;
+        compress_job_run(&w->jobs[i]);
+    }
+}
 
-    compress_job_run(j);
+static void compress_helper(gpointer data, gpointer user_data)
+{
+    CompressWork *w = data;
+
+    compress_work_run(w);
     g_mutex_lock(&w->lock);
-    if (--w->pending == 0)
+    if (--w->helpers == 0)
         g_cond_signal(&w->cond);
     g_mutex_unlock(&w->lock);
 }
 
-/* One pool for every image, shared and kept for the process: a job is a
- * few milliseconds of CPU, so threads beyond the processors do not help. */
-static GThreadPool *compress_pool(void)
+/* Helper threads for every image, kept for the process: as many as
+ * QEMU's qcow2 uses (4), or the processors when there are more. */
+static GThreadPool *compress_pool(guint *threads)
 {
     static gsize once;
     static GThreadPool *pool;
+    static guint n;
 
     if (g_once_init_enter(&once)) {
-        pool = g_thread_pool_new(compress_pool_func, NULL,
-                                 (gint)MIN(g_get_num_processors(), 16),
-                                 FALSE, NULL);
+        n = MAX(4u, MIN(g_get_num_processors(), 16u));
+        pool = g_thread_pool_new(compress_helper, NULL, (gint)n, FALSE, NULL);
         g_once_init_leave(&once, 1);
     }
+    *threads = n;
     return pool;
 }
 
-/* Compress the n jobs: on the caller's thread when there is one, else on
- * the pool (the caller waits). */
+/* Compress the n jobs, the caller taking its share. */
 static void compress_jobs(CompressJob *jobs, size_t n)
 {
-    GThreadPool *pool = n > 1 ? compress_pool() : NULL;
-    CompressWait w;
+    CompressWork w = { .jobs = jobs, .n = (guint)n };
+    guint threads = 0;
+    GThreadPool *pool = n > 1 ? compress_pool(&threads) : NULL;
+    unsigned want = pool ? (unsigned)MIN(n - 1, threads) : 0;
 
-    if (!pool) {
-        for (size_t i = 0; i < n; i++)
-            compress_job_run(&jobs[i]);
-        return;
-    }
     g_mutex_init(&w.lock);
     g_cond_init(&w.cond);
-    w.pending = (unsigned)n;
-    for (size_t i = 0; i < n; i++) {
-        jobs[i].wait = &w;
-        if (!g_thread_pool_push(pool, &jobs[i], NULL))
-            compress_pool_func(&jobs[i], NULL);
+    for (unsigned i = 0; i < want; i++) {
+        g_mutex_lock(&w.lock);
+        w.helpers++;
+        g_mutex_unlock(&w.lock);
+        if (!g_thread_pool_push(pool, &w, NULL)) {
+            g_mutex_lock(&w.lock);
+            w.helpers--;
+            g_mutex_unlock(&w.lock);
+            break;
+        }
     }
+    compress_work_run(&w);
     g_mutex_lock(&w.lock);
-    while (w.pending)
+    while (w.helpers)
         g_cond_wait(&w.cond, &w.lock);
     g_mutex_unlock(&w.lock);
     g_mutex_clear(&w.lock);
@@ -500,14 +516,19 @@ static int write_batch(Qcow2State *s, const uint8_t *buf, uint64_t offset,
         jobs[n - 1].src = last;
     }
     compress_jobs(jobs, n);
-    /* What does not shrink goes out as it is, through the normal path. */
-    for (size_t i = 0; i < n; i++) {
-        if (jobs[i].out)
-            continue;
-        ret = qcow2_pwrite(s->bs, buf + i * cs, offset + i * cs,
-                           MIN(cs, len - i * cs), 0, errp);
-        if (ret < 0)
-            return ret;
+    /* What does not shrink goes out as it is, through the normal path,
+     * neighbours together. */
+    for (size_t i = 0; i < n;) {
+        size_t j = i;
+        while (j < n && !jobs[j].out)
+            j++;
+        if (j > i) {
+            ret = qcow2_pwrite(s->bs, buf + i * cs, offset + i * cs,
+                               MIN(j * cs, len) - i * cs, 0, errp);
+            if (ret < 0)
+                return ret;
+        }
+        i = j + 1;
     }
     return link_compressed(s, offset / cs, jobs, n, errp);
 }
