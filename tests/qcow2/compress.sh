@@ -9,7 +9,7 @@ source "$SOURCE_ROOT/tests/tap.sh"
 source "$SOURCE_ROOT/tests/qcow2/lib.sh"
 need qemu-img qemu-io python3
 
-plan 26
+plan 29
 
 cd "$T" || exit 1
 K=1024
@@ -241,6 +241,29 @@ both c 0 text.bin
 "$BLKHOST" snapshot -c s1 b.qcow2 && qemu-img snapshot -c s1 q.qcow2
 both w 0 rnd.bin
 same_result "a compressed cluster kept by an internal snapshot, then overwritten"
+
+# --- threads: compressed writes racing with writes, zeroes, discards,
+# flushes and reads on other clusters (sharing host clusters) ---
+cstress() {
+    local desc=$1 out rc seed=$RANDOM; shift
+    rm -f s.qcow2 s.raw
+    "$BLKHOST" create -f qcow2 "$@" s.qcow2 16M >/dev/null
+    truncate -s 16M s.raw
+    if ! out=$("$QCOW2_TOOL" cstress s.qcow2 s.raw $seed 4 3000 2>&1); then
+        not_ok "$desc"; diag "seed $seed: $out"; return
+    fi
+    out=$(qemu-img check s.qcow2 2>&1); rc=$?
+    if [ $rc -ne 0 ]; then not_ok "$desc"; diag "seed $seed: check exit $rc: $out"; return; fi
+    if out=$(qemu-img compare -f qcow2 -F raw s.qcow2 s.raw 2>&1); then
+        ok "$desc ($(echo "$(qemu-img check s.qcow2)" | sed -n 2p | sed 's/.*, //'))"
+    else not_ok "$desc"; diag "seed $seed: $out"; fi
+}
+cstress "4 threads: compressed writes among writes, zeroes, discards, flushes and reads; check clean, same as mirror" \
+    -o cluster_size=65536
+cstress "the same with 4 KiB clusters (compressed data spilling over host clusters)" -o cluster_size=4096
+truncate -s 16M zero.raw
+cstress "the same over a backing file (discards leave zero clusters, compressed writes fill them)" \
+    -o cluster_size=65536 -b zero.raw -F raw
 
 # --- drivers that cannot ---
 qemu-img create -q -f raw r.raw 1M; before=$(sum r.raw)
