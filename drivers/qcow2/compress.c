@@ -126,9 +126,11 @@ int qcow2_read_compressed(Qcow2State *s, uint64_t l2e, void *cluster_buf,
 
 /* ---- writing ---- */
 
-/* Clusters compressed together, then allocated and written as one batch:
- * bounds the memory a large request holds (2 x this many clusters). */
-#define COMPRESS_BATCH 64
+/* Clusters compressed together, then allocated and written as one batch,
+ * while the helpers compress the next batch: small enough that writing
+ * one overlaps compressing the next within a 2 MiB request, and bounds
+ * the memory a large request holds (4 x this many clusters). */
+#define COMPRESS_BATCH 8
 
 /* Compression contexts live as long as their thread: a deflate state
  * costs about 270 KiB to set up, a zstd one more. */
@@ -263,34 +265,40 @@ static GThreadPool *compress_pool(guint *threads)
     return pool;
 }
 
-/* Compress the n jobs, the caller taking its share. */
-static void compress_jobs(CompressJob *jobs, size_t n)
+/* Start compressing w's jobs on the pool; compress_wait finishes them. */
+static void compress_start(CompressWork *w, CompressJob *jobs, size_t n)
 {
-    CompressWork w = { .jobs = jobs, .n = (guint)n };
     guint threads = 0;
-    GThreadPool *pool = n > 1 ? compress_pool(&threads) : NULL;
-    unsigned want = pool ? (unsigned)MIN(n - 1, threads) : 0;
+    GThreadPool *pool = compress_pool(&threads);
+    unsigned want = (unsigned)MIN(n, threads);
 
-    g_mutex_init(&w.lock);
-    g_cond_init(&w.cond);
+    *w = (CompressWork){ .jobs = jobs, .n = (guint)n };
+    g_mutex_init(&w->lock);
+    g_cond_init(&w->cond);
     for (unsigned i = 0; i < want; i++) {
-        g_mutex_lock(&w.lock);
-        w.helpers++;
-        g_mutex_unlock(&w.lock);
-        if (!g_thread_pool_push(pool, &w, NULL)) {
-            g_mutex_lock(&w.lock);
-            w.helpers--;
-            g_mutex_unlock(&w.lock);
+        g_mutex_lock(&w->lock);
+        w->helpers++;
+        g_mutex_unlock(&w->lock);
+        if (!g_thread_pool_push(pool, w, NULL)) {
+            g_mutex_lock(&w->lock);
+            w->helpers--;
+            g_mutex_unlock(&w->lock);
             break;
         }
     }
-    compress_work_run(&w);
-    g_mutex_lock(&w.lock);
-    while (w.helpers)
-        g_cond_wait(&w.cond, &w.lock);
-    g_mutex_unlock(&w.lock);
-    g_mutex_clear(&w.lock);
-    g_cond_clear(&w.cond);
+}
+
+/* The caller takes the jobs no helper has taken yet, then waits for the
+ * helpers. */
+static void compress_wait(CompressWork *w)
+{
+    compress_work_run(w);
+    g_mutex_lock(&w->lock);
+    while (w->helpers)
+        g_cond_wait(&w->cond, &w->lock);
+    g_mutex_unlock(&w->lock);
+    g_mutex_clear(&w->lock);
+    g_cond_clear(&w->cond);
 }
 
 /*
@@ -491,46 +499,67 @@ static int link_compressed(Qcow2State *s, uint64_t first, CompressJob *jobs,
     return ret;
 }
 
-/* One batch of at most COMPRESS_BATCH clusters from guest offset (cluster
- * aligned); len bytes, whole clusters but for the image's last one. */
-static int write_batch(Qcow2State *s, const uint8_t *buf, uint64_t offset,
-                       size_t len, BhError **errp)
+/* COMPRESS_BATCH clusters at most from guest offset (cluster aligned);
+ * len bytes, whole clusters but for the image's last one. */
+typedef struct CompressBatch {
+    const uint8_t *buf;
+    uint64_t offset;
+    size_t len, n;
+    CompressJob *jobs;
+    uint8_t *out;             /* the jobs' dst, one after another */
+    uint8_t *last;            /* the image's partial last cluster, padded */
+    CompressWork work;
+} CompressBatch;
+
+static void batch_start(Qcow2State *s, CompressBatch *b, const uint8_t *buf,
+                        uint64_t offset, size_t len)
 {
     uint64_t cs = s->cluster_size;
-    size_t n = (len + cs - 1) / cs;
-    g_autofree CompressJob *jobs = g_new0(CompressJob, n);
-    g_autofree uint8_t *out = g_malloc(n * (cs - 1));
-    g_autofree uint8_t *last = NULL;
-    int ret;
 
-    for (size_t i = 0; i < n; i++) {
-        jobs[i].type = s->compression_type;
-        jobs[i].src = buf + i * cs;
-        jobs[i].size = cs;
-        jobs[i].dst = out + i * (cs - 1);
+    *b = (CompressBatch){ .buf = buf, .offset = offset, .len = len,
+                          .n = (len + cs - 1) / cs };
+    b->jobs = g_new0(CompressJob, b->n);
+    b->out = g_malloc(b->n * (cs - 1));
+    for (size_t i = 0; i < b->n; i++) {
+        b->jobs[i].type = s->compression_type;
+        b->jobs[i].src = buf + i * cs;
+        b->jobs[i].size = cs;
+        b->jobs[i].dst = b->out + i * (cs - 1);
     }
     if (len % cs) {
-        /* The image's partial last cluster, compressed as a whole one. */
-        last = g_malloc0(cs);
-        memcpy(last, buf + (n - 1) * cs, len % cs);
-        jobs[n - 1].src = last;
+        b->last = g_malloc0(cs);
+        memcpy(b->last, buf + (b->n - 1) * cs, len % cs);
+        b->jobs[b->n - 1].src = b->last;
     }
-    compress_jobs(jobs, n);
-    /* What does not shrink goes out as it is, through the normal path,
-     * neighbours together. */
-    for (size_t i = 0; i < n;) {
+    compress_start(&b->work, b->jobs, b->n);
+}
+
+static void batch_free(CompressBatch *b)
+{
+    g_free(b->jobs);
+    g_free(b->out);
+    g_free(b->last);
+}
+
+/* Write a compressed batch: what did not shrink goes out as it is through
+ * the normal path (neighbours together), the rest compressed. */
+static int batch_commit(Qcow2State *s, CompressBatch *b, BhError **errp)
+{
+    uint64_t cs = s->cluster_size;
+
+    for (size_t i = 0; i < b->n;) {
         size_t j = i;
-        while (j < n && !jobs[j].out)
+        while (j < b->n && !b->jobs[j].out)
             j++;
         if (j > i) {
-            ret = qcow2_pwrite(s->bs, buf + i * cs, offset + i * cs,
-                               MIN(j * cs, len) - i * cs, 0, errp);
+            int ret = qcow2_pwrite(s->bs, b->buf + i * cs, b->offset + i * cs,
+                                   MIN(j * cs, b->len) - i * cs, 0, errp);
             if (ret < 0)
                 return ret;
         }
         i = j + 1;
     }
-    return link_compressed(s, offset / cs, jobs, n, errp);
+    return link_compressed(s, b->offset / cs, b->jobs, b->n, errp);
 }
 
 int qcow2_pwrite_compressed(Qcow2State *s, const void *buf, uint64_t offset,
@@ -556,16 +585,37 @@ int qcow2_pwrite_compressed(Qcow2State *s, const void *buf, uint64_t offset,
                             "this blkhost was built without libzstd",
                             bh_node_filename(s->file));
 #endif
-    while (len) {
-        size_t n = MIN(len, COMPRESS_BATCH * cs);
-        int ret = write_batch(s, p, offset, n, errp);
-        if (ret < 0)
-            return ret;
+    if (!len)
+        return 0;
+    /* While one batch is written, the helpers compress the next. */
+    CompressBatch b[2];
+    int cur = 0, ret = 0;
+    size_t n = MIN(len, COMPRESS_BATCH * cs);
+
+    batch_start(s, &b[cur], p, offset, n);
+    compress_wait(&b[cur].work);
+    for (;;) {
+        bool more;
         p += n;
         offset += n;
         len -= n;
+        more = len > 0;
+        if (more) {
+            n = MIN(len, COMPRESS_BATCH * cs);
+            batch_start(s, &b[!cur], p, offset, n);
+        }
+        ret = batch_commit(s, &b[cur], errp);
+        batch_free(&b[cur]);
+        cur = !cur;
+        if (!more)
+            break;
+        compress_wait(&b[cur].work);
+        if (ret < 0) {
+            batch_free(&b[cur]);
+            break;
+        }
     }
-    return 0;
+    return ret;
 }
 
 /* QEMU ends a compressed copy with the file a whole number of sectors

@@ -185,7 +185,7 @@ accepted "a compressed write onto zero clusters succeeds" c $((20 * C)) text.bin
 refused "a compressed write at an unaligned offset fails (EINVAL)" "cluster boundary" c 512 text.bin
 head -c $((C / 2)) text.bin > halfc.bin
 refused "a compressed write of half a cluster inside the image fails (EINVAL)" "whole clusters" c $((30 * C)) halfc.bin
-accepted "70 clusters in one compressed write (two compression batches) succeed" c $((100 * C)) long.bin
+accepted "70 clusters in one compressed write (several compression batches, pipelined) succeed" c $((100 * C)) long.bin
 same_result "after the refused and accepted writes"
 
 # Overwrites and discards of compressed clusters free what they shared.
