@@ -99,24 +99,8 @@ accepted() {
     if both "$@" && [ "$last_rc" -eq 0 ]; then ok "$desc, as in qemu-io"
     else not_ok "$desc, as in qemu-io"; diag "exit $last_rc: $last_err"; diag "$mism"; fi
 }
-# kinds MAP: a qemu-img map --output=json with host offsets left out (only
-# whether there is one) and neighbours of a kind merged.  qemu writes the
-# clusters of one request in parallel, so where each lands varies from
-# run to run; what each guest range is does not.
-kinds() {
-    python3 - "$1" <<'PY'
-import json, sys
-out = []
-for e in json.load(open(sys.argv[1])):
-    k = (e["depth"], e["present"], e["zero"], e["data"], "offset" in e)
-    if out and out[-1][2] == k and out[-1][0] + out[-1][1] == e["start"]:
-        out[-1][1] += e["length"]
-    else:
-        out.append([e["start"], e["length"], k])
-for s, l, k in out:
-    print(s, l, *k)
-PY
-}
+# kinds MAP: the map's kinds, host offsets left out (map-kinds.py says why).
+kinds() { python3 "$SOURCE_ROOT/tests/qcow2/map-kinds.py" "$1"; }
 # same_result DESC: the twins have the same qemu-img map (but for host
 # offsets) and check, both clean, and both read as exp.raw (through
 # qemu-img and through blkhost).

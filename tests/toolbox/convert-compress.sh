@@ -16,23 +16,10 @@ cd "$T" || exit 1
 K=1024; M=$((K * K))
 io() { local f=$1; shift; qemu-io "$@" "$f" >/dev/null; }
 
-# kinds IMAGE: qemu-img map --output=json without host offsets (only
-# whether there is one), neighbours of a kind merged: what each guest
-# range is, whoever placed it where.
-kinds() {
-    qemu-img map --output=json "$1" | python3 -c '
-import json, sys
-out = []
-for e in json.load(sys.stdin):
-    k = (e["depth"], e["present"], e["zero"], e["data"], "offset" in e)
-    if out and out[-1][2] == k and out[-1][0] + out[-1][1] == e["start"]:
-        out[-1][1] += e["length"]
-    else:
-        out.append([e["start"], e["length"], k])
-for s, l, k in out:
-    print(s, l, *k)'
-}
-# compressed NAME: the "N compressed clusters" count of qemu-img check.
+# kinds IMAGE: what each guest range is, host offsets left out
+# (tests/qcow2/map-kinds.py).
+kinds() { qemu-img map --output=json "$1" | python3 "$SOURCE_ROOT/tests/qcow2/map-kinds.py"; }
+# ccount IMAGE: the "N compressed clusters" count of qemu-img check.
 ccount() { qemu-img check --output=json "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("compressed-clusters", 0))'; }
 
 # side_by_side DESC SOURCE OUT -- ARGS: blkhost convert ARGS OUT and
