@@ -202,6 +202,8 @@ typedef struct CompressJob {
     uint8_t *dst;             /* cluster_size - 1 bytes */
     size_t out;               /* compressed length; 0: write it plainly */
     uint64_t host;            /* where its compressed bytes go */
+    bool allocated;           /* compress=on: the target was allocated, so
+                               * it is written plainly after the batch */
 } CompressJob;
 
 /* The jobs of one batch, taken one at a time by the caller and by the
@@ -362,8 +364,10 @@ static uint64_t compressed_l2e(Qcow2State *s, uint64_t host, uint64_t size)
     return QCOW_OFLAG_COMPRESSED | host | (extra << s->csize_shift);
 }
 
-/* Refuse a guest cluster a compressed write may not fill (lock held). */
-static int check_target_locked(Qcow2State *s, uint64_t guest, BhError **errp)
+/* Refuse a guest cluster a compressed write may not fill (lock held);
+ * with plain_if_allocated (compress=on), return 1 instead. */
+static int check_target_locked(Qcow2State *s, uint64_t guest,
+                               bool plain_if_allocated, BhError **errp)
 {
     uint64_t l2e;
     int ret = qcow2_get_l2e_locked(s, guest, s->cluster_size, &l2e, NULL,
@@ -378,6 +382,8 @@ static int check_target_locked(Qcow2State *s, uint64_t guest, BhError **errp)
          * and the file ends with compressed data. */
         return qcow2_set_l2e_locked(s, guest, l2e, NULL, errp);
     default:
+        if (plain_if_allocated)
+            return 1;
         return bh_error_set(errp, EIO, "qcow2: %s: compressed write to guest "
                             "offset 0x%" PRIx64 ": the cluster is allocated "
                             "(compressed data only goes into unallocated or "
@@ -430,7 +436,7 @@ static int write_runs(Qcow2State *s, CompressJob *jobs, size_t n,
  * is allocated, so a refused write changes nothing.
  */
 static int link_compressed(Qcow2State *s, uint64_t first, CompressJob *jobs,
-                           size_t n, BhError **errp)
+                           size_t n, bool plain_if_allocated, BhError **errp)
 {
     uint64_t cs = s->cluster_size;
     Qcow2InFlight fl = { first, first + n - 1 };
@@ -441,9 +447,17 @@ static int link_compressed(Qcow2State *s, uint64_t first, CompressJob *jobs,
     ret = qcow2_prepare_first_write_locked(s, errp);
     while (ret == 0 && qcow2_in_flight_overlaps(s, fl.first, fl.last))
         g_cond_wait(&s->cond, &s->lock);
-    for (size_t i = 0; ret == 0 && i < n; i++)
-        if (jobs[i].out)
-            ret = check_target_locked(s, (first + i) * cs, errp);
+    for (size_t i = 0; ret == 0 && i < n; i++) {
+        if (!jobs[i].out)
+            continue;
+        ret = check_target_locked(s, (first + i) * cs, plain_if_allocated,
+                                  errp);
+        if (ret == 1) {
+            jobs[i].out = 0;
+            jobs[i].allocated = true;
+            ret = 0;
+        }
+    }
     for (; ret == 0 && done < n; done++) {
         int64_t host;
         if (!jobs[done].out)
@@ -541,32 +555,86 @@ static void batch_free(CompressBatch *b)
     g_free(b->last);
 }
 
-/* Write a compressed batch: what did not shrink goes out as it is through
- * the normal path (neighbours together), the rest compressed. */
-static int batch_commit(Qcow2State *s, CompressBatch *b, BhError **errp)
+/* The jobs of b that go out plainly (want: did not shrink, or were
+ * found allocated), through the normal path, neighbours together. */
+static int batch_write_plain(Qcow2State *s, CompressBatch *b, bool allocated,
+                             BhError **errp)
 {
     uint64_t cs = s->cluster_size;
 
     for (size_t i = 0; i < b->n;) {
         size_t j = i;
-        while (j < b->n && !b->jobs[j].out)
+        while (j < b->n && !b->jobs[j].out && b->jobs[j].allocated == allocated)
             j++;
         if (j > i) {
-            int ret = qcow2_pwrite(s->bs, b->buf + i * cs, b->offset + i * cs,
-                                   MIN(j * cs, b->len) - i * cs, 0, errp);
+            int ret = qcow2_pwrite_plain(s, b->buf + i * cs,
+                                         b->offset + i * cs,
+                                         MIN(j * cs, b->len) - i * cs, errp);
             if (ret < 0)
                 return ret;
         }
         i = j + 1;
     }
-    return link_compressed(s, b->offset / cs, b->jobs, b->n, errp);
+    return 0;
+}
+
+/* Write a compressed batch: what did not shrink goes out as it is, the
+ * rest compressed; with compress=on, clusters found allocated after. */
+static int batch_commit(Qcow2State *s, CompressBatch *b,
+                        bool plain_if_allocated, BhError **errp)
+{
+    int ret = batch_write_plain(s, b, false, errp);
+    if (ret == 0)
+        ret = link_compressed(s, b->offset / s->cluster_size, b->jobs, b->n,
+                              plain_if_allocated, errp);
+    if (ret == 0 && plain_if_allocated)
+        ret = batch_write_plain(s, b, true, errp);
+    return ret;
+}
+
+/* Whole clusters from offset (aligned) compressed, batch after batch:
+ * while one batch is written, the helpers compress the next. */
+static int write_compressed(Qcow2State *s, const uint8_t *p, uint64_t offset,
+                            size_t len, bool plain_if_allocated,
+                            BhError **errp)
+{
+    uint64_t cs = s->cluster_size;
+    CompressBatch b[2];
+    int cur = 0, ret = 0;
+    size_t n = MIN(len, COMPRESS_BATCH * cs);
+
+    if (!len)
+        return 0;
+    batch_start(s, &b[cur], p, offset, n);
+    compress_wait(&b[cur].work);
+    for (;;) {
+        bool more;
+        p += n;
+        offset += n;
+        len -= n;
+        more = len > 0;
+        if (more) {
+            n = MIN(len, COMPRESS_BATCH * cs);
+            batch_start(s, &b[!cur], p, offset, n);
+        }
+        ret = batch_commit(s, &b[cur], plain_if_allocated, errp);
+        batch_free(&b[cur]);
+        cur = !cur;
+        if (!more)
+            break;
+        compress_wait(&b[cur].work);
+        if (ret < 0) {
+            batch_free(&b[cur]);
+            break;
+        }
+    }
+    return ret;
 }
 
 int qcow2_pwrite_compressed(Qcow2State *s, const void *buf, uint64_t offset,
                             size_t len, BhError **errp)
 {
     uint64_t cs = s->cluster_size;
-    const uint8_t *p = buf;
 
     if (offset & (cs - 1))
         return bh_error_set(errp, EINVAL, "qcow2: %s: compressed write at "
@@ -585,36 +653,47 @@ int qcow2_pwrite_compressed(Qcow2State *s, const void *buf, uint64_t offset,
                             "this blkhost was built without libzstd",
                             bh_node_filename(s->file));
 #endif
-    if (!len)
-        return 0;
-    /* While one batch is written, the helpers compress the next. */
-    CompressBatch b[2];
-    int cur = 0, ret = 0;
-    size_t n = MIN(len, COMPRESS_BATCH * cs);
+    return write_compressed(s, buf, offset, len, false, errp);
+}
 
-    batch_start(s, &b[cur], p, offset, n);
-    compress_wait(&b[cur].work);
-    for (;;) {
-        bool more;
-        p += n;
-        offset += n;
-        len -= n;
-        more = len > 0;
-        if (more) {
-            n = MIN(len, COMPRESS_BATCH * cs);
-            batch_start(s, &b[!cur], p, offset, n);
-        }
-        ret = batch_commit(s, &b[cur], errp);
-        batch_free(&b[cur]);
-        cur = !cur;
-        if (!more)
-            break;
-        compress_wait(&b[cur].work);
-        if (ret < 0) {
-            batch_free(&b[cur]);
-            break;
-        }
-    }
+int qcow2_compress_open(Qcow2State *s, BhOpts *opts, BhError **errp)
+{
+    if (!bh_opts_get_bool(opts, "compress", false, &s->compress_writes, errp))
+        return -EINVAL;
+#ifndef HAVE_ZSTD
+    if (s->compress_writes && s->compression_type == 1)
+        return bh_error_set(errp, ENOTSUP, "qcow2: compress=on: this blkhost "
+                            "was built without libzstd, which the image's "
+                            "compression type needs");
+#endif
+    return 0;
+}
+
+/*
+ * compress=on: the whole clusters of a write that land on unallocated or
+ * zero clusters are compressed; the rest (partial clusters at its ends,
+ * clusters already allocated) is written as usual.  QEMU's compress filter
+ * would instead read-modify-write partial clusters and fail on allocated
+ * ones; writing them plainly keeps every write working.
+ */
+int qcow2_pwrite_compress_on(Qcow2State *s, const void *buf, uint64_t offset,
+                             size_t len, BhError **errp)
+{
+    uint64_t cs = s->cluster_size, end = offset + len;
+    uint64_t a = MIN(end, qcow2_align_up(offset, cs));   /* whole from here */
+    uint64_t b = end == s->size ? end : end & ~(cs - 1); /* to here */
+    const uint8_t *p = buf;
+    int ret = 0;
+
+    /* The vmstate area past the disk is not guest data: left alone. */
+    if (b <= a || end > s->size)
+        return qcow2_pwrite_plain(s, buf, offset, len, errp);
+    if (a > offset)
+        ret = qcow2_pwrite_plain(s, p, offset, a - offset, errp);
+    if (ret == 0)
+        ret = write_compressed(s, p + (a - offset), a, b - a, true, errp);
+    if (ret == 0 && end > b)
+        ret = qcow2_pwrite_plain(s, p + (b - offset), b, end - b, errp);
     return ret;
 }
 

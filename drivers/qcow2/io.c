@@ -362,16 +362,27 @@ out:
     return ret < 0 ? ret : (int64_t)chunk;
 }
 
+/* A write as it comes (compressed ones: compress.c). */
 int qcow2_pwrite(BhNode *bs, const void *buf, uint64_t offset, size_t len,
                  uint32_t flags, BhError **errp)
 {
     Qcow2State *s = state(bs);
+
+    if (flags & BH_IO_COMPRESSED)
+        return qcow2_pwrite_compressed(s, buf, offset, len, errp);
+    if (s->compress_writes)
+        return qcow2_pwrite_compress_on(s, buf, offset, len, errp);
+    return qcow2_pwrite_plain(s, buf, offset, len, errp);
+}
+
+/* A write stored as it is. */
+int qcow2_pwrite_plain(Qcow2State *s, const void *buf, uint64_t offset,
+                       size_t len, BhError **errp)
+{
     const uint8_t *p = buf;
     Qcow2Batch batch;
     int64_t n = 0;
 
-    if (flags & BH_IO_COMPRESSED)
-        return qcow2_pwrite_compressed(s, buf, offset, len, errp);
     /* Writes in place go through the batch (data.c), all at once; an
      * allocating step writes its new clusters before linking them, as
      * before. */

@@ -9,8 +9,9 @@
  * refcounts rebuilt first, as QEMU does.
  *
  * Options: l2-cache-size and refcount-cache-size (bytes, rounded to whole
- * clusters), backing.KEY passed to the backing file's node, and
- * backing=null to open the image without its backing file.
+ * clusters), backing.KEY passed to the backing file's node,
+ * backing=null to open the image without its backing file, and
+ * compress=on to store writes compressed where they can be (compress.c).
  */
 #include "qcow2.h"
 #include "snapshot.h"
@@ -163,6 +164,8 @@ static int qcow2_open(BhNode *bs, const char *filename, BhOpts *opts,
         ret = qcow2_snapshot_open_option(s, opts, errp);
     if (ret == 0)
         ret = setup_caches(s, opts, errp);
+    if (ret == 0)
+        ret = qcow2_compress_open(s, opts, errp);
     if (ret < 0)
         goto fail;
     s->lazy = s->version >= 3 && (s->compat & QCOW2_COMPAT_LAZY_REFCOUNTS);

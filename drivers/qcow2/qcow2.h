@@ -202,6 +202,7 @@ struct Qcow2State {
     uint64_t free_byte_offset;
     unsigned compress_in_flight;
     bool compressed_written;
+    bool compress_writes;         /* open option compress=on */
 
     Qcow2Cache *l2_cache;
     Qcow2Cache *rb_cache;
@@ -384,12 +385,19 @@ int qcow2_read_compressed(Qcow2State *s, uint64_t l2e, void *cluster_buf,
 int qcow2_pwrite_compressed(Qcow2State *s, const void *buf, uint64_t offset,
                             size_t len, BhError **errp);
 int qcow2_compress_pad_locked(Qcow2State *s, BhError **errp);
+/* The open option compress=on, and the writes it makes compressed where
+ * they can be (whole clusters onto unallocated or zero ones). */
+int qcow2_compress_open(Qcow2State *s, BhOpts *opts, BhError **errp);
+int qcow2_pwrite_compress_on(Qcow2State *s, const void *buf, uint64_t offset,
+                             size_t len, BhError **errp);
 
 /* io.c */
 int qcow2_pread(BhNode *bs, void *buf, uint64_t offset, size_t len,
                 uint32_t flags, BhError **errp);
 int qcow2_pwrite(BhNode *bs, const void *buf, uint64_t offset, size_t len,
                  uint32_t flags, BhError **errp);
+int qcow2_pwrite_plain(Qcow2State *s, const void *buf, uint64_t offset,
+                       size_t len, BhError **errp);
 int qcow2_flush(BhNode *bs, BhError **errp);
 int qcow2_discard(BhNode *bs, uint64_t offset, uint64_t len, BhError **errp);
 int qcow2_write_zeroes(BhNode *bs, uint64_t offset, uint64_t len,

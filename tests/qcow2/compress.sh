@@ -9,7 +9,7 @@ source "$SOURCE_ROOT/tests/tap.sh"
 source "$SOURCE_ROOT/tests/qcow2/lib.sh"
 need qemu-img qemu-io python3
 
-plan 29
+plan 31
 
 cd "$T" || exit 1
 K=1024
@@ -248,6 +248,45 @@ cstress "the same with 4 KiB clusters (compressed data spilling over host cluste
 truncate -s 16M zero.raw
 cstress "the same over a backing file (discards leave zero clusters, compressed writes fill them)" \
     -o cluster_size=65536 -b zero.raw -F raw
+
+# --- the open option compress=on: whole clusters onto unallocated ones
+# compressed, the rest written as usual ---
+rm -f co.qcow2 co.raw; qemu-img create -q -f qcow2 co.qcow2 4M; truncate -s 4M co.raw
+head -c 300000 text.bin > co1.bin; head -c $C rnd.bin > co2.bin
+out=$("$BLKHOST" run - co.qcow2 <<'LUA' 2>&1
+local bh = require "blkhost"
+local n <close> = bh.open(arg[1], { compress = "on" })
+local function file(name) local f = assert(io.open(name, "rb")); local d = f:read("a"); f:close(); return d end
+n:write(1000, file("co1.bin"))           -- a partial head, 3 whole clusters, a partial tail
+n:write(2 * 65536, file("text.bin"):sub(1, 65536)) -- onto a compressed cluster: plainly
+n:write(8 * 65536, file("co2.bin"))      -- random: does not shrink, written plainly
+LUA
+)
+dd if=co1.bin of=co.raw bs=1 seek=1000 conv=notrunc status=none
+dd if=text.bin of=co.raw bs=64k seek=2 count=1 conv=notrunc status=none
+dd if=co2.bin of=co.raw bs=64k seek=8 conv=notrunc status=none
+kinds_now=$(qemu-img map --output=json co.qcow2 | python3 "$SOURCE_ROOT/tests/qcow2/map-kinds.py" | tr '\n' ';')
+# clusters 0 (partial) and 2 (overwritten) plain, 1 and 3 compressed, 8
+# (random) plain
+want="0 65536 0 True False True True;65536 65536 0 True False True False;131072 65536 0 True False True True;196608 65536 0 True False True False;262144 "
+if [ -n "$out" ]; then
+    not_ok "compress=on: writes succeed"; diag "$out"
+elif ! qemu-img check -q co.qcow2 || ! qemu-img compare -q co.raw co.qcow2; then
+    not_ok "compress=on: qemu-img check clean and the image as written"; diag "$(qemu-img check co.qcow2)"
+elif [ "${kinds_now#"$want"}" = "$kinds_now" ] || [[ $kinds_now != *";524288 65536 0 True False True True;"* ]]; then
+    not_ok "compress=on: whole clusters onto unallocated ones compressed, the rest plain"; diag "$kinds_now"
+else
+    ok "compress=on: a write's whole clusters onto unallocated ones are compressed; its partial ends, an allocated cluster and random data are written plainly; check clean, data as written"
+fi
+out=$("$BLKHOST" run - co.qcow2 <<'LUA' 2>&1
+local bh = require "blkhost"
+local ok, err = pcall(bh.open, arg[1], { compress = "maybe" })
+print(ok and "opened" or tostring(err))
+LUA
+)
+echo "$out" | grep -qi "compress" && ! echo "$out" | grep -q opened &&
+    ok "compress=maybe is refused when opening, naming the option: $(echo "$out" | cut -c1-70)" ||
+    { not_ok "compress=maybe is refused when opening, naming the option"; diag "$out"; }
 
 # --- drivers that cannot ---
 qemu-img create -q -f raw r.raw 1M; before=$(sum r.raw)
