@@ -9,7 +9,7 @@ source "$SOURCE_ROOT/tests/tap.sh"
 source "$SOURCE_ROOT/tests/qcow2/lib.sh"
 need qemu-img qemu-io python3
 
-plan 31
+plan 34
 
 cd "$T" || exit 1
 K=1024
@@ -287,6 +287,31 @@ LUA
 echo "$out" | grep -qi "compress" && ! echo "$out" | grep -q opened &&
     ok "compress=maybe is refused when opening, naming the option: $(echo "$out" | cut -c1-70)" ||
     { not_ok "compress=maybe is refused when opening, naming the option"; diag "$out"; }
+
+# --- the asynchronous request path (bh_node_submit) ---
+rm -f as.qcow2; qemu-img create -q -f qcow2 as.qcow2 1M
+out=$("$QCOW2_TOOL" csubmit as.qcow2 65536 65536 0x41 2>&1)
+if [ $? -eq 0 ] && qemu-img check -q as.qcow2 && [ "$(qemu-img check --output=json as.qcow2 |
+        python3 -c 'import json,sys; print(json.load(sys.stdin).get("compressed-clusters"))')" = 1 ] &&
+   qemu-io -c "read -P 0x41 64k 64k" as.qcow2 | grep -q "^read 65536/65536"; then
+    ok "a compressed write submitted with bh_node_submit is stored compressed (qemu-img check: 1 compressed cluster; qemu-io reads it)"
+else
+    not_ok "a compressed write submitted with bh_node_submit is stored compressed"; diag "$out"; diag "$(qemu-img check as.qcow2)"
+fi
+truncate -s 1M as.raw; before=$(sum as.raw)
+out=$("$QCOW2_TOOL" csubmit as.raw 0 65536 0x41 format=raw 2>&1)
+if [ $? -ne 0 ] && echo "$out" | grep -q "cannot write compressed" && [ "$(sum as.raw)" = "$before" ]; then
+    ok "a compressed write submitted with bh_node_submit to a raw node fails with ENOTSUP, nothing written: $(echo "$out" | tail -1 | cut -c1-70)"
+else
+    not_ok "a compressed write submitted with bh_node_submit to a raw node fails with ENOTSUP"; diag "$out"
+fi
+
+out=$("$QCOW2_TOOL" csubmit mem 0 65536 0x41 format=memory,size=1M 2>&1)
+if [ $? -ne 0 ] && echo "$out" | grep -q "memory driver cannot write compressed"; then
+    ok "a compressed write submitted to a driver with its own submit (memory) fails with ENOTSUP before it runs: $(echo "$out" | tail -1 | cut -c1-60)"
+else
+    not_ok "a compressed write submitted to a driver with its own submit (memory) fails with ENOTSUP"; diag "$out"
+fi
 
 # --- drivers that cannot ---
 qemu-img create -q -f raw r.raw 1M; before=$(sum r.raw)

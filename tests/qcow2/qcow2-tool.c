@@ -19,6 +19,9 @@
  *                                zeroes, discards, flushes, checked reads)
  *                                on clusters each thread owns (OPTS
  *                                default: discard=unmap)
+ *   csubmit IMG OFF LEN BYTE [OPTS]  a compressed write of LEN bytes of
+ *                                BYTE at OFF, submitted with bh_node_submit
+ *                                (asynchronous) and waited for
  *   cstress IMG MIRROR SEED T N [OPTS]  the same, some reads replaced by
  *                                a discard then a compressed write of the
  *                                whole cluster (BH_IO_COMPRESSED)
@@ -372,6 +375,47 @@ static gpointer stress_thread(gpointer data)
     return NULL;
 }
 
+/* csubmit: the asynchronous request path with BH_IO_COMPRESSED. */
+typedef struct {
+    GMutex lock;
+    GCond cond;
+    bool done;
+    int ret;
+    char *msg;
+} SubmitWait;
+
+static void csubmit_done(void *opaque, int ret, const BhError *err)
+{
+    SubmitWait *w = opaque;
+    g_mutex_lock(&w->lock);
+    w->ret = ret;
+    w->msg = err ? g_strdup(bh_error_message(err)) : NULL;
+    w->done = true;
+    g_cond_signal(&w->cond);
+    g_mutex_unlock(&w->lock);
+}
+
+static int cmd_csubmit(BhNode *bs, uint64_t off, uint64_t len, int byte)
+{
+    g_autofree uint8_t *buf = g_malloc(len);
+    struct iovec iov = { buf, len };
+    SubmitWait w = { 0 };
+
+    memset(buf, byte, len);
+    g_mutex_init(&w.lock);
+    g_cond_init(&w.cond);
+    bh_node_submit(bh_request_new(bs, BH_OP_WRITE, off, len, &iov, 1,
+                                  BH_IO_COMPRESSED, csubmit_done, &w));
+    g_mutex_lock(&w.lock);
+    while (!w.done)
+        g_cond_wait(&w.cond, &w.lock);
+    g_mutex_unlock(&w.lock);
+    if (w.ret < 0)
+        fprintf(stderr, "write failed: %s\n", w.msg ? w.msg : g_strerror(-w.ret));
+    g_free(w.msg);
+    return w.ret < 0;
+}
+
 static int cmd_stress(BhNode *bs, const char *mirror, uint64_t seed,
                       int nthreads, uint64_t nops, bool compress)
 {
@@ -516,6 +560,11 @@ int main(int argc, char **argv)
         if (ret < 0)
             fprintf(stderr, "write failed: %s\n", bh_error_message(err));
         ret = ret < 0;
+    } else if (strcmp(cmd, "csubmit") == 0 && argc >= 6) {
+        bs = open_img(argv[2], argc > 6 ? argv[6] : NULL);
+        ret = cmd_csubmit(bs, g_ascii_strtoull(argv[3], NULL, 0),
+                          g_ascii_strtoull(argv[4], NULL, 0),
+                          (int)g_ascii_strtoull(argv[5], NULL, 0));
     } else if (strcmp(cmd, "dump") == 0 && argc >= 4) {
         bs = open_img(argv[2], "readonly=on");
         ret = cmd_dump(bs, argv[3]);
