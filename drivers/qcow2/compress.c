@@ -204,6 +204,7 @@ typedef struct CompressJob {
     uint64_t host;            /* where its compressed bytes go */
     bool allocated;           /* compress=on: the target was allocated, so
                                * it is written plainly after the batch */
+    uint64_t old;             /* the target's L2 entry before */
 } CompressJob;
 
 /* The jobs of one batch, taken one at a time by the caller and by the
@@ -365,22 +366,20 @@ static uint64_t compressed_l2e(Qcow2State *s, uint64_t host, uint64_t size)
 }
 
 /* Refuse a guest cluster a compressed write may not fill (lock held);
- * with plain_if_allocated (compress=on), return 1 instead. */
+ * with plain_if_allocated (compress=on), return 1 instead.  *l2e: its
+ * entry. */
 static int check_target_locked(Qcow2State *s, uint64_t guest,
-                               bool plain_if_allocated, BhError **errp)
+                               bool plain_if_allocated, uint64_t *l2e,
+                               BhError **errp)
 {
-    uint64_t l2e;
-    int ret = qcow2_get_l2e_locked(s, guest, s->cluster_size, &l2e, NULL,
+    int ret = qcow2_get_l2e_locked(s, guest, s->cluster_size, l2e, NULL,
                                    errp);
     if (ret < 0)
         return ret;
-    switch (qcow2_entry_type(s, l2e)) {
+    switch (qcow2_entry_type(s, *l2e)) {
     case QCOW2_UNALLOCATED:
     case QCOW2_ZERO_PLAIN:
-        /* Rewriting the entry as it is gives it a writable L2 table now,
-         * before the data's place is taken: as in QEMU, tables come first
-         * and the file ends with compressed data. */
-        return qcow2_set_l2e_locked(s, guest, l2e, NULL, errp);
+        return 0;
     default:
         if (plain_if_allocated)
             return 1;
@@ -451,13 +450,20 @@ static int link_compressed(Qcow2State *s, uint64_t first, CompressJob *jobs,
         if (!jobs[i].out)
             continue;
         ret = check_target_locked(s, (first + i) * cs, plain_if_allocated,
-                                  errp);
+                                  &jobs[i].old, errp);
         if (ret == 1) {
             jobs[i].out = 0;
             jobs[i].allocated = true;
             ret = 0;
         }
     }
+    /* All accepted: rewriting each entry as it is gives it a writable L2
+     * table now, before the data's place is taken, so that (as in QEMU)
+     * tables come first and the file ends with compressed data. */
+    for (size_t i = 0; ret == 0 && i < n; i++)
+        if (jobs[i].out)
+            ret = qcow2_set_l2e_locked(s, (first + i) * cs, jobs[i].old, NULL,
+                                       errp);
     for (; ret == 0 && done < n; done++) {
         int64_t host;
         if (!jobs[done].out)

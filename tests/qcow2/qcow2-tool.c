@@ -413,6 +413,16 @@ static int cmd_csubmit(BhNode *bs, uint64_t off, uint64_t len, int byte)
     if (w.ret < 0)
         fprintf(stderr, "write failed: %s\n", w.msg ? w.msg : g_strerror(-w.ret));
     g_free(w.msg);
+    /* The request lets go of its node reference only after the callback
+     * returns: should it be the last one, the node closes on the core's
+     * thread, which exit() may cut short.  Flush while the node is ours. */
+    if (w.ret == 0) {
+        g_autoptr(BhError) err = NULL;
+        if (bh_node_flush(bs, &err) < 0) {
+            fprintf(stderr, "flush failed: %s\n", bh_error_message(err));
+            return 1;
+        }
+    }
     return w.ret < 0;
 }
 
