@@ -14,6 +14,9 @@
  *       it does at once for a driver not declaring BH_IO_FAST_ZERO);
  *     - BH_IO_MAY_UNMAP reaches a driver that declares it, and only
  *       with discard=unmap;
+ *     - BH_IO_COMPRESSED on a driver that does not declare it fails with
+ *       ENOTSUP (writing plainly would lose what the caller asked for);
+ *       its alignment rules are the driver's, which knows its clusters;
  *     - discard=ignore (the default, as in qemu): discards succeed unseen;
  *     - detect-zeroes: a write of all zeros becomes write_zeroes;
  *     - a file whose format was guessed as raw keeps probing as raw: what
@@ -287,6 +290,17 @@ static int io_guard_zeroes(BhNode *bs, const char *what, uint64_t offset,
     return r;
 }
 
+/* A compressed write needs a driver that can do it. */
+static int io_check_compressed(BhNode *bs, uint32_t flags, BhError **errp)
+{
+    if ((flags & BH_IO_COMPRESSED) &&
+        !(bs->drv->request_flags & BH_IO_COMPRESSED))
+        return bh_error_set(errp, ENOTSUP, "compressed write on '%s': the %s "
+                            "driver cannot write compressed data",
+                            bs->filename, bs->plugin->name);
+    return 0;
+}
+
 /* The checks every request that changes data passes first. */
 static int io_check_change(BhNode *bs, const char *what, uint64_t offset,
                            uint64_t len, int range_err, BhError **errp)
@@ -301,6 +315,8 @@ static int io_pwrite_checked(BhNode *bs, const void *buf, uint64_t offset,
                              size_t len, uint32_t flags, BhError **errp)
 {
     int r = io_check_change(bs, "write", offset, len, ENOSPC, errp);
+    if (r == 0)
+        r = io_check_compressed(bs, flags, errp);
     if (r < 0 || len == 0)
         return r;
     if (io_guarded(bs, offset, len))
@@ -450,6 +466,8 @@ bool bh_io_submit_direct(BhRequest *req)
             return false;
         r = io_check_change(bs, "write", req->offset, req->len, ENOSPC,
                             &err);
+        if (r == 0)
+            r = io_check_compressed(bs, req->flags, &err);
         req->drv_flags = io_fua_flags(bs, req->flags, &flush_after) &
                          bs->drv->request_flags;
         break;

@@ -83,7 +83,9 @@ static int node_read(lua_State *L)
     return 1;
 }
 
-/* node:write(offset, data [, {fua=true}]) */
+/* node:write(offset, data [, {fua=true, compress=true}]); compress: the
+ * driver stores the data compressed (qcow2: whole clusters into
+ * unallocated ones) or the write fails, ENOTSUP where it cannot. */
 static int node_write(lua_State *L)
 {
     BhNode *bs = bh_lua_checknode(L, 1);
@@ -92,6 +94,9 @@ static int node_write(lua_State *L)
     const char *data = luaL_checklstring(L, 3, &len);
     uint32_t flags = bh_lua_opt_flag(L, 4, "fua", false) ? BH_IO_FUA : 0;
     BhError *err = NULL;
+
+    if (bh_lua_opt_flag(L, 4, "compress", false))
+        flags |= BH_IO_COMPRESSED;
 
     int r = bh_node_pwrite(bs, data, off, len, flags, &err);
     if (r < 0)

@@ -34,6 +34,13 @@ static void plugin_push_record(lua_State *L, const BhPluginRecord *rec)
         lua_pushinteger(L, rec->abi_version);
         lua_setfield(L, -2, "abi");
     }
+    /* compress: the driver takes compressed writes (convert -c asks
+     * before it creates anything). */
+    if (!rec->error && rec->kind == BH_PLUGIN_DRIVER && rec->desc.driver) {
+        lua_pushboolean(L, (rec->desc.driver->request_flags &
+                            BH_IO_COMPRESSED) != 0);
+        lua_setfield(L, -2, "compress");
+    }
     if (!rec->error) {
         lua_pushstring(L, rec->thread_model == BH_THREAD_PARALLEL ? "parallel"
                                                                   : "serialize");

@@ -209,7 +209,9 @@ static int write_partial_cluster(Qcow2State *s, const uint8_t *data,
     return bh_node_pwrite(s->file, b, host, s->cluster_size, 0, errp);
 }
 
-static bool in_flight_overlaps(Qcow2State *s, uint64_t first, uint64_t last)
+/* Whether guest clusters first..last (inclusive) are being allocated;
+ * with the lock held.  compress.c registers its clusters the same way. */
+bool qcow2_in_flight_overlaps(Qcow2State *s, uint64_t first, uint64_t last)
 {
     for (guint i = 0; i < s->in_flight->len; i++) {
         Qcow2InFlight *f = s->in_flight->pdata[i];
@@ -219,7 +221,7 @@ static bool in_flight_overlaps(Qcow2State *s, uint64_t first, uint64_t last)
     return false;
 }
 
-static void in_flight_end_locked(Qcow2State *s, Qcow2InFlight *f)
+void qcow2_in_flight_end_locked(Qcow2State *s, Qcow2InFlight *f)
 {
     g_ptr_array_remove_fast(s->in_flight, f);
     g_cond_broadcast(&s->cond);
@@ -321,7 +323,7 @@ static int64_t write_step(Qcow2State *s, Qcow2Batch *batch,
         first = offset >> s->cluster_bits;
         k = MIN(n, (in + len + cs - 1) / cs);
         k = MIN(k, MAX_ALLOC_CLUSTERS);
-        if (!in_flight_overlaps(s, first, first + k - 1))
+        if (!qcow2_in_flight_overlaps(s, first, first + k - 1))
             break;
         g_cond_wait(&s->cond, &s->lock);
     }
@@ -352,7 +354,7 @@ static int64_t write_step(Qcow2State *s, Qcow2Batch *batch,
                 qcow2_free_later_locked(s, host + j * cs, (k - j) * cs);
         }
     }
-    in_flight_end_locked(s, &fl);
+    qcow2_in_flight_end_locked(s, &fl);
     if (ret == 0 && s->pending_free->len >= 4096)
         ret = qcow2_meta_flush_locked(s, errp);
 out:
@@ -360,10 +362,23 @@ out:
     return ret < 0 ? ret : (int64_t)chunk;
 }
 
+/* A write as it comes (compressed ones: compress.c). */
 int qcow2_pwrite(BhNode *bs, const void *buf, uint64_t offset, size_t len,
                  uint32_t flags, BhError **errp)
 {
     Qcow2State *s = state(bs);
+
+    if (flags & BH_IO_COMPRESSED)
+        return qcow2_pwrite_compressed(s, buf, offset, len, errp);
+    if (s->compress_writes)
+        return qcow2_pwrite_compress_on(s, buf, offset, len, errp);
+    return qcow2_pwrite_plain(s, buf, offset, len, errp);
+}
+
+/* A write stored as it is. */
+int qcow2_pwrite_plain(Qcow2State *s, const void *buf, uint64_t offset,
+                       size_t len, BhError **errp)
+{
     const uint8_t *p = buf;
     Qcow2Batch batch;
     int64_t n = 0;
@@ -403,7 +418,7 @@ static int set_clusters(Qcow2State *s, uint64_t offset, uint64_t len,
         if (ret < 0)
             break;
         k = MIN(n, len / cs);
-        if (in_flight_overlaps(s, first, first + k - 1)) {
+        if (qcow2_in_flight_overlaps(s, first, first + k - 1)) {
             g_cond_wait(&s->cond, &s->lock);
             continue;
         }
@@ -501,6 +516,8 @@ int qcow2_flush(BhNode *bs, BhError **errp)
                            "corrupt; not flushing its metadata",
                            bh_node_filename(s->file));
     else
+        ret = qcow2_compress_pad_locked(s, errp);
+    if (ret == 0)
         ret = qcow2_meta_flush_locked(s, errp);
     g_mutex_unlock(&s->lock);
     return ret;

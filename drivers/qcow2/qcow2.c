@@ -9,8 +9,9 @@
  * refcounts rebuilt first, as QEMU does.
  *
  * Options: l2-cache-size and refcount-cache-size (bytes, rounded to whole
- * clusters), backing.KEY passed to the backing file's node, and
- * backing=null to open the image without its backing file.
+ * clusters), backing.KEY passed to the backing file's node,
+ * backing=null to open the image without its backing file, and
+ * compress=on to store writes compressed where they can be (compress.c).
  */
 #include "qcow2.h"
 #include "snapshot.h"
@@ -163,6 +164,8 @@ static int qcow2_open(BhNode *bs, const char *filename, BhOpts *opts,
         ret = qcow2_snapshot_open_option(s, opts, errp);
     if (ret == 0)
         ret = setup_caches(s, opts, errp);
+    if (ret == 0)
+        ret = qcow2_compress_open(s, opts, errp);
     if (ret < 0)
         goto fail;
     s->lazy = s->version >= 3 && (s->compat & QCOW2_COMPAT_LAZY_REFCOUNTS);
@@ -203,7 +206,9 @@ static void qcow2_close(BhNode *bs)
      * not even cached tables: they may be what the overlap check caught. */
     if (!s->readonly && !(s->incompat & QCOW2_INCOMPAT_CORRUPT)) {
         g_mutex_lock(&s->lock);
-        int ret = qcow2_meta_flush_locked(s, &err);
+        int ret = qcow2_compress_pad_locked(s, &err);
+        if (ret == 0)
+            ret = qcow2_meta_flush_locked(s, &err);
         if (ret == 0 && (s->incompat & QCOW2_INCOMPAT_DIRTY))
             ret = qcow2_header_set_incompat(s, QCOW2_INCOMPAT_DIRTY, false,
                                             &err);
@@ -287,7 +292,8 @@ static const BhDriver qcow2_driver = {
     .create_check = qcow2_create_check,
     .create_options = qcow2_create_options,
     .check = qcow2_check,
-    .request_flags = BH_IO_FUA | BH_IO_MAY_UNMAP | BH_IO_FAST_ZERO,
+    .request_flags = BH_IO_FUA | BH_IO_MAY_UNMAP | BH_IO_FAST_ZERO |
+                     BH_IO_COMPRESSED,
     .amend = qcow2_amend,
     .amend_options = qcow2_amend_options,
 };

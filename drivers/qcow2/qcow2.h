@@ -197,6 +197,14 @@ struct Qcow2State {
     int csize_shift;
     uint64_t csize_mask;
     uint64_t coffset_mask;
+    /* Compressed writes (compress.c): where the next compressed cluster
+     * goes, inside a host cluster that earlier ones partly fill (0: start
+     * a new one); how many are between allocation and linking; whether
+     * any was written in this open (the file end may be mid-sector). */
+    uint64_t free_byte_offset;
+    unsigned compress_in_flight;
+    bool compressed_written;
+    bool compress_writes;         /* open option compress=on */
 
     Qcow2Cache *l2_cache;
     Qcow2Cache *rb_cache;
@@ -286,6 +294,10 @@ void qcow2_bitmaps_free(Qcow2State *s);
 
 void qcow2_bitmaps_dropped(Qcow2State *s);
 
+/* io.c: guest clusters being allocated (see Qcow2InFlight), lock held */
+bool qcow2_in_flight_overlaps(Qcow2State *s, uint64_t first, uint64_t last);
+void qcow2_in_flight_end_locked(Qcow2State *s, Qcow2InFlight *f);
+
 /* io.c: host-cluster I/O outside the lock */
 int qcow2_io_begin_locked(Qcow2State *s);
 void qcow2_io_end(Qcow2State *s, int epoch);
@@ -372,15 +384,28 @@ void qcow2_free_entry_later_locked(Qcow2State *s, uint64_t l2e);
 uint64_t qcow2_compressed_range(Qcow2State *s, uint64_t l2e,
                                 uint64_t *bytes);
 
-/* compress.c */
+/* compress.c: reading a compressed cluster (without the lock); writing
+ * compressed clusters (BH_IO_COMPRESSED writes from qcow2_pwrite); padding
+ * the file to a whole sector after compressed writes (lock held; nothing
+ * done while compressed writes are in flight). */
 int qcow2_read_compressed(Qcow2State *s, uint64_t l2e, void *cluster_buf,
                           BhError **errp);
+int qcow2_pwrite_compressed(Qcow2State *s, const void *buf, uint64_t offset,
+                            size_t len, BhError **errp);
+int qcow2_compress_pad_locked(Qcow2State *s, BhError **errp);
+/* The open option compress=on, and the writes it makes compressed where
+ * they can be (whole clusters onto unallocated or zero ones). */
+int qcow2_compress_open(Qcow2State *s, BhOpts *opts, BhError **errp);
+int qcow2_pwrite_compress_on(Qcow2State *s, const void *buf, uint64_t offset,
+                             size_t len, BhError **errp);
 
 /* io.c */
 int qcow2_pread(BhNode *bs, void *buf, uint64_t offset, size_t len,
                 uint32_t flags, BhError **errp);
 int qcow2_pwrite(BhNode *bs, const void *buf, uint64_t offset, size_t len,
                  uint32_t flags, BhError **errp);
+int qcow2_pwrite_plain(Qcow2State *s, const void *buf, uint64_t offset,
+                       size_t len, BhError **errp);
 int qcow2_flush(BhNode *bs, BhError **errp);
 int qcow2_discard(BhNode *bs, uint64_t offset, uint64_t len, BhError **errp);
 int qcow2_write_zeroes(BhNode *bs, uint64_t offset, uint64_t len,

@@ -285,6 +285,10 @@ int qcow2_update_refcount_locked(Qcow2State *s, uint64_t cluster,
     if (nv == 0) {
         if (cluster < s->free_hint)
             s->free_hint = cluster;
+        /* Free now, so it may be handed out whole: compressed clusters
+         * must not be packed into it any more. */
+        if (s->free_byte_offset >> s->cluster_bits == cluster)
+            s->free_byte_offset = 0;
         qcow2_cache_forget(s->l2_cache, cluster * s->cluster_size);
     }
     return 0;

@@ -588,6 +588,9 @@ uint64_t qcow2_new_refs_switched(Qcow2NewRefs *r)
     s->reftable_clusters = (uint32_t)r->rt_clusters;
     qcow2_cache_forget_all(s->rb_cache);
     qcow2_overlap_tables_replaced(s);
+    /* Refcounts were recounted: the partly filled cluster compressed
+     * writes were packing into may be free now. */
+    s->free_byte_offset = 0;
     return lowest;
 }
 

@@ -2,8 +2,8 @@
 -- SPDX-License-Identifier: BSD-3-Clause
 --
 -- blkhost convert [-f FMT] [-O FMT] [-o OPTS] [-B BACKING -F FMT] [-n]
---                 [-S SIZE] [-m N] [-W] [-p] [-q] [-t CACHE] [-T CACHE] [-U]
---                 SOURCE... TARGET
+--                 [-S SIZE] [-m N] [-W] [-c] [-p] [-q] [-t CACHE] [-T CACHE]
+--                 [-U] SOURCE... TARGET
 --
 -- Every option, the sources and the target's creation options are
 -- checked before the target is created, so a refused convert leaves an
@@ -21,7 +21,7 @@ local progress = require "blkhost.progress"
 
 local USAGE = [==[
 Usage: blkhost convert [-f FMT] [-O FMT] [-o OPTIONS] [-B BACKING -F FMT] [-n]
-                       [-S SIZE] [-m N] [-W] [-p] [-q] SOURCE... TARGET
+                       [-S SIZE] [-m N] [-W] [-c] [-p] [-q] SOURCE... TARGET
 
 Copy SOURCE (several are joined end to end) into TARGET, an image of
 format FMT (default raw), created with the creation options OPTIONS (as
@@ -43,8 +43,9 @@ created.
                   not written; 0 writes everything (fully allocated)
   -m N            parallel requests, 1 to 16 (default 8; see below)
   -W              allow out-of-order writes
-  -c              compress (refused: blkhost cannot write compressed
-                  clusters)
+  -c              compress TARGET's data clusters (qcow2: zlib, or zstd
+                  with -o compression_type=zstd); clusters that do not
+                  shrink are written as they are
   -p              print progress ("    (NN.NN/100%)")
   -q              quiet
   -t CACHE        TARGET's cache mode (default unsafe, as qemu-img: no
@@ -179,6 +180,114 @@ local function copy(sources, target, c, p, total)
   target:flush()
 end
 
+-- -c: refused, as by qemu-img, before anything is created, for a format
+-- whose driver cannot write compressed data or with preallocation.
+local function check_compress(format, copts)
+  local can = false
+  for _, p in ipairs(bh.plugins()) do
+    if p.kind == "driver" and p.name == format and not p.error then can = p.compress end
+  end
+  if not can then cli.fail("Compression not supported for this file format") end
+  if copts.preallocation and copts.preallocation ~= "off" then
+    cli.fail("Compression and preallocation not supported at the same time")
+  end
+end
+
+-- -c: the target seen through a writer that compresses.  Compressed
+-- writes take whole clusters (the last one may end at the image's end), so
+-- the pieces of a cluster wait until it is whole; the copy then hands
+-- every byte over (it runs with -S 0), and clusters of zeros are left out
+-- here when the target reads as zeros (zero_init) and -S is not 0 (sparse),
+-- as qemu-img leaves out zero buffers.  Clusters still incomplete at the
+-- flush (the image's last one, when the size was rounded up to 512; the
+-- backing file's areas with -B) are completed with zeros and compressed
+-- when the target reads as zeros, else written as they are.
+local function compressing(node, zero_init, sparse)
+  local cs = node:info()["cluster-size"] or 65536
+  local size = node:size()
+  local pending = {} -- cluster index -> { have = bytes, parts = { {at, data} } }
+  local w = setmetatable({}, { __index = function(_, k)
+    return function(_, ...) return node[k](node, ...) end
+  end })
+
+  -- Clusters from off (aligned); the last may be the image's partial one.
+  -- Runs of clusters that are not all zeros go out as one compressed
+  -- write; with -S, runs of zero clusters are skipped (zero_init) or
+  -- zeroed, as qemu-img does with zero buffers.
+  local function whole(off, data)
+    local len = #data
+    if sparse and data == zeros(len) then
+      if not zero_init then node:zero(off, len, { may_unmap = true }) end
+      return
+    end
+    local nz = 0 -- the first non-zero byte at or after the cluster looked at
+    local function zero_at(p)
+      if not sparse then return false end
+      if nz < p then nz = data:find("[^\0]", p) or len + 1 end
+      return nz > math.min(p + cs - 1, len)
+    end
+    local pos, z = 1, zero_at(1)
+    while pos <= len do
+      local first, kind = pos, z
+      repeat
+        pos = pos + cs
+        z = pos <= len and zero_at(pos)
+      until pos > len or z ~= kind
+      local n = math.min(pos, len + 1) - first
+      if not kind then
+        node:write(off + first - 1, n == len and data or data:sub(first, first + n - 1),
+                   { compress = true })
+      elseif not zero_init then
+        node:zero(off + first - 1, n, { may_unmap = true })
+      end
+    end
+  end
+
+  local function piece(off, data) -- inside one cluster
+    local ci = off // cs
+    local c = pending[ci] or { have = 0, parts = {} }
+    pending[ci] = c
+    c.parts[#c.parts + 1] = { off - ci * cs, data }
+    c.have = c.have + #data
+    if c.have < math.min(cs, size - ci * cs) then return end
+    pending[ci] = nil
+    table.sort(c.parts, function(a, b) return a[1] < b[1] end)
+    local buf = {}
+    for i, part in ipairs(c.parts) do buf[i] = part[2] end
+    whole(ci * cs, table.concat(buf))
+  end
+
+  function w.write(_, off, data)
+    local len = #data
+    local a = math.min(len, (cs - off % cs) % cs) -- up to a cluster boundary
+    local b = a + (len - a) // cs * cs            -- whole clusters after it
+    if a > 0 then piece(off, data:sub(1, a)) end
+    if b > a then whole(off + a, (a == 0 and b == len) and data or data:sub(a + 1, b)) end
+    if b < len then piece(off + b, data:sub(b + 1)) end
+  end
+
+  function w.flush()
+    for ci, c in pairs(pending) do
+      if zero_init then
+        table.sort(c.parts, function(a, b) return a[1] < b[1] end)
+        local buf, at = {}, 0
+        for _, part in ipairs(c.parts) do
+          buf[#buf + 1] = zeros(part[1] - at)
+          buf[#buf + 1] = part[2]
+          at = part[1] + #part[2]
+        end
+        buf[#buf + 1] = zeros(math.min(cs, size - ci * cs) - at)
+        whole(ci * cs, table.concat(buf))
+      else
+        for _, part in ipairs(c.parts) do node:write(ci * cs + part[1], part[2]) end
+      end
+    end
+    pending = {}
+    node:flush()
+  end
+  return w
+end
+
 return cli.run("convert", USAGE, function(args)
   local o, rest = cli.parse(args, {
     { "f", "format", arg = "FMT" },
@@ -209,10 +318,7 @@ return cli.run("convert", USAGE, function(args)
   end
 
   -- Options alone.
-  if o.compress then
-    cli.fail("-c: compressed output is not supported: blkhost's qcow2 " ..
-             "driver reads compressed clusters but cannot write them")
-  end
+  if o.compress then check_compress(format, copts) end
   local sparse = o["sparse-size"] and parse_sparse(o["sparse-size"]) or 4096
   if o.parallel then parse_workers(o.parallel) end
   if #rest < 2 then cli.usage_error("Must specify image file name") end
@@ -311,7 +417,11 @@ return cli.run("convert", USAGE, function(args)
     local zero_init = (o["target-is-zero"] or not o["no-create"]) and
                       not o.backing and not copts.backing_file
     local p = progress.new{ enabled = o.progress and not o.quiet or false, min_skip = 1 }
-    copy(sources, target, { sparse = sparse, zero_init = zero_init,
+    local copy_sparse = sparse
+    if o.compress then
+      target, copy_sparse = compressing(target, zero_init, sparse ~= 0), 0
+    end
+    copy(sources, target, { sparse = copy_sparse, zero_init = zero_init,
                             backing = o.backing ~= nil or copts.backing_file ~= nil },
          p, total)
     p:set(100)

@@ -59,7 +59,7 @@ int main(int argc, char **argv)
             "submit are required)");
     refused("driver declaring request flag 1<<9", argv[14],
             "driver declares unknown request flags 0x200 (this blkhost "
-            "knows 0x7)");
+            "knows 0xf)");
     refused("thread model 5 (outside the enum)", argv[10],
             "unknown thread model 5");
     refused("plugin kind 7", argv[11], "unknown plugin kind 7");

@@ -19,6 +19,12 @@
  *                                zeroes, discards, flushes, checked reads)
  *                                on clusters each thread owns (OPTS
  *                                default: discard=unmap)
+ *   csubmit IMG OFF LEN BYTE [OPTS]  a compressed write of LEN bytes of
+ *                                BYTE at OFF, submitted with bh_node_submit
+ *                                (asynchronous) and waited for
+ *   cstress IMG MIRROR SEED T N [OPTS]  the same, some reads replaced by
+ *                                a discard then a compressed write of the
+ *                                whole cluster (BH_IO_COMPRESSED)
  *   crash-writer IMG LOG SEED BASE [OPTS]  write until killed; log the
  *                                writes that are durable
  *   crash-verify IMG LOG SEED    check every logged durable write
@@ -246,6 +252,7 @@ typedef struct {
     int t, nthreads;
     uint64_t seed, nops, size;
     int failed;
+    bool compress;        /* stress: compressed writes too */
 } ParArg;
 
 static gpointer par_thread(gpointer data)
@@ -334,6 +341,19 @@ static gpointer stress_thread(gpointer data)
                 ret = -EIO;
         } else if (kind == 12) {
             ret = bh_node_flush(a->bs, &err);
+        } else if (kind == 13 && a->compress) {
+            /* Empty the cluster, then fill it compressed: a quarter of
+             * pattern and the rest one byte compresses; now and then all
+             * pattern, which does not (written plainly). */
+            ret = bh_node_discard(a->bs, c * cs, cs, &err);
+            fill_pattern(buf, cs, st);
+            if (st & 0x30000)
+                memset(buf + cs / 4, (int)(st >> 40), cs - cs / 4);
+            if (ret == 0)
+                ret = bh_node_pwrite(a->bs, buf, c * cs, cs, BH_IO_COMPRESSED,
+                                     &err);
+            if (ret == 0 && pwrite(a->fd, buf, cs, c * cs) != (ssize_t)cs)
+                ret = -EIO;
         } else {
             ret = bh_node_pread(a->bs, got, c * cs + in, len, 0, &err);
             if (ret == 0 && pread(a->fd, buf, len, c * cs + in) != (ssize_t)len)
@@ -355,8 +375,59 @@ static gpointer stress_thread(gpointer data)
     return NULL;
 }
 
+/* csubmit: the asynchronous request path with BH_IO_COMPRESSED. */
+typedef struct {
+    GMutex lock;
+    GCond cond;
+    bool done;
+    int ret;
+    char *msg;
+} SubmitWait;
+
+static void csubmit_done(void *opaque, int ret, const BhError *err)
+{
+    SubmitWait *w = opaque;
+    g_mutex_lock(&w->lock);
+    w->ret = ret;
+    w->msg = err ? g_strdup(bh_error_message(err)) : NULL;
+    w->done = true;
+    g_cond_signal(&w->cond);
+    g_mutex_unlock(&w->lock);
+}
+
+static int cmd_csubmit(BhNode *bs, uint64_t off, uint64_t len, int byte)
+{
+    g_autofree uint8_t *buf = g_malloc(len);
+    struct iovec iov = { buf, len };
+    SubmitWait w = { 0 };
+
+    memset(buf, byte, len);
+    g_mutex_init(&w.lock);
+    g_cond_init(&w.cond);
+    bh_node_submit(bh_request_new(bs, BH_OP_WRITE, off, len, &iov, 1,
+                                  BH_IO_COMPRESSED, csubmit_done, &w));
+    g_mutex_lock(&w.lock);
+    while (!w.done)
+        g_cond_wait(&w.cond, &w.lock);
+    g_mutex_unlock(&w.lock);
+    if (w.ret < 0)
+        fprintf(stderr, "write failed: %s\n", w.msg ? w.msg : g_strerror(-w.ret));
+    g_free(w.msg);
+    /* The request lets go of its node reference only after the callback
+     * returns: should it be the last one, the node closes on the core's
+     * thread, which exit() may cut short.  Flush while the node is ours. */
+    if (w.ret == 0) {
+        g_autoptr(BhError) err = NULL;
+        if (bh_node_flush(bs, &err) < 0) {
+            fprintf(stderr, "flush failed: %s\n", bh_error_message(err));
+            return 1;
+        }
+    }
+    return w.ret < 0;
+}
+
 static int cmd_stress(BhNode *bs, const char *mirror, uint64_t seed,
-                      int nthreads, uint64_t nops)
+                      int nthreads, uint64_t nops, bool compress)
 {
     int fd = open(mirror, O_RDWR);
     uint64_t cs = info_int(bs, "cluster-size");
@@ -368,7 +439,7 @@ static int cmd_stress(BhNode *bs, const char *mirror, uint64_t seed,
         return 1;
     for (int t = 0; t < nthreads; t++) {
         args[t] = (ParArg){ bs, fd, t, nthreads, cs << 32 | (seed & 0xffffffff),
-                            nops, (uint64_t)bh_node_size(bs), 0 };
+                            nops, (uint64_t)bh_node_size(bs), 0, compress };
         th[t] = g_thread_new("stress", stress_thread, &args[t]);
     }
     for (int t = 0; t < nthreads; t++) {
@@ -499,6 +570,11 @@ int main(int argc, char **argv)
         if (ret < 0)
             fprintf(stderr, "write failed: %s\n", bh_error_message(err));
         ret = ret < 0;
+    } else if (strcmp(cmd, "csubmit") == 0 && argc >= 6) {
+        bs = open_img(argv[2], argc > 6 ? argv[6] : NULL);
+        ret = cmd_csubmit(bs, g_ascii_strtoull(argv[3], NULL, 0),
+                          g_ascii_strtoull(argv[4], NULL, 0),
+                          (int)g_ascii_strtoull(argv[5], NULL, 0));
     } else if (strcmp(cmd, "dump") == 0 && argc >= 4) {
         bs = open_img(argv[2], "readonly=on");
         ret = cmd_dump(bs, argv[3]);
@@ -513,10 +589,12 @@ int main(int argc, char **argv)
         bs = open_img(argv[2], argc > 7 ? argv[7] : NULL);
         ret = cmd_parallel(bs, argv[3], g_ascii_strtoull(argv[4], NULL, 0),
                            atoi(argv[5]), g_ascii_strtoull(argv[6], NULL, 0));
-    } else if (strcmp(cmd, "stress") == 0 && argc >= 7) {
+    } else if ((strcmp(cmd, "stress") == 0 || strcmp(cmd, "cstress") == 0) &&
+               argc >= 7) {
         bs = open_img(argv[2], argc > 7 ? argv[7] : "discard=unmap");
         ret = cmd_stress(bs, argv[3], g_ascii_strtoull(argv[4], NULL, 0),
-                         atoi(argv[5]), g_ascii_strtoull(argv[6], NULL, 0));
+                         atoi(argv[5]), g_ascii_strtoull(argv[6], NULL, 0),
+                         cmd[0] == 'c');
     } else if (strcmp(cmd, "crash-writer") == 0 && argc >= 6) {
         bs = open_img(argv[2], argc > 6 ? argv[6] : NULL);
         ret = cmd_crash_writer(bs, argv[3], g_ascii_strtoull(argv[4], NULL, 0),

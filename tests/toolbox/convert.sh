@@ -207,7 +207,7 @@ refused "an unknown -O format" "bogus" -O bogus src.raw @
 refused "an unknown -o key" "bogus" -O qcow2 -o bogus=1 src.raw @
 refused "a bad -o value (cluster_size=3)" "luster" -O qcow2 -o cluster_size=3 src.raw @
 refused "-o with a malformed item" "not key=value" -O qcow2 -o lazy src.raw @
-refused "-c (no compressed writes)" "compress" -c -O qcow2 src.raw @
+refused "-c -O raw (raw cannot compress), with qemu-img's message" "^blkhost convert: Compression not supported for this file format" -c -O raw src.raw @
 refused "-B without -F" "explicit backing format" -O qcow2 -B src.qcow2 top.qcow2 @
 refused "-F without -B" "needs -B" -O qcow2 -F qcow2 top.qcow2 @
 refused "-B with -O raw" "Backing file not supported for file format 'raw'" -O raw -B src.qcow2 -F qcow2 top.qcow2 @

@@ -16,7 +16,7 @@
  *    BH_IO_FAST_ZERO); flush -> success; discard -> success (advisory);
  *    block_status -> all data; FUA without BH_CAP_FUA and BH_IO_FUA in
  *    request_flags -> write + flush; other undeclared request flags are
- *    dropped (BH_IO_FAST_ZERO: ENOTSUP);
+ *    dropped (BH_IO_FAST_ZERO, BH_IO_COMPRESSED: ENOTSUP);
  *  - cache, discard and detect-zeroes modes, image locking (the file
  *    driver calls bh_lock_apply()), serialization of BH_THREAD_SERIALIZE.
  * A write_zeroes callback may return -ENOTSUP to fall back to writing zeros.

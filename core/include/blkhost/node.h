@@ -43,7 +43,14 @@ typedef struct BhNode BhNode;
 #define BH_IO_FUA        (1u << 0) /* durable before returning */
 #define BH_IO_MAY_UNMAP  (1u << 1) /* write_zeroes may deallocate */
 #define BH_IO_FAST_ZERO  (1u << 2) /* write_zeroes: fail ENOTSUP if slow */
-#define BH_IO_KNOWN_FLAGS 0x7u  /* the loader refuses drivers declaring others */
+/* pwrite: store the data compressed.  Only drivers declaring it in
+ * request_flags take it; on the others the write fails with ENOTSUP.  The
+ * driver sets its rules (which offsets and lengths, onto what): qcow2
+ * takes whole clusters (the last one may end at the end of the image),
+ * into clusters that are unallocated or plain zero, and writes a cluster
+ * that does not shrink uncompressed, as QEMU does. */
+#define BH_IO_COMPRESSED (1u << 3)
+#define BH_IO_KNOWN_FLAGS 0xfu  /* the loader refuses drivers declaring others */
 
 /* block_status results (same bits as NBD base:allocation). */
 #define BH_BLOCK_HOLE    (1u << 0) /* not allocated in storage */
