@@ -8,9 +8,10 @@
 # The source: a BENCH_SIZE (default 4G) raw file, half data half holes
 # (1 MiB of random data, then a 1 MiB hole, repeated), read once so it
 # sits in the page cache.  Rows: raw -> qcow2, then qcow2 -> raw (from
-# the qcow2 qemu-img made).  Both use their defaults (qemu-img: 8
-# coroutines, cache=writeback; blkhost: one request at a time) and end
-# with a flush.  Each row runs BENCH_REPEAT (default 3) times per tool and
+# the qcow2 qemu-img made).  Both use their defaults (8 requests in
+# flight, -m 8; writes in order) and end with a flush; BENCH_CONVERT_OPTS
+# (e.g. "-W" or "-m 16 -W") are given to both.  Each row runs
+# BENCH_REPEAT (default 3) times per tool and
 # keeps the best; the results are checked with qemu-img compare.  Prints
 # seconds and the ratio blkhost/qemu-img (below 1: blkhost is faster).
 set -u
@@ -19,6 +20,7 @@ BUILD=${1:-$SRC/build}
 BLKHOST=$BUILD/lua/blkhost
 : "${BENCH_SIZE:=4G}"
 : "${BENCH_REPEAT:=3}"
+: "${BENCH_CONVERT_OPTS:=}"
 export PATH="/usr/bin:$PATH"
 command -v qemu-img >/dev/null || { echo "bench/convert.sh: qemu-img is not installed" >&2; exit 1; }
 [ -x "$BLKHOST" ] || { echo "bench/convert.sh: no $BLKHOST (build first)" >&2; exit 1; }
@@ -55,14 +57,14 @@ seconds() {
 min() { if [ "$1" = fail ] || [ "$2" = fail ]; then echo fail;
         elif [ "$(echo "$1 < $2" | bc -l)" = 1 ]; then echo "$1"; else echo "$2"; fi; }
 
-printf "%-16s %12s %12s %10s\n" "$BENCH_SIZE, half data" "blkhost s" "qemu-img s" "ratio"
+printf "%-16s %12s %12s %10s\n" "$BENCH_SIZE, half data" "blkhost s" "qemu-img s" "ratio${BENCH_CONVERT_OPTS:+ ($BENCH_CONVERT_OPTS)}"
 row() {
     local name=$1 fmt=$2 in=$3 ext=$4 b=999999 q=999999 i
     for i in $(seq 1 "$BENCH_REPEAT"); do
         rm -f "$D/b.$ext" "$D/q.$ext"
-        b=$(min "$b" "$(seconds "$BLKHOST" convert -O "$fmt" "$in" "$D/b.$ext")")
+        b=$(min "$b" "$(seconds "$BLKHOST" convert $BENCH_CONVERT_OPTS -O "$fmt" "$in" "$D/b.$ext")")
         rm -f "$D/q.$ext"
-        q=$(min "$q" "$(seconds qemu-img convert -O "$fmt" "$in" "$D/q.$ext")")
+        q=$(min "$q" "$(seconds qemu-img convert $BENCH_CONVERT_OPTS -O "$fmt" "$in" "$D/q.$ext")")
     done
     if [ "$b" = fail ] || [ "$q" = fail ]; then
         printf "%-16s failed: %s\n" "$name" "$(cat "$D/err")"

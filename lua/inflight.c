@@ -14,6 +14,7 @@ struct BhInflight {
     GMutex lock;
     GCond cond;
     GQueue done;        /* InflightJob, under lock */
+    bool waiting;       /* the collector sleeps on cond; under lock */
     unsigned in_flight; /* submitted, not collected; the submitter's */
 };
 
@@ -60,7 +61,9 @@ static void inflight_run(gpointer data, gpointer user_data)
     }
     g_mutex_lock(&q->lock);
     g_queue_push_tail(&q->done, j);
-    g_cond_signal(&q->cond);
+    /* A busy collector finds the result on its next wait: no wake-up. */
+    if (q->waiting)
+        g_cond_signal(&q->cond);
     g_mutex_unlock(&q->lock);
 }
 
@@ -120,8 +123,11 @@ void *bh_inflight_wait(BhInflight *q, int *ret, BhError **err)
 {
     g_assert(q->in_flight > 0);
     g_mutex_lock(&q->lock);
-    while (g_queue_is_empty(&q->done))
+    while (g_queue_is_empty(&q->done)) {
+        q->waiting = true;
         g_cond_wait(&q->cond, &q->lock);
+        q->waiting = false;
+    }
     InflightJob *j = g_queue_pop_head(&q->done);
     g_mutex_unlock(&q->lock);
 
