@@ -11,6 +11,7 @@
 
 local bh = require "blkhost"
 local cli = require "blkhost.cli"
+local cint = require "blkhost.cint"
 
 local USAGE = [==[
 Usage: blkhost bench [-c COUNT] [-d DEPTH] [-f FMT] [--flush-interval=N]
@@ -51,18 +52,11 @@ local SUFFIX_HINT = " You may use k, M, G, T, P or E suffixes for\n" ..
   "kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes."
 local INT_MAX = 2147483647
 
--- An unsigned number the way strtoul reads it with base 0 (0x hex,
--- leading 0 octal), at most max; nil if it is not one.
+-- An unsigned number as strtoul reads it (blkhost.cint), at most max;
+-- nil if it is not one.
 local function parse_ulong(s, max)
-  local n
-  if s:match("^0[xX]%x+$") then
-    n = tonumber(s:sub(3), 16)
-  elseif s:match("^0[0-7]*$") then
-    n = tonumber(s, 8)
-  elseif s:match("^[1-9]%d*$") then
-    n = math.tointeger(tonumber(s))
-  end
-  if n and n <= max then return n end
+  local n = cint.parse(s)
+  if n and n >= 0 and n <= max then return n end
 end
 
 -- A size with qemu-img's cvtnum messages ("Invalid NAME specified...").
