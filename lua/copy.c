@@ -422,9 +422,15 @@ static int copy_lua(lua_State *L)
         c.opaque = &cl;
     }
 
+    /* The progress callback runs Lua, which could close the nodes: keep
+     * them until the copy is over. */
+    bh_node_ref(c.src);
+    bh_node_ref(c.dst);
     bh_lua_driver_release();
     int r = bh_copy_run(&c, &err);
     bh_lua_driver_reacquire();
+    bh_node_unref(c.src);
+    bh_node_unref(c.dst);
     if (r < 0)
         return bh_lua_error(L, err);
     return 0;

@@ -11,7 +11,7 @@
 source "$SOURCE_ROOT/tests/tap.sh"
 need qemu-img qemu-io python3
 
-plan 15
+plan 16
 
 B=$BLKHOST
 cd "$T" || exit 1
@@ -158,6 +158,26 @@ if [ $rc -eq 0 ] && [ "$out" = copied ]; then
     ok "bh.copy: from a driver the script registered, 8 workers (no deadlock on the script lock)"
 else
     not_ok "bh.copy: from a driver the script registered"; diag "exit $rc: $out"
+fi
+
+# The progress callback closing both nodes: the copy keeps them until it
+# ends, then the last reference closes the target (its data all there).
+cat >close.lua <<'EOF'
+local bh = require "blkhost"
+local src = bh.open("src.qcow2", { format = "qcow2", readonly = true })
+bh.create("closed.qcow2", { format = "qcow2", size = src:size() })
+local dst = bh.open("closed.qcow2", { format = "qcow2" })
+bh.copy(src, dst, { workers = 4, zero_init = true,
+                    progress = function() src:close() dst:close() end })
+print(dst:closed(), src:closed())
+EOF
+out=$("$B" run close.lua 2>&1); rc=$?
+if [ $rc -eq 0 ] && [ "$out" = "true	true" ] && qemu-img compare -q src.qcow2 closed.qcow2 &&
+   qemu-img check -q closed.qcow2; then
+    ok "bh.copy: nodes closed by the progress callback stay open until the copy ends (target complete, check clean)"
+else
+    not_ok "bh.copy: nodes closed by the progress callback"; diag "exit $rc: $out"
+    diag "$(qemu-img compare src.qcow2 closed.qcow2 2>&1)"
 fi
 
 # Refused options.
