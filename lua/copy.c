@@ -102,7 +102,8 @@ static int copy_map(CopyRun *r)
         return ret;
     }
     r->map_end = r->cursor + pnum;
-    if (r->c->skip_backing && e.depth > 0)
+    if ((r->c->skip_backing && e.depth > 0) ||
+        (r->c->max_depth && (!e.present || e.depth >= r->c->max_depth)))
         r->map_kind = MAP_BACKING;
     else if (e.flags & BH_MAP_ZERO)
         r->map_kind = MAP_ZERO;
@@ -123,7 +124,7 @@ static bool copy_assign(CopyRun *r, CopySlot *s)
         /* Zeros over zeros need nothing, unless zeros are data (-S 0). */
         bool skip = r->map_kind == MAP_BACKING ||
                     (r->map_kind == MAP_ZERO && r->c->zero_init &&
-                     r->c->sparse);
+                     (r->c->sparse || r->c->zeros_as_requests));
         if (skip) {
             r->cursor += len;
             if (!copy_progress(r, len))
@@ -188,7 +189,7 @@ static bool copy_write_next(CopyRun *r, CopySlot *s)
                                len, s->buf + start, c->write_flags, s);
             return true;
         }
-        if (sparse == 0) {
+        if (sparse == 0 && !c->zeros_as_requests) {
             /* Fully allocated output: zeros are written as data. */
             s->pos = start + MIN(len, r->chunk);
             bh_inflight_submit(r->q, c->dst, BH_OP_WRITE, s->dst_off + start,
@@ -246,7 +247,7 @@ int bh_copy_run(const BhCopy *c, BhError **errp)
     r.slots = g_new0(CopySlot, c->workers);
     for (unsigned i = 0; i < c->workers; i++)
         r.slots[i].buf = g_aligned_alloc(1, r.chunk, COPY_ALIGN);
-    if (c->sparse == 0)
+    if (c->sparse == 0 && !c->zeros_as_requests)
         r.zeros = g_aligned_alloc0(1, r.chunk, COPY_ALIGN);
 
     for (;;) {
@@ -344,7 +345,11 @@ static uint64_t copy_opt_u64(lua_State *L, int idx, const char *name,
  *   sparse           zero blocks this long not written (default 4096;
  *                    0: everything written, zeros as data)
  *   zero_init        dst reads as zeros already: zeros are not written
+ *   zero_requests    areas reading as zeros become zero requests even
+ *                    with sparse 0 (data is written whole)
  *   skip_backing     what src's backing files hold is left alone
+ *   max_depth        only what the layers above this depth of src's
+ *                    chain hold is copied (1: src's own layer)
  *   chunk            bytes per read (default 2 MiB)
  *   flags            the data writes' flags, as node:write's: {fua=true}
  *   progress         function(bytes), called as pieces are done
@@ -393,7 +398,9 @@ static int copy_lua(lua_State *L)
                           "(%I)", (lua_Integer)c.sparse,
                           (lua_Integer)c.chunk);
     c.zero_init = bh_lua_opt_flag(L, 3, "zero_init", false);
+    c.zeros_as_requests = bh_lua_opt_flag(L, 3, "zero_requests", false);
     c.skip_backing = bh_lua_opt_flag(L, 3, "skip_backing", false);
+    c.max_depth = (unsigned)copy_opt_u64(L, 3, "max_depth", 0);
     lua_getfield(L, 3, "flags");
     if (!lua_isnil(L, -1)) {
         luaL_checktype(L, -1, LUA_TTABLE);

@@ -56,7 +56,12 @@ typedef struct {
     uint64_t sparse;          /* zero blocks this long are not written
                                * (aligned in dst); 0: write everything */
     bool zero_init;           /* dst reads as zeros already */
+    bool zeros_as_requests;   /* with sparse 0 too, areas reading as
+                               * zeros are zero requests (or nothing
+                               * with zero_init), not written zeros */
     bool skip_backing;        /* leave alone what src's backing holds */
+    unsigned max_depth;       /* >0: copy only what a layer of src's
+                               * chain above this depth holds (commit) */
     uint64_t chunk;           /* bytes per read (0: 2 MiB) */
     uint32_t write_flags;     /* BH_IO_* for the data writes */
     /* Called on the calling thread after each piece is done with how
