@@ -180,23 +180,10 @@ for mode in r w; do
     if ! out=$("$B" run log.lua "$mode" 2>&1); then
         not_ok "bh.bench ($mode): runs through log and delay filters"; diag "$out"; continue
     fi
-    out=$(python3 - io.log <<'PY'
-import re, sys
-ops, spans = [], []
-for line in open(sys.argv[1]):
-    m = re.search(r'(\d\d):(\d\d):([\d.]+)Z id=\d+ (\w+) offset=(0x[0-9a-f]+).*elapsed=([\d.]+)', line)
-    h, mi, s, op, off, el = m.groups()
-    end = int(h) * 3600 + int(mi) * 60 + float(s)
-    ops.append((op, int(off, 16)))
-    spans.append((end - float(el), end))
-size, count, off0, step = 4 << 20, 40, 3 << 20, 192 << 10
-want = sorted((off0 + i * step) % size for i in range(count))
-got = sorted(o for _, o in ops)
-peak = max(sum(1 for a, b in spans if a <= t < b) for t, _ in spans)
-print("ok" if got == want and len(ops) == count and 1 < peak <= 6 else "bad",
-      len(ops), "requests,", peak, "at most in flight")
-PY
-)
+    want=$(python3 -c 'print(*sorted((3 * 2**20 + i * 192 * 2**10) % 2**22 for i in range(40)))')
+    { read -r n p _; read -r got; } < <(python3 "$SOURCE_ROOT/tests/toolbox/logpeak.py" io.log)
+    out="$n requests, $p at most in flight"
+    [ "$got" = "$want" ] && [ "$n" = 40 ] && [ "$p" -gt 1 ] && [ "$p" -le 6 ] && out="ok $out"
     if [ "${out%% *}" = ok ]; then
         ok "bh.bench ($mode): 40 requests at qemu-img's offsets, depth 6 kept (${out#ok })"
     else

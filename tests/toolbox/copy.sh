@@ -35,23 +35,9 @@ bh.copy(src, dst, { workers = tonumber(arg[1]), in_order = arg[2] ~= "W",
                     progress = function(n) seen = seen + n end })
 assert(seen == src:size(), "progress saw " .. seen .. " bytes")
 EOF
-# peak LOG: "N ORDERED": most requests of LOG in flight at once, and
-# whether they started in increasing offset order.
-peak() {
-    python3 - "$1" <<'PY'
-import re, sys
-spans = []
-for line in open(sys.argv[1]):
-    m = re.search(r'(\d\d):(\d\d):([\d.]+)Z id=\d+ \w+ offset=(0x[0-9a-f]+).*elapsed=([\d.]+)', line)
-    h, mi, s, off, el = m.groups()
-    end = int(h) * 3600 + int(mi) * 60 + float(s)
-    spans.append((end - float(el), end, int(off, 16)))
-spans.sort()
-peak = max(sum(1 for a, b, _ in spans if a <= t < b) for t, _, _ in spans)
-offs = [o for _, _, o in spans]
-print(peak, "ordered" if offs == sorted(offs) else "unordered")
-PY
-}
+# peak LOG: "N ORDER": most requests of LOG in flight at once, and
+# whether they started in increasing offset order (logpeak.py).
+peak() { python3 "$SOURCE_ROOT/tests/toolbox/logpeak.py" "$1" | sed -n 1p | cut -d' ' -f2-; }
 for run in "4 in" "4 W" "1 in"; do
     set -- $run
     rm -f r.log w.log dst.raw
