@@ -112,6 +112,33 @@ static int copy_map(CopyRun *r)
     return 0;
 }
 
+/*
+ * With c->align, chunks begin and end on multiples of it in dst (or at
+ * the ends of the range), for writes that take whole units (compressed
+ * clusters).  A map area ending inside a unit ends its chunk at the unit
+ * before; one ending inside the chunk's first unit makes that unit a
+ * chunk of its own, read as data: reading through the chain gives every
+ * byte of it, whatever each part's kind.  *len and the kind returned
+ * are the chunk's.
+ */
+static int copy_align(CopyRun *r, uint64_t *len, int kind)
+{
+    const uint64_t align = r->c->align;
+    const uint64_t base = r->c->dst_offset - r->c->offset; /* src -> dst */
+    uint64_t dpos = r->cursor + base, dend = dpos + *len;
+    uint64_t dlast = r->end + base;
+    uint64_t down = dend / align * align;
+
+    if (dend == dlast || down == dend)
+        return kind;
+    if (down > dpos) {
+        *len = down - dpos;
+        return kind;
+    }
+    *len = MIN((dpos / align + 1) * align, dlast) - dpos;
+    return MAP_DATA;
+}
+
 /* Give slot s the next chunk that needs a request; false when there is
  * none left (or the walk failed).  Chunks needing nothing (the backing
  * file shows through, zeros over zeros) are counted done here. */
@@ -121,9 +148,12 @@ static bool copy_assign(CopyRun *r, CopySlot *s)
         if (r->cursor >= r->map_end && copy_map(r) < 0)
             return false;
         uint64_t len = MIN(r->map_end - r->cursor, r->chunk);
+        int kind = r->map_kind;
+        if (r->c->align)
+            kind = copy_align(r, &len, kind);
         /* Zeros over zeros need nothing, unless zeros are data (-S 0). */
-        bool skip = r->map_kind == MAP_BACKING ||
-                    (r->map_kind == MAP_ZERO && r->c->zero_init &&
+        bool skip = kind == MAP_BACKING ||
+                    (kind == MAP_ZERO && r->c->zero_init &&
                      (r->c->sparse || r->c->zeros_as_requests));
         if (skip) {
             r->cursor += len;
@@ -131,7 +161,7 @@ static bool copy_assign(CopyRun *r, CopySlot *s)
                 return false;
             continue;
         }
-        s->data = r->map_kind == MAP_DATA;
+        s->data = kind == MAP_DATA;
         s->seq = r->next_seq++;
         s->src_off = r->cursor;
         s->dst_off = r->c->dst_offset + (r->cursor - r->c->offset);
@@ -243,6 +273,8 @@ int bh_copy_run(const BhCopy *c, BhError **errp)
         .map_end = c->offset,
     };
     g_assert(c->workers >= 1);
+    if (c->align)
+        r.chunk = MAX(c->align, r.chunk / c->align * c->align);
     r.q = bh_inflight_new(c->workers);
     r.slots = g_new0(CopySlot, c->workers);
     for (unsigned i = 0; i < c->workers; i++)
@@ -296,8 +328,8 @@ static const struct {
     uint32_t flag;
 } copy_flag_names[] = {
     { "fua", BH_IO_FUA },
-#ifdef BH_IO_COMPRESS
-    { "compress", BH_IO_COMPRESS },
+#ifdef BH_IO_COMPRESSED
+    { "compress", BH_IO_COMPRESSED },
 #endif
 };
 
@@ -351,6 +383,8 @@ static uint64_t copy_opt_u64(lua_State *L, int idx, const char *name,
  *   max_depth        only what the layers above this depth of src's
  *                    chain hold is copied (1: src's own layer)
  *   chunk            bytes per read (default 2 MiB)
+ *   align            chunks start and end on multiples of it in dst
+ *                    (compressed writes take whole clusters)
  *   flags            the data writes' flags, as node:write's: {fua=true}
  *   progress         function(bytes), called as pieces are done
  * Raises the first failure after the requests in flight have ended.
@@ -393,6 +427,11 @@ static int copy_lua(lua_State *L)
     c.chunk = copy_opt_u64(L, 3, "chunk", COPY_CHUNK);
     if (c.chunk == 0 || c.chunk > (64u << 20))
         return luaL_error(L, "bh.copy: chunk must be 1 byte to 64 MiB");
+    c.align = copy_opt_u64(L, 3, "align", 0);
+    if (c.align > (64u << 20))
+        return luaL_error(L, "bh.copy: align must be at most 64 MiB");
+    if (c.align > c.chunk)
+        c.chunk = c.align;
     if (c.sparse > c.chunk)
         return luaL_error(L, "bh.copy: sparse (%I) is larger than chunk "
                           "(%I)", (lua_Integer)c.sparse,

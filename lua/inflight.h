@@ -63,6 +63,8 @@ typedef struct {
     unsigned max_depth;       /* >0: copy only what a layer of src's
                                * chain above this depth holds (commit) */
     uint64_t chunk;           /* bytes per read (0: 2 MiB) */
+    uint64_t align;           /* >0: chunks start and end on multiples
+                               * of it in dst (or at the range's ends) */
     uint32_t write_flags;     /* BH_IO_* for the data writes */
     /* Called on the calling thread after each piece is done with how
      * many bytes of the source it covered; false stops the copy (its

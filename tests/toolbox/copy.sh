@@ -11,7 +11,7 @@
 source "$SOURCE_ROOT/tests/tap.sh"
 need qemu-img qemu-io python3
 
-plan 16
+plan 17
 
 B=$BLKHOST
 cd "$T" || exit 1
@@ -164,6 +164,27 @@ if [ $rc -eq 0 ] && [ "$out" = "true	true" ] && qemu-img compare -q src.qcow2 cl
 else
     not_ok "bh.copy: nodes closed by the progress callback"; diag "exit $rc: $out"
     diag "$(qemu-img compare src.qcow2 closed.qcow2 2>&1)"
+fi
+
+# align (for writes taking whole clusters): a raw source whose data
+# areas start and end inside 64k units is written in whole 64k units.
+truncate -s 1M al.raw
+qemu-io -f raw -c "write -P 3 4k 8k" -c "write -P 4 100k 4k" -c "write -P 5 1000k 24k" al.raw >/dev/null
+cat >align.lua <<'EOF'
+local bh = require "blkhost"
+local s <close> = bh.open("al.raw", { format = "raw", readonly = true })
+bh.create("ald.raw", { format = "raw", size = s:size() })
+local d <close> = bh.open("ald.raw", { format = "raw", filters = { { "log", file = "al.log" } } })
+bh.copy(s, d, { workers = 4, align = 64 << 10, sparse = 64 << 10, zero_init = true,
+                chunk = 128 << 10 })
+EOF
+out=$("$B" run align.lua 2>&1)
+writes=$(sed -n 's/.* Write offset=\(0x[0-9a-f]*\) count=\(0x[0-9a-f]*\).*/\1 \2/p' al.log 2>/dev/null | sort | tr '\n' ' ')
+if [ -z "$out" ] && qemu-img compare -q -f raw -F raw al.raw ald.raw &&
+   [ "$writes" = "0x0 0x10000 0x10000 0x10000 0xf0000 0x10000 " ]; then
+    ok "bh.copy align=64k: data inside 64k units is written as whole units (at 0, 64k, 960k), copy identical"
+else
+    not_ok "bh.copy align=64k: whole 64k units"; diag "$out"; diag "writes: $writes"
 fi
 
 # Refused options.
