@@ -38,6 +38,9 @@ typedef struct {
     bool data;          /* read from the source; else zeros */
     uint64_t seq;       /* chunk number, for in-order writes */
     uint64_t src_off, dst_off, len;
+    uint64_t wlen;      /* bytes written: len, or with the zeros that
+                         * complete the range's last unit (align) */
+    bool plain;         /* written without c->write_flags */
     uint64_t pos;       /* bytes of the chunk written (or skipped) */
     uint8_t *buf;
 } CopySlot;
@@ -48,6 +51,7 @@ typedef struct {
     CopySlot *slots;
     uint64_t chunk;
     uint64_t cursor, end;       /* source bytes not yet given to a slot */
+    uint64_t dst_size;
     uint64_t map_end;           /* the cached map entry: [.., map_end) */
     int map_kind;               /* MAP_* below */
     uint64_t next_seq, next_write;
@@ -129,14 +133,41 @@ static int copy_align(CopyRun *r, uint64_t *len, int kind)
     uint64_t dlast = r->end + base;
     uint64_t down = dend / align * align;
 
-    if (dend == dlast || down == dend)
+    if (down == dend)
         return kind;
     if (down > dpos) {
+        /* Up to the last whole unit; the rest (at the range's end too:
+         * its last unit is a chunk apart, copy_last_unit) comes next. */
         *len = down - dpos;
         return kind;
     }
+    if (dend == dlast)
+        return kind;
     *len = MIN((dpos / align + 1) * align, dlast) - dpos;
     return MAP_DATA;
+}
+
+/*
+ * The range's last unit (align) when it stops short of a unit boundary
+ * and of dst's end (a source whose size is not a multiple of 512 in a
+ * target rounded up): a target that reads as zeros gets the unit whole,
+ * completed with zeros it holds already; another gets the bytes written
+ * as they are, without the flags (a compressed write would be refused).
+ */
+static void copy_last_unit(CopyRun *r, CopySlot *s)
+{
+    const uint64_t align = r->c->align;
+    uint64_t dend = s->dst_off + s->len;
+    uint64_t unit_end = MIN((dend + align - 1) / align * align, r->dst_size);
+
+    if (dend % align == 0 || unit_end <= dend)
+        return;
+    if (r->c->zero_init) {
+        s->wlen = unit_end - s->dst_off;
+        memset(s->buf + s->len, 0, (size_t)(s->wlen - s->len));
+    } else {
+        s->plain = true;
+    }
 }
 
 /* Give slot s the next chunk that needs a request; false when there is
@@ -165,9 +196,12 @@ static bool copy_assign(CopyRun *r, CopySlot *s)
         s->seq = r->next_seq++;
         s->src_off = r->cursor;
         s->dst_off = r->c->dst_offset + (r->cursor - r->c->offset);
-        s->len = len;
+        s->len = s->wlen = len;
+        s->plain = false;
         s->pos = 0;
         r->cursor += len;
+        if (r->c->align && r->cursor == r->end)
+            copy_last_unit(r, s);
         if (s->data) {
             s->state = SLOT_READING;
             bh_inflight_submit(r->q, r->c->src, BH_OP_READ, s->src_off, len,
@@ -187,21 +221,21 @@ static bool copy_write_next(CopyRun *r, CopySlot *s)
     const BhCopy *c = r->c;
     const uint64_t sparse = c->sparse;
 
-    while (s->pos < s->len) {
+    while (s->pos < s->wlen) {
         uint64_t start = s->pos, pos = s->pos;
         bool zero = false;
 
         if (!s->data) {
-            pos = s->len;
+            pos = s->wlen;
             zero = true;
         } else if (sparse == 0) {
-            pos = s->len;
+            pos = s->wlen;
         } else {
             /* Blocks end at multiples of sparse in the target; a run
              * goes on while the blocks are of its kind. */
-            for (bool first = true; pos < s->len; first = false) {
+            for (bool first = true; pos < s->wlen; first = false) {
                 uint64_t abs = s->dst_off + pos;
-                uint64_t bend = MIN(s->len, (abs / sparse + 1) * sparse -
+                uint64_t bend = MIN(s->wlen, (abs / sparse + 1) * sparse -
                                     s->dst_off);
                 bool z = bend - pos == sparse &&
                          copy_is_zero(s->buf + pos, (size_t)sparse);
@@ -213,17 +247,18 @@ static bool copy_write_next(CopyRun *r, CopySlot *s)
             }
         }
         uint64_t len = pos - start;
+        uint32_t flags = s->plain ? 0 : c->write_flags;
         s->pos = pos;
         if (!zero) {
             bh_inflight_submit(r->q, c->dst, BH_OP_WRITE, s->dst_off + start,
-                               len, s->buf + start, c->write_flags, s);
+                               len, s->buf + start, flags, s);
             return true;
         }
         if (sparse == 0 && !c->zeros_as_requests) {
             /* Fully allocated output: zeros are written as data. */
             s->pos = start + MIN(len, r->chunk);
             bh_inflight_submit(r->q, c->dst, BH_OP_WRITE, s->dst_off + start,
-                               s->pos - start, r->zeros, c->write_flags, s);
+                               s->pos - start, r->zeros, flags, s);
             return true;
         }
         if (!c->zero_init) {
@@ -273,14 +308,17 @@ int bh_copy_run(const BhCopy *c, BhError **errp)
         .map_end = c->offset,
     };
     g_assert(c->workers >= 1);
+    int64_t dst_size = bh_node_size(c->dst);
+    r.dst_size = dst_size > 0 ? (uint64_t)dst_size : 0;
     if (c->align)
         r.chunk = MAX(c->align, r.chunk / c->align * c->align);
     r.q = bh_inflight_new(c->workers);
     r.slots = g_new0(CopySlot, c->workers);
+    /* A chunk may grow by the zeros completing the last unit (align). */
     for (unsigned i = 0; i < c->workers; i++)
-        r.slots[i].buf = g_aligned_alloc(1, r.chunk, COPY_ALIGN);
+        r.slots[i].buf = g_aligned_alloc(1, r.chunk + c->align, COPY_ALIGN);
     if (c->sparse == 0 && !c->zeros_as_requests)
-        r.zeros = g_aligned_alloc0(1, r.chunk, COPY_ALIGN);
+        r.zeros = g_aligned_alloc0(1, r.chunk + c->align, COPY_ALIGN);
 
     for (;;) {
         bool moved;

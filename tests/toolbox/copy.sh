@@ -11,7 +11,7 @@
 source "$SOURCE_ROOT/tests/tap.sh"
 need qemu-img qemu-io python3
 
-plan 17
+plan 18
 
 B=$BLKHOST
 cd "$T" || exit 1
@@ -185,6 +185,32 @@ if [ -z "$out" ] && qemu-img compare -q -f raw -F raw al.raw ald.raw &&
     ok "bh.copy align=64k: data inside 64k units is written as whole units (at 0, 64k, 960k), copy identical"
 else
     not_ok "bh.copy align=64k: whole 64k units"; diag "$out"; diag "writes: $writes"
+fi
+
+# align, the range's last unit short of a boundary and of dst's end (a
+# 70000-byte source in a 70144-byte target): completed with zeros into
+# a whole write when dst reads as zeros, else written without the flags
+# (a compressed write would be refused), the whole units before it apart.
+head -c 70000 /dev/urandom >odd.raw
+cat >odd.lua <<'EOF'
+local bh = require "blkhost"
+local s <close> = bh.open("odd.raw", { format = "raw", readonly = true })
+for _, zi in ipairs{ true, false } do
+  local name = zi and "oddz.raw" or "oddn.raw"
+  bh.create(name, { format = "raw", size = 70144 })
+  local d <close> = bh.open(name, { format = "raw", filters = { { "log", file = name .. ".log" } } })
+  bh.copy(s, d, { align = 64 << 10, sparse = 64 << 10, zero_init = zi, flags = { fua = true } })
+end
+EOF
+out=$("$B" run odd.lua 2>&1)
+wz=$(sed -n 's/.* Write \(offset=.*flags=[a-z0-9]*\).*/\1/p' oddz.raw.log 2>/dev/null | sort | tr '\n' ';')
+wn=$(sed -n 's/.* Write \(offset=.*flags=[a-z0-9]*\).*/\1/p' oddn.raw.log 2>/dev/null | sort | tr '\n' ';')
+if [ -z "$out" ] && cmp -s -n 70000 odd.raw oddz.raw && cmp -s -n 70000 odd.raw oddn.raw &&
+   [ "$wz" = "offset=0x0 count=0x10000 flags=fua;offset=0x10000 count=0x1200 flags=fua;" ] &&
+   [ "$wn" = "offset=0x0 count=0x10000 flags=fua;offset=0x10000 count=0x1170 flags=0;" ]; then
+    ok "bh.copy align: a short last unit is completed with zeros over a zero target, else written without the flags"
+else
+    not_ok "bh.copy align: a short last unit"; diag "$out"; diag "zero_init: $wz"; diag "other: $wn"
 fi
 
 # Refused options.
