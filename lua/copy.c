@@ -13,7 +13,8 @@
  * a chunk, blocks of `sparse` zero bytes (aligned in the target) are not
  * written, or become zero requests when the target does not read as
  * zeros; neighbouring blocks of a kind go out as one request, one after
- * the other.
+ * the other.  With `align` (compressed writes take whole clusters) chunks
+ * start and end on multiples of it in the target.
  *
  * Everything but the requests themselves runs on the calling thread: the
  * map walk, the zero scan, the progress callback.  The Lua binding lets
