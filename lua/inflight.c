@@ -9,6 +9,8 @@
 
 #include "inflight.h"
 
+#define INFLIGHT_THREADS 64u
+
 struct BhInflight {
     GThreadPool *pool;
     GMutex lock;
@@ -74,8 +76,11 @@ BhInflight *bh_inflight_new(unsigned depth)
     g_cond_init(&q->cond);
     g_queue_init(&q->done);
     /* Threads of their own (exclusive): blocked calls must not wait for
-     * threads another user of GLib's shared pool holds. */
-    q->pool = g_thread_pool_new(inflight_run, NULL, (gint)MAX(depth, 1u),
+     * threads another user of GLib's shared pool holds.  At most
+     * INFLIGHT_THREADS, as qemu's thread pool: a deeper queue (bench -d
+     * 1000) waits in the pool's queue rather than making a thread each. */
+    q->pool = g_thread_pool_new(inflight_run, NULL,
+                                (gint)CLAMP(depth, 1u, INFLIGHT_THREADS),
                                 TRUE, NULL);
     return q;
 }

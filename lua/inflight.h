@@ -8,7 +8,7 @@
  *
  * Each request runs as the ordinary blocking call (bh_node_pread & co.)
  * on one of the threads of the BhInflight, as many as requests may be in
- * flight; its result is queued, and the thread that submitted collects
+ * flight up to 64 (qemu's thread pool's size; more wait their turn); its result is queued, and the thread that submitted collects
  * results with bh_inflight_wait and does all the work after them, so
  * code that must run on one thread (Lua) runs there only.
  *
