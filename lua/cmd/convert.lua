@@ -93,7 +93,8 @@ end
 -- flight (bh.copy: the map walk, the reads and the sparse writes run in
 -- C; only progress comes back here).  With a backing file on the target,
 -- areas the source's top layer does not hold are left alone: the backing
--- file shows through them.  c.flags go with every data write.
+-- file shows through them.  c.flags go with every data write; c.align
+-- keeps chunks on whole units (compressed clusters).
 local function copy(sources, target, c, p, total)
   local base = 0
   local function advance(n) p:add(n / total * 100) end
@@ -101,7 +102,7 @@ local function copy(sources, target, c, p, total)
     bh.copy(src, target, { target_offset = base, workers = c.workers,
                            in_order = c.in_order, sparse = c.sparse,
                            zero_init = c.zero_init, skip_backing = c.backing,
-                           chunk = c.chunk, flags = c.flags,
+                           chunk = c.chunk, flags = c.flags, align = c.align,
                            progress = total > 0 and advance or nil })
     base = base + src:size()
   end
