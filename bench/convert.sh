@@ -12,9 +12,10 @@
 # the source's first quarter of each data MiB is text, which compresses,
 # the rest random, which does not and is written plainly by both), and an
 # overlay on that qcow2 (1 MiB written every 64 MiB by qemu-io) -> raw,
-# the backing chain flattened.  Both use their defaults (qemu-img: 8
-# coroutines, cache=writeback; blkhost: one request at a time) and end
-# with a flush.  Each row runs BENCH_REPEAT (default 3) times per tool and
+# the backing chain flattened.  Both use their defaults (8 requests in
+# flight, -m 8; writes in order) and end with a flush; BENCH_CONVERT_OPTS
+# (e.g. "-W" or "-m 16 -W") are given to both.  Each row runs
+# BENCH_REPEAT (default 3) times per tool and
 # keeps the best; the results are checked with qemu-img compare.  Prints
 # seconds and the ratio blkhost/qemu-img (below 1: blkhost is faster).
 set -u
@@ -23,6 +24,7 @@ BUILD=${1:-$SRC/build}
 BLKHOST=$BUILD/lua/blkhost
 : "${BENCH_SIZE:=4G}"
 : "${BENCH_REPEAT:=3}"
+: "${BENCH_CONVERT_OPTS:=}"
 export PATH="/usr/bin:$PATH"
 command -v qemu-img >/dev/null || { echo "bench/convert.sh: qemu-img is not installed" >&2; exit 1; }
 [ -x "$BLKHOST" ] || { echo "bench/convert.sh: no $BLKHOST (build first)" >&2; exit 1; }
@@ -66,17 +68,17 @@ seconds() {
 min() { if [ "$1" = fail ] || [ "$2" = fail ]; then echo fail;
         elif [ "$(echo "$1 < $2" | bc -l)" = 1 ]; then echo "$1"; else echo "$2"; fi; }
 
-printf "%-16s %12s %12s %10s\n" "$BENCH_SIZE, half data" "blkhost s" "qemu-img s" "ratio"
+printf "%-16s %12s %12s %10s\n" "$BENCH_SIZE, half data" "blkhost s" "qemu-img s" "ratio${BENCH_CONVERT_OPTS:+ ($BENCH_CONVERT_OPTS)}"
 # row NAME FMT SOURCE EXT [ARGS...]: both tools convert SOURCE to FMT,
-# with the extra convert ARGS (-c).
+# with the extra convert ARGS (-c) and BENCH_CONVERT_OPTS.
 row() {
     local name=$1 fmt=$2 in=$3 ext=$4 b=999999 q=999999 i
     shift 4
     for i in $(seq 1 "$BENCH_REPEAT"); do
         rm -f "$D/b.$ext" "$D/q.$ext"
-        b=$(min "$b" "$(seconds "$BLKHOST" convert "$@" -O "$fmt" "$in" "$D/b.$ext")")
+        b=$(min "$b" "$(seconds "$BLKHOST" convert $BENCH_CONVERT_OPTS "$@" -O "$fmt" "$in" "$D/b.$ext")")
         rm -f "$D/q.$ext"
-        q=$(min "$q" "$(seconds qemu-img convert "$@" -O "$fmt" "$in" "$D/q.$ext")")
+        q=$(min "$q" "$(seconds qemu-img convert $BENCH_CONVERT_OPTS "$@" -O "$fmt" "$in" "$D/q.$ext")")
     done
     if [ "$b" = fail ] || [ "$q" = fail ]; then
         printf "%-16s failed: %s\n" "$name" "$(cat "$D/err")"

@@ -137,6 +137,11 @@ bool bh_lua_served_clients(lua_State *L, BhNode *bs, lua_Integer *clients);
 /* timer.c: bh.timer (every, after, now; at from blkhost/timer.lua). */
 void bh_lua_open_timer(lua_State *L, int module_index);
 
+/* copy.c: bh.copy (the engine behind convert, inflight.h). */
+void bh_lua_open_copy(lua_State *L, int module_index);
+/* bench.c: bh.bench (qemu-img bench's request loop). */
+void bh_lua_open_bench(lua_State *L, int module_index);
+
 /* driver.c: bh.driver.register and *.lua driver files. */
 void bh_lua_open_driver(lua_State *L, int module_index);
 /* Load and register a Lua driver file (bh.plugin.load("x.lua")). */

@@ -182,6 +182,8 @@ static const struct {
     { "served", bh_lua_open_served },
     { "control", bh_lua_open_control },
     { "driver", bh_lua_open_driver },
+    { "copy", bh_lua_open_copy },
+    { "bench", bh_lua_open_bench },
 };
 
 int luaopen_blkhost(lua_State *L)

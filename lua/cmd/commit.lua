@@ -13,7 +13,6 @@
 
 local bh = require "blkhost"
 local cli = require "blkhost.cli"
-local blockmap = require "blkhost.blockmap"
 local chain = require "blkhost.chain"
 local progress = require "blkhost.progress"
 
@@ -36,8 +35,6 @@ then empty IMAGE (it then reads its backing file's data through).
   -h, --help      this text
 ]==]
 
-local IO_BUF = 2 * 1024 * 1024
-
 local realpath = chain.realpath
 
 -- Index in layers (top first) of the image base names, or nil: the name
@@ -55,19 +52,15 @@ local function find_base(layers, base)
   end
 end
 
--- Copy into base what top holds above depth (the base's layer).
+-- Copy into base what top holds above depth (the base's layer), with
+-- bh.copy's requests in flight: data as it is, zeros as zero requests.
 local function copy_down(top, base, depth, p)
-  local size = top:size()
-  blockmap.each(top, 0, size, IO_BUF, function(off, n, e)
-    if e.present and e.depth < depth then
-      if e.zero then
-        base:zero(off, n, { may_unmap = true })
-      else
-        base:write(off, top:read(off, n))
-      end
-    end
-    if off + n < size then p:set((off + n) / size * 100) end
-  end)
+  local size, done = top:size(), 0
+  bh.copy(top, base, { max_depth = depth, sparse = 0, zero_requests = true,
+                       progress = function(n)
+    done = done + n
+    if done < size then p:set(done / size * 100) end
+  end })
 end
 
 return cli.run("commit", USAGE, function(args)

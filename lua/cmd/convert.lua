@@ -8,13 +8,13 @@
 -- Every option, the sources and the target's creation options are
 -- checked before the target is created, so a refused convert leaves an
 -- existing TARGET byte-identical and makes no new file.  A convert that
--- fails later removes TARGET if it made it.  The copy walks the sources'
--- maps (node:map): areas that read as zeros are not read, and zero runs of
--- -S bytes inside data are not written either, so the target stays sparse.
+-- fails later removes TARGET if it made it.  The copy (bh.copy, -m
+-- requests in flight) walks the sources' maps: areas that read as zeros
+-- are not read, and zero runs of -S bytes inside data are not written
+-- either, so the target stays sparse.
 
 local bh = require "blkhost"
 local cli = require "blkhost.cli"
-local blockmap = require "blkhost.blockmap"
 local chain = require "blkhost.chain"
 local createopts = require "blkhost.createopts"
 local progress = require "blkhost.progress"
@@ -41,8 +41,10 @@ created.
                   not written)
   -S SIZE         zero runs this long (a multiple of 512; default 4k) are
                   not written; 0 writes everything (fully allocated)
-  -m N            parallel requests, 1 to 16 (default 8; see below)
-  -W              allow out-of-order writes
+  -m N            requests in flight, 1 to 16 (default 8)
+  -W              allow out-of-order writes (without it, reads run ahead
+                  but the target is written in order, one request at a
+                  time, as qemu-img does)
   -c              compress TARGET's data clusters (qcow2: zlib, or zstd
                   with -o compression_type=zstd); clusters that do not
                   shrink are written as they are
@@ -53,13 +55,8 @@ created.
   -T CACHE        the sources' cache mode
   -U              open sources another process is writing
   -h, --help      this text
-
-The Lua API does blocking I/O only, so requests run one at a time
-whatever -m says; -m and -W are checked and accepted for qemu-img's
-command lines.
 ]==]
 
-local IO_BUF = 2 * 1024 * 1024 -- bytes read at a time
 local SUFFIX_HINT = " You may use k, M, G, T, P or E suffixes for\n" ..
   "kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes."
 
@@ -93,89 +90,22 @@ local function exists(path)
   return false
 end
 
-local zeros = blockmap.zeros
-
--- Write data (for target offset off) into target, leaving out
--- sparse-sized blocks of zeros (aligned to sparse in the target): those
--- are skipped when the target reads as zeros already, else zeroed.
--- Neighbouring blocks of a kind go out as one request.
-local function write_sparse(target, off, data, sparse, zero_init)
-  if sparse == 0 then
-    target:write(off, data)
-    return
-  end
-  local len = #data
-  local run_start, run_zero -- pending run: first byte (0-based), kind
-  local function flush_run(upto)
-    if run_start and run_zero then
-      if not zero_init then target:zero(off + run_start, upto - run_start, { may_unmap = true }) end
-    elseif run_start then
-      -- The whole buffer is the common case: no copy then.
-      target:write(off + run_start, (run_start == 0 and upto == len) and data
-                   or data:sub(run_start + 1, upto))
-    end
-    run_start = nil
-  end
-  -- nonzero: 1-based position of the first non-zero byte at or after the
-  -- block being looked at (len + 1: none).  string.find scans in C and
-  -- each byte is scanned once, whatever the block size.
-  local nonzero = 0
-  local pos = 0
-  while pos < len do
-    -- Blocks end at multiples of sparse in the target.
-    local block_end = math.min(len, ((off + pos) // sparse + 1) * sparse - off)
-    if nonzero <= pos then nonzero = data:find("[^\0]", pos + 1) or len + 1 end
-    local zero = block_end - pos == sparse and nonzero > block_end
-    if run_start and run_zero ~= zero then flush_run(pos) end
-    if not run_start then run_start, run_zero = pos, zero end
-    pos = block_end
-  end
-  flush_run(len)
-end
-
--- Write len bytes of zeros at off: nothing if the target reads as zeros,
--- a write of zeros when fully allocating (-S 0), else a zero request.
-local function write_zeros(target, off, len, sparse, zero_init)
-  if sparse == 0 then
-    while len > 0 do
-      local n = math.min(len, IO_BUF)
-      target:write(off, zeros(n))
-      off, len = off + n, len - n
-    end
-  elseif not zero_init then
-    target:zero(off, len, { may_unmap = true })
-  end
-end
-
--- Copy every source into target, end to end.  With a backing file on the
--- target, areas the source's top layer does not hold are left alone: the
--- backing file shows through them.
+-- Copy every source into target, end to end, with c.workers requests in
+-- flight (bh.copy: the map walk, the reads and the sparse writes run in
+-- C; only progress comes back here).  With a backing file on the target,
+-- areas the source's top layer does not hold are left alone: the backing
+-- file shows through them.  c.flags go with every data write; c.align
+-- keeps chunks on whole units (compressed clusters).
 local function copy(sources, target, c, p, total)
   local base = 0
+  local function advance(n) p:add(n / total * 100) end
   for _, src in ipairs(sources) do
-    local size = src:size()
-    local walk = blockmap.walker(src)
-    local off = 0
-    while off < size do
-      local e = walk:at(off)
-      local len = math.min(e.start + e.length - off, IO_BUF)
-      local kind
-      if c.backing and e.depth > 0 then
-        kind = "backing"
-      elseif e.zero then
-        kind = "zero"
-      else
-        kind = "data"
-      end
-      if kind == "zero" then
-        write_zeros(target, base + off, len, c.sparse, c.zero_init)
-      elseif kind == "data" then
-        write_sparse(target, base + off, src:read(off, len), c.sparse, c.zero_init)
-      end
-      off = off + len
-      if total > 0 then p:add(len / total * 100) end
-    end
-    base = base + size
+    bh.copy(src, target, { target_offset = base, workers = c.workers,
+                           in_order = c.in_order, sparse = c.sparse,
+                           zero_init = c.zero_init, skip_backing = c.backing,
+                           chunk = c.chunk, flags = c.flags, align = c.align,
+                           progress = total > 0 and advance or nil })
+    base = base + src:size()
   end
   target:flush()
 end
@@ -191,101 +121,6 @@ local function check_compress(format, copts)
   if copts.preallocation and copts.preallocation ~= "off" then
     cli.fail("Compression and preallocation not supported at the same time")
   end
-end
-
--- -c: the target seen through a writer that compresses.  Compressed
--- writes take whole clusters (the last one may end at the image's end), so
--- the pieces of a cluster wait until it is whole; the copy then hands
--- every byte over (it runs with -S 0), and clusters of zeros are left out
--- here when the target reads as zeros (zero_init) and -S is not 0 (sparse),
--- as qemu-img leaves out zero buffers.  Clusters still incomplete at the
--- flush (the image's last one, when the size was rounded up to 512; the
--- backing file's areas with -B) are completed with zeros and compressed
--- when the target reads as zeros, else written as they are.
-local function compressing(node, zero_init, sparse)
-  local cs = node:info()["cluster-size"] or 65536
-  local size = node:size()
-  local pending = {} -- cluster index -> { have = bytes, parts = { {at, data} } }
-  local w = setmetatable({}, { __index = function(_, k)
-    return function(_, ...) return node[k](node, ...) end
-  end })
-
-  -- Clusters from off (aligned); the last may be the image's partial one.
-  -- Runs of clusters that are not all zeros go out as one compressed
-  -- write; with -S, runs of zero clusters are skipped (zero_init) or
-  -- zeroed, as qemu-img does with zero buffers.
-  local function whole(off, data)
-    local len = #data
-    if sparse and data == zeros(len) then
-      if not zero_init then node:zero(off, len, { may_unmap = true }) end
-      return
-    end
-    local nz = 0 -- the first non-zero byte at or after the cluster looked at
-    local function zero_at(p)
-      if not sparse then return false end
-      if nz < p then nz = data:find("[^\0]", p) or len + 1 end
-      return nz > math.min(p + cs - 1, len)
-    end
-    local pos, z = 1, zero_at(1)
-    while pos <= len do
-      local first, kind = pos, z
-      repeat
-        pos = pos + cs
-        z = pos <= len and zero_at(pos)
-      until pos > len or z ~= kind
-      local n = math.min(pos, len + 1) - first
-      if not kind then
-        node:write(off + first - 1, n == len and data or data:sub(first, first + n - 1),
-                   { compress = true })
-      elseif not zero_init then
-        node:zero(off + first - 1, n, { may_unmap = true })
-      end
-    end
-  end
-
-  local function piece(off, data) -- inside one cluster
-    local ci = off // cs
-    local c = pending[ci] or { have = 0, parts = {} }
-    pending[ci] = c
-    c.parts[#c.parts + 1] = { off - ci * cs, data }
-    c.have = c.have + #data
-    if c.have < math.min(cs, size - ci * cs) then return end
-    pending[ci] = nil
-    table.sort(c.parts, function(a, b) return a[1] < b[1] end)
-    local buf = {}
-    for i, part in ipairs(c.parts) do buf[i] = part[2] end
-    whole(ci * cs, table.concat(buf))
-  end
-
-  function w.write(_, off, data)
-    local len = #data
-    local a = math.min(len, (cs - off % cs) % cs) -- up to a cluster boundary
-    local b = a + (len - a) // cs * cs            -- whole clusters after it
-    if a > 0 then piece(off, data:sub(1, a)) end
-    if b > a then whole(off + a, (a == 0 and b == len) and data or data:sub(a + 1, b)) end
-    if b < len then piece(off + b, data:sub(b + 1)) end
-  end
-
-  function w.flush()
-    for ci, c in pairs(pending) do
-      if zero_init then
-        table.sort(c.parts, function(a, b) return a[1] < b[1] end)
-        local buf, at = {}, 0
-        for _, part in ipairs(c.parts) do
-          buf[#buf + 1] = zeros(part[1] - at)
-          buf[#buf + 1] = part[2]
-          at = part[1] + #part[2]
-        end
-        buf[#buf + 1] = zeros(math.min(cs, size - ci * cs) - at)
-        whole(ci * cs, table.concat(buf))
-      else
-        for _, part in ipairs(c.parts) do node:write(ci * cs + part[1], part[2]) end
-      end
-    end
-    pending = {}
-    node:flush()
-  end
-  return w
 end
 
 return cli.run("convert", USAGE, function(args)
@@ -320,7 +155,7 @@ return cli.run("convert", USAGE, function(args)
   -- Options alone.
   if o.compress then check_compress(format, copts) end
   local sparse = o["sparse-size"] and parse_sparse(o["sparse-size"]) or 4096
-  if o.parallel then parse_workers(o.parallel) end
+  local workers = o.parallel and parse_workers(o.parallel) or 8
   if #rest < 2 then cli.usage_error("Must specify image file name") end
   local target_name = table.remove(rest)
   if o["target-is-zero"] and not o["no-create"] then
@@ -417,13 +252,18 @@ return cli.run("convert", USAGE, function(args)
     local zero_init = (o["target-is-zero"] or not o["no-create"]) and
                       not o.backing and not copts.backing_file
     local p = progress.new{ enabled = o.progress and not o.quiet or false, min_skip = 1 }
-    local copy_sparse = sparse
+    local c = { sparse = sparse, zero_init = zero_init, workers = workers,
+                in_order = not o["out-of-order"],
+                backing = o.backing ~= nil or copts.backing_file ~= nil }
     if o.compress then
-      target, copy_sparse = compressing(target, zero_init, sparse ~= 0), 0
+      -- Compressed writes take whole clusters: the copy keeps its chunks
+      -- on cluster boundaries and skips (or zeroes) whole zero clusters,
+      -- as qemu-img leaves out zero buffers; -S 0 compresses everything.
+      local cs = target:info()["cluster-size"] or 65536
+      c.flags, c.align = { compress = true }, cs
+      c.sparse = sparse ~= 0 and cs or 0
     end
-    copy(sources, target, { sparse = copy_sparse, zero_init = zero_init,
-                            backing = o.backing ~= nil or copts.backing_file ~= nil },
-         p, total)
+    copy(sources, target, c, p, total)
     p:set(100)
     p:finish()
   end)

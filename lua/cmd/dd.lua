@@ -14,7 +14,6 @@
 
 local bh = require "blkhost"
 local cli = require "blkhost.cli"
-local blockmap = require "blkhost.blockmap"
 local chain = require "blkhost.chain"
 local progress = require "blkhost.progress"
 
@@ -39,7 +38,6 @@ img's rule), or to INPUT's end.  Sizes take k, M, G, T, P, E suffixes.
   -h, --help      this text
 ]==]
 
-local IO_BUF = 2 * 1024 * 1024
 local INT_MAX = 2147483647
 local SIZE_HINT = " You may use k, M, G, T, P or E suffixes for\n" ..
   "kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes."
@@ -53,15 +51,14 @@ local function number(key, v)
 end
 
 -- Copy [from, to) of input to output at 0, leaving out areas that read
--- as zeros.
+-- as zeros (output is new), with bh.copy's requests in flight.
 local function copy(input, output, from, to, p)
-  blockmap.each(input, from, to, IO_BUF, function(off, n, e)
-    if not e.zero then
-      local data = input:read(off, n)
-      if data ~= blockmap.zeros(n) then output:write(off - from, data) end
-    end
-    if off + n < to then p:set((off + n - from) / (to - from) * 100) end
-  end)
+  local done = 0
+  bh.copy(input, output, { offset = from, length = to - from, target_offset = 0,
+                           zero_init = true, progress = function(n)
+    done = done + n
+    if done < to - from then p:set(done / (to - from) * 100) end
+  end })
   output:flush()
 end
 

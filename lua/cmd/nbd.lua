@@ -128,20 +128,7 @@ local AIO = { threads = true, native = true, io_uring = true }
 local fail = cli.fail
 
 -- A C-style integer: decimal, 0x hex or 0 octal, optional sign.
-local function parse_int(s)
-  local sign, body = s:match("^%s*([+-]?)(.+)$")
-  if not body then return nil end
-  local v
-  if body:match("^0[xX]%x+$") then
-    v = tonumber(body:sub(3), 16)
-  elseif body:match("^0[0-7]+$") then
-    v = tonumber(body, 8)
-  elseif body:match("^%d+$") then
-    v = math.tointeger(tonumber(body))
-  end
-  if not v then return nil end
-  return sign == "-" and -v or v
-end
+local parse_int = require("blkhost.cint").parse
 
 -- Options that may be given once (qemu-nbd's rule), as one value.
 local function once(list, message)

@@ -6,7 +6,7 @@
 source "$SOURCE_ROOT/tests/tap.sh"
 need man
 
-cmds=(info map compare convert check resize rebase commit measure dd vmstate amend)
+cmds=(info map compare convert check resize rebase commit measure dd vmstate amend bench)
 plan $((3 * ${#cmds[@]}))
 
 cd "$T" || exit 1
