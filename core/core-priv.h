@@ -21,6 +21,7 @@ typedef struct {
 
 struct BhNode {
     gint refcnt;
+    gint req_refs;            /* of refcnt, those heap requests hold */
     const BhPluginRecord *plugin;
     const BhDriver *drv;
     void *opaque;
@@ -107,6 +108,9 @@ void bh_request_run_on_pool(BhRequest *req);
 /* The end of a heap request: the caller's callback, the node's in-flight
  * count, the memory. */
 void bh_request_finish(BhRequest *req, int ret);
+/* Whether this thread is inside a request's callback (bh_node_unref must
+ * not wait for requests there: it may be one of them). */
+bool bh_request_in_callback(void);
 
 /* ---- io.c ---- */
 /* Everything a request goes through, run on this thread: checks,

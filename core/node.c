@@ -442,10 +442,41 @@ BhNode *bh_node_ref(BhNode *bs)
     return bs;
 }
 
+/*
+ * A caller that drops its reference as soon as its last request's callback
+ * has run would leave the last reference to that request, which lets go
+ * of it a moment later, on another thread: the close (a flush, the file's
+ * lock) would then come late, on the core's pool.  So when every other
+ * holder of bs is a request (request_release_node in request.c), wait for
+ * them to let go first.  Not inside a callback: that request may be one
+ * of them.
+ */
+static void node_wait_requests(BhNode *bs)
+{
+    gulong us = 20;
+
+    if (bh_request_in_callback())
+        return;
+    for (;;) {
+        gint r = g_atomic_int_get(&bs->req_refs);
+        if (r == 0 || g_atomic_int_get(&bs->refcnt) - r > 1)
+            return;
+        g_usleep(us);
+        us = MIN(us * 2, 2000);
+    }
+}
+
 void bh_node_unref(BhNode *bs)
 {
-    if (!bs || !g_atomic_int_dec_and_test(&bs->refcnt))
+    if (!bs)
         return;
+    node_wait_requests(bs);
+    if (!g_atomic_int_dec_and_test(&bs->refcnt))
+        return;
+    /* A request that has just dropped its reference may still be about
+     * to lower req_refs, its last touch of bs. */
+    while (g_atomic_int_get(&bs->req_refs) > 0)
+        g_thread_yield();
     g_mutex_lock(&open_nodes_lock);      /* leave the registry above */
     if (open_nodes)
         g_ptr_array_remove(open_nodes, bs);

@@ -55,6 +55,7 @@ BhRequest *bh_request_new(BhNode *bs, BhOp op, uint64_t offset, uint64_t len,
     BhRequest *req = g_new(BhRequest, 1);
 
     bh_request_init(req, bh_node_ref(bs), op, offset, len, NULL, flags);
+    g_atomic_int_inc(&bs->req_refs);
     req->iov = NULL;
     if (niov == 1) {
         req->iov_one = iov[0];
@@ -76,6 +77,14 @@ BhRequest *bh_request_new(BhNode *bs, BhOp op, uint64_t offset, uint64_t len,
  * the node's last reference, closing the node would have the driver stop
  * and join that very thread.  So the last reference goes to the pool, as
  * a request with no op; any other is dropped here.
+ *
+ * The request's callback has run by now, so its caller may already be
+ * dropping its own reference: bh_node_unref waits while the only other
+ * holders are requests (bs->req_refs), so that the caller's is the last
+ * and the node closes on the caller's thread, at once (a close put off to
+ * the pool would run after the caller reopens the file and finds it
+ * locked, or never if the process exits first, losing a qcow2 flush).
+ * Hence the order: refcnt first, req_refs last, the last touch of bs.
  */
 static void request_release_node(BhNode *bs)
 {
@@ -84,12 +93,22 @@ static void request_release_node(BhNode *bs)
         if (n <= 1) {
             BhRequest *last = g_new0(BhRequest, 1);
             last->bs = bs;
+            /* The pool's unref is the node's last: nobody else waits. */
+            g_atomic_int_add(&bs->req_refs, -1);
             bh_request_run_on_pool(last);
             return;
         }
         if (g_atomic_int_compare_and_exchange(&bs->refcnt, n, n - 1))
-            return;
+            break;
     }
+    g_atomic_int_add(&bs->req_refs, -1);
+}
+
+static __thread int callback_depth;
+
+bool bh_request_in_callback(void)
+{
+    return callback_depth > 0;
 }
 
 void bh_request_finish(BhRequest *req, int ret)
@@ -114,8 +133,11 @@ void bh_request_finish(BhRequest *req, int ret)
         bh_request_complete(parent, ret);
         return;
     }
-    if (req->done)
+    if (req->done) {
+        callback_depth++;
         req->done(req->opaque, ret, req->err);
+        callback_depth--;
+    }
     bh_drain_leave(bs);
     if (req->err)
         bh_error_free(req->err);
