@@ -12,6 +12,7 @@
 
 local bh = require "blkhost"
 local cli = require "blkhost.cli"
+local imageopts = require "blkhost.imageopts"
 
 local USAGE = [==[
 Usage: blkhost nbd [OPTIONS] FILE
@@ -61,6 +62,7 @@ Kernel NBD client:
 
 Block device:
   -f, --format=FORMAT       image format (default: probe)
+  --image-opts              FILE is an option string (driver=qcow2,file.filename=F)
   -r, --read-only           export read-only
   -s, --snapshot            writes go to a temporary qcow2 overlay over
                             FILE, deleted at exit
@@ -97,6 +99,7 @@ local SPEC = {
   { "c", "connect", arg = "DEV" },
   { "d", "disconnect" },
   { "f", "format", arg = "FORMAT" },
+  { nil, "image-opts" },
   { "r", "read-only" },
   { "s", "snapshot" },
   { "l", "load-snapshot", arg = "SNAPSHOT", multi = true },
@@ -353,7 +356,7 @@ local function settings(o, rest)
     s.readonly = true   -- an internal snapshot is served read-only
   end
 
-  s.format, s.snapshot = o.format, o.snapshot
+  s.format, s.snapshot, s.image_opts = o.format, o.snapshot, o["image-opts"]
   s.persistent, s.verbose = o.persistent, o.verbose
   s.fork, s.pid_file, s.device = o.fork, o["pid-file"], o.connect
   s.disconnect, s.list = o.disconnect, o.list
@@ -497,9 +500,12 @@ local function open_image(s)
   local file = s.args[1]
   local img
   if s.snapshot then
-    img = open_snapshot_overlay(s, file)
+    local name, format = imageopts.name_format(file, s.format, s.image_opts, "-s")
+    img = open_snapshot_overlay({ format = format, readonly = s.readonly, cache = s.cache,
+                                  discard = s.discard, detect_zeroes = s.detect_zeroes,
+                                  aio = s.aio }, name)
   else
-    img = bh.open(file, open_opts(s, s.format, s.readonly))
+    img = imageopts.open(file, open_opts(s, s.format, s.readonly), s.image_opts)
   end
   if s.load_snapshot then img = load_snapshot(s, img) end
   if s.partition then
