@@ -17,7 +17,8 @@
  *
  * Where the Lua library lives (lua/blkhost/NAME.lua, lua/cmd/NAME.lua):
  * BLKHOST_LUA_PATH (colon separated) if set; else the source tree when this
- * binary runs from its build tree; else the installed datadir.
+ * binary runs from its build tree (main_uninstalled_lua_dir); else the
+ * installed datadir.
  */
 #include <errno.h>
 #include <limits.h>
@@ -34,6 +35,38 @@
 #include "bh-lua.h"
 #include "lua-config.h"
 
+/* A binary in the build tree (BUILD/lua/blkhost) uses the source tree's
+ * scripts, so a test never runs stale installed copies.  The build tree
+ * is told by the marker meson writes at its root, whose first line is
+ * the source root: no build or source path is compiled in, so installed
+ * files do not depend on where they were built.  NULL when installed. */
+static char *main_uninstalled_lua_dir(void)
+{
+    char *exe = realpath("/proc/self/exe", NULL);
+    if (!exe)
+        return NULL;
+    char *dir = g_path_get_dirname(exe);
+    char *root = g_path_get_dirname(dir);
+    char *marker = g_build_filename(root, "blkhost-uninstalled.txt", NULL);
+    char *text = NULL, *lua = NULL;
+    if (g_file_get_contents(marker, &text, NULL, NULL)) {
+        char *nl = strchr(text, '\n');
+        if (nl)
+            *nl = '\0';
+        lua = g_build_filename(text, "lua", NULL);
+        if (!*text || !g_file_test(lua, G_FILE_TEST_IS_DIR)) {
+            g_free(lua);
+            lua = NULL;
+        }
+    }
+    g_free(text);
+    g_free(marker);
+    g_free(root);
+    g_free(dir);
+    free(exe);
+    return lua;
+}
+
 /* The directories holding the Lua library, in search order. */
 static char **main_lua_dirs(void)
 {
@@ -47,18 +80,8 @@ static char **main_lua_dirs(void)
                 g_ptr_array_add(a, g_strdup(parts[i]));
         g_strfreev(parts);
     } else {
-        /* A binary in the build tree uses the source tree's scripts, so a
-         * test never runs stale installed copies. */
-        char *exe = realpath("/proc/self/exe", NULL);
-        char *dir = exe ? g_path_get_dirname(exe) : NULL;
-        char *build = realpath(BH_LUA_BUILD_DIR, NULL);
-        bool uninstalled = dir && build && strcmp(dir, build) == 0 &&
-                           g_file_test(BH_LUA_SRC_DIR, G_FILE_TEST_IS_DIR);
-        g_ptr_array_add(a, g_strdup(uninstalled ? BH_LUA_SRC_DIR
-                                                : BH_LUA_INSTALL_DIR));
-        free(exe);
-        free(build);
-        g_free(dir);
+        char *src = main_uninstalled_lua_dir();
+        g_ptr_array_add(a, src ? src : g_strdup(BH_LUA_INSTALL_DIR));
     }
     g_ptr_array_add(a, NULL);
     return (char **)g_ptr_array_free(a, FALSE);
