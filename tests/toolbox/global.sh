@@ -5,7 +5,7 @@
 # locations inside blkhost's own scripts unless --debug asks for them.
 source "$SOURCE_ROOT/tests/tap.sh"
 need qemu-img
-plan 17
+plan 18
 
 B=$BLKHOST
 cd "$T" || exit 1
@@ -50,6 +50,9 @@ no_location "info of a missing file" "^blkhost info: could not open 'nope.qcow2'
 no_location "snapshot -a of a missing snapshot" "^blkhost snapshot: Could not apply snapshot 'nope'" snapshot -a nope x.qcow2
 no_location "convert with a bad -o" "^blkhost convert: " convert -O qcow2 -o cluster_size=7 x.qcow2 o.qcow2
 no_location "map of a raw file read as qcow2" "^blkhost map: " map -f qcow2 r.raw
+no_location "snapshot --control of a missing socket (raised in blkhost/handoff.lua, inside the message)" \
+    "^blkhost snapshot: Could not create snapshot 'a': cannot connect to control socket" \
+    snapshot --control "$T/nonexist.sock" -c a x.qcow2
 
 out=$("$B" --debug nbd -k "$T/n.sock" -o 99999999 x.qcow2 2>&1)
 if echo "$out" | grep -qE 'cmd/nbd\.lua:[0-9]+: window offset' && echo "$out" | grep -q "stack traceback"; then
