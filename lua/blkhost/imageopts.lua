@@ -66,10 +66,10 @@ local function nbd_uri(kv, spec)
   local host, port = take("server.host") or take("host"), take("server.port") or take("port")
   local export = take("export") or ""
   if stype == "unix" or (not stype and path) then
-    if not path then error("Could not open '" .. spec .. "': NBD server address missing", 0) end
+    if not path then error("NBD server address missing", 0) end
     return "nbd+unix:///" .. export .. "?socket=" .. path
   end
-  if not host then error("Could not open '" .. spec .. "': NBD server address missing", 0) end
+  if not host then error("NBD server address missing", 0) end
   if host:find(":", 1, true) then host = "[" .. host .. "]" end
   return "nbd://" .. host .. (port and ":" .. port or "") .. "/" .. export
 end
@@ -85,7 +85,7 @@ function imageopts.parse(spec, base)
   end
   local driver = kv.driver
   if not driver and not kv["file.filename"] and not kv["file.driver"] and not kv.file then
-    error("Could not open '" .. spec .. "': Must specify either driver or file", 0)
+    error("Must specify either driver or file", 0)
   end
   kv.driver, kv["node-name"] = nil, nil
   if driver then driver = driver_names[driver] or driver end
@@ -111,7 +111,7 @@ function imageopts.parse(spec, base)
     elseif prefix then
       local mode = cache_mode(kv[prefix .. "cache.direct"], kv[prefix .. "cache.no-flush"])
       if not mode then
-        error("Could not open '" .. spec .. "': " .. prefix .. "cache.direct=on with "
+        error(prefix .. "cache.direct=on with "
               .. prefix .. "cache.no-flush=on has no blkhost cache mode", 0)
       end
       opts[prefix .. "cache"] = mode
@@ -123,10 +123,9 @@ function imageopts.parse(spec, base)
   return name, opts
 end
 
--- name and opts for bh.open: unchanged without --image-opts (enabled
--- false or nil), else what the string name says.  A format given with -f
--- as well is refused, as qemu-img refuses it.
-function imageopts.apply(name, opts, enabled)
+-- name and opts for bh.open from an --image-opts string; a string that
+-- does not parse raises its reason alone.
+local function resolve(name, opts, enabled)
   if not enabled then return name, opts end
   if opts and opts.format then
     error("--image-opts and --format are mutually exclusive", 0)
@@ -143,9 +142,22 @@ function imageopts.apply(name, opts, enabled)
   return file, o
 end
 
--- bh.open(imageopts.apply(name, opts, enabled)), for pcall.
+-- name and opts for bh.open: unchanged without --image-opts (enabled
+-- false or nil), else what the string name says.  A format given with -f
+-- as well is refused, as qemu-img refuses it; a string that does not
+-- parse is refused as qemu-img does, "Could not open 'STRING': why".
+function imageopts.apply(name, opts, enabled)
+  if enabled and opts and opts.format then resolve(name, opts, enabled) end
+  local ok, file, o = pcall(resolve, name, opts, enabled)
+  if not ok then error("Could not open '" .. name .. "': " .. tostring(file), 0) end
+  return file, o
+end
+
+-- bh.open of what name says, for callers that pcall it and put "Could
+-- not open 'NAME': " before the error themselves (check, compare, dd,
+-- snapshot).
 function imageopts.open(name, opts, enabled)
-  return require("blkhost").open(imageopts.apply(name, opts, enabled))
+  return require("blkhost").open(resolve(name, opts, enabled))
 end
 
 -- The filename and driver of an --image-opts string, for commands that

@@ -245,7 +245,7 @@ return cli.run("convert", USAGE, function(args)
   for _, name in ipairs(rest) do
     local opts = { format = o.format, readonly = true, cache = o["source-cache"] }
     if o["force-share"] then opts.locking = false end
-    local ok, node = pcall(imageopts.open, name, opts, o["image-opts"])
+    local ok, node = pcall(bh.open, imageopts.apply(name, opts, o["image-opts"]))
     if not ok then
       close_all()
       cli.fail(tostring(node))

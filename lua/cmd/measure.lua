@@ -233,8 +233,8 @@ return cli.run("measure", USAGE, function(args)
 
   local img
   if name then
-    img = imageopts.open(name, { format = o.format, readonly = true, snapshot = o.snapshot,
-                                 locking = not o["force-share"] }, o["image-opts"])
+    img = bh.open(imageopts.apply(name, { format = o.format, readonly = true, snapshot = o.snapshot,
+                                          locking = not o["force-share"] }, o["image-opts"]))
     size = img:size()
   end
   local r

@@ -357,6 +357,7 @@ local function settings(o, rest)
   end
 
   s.format, s.snapshot, s.image_opts = o.format, o.snapshot, o["image-opts"]
+  if s.image_opts and s.format then fail("--image-opts and -f are mutually exclusive") end
   s.persistent, s.verbose = o.persistent, o.verbose
   s.fork, s.pid_file, s.device = o.fork, o["pid-file"], o.connect
   s.disconnect, s.list = o.disconnect, o.list
@@ -505,7 +506,7 @@ local function open_image(s)
                                   discard = s.discard, detect_zeroes = s.detect_zeroes,
                                   aio = s.aio }, name)
   else
-    img = imageopts.open(file, open_opts(s, s.format, s.readonly), s.image_opts)
+    img = bh.open(imageopts.apply(file, open_opts(s, s.format, s.readonly), s.image_opts))
   end
   if s.load_snapshot then img = load_snapshot(s, img) end
   if s.partition then

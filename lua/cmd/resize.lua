@@ -60,7 +60,7 @@ return cli.run("resize", USAGE, function(args)
     cli.fail("Parameter 'size' expects a non-negative number below 2^64")
   end
 
-  local img <close> = imageopts.open(rest[1], { format = o.format, readonly = false }, o["image-opts"])
+  local img <close> = bh.open(imageopts.apply(rest[1], { format = o.format, readonly = false }, o["image-opts"]))
   local current = img:size()
   local new = n
   if sign == "+" then

@@ -8,7 +8,7 @@
 source "$SOURCE_ROOT/tests/tap.sh"
 source "$SOURCE_ROOT/tests/toolbox/lib.sh"
 need qemu-img qemu-io
-plan 26
+plan 34
 
 B=$BLKHOST
 cd "$T" || exit 1
@@ -46,24 +46,38 @@ same_as_qemu compare "--image-opts on both images" --image-opts "$IO" \
 same_as_qemu compare "--image-opts, identical" --image-opts "$IO" "driver=qcow2,file.filename=a,,b.qcow2"
 
 # error_as_qemu DESC PATTERN ARGS...: both fail; blkhost's message
-# matches PATTERN, taken from qemu-img's.
+# matches PATTERN, taken from qemu-img's.  PATTERN "=": blkhost's one
+# line is qemu-img's with "blkhost CMD: " for "qemu-img: ", and the
+# statuses are the same.
 error_as_qemu() {
-    local desc=$1 pat=$2 bo qo brc qrc; shift 2
+    local desc=$1 pat=$2 bo qo brc qrc good=""; shift 2
     bo=$("$B" "$@" 2>&1); brc=$?
     qo=$(qemu-img "$@" 2>&1); qrc=$?
-    if [ $brc -ne 0 ] && [ $qrc -ne 0 ] && echo "$bo" | grep -qE -- "$pat" &&
-       echo "$qo" | grep -qE -- "$pat"; then
+    if [ "$pat" = "=" ]; then
+        [ $brc -eq $qrc ] && [ $qrc -ne 0 ] && [ "$bo" = "blkhost $1: ${qo#qemu-img: }" ] && good=1
+        pat="${qo#qemu-img: }"
+    else
+        [ $brc -ne 0 ] && [ $qrc -ne 0 ] && echo "$bo" | grep -qE -- "$pat" &&
+            echo "$qo" | grep -qE -- "$pat" && good=1
+    fi
+    if [ -n "$good" ]; then
         ok "$1 --image-opts: $desc (refused as by qemu-img: $pat)"
     else
         not_ok "$1 --image-opts: $desc"; diag "blkhost exit $brc: $bo"; diag "qemu-img exit $qrc: $qo"
     fi
 }
-error_as_qemu "no driver= nor file: refused" "Could not open 'filename=base.qcow2': Must specify either driver or file" \
-    info --image-opts filename=base.qcow2
+error_as_qemu "no driver= nor file: qemu-img's message and status" = info --image-opts filename=base.qcow2
+error_as_qemu "no driver= nor file: qemu-img's message and status" = check --image-opts filename=base.qcow2
+error_as_qemu "no driver= nor file: qemu-img's message and status" = compare --image-opts filename=base.qcow2 "$IO"
+error_as_qemu "no driver= nor file: qemu-img's message and status" = map --image-opts filename=base.qcow2
+error_as_qemu "no driver= nor file: qemu-img's message and status" = measure -O qcow2 --image-opts filename=base.qcow2
+error_as_qemu "no driver= nor file: qemu-img's message and status" = convert -O raw --image-opts filename=base.qcow2 c.raw
+error_as_qemu "no driver= nor file: qemu-img's message and status" = dd --image-opts if=filename=base.qcow2 of=c.raw
+error_as_qemu "no driver= nor file: qemu-img's message and status" = resize --image-opts filename=r.raw 2M
+error_as_qemu "no driver= nor file: qemu-img's message and status" = snapshot -l --image-opts filename=base.qcow2
 error_as_qemu "an unknown option is refused by name" "'bogus'" \
     info --image-opts "$IO,bogus=1"
-error_as_qemu "-f together with --image-opts is refused" "--image-opts and --format are mutually exclusive" \
-    info -f qcow2 --image-opts "$IO"
+error_as_qemu "-f together with --image-opts is refused" = info -f qcow2 --image-opts "$IO"
 error_as_qemu "a missing file is named" "'nope.qcow2'" \
     check --image-opts driver=qcow2,file.filename=nope.qcow2
 
@@ -137,5 +151,5 @@ else
     not_ok "nbd --image-opts: serves the image the string names"; diag "$(cat nbd.err)"
     not_ok "compare --image-opts driver=nbd: no server"
 fi
-check_fails "nbd --image-opts with -f is refused" "mutually exclusive" \
+check_fails "nbd --image-opts with -f is refused with qemu-nbd's message" "^blkhost nbd: --image-opts and -f are mutually exclusive$" \
     "$B" nbd -k "$T/s2.sock" -f qcow2 --image-opts "$IO"
