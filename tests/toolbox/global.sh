@@ -5,7 +5,7 @@
 # locations inside blkhost's own scripts unless --debug asks for them.
 source "$SOURCE_ROOT/tests/tap.sh"
 need qemu-img
-plan 18
+plan 19
 
 B=$BLKHOST
 cd "$T" || exit 1
@@ -23,8 +23,18 @@ if echo "$out" | grep -q "bh.open('x.qcow2'"; then ok "blkhost -v info --image-o
 else not_ok "blkhost -v info --image-opts: says what it opens"; diag "$out"; fi
 out=$("$B" info --image-opts driver=qcow2,file.filename=x.qcow2 2>&1 >/dev/null)
 if [ -z "$out" ]; then ok "without -v: nothing on stderr"; else not_ok "without -v: nothing on stderr"; diag "$out"; fi
-out=$("$B" --verbose nbd --help 2>&1); rc=$?
-if [ $rc -eq 0 ]; then ok "blkhost --verbose nbd --help: the command runs"; else not_ok "blkhost --verbose nbd --help"; diag "$out"; fi
+# -v before the command is nbd's own -v: it says what it serves.
+"$B" --verbose nbd --fork --pid-file "$T/v.pid" -k "$T/v.sock" x.qcow2 2>v.err; rc=$?
+[ -s "$T/v.pid" ] && at_exit "kill $(cat "$T/v.pid") 2>/dev/null"
+if [ $rc -eq 0 ] && grep -q "^blkhost nbd: serving x.qcow2" v.err; then
+    ok "blkhost --verbose nbd: nbd's -v, 'serving x.qcow2' on stderr"
+else not_ok "blkhost --verbose nbd: nbd's -v"; diag "exit $rc: $(cat v.err)"; fi
+[ -s "$T/v.pid" ] && kill "$(cat "$T/v.pid")" 2>/dev/null
+"$B" nbd --fork --pid-file "$T/w.pid" -k "$T/w.sock" x.qcow2 2>w.err
+[ -s "$T/w.pid" ] && at_exit "kill $(cat "$T/w.pid") 2>/dev/null"
+if ! grep -q "serving" w.err; then ok "blkhost nbd without -v: no 'serving' line"
+else not_ok "blkhost nbd without -v: no 'serving' line"; diag "$(cat w.err)"; fi
+[ -s "$T/w.pid" ] && kill "$(cat "$T/w.pid")" 2>/dev/null
 check_fails "an unknown global option is refused, naming it" "unknown option '-x' before the command" "$B" -x info x.qcow2
 check_fails "global options without a command: the usage, exit 1" "Usage: blkhost \[-q\]" "$B" -q
 out=$("$B" run --help 2>&1); rc=$?
