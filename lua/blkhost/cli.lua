@@ -39,12 +39,30 @@ cli.quiet = global.quiet or false
 -- API carry the position of the library line that called it, which says
 -- nothing to a user.  Lua shortens long chunk names to ".../tail", so
 -- the match is on the tail.  A script's own locations stay.
+--
+-- It runs in linear time: a message may carry a user's 64 KiB argument,
+-- and a pattern starting with a repeated class would be quadratic on it.
 function cli.clean(msg)
   msg = tostring(msg)
-  for _, dir in ipairs { "cmd", "blkhost" } do
-    msg = msg:gsub("[^%s'\"]*/" .. dir .. "/[%w_%-]+%.lua:%d+: ", "")
+  local out, pos = {}, 1
+  while true do
+    local s, e = msg:find("%.lua:%d+: ", pos)
+    if not s then break end
+    -- The location's path: back from ".lua" to a space or a quote.
+    local start = s
+    while start > pos and not msg:sub(start - 1, start - 1):find("[%s'\"]") do
+      start = start - 1
+    end
+    local path = msg:sub(start, s - 1)
+    if path:find("/cmd/[%w_%-]+$") or path:find("/blkhost/[%w_%-]+$") then
+      out[#out + 1] = msg:sub(pos, start - 1)
+    else
+      out[#out + 1] = msg:sub(pos, e)
+    end
+    pos = e + 1
   end
-  return msg
+  out[#out + 1] = msg:sub(pos)
+  return table.concat(out)
 end
 
 -- Write "blkhost NAME: message" on stderr when -v was given (to blkhost

@@ -5,7 +5,7 @@
 # locations inside blkhost's own scripts unless --debug asks for them.
 source "$SOURCE_ROOT/tests/tap.sh"
 need qemu-img
-plan 19
+plan 20
 
 B=$BLKHOST
 cd "$T" || exit 1
@@ -76,3 +76,23 @@ printf 'local bh = require "blkhost"\nlocal n <close> = bh.open(arg[1])\nn:windo
 out=$("$B" run w.lua r.raw 2>&1)
 if echo "$out" | grep -q "^blkhost: w.lua:3: window offset"; then ok "run: an error keeps the script's own location (w.lua:3)"
 else not_ok "run: an error keeps the script's own location"; diag "$out"; fi
+# cli.clean itself: library locations go wherever they are, a script's
+# stay, and a 64 KiB word goes through (a quadratic pattern hung here).
+out=$("$B" run - <<'LUA' 2>&1
+local cli = require "blkhost.cli"
+local cases = {
+  { "/x/lua/cmd/nbd.lua:514: window offset", "window offset" },
+  { "Could not create 'a': .../lua/blkhost/handoff.lua:65: cannot connect", "Could not create 'a': cannot connect" },
+  { "w.lua:3: boom", "w.lua:3: boom" },
+  { "a /home/u/cmd.lua:3: b", "a /home/u/cmd.lua:3: b" },
+  { "x.lua:1: /a/cmd/y.lua:2: z", "x.lua:1: z" },
+  { string.rep("n", 65535) .. " /a/cmd/y.lua:2: z", string.rep("n", 65535) .. " z" },
+}
+for i, c in ipairs(cases) do
+  local got = cli.clean(c[1])
+  if got ~= c[2] then print("case " .. i .. ": " .. got:sub(1, 100)) end
+end
+LUA
+)
+if [ -z "$out" ]; then ok "cli.clean: library locations removed anywhere in a message, a script's kept, a 64 KiB word passes"
+else not_ok "cli.clean"; diag "$out"; fi
