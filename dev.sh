@@ -29,10 +29,14 @@ VM_PKGS=(qemu-system-x86 linux-image-amd64 busybox-static cpio)
 # The sanitizer build prefers clang and the fuzzers need it and libFuzzer;
 # also best effort: without them ASan+UBSan use gcc and fuzzing skips.
 LAB_PKGS=(clang libfuzzer-14-dev)
+# The rbd driver (librbd-dev), its one-node test cluster (the ceph suite)
+# and bench/rbd.sh's peer (qemu-block-extra: qemu-nbd's rbd); best effort:
+# without them the driver is not built and the ceph suite skips.
+CEPH_PKGS=(librbd-dev ceph-mon ceph-osd ceph-common qemu-block-extra)
 
 deps() {
     local missing=() p sudo=""
-    for p in "${PKGS[@]}" "${VM_PKGS[@]}" "${LAB_PKGS[@]}"; do
+    for p in "${PKGS[@]}" "${VM_PKGS[@]}" "${LAB_PKGS[@]}" "${CEPH_PKGS[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" \
             || missing+=("$p")
     done
@@ -46,6 +50,8 @@ deps() {
         || echo "dev.sh: VM packages unavailable; the vm suite will skip" >&2
     $sudo apt-get install -y -qq --no-install-recommends "${LAB_PKGS[@]}" >/dev/null \
         || echo "dev.sh: clang/libFuzzer unavailable; fuzzing will skip" >&2
+    $sudo apt-get install -y -qq --no-install-recommends "${CEPH_PKGS[@]}" >/dev/null \
+        || echo "dev.sh: Ceph packages unavailable; no rbd driver, the ceph suite will skip" >&2
 }
 
 build() {

@@ -15,10 +15,14 @@ the model is always exact.
 Alongside: a churn process that connects and disconnects 10 times a second
 (some of them with commands still in flight, some without a clean NBD
 disconnect), and a slow reader speaking raw NBD that asks for big reads
-and drains its socket slowly.  The server's RSS and open fds are sampled
+and drains its socket slowly.  With SOAK_CONTROL (the server's control
+socket), a snapshotter takes an internal snapshot every SOAK_SNAPSHOT_SECS
+(10) through it and deletes the one three older, so that the clients'
+writes run across live snapshots.  The server's RSS and open fds are sampled
 before the clients, once under load after a warm-up, at the end under
 load, and after everyone has left.
 """
+import json
 import math
 import multiprocessing as mp
 import os
@@ -46,6 +50,9 @@ CHURN_HZ = float(ENV.get("SOAK_CHURN_HZ", "10"))
 SLOW_READ = int(ENV.get("SOAK_SLOW_READ_MIB", "8")) * MiB
 SLOW_RATE = float(ENV.get("SOAK_SLOW_RATE_MIB", "2")) * MiB   # bytes/s
 MAX_OP_BLOCKS = 16
+CONTROL = ENV.get("SOAK_CONTROL", "")
+SNAPSHOT_SECS = float(ENV.get("SOAK_SNAPSHOT_SECS", "10"))
+SNAPSHOTS_KEPT = 3
 
 # Layout of the export: the clients' regions, then 1 MiB for the churn in
 # each of the two sessions (warm-up, measured), then two big reads' worth
@@ -322,6 +329,54 @@ def churn(sock, session, stop, results):
     results.put(stats)
 
 
+# ---- snapshotter: live snapshots through the control socket ----
+
+def control_call(path, execute, arguments):
+    """One request on the control socket (docs/control.md); returns the
+    answer's "return", raises on an error answer."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+        c.settimeout(120)
+        c.connect(path)
+        c.sendall((json.dumps({"execute": execute, "arguments": arguments})
+                   + "\n").encode())
+        buf = b""
+        while not buf.endswith(b"\n"):
+            chunk = c.recv(65536)
+            if not chunk:
+                raise IOError("the control socket closed without an answer")
+            buf += chunk
+    answer = json.loads(buf)
+    if "error" in answer:
+        raise IOError("%s: %s" % (answer["error"].get("class"),
+                                  answer["error"].get("desc")))
+    return answer["return"]
+
+
+def snapshotter(ctl, session, stop, results):
+    """Every SNAPSHOT_SECS: create soak-SESSION-N, delete soak-SESSION-(N-3).
+    ops counts the snapshot calls, max the slowest one (the clients' pause
+    is in their own latency figures)."""
+    stats = new_stats("snapshots")
+    n = 0
+    while not stop.wait(SNAPSHOT_SECS):
+        try:
+            t0 = time.monotonic()
+            control_call(ctl, "snapshot-create",
+                         {"name": "soak-%d-%d" % (session, n)})
+            stats["ops"] += 1
+            if n >= SNAPSHOTS_KEPT:
+                control_call(ctl, "snapshot-delete",
+                             {"name": "soak-%d-%d" % (session, n - SNAPSHOTS_KEPT)})
+                stats["ops"] += 1
+            stats["max"] = max(stats["max"], time.monotonic() - t0)
+            stats["writes"] += 1            # snapshots taken
+        except Exception as e:
+            stats["errors"] += 1
+            note(stats, "snapshot %d: %s: %s" % (n, type(e).__name__, e))
+        n += 1
+    results.put(stats)
+
+
 # ---- slow reader: raw NBD, big reads, drained slowly ----
 
 def recv_exact(s, n):
@@ -426,18 +481,23 @@ def session(ctx, sock, pid, number, seconds, label):
     procs = [ctx.Process(target=worker,
                          args=(g, sock, number, ready, stop, results))
              for g in groups if g]
-    procs += [ctx.Process(target=churn, args=(sock, number, stop, results)),
-              ctx.Process(target=slow_reader,
-                          args=(sock, number, stop, results))]
+    kinds = ["clients"] * len(procs)
+    extras = [("churn", churn, sock), ("slow", slow_reader, sock)]
+    if CONTROL:
+        extras.append(("snapshots", snapshotter, CONTROL))
+    for kind, fn, where in extras:
+        procs.append(ctx.Process(target=fn,
+                                 args=(where, number, stop, results)))
+        kinds.append(kind)
     t0 = time.monotonic()
-    for p in procs[:-2]:
+    for p in procs[:-len(extras)]:
         p.start()
-    for _ in procs[:-2]:
+    for _ in procs[:-len(extras)]:
         ready.acquire()
     print("soak: %s: %d clients connected and their %d MiB written in %.1f s"
           % (label, CLIENTS, CLIENTS * REGION // MiB, time.monotonic() - t0),
           flush=True)
-    for p in procs[-2:]:
+    for p in procs[-len(extras):]:
         p.start()
     loaded = [server_usage(pid)]
     t_start = time.monotonic()
@@ -452,9 +512,9 @@ def session(ctx, sock, pid, number, seconds, label):
               % (label, time.monotonic() - t_start, rss, fds,
                  open("/proc/loadavg").read().split()[0]), flush=True)
     stop.set()
-    by_kind = {k: new_stats(k) for k in ("clients", "churn", "slow")}
-    kinds = {p.pid: k for p, k in zip(procs, ["clients"] * (len(procs) - 2)
-                                       + ["churn", "slow"])}
+    by_kind = {k: new_stats(k) for k in ("clients", "churn", "slow",
+                                         "snapshots")}
+    kinds = {p.pid: k for p, k in zip(procs, kinds)}
     for k in by_kind.values():
         k["connections"] = 0
     pending = set(kinds)
@@ -503,14 +563,14 @@ def main():
     sock, pid = sys.argv[1], int(sys.argv[2])
     ctx = mp.get_context("fork")
     idle0 = server_usage(pid)
-    print("soak: live snapshots: not available yet (issue 15); "
-          "no snapshot every 10 s", flush=True)
+    if not CONTROL:
+        print("soak: no SOAK_CONTROL: no live snapshots", flush=True)
     warm, _ = session(ctx, sock, pid, 0, WARMUP, "warm-up")
     idle1 = settle(pid, idle0)
     run, loaded = session(ctx, sock, pid, 1, SECONDS, "run")
     idle2 = settle(pid, idle0)
 
-    c, ch, sl = run["clients"], run["churn"], run["slow"]
+    c, ch, sl, sn = run["clients"], run["churn"], run["slow"], run["snapshots"]
     w_errors = sum(s["errors"] for s in warm.values())
     w_mism = sum(s["mismatches"] for s in warm.values())
     errors = sum(s["errors"] for s in run.values())
@@ -529,6 +589,10 @@ def main():
     print("  slow reader  %d reads of %d MiB drained at %g MiB/s, "
           "slowest pair %.1f s"
           % (sl["reads"], SLOW_READ // MiB, SLOW_RATE / MiB, sl["max"]))
+    if CONTROL:
+        print("  snapshots    %d taken every %g s through the control socket "
+              "(and the older ones deleted), slowest create+delete %.0f ms"
+              % (sn["writes"], SNAPSHOT_SECS, sn["max"] * 1e3))
     print("  errors       %d (goal 0)%s" % (errors, "; warm-up: %d" % w_errors
                                            if w_errors else ""))
     print("  mismatches   %d (goal 0)%s" % (mism, "; warm-up: %d" % w_mism

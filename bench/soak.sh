@@ -6,7 +6,11 @@
 # 600).  Reports operations, errors, mismatches, the server's RSS and fd
 # count at the start and the end, and latency p50/p99/max; exits non-zero
 # if there was any error or mismatch, or the server grew by more than 1 MiB
-# of RSS or kept an fd.  The clients are bench/soak.py (python3-libnbd).
+# of RSS or kept an fd.  Every SOAK_SNAPSHOT_SECS (10) a live snapshot is
+# taken through the server's control socket (`blkhost nbd --control`) and
+# the one three older deleted; at the end the image must pass qemu-img
+# check and list exactly the last three.  The clients are bench/soak.py
+# (python3-libnbd).
 #
 #   SOAK_SECONDS=120 bench/soak.sh
 #
@@ -33,9 +37,11 @@ size=$(( SOAK_CLIENTS * SOAK_REGION_MIB + 2 + 2 * SOAK_SLOW_READ_MIB ))
 rm -f "$IMG"
 qemu-img create -q -f qcow2 "$IMG" "${size}M" || bench_die "cannot create $IMG"
 
-bench_start blkhost "$SOCK" "$BLKHOST" nbd -f qcow2 -t -e 0 -k "$SOCK" "$IMG"
+CTL=$BENCH_DIR/soak.ctl
+export SOAK_CONTROL=$CTL
+bench_start blkhost "$SOCK" "$BLKHOST" nbd -f qcow2 -t -e 0 -k "$SOCK" --control "$CTL" "$IMG"
 sleep 1     # the socket probe's connection is gone before the first sample
-echo "soak: blkhost nbd -f qcow2 -t -e 0 (pid ${BENCH_PID[blkhost]}), ${size} MiB image;" \
+echo "soak: blkhost nbd -f qcow2 -t -e 0 --control (pid ${BENCH_PID[blkhost]}), ${size} MiB image;" \
      "$(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
 /usr/bin/python3 "$BENCH_ROOT/bench/soak.py" "$SOCK" "${BENCH_PID[blkhost]}"
 rc=$?
@@ -43,5 +49,7 @@ kill -0 "${BENCH_PID[blkhost]}" 2>/dev/null || { echo "soak: the server died" >&
 bench_stop blkhost
 if [ $rc = 0 ]; then
     qemu-img check -q "$IMG" || { echo "soak: qemu-img check failed" >&2; rc=1; }
+    snaps=$(qemu-img snapshot -l "$IMG" | grep -c " soak-")
+    echo "soak: $snaps soak snapshots left in the image (each session keeps its last three)"
 fi
 exit $rc

@@ -91,6 +91,7 @@ struct BhRequest {
     int ret;
     BhRequestWaiter *waiter;  /* a synchronous caller waiting on submit */
     bool then_flush;          /* FUA emulated: flush once the write is in */
+    BhRequest *forward_to;    /* bh_request_forward: the request it serves */
     BhRequest *next;          /* in a drained node's queue */
 };
 

@@ -544,15 +544,20 @@ bool bh_create(const char *filename, const char *format, const BhOpts *opts,
 
     /* A format always lies on the file protocol; other protocols (null,
      * memory, network) make no file the core could have to remove. */
-    bool on_file = !(drv->flags & BH_DRIVER_PROTOCOL) ||
-                   !strcmp(rec->name, "file");
+    const BhPluginRecord *scheme = bh_probe_protocol(filename);
+    bool on_file = !scheme && (!(drv->flags & BH_DRIVER_PROTOCOL) ||
+                               !strcmp(rec->name, "file"));
     bool created = on_file && filename && node_create_new_file(filename);
     bool ok = false;
     if (drv->flags & BH_DRIVER_PROTOCOL) {
         ok = drv->create(filename, NULL, work, errp) == 0 &&
              bh_opts_check_used(work, who, errp);
     } else {
-        const BhPluginRecord *file_rec = node_find_driver("file", errp);
+        /* A format lies on the protocol its filename names (rbd:...),
+         * else on a file. */
+        const BhPluginRecord *file_rec = scheme ? scheme
+                                                : node_find_driver("file",
+                                                                   errp);
         g_autoptr(BhOpts) empty = bh_opts_new();
         bh_opts_set(empty, "size", "0");
         BhNode *file = NULL;
@@ -646,6 +651,7 @@ int64_t bh_node_allocated_size(BhNode *bs)
 }
 
 bool bh_node_can_fua(const BhNode *bs) { return !bs->readonly; }
+bool bh_node_can_submit(const BhNode *bs) { return bs->drv->submit != NULL; }
 /* A submit driver takes every op; its caps say which it does well. */
 bool bh_node_can_zero(const BhNode *bs)
 {

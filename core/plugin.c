@@ -24,6 +24,7 @@ typedef struct {
     BhDriver drv;      /* copies, zero-filled past the plugin's struct_size */
     BhFrontend fe;
     BhCreateOption *create_options; /* drv's, in this core's layout */
+    BhCreateOption *amend_options;  /* the same */
     void *handle;
     int errnum;        /* errno behind a refusal, 0 for format problems */
 } PluginEntry;
@@ -145,25 +146,35 @@ static char *plugin_check_driver(const BhDriver *d)
     return NULL;
 }
 
-/* Copy a driver's create_options into an array of this core's
- * BhCreateOption, stepping by the plugin's element size, so that the
- * rest of the core indexes it plainly whatever header the plugin used. */
-static void plugin_copy_create_options(PluginEntry *e)
+/* Copy an option list of a driver (create_options, amend_options) into
+ * an array of this core's BhCreateOption, stepping by the plugin's
+ * element size, so that the rest of the core indexes it plainly whatever
+ * header the plugin used.  NULL stays NULL. */
+static BhCreateOption *plugin_copy_options(const BhCreateOption *list,
+                                           size_t stride)
 {
-    const uint8_t *in = (const uint8_t *)e->drv.create_options;
-    size_t stride = e->drv.create_option_size ? e->drv.create_option_size
-                                              : sizeof(BhCreateOption);
+    const uint8_t *in = (const uint8_t *)list;
     size_t n = 0;
 
     if (!in)
-        return;
+        return NULL;
     while (((const BhCreateOption *)(in + n * stride))->name)
         n++;
     BhCreateOption *out = g_new0(BhCreateOption, n + 1);
     for (size_t i = 0; i < n; i++)
         memcpy(&out[i], in + i * stride, MIN(stride, sizeof(*out)));
-    e->create_options = out;
-    e->drv.create_options = out;
+    return out;
+}
+
+static void plugin_copy_create_options(PluginEntry *e)
+{
+    size_t stride = e->drv.create_option_size ? e->drv.create_option_size
+                                              : sizeof(BhCreateOption);
+
+    e->create_options = plugin_copy_options(e->drv.create_options, stride);
+    e->drv.create_options = e->create_options;
+    e->amend_options = plugin_copy_options(e->drv.amend_options, stride);
+    e->drv.amend_options = e->amend_options;
 }
 
 /* A frontend must make, start, stop and free an instance. */

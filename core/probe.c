@@ -16,7 +16,8 @@
  * format (format=raw, -f raw) lifts it.
  *
  * Before any of that, the filename picks the protocol under the format:
- * a "SCHEME://" prefix that a protocol driver lists in uri_schemes (nbd://)
+ * a "SCHEME://" prefix that a protocol driver lists in uri_schemes (nbd://),
+ * or a "SCHEME:" prefix listed with its colon (QEMU's rbd:pool/image),
  * opens that driver, anything else the file driver.
  */
 #include <errno.h>
@@ -48,19 +49,28 @@ const BhPluginRecord *bh_probe_buffer(const uint8_t *buf, size_t len,
 
 const BhPluginRecord *bh_probe_protocol(const char *filename)
 {
-    const char *colon = filename ? strstr(filename, "://") : NULL;
-    if (!colon)
+    if (!filename)
         return NULL;
-    size_t n = (size_t)(colon - filename);
+    const char *colon = strstr(filename, "://");
+    size_t n = colon ? (size_t)(colon - filename) : 0;
     for (size_t i = 0; i < bh_plugin_count(); i++) {
         const BhPluginRecord *rec = bh_plugin_get(i);
         if (rec->error || rec->kind != BH_PLUGIN_DRIVER ||
             !(rec->desc.driver->flags & BH_DRIVER_PROTOCOL) ||
             !rec->desc.driver->uri_schemes)
             continue;
-        for (const char *const *sc = rec->desc.driver->uri_schemes; *sc; sc++)
-            if (strlen(*sc) == n && g_ascii_strncasecmp(*sc, filename, n) == 0)
+        for (const char *const *sc = rec->desc.driver->uri_schemes; *sc;
+             sc++) {
+            size_t len = strlen(*sc);
+            /* "rbd:" claims QEMU's pseudo-protocol prefix as it is. */
+            if (len > 1 && (*sc)[len - 1] == ':') {
+                if (g_ascii_strncasecmp(*sc, filename, len) == 0)
+                    return rec;
+            } else if (colon && len == n &&
+                       g_ascii_strncasecmp(*sc, filename, n) == 0) {
                 return rec;
+            }
+        }
     }
     return NULL;
 }

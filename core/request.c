@@ -96,6 +96,24 @@ void bh_request_finish(BhRequest *req, int ret)
 {
     BhNode *bs = req->bs;
 
+    if (req->forward_to) {
+        /* Everything of this request goes before the one it serves
+         * completes (bh_request_forward).  Its node is held by that
+         * request's node, so this is never its last reference. */
+        BhRequest *parent = req->forward_to;
+        BhError *err = req->err;
+        bh_drain_leave(bs);
+        g_free(req->iov_heap);
+        g_free(req);
+        request_release_node(bs);
+        if (err) {
+            if (parent->err)
+                bh_error_free(parent->err);
+            parent->err = err;
+        }
+        bh_request_complete(parent, ret);
+        return;
+    }
     if (req->done)
         req->done(req->opaque, ret, req->err);
     bh_drain_leave(bs);
@@ -225,6 +243,16 @@ int bh_request_error(BhRequest *req, int errnum, const char *fmt, ...)
     va_end(ap);
     req->err = bh_error_new(errnum, "%s", msg);
     return -errnum;
+}
+
+void bh_request_forward(BhRequest *req, BhNode *child, uint64_t offset)
+{
+    BhRequest *fw = bh_request_new(child, req->op,
+                                   req->op == BH_OP_FLUSH ? 0 : offset,
+                                   req->len, req->iov, req->niov,
+                                   req->drv_flags, NULL, NULL);
+    fw->forward_to = req;
+    bh_node_submit(fw);
 }
 
 void bh_request_complete(BhRequest *req, int ret)

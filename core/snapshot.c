@@ -59,11 +59,13 @@ void bh_snapshot_list_add(BhSnapshotList *list, BhSnapshotInfo *info)
 }
 
 /* The child a filter passes the snapshot calls it has no callback for
- * to (driver.h, BH_DRIVER_FILTER), or NULL. */
+ * to (driver.h, BH_DRIVER_FILTER), or NULL.  A format with no metadata
+ * of its own (raw) passes them on too, as QEMU's raw does: raw over an
+ * RBD image snapshots the RBD image. */
 static BhNode *snapshot_filtered(const BhNode *bs)
 {
-    return (bs->drv->flags & BH_DRIVER_FILTER) ? bh_node_child(bs, "file")
-                                               : NULL;
+    return (bs->drv->flags & (BH_DRIVER_FILTER | BH_DRIVER_DATA_ONLY))
+           ? bh_node_child(bs, "file") : NULL;
 }
 
 bool bh_node_can_snapshot(const BhNode *bs)
@@ -233,7 +235,10 @@ BhNode *bh_node_snapshot_open(BhNode *bs, const char *id, const char *name,
     /* A snapshot is the image's: it opens without the filters over it. */
     if (snapshot_filtered(bs))
         return bh_node_snapshot_open(file, id, name, errp);
-    if (!bh_node_can_snapshot(bs) || !file) {
+    /* A protocol with snapshots of its own (rbd) opens the snapshot by
+     * its filename again. */
+    bool protocol = bs->drv->flags & BH_DRIVER_PROTOCOL;
+    if (!bh_node_can_snapshot(bs) || (!file && !protocol)) {
         no_snapshots(bs, errp);
         return NULL;
     }
@@ -245,6 +250,10 @@ BhNode *bh_node_snapshot_open(BhNode *bs, const char *id, const char *name,
      * what it sees, so the name cannot be mistaken for another's id. */
     bh_opts_set(opts, "snapshot", found->id);
     bh_opts_set(opts, "readonly", "on");
+    if (!file) {
+        bh_opts_set(opts, "format", bh_node_driver_name(bs));
+        return bh_node_open(bs->filename, opts, errp);
+    }
     return bh_node_open_over(file, bh_node_driver_name(bs), opts, errp);
 }
 

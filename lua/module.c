@@ -61,23 +61,19 @@ static int module_create_common(lua_State *L, bool check_only)
 static int module_create(lua_State *L) { return module_create_common(L, false); }
 static int module_create_check(lua_State *L) { return module_create_common(L, true); }
 
-/* bh.create_options(format) -> { {name=, type=, help=}, ... }: what
- * `blkhost create -o help` lists.  Formats that create images but list
- * nothing give an empty table. */
-static int module_create_options(lua_State *L)
+/* Push a driver's option list as { {name=, type=, help=}, ... }; with
+ * listed_only, without the entries that have no help (amend_options'
+ * creation-only names). */
+static void module_push_options(lua_State *L, const BhCreateOption *list,
+                                bool listed_only)
 {
-    const char *format = luaL_checkstring(L, 1);
-    const BhPluginRecord *rec = bh_plugin_find(format, BH_PLUGIN_DRIVER);
-    if (!rec)
-        return luaL_error(L, "unknown format '%s'", format);
-    const BhDriver *drv = rec->desc.driver;
-    if (!drv->create)
-        return luaL_error(L, "format %s does not support image creation",
-                          format);
+    int n = 0;
+
     lua_newtable(L);
-    for (int i = 0; drv->create_options && drv->create_options[i].name;
-         i++) {
-        const BhCreateOption *o = &drv->create_options[i];
+    for (int i = 0; list && list[i].name; i++) {
+        const BhCreateOption *o = &list[i];
+        if (listed_only && !o->help)
+            continue;
         lua_createtable(L, 0, 3);
         lua_pushstring(L, o->name);
         lua_setfield(L, -2, "name");
@@ -85,8 +81,42 @@ static int module_create_options(lua_State *L)
         lua_setfield(L, -2, "type");
         lua_pushstring(L, o->help ? o->help : "");
         lua_setfield(L, -2, "help");
-        lua_rawseti(L, -2, i + 1);
+        lua_rawseti(L, -2, ++n);
     }
+}
+
+static const BhDriver *module_find_format(lua_State *L, const char *format)
+{
+    const BhPluginRecord *rec = bh_plugin_find(format, BH_PLUGIN_DRIVER);
+    if (!rec)
+        luaL_error(L, "unknown format '%s'", format);
+    return rec->desc.driver;
+}
+
+/* bh.create_options(format) -> { {name=, type=, help=}, ... }: what
+ * `blkhost create -o help` lists.  Formats that create images but list
+ * nothing give an empty table. */
+static int module_create_options(lua_State *L)
+{
+    const char *format = luaL_checkstring(L, 1);
+    const BhDriver *drv = module_find_format(L, format);
+    if (!drv->create)
+        return luaL_error(L, "format %s does not support image creation",
+                          format);
+    module_push_options(L, drv->create_options, false);
+    return 1;
+}
+
+/* bh.amend_options(format) -> the same for `blkhost amend -o help`, or
+ * nil when the format cannot amend. */
+static int module_amend_options(lua_State *L)
+{
+    const BhDriver *drv = module_find_format(L, luaL_checkstring(L, 1));
+    if (!drv->amend) {
+        lua_pushnil(L);
+        return 1;
+    }
+    module_push_options(L, drv->amend_options, true);
     return 1;
 }
 
@@ -122,6 +152,7 @@ static const luaL_Reg module_funcs[] = {
     { "create", module_create },
     { "create_check", module_create_check },
     { "create_options", module_create_options },
+    { "amend_options", module_amend_options },
     { "human_size", module_human_size },
     { "parse_size", module_parse_size },
     { NULL, NULL },

@@ -400,6 +400,75 @@ static int node_check(lua_State *L)
     return 1;
 }
 
+/* The Lua function at the top of the stack gets (done, total) as the
+ * driver reports them.  It runs inside the driver, so its errors are
+ * caught here (they cannot unwind through C frames holding locks) and
+ * raised once amend returns. */
+typedef struct {
+    lua_State *L;
+    int fn;              /* stack index of the function, 0: none */
+    char *error;         /* the first error the function raised */
+} NodeAmendProgress;
+
+static void node_amend_progress(void *opaque, uint64_t done, uint64_t total)
+{
+    NodeAmendProgress *p = opaque;
+
+    if (!p->fn || p->error)
+        return;
+    lua_pushvalue(p->L, p->fn);
+    lua_pushinteger(p->L, (lua_Integer)done);
+    lua_pushinteger(p->L, (lua_Integer)total);
+    if (lua_pcall(p->L, 2, 0, 0) != LUA_OK) {
+        p->error = g_strdup(lua_tostring(p->L, -1));
+        lua_pop(p->L, 1);
+    }
+}
+
+/* node:amend(options [, {force=bool, progress=function(done, total)}]):
+ * bh_node_amend.  options is a "k=v,k2=v2" string (its order is the
+ * order keys are checked in, as on qemu-img's command line) or a table. */
+static int node_amend(lua_State *L)
+{
+    BhNode *bs = bh_lua_checknode(L, 1);
+    NodeAmendProgress p = { .L = L };
+    uint32_t flags = 0;
+    BhError *err = NULL;
+    BhOpts *opts;
+    int r;
+
+    /* Arguments first: a Lua error after opts exists would leak it. */
+    if (lua_type(L, 2) != LUA_TSTRING)
+        luaL_checktype(L, 2, LUA_TTABLE);
+    if (!lua_isnoneornil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        if (lua_getfield(L, 3, "force") != LUA_TNIL && lua_toboolean(L, -1))
+            flags |= BH_AMEND_FORCE;
+        lua_pop(L, 1);
+        if (lua_getfield(L, 3, "progress") == LUA_TFUNCTION)
+            p.fn = lua_gettop(L);
+        else
+            lua_pop(L, 1);
+    }
+    opts = lua_type(L, 2) == LUA_TSTRING
+           ? bh_opts_parse(lua_tostring(L, 2), NULL, &err)
+           : bh_lua_opts_from_table(L, 2, &err);
+    if (!opts)
+        return bh_lua_error(L, err);
+    r = bh_node_amend(bs, opts, flags, node_amend_progress, &p, &err);
+    bh_opts_free(opts);
+    if (r < 0) {
+        g_free(p.error);
+        return node_fail(L, r, err, "amend");
+    }
+    if (p.error) {
+        lua_pushstring(L, p.error);
+        g_free(p.error);
+        return lua_error(L);
+    }
+    return 0;
+}
+
 static const luaL_Reg node_methods[] = {
     { "read", node_read },
     { "write", node_write },
@@ -411,6 +480,7 @@ static const luaL_Reg node_methods[] = {
     { "extents", node_extents },
     { "map", node_map },
     { "check", node_check },
+    { "amend", node_amend },
     { "info", node_info },
     { "filename", node_filename },
     { "format", node_format },

@@ -9,6 +9,20 @@
  *     get = function() return state end,        -- a table with the fields
  *     set = function(t) state = t end }
  *   bh.vmstate.unregister(name [, instance])
+ *   bh.vmstate.sections(bytes | node [, {size =, page_size =, sizes =}])
+ *   bh.vmstate.read(node, pos, len) -> the bytes of node's vmstate area
+ *
+ * sections() lists a savevm stream's sections without loading anything
+ * (bh_savevm_scan): the stream is a string, or the vmstate area of a node
+ * (a snapshot view: node:snapshot_open) up to size bytes.  It returns
+ * { version =, machine =, page_size =, complete =, eof_offset =,
+ *   vmdesc = JSON string, vmdesc_offset =, error =, stop_offset =,
+ *   sections = { {section_id =, idstr =, instance_id =, version_id =,
+ *                 offset =, size =, records =, iterative =, ended =}, ...} }
+ * and raises an error only when the bytes are not a savevm stream.
+ * sizes = { {idstr =, instance_id =, size =}, ... } gives the FULL
+ * sections' sizes in stream order (bh_savevm_scan_sized: for streams
+ * without footers); described = true in the result says they were used.
  *
  * subsections = { {name = "counter/extra", version = 1, min_version = 1,
  *                  fields = {...}, needed = function(state) ... end}, ... }
@@ -24,7 +38,9 @@
  * length + bytes), buffer (exactly size bytes), array (u32 count + items
  * of type `of`, a scalar type).  Big-endian, as QEMU's savevm stream.  A
  * field with version = N is saved always and loaded only from a stream of
- * version N or later.  Loading decodes into a new table that set()
+ * version N or later.  Saving also describes each field for the stream's
+ * JSON trailer (bh_savevm_describe_field): a string as NAME.length and
+ * NAME, an array as NAME.count and its items.  Loading decodes into a new table that set()
  * receives only once the whole stream was read (savevm.h's two phases).
  */
 #include <errno.h>
@@ -123,7 +139,21 @@ static void push_scalar(BhStream *s, int type, lua_State *L)
     }
 }
 
-/* Write d's fields from the state table at tidx. */
+/* QEMU's names and the sizes of the scalar types, for the description
+ * savevm appends to the stream (bh_savevm_describe_field). */
+static const char *const qemu_type_names[] = { "uint8", "uint16", "uint32",
+    "uint64", "int8", "int16", "int32", "int64", "bool" };
+static const uint8_t scalar_sizes[] = { 1, 2, 4, 8, 1, 2, 4, 8, 1 };
+
+static void describe_count(BhStream *s, const char *name, const char *what)
+{
+    g_autofree char *n = g_strdup_printf("%s.%s", name, what);
+    bh_savevm_describe_field(s, n, -1, "uint32", 4);
+}
+
+/* Write d's fields from the state table at tidx, and describe them: a
+ * string as NAME.length and NAME (a buffer), an array as NAME.count and
+ * its items, NAME with their index. */
 static int vmstate_save_fields(LEntry *e, const LDesc *d, BhStream *s, int tidx,
                        BhError **errp)
 {
@@ -147,9 +177,12 @@ static int vmstate_save_fields(LEntry *e, const LDesc *d, BhStream *s, int tidx,
                       "a string of exactly the buffer's size";
                 break;
             }
-            if (f->type == T_STRING)
+            if (f->type == T_STRING) {
                 bh_stream_put_be32(s, (uint32_t)len);
+                describe_count(s, f->name, "length");
+            }
             bh_stream_put_buffer(s, p, len);
+            bh_savevm_describe_field(s, f->name, -1, "buffer", len);
             break;
         }
         case T_ARRAY: {
@@ -160,19 +193,28 @@ static int vmstate_save_fields(LEntry *e, const LDesc *d, BhStream *s, int tidx,
             }
             n = (lua_Integer)lua_rawlen(L, -1);
             bh_stream_put_be32(s, (uint32_t)n);
+            describe_count(s, f->name, "count");
             for (lua_Integer k = 1; k <= n && !why; k++) {
                 lua_rawgeti(L, -1, k);
-                if (!put_scalar(s, f->of, L, -1, &why))
+                if (!put_scalar(s, f->of, L, -1, &why)) {
                     why = why ? why : "a valid item";
-                else
+                } else {
                     why = NULL;
+                    bh_savevm_describe_field(s, f->name, (int)(k - 1),
+                                             qemu_type_names[f->of],
+                                             scalar_sizes[f->of]);
+                }
                 lua_pop(L, 1);
             }
             break;
         }
         default:
-            if (put_scalar(s, f->type, L, -1, &why))
+            if (put_scalar(s, f->type, L, -1, &why)) {
                 why = NULL;
+                bh_savevm_describe_field(s, f->name, -1,
+                                         qemu_type_names[f->type],
+                                         scalar_sizes[f->type]);
+            }
             break;
         }
         if (why) {
@@ -231,6 +273,7 @@ static int v_save(void *opaque, BhStream *s, BhError **errp)
         ret = vmstate_needed(e, d, top + 1, &needed, errp);
         if (ret < 0 || !needed)
             continue;
+        bh_savevm_describe_subsection(s, d->name, d->version);
         bh_stream_put_u8(s, BH_SAVEVM_SUBSECTION);
         bh_stream_put_counted_string(s, d->name);
         bh_stream_put_be32(s, (uint32_t)d->version);
@@ -664,9 +707,144 @@ static int l_unregister(lua_State *L)
     return 1;
 }
 
+static void set_int(lua_State *L, const char *k, uint64_t v)
+{
+    lua_pushinteger(L, (lua_Integer)v);
+    lua_setfield(L, -2, k);
+}
+
+static void push_scan(lua_State *L, const BhSavevmScan *sc)
+{
+    lua_createtable(L, 0, 11);
+    set_int(L, "version", sc->version);
+    set_int(L, "page_size", sc->page_size);
+    if (sc->machine) {
+        lua_pushstring(L, sc->machine);
+        lua_setfield(L, -2, "machine");
+    }
+    lua_pushboolean(L, sc->complete);
+    lua_setfield(L, -2, "complete");
+    if (sc->complete)
+        set_int(L, "eof_offset", sc->eof_offset);
+    if (sc->vmdesc) {
+        lua_pushstring(L, sc->vmdesc);
+        lua_setfield(L, -2, "vmdesc");
+        set_int(L, "vmdesc_offset", sc->vmdesc_offset);
+    }
+    lua_pushboolean(L, sc->described);
+    lua_setfield(L, -2, "described");
+    if (sc->error) {
+        lua_pushstring(L, sc->error);
+        lua_setfield(L, -2, "error");
+        set_int(L, "stop_offset", sc->stop_offset);
+    }
+    lua_createtable(L, (int)sc->sections->len, 0);
+    for (guint i = 0; i < sc->sections->len; i++) {
+        const BhSavevmSection *x = &g_array_index(sc->sections,
+                                                  BhSavevmSection, i);
+        lua_createtable(L, 0, 9);
+        set_int(L, "section_id", x->section_id);
+        lua_pushstring(L, x->idstr);
+        lua_setfield(L, -2, "idstr");
+        set_int(L, "instance_id", x->instance_id);
+        set_int(L, "version_id", x->version_id);
+        set_int(L, "offset", x->offset);
+        set_int(L, "size", x->size);
+        set_int(L, "records", x->records);
+        lua_pushboolean(L, x->iterative);
+        lua_setfield(L, -2, "iterative");
+        lua_pushboolean(L, x->ended);
+        lua_setfield(L, -2, "ended");
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "sections");
+}
+
+/* bh.vmstate.sections(bytes | node [, {size =, page_size =, sizes =}]) */
+static int l_sections(lua_State *L)
+{
+    uint64_t size = UINT64_MAX, page_size = 0;
+    BhStream *s;
+    BhError *err = NULL;
+
+    BhSavevmSizeHint *hints = NULL;
+    size_t n_hints = 0;
+
+    lua_settop(L, 2);
+    if (lua_istable(L, 2)) {
+        lua_getfield(L, 2, "size");
+        if (!lua_isnil(L, -1))
+            size = bh_lua_check_u64(L, -1, "size");
+        lua_getfield(L, 2, "page_size");
+        if (!lua_isnil(L, -1))
+            page_size = bh_lua_check_u64(L, -1, "page_size");
+        lua_pop(L, 2);
+        /* sizes = { {idstr =, instance_id =, size =}, ... } stays at 3,
+         * so the idstr pointers stay valid during the scan */
+        lua_getfield(L, 2, "sizes");
+        if (!lua_isnil(L, 3)) {
+            luaL_argcheck(L, lua_istable(L, 3), 2, "sizes must be a list");
+            n_hints = lua_rawlen(L, 3);
+            /* a userdata (at 4), so that a Lua error cannot leak it */
+            hints = lua_newuserdatauv(L, sizeof(*hints) * MAX(n_hints, 1),
+                                      0);
+            for (size_t i = 0; i < n_hints; i++) {
+                lua_rawgeti(L, 3, (lua_Integer)i + 1);
+                luaL_argcheck(L, lua_istable(L, -1), 2,
+                              "sizes: each entry is {idstr =, instance_id =, "
+                              "size =}");
+                lua_getfield(L, -1, "idstr");
+                hints[i].idstr = luaL_checkstring(L, -1);
+                lua_getfield(L, -2, "instance_id");
+                hints[i].instance_id = (uint32_t)bh_lua_check_u64(L, -1,
+                                                                  "instance_id");
+                lua_getfield(L, -3, "size");
+                hints[i].size = bh_lua_check_u64(L, -1, "size");
+                lua_pop(L, 4);
+            }
+        }
+    }
+    if (lua_type(L, 1) == LUA_TSTRING) {
+        size_t len;
+        const char *d = lua_tolstring(L, 1, &len);
+        s = bh_stream_new_mem_reader(d, len);
+    } else {
+        BhNode *bs = bh_lua_checknode(L, 1);
+        luaL_argcheck(L, size != UINT64_MAX, 2, "a node needs {size = N}");
+        s = bh_node_vmstate_stream(bs, false, size);
+    }
+    BhSavevmScan *sc = bh_savevm_scan_sized(s, page_size, hints, n_hints,
+                                            &err);
+    bh_stream_close(s, NULL);
+    if (!sc)
+        return bh_lua_error(L, err);
+    push_scan(L, sc);
+    bh_savevm_scan_free(sc);
+    return 1;
+}
+
+/* bh.vmstate.read(node, pos, len) -> string (the node's vmstate area) */
+static int l_read(lua_State *L)
+{
+    BhNode *bs = bh_lua_checknode(L, 1);
+    uint64_t pos = bh_lua_check_u64(L, 2, "pos");
+    uint64_t len = bh_lua_check_u64(L, 3, "len");
+    BhError *err = NULL;
+
+    luaL_argcheck(L, len <= (64u << 20), 3, "at most 64 MiB at a time");
+    luaL_Buffer b;
+    char *buf = luaL_buffinitsize(L, &b, (size_t)len);
+    if (bh_node_load_vmstate(bs, buf, pos, (size_t)len, &err) < 0)
+        return bh_lua_error(L, err);
+    luaL_pushresultsize(&b, (size_t)len);
+    return 1;
+}
+
 static const luaL_Reg vmstate_regs[] = {
     { "register", l_register },
     { "unregister", l_unregister },
+    { "sections", l_sections },
+    { "read", l_read },
     { NULL, NULL },
 };
 

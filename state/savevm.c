@@ -16,8 +16,9 @@
 #include "blkhost/savevm.h"
 #include <blkhost/glib.h>
 
+#include "vmdesc.h"
+
 #define QEMU_VM_FILE_VERSION_COMPAT 2
-#define QEMU_VM_CONFIGURATION       0x07
 
 typedef struct SavevmEntry {
     char *idstr;
@@ -141,27 +142,127 @@ unsigned bh_savevm_count(void)
 
 /* ---- writing ---- */
 
+/* QEMU's target page size for x86, which is what the vmdesc's page_size
+ * means to readers (analyze-migration.py requires the key); blkhost
+ * streams carry no RAM section it would apply to. */
+#define VMDESC_PAGE_SIZE 4096
+
+/* What a save handler running on this thread described of its bytes
+ * (bh_savevm_describe_field/subsection). */
+typedef struct HandlerDesc {
+    BhStream *s;
+    GString *fields;      /* the entry's own fields list, no brackets */
+    GString *subs;        /* the subsections list, the last one open */
+    bool in_sub;
+    uint64_t covered;     /* bytes described, subsection headers included */
+} HandlerDesc;
+
+static _Thread_local HandlerDesc *handler_desc;
+
+void bh_savevm_describe_field(BhStream *s, const char *name, int index,
+                              const char *type, uint64_t size)
+{
+    HandlerDesc *h = handler_desc;
+    if (!h || h->s != s || !name || !type)
+        return;
+    GString *d = h->in_sub ? h->subs : h->fields;
+    bh_vmdesc_sep(d);
+    g_string_append_c(d, '{');
+    bh_vmdesc_key(d, "name");
+    bh_vmdesc_str(d, name);
+    if (index >= 0) {
+        bh_vmdesc_key(d, "index");
+        g_string_append_printf(d, "%d", index);
+    }
+    bh_vmdesc_key(d, "type");
+    bh_vmdesc_str(d, type);
+    bh_vmdesc_key(d, "size");
+    g_string_append_printf(d, "%" PRIu64 "}", size);
+    h->covered += size;
+}
+
+void bh_savevm_describe_subsection(BhStream *s, const char *name,
+                                   int version_id)
+{
+    HandlerDesc *h = handler_desc;
+    if (!h || h->s != s || !name)
+        return;
+    if (h->in_sub)
+        g_string_append(h->subs, "]}");
+    bh_vmdesc_sep(h->subs);
+    g_string_append_c(h->subs, '{');
+    bh_vmdesc_key(h->subs, "vmsd_name");
+    bh_vmdesc_str(h->subs, name);
+    bh_vmdesc_key(h->subs, "version");
+    g_string_append_printf(h->subs, "%d", version_id);
+    bh_vmdesc_key(h->subs, "fields");
+    g_string_append_c(h->subs, '[');
+    h->in_sub = true;
+    h->covered += 1 + 1 + strlen(name) + 4;
+}
+
+/* A handler entry's "fields" (and "subsections"): what it described when
+ * that covers exactly the size bytes it wrote, else one opaque buffer. */
+static void savevm_handler_fields(GString *desc, HandlerDesc *h,
+                                  uint64_t size)
+{
+    bh_vmdesc_key(desc, "fields");
+    if (h->covered != size) {
+        g_string_append_printf(desc, "[{\"name\": \"data\", \"type\": "
+                               "\"buffer\", \"size\": %" PRIu64 "}]", size);
+        return;
+    }
+    g_string_append_printf(desc, "[%s]", h->fields->str);
+    if (h->in_sub) {
+        bh_vmdesc_key(desc, "subsections");
+        g_string_append_printf(desc, "[%s]}]", h->subs->str);
+    }
+}
+
+/* One FULL section, and its entry in the "devices" list of desc.  A vmsd
+ * entry is described field by field; a handler entry by what its save
+ * handler described, or as one "buffer" field of the size it took. */
 static int savevm_write_entry(BhStream *s, SavevmEntry *e, uint32_t id,
-                              BhError **errp)
+                              GString *desc, BhError **errp)
 {
     bh_stream_put_u8(s, BH_SAVEVM_FULL);
     bh_stream_put_be32(s, id);
     bh_stream_put_counted_string(s, e->idstr);
     bh_stream_put_be32(s, e->instance_id);
     bh_stream_put_be32(s, (uint32_t)e->version_id);
+    bh_vmdesc_sep(desc);
+    g_string_append_c(desc, '{');
+    bh_vmdesc_key(desc, "name");
+    bh_vmdesc_str(desc, e->idstr);
+    bh_vmdesc_key(desc, "instance_id");
+    g_string_append_printf(desc, "%" PRIu32, e->instance_id);
     int r = bh_stream_take_error(s, errp);
     if (r == 0) {
         if (e->vmsd) {
-            r = bh_vmstate_save(s, e->vmsd, e->opaque, errp);
+            r = bh_vmstate_save_described(s, e->vmsd, e->opaque, desc, errp);
         } else {
+            uint64_t start = bh_stream_tell(s);
+            HandlerDesc h = { .s = s, .fields = g_string_new(NULL),
+                              .subs = g_string_new(NULL) };
+            HandlerDesc *outer = handler_desc;
+            handler_desc = &h;
             r = e->handlers.save(e->opaque, s, errp);
+            handler_desc = outer;
             if (r >= 0)
                 r = bh_stream_take_error(s, errp);
             else if (errp && !*errp)
                 bh_error_set(errp, -r, "save handler failed: %s",
                              g_strerror(-r));
+            bh_vmdesc_key(desc, "vmsd_name");
+            bh_vmdesc_str(desc, e->idstr);
+            bh_vmdesc_key(desc, "version");
+            g_string_append_printf(desc, "%d", e->version_id);
+            savevm_handler_fields(desc, &h, bh_stream_tell(s) - start);
+            g_string_free(h.fields, TRUE);
+            g_string_free(h.subs, TRUE);
         }
     }
+    g_string_append_c(desc, '}');
     if (r < 0) {
         bh_error_prefix(errp, "savevm: section '%s' instance %" PRIu32 ": ",
                        e->idstr, e->instance_id);
@@ -176,6 +277,9 @@ int bh_savevm_write_state(BhStream *s, BhError **errp)
 {
     int r = 0;
     uint32_t id = 0;
+    g_autoptr(GString) desc = g_string_new(NULL);
+    g_string_append_printf(desc, "{\"page_size\": %d, \"devices\": [",
+                           VMDESC_PAGE_SIZE);
     g_rec_mutex_lock(&savevm_lock);
     bh_stream_put_be32(s, BH_SAVEVM_MAGIC);
     bh_stream_put_be32(s, BH_SAVEVM_VERSION);
@@ -183,13 +287,18 @@ int bh_savevm_write_state(BhStream *s, BhError **errp)
         SavevmEntry *e = g_ptr_array_index(savevm_entries, i);
         if (e->vmsd && e->vmsd->needed && !e->vmsd->needed(e->opaque))
             continue;
-        if ((r = savevm_write_entry(s, e, id++, errp)) < 0)
+        if ((r = savevm_write_entry(s, e, id++, desc, errp)) < 0)
             break;
     }
     g_rec_mutex_unlock(&savevm_lock);
     if (r < 0)
         return r;
+    g_string_append(desc, "]}");
     bh_stream_put_u8(s, BH_SAVEVM_EOF);
+    /* QEMU's trailer: its loader skips it, tools read the stream by it. */
+    bh_stream_put_u8(s, BH_SAVEVM_VMDESCRIPTION);
+    bh_stream_put_be32(s, (uint32_t)desc->len);
+    bh_stream_put_buffer(s, desc->str, desc->len);
     bh_stream_flush(s);
     r = bh_stream_take_error(s, errp);
     if (r < 0)
@@ -319,7 +428,7 @@ static const char *savevm_type_name(uint8_t type)
     case BH_SAVEVM_PART: return "PART";
     case BH_SAVEVM_END: return "END";
     case BH_SAVEVM_SUBSECTION: return "SUBSECTION";
-    case QEMU_VM_CONFIGURATION: return "CONFIGURATION";
+    case BH_SAVEVM_CONFIGURATION: return "CONFIGURATION";
     default: return NULL;
     }
 }

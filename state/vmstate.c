@@ -18,12 +18,14 @@
 #include "blkhost/vmstate.h"
 #include <blkhost/glib.h>
 
+#include "vmdesc.h"
+
 #define QEMU_VM_SUBSECTION 0x05
 
 static int vm_load(BhStream *s, const BhVmsd *vmsd, void *opaque,
                    int version_id, BhError **errp);
 static int vm_save(BhStream *s, const BhVmsd *vmsd, void *opaque,
-                   int version_id, BhError **errp);
+                   int version_id, GString *desc, BhError **errp);
 
 /* Fail with a message recorded both in the stream and in errp. */
 static int vm_fail(BhStream *s, BhError **errp, int errnum, const char *fmt,
@@ -92,7 +94,7 @@ static int vm_extent(BhStream *s, const BhVmsd *vmsd, const BhVmField *f,
 }
 
 static int vm_put_elem(BhStream *s, const BhVmField *f, void *p, size_t size,
-                       BhError **errp)
+                       GString *desc, BhError **errp)
 {
     switch (f->type) {
     case BH_VMT_U8: case BH_VMT_I8:
@@ -117,7 +119,7 @@ static int vm_put_elem(BhStream *s, const BhVmField *f, void *p, size_t size,
         bh_stream_put_buffer(s, p, size);
         break;
     case BH_VMT_STRUCT:
-        return vm_save(s, f->vmsd, p, f->vmsd->version_id, errp);
+        return vm_save(s, f->vmsd, p, f->vmsd->version_id, desc, errp);
     default:
         return vm_fail(s, errp, EINVAL, "unknown field type %d",
                        (int)f->type);
@@ -204,10 +206,63 @@ static int vm_hook_result(BhStream *s, const BhVmsd *vmsd, const char *hook,
     return r;
 }
 
+/* QEMU's type names in the vmdesc (its VMStateInfo names). */
+static const char *vm_type_name(BhVmType t)
+{
+    switch (t) {
+    case BH_VMT_U8: return "uint8";
+    case BH_VMT_U16: return "uint16";
+    case BH_VMT_U32: return "uint32";
+    case BH_VMT_U64: return "uint64";
+    case BH_VMT_I8: return "int8";
+    case BH_VMT_I16: return "int16";
+    case BH_VMT_I32: return "int32";
+    case BH_VMT_I64: return "int64";
+    case BH_VMT_BOOL: return "bool";
+    case BH_VMT_BUFFER: return "buffer";
+    case BH_VMT_STRUCT: return "struct";
+    default: return "unknown";
+    }
+}
+
+/* A saved element's description, as QEMU's vmsd_desc_field_start/end:
+ * the index only for fields of several elements, the size after the
+ * bytes are written; a struct's own description nests under "struct". */
+static int vm_put_described(BhStream *s, const BhVmField *f, void *elem,
+                            size_t size, uint32_t i, uint32_t n,
+                            GString *desc, BhError **errp)
+{
+    if (!desc)
+        return vm_put_elem(s, f, elem, size, NULL, errp);
+    bh_vmdesc_sep(desc);
+    g_string_append_c(desc, '{');
+    bh_vmdesc_key(desc, "name");
+    bh_vmdesc_str(desc, f->name);
+    if (n > 1) {
+        bh_vmdesc_key(desc, "index");
+        g_string_append_printf(desc, "%" PRIu32, i);
+    }
+    bh_vmdesc_key(desc, "type");
+    bh_vmdesc_str(desc, vm_type_name(f->type));
+    if (f->type == BH_VMT_STRUCT) {
+        bh_vmdesc_key(desc, "struct");
+        g_string_append_c(desc, '{');
+    }
+    uint64_t start = bh_stream_tell(s);
+    int r = vm_put_elem(s, f, elem, size, desc, errp);
+    if (f->type == BH_VMT_STRUCT)
+        g_string_append_c(desc, '}');
+    bh_vmdesc_key(desc, "size");
+    g_string_append_printf(desc, "%" PRIu64 "}", bh_stream_tell(s) - start);
+    return r;
+}
+
 /* Every field present at version_id, element by element, written to or
- * read from s: saving and loading walk the table the same way. */
+ * read from s: saving and loading walk the table the same way.  desc
+ * (saving only, may be NULL) receives the "fields" list. */
 static int vm_fields(BhStream *s, const BhVmsd *vmsd, void *opaque,
-                     int version_id, bool save, BhError **errp)
+                     int version_id, bool save, GString *desc,
+                     BhError **errp)
 {
     int r;
     for (const BhVmField *f = vmsd->fields; f && f->name; f++) {
@@ -220,7 +275,7 @@ static int vm_fields(BhStream *s, const BhVmsd *vmsd, void *opaque,
         uint8_t *base = (uint8_t *)opaque + f->offset;
         for (uint32_t i = 0; i < n; i++) {
             uint8_t *elem = base + (size_t)i * size;
-            r = save ? vm_put_elem(s, f, elem, size, errp)
+            r = save ? vm_put_described(s, f, elem, size, i, n, desc, errp)
                      : vm_get_elem(s, f, elem, size, errp);
             if (r < 0) {
                 vm_prefix_field(errp, vmsd, f, i, n);
@@ -231,10 +286,14 @@ static int vm_fields(BhStream *s, const BhVmsd *vmsd, void *opaque,
     return 0;
 }
 
+/* desc, if not NULL, receives the body of this description's object:
+ * "vmsd_name", "version", "fields" and, when one was written,
+ * "subsections" (vmdesc.h). */
 static int vm_save(BhStream *s, const BhVmsd *vmsd, void *opaque,
-                   int version_id, BhError **errp)
+                   int version_id, GString *desc, BhError **errp)
 {
     int r;
+    bool any_sub = false;
     if (bh_stream_error(s))
         return bh_stream_take_error(s, errp);
     if (vmsd->pre_save) {
@@ -244,18 +303,43 @@ static int vm_save(BhStream *s, const BhVmsd *vmsd, void *opaque,
         if (r < 0)
             return r;
     }
-    if ((r = vm_fields(s, vmsd, opaque, version_id, true, errp)) < 0)
+    if (desc) {
+        bh_vmdesc_key(desc, "vmsd_name");
+        bh_vmdesc_str(desc, vmsd->name);
+        bh_vmdesc_key(desc, "version");
+        g_string_append_printf(desc, "%d", version_id);
+        bh_vmdesc_key(desc, "fields");
+        g_string_append_c(desc, '[');
+    }
+    r = vm_fields(s, vmsd, opaque, version_id, true, desc, errp);
+    if (desc)
+        g_string_append_c(desc, ']');
+    if (r < 0)
         return r;
     for (const BhVmsd *const *sub = vmsd->subsections; sub && *sub; sub++) {
         const BhVmsd *sd = *sub;
         if (sd->needed && !sd->needed(opaque))
             continue;
+        if (desc) {
+            if (!any_sub) {
+                bh_vmdesc_key(desc, "subsections");
+                g_string_append_c(desc, '[');
+            }
+            bh_vmdesc_sep(desc);
+            g_string_append_c(desc, '{');
+        }
+        any_sub = true;
         bh_stream_put_u8(s, QEMU_VM_SUBSECTION);
         bh_stream_put_counted_string(s, sd->name);
         bh_stream_put_be32(s, (uint32_t)sd->version_id);
-        if ((r = vm_save(s, sd, opaque, sd->version_id, errp)) < 0)
+        r = vm_save(s, sd, opaque, sd->version_id, desc, errp);
+        if (desc)
+            g_string_append_c(desc, '}');
+        if (r < 0)
             return r;
     }
+    if (desc && any_sub)
+        g_string_append_c(desc, ']');
     return bh_stream_take_error(s, errp);
 }
 
@@ -323,7 +407,7 @@ static int vm_load(BhStream *s, const BhVmsd *vmsd, void *opaque,
         if (r < 0)
             return r;
     }
-    if ((r = vm_fields(s, vmsd, opaque, version_id, false, errp)) < 0)
+    if ((r = vm_fields(s, vmsd, opaque, version_id, false, NULL, errp)) < 0)
         return r;
     if ((r = vm_load_subsections(s, vmsd, opaque, errp)) < 0)
         return r;
@@ -344,13 +428,19 @@ int bh_vmstate_save_v(BhStream *s, const BhVmsd *vmsd, void *opaque,
         return vm_fail(s, errp, EINVAL, "%s: cannot save version %d; "
                        "versions %d to %d exist", vmsd->name, version_id,
                        vmsd->minimum_version_id, vmsd->version_id);
-    return vm_save(s, vmsd, opaque, version_id, errp);
+    return vm_save(s, vmsd, opaque, version_id, NULL, errp);
 }
 
 int bh_vmstate_save(BhStream *s, const BhVmsd *vmsd, void *opaque,
                     BhError **errp)
 {
-    return vm_save(s, vmsd, opaque, vmsd->version_id, errp);
+    return vm_save(s, vmsd, opaque, vmsd->version_id, NULL, errp);
+}
+
+int bh_vmstate_save_described(BhStream *s, const BhVmsd *vmsd, void *opaque,
+                              GString *desc, BhError **errp)
+{
+    return vm_save(s, vmsd, opaque, vmsd->version_id, desc, errp);
 }
 
 void *bh_vmstate_load_copy(BhStream *s, const BhVmsd *vmsd, void *opaque,

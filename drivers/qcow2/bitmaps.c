@@ -14,9 +14,12 @@
  * 4 reserved bytes, the directory size (be64) and offset (be64); each
  * directory entry is 24 bytes (table offset, table size, flags, type,
  * granularity bits, name size, extra data size), then the extra data and
- * the name, padded to 8 bytes.
+ * the name, padded to 8 bytes.  A bitmap table entry holds the offset of
+ * one data cluster in bits 9-55, or 0 (bit 0 then says whether that part
+ * of the bitmap is all ones); the directory, the tables and the data
+ * clusters are what `check` and a refcount rebuild must count.
  */
-#include "qcow2.h"
+#include "snapshot.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -74,6 +77,8 @@ int qcow2_read_bitmaps(Qcow2State *s, uint64_t ext_offset, uint64_t ext_len,
         extra = qcow2_be32(dir + pos + 20);
         if (extra > size || size - pos - 24 < (uint64_t)extra + name_len)
             goto bad;
+        s->bitmaps[i].table_offset = qcow2_be64(dir + pos);
+        s->bitmaps[i].table_size = qcow2_be32(dir + pos + 8);
         s->bitmaps[i].flags = qcow2_be32(dir + pos + 12);
         s->bitmaps[i].granularity_bits = dir[pos + 17];
         s->bitmaps[i].name = g_strndup((const char *)dir + pos + 24 + extra,
@@ -105,4 +110,53 @@ void qcow2_bitmaps_dropped(Qcow2State *s)
                "bitmaps; writing invalidates %u of them (%s): QEMU will "
                "ignore them from now on\n", bh_node_filename(s->file),
                s->nb_bitmaps, names->str);
+}
+
+#define BITMAP_TABLE_OFFSET_MASK 0x00fffffffffffe00ull
+#define BITMAP_TABLE_RESERVED 0xff000000000001feull
+
+/* Count the references of valid bitmaps: directory, tables, data. */
+int qcow2_bitmaps_count_references(Qcow2State *s, Qcow2NewRefs *r,
+                                   BhError **errp)
+{
+    uint64_t cs = s->cluster_size;
+    int ret;
+
+    if (!s->nb_bitmaps || !(s->autoclear & QCOW2_AUTOCLEAR_BITMAPS))
+        return 0;
+    ret = qcow2_new_refs_add(r, s->bitmap_dir_offset, s->bitmap_dir_size, 1,
+                             errp);
+    for (uint32_t i = 0; ret == 0 && i < s->nb_bitmaps; i++) {
+        const Qcow2Bitmap *b = &s->bitmaps[i];
+        uint64_t bytes = (uint64_t)b->table_size * 8;
+        g_autofree uint64_t *t = NULL;
+
+        if (!b->table_size)
+            continue;
+        if ((b->table_offset & (cs - 1)) || !b->table_offset ||
+            bytes > QCOW2_MAX_L1_BYTES)
+            return bh_error_set(errp, EINVAL, "qcow2: bitmap '%s' has an "
+                                "invalid table (%u entries at 0x%" PRIx64 ")",
+                                b->name, b->table_size, b->table_offset);
+        ret = qcow2_new_refs_add(r, b->table_offset, bytes, 1, errp);
+        if (ret < 0)
+            return ret;
+        t = g_malloc(bytes);
+        ret = bh_node_pread(s->file, t, b->table_offset, bytes, 0, errp);
+        for (uint32_t j = 0; ret == 0 && j < b->table_size; j++) {
+            uint64_t e = GUINT64_FROM_BE(t[j]), off;
+            if (e & BITMAP_TABLE_RESERVED)
+                return bh_error_set(errp, EINVAL, "qcow2: bitmap '%s' table "
+                                    "entry %u (0x%" PRIx64 ") has reserved "
+                                    "bits set", b->name, j, e);
+            off = e & BITMAP_TABLE_OFFSET_MASK;
+            if (off & (cs - 1))
+                return bh_error_set(errp, EINVAL, "qcow2: bitmap '%s' data "
+                                    "cluster at 0x%" PRIx64 " is not "
+                                    "cluster aligned", b->name, off);
+            if (off)
+                ret = qcow2_new_refs_add(r, off, cs, 1, errp);
+        }
+    }
+    return ret;
 }

@@ -15,8 +15,9 @@
  * Repair rebuilds the refcounts from the references (rebuild.c), which
  * fixes leaks and refcounts that are too low alike; so -r leaks refuses
  * (as qemu-img does) when a refcount is too low.  -r all then rewrites
- * the COPIED flags that still disagree with the (rebuilt) refcounts.  Persistent bitmaps are not counted yet, so images holding
- * them are refused rather than have their bitmap clusters called leaks.
+ * the COPIED flags that still disagree with the (rebuilt) refcounts.
+ * Persistent bitmaps (directory, tables, data clusters) are counted while
+ * the autoclear bit says they are valid (bitmaps.c).
  */
 #include "snapshot.h"
 
@@ -219,9 +220,6 @@ static int check_locked(Qcow2State *s, uint32_t fix, BhCheckResult *res,
     bool rebuild;
     int ret;
 
-    if (s->nb_bitmaps || (s->autoclear & QCOW2_AUTOCLEAR_BITMAPS))
-        return bh_error_set(errp, ENOTSUP, "checking an image with "
-                            "persistent bitmaps is not supported yet");
     ret = qcow2_meta_flush_locked(s, errp);
     if (ret == 0)
         ret = check_count(s, r, errp);

@@ -288,6 +288,8 @@ static const BhDriver qcow2_driver = {
     .create_options = qcow2_create_options,
     .check = qcow2_check,
     .request_flags = BH_IO_FUA | BH_IO_MAY_UNMAP | BH_IO_FAST_ZERO,
+    .amend = qcow2_amend,
+    .amend_options = qcow2_amend_options,
 };
 
 static const BhPluginDesc desc = {

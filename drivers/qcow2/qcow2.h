@@ -113,6 +113,8 @@ typedef struct Qcow2Bitmap {
     char *name;
     uint32_t granularity_bits;
     uint32_t flags;               /* bit 0 in use, 1 auto */
+    uint64_t table_offset;        /* the bitmap table: where, how many */
+    uint32_t table_size;          /* 8-byte entries */
 } Qcow2Bitmap;
 
 /* The cluster offsets a table (active L1, refcount table) points at,
@@ -281,6 +283,7 @@ const char *qcow2_metadata_overlap(Qcow2State *s, uint64_t offset,
 int qcow2_read_bitmaps(Qcow2State *s, uint64_t ext_offset, uint64_t ext_len,
                        const uint8_t *ext, BhError **errp);
 void qcow2_bitmaps_free(Qcow2State *s);
+
 void qcow2_bitmaps_dropped(Qcow2State *s);
 
 /* io.c: host-cluster I/O outside the lock */
@@ -345,6 +348,11 @@ void qcow2_rb_set(Qcow2State *s, void *block, uint64_t i, uint64_t v);
 
 /* check.c */
 int qcow2_check(BhNode *bs, uint32_t fix, BhCheckResult *res, BhError **errp);
+
+/* amend.c: `blkhost amend` (qemu-img amend -o) */
+int qcow2_amend(BhNode *bs, BhOpts *opts, uint32_t flags,
+                BhAmendProgress progress, void *opaque, BhError **errp);
+extern const BhCreateOption qcow2_amend_options[];
 
 /* resize.c */
 int qcow2_truncate(BhNode *bs, uint64_t size, BhError **errp);

@@ -33,6 +33,8 @@ int qcow2_count_references(Qcow2State *s, Qcow2NewRefs *r, BhError **errp)
     for (uint32_t i = 0; ret == 0 && i < s->nb_snapshots; i++)
         ret = qcow2_new_refs_count_l1(r, s->snapshots[i].l1_offset,
                                       s->snapshots[i].l1_size, NULL, 1, errp);
+    if (ret == 0)
+        ret = qcow2_bitmaps_count_references(s, r, errp);
     return ret;
 }
 

@@ -290,41 +290,179 @@ int qcow2_update_refcount_locked(Qcow2State *s, uint64_t cluster,
     return 0;
 }
 
-/* n contiguous free clusters, their refcounts raised to 1 (in the cache). */
-int64_t qcow2_alloc_clusters_locked(Qcow2State *s, uint64_t n, BhError **errp)
+/* Is cluster c free?  A cluster in a range with no refcount block is:
+ * nothing in such a range is allocated. */
+static int cluster_free_locked(Qcow2State *s, uint64_t c, bool *is_free,
+                               BhError **errp)
 {
-    uint64_t i = s->free_hint, run_start = i, run = 0;
-    uint64_t first_free = UINT64_MAX, v;
-    int ret;
+    uint64_t off = 0, v;
+    int ret = refblock_offset(s, c >> s->rb_bits, &off, errp);
 
-    if (s->free_hint == 0)
-        i = run_start = 1;   /* cluster 0 is always the header */
-    while (run < n) {
-        uint64_t rt_index = i >> s->rb_bits, off = 0;
-        ret = refblock_offset(s, rt_index, &off, errp);
+    if (ret < 0)
+        return ret;
+    if (!off) {
+        *is_free = true;
+        return 0;
+    }
+    ret = qcow2_get_refcount_locked(s, c, &v, errp);
+    if (ret < 0)
+        return ret;
+    *is_free = v == 0;
+    return 0;
+}
+
+/* How many ranges in [first, last] (refcount table indexes) lack a block. */
+static int count_missing_locked(Qcow2State *s, uint64_t first, uint64_t last,
+                                uint64_t *missing, BhError **errp)
+{
+    *missing = 0;
+    for (uint64_t r = first; r <= last; r++) {
+        uint64_t off = 0;
+        int ret = refblock_offset(s, r, &off, errp);
         if (ret < 0)
             return ret;
-        if (!off) {
-            ret = create_refblock_locked(s, rt_index, errp);
+        *missing += !off;
+    }
+    return 0;
+}
+
+/*
+ * Give blocks to the m ranges without one among those that [a, at + m)
+ * touches, placing them at clusters at .. at+m-1, just after the run a
+ * caller is allocating.  They go together, like the blocks of a grown
+ * refcount table: a block that lands in a range of the group counts it,
+ * one that lands in a range that already had a block is counted there.
+ * Blocks and counts reach the disk, flushed, before any refcount table
+ * entry points at them.
+ *
+ * Why not each block at the start of its own range, as
+ * create_refblock_locked does: with small clusters and wide refcounts a
+ * range is 64 clusters, so no run longer than 63 clusters would ever fit
+ * in fresh ranges, and an allocation of a 64 KiB write in 512-byte
+ * clusters would make blocks for ever.
+ */
+static int place_refblocks_locked(Qcow2State *s, uint64_t a, uint64_t at,
+                                  uint64_t m, BhError **errp)
+{
+    uint64_t cs = s->cluster_size, per_block = 1ull << s->rb_bits;
+    uint64_t first = a >> s->rb_bits, last = (at + m - 1) >> s->rb_bits;
+    g_autofree uint64_t *ranges = g_new(uint64_t, m);
+    g_autofree uint8_t *blocks = g_malloc0(m * cs);
+    uint64_t k = 0;
+    int ret;
+
+    for (uint64_t r = first; r <= last; r++) {
+        uint64_t off = 0;
+        ret = refblock_offset(s, r, &off, errp);
+        if (ret < 0)
+            return ret;
+        if (!off)
+            ranges[k++] = r;
+    }
+    g_assert(k == m);
+    ret = qcow2_overlap_refuse_locked(s, 0, at * cs, m * cs,
+                                      "new refcount blocks", errp);
+    if (ret < 0)
+        return ret;
+    for (uint64_t c = at; c < at + m; c++) {
+        uint64_t r = c >> s->rb_bits, j;
+        for (j = 0; j < m && ranges[j] != r; j++)
+            ;
+        if (j < m) {
+            qcow2_rb_set(s, blocks + j * cs, c & (per_block - 1), 1);
+        } else {
+            ret = qcow2_update_refcount_locked(s, c, 1, errp);
             if (ret < 0)
                 return ret;
         }
-        ret = qcow2_get_refcount_locked(s, i, &v, errp);
+    }
+    ret = bh_node_pwrite(s->file, blocks, at * cs, m * cs, 0, errp);
+    if (ret == 0)
+        ret = qcow2_cache_flush(s->rb_cache, errp);
+    if (ret == 0)
+        ret = bh_node_flush(s->file, errp);
+    for (uint64_t j = 0; j < m && ret == 0; j++) {
+        uint64_t off = (at + j) * cs;
+        ret = write_reftable_entry(s, ranges[j], off, errp);
+        if (ret == 0) {
+            qcow2_overlap_entry_set(s, false, s->reftable[ranges[j]], off);
+            s->reftable[ranges[j]] = off;
+        }
+    }
+    return ret;
+}
+
+/*
+ * n contiguous free clusters, their refcounts raised to 1 (in the cache).
+ * The run may cross ranges that have no refcount block yet; their blocks
+ * go right after the run (place_refblocks_locked).
+ */
+int64_t qcow2_alloc_clusters_locked(Qcow2State *s, uint64_t n, BhError **errp)
+{
+    uint64_t i, run_start, run, first_free, m;
+    bool is_free;
+    int ret;
+
+retry:
+    i = run_start = MAX(s->free_hint, 1);   /* cluster 0 is the header */
+    run = 0;
+    first_free = UINT64_MAX;
+    for (;;) {
+        while (run < n) {
+            if ((i + 1) * s->cluster_size > L2E_OFFSET_MASK)
+                return bh_error_set(errp, ENOSPC, "qcow2: no room left for "
+                                    "%" PRIu64 " clusters", n);
+            ret = cluster_free_locked(s, i, &is_free, errp);
+            if (ret < 0)
+                return ret;
+            if (is_free) {
+                if (first_free == UINT64_MAX)
+                    first_free = i;
+                if (run == 0)
+                    run_start = i;
+                run++;
+            } else {
+                run = 0;
+            }
+            i++;
+        }
+        /* The blocks the run's ranges lack, and the ranges those touch. */
+        m = 0;
+        for (;;) {
+            uint64_t m2;
+            ret = count_missing_locked(s, run_start >> s->rb_bits,
+                                       (run_start + n + m - 1) >> s->rb_bits,
+                                       &m2, errp);
+            if (ret < 0)
+                return ret;
+            if (m2 == m)
+                break;
+            m = m2;
+        }
+        /* The clusters after the run must be free for those blocks. */
+        while (run < n + m) {
+            ret = cluster_free_locked(s, i, &is_free, errp);
+            if (ret < 0)
+                return ret;
+            if (!is_free)
+                break;
+            run++;
+            i++;
+        }
+        if (run >= n + m)
+            break;
+        run = 0;   /* not room after it: look further */
+        i++;
+    }
+    if (m && ((run_start + n + m - 1) >> s->rb_bits) >= s->reftable_size) {
+        /* The table has no entry for the last range: grow it (in fresh
+         * ranges past the end) and look again, since its new blocks and
+         * table may sit where this run was. */
+        ret = grow_reftable_locked(s, (run_start + n + m - 1) >> s->rb_bits,
+                                   errp);
         if (ret < 0)
             return ret;
-        if (v == 0) {
-            if (first_free == UINT64_MAX)
-                first_free = i;
-            if (run == 0)
-                run_start = i;
-            run++;
-        } else {
-            run = 0;
-        }
-        i++;
-        if (i * s->cluster_size > L2E_OFFSET_MASK)
-            return bh_error_set(errp, ENOSPC, "qcow2: no room left for "
-                                "%" PRIu64 " clusters", n);
+        goto retry;
     }
     /* Free by its refcount, yet holding metadata: the refcounts are
      * corrupt (a zeroed refcount block, say).  Refuse before anything
@@ -334,13 +472,18 @@ int64_t qcow2_alloc_clusters_locked(Qcow2State *s, uint64_t n, BhError **errp)
                                       "newly allocated clusters", errp);
     if (ret < 0)
         return ret;
+    if (m) {
+        ret = place_refblocks_locked(s, run_start, run_start + n, m, errp);
+        if (ret < 0)
+            return ret;
+    }
     for (uint64_t c = run_start; c < run_start + n; c++) {
         ret = qcow2_update_refcount_locked(s, c, 1, errp);
         if (ret < 0)
             return ret;
     }
     /* Free clusters skipped because the run was too short stay findable. */
-    s->free_hint = first_free == run_start ? run_start + n : first_free;
+    s->free_hint = first_free == run_start ? run_start + n + m : first_free;
     return (int64_t)(run_start * s->cluster_size);
 }
 

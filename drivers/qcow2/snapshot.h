@@ -69,6 +69,9 @@ int qcow2_new_refs_get(Qcow2NewRefs *r, uint64_t cluster, uint64_t *v,
 /* rebuild.c: count every reference but the refcount structure's own
  * (header, active L1, snapshot table, snapshot L1s, what they reach). */
 int qcow2_count_references(Qcow2State *s, Qcow2NewRefs *r, BhError **errp);
+/* bitmaps.c: the part of it that persistent bitmaps hold. */
+int qcow2_bitmaps_count_references(Qcow2State *s, Qcow2NewRefs *r,
+                                   BhError **errp);
 /* n contiguous clusters, counted once; the byte offset of the first. */
 int64_t qcow2_new_refs_alloc(Qcow2NewRefs *r, uint64_t n, BhError **errp);
 /* Last: free the committed refcount table, place the changed blocks and a

@@ -116,6 +116,19 @@ static int raw_write_zeroes(BhNode *bs, uint64_t offset, uint64_t len,
                                 errp);
 }
 
+/*
+ * Requests pass to the file, shifted by the window's offset, as requests:
+ * a frontend that keeps many in flight (bh_node_can_submit) gets the
+ * file's io_uring or AIO, an RBD or NBD child's queue, through raw too.
+ * The core has checked the range against raw_get_length already.
+ */
+static void raw_submit(BhNode *bs, BhRequest *req)
+{
+    RawState *s = bh_node_get_opaque(bs);
+
+    bh_request_forward(req, s->file, bh_request_offset(req) + s->offset);
+}
+
 static int raw_block_status(BhNode *bs, uint64_t offset, uint64_t len,
                             uint64_t *pnum, uint32_t *status, BhError **errp)
 {
@@ -264,6 +277,7 @@ static const BhDriver raw_driver = {
     .flush = raw_flush,
     .discard = raw_discard,
     .write_zeroes = raw_write_zeroes,
+    .submit = raw_submit,
     .block_status = raw_block_status,
     .block_map = raw_block_map,
     .truncate = raw_truncate,

@@ -82,11 +82,16 @@ local function as_json(r, filename, format)
     ["image-end-offset"] = r.image_end_offset,
     ["total-clusters"] = r.total_clusters,
   }
-  -- The statistics only when something is allocated, as qemu-img.
+  -- The statistics only when something is allocated, and each only when
+  -- it is not zero, as qemu-img.
   if r.total_clusters and r.total_clusters > 0 and r.allocated_clusters > 0 then
     t["allocated-clusters"] = r.allocated_clusters
-    t["fragmented-clusters"] = r.fragmented_clusters
-    t["compressed-clusters"] = r.compressed_clusters
+    if r.fragmented_clusters > 0 then
+      t["fragmented-clusters"] = r.fragmented_clusters
+    end
+    if r.compressed_clusters > 0 then
+      t["compressed-clusters"] = r.compressed_clusters
+    end
   end
   -- qemu-img leaves out the counts that are zero.
   for _, k in ipairs({ "corruptions", "leaks", "corruptions_fixed", "leaks_fixed" }) do

@@ -35,6 +35,9 @@ Connection:
   -D, --description=TEXT    export description
       --fork                go to the background once the server listens
       --pid-file=PATH       write the server's pid to PATH (removed at exit)
+      --control=PATH        also listen for live operations (snapshots,
+                            savevm, rotation, quit) on the Unix socket PATH:
+                            blkhost ctl PATH query-commands (docs/control.md)
   -L, --list                list the exports of another NBD server (at -k,
                             or -b/-p) and exit
 
@@ -93,6 +96,7 @@ local SPEC = {
   { "D", "description", arg = "TEXT" },
   { nil, "fork" },
   { nil, "pid-file", arg = "PATH" },
+  { nil, "control", arg = "PATH" },
   { "L", "list" },
   { "o", "offset", arg = "OFFSET" },
   { "P", "partition", arg = "NUM" },
@@ -360,13 +364,14 @@ local function settings(o, rest)
   if s.image_opts and s.format then fail("--image-opts and -f are mutually exclusive") end
   s.persistent, s.verbose = o.persistent, o.verbose
   s.fork, s.pid_file, s.device = o.fork, o["pid-file"], o.connect
+  s.control = o.control
   s.disconnect, s.list = o.disconnect, o.list
 
   if s.list then
     if #rest > 0 then fail("List mode is incompatible with a file name") end
     if s.name or s.description or s.offset or s.partition or s.device or
        s.disconnect or s.format or s.load_snapshot or s.aio or discard or
-       s.cache or s.snapshot then
+       s.cache or s.snapshot or s.control then
       fail("List mode is incompatible with per-device settings")
     end
     if s.fork then fail("List mode is incompatible with forking") end
@@ -577,6 +582,9 @@ local function serve(s)
     say(s, "NBD device %s is now connected to %s", s.device, s.args[1])
   end
 
+  -- The control socket comes up with the export it acts on, before the
+  -- caller is told the server is ready.
+  local ctl <close> = s.control and bh.control.listen("unix:" .. s.control)
   if s.pid_file then bh.process.write_pid_file(s.pid_file) end
   -- Once serving, the daemon lets go of the caller's stderr (it goes to
   -- /dev/null, as qemu-nbd's does), so `out=$(blkhost nbd --fork ... 2>&1)`

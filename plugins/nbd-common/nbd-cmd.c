@@ -2,6 +2,15 @@
 /*
  * Running one NBD request on a worker thread and sending its reply.
  *
+ * On a node whose driver completes requests itself (bh_node_can_submit:
+ * io_uring or Linux AIO files, RBD, NBD, memory), reads, writes and
+ * flushes are submitted and the worker goes on to the next request; the
+ * reply is sent from the completion, on whichever thread the driver
+ * completes, which is safe because nbd_reply_send() never blocks.  So the
+ * requests in flight are not capped by the number of workers (two on a
+ * 2-CPU machine), as qemu-nbd's coroutines are not.  Other nodes are
+ * called synchronously on the worker, which costs no thread hop.
+ *
  * Each reply is header(s) plus payload taken from the slot's
  * preallocated buffers, handed to the connection's reply path
  * (nbd-reply.c), which sends it without blocking the worker; nothing is
@@ -166,6 +175,67 @@ static bool cmd_read_sparse(NbdSlot *slot, BhNode *node)
     return true;
 }
 
+/* The data is in the slot buffer: its header goes into the headroom just
+ * before it, and the reply leaves as one piece. */
+static void read_reply(NbdSlot *slot)
+{
+    const NbdSession *s = slot->conn->s;
+    size_t hl = s->structured ? sizeof(NbdChunkHeader) + 8
+                              : sizeof(NbdSimpleReply);
+    NbdReplyHead *h = (NbdReplyHead *)(slot->buf - hl);
+
+    if (s->structured) {
+        head_chunk(h, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_OFFSET_DATA,
+                   slot->cookie, 8 + slot->len);
+        h->u.c.offset = GUINT64_TO_BE(slot->offset);
+    } else {
+        head_simple(h, 0, slot->cookie);
+    }
+    slot->iov[0] = (struct iovec){ h, hl + slot->len };
+    stat_add(&slot->conn->stats->bytes_read, slot->len);
+    nbd_reply_send(slot, 1);
+}
+
+/* Completion of a submitted read, write or flush (see the top). */
+static void slot_io_done(void *opaque, int ret, const BhError *err)
+{
+    NbdSlot *slot = opaque;
+
+    (void)err;
+    switch (slot->type) {
+    case NBD_CMD_READ:
+        if (ret < 0)
+            reply_io_error(slot, "read", ret);
+        else
+            read_reply(slot);
+        return;
+    case NBD_CMD_WRITE:
+        if (ret < 0) {
+            reply_io_error(slot, "write", ret);
+            return;
+        }
+        stat_add(&slot->conn->stats->bytes_written, slot->len);
+        break;
+    default:
+        if (ret < 0) {
+            reply_io_error(slot, "flush", ret);
+            return;
+        }
+        break;
+    }
+    reply_ok(slot);
+}
+
+static void slot_submit(NbdSlot *slot, BhNode *node, BhOp op, uint32_t flags)
+{
+    struct iovec iov = { slot->buf, slot->len };
+    bool data = op == BH_OP_READ || op == BH_OP_WRITE;
+
+    bh_node_submit(bh_request_new(node, op, data ? slot->offset : 0,
+                                  data ? slot->len : 0, data ? &iov : NULL,
+                                  data ? 1 : 0, flags, slot_io_done, slot));
+}
+
 static void cmd_read(NbdSlot *slot)
 {
     const NbdSession *s = slot->conn->s;
@@ -179,27 +249,16 @@ static void cmd_read(NbdSlot *slot)
         slot->len >= NBD_SPARSE_READ_MIN && s->exp.can_block_status &&
         cmd_read_sparse(slot, node))
         return;
-
+    if (bh_node_can_submit(node)) {
+        slot_submit(slot, node, BH_OP_READ, 0);
+        return;
+    }
     int r = bh_node_pread(node, slot->buf, slot->offset, slot->len, 0, NULL);
     if (r < 0) {
         reply_io_error(slot, "read", r);
         return;
     }
-    /* The data was read into the slot buffer: its header goes into the
-     * headroom just before it, and the reply leaves as one piece. */
-    size_t hl = s->structured ? sizeof(NbdChunkHeader) + 8
-                              : sizeof(NbdSimpleReply);
-    NbdReplyHead *h = (NbdReplyHead *)(slot->buf - hl);
-    if (s->structured) {
-        head_chunk(h, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_OFFSET_DATA,
-                   slot->cookie, 8 + slot->len);
-        h->u.c.offset = GUINT64_TO_BE(slot->offset);
-    } else {
-        head_simple(h, 0, slot->cookie);
-    }
-    slot->iov[0] = (struct iovec){ h, hl + slot->len };
-    stat_add(&slot->conn->stats->bytes_read, slot->len);
-    nbd_reply_send(slot, 1);
+    read_reply(slot);
 }
 
 static void cmd_block_status(NbdSlot *slot)
@@ -285,6 +344,10 @@ void nbd_slot_run(NbdSlot *slot)
         cmd_block_status(slot);
         return;
     case NBD_CMD_WRITE:
+        if (slot->len && bh_node_can_submit(node)) {
+            slot_submit(slot, node, BH_OP_WRITE, fua ? BH_IO_FUA : 0);
+            return;
+        }
         if (slot->len)
             r = bh_node_pwrite(node, slot->buf, slot->offset, slot->len,
                                fua ? BH_IO_FUA : 0, NULL);
@@ -295,6 +358,10 @@ void nbd_slot_run(NbdSlot *slot)
         stat_add(&slot->conn->stats->bytes_written, slot->len);
         break;
     case NBD_CMD_FLUSH:
+        if (bh_node_can_submit(node)) {
+            slot_submit(slot, node, BH_OP_FLUSH, 0);
+            return;
+        }
         r = bh_node_flush(node, NULL);
         if (r < 0) {
             reply_io_error(slot, "flush", r);

@@ -294,6 +294,48 @@ static void wl_backing(Workload *w)
     }
 }
 
+/* ---- amend (drivers/qcow2/amend.c): refcount width changes ---- */
+static void wl_amend(Workload *w, const char *opts)
+{
+    BhError *err = NULL;
+    g_autoptr(BhOpts) o = bh_opts_parse(opts, NULL, NULL);
+    wl_begin(w);
+    wl_check(w, bh_node_amend(w->bs, o, 0, NULL, NULL, &err), err, opts);
+    wl_record(w, false);
+}
+
+static void wl_refcount_width(Workload *w)
+{
+    /* The refcount structure rewritten in another width (new blocks and
+     * table, flushed, then one header write) between allocating writes
+     * and zero writes, and the image downgraded (zero clusters expanded)
+     * and upgraded again at the end. */
+    static const char *const widths[] = {
+        "refcount_bits=1", "refcount_bits=64", "refcount_bits=8",
+        "refcount_bits=16", "compat=0.10", "compat=1.1,refcount_bits=2",
+    };
+    for (size_t k = 0; k < G_N_ELEMENTS(widths); k++) {
+        for (int i = 0; i < 8; i++) {
+            uint64_t off = (uint64_t)g_rand_int_range(w->rand, 0,
+                               (gint32)(w->size / 4096)) * 4096;
+            BhError *err = NULL;
+            if (i != 7) {
+                wl_write(w, off, 4096);
+                continue;
+            }
+            /* A zero cluster, for the downgrade to expand. */
+            wl_begin(w);
+            wl_check(w, bh_node_write_zeroes(w->bs, off, 4096, 0, &err),
+                     err, "write zeroes");
+            memset(w->model + off, 0, 4096);
+            wl_record(w, false);
+        }
+        wl_flush(w);
+        wl_amend(w, widths[k]);
+    }
+    wl_flush(w);
+}
+
 /* ---- replay ---- */
 typedef struct Replay {
     Workload *w;
@@ -755,12 +797,12 @@ int main(void)
     env = g_getenv("POWERLOSS_SEED");
     guint32 seed = env ? (guint32)g_ascii_strtoull(env, NULL, 10) : 1;
     const bool refcount64 = g_getenv("POWERLOSS_REFCOUNT64") != NULL;
-    const uint64_t nwl = 4;
+    const uint64_t nwl = 5;
     /* A quarter more than a fair share each: intervals with one or two
      * writes have fewer distinct states than their share. */
     uint64_t per = (target + nwl - 1) / nwl * 5 / 4, total = 0;
 
-    plan(14);
+    plan(17);
     powerloss_run("allocating writes", "cluster_size=4096", 1 << 20, false,
                   wl_allocating, per, seed, &total);
     powerloss_run("snapshot create, delete, apply", "cluster_size=4096",
@@ -775,6 +817,8 @@ int main(void)
                   wl_refcount_growth, per, seed, &total);
     powerloss_run("backing chain write", "cluster_size=4096", 256 << 10,
                   true, wl_backing, per, seed, &total);
+    powerloss_run("amend refcount_bits and compat", "cluster_size=4096",
+                  256 << 10, false, wl_refcount_width, per, seed, &total);
     ok(total >= target, "powerloss: %" PRIu64 " crash states checked in all "
        "(aimed at %" PRIu64 ", seed %u)", total, target, seed);
     return done();

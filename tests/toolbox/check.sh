@@ -9,7 +9,7 @@ source "$SOURCE_ROOT/tests/tap.sh"
 source "$SOURCE_ROOT/tests/toolbox/lib.sh"
 need qemu-img qemu-io python3
 
-plan 39
+plan 42
 
 B=$BLKHOST
 POKE="python3 $SOURCE_ROOT/tests/qcow2/poke.py"
@@ -143,14 +143,36 @@ else
     diag "$(diff q.out b.out)"
 fi
 
-# Persistent bitmaps are not counted yet: refused rather than their
-# clusters called leaks.
+# Persistent bitmaps: the directory, the bitmap tables and the data
+# clusters are references like any other, not leaks.  qemu-io marks the
+# enabled bitmap dirty and stores it, data clusters and all, at close.
 cp a.qcow2 bm.qcow2
 qemu-img bitmap --add bm.qcow2 b0 2>/dev/null
-cp bm.qcow2 bm2.qcow2
-check_fails "check: an image with persistent bitmaps is refused (status 1), not miscounted" \
-    "persistent bitmaps" "$B" check -r all bm2.qcow2
-check "check: ... and that image is left byte-identical" cmp bm.qcow2 bm2.qcow2
+io bm.qcow2 -c "write -P 2 0 1M" -c "write -P 3 3M 512k"
+qemu-img bitmap --add bm.qcow2 b1 --disable 2>/dev/null
+same "an image with two persistent bitmaps, one holding data clusters: counted as qemu-img" bm.qcow2
+same "the same, --output=json" --output=json bm.qcow2
+# Leaks in that image, then -r leaks: the bitmaps stay (qemu-img info
+# still lists them, qemu-img check stays clean).
+cp bm.qcow2 bmleak.qcow2
+truncate -s +128k bmleak.qcow2
+end=$(( $(stat -c %s bm.qcow2) / 65536 ))
+set_ref bmleak.qcow2 $end 1; set_ref bmleak.qcow2 $((end + 1)) 1
+same "leaks in an image with persistent bitmaps: exit 3 and the same summary" bmleak.qcow2
+"$B" check -q -r leaks bmleak.qcow2 >/dev/null 2>bmleak.err
+if qemu-img check -q bmleak.qcow2 &&
+   [ "$(qemu-img info --output=json bmleak.qcow2 | grep -c '"name": "b[01]"')" = 2 ] &&
+   qemu-img compare -q bm.qcow2 bmleak.qcow2; then
+    ok "check: -r leaks on an image with persistent bitmaps repairs it and keeps both bitmaps"
+else
+    not_ok "check: -r leaks on an image with persistent bitmaps repairs it and keeps both bitmaps"
+    diag "$(cat bmleak.err; qemu-img check bmleak.qcow2 2>&1; qemu-img info bmleak.qcow2 | tail -12)"
+fi
+# An image with nothing allocated but fragments and compression zero:
+# qemu-img leaves those counts out of the JSON.
+qemu-img create -q -f qcow2 one.qcow2 4M
+io one.qcow2 -c "write 0 64k"
+same "one data cluster, --output=json (zero fragmented and compressed counts left out)" --output=json one.qcow2
 
 # A lazy-refcounts writer killed before it wrote its refcounts: the dirty
 # image's refcounts lag (too low); a repairing (read-write) open rebuilds

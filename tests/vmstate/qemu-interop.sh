@@ -3,12 +3,13 @@
 # The savevm stream against QEMU itself (qemu-system-x86_64 -machine none):
 # QEMU's migration output is read by blkhost's savevm reader, and streams
 # written by bh_savevm_write_state() are loaded by an incoming QEMU, whose
-# run state then comes from our "globalstate" section.
+# run state then comes from our "globalstate" section, without a warning
+# (the JSON description trailer after EOF is what QEMU expects there).
 # Args: vmstate-qemu helper, qmp-migrate.py.
 source "$SOURCE_ROOT/tests/tap.sh"
 need qemu-system-x86_64 /usr/bin/python3
 HELPER=$1 QMP=$2
-plan 9
+plan 10
 
 out=$(/usr/bin/python3 "$QMP" save "$T/qemu.mig" 2>&1)
 if [[ $out == *migration=completed* && -s $T/qemu.mig ]]; then
@@ -45,6 +46,12 @@ if [[ $out == *"migration=completed runstate=running"* ]]; then
     ok "write: QEMU loads it and runs"
 else
     not_ok "write: QEMU loads our stream (running)"; diag "$out"
+fi
+# Without the JSON trailer QEMU warns "Expected vmdescription section".
+if [[ $out == *"migration=completed"* && $out != *"stderr:"* ]]; then
+    ok "write: QEMU loads it without a word on stderr (it found our VMDESCRIPTION trailer after EOF)"
+else
+    not_ok "write: QEMU warns about our stream"; diag "$out"
 fi
 "$HELPER" write "$T/ours-paused.mig" paused
 out=$(/usr/bin/python3 "$QMP" load "$T/ours-paused.mig" 2>&1)

@@ -168,6 +168,18 @@ static uint8_t *write_state(size_t *len)
     return copy;
 }
 
+/* Where the stream proper ends: after the EOF byte, before the JSON
+ * trailer (found with bh_savevm_scan, which test-scan checks). */
+static size_t stream_end(const uint8_t *d, size_t len)
+{
+    BhStream *r = bh_stream_new_mem_reader(d, len);
+    BhSavevmScan *sc = bh_savevm_scan(r, 0, NULL);
+    size_t end = sc && sc->complete ? (size_t)sc->eof_offset + 1 : len;
+    bh_savevm_scan_free(sc);
+    bh_stream_close(r, NULL);
+    return end;
+}
+
 static int read_state(const uint8_t *d, size_t len, BhError **errp)
 {
     BhStream *r = bh_stream_new_mem_reader(d, len);
@@ -217,8 +229,12 @@ static void test_roundtrip(void)
     set_states(1);
     size_t len;
     uint8_t *d = write_state(&len);
-    ok(len > 8 && memcmp(d, "QEVM\0\0\0\3", 8) == 0 && d[len - 1] == 0,
-       "roundtrip: stream starts with QEVM 00000003 and ends with EOF");
+    size_t end = stream_end(d, len);
+    ok(len > 8 && memcmp(d, "QEVM\0\0\0\3", 8) == 0 && d[end - 1] == 0 &&
+       end + 5 < len && d[end] == BH_SAVEVM_VMDESCRIPTION &&
+       d[len - 1] == '}',
+       "roundtrip: stream starts with QEVM 00000003, has EOF, then QEMU's "
+       "JSON description trailer (0x06, length, JSON)");
     set_states(2);
     BhError *err = NULL;
     int rc = read_state(d, len, &err);
@@ -270,18 +286,29 @@ static void test_exact_bytes(void)
         0xbe, 0xef,                                      /* a */
         0x7e, 0x00, 0x00, 0x00, 0x00,                    /* footer, id 0 */
         0x00,                                            /* EOF */
+        0x06, 0x00, 0x00, 0x00, 0x9f,                    /* vmdesc, 159 */
+        /* then the JSON below (QEMU's keys; sizes as written) */
     };
+    static const char want_json[] = "{\"page_size\": 4096, \"devices\": "
+        "[{\"name\": \"tiny\", \"instance_id\": 9, \"vmsd_name\": "
+        "\"tiny\", \"version\": 7, \"fields\": [{\"name\": \"a\", "
+        "\"type\": \"uint16\", \"size\": 2}]}]}";
+    static const char empty_json[] = "{\"page_size\": 4096, \"devices\": []}";
     Tiny t = { 0xbeef };
     /* only this entry registered */
     bh_savevm_unregister("dev", 0);
     bh_savevm_unregister("script", 0);
     ok(script.releases == 1, "registry: unregistering calls release");
     bh_savevm_register("tiny", 9, &tiny_vmsd, &t, NULL);
-    size_t len;
+    size_t len, jlen = sizeof(want_json) - 1;
     uint8_t *d = write_state(&len);
-    ok(len == sizeof(want) && memcmp(d, want, len) == 0,
-       "exact bytes: header, FULL section, footer and EOF as QEMU writes "
-       "them (%zu bytes)", len);
+    bool same = jlen == 0x9f && len == sizeof(want) + jlen &&
+                memcmp(d, want, sizeof(want)) == 0 &&
+                memcmp(d + sizeof(want), want_json, jlen) == 0;
+    ok(same, "exact bytes: header, FULL section, footer, EOF and the JSON "
+       "description trailer as QEMU writes them (%zu bytes)", len);
+    if (!same && len > sizeof(want))
+        diag("trailer: %.*s", (int)(len - sizeof(want)), d + sizeof(want));
     t.a = 0;
     ok(read_state(want, sizeof(want), NULL) == 0 && t.a == 0xbeef,
        "exact bytes: the hand-made stream loads");
@@ -289,8 +316,11 @@ static void test_exact_bytes(void)
     g_free(d);
 
     d = write_state(&len);
-    ok(len == 9 && memcmp(d, "QEVM\0\0\0\3\0", 9) == 0,
-       "exact bytes: empty registry writes header + EOF");
+    jlen = sizeof(empty_json) - 1;
+    ok(len == 14 + jlen && memcmp(d, "QEVM\0\0\0\3\0\6\0\0\0", 13) == 0 &&
+       d[13] == jlen && memcmp(d + 14, empty_json, jlen) == 0,
+       "exact bytes: empty registry writes header + EOF + a trailer with no "
+       "devices");
     ok(read_state(d, len, NULL) == 0, "exact bytes: empty stream loads");
     g_free(d);
     bh_savevm_register("dev", 0, &dev_vmsd, &dev, NULL);
@@ -413,8 +443,16 @@ static void test_bad_streams(void)
                    "appears twice");
     g_free(dup);
 
-    /* cut at every byte: subsections included, every prefix refused */
-    unsigned refused = 0, eos = 0;
+    /* cut at every byte: subsections included, every prefix refused up to
+     * the EOF marker; the trailer after it is only a description, which
+     * the reader (as QEMU's) does not need */
+    size_t end = stream_end(good, len);
+    unsigned refused = 0, eos = 0, loaded = 0;
+    for (size_t cut = end; cut < len; cut++)
+        loaded += read_state(good, cut, NULL) == 0;
+    is_int(loaded, len - end, "truncation: cuts inside the %zu-byte JSON "
+           "trailer still load (it is not state)", len - end);
+    len = end;
     for (size_t cut = 0; cut < len; cut++) {
         set_states(50);
         Dev before = dev;
@@ -574,7 +612,7 @@ static void test_load_halves(void)
        script.commits == commits + 1,
        "load halves: finish(true) commits every entry");
     load = (BhSavevmLoad *)1;
-    r = bh_stream_new_mem_reader(d, len - 1);
+    r = bh_stream_new_mem_reader(d, stream_end(d, len) - 1);
     rc = bh_savevm_load_begin(r, &load, NULL);
     bh_stream_close(r, NULL);
     ok(rc < 0 && load == NULL,
@@ -584,7 +622,7 @@ static void test_load_halves(void)
 
 int main(void)
 {
-    plan(43);
+    plan(44);
     test_registry();
     test_roundtrip();
     test_exact_bytes();

@@ -191,8 +191,28 @@ typedef struct BhDriver {
     /* Protocols only: the URI schemes this driver opens, ended by NULL
      * ({"nbd", "nbd+unix", NULL}).  A filename "SCHEME://..." opened
      * without a format gets this driver where the file driver would go,
-     * and the format is probed over it as over a file.  Optional. */
+     * and the format is probed over it as over a file.  An entry ending
+     * in ':' ("rbd:") claims filenames starting with it, with no "//"
+     * (QEMU's rbd:pool/image).  Optional. */
     const char *const *uri_schemes;
+
+    /* Change options of an existing image (`blkhost amend`, as
+     * `qemu-img amend -o`).  opts holds only keys amend_options lists:
+     * the core refuses the others first.  The driver checks every value
+     * and combination before it changes anything, so that a refused
+     * amend leaves the image as it was, and makes each step crash safe.
+     * flags: BH_AMEND_*.  progress (may be NULL) gets the work done and
+     * the total as it goes.  Runs with the node drained.  Optional:
+     * without it bh_node_amend() answers -ENOTSUP. */
+    int (*amend)(BhNode *bs, BhOpts *opts, uint32_t flags,
+                 BhAmendProgress progress, void *opaque, BhError **errp);
+    /* The options amend takes, for `blkhost amend -o help` and the key
+     * check: as create_options (same element type and stride).  An entry
+     * whose help is NULL is not taken nor listed: it names a creation
+     * option beyond create_options (qemu-img's encryption, say), which
+     * is then refused with the "only supported for image creation" hint
+     * like the create_options amend does not list. */
+    const BhCreateOption *amend_options;
 
     /* New callbacks go here, at the end. */
 } BhDriver;

@@ -137,6 +137,18 @@ int bh_node_block_status(BhNode *bs, uint64_t offset, uint64_t len,
  * check; other negative returns: the check could not run. */
 int bh_node_check(BhNode *bs, uint32_t fix, BhCheckResult *res,
                   BhError **errp);
+/* Change options of an existing image (qemu-img amend -o): the driver's
+ * amend callback, with the node drained.  Keys the driver does not list
+ * in its amend options are refused before anything is touched, as
+ * qemu-img words it ("Invalid parameter 'cluster_size'", and for a
+ * creation option "This option is only supported for image creation"
+ * on a second line).  progress (may be NULL) is called on this thread
+ * with the work done and the total.  -ENOTSUP when the format cannot
+ * amend. */
+#define BH_AMEND_FORCE (1u << 0)  /* qemu-img amend --force */
+typedef void (*BhAmendProgress)(void *opaque, uint64_t done, uint64_t total);
+int bh_node_amend(BhNode *bs, const BhOpts *opts, uint32_t flags,
+                  BhAmendProgress progress, void *opaque, BhError **errp);
 /* Change the size (file and formats that can).  Not range checked.
  * Runs drained (below). */
 int bh_node_truncate(BhNode *bs, uint64_t size, BhError **errp);
@@ -168,6 +180,13 @@ BhDetectZeroes bh_node_detect_zeroes(const BhNode *bs);
 
 /* Child by role ("file", "backing"); borrowed, NULL if none. */
 BhNode *bh_node_child(const BhNode *bs, const char *role);
+
+/* Whether bs's driver completes requests itself, asynchronously (it has
+ * submit): a frontend then gains by keeping many requests in flight with
+ * bh_node_submit() instead of blocking a thread per request.  For other
+ * nodes bh_node_submit() runs the synchronous callbacks on the core's
+ * pool, a thread hop a frontend with its own workers can save. */
+bool bh_node_can_submit(const BhNode *bs);
 
 /* Capabilities a frontend advertises. */
 bool bh_node_can_fua(const BhNode *bs);      /* native or emulated: true */

@@ -72,6 +72,15 @@ uint64_t bh_request_length(const BhRequest *req);
 uint32_t bh_request_flags(const BhRequest *req); /* only declared flags */
 const struct iovec *bh_request_iov(const BhRequest *req, int *niov);
 
+/* Pass req on to child, unchanged but for its offset (a format or filter
+ * that maps one request to one request below, as raw's window does): the
+ * child's request carries req's op, length, buffer and declared flags,
+ * and when it is done req completes with its result and message.  The
+ * child's request is gone, its hold on child released, before req
+ * completes, so a caller woken by req may close the node at once and its
+ * file (and lock) go with it. */
+void bh_request_forward(BhRequest *req, BhNode *child, uint64_t offset);
+
 /* Finish the request: ret is 0 or -errno.  Exactly once, any thread.
  * Attach a message first with bh_request_error() if there is one to say. */
 void bh_request_complete(BhRequest *req, int ret);

@@ -16,9 +16,11 @@
  *   FULL (4): u8 4, u32 section id, u8 idstr length, idstr, u32 instance
  *             id, u32 version, the entry's state, u8 0x7e (footer), u32
  *             section id again;
- *   EOF  (0): u8 0.
+ *   EOF  (0): u8 0;
+ *   then QEMU's description trailer: u8 6, be32 length, JSON naming each
+ *   section's fields and their sizes (the loader skips it).
  * START/PART/END (live migration) and QEMU's CONFIGURATION section are
- * not produced and refused on input.  Entries absent from a stream keep
+ * not produced and refused on input (bh_savevm_scan lists them).  Entries absent from a stream keep
  * their state.
  *
  * The registry is thread-safe.  Callbacks run with the registry lock held
@@ -46,6 +48,9 @@ G_BEGIN_DECLS
 #define BH_SAVEVM_END      0x03
 #define BH_SAVEVM_FULL     0x04
 #define BH_SAVEVM_SUBSECTION 0x05
+#define BH_SAVEVM_VMDESCRIPTION 0x06  /* after EOF: be32 length, JSON */
+#define BH_SAVEVM_CONFIGURATION 0x07
+#define BH_SAVEVM_COMMAND  0x08
 #define BH_SAVEVM_FOOTER   0x7e
 
 /*
@@ -72,6 +77,24 @@ typedef struct BhSavevmHandlers {
     void (*discard)(void *opaque, void *pending);
     void (*release)(void *opaque);
 } BhSavevmHandlers;
+
+/*
+ * For save handlers: name the bytes just written, so that the stream's
+ * JSON description (the trailer after EOF that QEMU's
+ * scripts/analyze-migration.py reads) shows the state's fields rather
+ * than one opaque "data" buffer.  type is one of QEMU's names ("uint8" ..
+ * "uint64", "int8" .. "int64", "bool", "buffer"); index >= 0 marks an
+ * array element.  A subsection the handler writes (u8 5, name, be32
+ * version, its fields) is announced by describe_subsection just before
+ * its header; the fields described after it belong to it.  Both do
+ * nothing outside a save handler of bh_savevm_write_state; if what was
+ * described does not add up to the bytes the handler wrote, the
+ * description falls back to the one buffer.
+ */
+void bh_savevm_describe_field(BhStream *s, const char *name, int index,
+                              const char *type, uint64_t size);
+void bh_savevm_describe_subsection(BhStream *s, const char *name,
+                                   int version_id);
 
 /* Register a C struct; vmsd->size must be set (loads go through a copy).
  * EEXIST if (idstr, instance_id) is taken, EINVAL for a bad idstr. */
@@ -112,6 +135,75 @@ int bh_savevm_read_state(BhStream *s, BhError **errp);
 typedef struct BhSavevmLoad BhSavevmLoad;
 int bh_savevm_load_begin(BhStream *s, BhSavevmLoad **load, BhError **errp);
 void bh_savevm_load_finish(BhSavevmLoad *load, bool commit);
+
+/* ---- listing a stream's sections (savevm-scan.c) ---- */
+/* One section of a stream: a FULL one, or an iterative one (START, then
+ * PARTs, then END: QEMU's RAM and block migration) summed over its
+ * records. */
+typedef struct BhSavevmSection {
+    uint32_t section_id;
+    char idstr[256];
+    uint32_t instance_id;
+    uint32_t version_id;
+    uint64_t offset;     /* of its (first) record's type byte */
+    uint64_t size;       /* state bytes, record headers and footers excluded */
+    unsigned records;    /* 1 for FULL; START + PARTs + END */
+    bool iterative;      /* START/PART/END rather than FULL */
+    bool ended;          /* FULL, or its END was seen */
+} BhSavevmSection;
+
+typedef struct BhSavevmScan {
+    uint32_t version;        /* the stream's format version (3) */
+    char *machine;           /* CONFIGURATION's machine type, or NULL */
+    uint64_t page_size;      /* the RAM page size used to decode RAM */
+    GArray *sections;        /* BhSavevmSection, by their first record */
+    bool complete;           /* the EOF marker was reached */
+    uint64_t eof_offset;     /* where, when complete */
+    char *vmdesc;            /* the JSON trailer after EOF, or NULL */
+    uint64_t vmdesc_offset;  /* of its 0x06 byte, when there is one */
+    uint64_t stop_offset;    /* not complete: where decoding stopped */
+    char *error;             /* not complete: why, naming the section */
+    bool described;          /* FULL sizes came from BhSavevmSizeHints */
+} BhSavevmScan;
+
+/*
+ * Walk a savevm stream without loading it (nothing registered is needed
+ * or touched) and list its sections: blkhost's own streams and QEMU's
+ * (CONFIGURATION, FULL, START/PART/END, COMMAND records, EOF and the JSON
+ * trailer).  QEMU's "ram" section is decoded by its page flags
+ * (page_size: its target page size, 0 for 4096 or what the stream's
+ * configuration says); any other section's end is found by its footer
+ * (0x7e and its section id, followed by a well-formed next record), which
+ * QEMU writes after every section since 2.4.  Decoding stops at the first
+ * record it cannot decode; the scan is then returned with complete false,
+ * error saying which record and why, and the sections before it.  NULL
+ * (with errp set) only when the header is not a savevm stream's. Free
+ * with bh_savevm_scan_free.
+ */
+BhSavevmScan *bh_savevm_scan(BhStream *s, uint64_t page_size,
+                             BhError **errp);
+
+/* The size of a FULL section's state, known from elsewhere: QEMU's JSON
+ * description trailer lists every FULL section in stream order with its
+ * fields' sizes (the sum, plus 6 + the name length for each subsection
+ * marker).  Streams of machine types before QEMU 2.4 (pc-i440fx-2.3) have
+ * no section footers; with these sizes they can still be walked. */
+typedef struct BhSavevmSizeHint {
+    const char *idstr;
+    uint32_t instance_id;
+    uint64_t size;
+} BhSavevmSizeHint;
+
+/* bh_savevm_scan, where the i-th FULL section (i < n) takes its size from
+ * hints[i] instead of its footer; a footer after it is still read.  A
+ * hint naming another section than the one found, or a size that ends
+ * neither at a footer nor before a well-formed record, stops the scan
+ * with an error.  scan->described says hints were used. */
+BhSavevmScan *bh_savevm_scan_sized(BhStream *s, uint64_t page_size,
+                                   const BhSavevmSizeHint *hints, size_t n,
+                                   BhError **errp);
+void bh_savevm_scan_free(BhSavevmScan *scan);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(BhSavevmScan, bh_savevm_scan_free)
 
 /* ---- across every open image (savevm-nodes.c) ---- */
 /* Snapshot every writable node under name (NULL or "":
