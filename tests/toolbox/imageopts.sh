@@ -8,7 +8,7 @@
 source "$SOURCE_ROOT/tests/tap.sh"
 source "$SOURCE_ROOT/tests/toolbox/lib.sh"
 need qemu-img qemu-io
-plan 34
+plan 37
 
 B=$BLKHOST
 cd "$T" || exit 1
@@ -75,6 +75,7 @@ error_as_qemu "no driver= nor file: qemu-img's message and status" = convert -O 
 error_as_qemu "no driver= nor file: qemu-img's message and status" = dd --image-opts if=filename=base.qcow2 of=c.raw
 error_as_qemu "no driver= nor file: qemu-img's message and status" = resize --image-opts filename=r.raw 2M
 error_as_qemu "no driver= nor file: qemu-img's message and status" = snapshot -l --image-opts filename=base.qcow2
+error_as_qemu "no driver= nor file: qemu-img's message and status" = amend -o lazy_refcounts=on --image-opts filename=base.qcow2
 error_as_qemu "an unknown option is refused by name" "'bogus'" \
     info --image-opts "$IO,bogus=1"
 error_as_qemu "-f together with --image-opts is refused" = info -f qcow2 --image-opts "$IO"
@@ -138,6 +139,15 @@ cp base.orig base.qcow2
 "$B" snapshot -c s1 --image-opts "$IO"
 if qemu-img snapshot -l base.qcow2 | grep -q " s1 "; then ok "snapshot -c --image-opts: the snapshot is made"
 else not_ok "snapshot -c --image-opts: the snapshot is made"; fi
+
+cp base.qcow2 am.qcow2
+"$B" amend -q -o lazy_refcounts=on --image-opts driver=qcow2,file.filename=am.qcow2
+if qemu-img info am.qcow2 | grep -q "lazy refcounts: true"; then ok "amend --image-opts: lazy_refcounts=on set"
+else not_ok "amend --image-opts: lazy_refcounts=on set"; fi
+out=$("$B" vmstate --image-opts "$IO" s1 2>&1); rc=$?
+if [ $rc -eq 1 ] && echo "$out" | grep -q "Snapshot 's1' of .* is a disk-only snapshot"; then
+    ok "vmstate --image-opts: opens the image and finds its disk-only snapshot s1"
+else not_ok "vmstate --image-opts: finds snapshot s1"; diag "exit $rc: $out"; fi
 
 # blkhost nbd, and an nbd driver string read back through the server.
 if "$B" nbd --fork --pid-file nbd.pid -k "$T/s.sock" -r --image-opts "$IO" 2>nbd.err; then
