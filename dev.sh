@@ -5,11 +5,15 @@
 #   ./dev.sh test [ARGS]     install deps, build, run every test, then the
 #                            fast suites again under ASan+UBSan
 #   ./dev.sh build           install deps and build only
+#   ./dev.sh install [PREFIX]
+#                            build, then meson install into PREFIX
+#                            (/usr/local); DESTDIR=DIR stages it there
 #   ./dev.sh fuzz [SECONDS] [TARGET...]
 #                            fuzz each target SECONDS (60), one at a time
 # The build goes to ./build (override with BUILD_DIR), the sanitizer and
 # fuzzing build to ./build-asan (ASAN_DIR).  ARGS go to `meson test` (e.g.
 # --suite qcow2) in both builds; DEV_ASAN=0 skips the sanitizer stage.
+# Without installing, the binary is ./build/lua/blkhost.
 set -euo pipefail
 cd "$(dirname "$0")"
 BUILD_DIR=${BUILD_DIR:-build}
@@ -197,8 +201,27 @@ fuzz)
 build)
     build
     ;;
+install)
+    shift
+    prefix=${1:-/usr/local}
+    case $prefix in /*) ;; *) echo "dev.sh: PREFIX must be absolute: $prefix" >&2; exit 2 ;; esac
+    build
+    # The prefix is compiled in (plugin and Lua directories), so the
+    # build tree is reconfigured for it; the same prefix rebuilds nothing.
+    meson configure "$BUILD_DIR" -Dprefix="$prefix" >/dev/null
+    meson compile -C "$BUILD_DIR" >/dev/null || meson compile -C "$BUILD_DIR"
+    sudo=""
+    if [ -z "${DESTDIR:-}" ] && [ "$(id -u)" -ne 0 ]; then
+        mkdir -p "$prefix" 2>/dev/null || true
+        [ -w "$prefix" ] || sudo=sudo
+    fi
+    $sudo meson install -C "$BUILD_DIR" --no-rebuild --quiet ${DESTDIR:+--destdir "$DESTDIR"}
+    # Other programs linking libblkhost find it without a RUNPATH.
+    if [ -z "${DESTDIR:-}" ] && command -v ldconfig >/dev/null; then $sudo ldconfig || true; fi
+    echo "dev.sh: installed ${DESTDIR:-}$prefix/bin/blkhost (man blkhost, man blkhost-lua)"
+    ;;
 *)
-    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

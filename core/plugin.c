@@ -39,15 +39,34 @@ static void plugin_entries_init(void)
         plugin_entries = g_ptr_array_new();
 }
 
-/* True when this libblkhost.so is the one in the build tree. */
-bool bh_running_uninstalled(void)
+/* The build root when this libblkhost.so is the one in the build tree
+ * (BUILD/core/), else NULL.  The build tree is told by the marker file
+ * meson writes at its root (BUILD/blkhost-uninstalled.txt), never
+ * installed, so no build path is compiled into the library and an
+ * installed copy is the same whatever directory it was built in. */
+static char *plugin_build_root(void)
 {
     Dl_info di;
-    if (!dladdr((void *)bh_running_uninstalled, &di) || !di.dli_fname)
-        return false;
+    if (!dladdr((void *)plugin_build_root, &di) || !di.dli_fname)
+        return NULL;
     g_autofree char *real = realpath(di.dli_fname, NULL);
-    const char *root = BH_BUILD_ROOT "/";
-    return real && strncmp(real, root, strlen(root)) == 0;
+    if (!real)
+        return NULL;
+    g_autofree char *dir = g_path_get_dirname(real);
+    char *root = g_path_get_dirname(dir);
+    g_autofree char *marker = g_build_filename(root, "blkhost-uninstalled.txt",
+                                               NULL);
+    if (!g_file_test(marker, G_FILE_TEST_IS_REGULAR)) {
+        g_free(root);
+        return NULL;
+    }
+    return root;
+}
+
+bool bh_running_uninstalled(void)
+{
+    g_autofree char *root = plugin_build_root();
+    return root != NULL;
 }
 
 char **bh_plugin_search_path(void)
@@ -60,9 +79,10 @@ char **bh_plugin_search_path(void)
             if (*parts[i])
                 g_ptr_array_add(a, g_strdup(parts[i]));
     }
-    if (bh_running_uninstalled()) {
-        g_ptr_array_add(a, g_strdup(BH_BUILD_ROOT "/drivers"));
-        g_ptr_array_add(a, g_strdup(BH_BUILD_ROOT "/plugins"));
+    g_autofree char *root = plugin_build_root();
+    if (root) {
+        g_ptr_array_add(a, g_build_filename(root, "drivers", NULL));
+        g_ptr_array_add(a, g_build_filename(root, "plugins", NULL));
     } else {
         g_ptr_array_add(a, g_strdup(BH_DRIVERS_DIR));
         g_ptr_array_add(a, g_strdup(BH_FRONTENDS_DIR));

@@ -53,6 +53,8 @@ Modes:
                        control socket: rotate them there (found by itself
                        when the server registered its socket)
   --now TIME           pretend it is TIME (unix seconds), for testing
+  -p, --progress       each image's steps on stderr, with "(NN.NN/100%)"
+                       (default: on a terminal once it runs 2 s; -q: never)
   -h, --help           this text
 ]]
 
@@ -67,7 +69,7 @@ local OPTIONS = {
   { "n", "dry-run" }, { nil, "check" },
   { nil, "warn", arg = "DURATION" }, { nil, "crit", arg = "DURATION" },
   { nil, "lock-dir", arg = "DIR" }, { nil, "now", arg = "TIME" },
-  { nil, "control", arg = "PATH" },
+  { nil, "control", arg = "PATH" }, { "p", "progress" },
 }
 
 -- The whole group through one server's control socket: it serves every
@@ -113,6 +115,7 @@ local function spec_from(o, images)
     pin = o.pin,
     dry_run = o["dry-run"] or nil,
     lock_dir = o["lock-dir"],
+    progress = o.progress or (o.quiet and false) or nil,
   }
   for _, k in ipairs { "last", "hourly", "daily", "weekly", "monthly", "yearly" } do
     spec.keep[k] = count(o, k)
@@ -154,7 +157,7 @@ return cli.run("nightly-rotate", USAGE, function(args)
       return 3
     end
     spec.keep, spec.within, spec.min_age, spec.pin = nil, nil, nil, nil
-    spec.dry_run, spec.state, spec.lock_dir = nil, nil, nil
+    spec.dry_run, spec.state, spec.lock_dir, spec.progress = nil, nil, nil, nil
     local code, msg = policy.check(images, spec, { warn = o.warn, crit = o.crit,
                                                    now = spec.now })
     print(msg)

@@ -8,9 +8,17 @@
  * and a traceback and exits 1; a script that returns an integer exits with
  * it (after the state is closed, so every node's __gc has run).
  *
+ * Global options come before the command name: -q/--quiet and
+ * -v/--verbose apply to every command as if given to it, --debug (or
+ * BLKHOST_DEBUG=1) keeps the Lua locations and tracebacks that are
+ * otherwise left out of messages.  They reach Lua as the table
+ * package.loaded["blkhost.global"] = {quiet=, verbose=, debug=}, which
+ * lua/blkhost/cli.lua reads.
+ *
  * Where the Lua library lives (lua/blkhost/NAME.lua, lua/cmd/NAME.lua):
  * BLKHOST_LUA_PATH (colon separated) if set; else the source tree when this
- * binary runs from its build tree; else the installed datadir.
+ * binary runs from its build tree (main_uninstalled_lua_dir); else the
+ * installed datadir.
  */
 #include <errno.h>
 #include <limits.h>
@@ -27,6 +35,38 @@
 #include "bh-lua.h"
 #include "lua-config.h"
 
+/* A binary in the build tree (BUILD/lua/blkhost) uses the source tree's
+ * scripts, so a test never runs stale installed copies.  The build tree
+ * is told by the marker meson writes at its root, whose first line is
+ * the source root: no build or source path is compiled in, so installed
+ * files do not depend on where they were built.  NULL when installed. */
+static char *main_uninstalled_lua_dir(void)
+{
+    char *exe = realpath("/proc/self/exe", NULL);
+    if (!exe)
+        return NULL;
+    char *dir = g_path_get_dirname(exe);
+    char *root = g_path_get_dirname(dir);
+    char *marker = g_build_filename(root, "blkhost-uninstalled.txt", NULL);
+    char *text = NULL, *lua = NULL;
+    if (g_file_get_contents(marker, &text, NULL, NULL)) {
+        char *nl = strchr(text, '\n');
+        if (nl)
+            *nl = '\0';
+        lua = g_build_filename(text, "lua", NULL);
+        if (!*text || !g_file_test(lua, G_FILE_TEST_IS_DIR)) {
+            g_free(lua);
+            lua = NULL;
+        }
+    }
+    g_free(text);
+    g_free(marker);
+    g_free(root);
+    g_free(dir);
+    free(exe);
+    return lua;
+}
+
 /* The directories holding the Lua library, in search order. */
 static char **main_lua_dirs(void)
 {
@@ -40,18 +80,8 @@ static char **main_lua_dirs(void)
                 g_ptr_array_add(a, g_strdup(parts[i]));
         g_strfreev(parts);
     } else {
-        /* A binary in the build tree uses the source tree's scripts, so a
-         * test never runs stale installed copies. */
-        char *exe = realpath("/proc/self/exe", NULL);
-        char *dir = exe ? g_path_get_dirname(exe) : NULL;
-        char *build = realpath(BH_LUA_BUILD_DIR, NULL);
-        bool uninstalled = dir && build && strcmp(dir, build) == 0 &&
-                           g_file_test(BH_LUA_SRC_DIR, G_FILE_TEST_IS_DIR);
-        g_ptr_array_add(a, g_strdup(uninstalled ? BH_LUA_SRC_DIR
-                                                : BH_LUA_INSTALL_DIR));
-        free(exe);
-        free(build);
-        g_free(dir);
+        char *src = main_uninstalled_lua_dir();
+        g_ptr_array_add(a, src ? src : g_strdup(BH_LUA_INSTALL_DIR));
     }
     g_ptr_array_add(a, NULL);
     return (char **)g_ptr_array_free(a, FALSE);
@@ -88,7 +118,28 @@ static char *main_find_cmd(char **dirs, const char *name)
     return NULL;
 }
 
-/* Message handler: the error plus a traceback from where it was raised. */
+static bool main_debug;
+
+/* msg without the locations inside blkhost's own Lua library (cli.clean),
+ * or msg itself if that cannot be had. */
+static const char *main_clean(lua_State *L, const char *msg)
+{
+    int top = lua_gettop(L);
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "blkhost.cli");
+    if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_istable(L, -1)) {
+        lua_getfield(L, -1, "clean");
+        lua_pushstring(L, msg);
+        if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_isstring(L, -1))
+            return lua_tostring(L, -1);
+    }
+    lua_settop(L, top);
+    return msg;
+}
+
+/* Message handler: the error plus a traceback from where it was raised.
+ * A script's own locations stay; those inside the library's Lua files
+ * only with --debug. */
 static int main_msgh(lua_State *L)
 {
     const char *msg = lua_tostring(L, 1);
@@ -99,14 +150,27 @@ static int main_msgh(lua_State *L)
             msg = lua_pushfstring(L, "(error object is a %s value)",
                                   luaL_typename(L, 1));
     }
+    if (!main_debug)
+        msg = main_clean(L, msg);
     luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+/* Built-in commands report their own errors (cli.run); one that escapes
+ * (a command that does not load) gets its message alone unless --debug. */
+static int main_msgh_cmd(lua_State *L)
+{
+    if (main_debug)
+        return main_msgh(L);
+    const char *msg = lua_tostring(L, 1);
+    lua_pushstring(L, main_clean(L, msg ? msg : "(error object is not a string)"));
     return 1;
 }
 
 /* Run file (NULL: stdin) with arg = {[0]=script, argv...}.  Returns the
  * exit status. */
 static int main_run(lua_State *L, const char *prog, const char *script,
-                    const char *file, int argc, char **argv)
+                    const char *file, bool builtin, int argc, char **argv)
 {
     lua_createtable(L, argc, 2);
     lua_pushstring(L, prog);
@@ -119,7 +183,7 @@ static int main_run(lua_State *L, const char *prog, const char *script,
     }
     lua_setglobal(L, "arg");
 
-    lua_pushcfunction(L, main_msgh);
+    lua_pushcfunction(L, builtin ? main_msgh_cmd : main_msgh);
     int msgh = lua_gettop(L);
     if (luaL_loadfile(L, file) != LUA_OK) {
         /* Syntax errors and unreadable files: the message already says
@@ -174,12 +238,18 @@ static gint main_name_cmp(gconstpointer a, gconstpointer b)
 static void main_usage(FILE *out, char **dirs)
 {
     fprintf(out,
-            "Usage: blkhost COMMAND [ARGS...]\n"
-            "       blkhost run SCRIPT [ARGS...]\n"
+            "Usage: blkhost [-q] [-v] [--debug] COMMAND [ARGS...]\n"
+            "       blkhost [-q] [-v] [--debug] run SCRIPT [ARGS...]\n"
             "       blkhost --help | --version\n"
             "\n"
             "Host block devices: open disk images through driver plugins,\n"
             "serve them through frontend plugins, steer it all from Lua.\n"
+            "\n"
+            "Global options (before COMMAND):\n"
+            "  -q, --quiet    no status lines or progress (as COMMAND -q)\n"
+            "  -v, --verbose  say more on stderr (as COMMAND -v where it has one)\n"
+            "  --debug        Lua tracebacks and internal locations in errors\n"
+            "  -h, --help     this text;  -V, --version  the version\n"
             "\n"
             "Commands:\n"
             "  %-10s %s\n", "run",
@@ -222,7 +292,69 @@ static void main_usage(FILE *out, char **dirs)
             "Environment:\n"
             "  BLKHOST_PLUGIN_PATH  extra plugin directories (colon separated),\n"
             "                       searched before the built-in ones\n"
-            "  BLKHOST_LUA_PATH     directories holding blkhost/*.lua and cmd/*.lua\n");
+            "  BLKHOST_LUA_PATH     directories holding blkhost/*.lua and cmd/*.lua\n"
+            "  BLKHOST_DEBUG=1      as --debug\n"
+            "\n"
+            "Manual: man blkhost; each command: man blkhost-COMMAND;\n"
+            "the scripting API: man blkhost-lua.\n");
+}
+
+/* Parse the global options in argv[1..]; returns the index of the
+ * command name, or -1 after printing why not (*status set). */
+static int main_global_options(int argc, char **argv, char **dirs,
+                               bool *quiet, bool *verbose, int *status)
+{
+    int i = 1;
+    for (; i < argc && argv[i][0] == '-' && argv[i][1]; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--")) {
+            i++;
+            break;
+        } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            main_usage(stdout, dirs);
+            *status = 0;
+            return -1;
+        } else if (!strcmp(a, "--version") || !strcmp(a, "-V")) {
+            printf("blkhost %s (%s)\n", bh_version(), LUA_RELEASE);
+            *status = 0;
+            return -1;
+        } else if (!strcmp(a, "--quiet")) {
+            *quiet = true;
+        } else if (!strcmp(a, "--verbose")) {
+            *verbose = true;
+        } else if (!strcmp(a, "--debug")) {
+            main_debug = true;
+        } else if (a[1] != '-' && strspn(a + 1, "qv") == strlen(a + 1)) {
+            *quiet = *quiet || strchr(a, 'q');
+            *verbose = *verbose || strchr(a, 'v');
+        } else {
+            fprintf(stderr, "blkhost: unknown option '%s' before the command; "
+                            "'blkhost --help' lists the global options\n", a);
+            *status = 1;
+            return -1;
+        }
+    }
+    if (i >= argc) {
+        main_usage(stderr, dirs);
+        *status = 1;
+        return -1;
+    }
+    return i;
+}
+
+/* package.loaded["blkhost.global"]: the global options for cli.lua. */
+static void main_set_global(lua_State *L, bool quiet, bool verbose)
+{
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    lua_createtable(L, 0, 3);
+    lua_pushboolean(L, quiet);
+    lua_setfield(L, -2, "quiet");
+    lua_pushboolean(L, verbose);
+    lua_setfield(L, -2, "verbose");
+    lua_pushboolean(L, main_debug);
+    lua_setfield(L, -2, "debug");
+    lua_setfield(L, -2, "blkhost.global");
+    lua_pop(L, 1);
 }
 
 int main(int argc, char **argv)
@@ -233,20 +365,19 @@ int main(int argc, char **argv)
 
     char **dirs = main_lua_dirs();
     const char *prog = argc > 0 ? argv[0] : "blkhost";
+    const char *env_debug = g_getenv("BLKHOST_DEBUG");
+    main_debug = env_debug && *env_debug && strcmp(env_debug, "0") != 0;
 
-    if (argc < 2) {
-        main_usage(stderr, dirs);
+    bool quiet = false, verbose = false;
+    int status = 0;
+    int ci = main_global_options(argc, argv, dirs, &quiet, &verbose, &status);
+    if (ci < 0) {
         g_strfreev(dirs);
-        return 1;
+        return status;
     }
-    const char *cmd = argv[1];
-    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+    const char *cmd = argv[ci];
+    if (!strcmp(cmd, "help")) {
         main_usage(stdout, dirs);
-        g_strfreev(dirs);
-        return 0;
-    }
-    if (!strcmp(cmd, "--version") || !strcmp(cmd, "-V")) {
-        printf("blkhost %s (%s)\n", bh_version(), LUA_RELEASE);
         g_strfreev(dirs);
         return 0;
     }
@@ -255,15 +386,21 @@ int main(int argc, char **argv)
     char *file = NULL;
     int first_arg;
     if (!strcmp(cmd, "run")) {
-        if (argc < 3) {
-            fprintf(stderr, "blkhost: run needs a script: blkhost run SCRIPT "
-                            "[ARGS...] ('-' reads stdin)\n");
+        if (argc < ci + 2 || !strcmp(argv[ci + 1], "--help") ||
+            !strcmp(argv[ci + 1], "-h")) {
+            bool help = argc >= ci + 2;
+            fprintf(help ? stdout : stderr,
+                    "%sblkhost run SCRIPT [ARGS...] ('-' reads stdin)\n"
+                    "Runs a Lua 5.4 script with require \"blkhost\" preloaded "
+                    "and arg set as lua(1) sets it.\nSee man blkhost-run and "
+                    "man blkhost-lua.\n",
+                    help ? "Usage: " : "blkhost: run needs a script: ");
             g_strfreev(dirs);
-            return 1;
+            return help ? 0 : 1;
         }
-        script = argv[2];
+        script = argv[ci + 1];
         file = strcmp(script, "-") ? g_strdup(script) : NULL;
-        first_arg = 3;
+        first_arg = ci + 2;
     } else {
         file = main_find_cmd(dirs, cmd);
         if (!file) {
@@ -273,7 +410,7 @@ int main(int argc, char **argv)
             return 1;
         }
         script = file;
-        first_arg = 2;
+        first_arg = ci + 1;
     }
 
     lua_State *L = luaL_newstate();
@@ -287,9 +424,10 @@ int main(int argc, char **argv)
     lua_setfield(L, -2, "blkhost");
     lua_pop(L, 1);
     main_set_package_path(L, dirs);
+    main_set_global(L, quiet, verbose);
 
-    int status = main_run(L, prog, script, file, argc - first_arg,
-                          argv + first_arg);
+    status = main_run(L, prog, script, file, strcmp(cmd, "run") != 0,
+                      argc - first_arg, argv + first_arg);
     /* Closing the state runs every __gc, so nodes are flushed and closed
      * before the exit status is reported. */
     lua_close(L);

@@ -18,9 +18,60 @@
 -- Values land under the long name (or the short one if there is none).
 -- "--" ends the options; a lone "-" is a positional argument.  Errors
 -- raised with cli.fail(msg) or by blkhost itself print without a
--- traceback; set BLKHOST_DEBUG=1 to get one anyway.
+-- traceback and without the locations inside these Lua files
+-- (".../lua/cmd/nbd.lua:514: "); `blkhost --debug CMD` or
+-- BLKHOST_DEBUG=1 keeps both.
+--
+-- The global options main.c parsed (`blkhost -q -v --debug CMD`) arrive
+-- as package.loaded["blkhost.global"]: -q and -v count as if given to
+-- the command (-v only where the command has a --verbose).
 
 local cli = {}
+
+local global = package.loaded["blkhost.global"] or {}
+local env_debug = os.getenv("BLKHOST_DEBUG")
+cli.debug = global.debug or (env_debug ~= nil and env_debug ~= "" and env_debug ~= "0")
+cli.verbose = global.verbose or false
+cli.quiet = global.quiet or false
+
+-- msg without the "FILE.lua:LINE: " locations that point into blkhost's
+-- Lua library (lua/cmd/*.lua, lua/blkhost/*.lua): errors raised by the C
+-- API carry the position of the library line that called it, which says
+-- nothing to a user.  Lua shortens long chunk names to ".../tail", so
+-- the match is on the tail.  A script's own locations stay.
+--
+-- It runs in linear time: a message may carry a user's 64 KiB argument,
+-- and a pattern starting with a repeated class would be quadratic on it.
+function cli.clean(msg)
+  msg = tostring(msg)
+  local out, pos = {}, 1
+  while true do
+    local s, e = msg:find("%.lua:%d+: ", pos)
+    if not s then break end
+    -- The location's path: back from ".lua" to a space or a quote.
+    local start = s
+    while start > pos and not msg:sub(start - 1, start - 1):find("[%s'\"]") do
+      start = start - 1
+    end
+    local path = msg:sub(start, s - 1)
+    if path:find("/cmd/[%w_%-]+$") or path:find("/blkhost/[%w_%-]+$") then
+      out[#out + 1] = msg:sub(pos, start - 1)
+    else
+      out[#out + 1] = msg:sub(pos, e)
+    end
+    pos = e + 1
+  end
+  out[#out + 1] = msg:sub(pos)
+  return table.concat(out)
+end
+
+-- Write "blkhost NAME: message" on stderr when -v was given (to blkhost
+-- or to the command).
+function cli.note(name, fmt, ...)
+  if cli.verbose then
+    io.stderr:write("blkhost ", name, ": ", string.format(fmt, ...), "\n")
+  end
+end
 
 local Usage = {} -- metatable marking usage errors
 
@@ -130,7 +181,10 @@ function cli.parse(args, spec)
     end
     i = i + 1
   end
+  if global.quiet then result.quiet = true end
+  if global.verbose and find_opt(spec, nil, "verbose") then result.verbose = true end
   cli.quiet = result.quiet == true
+  cli.verbose = cli.verbose or result.verbose == true
   return result, rest
 end
 
@@ -152,12 +206,12 @@ function cli.run(name, usage, fn, args)
       return 0
     end
   end
-  local debug_on = os.getenv("BLKHOST_DEBUG")
   local ok, status = xpcall(fn, function(e)
-    if debug_on and debug_on ~= "" and debug_on ~= "0" then
+    if cli.debug then
       return debug.traceback(tostring(type(e) == "table" and e.msg or e), 2)
     end
-    return e
+    if getmetatable(e) == Usage then return e end
+    return cli.clean(e)
   end, list)
   if ok then
     return math.tointeger(status) or 0

@@ -16,7 +16,8 @@
 -- (instead of the clock), print = false or function(line), lock_dir =
 -- where the lock files go, hooks = {locked=, after_create=,
 -- after_delete=} (functions called at those points; the tests use them
--- to stop a rotation there).
+-- to stop a rotation there), progress = true/false/"auto" (per-image
+-- steps on stderr; blkhost/rotate.lua).
 --
 -- The decision is a pure function, policy.plan(snapshots, spec, now),
 -- so it can be tried over years of simulated nights without an image;
@@ -43,7 +44,7 @@ policy.PERIODS = { "hourly", "daily", "weekly", "monthly", "yearly" }
 local KEEP_KEYS = { "last", "hourly", "daily", "weekly", "monthly", "yearly" }
 local SPEC_KEYS = {
   "prefix", "keep", "within", "min_age", "timezone", "pin", "state",
-  "dry_run", "now", "print", "lock_dir", "hooks",
+  "dry_run", "now", "print", "lock_dir", "hooks", "progress",
 }
 
 local function fail(msg)

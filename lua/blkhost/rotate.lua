@@ -15,11 +15,23 @@
 --     so a crash at any point leaves at worst extra snapshots, which the
 --     next run deletes (and a half-taken group, which it recognises);
 --   * only snapshots named PREFIX<time> are ever deleted.
+--
+-- Progress: a rotation of large images can take minutes (savevm writes
+-- every image, a deletion frees clusters), so each step -- opening an
+-- image, taking the snapshot, deleting one snapshot on one image -- can
+-- be named on stderr with qemu-img's "(NN.NN/100%)" figure
+-- (blkhost/progress.lua).  spec.progress = true shows it from the start
+-- (wherever stderr goes), false never; by default it shows only on a
+-- terminal and only once the rotation has run PROGRESS_AFTER seconds, so
+-- quick runs and cron mail stay as they were.
 
 local bh = require "blkhost"
 local policy = require "blkhost.policy"
+local progress = require "blkhost.progress"
 
 local rotate = {}
+
+rotate.PROGRESS_AFTER = 2
 
 local function fail(msg)
   error(msg, 0)
@@ -85,6 +97,41 @@ local function group_of(images)
   return group
 end
 
+-- The progress meter of one rotation: meter:step(fraction, what) names a
+-- step and sets the figure (0..1 of the whole run).
+local function new_meter(want)
+  if want ~= nil and want ~= true and want ~= false and want ~= "auto" then
+    fail("progress must be true, false or \"auto\", not " .. tostring(want))
+  end
+  local m = { want = want == nil and "auto" or want, start = bh.timer.now() }
+  function m:step(fraction, what)
+    if self.want == false then return end
+    if not self.p then
+      if self.want == "auto" then
+        if bh.timer.now() - self.start < rotate.PROGRESS_AFTER then return end
+        -- Decided once, by the shell's view of the stderr it inherits.
+        local tty = os.execute("test -t 2")
+        self.want = tty and true or false
+        if not tty then return end
+      end
+    end
+    -- The step's name first; the figure after it is what a terminal
+    -- keeps showing ("\r") until the next step's name replaces it.
+    io.stderr:write("blkhost rotate: ", what, "\n")
+    local pct = math.floor(fraction * 10000 + 0.5) / 100
+    if not self.p then
+      self.p = progress.new { out = io.stderr, min_skip = 0 }  -- shows 0
+      if pct > 0 then self.p:set(pct) end
+    else
+      self.p:set(pct)
+    end
+  end
+  function m:finish()
+    if self.p then self.p:set(100); self.p:finish() end
+  end
+  return m
+end
+
 local function close_group(group)
   for _, g in ipairs(group) do
     if g.owned and g.node then g.node:close() end
@@ -134,8 +181,9 @@ end
 
 -- Open the images the caller gave as paths; check every one can hold
 -- internal snapshots.
-local function open_group(group, how)
-  for _, g in ipairs(group) do
+local function open_group(group, how, meter)
+  for gi, g in ipairs(group) do
+    if meter then meter:step(0.1 * (gi - 1) / #group, "opening " .. g.label) end
     if not g.node then
       local ok, node = pcall(bh.open, g.path,
                              { readonly = how.readonly, locking = how.locking })
@@ -294,6 +342,7 @@ end
 -- policy.rotate(images, spec) -> lines, plan
 function rotate.rotate(images, spec)
   local p = policy.normalize(spec)
+  local meter = new_meter(spec.progress)
   local now = p.now or os.time()
   local group = group_of(images)
   local release = function() end
@@ -304,7 +353,7 @@ function rotate.rotate(images, spec)
   end
 
   local ok, lines, plan = pcall(function()
-    open_group(group, { readonly = p.dry_run })
+    open_group(group, { readonly = p.dry_run }, meter)
     if p.state ~= nil and not p.dry_run then
       state_entry.check_group(p)
     end
@@ -338,7 +387,10 @@ function rotate.rotate(images, spec)
         end
       end
     else
-      if nlacking > 0 then take(group, name, p, now, lacking) end
+      if nlacking > 0 then
+        meter:step(0.1, "taking " .. name .. " on " .. labels(group, lacking))
+        take(group, name, p, now, lacking)
+      end
       if p.hooks.after_create then p.hooks.after_create(name) end
       relist(group)
       snaps, by = union(group)
@@ -356,10 +408,18 @@ function rotate.rotate(images, spec)
     end
 
     local failures = {}
+    local ndelete, done = 0, 0
+    for _, e in ipairs(plan) do
+      if not e.keep then
+        for gi in ipairs(group) do ndelete = ndelete + #((by[e.name].ids[gi]) or {}) end
+      end
+    end
     for _, e in ipairs(plan) do
       if not e.keep then
         for gi, g in ipairs(group) do
           for _, id in ipairs((by[e.name].ids[gi]) or {}) do
+            meter:step(0.4 + 0.6 * done / ndelete, "deleting " .. e.name .. " on " .. g.label)
+            done = done + 1
             local dok, derr = pcall(g.node.snapshot_delete, g.node, id)
             if not dok then
               failures[#failures + 1] = "cannot delete " .. e.name .. " (id "
@@ -378,6 +438,7 @@ function rotate.rotate(images, spec)
 
   close_group(group)
   release()
+  if ok then meter:finish() end
   if not ok then error(lines, 0) end
   emit(p, lines)
   if #plan.failures > 0 then

@@ -11,6 +11,7 @@
 
 local bh = require "blkhost"
 local cli = require "blkhost.cli"
+local imageopts = require "blkhost.imageopts"
 local progress = require "blkhost.progress"
 
 local USAGE = [==[
@@ -25,6 +26,7 @@ structure rewritten in the new width), size=SIZE.  Creation-only options
   -o OPTIONS       comma separated key=value list (repeatable); -o help
                    lists the options of IMAGE's format (or of -f FMT)
   -f FMT           the image's format (default: probe)
+  --image-opts     IMAGE is an option string (driver=qcow2,file.filename=F)
   -t CACHE         cache mode of IMAGE (default writeback)
   -p, --progress   show progress, as qemu-img's "(NN.NN/100%)" line
   --force          what qemu-img amend --force allows (qcow2: nothing
@@ -72,6 +74,7 @@ return cli.run("amend", USAGE, function(args)
   local o, rest = cli.parse(args, {
     { "o", "options", arg = "OPTIONS", multi = true },
     { "f", "format", arg = "FMT" },
+    { nil, "image-opts" },
     { "t", "cache", arg = "CACHE" },
     { "p", "progress" },
     { nil, "force" },
@@ -84,9 +87,9 @@ return cli.run("amend", USAGE, function(args)
   if o.format and wants_help(list) then return print_help(o.format) end
   if #rest ~= 1 then cli.usage_error("Expecting one image file name") end
 
-  local ok, img = pcall(bh.open, rest[1], {
+  local ok, img = pcall(imageopts.open, rest[1], {
     format = o.format, readonly = false, cache = o.cache,
-  })
+  }, o["image-opts"])
   if not ok then cli.fail("Could not open '" .. rest[1] .. "': " .. tostring(img)) end
   local _ <close> = img
   if wants_help(list) then return print_help(img:format()) end

@@ -11,6 +11,7 @@
 
 local bh = require "blkhost"
 local cli = require "blkhost.cli"
+local imageopts = require "blkhost.imageopts"
 local json = require "blkhost.json"
 
 local USAGE = [==[
@@ -22,6 +23,7 @@ flags) and print what qemu-img check prints.  Exit status: 0 clean,
 has no check.
 
   -f FMT            the image's format (default: probe)
+  --image-opts      IMAGE is an option string (driver=qcow2,file.filename=F)
   -r leaks|all      repair leaked clusters, or everything (qcow2: by
                     rebuilding the refcounts; -r leaks only when no
                     refcount is too low)
@@ -105,6 +107,7 @@ end
 return cli.run("check", USAGE, function(args)
   local o, rest = cli.parse(args, {
     { "f", "format", arg = "FMT" },
+    { nil, "image-opts" },
     { "r", "repair", arg = "leaks|all" },
     { nil, "output", arg = "FMT" },
     { "q", "quiet" },
@@ -126,7 +129,7 @@ return cli.run("check", USAGE, function(args)
 
   local opts = { format = o.format, readonly = not fix }
   if o["force-share"] then opts.locking = false end
-  local ok, img = pcall(bh.open, rest[1], opts)
+  local ok, img = pcall(imageopts.open, rest[1], opts, o["image-opts"])
   if not ok then
     io.stderr:write("blkhost check: Could not open '", rest[1], "': ", tostring(img), "\n")
     return 1

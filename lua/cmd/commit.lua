@@ -13,6 +13,7 @@
 
 local bh = require "blkhost"
 local cli = require "blkhost.cli"
+local imageopts = require "blkhost.imageopts"
 local chain = require "blkhost.chain"
 local progress = require "blkhost.progress"
 
@@ -27,6 +28,7 @@ then empty IMAGE (it then reads its backing file's data through).
                   (implies -d)
   -d              leave IMAGE as it is (do not empty it)
   -f FMT          IMAGE's format (default: probe)
+  --image-opts    IMAGE is an option string (driver= and file.filename= only)
   -t CACHE        cache mode of IMAGE and BASE (default writeback)
   -r RATE         accepted (qemu-img's rate limit); blkhost copies at
                   full speed
@@ -66,6 +68,7 @@ end
 return cli.run("commit", USAGE, function(args)
   local o, rest = cli.parse(args, {
     { "f", "format", arg = "FMT" },
+    { nil, "image-opts" },
     { "t", "cache", arg = "CACHE" },
     { "b", "base", arg = "FILE" },
     { "d", "drop" },
@@ -75,6 +78,7 @@ return cli.run("commit", USAGE, function(args)
   })
   if #rest ~= 1 then cli.usage_error("Expecting one image file name") end
   local name = rest[1]
+  name, o.format = imageopts.name_format(name, o.format, o["image-opts"], "commit")
   if o["rate-limit"] then
     local ok, r = pcall(bh.parse_size, o["rate-limit"])
     if not ok or r <= 0 then cli.fail("Invalid rate limit specified") end

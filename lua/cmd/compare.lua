@@ -12,6 +12,7 @@
 
 local bh = require "blkhost"
 local cli = require "blkhost.cli"
+local imageopts = require "blkhost.imageopts"
 local blockmap = require "blkhost.blockmap"
 local progress = require "blkhost.progress"
 
@@ -24,6 +25,7 @@ Exit status: 0 identical, 1 different, 2 an image could not be opened,
 3 allocation could not be read, 4 data could not be read.
 
   -f FMT            format of IMAGE1 (default: probe)
+  --image-opts      IMAGE1 and IMAGE2 are option strings (driver=qcow2,file.filename=F)
   -F FMT            format of IMAGE2 (default: probe)
   -s, --strict      different sizes or allocation count as different
   -p, --progress    print progress (as qemu-img: "    (NN.NN/100%)")
@@ -156,6 +158,7 @@ end
 return cli.run("compare", USAGE, function(args)
   local o, rest = cli.parse(args, {
     { "f", "format", arg = "FMT" },
+    { nil, "image-opts" },
     { "F", "format2", arg = "FMT" },
     { "s", "strict" },
     { "p", "progress" },
@@ -169,7 +172,7 @@ return cli.run("compare", USAGE, function(args)
   local function open(name, format)
     local opts = { format = format, readonly = true, cache = o["source-cache"] }
     if o["force-share"] then opts.locking = false end
-    local ok, node = pcall(bh.open, name, opts)
+    local ok, node = pcall(imageopts.open, name, opts, o["image-opts"])
     if not ok then
       io.stderr:write("blkhost compare: Could not open '", name, "': ", tostring(node), "\n")
       return nil

@@ -15,6 +15,7 @@
 
 local bh = require "blkhost"
 local cli = require "blkhost.cli"
+local imageopts = require "blkhost.imageopts"
 local chain = require "blkhost.chain"
 local createopts = require "blkhost.createopts"
 local progress = require "blkhost.progress"
@@ -31,6 +32,7 @@ checked before TARGET is created; a convert that fails removes a TARGET it
 created.
 
   -f FMT          format of the sources (default: probe)
+  --image-opts    each SOURCE is an option string (driver=qcow2,file.filename=F)
   -O FMT          format of TARGET (default raw)
   -o OPTS         TARGET's creation options, k=v,k2=v2 (help: list them)
   -B BACKING      TARGET gets BACKING as its backing file; only what the
@@ -126,6 +128,7 @@ end
 return cli.run("convert", USAGE, function(args)
   local o, rest = cli.parse(args, {
     { "f", "format", arg = "FMT" },
+    { nil, "image-opts" },
     { "O", "output-format", arg = "FMT" },
     { "o", "options", arg = "OPTS", multi = true },
     { "B", "backing", arg = "FILE" },
@@ -183,7 +186,7 @@ return cli.run("convert", USAGE, function(args)
   for _, name in ipairs(rest) do
     local opts = { format = o.format, readonly = true, cache = o["source-cache"] }
     if o["force-share"] then opts.locking = false end
-    local ok, node = pcall(bh.open, name, opts)
+    local ok, node = pcall(bh.open, imageopts.apply(name, opts, o["image-opts"]))
     if not ok then
       close_all()
       cli.fail(tostring(node))

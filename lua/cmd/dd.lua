@@ -14,6 +14,7 @@
 
 local bh = require "blkhost"
 local cli = require "blkhost.cli"
+local imageopts = require "blkhost.imageopts"
 local chain = require "blkhost.chain"
 local progress = require "blkhost.progress"
 
@@ -31,6 +32,7 @@ img's rule), or to INPUT's end.  Sizes take k, M, G, T, P, E suffixes.
   count=N         copy up to block N of INPUT
   skip=N          start at block N of INPUT
   -f FMT          INPUT's format (default: probe)
+  --image-opts    INPUT is an option string (driver=qcow2,file.filename=F)
   -O FMT          OUTPUT's format (default raw)
   -U              open INPUT even if another process writes it
   -p              print progress ("    (NN.NN/100%)")
@@ -65,6 +67,7 @@ end
 return cli.run("dd", USAGE, function(args)
   local o, rest = cli.parse(args, {
     { "f", "format", arg = "FMT" },
+    { nil, "image-opts" },
     { "O", "output-format", arg = "FMT" },
     { "U", "force-share" },
     { "p", "progress" },
@@ -90,8 +93,9 @@ return cli.run("dd", USAGE, function(args)
   local format = o["output-format"] or "raw"
   if not chain.is_format(format) then cli.fail("Unknown file format '" .. format .. "'") end
 
-  local iok, input = pcall(bh.open, dd["if"], { format = o.format, readonly = true,
-                                                locking = not o["force-share"] })
+  local iok, input = pcall(imageopts.open, dd["if"], { format = o.format, readonly = true,
+                                                       locking = not o["force-share"] },
+                         o["image-opts"])
   if not iok then cli.fail(string.format("Could not open '%s': %s", dd["if"], input)) end
   local out_real = chain.realpath(dd.of)
   if out_real then

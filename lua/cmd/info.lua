@@ -14,16 +14,19 @@ local cli = require "blkhost.cli"
 local json = require "blkhost.json"
 local chain = require "blkhost.chain"
 local snaptable = require "blkhost.snaptable"
+local imageopts = require "blkhost.imageopts"
 
 local USAGE = [==[
 Usage: blkhost info [--output=human|json] [-f FORMAT] [-o OPTIONS] [--backing-chain]
-                    [--partitions [--sector-size=N]] IMAGE
+                    [--partitions [--sector-size=N]] [--image-opts] IMAGE
 
 Show an image's format, virtual size, disk size and what its driver
 reports (cluster size, backing file, ...).  The image is opened read-only.
 
   -f, --format=FORMAT   driver to open IMAGE with (default: probe)
   -o, --options=OPTS    more open options, k=v,k2=v2 (repeatable)
+  --image-opts          IMAGE is qemu's option string, not a filename:
+                        driver=qcow2,file.filename=disk.qcow2,file.aio=threads
   --output=FMT          human (default) or json
   --backing-chain       every image of the backing chain, top first
   --partitions          print the partition table (MBR or GPT) instead
@@ -287,6 +290,7 @@ return cli.run("info", USAGE, function(args)
     { nil, "partitions" },
     { nil, "backing-chain" },
     { nil, "sector-size", arg = "N" },
+    { nil, "image-opts" },
   })
   local output = o.output or "human"
   if output ~= "human" and output ~= "json" then
@@ -301,18 +305,20 @@ return cli.run("info", USAGE, function(args)
   opts.readonly = true
   -- Like qemu-img -U: look at an image another process holds for writing.
   if o["force-share"] then opts.locking = false end
+  local name
+  name, opts = imageopts.apply(rest[1], opts, o["image-opts"])
 
-  local ok, img = pcall(bh.open, rest[1], opts)
+  local ok, img = pcall(bh.open, name, opts)
   if not ok then
     -- A qcow2 image whose backing file is missing is still shown (as
     -- qemu-img info shows it: it does not open backing files), opened
     -- alone, with a warning naming the reason; --backing-chain needs the
     -- chain and fails.
     local why = img
-    if o["backing-chain"] or o.partitions or (opts.format or chain.probe(rest[1])) ~= "qcow2" then
+    if o["backing-chain"] or o.partitions or (opts.format or chain.probe(name)) ~= "qcow2" then
       error(why, 0)
     end
-    ok, img = pcall(chain.open_alone, rest[1], opts)
+    ok, img = pcall(chain.open_alone, name, opts)
     if not ok then error(why, 0) end
     io.stderr:write("blkhost info: warning: ", tostring(why), "\n")
   end

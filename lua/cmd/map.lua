@@ -12,6 +12,7 @@
 
 local bh = require "blkhost"
 local cli = require "blkhost.cli"
+local imageopts = require "blkhost.imageopts"
 
 local USAGE = [==[
 Usage: blkhost map [--output=human|json] [-f FMT] [--start-offset=OFFSET]
@@ -23,6 +24,7 @@ are.  The output is qemu-img map's: human prints the data areas only,
 json every area.  The image is opened read-only.
 
   -f, --format=FMT       driver to open IMAGE with (default: probe)
+  --image-opts           IMAGE is an option string (driver=qcow2,file.filename=F)
   --output=FMT           human (default) or json
   --start-offset=N       begin at byte N (K/M/G/... suffixes)
   --max-length=N         map at most N bytes
@@ -66,6 +68,7 @@ end
 return cli.run("map", USAGE, function(args)
   local o, rest = cli.parse(args, {
     { "f", "format", arg = "FMT" },
+    { nil, "image-opts" },
     { nil, "output", arg = "FMT" },
     { nil, "start-offset", arg = "OFFSET" },
     { nil, "max-length", arg = "LENGTH" },
@@ -82,7 +85,7 @@ return cli.run("map", USAGE, function(args)
 
   local opts = { format = o.format, readonly = true }
   if o["force-share"] then opts.locking = false end
-  local img <close> = bh.open(rest[1], opts)
+  local img <close> = bh.open(imageopts.apply(rest[1], opts, o["image-opts"]))
 
   local size = img:size()
   local stop = max and math.min(start + max, size) or size

@@ -12,6 +12,7 @@
 
 local bh = require "blkhost"
 local cli = require "blkhost.cli"
+local imageopts = require "blkhost.imageopts"
 local blockmap = require "blkhost.blockmap"
 local chain = require "blkhost.chain"
 local createopts = require "blkhost.createopts"
@@ -32,6 +33,7 @@ every cluster written.  Nothing is created.
   -o OPTS         its creation options (qcow2: cluster_size, compat,
                   refcount_bits, preallocation, backing_file, extended_l2)
   -f FMT          IMAGE's format (default: probe)
+  --image-opts    IMAGE is an option string (driver=qcow2,file.filename=F)
   -l SNAPSHOT     measure IMAGE's internal snapshot (id or name)
   -U              open IMAGE even if another process writes it
   --output=FMT    human (default) or json (qemu-img's keys)
@@ -184,6 +186,7 @@ return cli.run("measure", USAGE, function(args)
     { "O", "output-format", arg = "FMT" },
     { "o", "options", arg = "OPTS", multi = true },
     { "f", "format", arg = "FMT" },
+    { nil, "image-opts" },
     { "l", "snapshot", arg = "SNAPSHOT" },
     { "U", "force-share" },
     { nil, "output", arg = "FMT" },
@@ -230,8 +233,8 @@ return cli.run("measure", USAGE, function(args)
 
   local img
   if name then
-    img = bh.open(name, { format = o.format, readonly = true, snapshot = o.snapshot,
-                          locking = not o["force-share"] })
+    img = bh.open(imageopts.apply(name, { format = o.format, readonly = true, snapshot = o.snapshot,
+                                          locking = not o["force-share"] }, o["image-opts"]))
     size = img:size()
   end
   local r

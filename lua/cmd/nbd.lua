@@ -12,6 +12,7 @@
 
 local bh = require "blkhost"
 local cli = require "blkhost.cli"
+local imageopts = require "blkhost.imageopts"
 
 local USAGE = [==[
 Usage: blkhost nbd [OPTIONS] FILE
@@ -64,6 +65,7 @@ Kernel NBD client:
 
 Block device:
   -f, --format=FORMAT       image format (default: probe)
+  --image-opts              FILE is an option string (driver=qcow2,file.filename=F)
   -r, --read-only           export read-only
   -s, --snapshot            writes go to a temporary qcow2 overlay over
                             FILE, deleted at exit
@@ -101,6 +103,7 @@ local SPEC = {
   { "c", "connect", arg = "DEV" },
   { "d", "disconnect" },
   { "f", "format", arg = "FORMAT" },
+  { nil, "image-opts" },
   { "r", "read-only" },
   { "s", "snapshot" },
   { "l", "load-snapshot", arg = "SNAPSHOT", multi = true },
@@ -344,7 +347,8 @@ local function settings(o, rest)
     s.readonly = true   -- an internal snapshot is served read-only
   end
 
-  s.format, s.snapshot = o.format, o.snapshot
+  s.format, s.snapshot, s.image_opts = o.format, o.snapshot, o["image-opts"]
+  if s.image_opts and s.format then fail("--image-opts and -f are mutually exclusive") end
   s.persistent, s.verbose = o.persistent, o.verbose
   s.fork, s.pid_file, s.device = o.fork, o["pid-file"], o.connect
   s.control = o.control
@@ -489,9 +493,12 @@ local function open_image(s)
   local file = s.args[1]
   local img
   if s.snapshot then
-    img = open_snapshot_overlay(s, file)
+    local name, format = imageopts.name_format(file, s.format, s.image_opts, "-s")
+    img = open_snapshot_overlay({ format = format, readonly = s.readonly, cache = s.cache,
+                                  discard = s.discard, detect_zeroes = s.detect_zeroes,
+                                  aio = s.aio }, name)
   else
-    img = bh.open(file, open_opts(s, s.format, s.readonly))
+    img = bh.open(imageopts.apply(file, open_opts(s, s.format, s.readonly), s.image_opts))
   end
   if s.load_snapshot then img = load_snapshot(s, img) end
   if s.partition then

@@ -16,6 +16,7 @@
 
 local bh = require "blkhost"
 local cli = require "blkhost.cli"
+local imageopts = require "blkhost.imageopts"
 local blockmap = require "blkhost.blockmap"
 local chain = require "blkhost.chain"
 local progress = require "blkhost.progress"
@@ -37,6 +38,7 @@ removes the backing file (IMAGE then holds everything it showed).
   -u              unsafe: only rename the backing file in the header,
                   copy nothing (the old backing file need not exist)
   -f FMT          IMAGE's format (default: probe)
+  --image-opts    IMAGE is an option string (driver= and file.filename= only)
   -t CACHE        IMAGE's cache mode (default writeback)
   -T CACHE        the backing files' cache mode
   -U              open the backing files even if another process
@@ -108,6 +110,7 @@ end
 return cli.run("rebase", USAGE, function(args)
   local o, rest = cli.parse(args, {
     { "f", "format", arg = "FMT" },
+    { nil, "image-opts" },
     { "F", "backing-format", arg = "FMT" },
     { "b", "backing", arg = "FILE" },
     { "u", "unsafe" },
@@ -119,6 +122,7 @@ return cli.run("rebase", USAGE, function(args)
   })
   if #rest ~= 1 then cli.usage_error("Expecting one image file name") end
   local name = rest[1]
+  name, o.format = imageopts.name_format(name, o.format, o["image-opts"], "rebase")
   local backing = o.backing
   if not o.unsafe and not backing then
     cli.usage_error("Must specify backing file (-b) or use unsafe mode (-u)")

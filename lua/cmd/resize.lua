@@ -12,6 +12,7 @@
 
 local bh = require "blkhost"
 local cli = require "blkhost.cli"
+local imageopts = require "blkhost.imageopts"
 
 local USAGE = [==[
 Usage: blkhost resize [-f FMT] [--shrink] [--preallocation=MODE] [-q] IMAGE [+|-]SIZE
@@ -21,6 +22,7 @@ G, T, P, E), as qemu-img resize does.  Shrinking needs --shrink and cuts
 off the data past the new end.
 
   -f FMT               the image's format (default: probe)
+  --image-opts         IMAGE is an option string (driver=qcow2,file.filename=F)
   --shrink             allow making the image smaller
   --preallocation=MODE off (default); raw also falloc or full (the
                        new area takes disk space); metadata is refused
@@ -39,6 +41,7 @@ return cli.run("resize", USAGE, function(args)
   end
   local o, rest = cli.parse(args, {
     { "f", "format", arg = "FMT" },
+    { nil, "image-opts" },
     { nil, "shrink" },
     { nil, "preallocation", arg = "MODE" },
     { "q", "quiet" },
@@ -57,7 +60,7 @@ return cli.run("resize", USAGE, function(args)
     cli.fail("Parameter 'size' expects a non-negative number below 2^64")
   end
 
-  local img <close> = bh.open(rest[1], { format = o.format, readonly = false })
+  local img <close> = bh.open(imageopts.apply(rest[1], { format = o.format, readonly = false }, o["image-opts"]))
   local current = img:size()
   local new = n
   if sign == "+" then

@@ -17,6 +17,7 @@
 
 local bh = require "blkhost"
 local cli = require "blkhost.cli"
+local imageopts = require "blkhost.imageopts"
 local handoff = require "blkhost.handoff"
 local snaptable = require "blkhost.snaptable"
 
@@ -30,6 +31,7 @@ List, create, apply (revert to) or delete internal snapshots of IMAGE.
   -a NAME               revert the image to snapshot NAME (id or name)
   -d NAME               delete snapshot NAME (by name only)
   -f, --format=FMT      driver to open IMAGE with (default: probe)
+  --image-opts          IMAGE is an option string (driver=qcow2,file.filename=F)
   -U, --force-share     open without taking the image lock (-l only)
   --control=PATH        the control socket of the server serving IMAGE
                         (found by itself when the server registered it)
@@ -68,6 +70,7 @@ return cli.run("snapshot", USAGE, function(args)
     { "a", "apply", arg = "NAME" },
     { "d", "delete", arg = "NAME" },
     { "f", "format", arg = "FMT" },
+    { nil, "image-opts" },
     { "U", "force-share" },
     { "q", "quiet" },
     { nil, "control", arg = "PATH" },
@@ -86,7 +89,7 @@ return cli.run("snapshot", USAGE, function(args)
   local opts = { format = o.format, readonly = listing or nil }
   if o["force-share"] then opts.file = { locking = false } end
   local ok, img = true, nil
-  if not o.control then ok, img = pcall(bh.open, rest[1], opts) end
+  if not o.control then ok, img = pcall(imageopts.open, rest[1], opts, o["image-opts"]) end
   if (not ok and handoff.is_lock_error(img) and not o.apply) or o.control then
     if o.apply then cli.fail("--control works with -l, -c and -d (apply reverts "
                              .. "the disk under the server's clients)") end

@@ -12,6 +12,7 @@
 
 local bh = require "blkhost"
 local cli = require "blkhost.cli"
+local imageopts = require "blkhost.imageopts"
 local json = require "blkhost.json"
 
 local USAGE = [==[
@@ -27,6 +28,7 @@ List the sections of the VM state saved in internal snapshot SNAPSHOT
   --dump=FILE           write the raw savevm stream to FILE (for QEMU's
                         scripts/analyze-migration.py -f FILE)
   -f, --format=FMT      driver to open IMAGE with (default: probe)
+  --image-opts          IMAGE is an option string (driver=qcow2,file.filename=F)
   -U, --force-share     open an image another process is writing
   -q, --quiet           with --dump alone, print nothing
   -h, --help            this text
@@ -180,6 +182,7 @@ return cli.run("vmstate", USAGE, function(args)
     { nil, "output", arg = "FMT" },
     { nil, "dump", arg = "FILE" },
     { "f", "format", arg = "FMT" },
+    { nil, "image-opts" },
     { "U", "force-share" },
   })
   local output = o.output or "human"
@@ -192,7 +195,7 @@ return cli.run("vmstate", USAGE, function(args)
 
   local opts = { format = o.format, readonly = true }
   if o["force-share"] then opts.locking = false end
-  local ok, img = pcall(bh.open, image, opts)
+  local ok, img = pcall(bh.open, imageopts.apply(image, opts, o["image-opts"]))
   if not ok then cli.fail(tostring(img)) end
   local _ <close> = img
   local sn = find_snapshot(img, image, want)
