@@ -16,13 +16,15 @@
 local bh = require "blkhost"
 local cli = require "blkhost.cli"
 local imageopts = require "blkhost.imageopts"
+local snapparam = require "blkhost.snapparam"
 local chain = require "blkhost.chain"
 local createopts = require "blkhost.createopts"
 local progress = require "blkhost.progress"
 
 local USAGE = [==[
 Usage: blkhost convert [-f FMT] [-O FMT] [-o OPTIONS] [-B BACKING -F FMT] [-n]
-                       [-S SIZE] [-m N] [-W] [-c] [-p] [-q] SOURCE... TARGET
+                       [-S SIZE] [-m N] [-W] [-c] [-p] [-q] [-l SNAPSHOT]
+                       SOURCE... TARGET
 
 Copy SOURCE (several are joined end to end) into TARGET, an image of
 format FMT (default raw), created with the creation options OPTIONS (as
@@ -56,6 +58,9 @@ created.
                   flush; -t writeback flushes TARGET at the end)
   -T CACHE        the sources' cache mode
   -U              open sources another process is writing
+  -l SNAPSHOT     copy the source's internal snapshot instead of its
+                  current data: 'snapshot.id=[ID],snapshot.name=[NAME]'
+                  or '[ID_OR_NAME]' (one source only)
   -h, --help      this text
 ]==]
 
@@ -144,6 +149,7 @@ return cli.run("convert", USAGE, function(args)
     { "T", "source-cache", arg = "CACHE" },
     { "U", "force-share" },
     { nil, "target-is-zero" },
+    { "l", "snapshot-param", arg = "SNAPSHOT" },
   })
   local format = o["output-format"] or "raw"
   local copts, order, help = {}, {}, false
@@ -156,11 +162,20 @@ return cli.run("convert", USAGE, function(args)
   end
 
   -- Options alone.
+  local snapshot
+  if o["snapshot-param"] then
+    local why
+    snapshot, why = snapparam.parse(o["snapshot-param"])
+    if not snapshot then cli.fail(why) end
+  end
   if o.compress then check_compress(format, copts) end
   local sparse = o["sparse-size"] and parse_sparse(o["sparse-size"]) or 4096
   local workers = o.parallel and parse_workers(o.parallel) or 8
   if #rest < 2 then cli.usage_error("Must specify image file name") end
   local target_name = table.remove(rest)
+  if snapshot and #rest > 1 then
+    cli.fail("No support for concatenating multiple snapshot")
+  end
   if o["target-is-zero"] and not o["no-create"] then
     cli.fail("--target-is-zero requires use of -n flag")
   end
@@ -178,9 +193,10 @@ return cli.run("convert", USAGE, function(args)
   end
 
   -- The sources open before anything is made.
-  local sources = {}
+  local sources, bases = {}, {}
   local function close_all()
     for _, s in ipairs(sources) do s:close() end
+    for _, s in ipairs(bases) do s:close() end
   end
   local total = 0
   for _, name in ipairs(rest) do
@@ -190,6 +206,15 @@ return cli.run("convert", USAGE, function(args)
     if not ok then
       close_all()
       cli.fail(tostring(node))
+    end
+    if snapshot then
+      -- -l/-s: the source is the internal snapshot, read-only.
+      bases[#bases + 1] = node
+      ok, node = pcall(node.snapshot_open, node, snapshot)
+      if not ok then
+        close_all()
+        cli.fail("Failed to load snapshot: " .. tostring(node))
+      end
     end
     sources[#sources + 1] = node
     total = total + node:size()

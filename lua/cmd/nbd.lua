@@ -12,6 +12,7 @@
 
 local bh = require "blkhost"
 local cli = require "blkhost.cli"
+local snapparam = require "blkhost.snapparam"
 local imageopts = require "blkhost.imageopts"
 
 local USAGE = [==[
@@ -331,19 +332,9 @@ local function settings(o, rest)
   s.readonly = o["read-only"] or false
   local sn = o["load-snapshot"] and o["load-snapshot"][#o["load-snapshot"]]
   if sn then
-    if sn:sub(1, 9) == "snapshot." then
-      local t = {}
-      for item in sn:gmatch("[^,]+") do
-        local k, v = item:match("^snapshot%.(%a+)=(.*)$")
-        if not k or (k ~= "id" and k ~= "name") or t[k] then
-          fail("Failed in parsing snapshot param '" .. sn .. "'")
-        end
-        t[k] = v
-      end
-      s.load_snapshot = t
-    else
-      s.load_snapshot = sn
-    end
+    local why
+    s.load_snapshot, why = snapparam.parse(sn)
+    if not s.load_snapshot then fail(why) end
     s.readonly = true   -- an internal snapshot is served read-only
   end
 
