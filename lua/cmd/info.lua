@@ -336,9 +336,16 @@ return cli.run("info", USAGE, function(args)
   end
   local info, keys = img:info()
   if not o["backing-chain"] then
-    io.stdout:write(output == "json" and
-                    json.encode(json_info(img, info, keys), { indent = 4 }) .. "\n" or
-                    human(info, keys))
+    -- qcow2 in qemu-img's own layout (its snapshot table included); other
+    -- formats list what their drivers tell (an RBD image's pool and
+    -- objects, say), which qemu-img does not show.
+    if output == "json" then
+      io.stdout:write(json.encode(json_info(img, info, keys), { indent = 4 }) .. "\n")
+    elseif img:format() == "qcow2" then
+      io.stdout:write(qemu_human(img, json_info(img, info, keys)))
+    else
+      io.stdout:write(human(info, keys))
+    end
     return 0
   end
   -- --backing-chain: every image down the chain, each opened on its own

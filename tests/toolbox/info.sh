@@ -7,7 +7,7 @@ source "$SOURCE_ROOT/tests/tap.sh"
 source "$SOURCE_ROOT/tests/toolbox/lib.sh"
 need qemu-img qemu-io
 
-plan 24
+plan 28
 
 cd "$T" || exit 1
 same() { same_as_qemu info "$@"; }
@@ -73,4 +73,16 @@ if "$BLKHOST" info orphan.qcow2 2>err.txt | grep -q '^backing file: gone.qcow2' 
 else
     not_ok "info: a missing backing file is shown, and a warning on stderr names it"
     diag "$(cat err.txt)"
+fi
+
+# Plain `info` (human) on qcow2: qemu-img info's layout byte for byte,
+# the snapshot table and bitmaps included.
+same "(human): a qcow2 with two snapshots, the snapshot table as qemu-img's" a.qcow2
+same "(human): a qcow2 with a persistent bitmap" bm.qcow2
+same "(human): a version 2 qcow2 over a backing file" v2top.qcow2
+if diff <("$BLKHOST" info orphan.qcow2 2>/dev/null) <(qemu-img info orphan.qcow2 2>/dev/null) >diff.txt; then
+    ok "info (human): a missing backing file: qemu-img's lines, the warning on stderr only"
+else
+    not_ok "info (human): a missing backing file: qemu-img's lines, the warning on stderr only"
+    diag "$(cat diff.txt)"
 fi
