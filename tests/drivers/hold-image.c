@@ -42,6 +42,7 @@ int main(int argc, char **argv)
     BhNode *bs = opts ? bh_node_open(argv[1], opts, &err) : NULL;
     if (!bs) {
         fprintf(stderr, "hold-image: %s\n", bh_error_message(err));
+        bh_error_free(err);
         return 1;
     }
     printf("ready\n");

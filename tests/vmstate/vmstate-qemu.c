@@ -136,6 +136,7 @@ static int do_read(const char *path, bool raw)
     bh_stream_close(r, NULL);
     if (rc < 0) {
         fprintf(stderr, "read: %s\n", bh_error_message(rerr));
+        bh_error_free(rerr);
         return 1;
     }
     printf("runstate=%.*s size=%u ticks=%" PRId64 " clock=%" PRId64
