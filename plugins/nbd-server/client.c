@@ -262,10 +262,13 @@ static gpointer client_thread(gpointer data)
         srv->holding = false;
         release = true;
     }
+    /* A served place is free.  Woken under the lock: once this client
+     * is off the list and the lock is let go, a stopping server may free
+     * srv (ASan saw the write land on a freed server). */
+    if (cl->counted)
+        accept_wake(srv);
     g_cond_broadcast(&srv->cond);
     g_mutex_unlock(&srv->lock);
-    if (cl->counted)
-        accept_wake(srv);    /* a served place is free */
     if (release)
         bh_loop_invoke(loop_release, NULL);
     g_free(cl->export_name);
