@@ -249,6 +249,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
     const char *v = g_getenv("FUZZ_VERBOSE");
     FuzzNbdServer sv = { fuzz_nbd_listen(), data, len,
                          ms ? atoi(ms) : 10, v && *v && strcmp(v, "0") };
+    gint64 t0 = g_get_monotonic_time();
     GThread *t = g_thread_new("fuzz-server", fuzz_nbd_server, &sv);
 
     g_autoptr(BhOpts) opts = bh_opts_new();
@@ -276,5 +277,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
         }
     }
     g_thread_join(t);
+    if (sv.verbose)
+        fprintf(stderr, "fuzz-nbd-client: input done in %.1f ms\n",
+                (g_get_monotonic_time() - t0) / 1000.0);
     return 0;
 }
