@@ -20,14 +20,13 @@
 #include <stdlib.h>
 
 #include <lauxlib.h>
-#include <lualib.h>
 #include <lua.h>
 
 #include "fuzz-util.h"
 #include "lua-config.h"
 #include <blkhost/glib.h>
 
-int luaopen_blkhost(lua_State *L);
+lua_State *bh_lua_state_new(const char *dir);
 void bh_lua_pushnode(lua_State *L, BhNode *bs);
 
 static lua_State *fuzz_L;
@@ -69,17 +68,9 @@ static void fuzz_control_setup(void)
         fprintf(stderr, "fuzz-control: %s\n", gerr->message);
         abort();
     }
-    lua_State *L = luaL_newstate();
-    luaL_openlibs(L);
-    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-    lua_pushcfunction(L, luaopen_blkhost);
-    lua_setfield(L, -2, "blkhost");
-    lua_pop(L, 1);
-    /* The library from the source tree, dkjson from the system path. */
-    lua_getglobal(L, "package");
-    lua_pushstring(L, BH_LUA_SRC_DIR "/?.lua;" LUA_PATH_DEFAULT);
-    lua_setfield(L, -2, "path");
-    lua_pop(L, 1);
+    lua_State *L = bh_lua_state_new(BH_LUA_SRC_DIR);
+    if (!L)
+        abort();
     fuzz_control_check(L, luaL_loadfile(L, FUZZ_SRC_DIR "/fuzz-control.lua"),
                        "loading fuzz-control.lua");
     lua_pushcfunction(L, fuzz_control_new_node);

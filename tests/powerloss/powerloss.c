@@ -48,7 +48,6 @@
 #include <glib/gstdio.h>
 
 #include <lauxlib.h>
-#include <lualib.h>
 #include <lua.h>
 
 #include <blkhost/blkhost.h>
@@ -57,7 +56,7 @@
 #include "lua-config.h"
 #include "tap.h"
 
-int luaopen_blkhost(lua_State *L);
+lua_State *bh_lua_state_new(const char *dir);
 void bh_lua_pushnode(lua_State *L, BhNode *bs);
 
 #define SECTOR 512
@@ -164,11 +163,18 @@ struct Workload {
     uint64_t extra_checked;  /* states check_state looked at */
 };
 
+/* FNV-1a over 64-bit words, with a shift to mix the high bits down:
+ * byte-wise FNV over every sector of every state was a third of the
+ * quick mode's time (a 6 MiB image, 351 states). */
 static uint64_t powerloss_hash(const uint8_t *p)
 {
-    uint64_t h = 1469598103934665603ull;     /* FNV-1a */
-    for (size_t i = 0; i < SECTOR; i++)
-        h = (h ^ p[i]) * 1099511628211ull;
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < SECTOR; i += 8) {
+        uint64_t v;
+        memcpy(&v, p + i, 8);
+        h = (h ^ v) * 1099511628211ull;
+        h ^= h >> 29;
+    }
     return h;
 }
 
@@ -931,16 +937,9 @@ static char *powerloss_rotate(BhNode *bs, int64_t now, const char *lock_dir)
 {
     lua_State *L = powerloss_L;
     if (!L) {
-        L = powerloss_L = luaL_newstate();
-        luaL_openlibs(L);
-        luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-        lua_pushcfunction(L, luaopen_blkhost);
-        lua_setfield(L, -2, "blkhost");
-        lua_pop(L, 1);
-        lua_getglobal(L, "package");
-        lua_pushstring(L, BH_LUA_SRC_DIR "/?.lua;" LUA_PATH_DEFAULT);
-        lua_setfield(L, -2, "path");
-        lua_pop(L, 1);
+        L = powerloss_L = bh_lua_state_new(BH_LUA_SRC_DIR);
+        if (!L)
+            return g_strdup("cannot create a Lua state");
         if (luaL_dostring(L, powerloss_rotate_lua) != LUA_OK)
             return g_strdup(lua_tostring(L, -1));
         powerloss_rotate_ref = luaL_ref(L, LUA_REGISTRYINDEX);
