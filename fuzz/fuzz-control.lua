@@ -19,7 +19,12 @@ end
 local classes = { GenericError = true, CommandNotFound = true, NotFound = true }
 
 -- JSON equality: a and b as dkjson decodes them with null as a value.
+-- A number beyond a double's range reads as an infinity, which JSON
+-- cannot write: blkhost.json writes null for it.
 local function same(a, b)
+  if type(a) == "number" and (a == math.huge or a == -math.huge) then
+    return b == dkjson.null or b == nil
+  end
   if type(a) ~= type(b) then return false end
   if type(a) ~= "table" then
     return a == b or (type(a) == "number" and math.abs(a - b) <= 1e-9 * math.abs(a))
