@@ -30,10 +30,24 @@ local function same(a, b)
     return a == b or (type(a) == "number" and math.abs(a - b) <= 1e-9 * math.abs(a))
   end
   local ma, mb = getmetatable(a), getmetatable(b)
-  if (ma and ma.__jsontype) ~= (mb and mb.__jsontype) then return false end
-  for k, v in pairs(a) do if not same(v, b[k]) then return false end end
-  for k in pairs(b) do if a[k] == nil then return false end end
-  return true
+  local kind = ma and ma.__jsontype
+  if kind ~= (mb and mb.__jsontype) then return false end
+  -- dkjson reads {"x"} (not JSON) as an object with the key 1, which
+  -- comes back as "1": object keys compare as strings.
+  local function key(t, k)
+    if kind ~= "object" then return t[k] end
+    local v = t[k]
+    if v == nil then v = t[tostring(k)] end
+    if v == nil and tonumber(k) then v = t[tonumber(k)] end
+    return v
+  end
+  local n = 0
+  for k, v in pairs(a) do
+    n = n + 1
+    if not same(v, key(b, k)) then return false end
+  end
+  for _ in pairs(b) do n = n - 1 end
+  return n == 0
 end
 
 local function show(s)
