@@ -3,8 +3,9 @@
  * Partition tables: the input is a whole (small) disk on a "memory" node.
  * The harness reads its table (MBR with the EBR chain, or GPT with the
  * backup header at the last LBA; sector size from the node, so 512 and
- * then 4096 are tried), describes every partition, opens each as a
- * read-only window and reads its first and last sector.
+ * then 4096 are tried), describes every partition, opens the first four
+ * and the last as read-only windows and reads their first and last
+ * sector.
  */
 #include "fuzz-util.h"
 #include <blkhost/glib.h>
@@ -32,7 +33,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
     g_autoptr(BhPartitionTable) t = bh_partition_table_read(disk, 0, NULL);
     if (!t)
         return 0;
+    /* Windows are one code path however many there are: the first four
+     * and the last (a GPT may list 128, and opening each cost more than
+     * reading the table). */
     for (guint i = 0; i < t->partitions->len; i++)
-        fuzz_partition_window(disk, t->partitions->pdata[i]);
+        if (i < 4 || i + 1 == t->partitions->len)
+            fuzz_partition_window(disk, t->partitions->pdata[i]);
     return 0;
 }

@@ -9,7 +9,13 @@ import os, struct, subprocess, sys, tempfile, uuid, zlib
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+# make-seeds.py [TARGET...]: only those targets' seeds are written.
+ONLY = set(sys.argv[1:])
+
+
 def put(target, name, data):
+    if ONLY and target not in ONLY:
+        return
     d = os.path.join(HERE, 'corpus', target)
     os.makedirs(d, exist_ok=True)
     with open(os.path.join(d, name), 'wb') as f:
@@ -179,3 +185,112 @@ with tempfile.TemporaryDirectory() as t:
     with open(p, 'rb') as f:
         put('qcow2', 'backing', f.read())
 print('seeds written under', os.path.join(HERE, 'corpus'))
+
+
+# ---- nbd-client: what a server says, as fuzz-nbd-client.c's records ----
+# [ctl][len:2][bytes]; ctl 1: after the client's next message, 2: patch its
+# option number or cookie in at byte 8, 3: both.
+def rec(ctl, data):
+    return struct.pack('>BH', ctl, len(data)) + data
+
+
+REP_MAGIC = 0x0003e889045565a9
+ERR_UNSUP, ERR_UNKNOWN = (1 << 31) + 1, (1 << 31) + 6
+
+
+def rep(ctl, typ, data=b''):
+    # the option number is patched in (ctl & 2)
+    return rec(ctl, struct.pack('>QIII', REP_MAGIC, 0, typ, len(data)) + data)
+
+
+def simple(err=0, data=b''):
+    return rec(3, struct.pack('>IIQ', 0x67446698, err, 0) + data)
+
+
+def chunk(ctl, typ, payload, done=True):
+    return rec(ctl, struct.pack('>IHHQI', 0x668e33ef, 1 if done else 0, typ, 0,
+                                len(payload)) + payload)
+
+
+GREETING = rec(0, b'NBDMAGIC' + b'IHAVEOPT' + struct.pack('>H', 3))
+TFLAGS = 1 | 4 | 8 | 32 | 64 | 128 | 256 | 2048
+SIZE = 1 << 20
+
+
+def go_replies(size=SIZE, tflags=TFLAGS, block=(512, 4096, 1 << 20)):
+    return (rep(3, 3, struct.pack('>HQH', 0, size, tflags)) +
+            rep(2, 3, struct.pack('>HIII', 3, *block)) + rep(2, 1))
+
+
+data = bytes(range(256)) * 8          # 2 KiB: half a read
+data4k = data * 2
+structured = (GREETING + rep(3, 1) +                                  # STRUCTURED_REPLY
+              rep(3, 4, struct.pack('>I', 1) + b'base:allocation') + rep(2, 1) +
+              go_replies() +
+              # read 4096 @ 0: data, then a hole
+              chunk(3, 1, struct.pack('>Q', 0) + data, False) +
+              chunk(2, 2, struct.pack('>QI', 2048, 2048)) +
+              # block status: data, then zero hole
+              chunk(3, 5, struct.pack('>IIIII', 1, 65536, 0, SIZE - 65536, 3)) +
+              simple() +                                              # write
+              chunk(3, 0, b'') +                                      # zero
+              simple() +                                              # flush
+              chunk(3, 32769, struct.pack('>IH', 5, 4) + b'oops'))    # read: EIO
+put('nbd-client', 'structured', structured)
+put('nbd-client', 'structured-error-offset',
+    GREETING + rep(3, 1) + rep(3, 4, struct.pack('>I', 7) + b'base:allocation') + rep(2, 1) +
+    go_replies(tflags=1 | 4 | 64) +
+    chunk(3, 32770, struct.pack('>IHQ', 5, 0, 512)) +                # read: error at 512
+    chunk(3, 5, struct.pack('>III', 7, 4096, 1), False) +
+    chunk(2, 5, struct.pack('>III', 7, 4096, 2)) +
+    simple(1) + simple(28) + simple() +                               # write, zero, flush
+    chunk(3, 32769, struct.pack('>IH', 22, 0)))
+put('nbd-client', 'simple',
+    GREETING + rep(3, ERR_UNSUP) + go_replies(block=(1, 4096, 65536)) +
+    simple(0, data4k) + simple() + simple() + simple() + simple(5))  # read write zero flush read
+put('nbd-client', 'export-name',
+    rec(0, b'NBDMAGIC' + b'IHAVEOPT' + struct.pack('>H', 0)) +
+    rec(1, struct.pack('>QH', 65536, 1 | 4)) + rec(0, bytes(124)) +
+    # read; write; zero (written as zeros: no WRITE_ZEROES); flush; read
+    simple(0, data4k) + simple() + simple() + simple() + simple(0, data[:512]))
+put('nbd-client', 'go-refused',
+    GREETING + rep(3, 1) + rep(3, 1) +
+    rep(3, ERR_UNKNOWN, b'no such export'))
+put('nbd-client', 'read-only-size-odd',
+    GREETING + rep(3, 1) + rep(3, 4, struct.pack('>I', 1) + b'base:allocation') + rep(2, 1) +
+    go_replies(size=12345, tflags=1 | 2))
+
+
+# ---- control: request lines (docs/control.md), one file each ----
+def lines(*ls, end=b'\n'):
+    return b''.join(l.encode() + end for l in ls)
+
+
+put('control', 'query-exports', lines('{"execute": "query-exports", "id": 1}'))
+put('control', 'snapshots', lines(
+    '{"execute": "query-snapshots", "arguments": {"export": "disk"}, "id": "a"}',
+    '{"execute": "snapshot-create", "arguments": {"name": "before-upgrade"}, "id": 2}',
+    '{"execute": "snapshot-delete", "arguments": {"name": "never"}, "id": 3}',
+    '{"execute": "snapshot-delete", "arguments": {"id": "1"}, "id": [4, {"x": null}]}'))
+put('control', 'rotate', lines(
+    '{"execute": "rotate", "arguments": {"prefix": "nightly-", "keep": {"daily": 7, '
+    '"weekly": 4}, "now": 1795855292, "dry_run": true}, "id": 5}',
+    '{"execute": "rotate", "arguments": {"prefix": "n-", "keep": {"hourly": 2}, "within": '
+    '"1d", "min_age": "1h", "pin": "n-2026*", "state": {"job": "x"}, "timezone": "UTC", '
+    '"exports": ["disk"]}}', end=b'\r\n'))
+put('control', 'savevm', lines(
+    '{"execute": "savevm", "arguments": {"name": "vm1"}, "id": 6}',
+    '{"execute": "delvm", "arguments": {"name": "vm1"}, "id": 7}',
+    '{"execute": "query-clients"}', '{"execute": "query-commands", "id": 8.5}'))
+put('control', 'exports', lines(
+    '{"execute": "export-add", "arguments": {"path": "/nonexistent", "name": "x", "options": '
+    '{"format": "raw"}, "readonly": true, "description": "d"}, "id": 9}',
+    '{"execute": "export-remove", "arguments": {"name": "disk", "mode": "hard"}, "id": 10}',
+    '{"execute": "export-remove", "arguments": {"name": "nope", "mode": "bogus"}}'))
+put('control', 'errors', lines(
+    '{"execute": "nope", "id": true}', '{"execute": 1}', '[1, 2, "x"]', 'not json',
+    '{"execute": "query-exports", "arguments": [1], "extra": 2}',
+    '{"execute": "snapshot-create", "arguments": {"name": 5, "bogus": 1}, "id": null}',
+    r'{"id": "\u00e9\ud83d\ude00\n", "execute": "snapshot-create", "arguments": {"name": ""}}',
+    '{"execute":"quit","id":-1.5e300}', '   ',
+    '{"execute": "query-exports", "id": {"a": [true, false, null, 1e5, -0]}}'))

@@ -100,6 +100,10 @@ int bh_lua_traceback(lua_State *L);
 
 /* The module opener; main.c preloads it as "blkhost". */
 int luaopen_blkhost(lua_State *L);
+/* A new state with the standard libraries, "blkhost" preloaded and the
+ * Lua library looked for in dir first (programs that run in the tree,
+ * the fuzzers and tests, pass BH_LUA_SRC_DIR); NULL without memory. */
+lua_State *bh_lua_state_new(const char *dir);
 
 /* ---- the other parts of the module (lua_parts in module.c) ---- */
 void bh_lua_open_nbd(lua_State *L, int module_index);

@@ -7,6 +7,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include <lualib.h>
+
 #include "bh-lua.h"
 
 /* bh.open(path, opts) -> node.  path may be nil or "" for drivers that
@@ -202,4 +204,21 @@ int luaopen_blkhost(lua_State *L)
 
     lua_settop(L, idx);
     return 1;
+}
+
+lua_State *bh_lua_state_new(const char *dir)
+{
+    lua_State *L = luaL_newstate();
+    if (!L)
+        return NULL;
+    luaL_openlibs(L);
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+    lua_pushcfunction(L, luaopen_blkhost);
+    lua_setfield(L, -2, "blkhost");
+    lua_pop(L, 1);
+    lua_getglobal(L, "package");
+    lua_pushfstring(L, "%s/?.lua;%s", dir, LUA_PATH_DEFAULT);
+    lua_setfield(L, -2, "path");
+    lua_pop(L, 1);
+    return L;
 }

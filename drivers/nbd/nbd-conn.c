@@ -548,6 +548,11 @@ static void *nbdc_conn_main(void *opaque)
             timeout = left <= 0 ? 0 : left > 1000000 ? 1000
                                                : (int)((left + 999) / 1000);
         }
+        /* A handle without a socket died inside an issuer's libnbd call
+         * (a send that failed): nothing would wake this poll, and the
+         * commands on it would wait out the timeout.  Look at once. */
+        if (c->h && nfd == 1)
+            timeout = 0;
         int n = poll(p, (nfds_t)nfd, timeout);
         if (n > 0 && (p[0].revents & POLLIN)) {
             uint64_t v;

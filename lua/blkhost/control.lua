@@ -396,9 +396,20 @@ end
 
 -- The answer line for one request; or nil and a Later with the id to
 -- answer with.
+-- Nulls are json.null while decoding, so that an id comes back as sent
+-- (a null inside an array would otherwise leave a hole, and the array
+-- come back as an object); in the arguments a null is as if left out.
+local function denull(v)
+  if v == json.null then return nil end
+  if type(v) == "table" then
+    for k, x in pairs(v) do v[k] = denull(x) end
+  end
+  return v
+end
+
 function control.handle(line, async)
-  local req, _, err = dkjson.decode(line, 1, nil)
-  if err or type(req) ~= "table" then
+  local req, _, err = dkjson.decode(line, 1, json.null)
+  if err or type(req) ~= "table" or req == json.null then
     return answer(nil, { error = json.object({ class = "GenericError",
       desc = err and ("JSON parse error: " .. err) or "expected a JSON object" },
       { "class", "desc" }) })
@@ -420,7 +431,7 @@ function control.handle(line, async)
   if not cmd then
     return error_answer("CommandNotFound", ("The command %s has not been found"):format(req.execute))
   end
-  local args = req.arguments or {}
+  local args = denull(req.arguments) or {}
   if type(args) ~= "table" or (#args > 0) then
     return error_answer("GenericError", "'arguments' must be an object")
   end

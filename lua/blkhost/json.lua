@@ -8,6 +8,9 @@
 -- come out sorted, unless the table was made with json.object(t, keys),
 -- which fixes their order (e.g. the order the core reported them in).
 -- json.array(t) marks a table as an array even when it is empty.
+-- json.null is null; as dkjson.decode's null value, with dkjson's
+-- __jsontype marks honoured, a decoded value encodes back as it was read
+-- ([] stays an array, nulls inside arrays keep their places).
 -- Integers print exactly; NaN and infinities become null.
 -- Hand-written on purpose: qemu-img's JSON must come out byte for byte
 -- (its key order, 4-space indent, ": "), which no library encoder
@@ -28,6 +31,14 @@ function json.array(t)
   return t
 end
 
+json.null = setmetatable({}, { __tostring = function() return "null" end })
+
+-- dkjson marks what it decodes: {__jsontype = "array"} or "object".
+local function marked(t)
+  local mt = getmetatable(t)
+  return type(mt) == "table" and rawget(mt, "__jsontype") or nil
+end
+
 local escapes = {
   ['"'] = '\\"', ["\\"] = "\\\\", ["\b"] = "\\b", ["\f"] = "\\f",
   ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t",
@@ -40,7 +51,8 @@ local function encode_string(s)
 end
 
 local function is_array(t)
-  if ARRAY[t] then return true end
+  if ARRAY[t] or marked(t) == "array" then return true end
+  if marked(t) == "object" then return false end
   local n = #t
   if n == 0 then return false end
   local count = 0
@@ -101,7 +113,7 @@ end
 
 encode_value = function(v, indent, depth, seen)
   local ty = type(v)
-  if ty == "nil" then
+  if ty == "nil" or v == json.null then
     return "null"
   elseif ty == "boolean" then
     return v and "true" or "false"
