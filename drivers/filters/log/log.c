@@ -59,15 +59,14 @@ static int log_line(BhNode *bs, FilterOp op, uint64_t offset, uint64_t count,
     uint64_t elapsed = log_now() - start;
 
     clock_gettime(CLOCK_REALTIME, &ts);
-    /* The date changes once a second: each thread formats it then. */
-    static __thread time_t when_sec = -1;
-    static __thread char when[24];
-    if (ts.tv_sec != when_sec) {
-        struct tm tm;
-        gmtime_r(&ts.tv_sec, &tm);
-        strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
-        when_sec = ts.tv_sec;
-    }
+    /* Formatted for every line.  A per-thread cache of the second would
+     * need __thread, which in a dlopen'd plugin is dynamic TLS: clang 14's
+     * LeakSanitizer crashes walking it at exit (plugins/fuse says the
+     * same), as soon as a request completes on another thread. */
+    char when[24];
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
     char range[64] = "";
     if (op != FILTER_FLUSH)
         snprintf(range, sizeof(range), " offset=0x%" PRIx64 " count=0x%"
