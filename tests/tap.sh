@@ -48,3 +48,21 @@ tap_exit() {
 }
 trap tap_exit EXIT
 need() { for c in "$@"; do command -v "$c" >/dev/null 2>&1 || skip_all "$c is not installed"; done; }
+
+# serve_script SCRIPT: run `blkhost run SCRIPT $T` in the background (it
+# serves on $T/s.sock and writes $T/ready once it listens; its log goes
+# to $T/srv.log), kill it at exit, and bail out if it does not come up.
+# Then uri NAME gives an export's URI and qio NAME ARGS... runs qemu-io
+# on it.
+serve_script() {
+    "$BLKHOST" run "$1" "$T" >"$T/srv.log" 2>&1 &
+    pid=$!
+    at_exit "kill $pid 2>/dev/null"
+    local i
+    for i in $(seq 1 200); do [ -s "$T/ready" ] && break; kill -0 $pid 2>/dev/null || break; sleep 0.05; done
+    [ -s "$T/ready" ] || { diag "$(cat "$T/srv.log")"; exit 1; }
+}
+uri() { echo "nbd+unix:///$1?socket=$T/s.sock"; }
+qio() { local u; u=$(uri "$1"); shift; qemu-io -f raw "$@" "$u" 2>&1; }
+# has DESC PATTERN OUTPUT: ok if OUTPUT matches PATTERN (grep -E).
+has() { if grep -qE -- "$2" <<<"$3"; then ok "$1"; else not_ok "$1"; diag "$3"; fi; }

@@ -29,15 +29,7 @@ local f = assert(io.open(dir .. "/ready", "w")); f:write("ok\n"); f:close()
 bh.loop()
 srv:stop()
 LUA
-"$BLKHOST" run "$T/serve.lua" "$T" >"$T/srv.log" 2>&1 &
-pid=$!
-at_exit "kill $pid 2>/dev/null"
-for i in $(seq 1 200); do [ -s "$T/ready" ] && break; kill -0 $pid 2>/dev/null || break; sleep 0.05; done
-[ -s "$T/ready" ] || { diag "$(cat "$T/srv.log")"; exit 1; }
-uri() { echo "nbd+unix:///$1?socket=$T/s.sock"; }
-qio() { local u; u=$(uri "$1"); shift; qemu-io -f raw "$@" "$u" 2>&1; }
-# has DESC PATTERN OUTPUT: ok if OUTPUT matches PATTERN (grep -E).
-has() { if grep -qE -- "$2" <<<"$3"; then ok "$1"; else not_ok "$1"; diag "$3"; fi; }
+serve_script "$T/serve.lua"
 
 has "error over NBD: a read outside start=1M end=2M succeeds" "read 65536/65536" \
     "$(qio err -c "read -P 0x33 0 64k")"
