@@ -10,6 +10,8 @@
 #                            (/usr/local); DESTDIR=DIR stages it there
 #   ./dev.sh fuzz [SECONDS] [TARGET...]
 #                            fuzz each target SECONDS (60), one at a time
+#                            (FUZZ_JOBS=N processes a target, FUZZ_FLAGS:
+#                            fuzz/README.md)
 # The build goes to ./build (override with BUILD_DIR), the sanitizer and
 # fuzzing build to ./build-asan (ASAN_DIR).  ARGS go to `meson test` (e.g.
 # --suite qcow2) in both builds; DEV_ASAN=0 skips the sanitizer stage.
@@ -147,9 +149,10 @@ fuzz() {
     [ ${#targets[@]} -gt 0 ] || targets=(nbd-server nbd-client qcow2 partition savevm control)
     for name in "${targets[@]}"; do
         fuzz/run.sh fuzz "$name" "$ASAN_DIR/fuzz/fuzz-$name" "fuzz/corpus/$name" \
-            "$ASAN_DIR/fuzz-corpus/$name" "$secs" | tee "$ASAN_DIR/fuzz-last.txt" || rc=1
-        # Executions across every run of this build, for the 10^7 goal.
-        total=$(tail -n 1 "$ASAN_DIR/fuzz-last.txt" | awk '{print $4}')
+            "$ASAN_DIR/fuzz-corpus/$name" "$secs" | tee "$ASAN_DIR/fuzz-last-$name.txt" || rc=1
+        # Executions across every run of this build, for the 10^7 goal (one
+        # file per target: two targets may be fuzzed at once, one a core).
+        total=$(tail -n 1 "$ASAN_DIR/fuzz-last-$name.txt" | awk '{print $4}')
         case $total in ''|*[!0-9]*) total=0 ;; esac
         echo "$name $total" >> "$ASAN_DIR/fuzz-corpus/executions.log"
         awk -v n="$name" '$1 == n { t += $2 } END { printf "%-11s total %d executions in all runs\n", n, t }' \

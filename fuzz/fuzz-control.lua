@@ -90,24 +90,28 @@ local function one(line)
   if text:find("\n", 1, true) then
     error("an answer spans lines: " .. show(text) .. "\nrequest: " .. show(line), 0)
   end
-  local ans, _, err = dkjson.decode(text, 1, nil)
-  if err or type(ans) ~= "table" then
+  local ans, _, err = dkjson.decode(text, 1, dkjson.null)
+  if err or type(ans) ~= "table" or ans == dkjson.null then
     error("the answer is not a JSON object: " .. show(text) .. "\nrequest: " .. show(line), 0)
   end
-  if (ans["return"] == nil) == (ans.error == nil) then
+  -- (null counts as absent, as QMP has no null return)
+  local ret, aerr = ans["return"], ans.error
+  if ret == dkjson.null then ret = nil end
+  if aerr == dkjson.null then aerr = nil end
+  if (ret == nil) == (aerr == nil) then
     error("the answer has neither or both of return and error: " .. show(text), 0)
   end
-  if ans.error and (not classes[ans.error.class] or type(ans.error.desc) ~= "string") then
+  if aerr and (type(aerr) ~= "table" or not classes[aerr.class] or
+               type(aerr.desc) ~= "string") then
     error("a bad error object: " .. show(text) .. "\nrequest: " .. show(line), 0)
   end
   -- The id comes back as sent, when the request was an object.
   local req = dkjson.decode(line, 1, dkjson.null)
-  local sent = dkjson.decode(text, 1, dkjson.null)
   if type(req) == "table" and req ~= dkjson.null and plain(req.id) and
-     not same(req.id, sent.id) then
+     not same(req.id, ans.id) then
     error("the id did not come back as sent: " .. show(text) .. "\nrequest: " .. show(line), 0)
   end
-  if ans["return"] ~= nil and type(req) == "table" and
+  if ret ~= nil and type(req) == "table" and
      not tostring(req.execute):match("^query%-") then
     dirty = true
   end

@@ -26,7 +26,15 @@ fuzz_once() {
     # found by LeakSanitizer's check at exit instead, which fails the run.
     local flags=()
     [ "$name" = control ] && flags+=(-detect_leaks=0)
-    # One process: the machine is shared.  -timeout: every input runs in
+    # FUZZ_JOBS=N runs N processes (libFuzzer's fork mode, sharing the
+    # corpus).  The nbd targets spend most of their time waiting for the
+    # other end of a socket, so more jobs than cores still adds executions.
+    local jobs=${FUZZ_JOBS:-1}
+    [ "$jobs" -gt 1 ] && flags+=(-fork="$jobs")
+    # FUZZ_FLAGS: more libFuzzer flags, e.g. -entropic=0 (see README.md).
+    read -r -a extra <<< "${FUZZ_FLAGS:-}"
+    flags+=("${extra[@]}")
+    # One process by default: the machine is shared.  -timeout: every input runs in
     # milliseconds, so one that takes a minute (on a loaded machine too)
     # is a hang worth keeping; -rss_limit_mb bounds what an image's header
     # can make the drivers allocate.
@@ -35,6 +43,8 @@ fuzz_once() {
         "$corpus" "$seeds" >"$log" 2>&1
     rc=$?
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n1)
+    # Fork mode prints no final stats: its last "#N: cov:" line is the total.
+    [ -n "$execs" ] || execs=$(sed -n 's/^#\([0-9]*\): cov:.*/\1/p' "$log" | tail -n1)
     ncorp=$(grep -o 'corp: [0-9]*' "$log" | tail -n1 | sed 's/corp: //')
     crashes=$(( $(count) - before ))
     if [ "$rc" -ne 0 ]; then
