@@ -21,63 +21,17 @@
 #include <unistd.h>
 
 #include "fuzz-util.h"
-#include "nbd-common.h"
+#include "fuzz-nbd.h"
 #include <blkhost/glib.h>
 
-static BhNode *export_node;
-
-static bool fuzz_nbd_lookup(void *data, const char *name, NbdExportView *v)
-{
-    if (strcmp(name, "") != 0 && strcmp(name, "disk") != 0)
-        return false;
-    v->name = "disk";
-    v->description = "fuzz";
-    v->node = export_node;
-    return true;
-}
-
-static void fuzz_nbd_list(void *data, NbdListFn fn, void *ctx)
-{
-    fn(ctx, "disk", "fuzz");
-}
-
-static const NbdHandshakeOps fuzz_nbd_ops = { fuzz_nbd_lookup,
-                                              fuzz_nbd_list };
-
-/* ---- canned handshake prefixes ---- */
-
-static void fuzz_nbd_put32(GByteArray *b, uint32_t v)
-{
-    v = GUINT32_TO_BE(v);
-    g_byte_array_append(b, (const guint8 *)&v, 4);
-}
-
-static void fuzz_nbd_option(GByteArray *b, uint32_t opt, const void *data,
-                            uint32_t len)
-{
-    uint64_t magic = GUINT64_TO_BE(NBD_IHAVEOPT);
-    g_byte_array_append(b, (const guint8 *)&magic, 8);
-    fuzz_nbd_put32(b, opt);
-    fuzz_nbd_put32(b, len);
-    g_byte_array_append(b, data, len);
-}
-
+/* The client stream's canned start for modes 1 and 2. */
 static GByteArray *fuzz_nbd_prefix(uint8_t mode)
 {
     GByteArray *b = g_byte_array_new();
-    static const uint8_t go[6] = { 0 };     /* name "", no info requests */
-    fuzz_nbd_put32(b, NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
-    if (mode == 2) {
-        g_autoptr(GByteArray) meta = g_byte_array_new();
-        static const char q[] = "base:allocation";
-        fuzz_nbd_option(b, NBD_OPT_STRUCTURED_REPLY, NULL, 0);
-        fuzz_nbd_put32(meta, 0);                 /* export name "" */
-        fuzz_nbd_put32(meta, 1);                 /* one query */
-        fuzz_nbd_put32(meta, sizeof(q) - 1);
-        g_byte_array_append(meta, (const guint8 *)q, sizeof(q) - 1);
-        fuzz_nbd_option(b, NBD_OPT_SET_META_CONTEXT, meta->data, meta->len);
-    }
-    fuzz_nbd_option(b, NBD_OPT_GO, go, sizeof(go));
+    uint32_t flags = GUINT32_TO_BE(NBD_FLAG_C_FIXED_NEWSTYLE |
+                                   NBD_FLAG_C_NO_ZEROES);
+    g_byte_array_append(b, (const guint8 *)&flags, 4);
+    fuzz_nbd_canned_go(b, mode == 2);
     return b;
 }
 
@@ -129,18 +83,6 @@ static gpointer fuzz_nbd_client(gpointer opaque)
     return NULL;
 }
 
-static NbdPool *fuzz_nbd_pool(void)
-{
-    static NbdPool *pool;
-    if (!pool) {
-        BhError *err = NULL;
-        pool = nbd_pool_new(2, &err);
-        if (!pool)
-            abort();
-    }
-    return pool;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 {
     fuzz_init();
@@ -151,7 +93,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
                                         : g_byte_array_new();
     g_byte_array_append(stream, data + 1, len - 1);
 
-    export_node = fuzz_memory_node(NULL, 0, 1024 * 1024);
+    fuzz_nbd_export = fuzz_memory_node(NULL, 0, 1024 * 1024);
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
         abort();
@@ -170,6 +112,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
     close(sv[0]);
     g_thread_join(t);
     close(sv[1]);
-    bh_node_unref(export_node);
+    bh_node_unref(fuzz_nbd_export);
     return 0;
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: BSD-3-Clause
 """Writes the seed corpus under fuzz/corpus/ (committed; rerun only to
-change it).  Small valid inputs that reach deep: NBD client streams,
+change it).  Small valid inputs that reach deep: NBD client streams
+(plain and over TLS),
 qcow2 images made by qemu-img/qemu-io, MBR+EBR and GPT disks, and savevm
 streams for the registry fuzz-savevm.c sets up."""
 import os, struct, subprocess, sys, tempfile, uuid, zlib
@@ -61,6 +62,46 @@ put('nbd-server', 'raw-abort', b'\0' + FLAGS + opt(2))
 put('nbd-server', 'simple-io', b'\1' + io + req(READ, 1 << 20, 512, cookie=9) + req(DISC))
 put('nbd-server', 'structured-io', b'\2' + io + req(BLOCK_STATUS, 0, 1 << 20, REQ_ONE, 7) +
     req(BLOCK_STATUS, 4096, 8192, 0, 8) + req(READ, 0, 65536, DF, 10) + req(DISC))
+
+
+
+# ---- NBD with TLS: [mode][plain length:2][plain][tls]; mode bits: 1 the
+# server requires TLS, 2 a real TLS client, 4 identity "stranger", 8 a
+# canned GO with structured replies inside the session ----
+def tls(mode, plain, inner=b''):
+    return bytes([mode]) + struct.pack('>H', len(plain)) + plain + inner
+
+
+def client_hello():
+    """A TLS ClientHello as Python's ssl writes it (no PSK: the server,
+    which has only PSK credentials, must refuse it cleanly)."""
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    conn = ctx.wrap_bio(inc, out, server_hostname='disk')
+    try:
+        conn.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return out.read()
+
+
+STARTTLS = opt(5)
+tls_io = io + req(BLOCK_STATUS, 0, 1 << 20, REQ_ONE, 7) + req(READ, 0, 65536, DF, 10) + req(DISC)
+put('nbd-tls', 'offer-session-io', tls(2 | 8, FLAGS + STARTTLS, tls_io))
+put('nbd-tls', 'require-refused-then-session', tls(1 | 2 | 8, FLAGS + opt(6, go(b'disk')) + opt(3) +
+                                                      STARTTLS, tls_io))
+put('nbd-tls', 'session-options', tls(2, FLAGS + STARTTLS, opt(8) + opt(9, meta(b'disk', (b'base:',))) +
+                                      opt(10, meta(b'disk')) + opt(5) + opt(7, go(b'disk', (0, 3))) +
+                                      req(BLOCK_STATUS, 0, 1 << 20) + req(READ, 0, 4096) + req(DISC)))
+put('nbd-tls', 'stranger-refused', tls(4 | 2 | 1, FLAGS + STARTTLS, opt(3) + opt(7, go(b'disk')) + opt(2)))
+put('nbd-tls', 'raw-client-hello', tls(1, FLAGS + STARTTLS, client_hello()))
+put('nbd-tls', 'require-export-name', tls(1, struct.pack('>I', 1) + opt(1, b'disk') + req(DISC)))
+put('nbd-tls', 'starttls-with-data', tls(2 | 8, FLAGS + opt(5, b'x') + opt(3) + STARTTLS,
+                                         req(WRITE, 0, 16, 0, 7, b'y' * 16) + req(DISC)))
+put('nbd-tls', 'offer-plain-go', tls(0, FLAGS + opt(7, go(b'disk')) + req(READ, 0, 512) + req(DISC)))
 
 
 # ---- savevm: the registry of fuzz-savevm.c ----
