@@ -146,7 +146,7 @@ fuzz() {
     export ASAN_OPTIONS="detect_leaks=1"
     export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
     local targets=("$@")
-    [ ${#targets[@]} -gt 0 ] || targets=(nbd-server nbd-client nbd-tls qcow2 partition savevm control)
+    [ ${#targets[@]} -gt 0 ] || targets=(nbd-server nbd-client nbd-tls qcow2 partition savevm savevm-scan control)
     for name in "${targets[@]}"; do
         fuzz/run.sh fuzz "$name" "$ASAN_DIR/fuzz/fuzz-$name" "fuzz/corpus/$name" \
             "$ASAN_DIR/fuzz-corpus/$name" "$secs" | tee "$ASAN_DIR/fuzz-last-$name.txt" || rc=1

@@ -4,7 +4,8 @@
 change it).  Small valid inputs that reach deep: NBD client streams
 (plain and over TLS),
 qcow2 images made by qemu-img/qemu-io, MBR+EBR and GPT disks, and savevm
-streams for the registry fuzz-savevm.c sets up."""
+streams for the registry fuzz-savevm.c sets up, and QEMU-shaped streams for
+the savevm scanner."""
 import os, struct, subprocess, sys, tempfile, uuid, zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -138,6 +139,55 @@ put('savevm', 'full-vmdesc', full + struct.pack('>BI', 6, len(vmdesc)) + vmdesc)
 put('savevm', 'old-versions', HDR + section(5, b'fdev', 0, 1, fdev(1, 3, False)) +
     section(6, b'fdev', 1, 2, fdev(2, 4)) + b'\0')
 put('savevm', 'script-only', HDR + section(1, b'script', 0, 1, script(b'', 0)) + b'\0')
+
+
+# ---- savevm-scan: [ctl][hints][stream]; ctl bits 0-1 page size (stream's,
+# 1024, 4096, 65536), bit 2 hints follow: [n] then [size:2][inst][idlen][idstr]
+def cstr(b):
+    return bytes([len(b)]) + b
+
+
+def hdr(typ, sid, idstr, inst, ver):
+    return struct.pack('>BI', typ, sid) + cstr(idstr) + struct.pack('>II', inst, ver)
+
+
+def footer(sid):
+    return struct.pack('>BI', 0x7e, sid)
+
+
+F_ZERO, F_MEM_SIZE, F_PAGE, F_EOS, F_CONTINUE, F_XBZRLE = 0x02, 0x04, 0x08, 0x10, 0x20, 0x40
+PAGE = 1024
+
+
+def ram_word(addr, flags):
+    return struct.pack('>Q', addr | flags)
+
+
+config = (struct.pack('>BI', 7, 13) + b'pc-i440fx-7.2' +
+          b'\x05' + cstr(b'configuration/target-page-bits') + struct.pack('>II', 1, 10))
+ram_start = (hdr(1, 2, b'ram', 0, 4) + ram_word(0xc00, F_MEM_SIZE) + cstr(b'pc.ram') +
+             struct.pack('>Q', 0x800) + cstr(b'pc.rom') + struct.pack('>Q', 0x400) +
+             ram_word(0, F_EOS) + footer(2))
+ram_part = (struct.pack('>BI', 2, 2) + ram_word(0, F_PAGE) + cstr(b'pc.ram') + b'\x7e' * PAGE +
+            ram_word(PAGE, F_ZERO | F_CONTINUE) + b'\0' +
+            ram_word(0, F_XBZRLE | F_CONTINUE) + b'\x01' + struct.pack('>H', 3) + b'abc' +
+            ram_word(0, F_EOS) + footer(2))
+ram_end = struct.pack('>BI', 3, 2) + ram_word(0, F_EOS) + footer(2)
+dev = hdr(4, 0, b'dev', 0, 1) + bytes([0x7e, 0, 0, 0, 0, 0x99, 1, 2]) + footer(0)
+cmd = struct.pack('>BHH', 8, 0x0b, 0)
+scan_json = b'{"page_size": 1024, "devices": [{"name": "dev", "instance_id": 0}]}'
+qemu_like = (HDR + config + ram_start + dev + ram_part + cmd + ram_end +
+             hdr(4, 7, b'dev', 1, 2) + b'\x05\x7e\x00' + footer(7) + b'\0' +
+             struct.pack('>BI', 6, len(scan_json)) + scan_json)
+put('savevm-scan', 'qemu-like-1024', bytes([1]) + qemu_like)
+put('savevm-scan', 'qemu-like-stream-page-size', bytes([0]) + qemu_like)
+# QEMU before 2.4: no footers, sizes from the trailer's description
+old_stream = (HDR + hdr(4, 0, b'timer', 0, 2) + bytes(12) + hdr(4, 1, b'cpu', 0, 3) + bytes(7) +
+              hdr(4, 2, b'cpu', 1, 3) + bytes(7) + b'\0')
+hints = bytes([3]) + b''.join(struct.pack('>HBB', size, inst, len(n)) + n
+                             for size, inst, n in ((12, 0, b'timer'), (7, 0, b'cpu'), (7, 1, b'cpu')))
+put('savevm-scan', 'no-footers-hinted', bytes([4 | 2]) + hints + old_stream)
+put('savevm-scan', 'blkhost-full', bytes([2]) + full + struct.pack('>BI', 6, len(vmdesc)) + vmdesc)
 
 
 # ---- partition tables ----
