@@ -44,7 +44,9 @@ at_exit() { tap_cleanup_hooks+=("$*"); }
 tap_exit() {
     local h
     for h in "${tap_cleanup_hooks[@]+"${tap_cleanup_hooks[@]}"}"; do eval "$h" || true; done
-    rm -rf "$T"
+    # TAP_KEEP=1 keeps the scratch dir (logs, images) for a look after a
+    # failure.
+    if [ -n "${TAP_KEEP:-}" ]; then echo "# kept $T"; else rm -rf "$T"; fi
 }
 trap tap_exit EXIT
 need() { for c in "$@"; do command -v "$c" >/dev/null 2>&1 || skip_all "$c is not installed"; done; }
