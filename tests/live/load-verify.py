@@ -6,12 +6,17 @@
 # rotation began must be in the snapshot, and no write issued after the
 # snapshot existed.  Prints one line of counts per property.
 #   load-verify.py IMAGE SNAPLOG WRITELOG BLOCKS TMPDIR [SHIFT]
-# SHIFT (seconds) moves every snapshot's window, for the check of the
-# check: moved later it must find missing writes, earlier late ones.
+# SHIFT, for the check of the check, gives every snapshot another
+# window: "next" the window of the rotation after it (there must be
+# missing writes: those issued after the snapshot and acknowledged before
+# the next rotation began), "prev" the one before it (there must be late
+# ones).  Either holds as soon as the writer finished one write between
+# two rotations, however slow the machine; a number of seconds moves
+# every window by that much instead.
 import re, subprocess, sys
 
 image, snaplog, writelog, blocks, tmp = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
-shift = float(sys.argv[6]) if len(sys.argv) > 6 else 0.0
+shift = sys.argv[6] if len(sys.argv) > 6 else "0"
 BS = 4096
 
 def content(block, seq):
@@ -36,16 +41,27 @@ for b in seqs:
     issued[b] = array("d", (issued[b][k] for k in order))
     acked[b] = array("d", (acked[b][k] for k in order))
 
-window = {}
+window, order = {}, []
 for line in open(snaplog):
     name, began, made = line.split()
-    window[name] = (float(began) + shift, float(made) + shift)
+    window[name] = (float(began), float(made))
+    order.append(name)
+if shift in ("next", "prev"):
+    step = 1 if shift == "next" else -1
+    # (a name taken twice keeps its last rotation, as the image does)
+    last = {name: i for i, name in enumerate(order)}
+    window = {name: window[order[i + step]] for name, i in last.items()
+              if 0 <= i + step < len(order)}
+else:
+    window = {name: (b + float(shift), m + float(shift)) for name, (b, m) in window.items()}
 
 listing = subprocess.run(["qemu-img", "snapshot", "-l", image], capture_output=True, text=True).stdout
 names = [n for n in re.findall(r"^\d+\s+(\S+)", listing, re.M) if n.startswith("load-")]
 
 torn = missing = late = checked = 0
 for name in names:
+    if name not in window:
+        continue          # no neighbour to borrow a window from
     began, made = window[name]
     raw = "%s/snap.raw" % tmp
     subprocess.run(["qemu-img", "convert", "-f", "qcow2", "-O", "raw", "-l",
