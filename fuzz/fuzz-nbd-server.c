@@ -107,11 +107,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
         NbdStats stats = { 0 };
         nbd_conn_serve(sv[0], &s, fuzz_nbd_pool(), &stats, NULL);
     }
-    nbd_session_clear(&s);
-    /* The server is done: closing its end ends the client's reads. */
-    close(sv[0]);
-    g_thread_join(t);
-    close(sv[1]);
-    bh_node_unref(fuzz_nbd_export);
+    fuzz_nbd_finish(&s, sv, t);
     return 0;
 }

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "fuzz-nbd.h"
 
@@ -65,4 +66,13 @@ void fuzz_nbd_canned_go(GByteArray *b, bool structured)
         fuzz_nbd_option(b, NBD_OPT_SET_META_CONTEXT, meta->data, meta->len);
     }
     fuzz_nbd_option(b, NBD_OPT_GO, go, sizeof(go));
+}
+
+void fuzz_nbd_finish(NbdSession *s, int sv[2], GThread *client)
+{
+    nbd_session_clear(s);
+    close(sv[0]);
+    g_thread_join(client);
+    close(sv[1]);
+    bh_node_unref(fuzz_nbd_export);
 }

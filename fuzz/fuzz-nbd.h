@@ -22,6 +22,11 @@ extern const NbdHandshakeOps fuzz_nbd_ops;
 /* One worker pool (two workers) for the whole process. */
 NbdPool *fuzz_nbd_pool(void);
 
+/* After the server side is done with an input: clear its session, close
+ * its end (which ends the client thread's reads), join that thread, close
+ * the client's end and drop the export. */
+void fuzz_nbd_finish(NbdSession *s, int sv[2], GThread *client);
+
 /* Append option opt with len bytes of data, framed as a client sends it. */
 void fuzz_nbd_option(GByteArray *b, uint32_t opt, const void *data,
                      uint32_t len);
