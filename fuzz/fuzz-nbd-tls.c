@@ -229,7 +229,10 @@ static void fuzz_tls_session(FuzzTlsClient *c)
                                       &key, GNUTLS_PSK_KEY_HEX);
     if (gnutls_init(&s, GNUTLS_CLIENT | GNUTLS_NO_SIGNAL) < 0)
         abort();
-    gnutls_priority_set_direct(s, "NORMAL:+ECDHE-PSK:+DHE-PSK:+PSK", NULL);
+    /* Plain PSK, no (EC)DHE: the server allows it, and the key exchange
+     * is GnuTLS's code, not blkhost's.  Without it a handshake costs a
+     * fifth less CPU (3000 inputs: 4.6 -> 3.5 s user). */
+    gnutls_priority_set_direct(s, "NORMAL:+PSK", NULL);
     gnutls_credentials_set(s, GNUTLS_CRD_PSK, cred);
     gnutls_transport_set_int(s, c->fd);
     int r;
