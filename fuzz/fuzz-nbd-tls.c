@@ -19,10 +19,12 @@
  *          base:allocation and GO come before the tls bytes, so that
  *          mutations reach the transmission phase.
  * The plain bytes are the client's flags and options.  They are sent
- * option by option as their framing says; after a STARTTLS option the
- * client reads the server's replies up to the one for STARTTLS, and an
- * acknowledgement starts TLS there (the plain bytes left are dropped).
- * Plain bytes that break the framing are sent as they are.  The client
+ * option by option as their framing says; after a STARTTLS or GO option
+ * the client reads the server's replies up to that option's last, and an
+ * acknowledgement of STARTTLS starts TLS there (the plain bytes left are
+ * dropped).  Plain bytes that break the framing, or that follow
+ * EXPORT_NAME or an acknowledged GO (the server is in transmission then),
+ * are sent as they are.  The client
  * reads everything the server sends and closes its end when done; the
  * server must then finish.  No check depends on timing.
  */
@@ -114,20 +116,21 @@ static bool fuzz_tls_recv(int fd, void *buf, size_t len)
     return true;
 }
 
-/* Read option replies (the greeting first, once) until the one for
- * STARTTLS; true if it was an acknowledgement, so TLS starts next. */
-static bool fuzz_tls_await_starttls(int fd, bool *greeted)
+/* Read option replies (the greeting first, once) until the last one for
+ * option want: an acknowledgement or an error (GO sends INFO replies
+ * before it).  Its type, or 0 when the server closed or broke framing. */
+static uint32_t fuzz_tls_await(int fd, bool *greeted, uint32_t want)
 {
     uint8_t hdr[20];
     if (!*greeted) {
         /* NBDMAGIC, IHAVEOPT, the handshake flags. */
         if (!fuzz_tls_recv(fd, hdr, 18))
-            return false;
+            return 0;
         *greeted = true;
     }
     for (;;) {
         if (!fuzz_tls_recv(fd, hdr, 20))
-            return false;
+            return 0;
         uint64_t magic;
         uint32_t opt, type, len;
         memcpy(&magic, hdr, 8);
@@ -135,20 +138,26 @@ static bool fuzz_tls_await_starttls(int fd, bool *greeted)
         memcpy(&type, hdr + 12, 4);
         memcpy(&len, hdr + 16, 4);
         if (GUINT64_FROM_BE(magic) != NBD_REP_MAGIC)
-            return false;
+            return 0;
         for (uint32_t left = GUINT32_FROM_BE(len); left;) {
             uint8_t sink[4096];
             uint32_t k = MIN(left, (uint32_t)sizeof(sink));
             if (!fuzz_tls_recv(fd, sink, k))
-                return false;
+                return 0;
             left -= k;
         }
-        if (GUINT32_FROM_BE(opt) == NBD_OPT_STARTTLS)
-            return GUINT32_FROM_BE(type) == NBD_REP_ACK;
+        type = GUINT32_FROM_BE(type);
+        if (GUINT32_FROM_BE(opt) == want &&
+            (type == NBD_REP_ACK || (type & NBD_REP_ERR_BASE)))
+            return type;
     }
 }
 
-/* The plain phase: true when the server accepted STARTTLS. */
+/* The plain phase: true when the server accepted STARTTLS.  Framing
+ * ends where the handshake may: after EXPORT_NAME, or a GO the server
+ * acknowledged, it is in transmission and reads requests, not options,
+ * so the rest goes as it is (waiting there for a STARTTLS reply would
+ * deadlock client and server). */
 static bool fuzz_tls_plain(FuzzTlsClient *c)
 {
     const uint8_t *p = c->plain;
@@ -166,6 +175,7 @@ static bool fuzz_tls_plain(FuzzTlsClient *c)
         memcpy(&magic, p, 8);
         memcpy(&opt, p + 8, 4);
         memcpy(&len, p + 12, 4);
+        opt = GUINT32_FROM_BE(opt);
         size_t whole = 16 + (size_t)GUINT32_FROM_BE(len);
         if (GUINT64_FROM_BE(magic) != NBD_IHAVEOPT || whole > left)
             break;
@@ -173,11 +183,17 @@ static bool fuzz_tls_plain(FuzzTlsClient *c)
             return false;
         p += whole;
         left -= whole;
-        if (GUINT32_FROM_BE(opt) == NBD_OPT_STARTTLS) {
-            if (fuzz_tls_await_starttls(c->fd, &greeted))
-                return true;
-            if (!greeted)
-                return false;
+        if (opt == NBD_OPT_EXPORT_NAME)
+            break;
+        if (opt == NBD_OPT_STARTTLS || opt == NBD_OPT_GO) {
+            uint32_t type = fuzz_tls_await(c->fd, &greeted, opt);
+            if (!type)
+                return false;               /* the server is gone */
+            if (type == NBD_REP_ACK) {
+                if (opt == NBD_OPT_STARTTLS)
+                    return true;
+                break;
+            }
         }
     }
     /* Whatever does not frame as options goes as it is. */

@@ -3,6 +3,7 @@
 # Runs one fuzz target; used by fuzz/meson.build (TAP) and ./dev.sh fuzz.
 #   run.sh skip REASON                       TAP: the smoke test cannot run
 #   run.sh replay NAME EXE DIR...            TAP: every file in DIRs, once
+#                                            (FUZZ_REPLAY_TIMEOUT s each, 30)
 #   run.sh smoke NAME EXE SEEDS              TAP: fuzz FUZZ_SECONDS (30)
 #   run.sh fuzz NAME EXE SEEDS CORPUS SECS   fuzz, grow CORPUS, one stats line
 # Crash inputs go to FUZZ_CRASH_DIR (fuzz/crashes) as NAME-crash-<sha1>.
@@ -78,13 +79,19 @@ replay)
     n=0
     for f in "${files[@]}"; do
         n=$((n + 1))
-        out=$("$exe" "$f" 2>&1)
+        # An input runs in milliseconds; one that hangs (a deadlock) fails
+        # here by name instead of running into meson's timeout.
+        out=$(timeout -k 5 "${FUZZ_REPLAY_TIMEOUT:-30}" "$exe" "$f" 2>&1)
         rc=$?
         rel=${f#"${SOURCE_ROOT:-}/"}
         if [ $rc -eq 0 ]; then
             echo "ok $n - fuzz $name: $rel replays clean under the sanitizers"
+        elif [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+            echo "not ok $n - fuzz $name: $rel replays clean under the sanitizers (hung: killed after ${FUZZ_REPLAY_TIMEOUT:-30} s)"
         else
             echo "not ok $n - fuzz $name: $rel replays clean under the sanitizers (exit $rc)"
+        fi
+        if [ $rc -ne 0 ]; then
             printf '%s\n' "$out" | tail -n 30 | sed 's/^/# /'
         fi
     done
