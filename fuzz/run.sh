@@ -77,17 +77,18 @@ replay)
     fi
     echo "1..${#files[@]}"
     n=0
+    # An input runs in milliseconds; one that hangs (a deadlock) fails
+    # here by name instead of running into meson's timeout.
+    limit=${FUZZ_REPLAY_TIMEOUT:-30}
     for f in "${files[@]}"; do
         n=$((n + 1))
-        # An input runs in milliseconds; one that hangs (a deadlock) fails
-        # here by name instead of running into meson's timeout.
-        out=$(timeout -k 5 "${FUZZ_REPLAY_TIMEOUT:-30}" "$exe" "$f" 2>&1)
+        out=$(timeout -k 5 "$limit" "$exe" "$f" 2>&1)
         rc=$?
         rel=${f#"${SOURCE_ROOT:-}/"}
         if [ $rc -eq 0 ]; then
             echo "ok $n - fuzz $name: $rel replays clean under the sanitizers"
         elif [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
-            echo "not ok $n - fuzz $name: $rel replays clean under the sanitizers (hung: killed after ${FUZZ_REPLAY_TIMEOUT:-30} s)"
+            echo "not ok $n - fuzz $name: $rel replays clean under the sanitizers (hung: killed after $limit s)"
         else
             echo "not ok $n - fuzz $name: $rel replays clean under the sanitizers (exit $rc)"
         fi
